@@ -1,0 +1,1 @@
+"""mirage-mlir: a multi-level tensor-program superoptimizer as MLIR passes."""
