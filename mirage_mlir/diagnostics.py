@@ -1,0 +1,87 @@
+"""Diagnostics in MLIR's format: `file:line:col: error: message`, the source line and a caret.
+
+A DiagnosticCollector attached to a context receives everything MLIR and our passes emit, so the
+tools print them uniformly and decide the exit code; nothing reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import mlir.ir as ir
+
+_FILE_LOC = re.compile(r'loc\("(?P<file>[^"]*)":(?P<line>\d+):(?P<col>\d+)')
+
+
+@dataclass
+class Diagnostic:
+    severity: str  # error | warning | note | remark
+    message: str
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+    notes: list[Diagnostic] = field(default_factory=list)
+
+    @staticmethod
+    def from_mlir(diag) -> Diagnostic:
+        severity = str(diag.severity).rsplit(".", 1)[-1].lower()
+        file, line, col = location_parts(diag.location)
+        return Diagnostic(severity, diag.message, file, line, col,
+                          [Diagnostic.from_mlir(n) for n in diag.notes])
+
+
+def location_parts(location) -> tuple[str | None, int | None, int | None]:
+    """(file, line, col) of the first file location inside `location` (fused, named, call sites)."""
+    match = _FILE_LOC.search(str(location))
+    if not match:
+        return None, None, None
+    return match["file"], int(match["line"]), int(match["col"])
+
+
+class DiagnosticCollector:
+    """Collects the diagnostics of a context while attached (use as a context manager)."""
+
+    def __init__(self, context: ir.Context):
+        self.context = context
+        self.diagnostics: list[Diagnostic] = []
+        self._handle = None
+
+    def __enter__(self) -> DiagnosticCollector:
+        self.context.emit_error_diagnostics = True
+        self._handle = self.context.attach_diagnostic_handler(self._on_diagnostic)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.detach()
+
+    def _on_diagnostic(self, diag) -> bool:
+        self.diagnostics.append(Diagnostic.from_mlir(diag))
+        return True
+
+    def add_parse_error(self, error: ir.MLIRError) -> None:
+        """Diagnostics carried by an MLIRError (parse and pass-manager failures)."""
+        for diag in error.error_diagnostics:
+            self.diagnostics.append(Diagnostic.from_mlir(diag))
+
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def take(self) -> list[Diagnostic]:
+        taken, self.diagnostics = self.diagnostics, []
+        return taken
+
+
+def format_diagnostic(diag: Diagnostic, filename: str, source_lines: list[str]) -> str:
+    """MLIR's text form; the buffer name "-" of parsed strings becomes `filename`."""
+    out = []
+    for d in [diag, *diag.notes]:
+        if d.line is None:
+            out.append(f"{filename}: {d.severity}: {d.message}" if d is diag else f"note: {d.message}")
+            continue
+        file = filename if d.file in ("-", "", None) else d.file
+        out.append(f"{file}:{d.line}:{d.col}: {d.severity}: {d.message}")
+        if 1 <= d.line <= len(source_lines) and file == filename:
+            out.append(source_lines[d.line - 1].rstrip("\n"))
+            out.append(" " * max(d.col - 1, 0) + "^")
+    return "\n".join(out)
