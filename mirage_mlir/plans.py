@@ -1,0 +1,155 @@
+"""Mirage's published plans for the benchmark programs, written by hand as mu-graphs.
+
+Each plan takes the kernel-level input types in the argument order of the torch-mlir programs in
+examples/ (and test/inputs/ at small sizes) and returns a kernel Graph. They are the yardstick of
+the search (its result must rank at least as well under the cost model), the first inputs of the
+GPU lowering, and the seeds of the verifier's mutation tests. Tile sizes follow the published
+plans and shrink to fit small shapes. Accumulation is in f32; f16 results are cast at the end.
+"""
+
+from __future__ import annotations
+
+from .builder import BlockBuilder, KernelBuilder
+from .mugraph import Graph, TensorType
+
+EPS = 1e-6
+NO_MAP = (-1, -1, -1)
+
+
+def _finish_dtype(bb: BlockBuilder, value: int, dtype: str) -> int:
+    return value if bb.types[value].dtype == dtype else bb.op("cast", value, dtype=dtype)
+
+
+def _rms_norm(bb: BlockBuilder, x: int, dim: int) -> int:
+    """x * rsqrt(mean(x^2) + eps) from block ops (block graphs have no rms_norm op)."""
+    mean = bb.op("reduce_mean", bb.op("square", x), dim=dim)
+    return bb.op("mul", x, bb.op("rsqrt", bb.op("add_scalar", mean, scalar=EPS)))
+
+
+def rmsnorm_linear(inputs: list[TensorType]) -> Graph:
+    """One kernel: grid over W's columns, for-loop over K, an rms accumulator beside the matmul's."""
+    x_type, w_type = inputs
+    (_, k), (_, n) = x_type.shape, w_type.shape
+    col_tile = min(64, n)
+    k_tile = min(64, k)
+    kb = KernelBuilder(inputs)
+    bb = BlockBuilder(inputs, (n // col_tile, 1, 1), k // k_tile)
+    x = bb.iterator(0, NO_MAP, 1)
+    w = bb.iterator(1, (1, -1, -1), 0)
+    acc = bb.accum("accum_sum", bb.op("matmul", x, w, dtype="f32"))
+    rms = bb.accum("accum_rms", x, reduce_dim=1, eps=EPS)
+    out = _finish_dtype(bb, bb.op("div", acc, rms), x_type.dtype)
+    body = bb.finish([bb.save(out, (1, -1, -1))])
+    return kb.finish(kb.graph_def(body, [0, 1]))
+
+
+def gated_mlp(inputs: list[TensorType]) -> Graph:
+    """One kernel: grid over the columns, for-loop over K, two matmul accumulators, silu(a) * b after."""
+    x_type, w1_type, _ = inputs
+    (_, k), (_, n) = x_type.shape, w1_type.shape
+    col_tile, k_tile = min(64, n), min(128, k)
+    kb = KernelBuilder(inputs)
+    bb = BlockBuilder(inputs, (n // col_tile, 1, 1), k // k_tile)
+    x = bb.iterator(0, NO_MAP, 1)
+    w1 = bb.iterator(1, (1, -1, -1), 0)
+    w2 = bb.iterator(2, (1, -1, -1), 0)
+    a = bb.accum("accum_sum", bb.op("matmul", x, w1, dtype="f32"))
+    b = bb.accum("accum_sum", bb.op("matmul", x, w2, dtype="f32"))
+    out = _finish_dtype(bb, bb.op("mul", bb.op("silu", a), b), x_type.dtype)
+    body = bb.finish([bb.save(out, (1, -1, -1))])
+    return kb.finish(kb.graph_def(body, [0, 1, 2]))
+
+
+def _attention(inputs: list[TensorType], qk_norm: bool) -> Graph:
+    """FlashDecoding-like: kernel 1 splits the KV length over grid y and a for-loop, writing partial
+    outputs and partial exp-sums side by side; kernel 2 sums the splits and divides."""
+    q_type, k_type, _ = inputs
+    batch, seq, head = q_type.shape
+    kv_len = k_type.shape[2]
+    q_tile = min(64, seq)
+    splits = min(16, kv_len // 4)
+    loop = 4
+    kb = KernelBuilder(inputs)
+    bb = BlockBuilder(inputs, (batch, splits, seq // q_tile), loop)
+    q = bb.iterator(0, (0, -1, 1), -1)
+    k = bb.iterator(1, (0, 2, -1), 2)
+    v = bb.iterator(2, (0, 1, -1), 1)
+    if qk_norm:
+        q = _rms_norm(bb, q, 2)
+    scores = bb.op("exp", bb.op("matmul", q, k, dtype="f32"))
+    partial = bb.accum("accum_sum", bb.op("matmul", scores, v, dtype="f32"))
+    row_sum = bb.accum("accum_sum", scores, reduce_dim=2)
+    body1 = bb.finish([bb.save(partial, (0, 2, 1)), bb.save(row_sum, (0, 2, 1))])
+    partial_out, sums = kb.graph_def(body1, [0, 1, 2])
+
+    rows = min(16, seq)
+    cb = BlockBuilder([kb.types[partial_out], kb.types[sums]], (batch, seq // rows, 1), splits)
+    o = cb.accum("accum_sum", cb.iterator(0, (0, 1, -1), 2))
+    s = cb.accum("accum_sum", cb.iterator(1, (0, 1, -1), 2))
+    out = _finish_dtype(cb, cb.op("div", o, s), q_type.dtype)
+    body2 = cb.finish([cb.save(out, (0, 1, -1))])
+    return kb.finish(kb.graph_def(body2, [partial_out, sums]))
+
+
+def gqa(inputs: list[TensorType]) -> Graph:
+    return _attention(inputs, qk_norm=False)
+
+
+def qknorm_gqa(inputs: list[TensorType]) -> Graph:
+    return _attention(inputs, qk_norm=True)
+
+
+def lora(inputs: list[TensorType]) -> Graph:
+    """X A as a predefined matmul, then one kernel looping over the rank: each iteration adds a K/r
+    slice of X W and a rank-1 slice of (X A) B into one matmul accumulator."""
+    x_type, w_type, a_type, _ = inputs
+    (_, k), (_, n), (_, rank) = x_type.shape, w_type.shape, a_type.shape
+    kb = KernelBuilder(inputs)
+    xa = kb.op("matmul", 0, 2)
+    col_tile = min(64, n)
+    args = [0, 1, xa, 3]
+    bb = BlockBuilder([kb.types[a] for a in args], (n // col_tile, 1, 1), rank)
+    x = bb.iterator(0, NO_MAP, 1)
+    w = bb.iterator(1, (1, -1, -1), 0)
+    xa_t = bb.iterator(2, NO_MAP, 1)
+    b = bb.iterator(3, (1, -1, -1), 0)
+    both = bb.op("add", bb.op("matmul", x, w, dtype="f32"), bb.op("matmul", xa_t, b, dtype="f32"))
+    out = _finish_dtype(bb, bb.accum("accum_sum", both), x_type.dtype)
+    body = bb.finish([bb.save(out, (1, -1, -1))])
+    assert k % rank == 0, "the plan loops over the rank: K must be a multiple of it"
+    return kb.finish(kb.graph_def(body, args))
+
+
+def ntrans(inputs: list[TensorType]) -> Graph:
+    """One kernel, a block per row: both rms_norms and the update run after a one-step loop."""
+    h_type = inputs[0]
+    rows = h_type.shape[0]
+    kb = KernelBuilder(inputs)
+    bb = BlockBuilder(inputs, (rows, 1, 1), 1)
+    h, x, alpha = (bb.accum("accum_sum", bb.iterator(i, (0, -1, -1), -1), dtype=h_type.dtype) for i in range(3))
+    update = bb.op("add", h, bb.op("mul", alpha, bb.op("sub", _rms_norm(bb, x, 1), h)))
+    body = bb.finish([bb.save(_rms_norm(bb, update, 1), (0, -1, -1))])
+    return kb.finish(kb.graph_def(body, [0, 1, 2]))
+
+
+PLANS = {
+    "gqa": gqa,
+    "qknorm_gqa": qknorm_gqa,
+    "rmsnorm_linear": rmsnorm_linear,
+    "lora": lora,
+    "gated_mlp": gated_mlp,
+    "ntrans": ntrans,
+}
+
+
+def benchmark_inputs(name: str, bs: int, dtype: str) -> list[TensorType]:
+    """The argument types of a benchmark program at ../shared/BENCHMARKS.md's shapes."""
+    shapes = {
+        "gqa": [(2 * bs, 256, 64), (2 * bs, 64, 4096), (2 * bs, 4096, 64)],
+        "qknorm_gqa": [(2 * bs, 256, 64), (2 * bs, 64, 4096), (2 * bs, 4096, 64)],
+        "rmsnorm_linear": [(2 * bs, 4096), (4096, 6144)],
+        "lora": [(16, 256), (256, 4096), (256, 16), (16, 4096)],
+        "gated_mlp": [(8 * bs, 4096), (4096, 4096), (4096, 4096)],
+        "ntrans": [(8 * bs, 4096)] * 3,
+    }[name]
+    return [TensorType(s, dtype) for s in shapes]
