@@ -136,15 +136,16 @@ def _lookup(ids: dict, value: ir.Value, user: ir.Operation) -> int:
     return ids[key]
 
 
-def graph_from_ops(ops: list[ir.Operation], outputs: list[ir.Value] | None = None):
+def graph_from_ops(ops: list[ir.Operation], outputs: list[ir.Value] | None = None, *,
+                   inputs: list[ir.Value] | None = None):
     """Reads mirage_kernel ops into a kernel Graph.
 
-    Values defined outside `ops` become graph inputs (in order of first use). Outputs are
-    `outputs` if given, else every result used outside `ops`. Returns (graph, input values,
-    output values, OpIndex).
+    Values defined outside `ops` become graph inputs: `inputs` in that order if given (it must
+    cover them), then the others in order of first use. Outputs are `outputs` if given, else
+    every result used outside `ops`. Returns (graph, input values, output values, OpIndex).
     """
-    ids: dict = {}
-    inputs: list[ir.Value] = []
+    ids: dict = {_value_key(v): i for i, v in enumerate(inputs or [])}
+    inputs = list(inputs or [])
     nodes: list[Node] = []
     results: list[ir.Value] = []
     index = OpIndex()

@@ -127,13 +127,16 @@ class _Verifier:
             if node.op != "input_iterator" and any(v < n_inputs for v in node.inputs):
                 self.error(here, f"'{node.op}' reads a kernel tensor directly; block graphs read through input_iterator")
                 continue
+            if index in post and not all(self.is_after_loop(graph, v) for v in node.inputs):
+                self.error(here, f"'{node.op}' runs after the loop but reads a per-iteration value; "
+                           "every path must cross one accumulator")
             if node.op == "input_iterator":
                 self.input_iterator(graph, node, here)
             elif node.op == "output_saver":
                 saved.append(graph.first_result[index])
                 self.output_saver(graph, node, here, index in post)
             elif node.op in ACCUMULATORS:
-                self.accumulator(graph, node, here, post)
+                self.accumulator(graph, node, here)
             elif node.op == "thread_graph":
                 self.thread_graph(graph, node, here)
             elif node.op in OPS and node.op != "rms_norm":
@@ -142,6 +145,14 @@ class _Verifier:
                 self.error(here, f"'{node.op}' is not a block-graph op")
         if sorted(saved) != sorted(graph.outputs) or len(set(graph.outputs)) != len(graph.outputs):
             self.error(path, "the block graph must yield exactly the results of its output savers")
+
+    @staticmethod
+    def is_after_loop(graph: Graph, value: int) -> bool:
+        producer = graph.producers.get(value)
+        if producer is None:
+            return False
+        node = producer[0]
+        return node in graph.after_loop or graph.nodes[node].op in ACCUMULATORS
 
     def input_iterator(self, graph: Graph, node: Node, path) -> None:
         if len(node.inputs) != 1 or node.inputs[0] >= len(graph.inputs):
@@ -193,10 +204,9 @@ class _Verifier:
         if result.dtype != tile.dtype or not _shape_matches(result.shape, expected):
             self.error(path, f"output_saver result {result} does not match the omap (expected {TensorType(expected, tile.dtype)})")
 
-    def accumulator(self, graph: Graph, node: Node, path, post) -> None:
+    def accumulator(self, graph: Graph, node: Node, path) -> None:
         for v in node.inputs:
-            producer = graph.producers.get(v)
-            if producer is not None and producer[0] in post:
+            if self.is_after_loop(graph, v):
                 self.error(path, f"'{node.op}' accumulates a value computed after the loop (a path crosses two accumulators)")
                 return
         arity = 2 if node.op == "accum_rescaled_sum" else 1
