@@ -19,11 +19,8 @@ from dataclasses import dataclass, field
 import mlir.ir as ir
 from mlir.dialects import irdl
 
-# IRDL constraint text for each value kind.
-VALUE_CONSTRAINTS = {
-    "tensor": 'irdl.base "!builtin.tensor"',
-    "float": "irdl.any_of({f16}, {bf16}, {f32}, {f64})",
-}
+# Value kinds: "tensor" (any builtin tensor; shapes are our verifier's job) or "float" (a scalar).
+TENSOR_CONSTRAINT = 'irdl.base "!builtin.tensor"'
 SCALAR_FLOAT_TYPES = ("f16", "bf16", "f32", "f64")
 
 # IRDL constraint text for each attribute kind.
@@ -37,7 +34,7 @@ ATTR_CONSTRAINTS = {
 
 @dataclass(frozen=True)
 class Value:
-    """An operand or result: `kind` is a key of VALUE_CONSTRAINTS."""
+    """An operand or result of kind "tensor" or "float" (scalar)."""
 
     name: str
     kind: str = "tensor"
@@ -66,9 +63,6 @@ class OpSpec:
     results: tuple[Value, ...] = (Value("result"),)
     attrs: tuple[Attr, ...] = ()
     has_region: bool = False
-
-    def attr(self, name: str) -> Attr | None:
-        return next((a for a in self.attrs if a.name == name), None)
 
     def is_variadic(self) -> bool:
         return any(v.variadic for v in self.operands + self.results)
@@ -129,7 +123,7 @@ class DialectSpec:
                 for v in values:
                     for slot in v.slot_names():
                         # A fresh constraint per slot: IRDL unifies a reused constraint variable.
-                        var = float_constraint() if v.kind == "float" else constraint(VALUE_CONSTRAINTS[v.kind])
+                        var = float_constraint() if v.kind == "float" else constraint(TENSOR_CONSTRAINT)
                         entries.append(f"{slot}: {'optional ' if v.variadic else ''}{var}")
                 if entries:
                     lines.append(f"    irdl.{keyword}({', '.join(entries)})")
