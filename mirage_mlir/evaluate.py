@@ -158,7 +158,9 @@ def _read_tile(graph: Graph, node: Node, tensor, block, iteration: int):
 def _write_tile(outputs: dict, value_id: int, node: Node, tile, block) -> None:
     out_type = node.types[0]
     if value_id not in outputs:
-        outputs[value_id] = np.zeros(out_type.shape, dtype=np.asarray(tile).dtype)
+        # Trailing axes beyond the tensor's rank belong to the domain (the finite-field lanes).
+        extra = np.shape(tile)[len(out_type.shape):]
+        outputs[value_id] = np.zeros(tuple(out_type.shape) + tuple(extra), dtype=np.asarray(tile).dtype)
     shape = np.shape(tile)
     index = [slice(0, s) for s in shape]
     for axis, dim in enumerate(node.attr("omap")):

@@ -1,0 +1,510 @@
+"""Random testing over finite fields (Mirage, OSDI 2025, section 5), as a Domain for evaluate.py.
+
+Why: a candidate mu-graph must compute the same function as the program it replaces. Mirage evaluates
+both on random inputs over finite fields, where rounding cannot hide a difference and a wrong map gives
+a wrong answer with high probability.
+
+The arithmetic. A value is an int64 NumPy array whose LAST axis holds one residue per *lane*; lane i
+lives in Z_{m_i}. The moduli form a tower m_{L-1} | m_{L-2} - 1, ..., m_1 | m_0 - 1 (for L = 2 this is
+the paper's pair q | p - 1). Lane i+1 is the *exponent lane* of lane i:
+
+    exp(x)[lane i] = w_i ^ x[lane i+1]  (mod m_i),  w_i of multiplicative order m_{i+1}
+
+so exp(a + b) = exp(a) * exp(b) holds exactly and the exponent's arithmetic is exact modulo m_{i+1}.
+The deepest lane of an exp result is garbage (there is no lane below it); a value with exp nesting
+depth e has lanes 0 .. L-1-e exact. `check_equivalent` measures the depth of both programs and uses
+L = depth + 1 lanes (at least 2, the paper's setting), so nested exp is handled, which Mirage's
+verifier cannot do (its second exp sees a zero q-residue).
+
+The tensor axes come first, so evaluate.py's tiling (slicing, writing back by omap) is unchanged.
+
+Everything that is not a field operation, and how it is made sound:
+- sqrt, silu, gelu, relu, pow: random functions, a fresh keyed hash per trial and lane, the same on
+  both sides. rsqrt(t) = 1 / sqrt(t), so rsqrt and 1/sqrt forms agree and rms_norm(x) =
+  x * rsqrt(mean(x^2) + eps) agrees with x / accum_rms(x). Identities such as sqrt(a)sqrt(b) =
+  sqrt(ab) are NOT modelled: a candidate relying on them is rejected (no false positive, a possible
+  false negative).
+- constants: a float within 2^-20 (relative) of a fraction n/d with d <= 2^16 is that fraction
+  (1/4096, 0.125, 2); any other float (eps = 1e-6) is a random field element keyed by its float32
+  bits, fixed within a trial and shared by both sides.
+- division: multiplication by the inverse (Fermat); 0 has inverse 0 (probability ~ size/m per trial).
+- cast: the identity (the field has no precision; the float check covers rounding).
+- max/reduce_max/accum_max/accum_rescaled_sum's max: not algebraic; raises FieldUnsupported. The lanes
+  are where max will join (an order-preserving encoding per lane); a later issue.
+
+What the bound covers: see `false_positive_bound`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from . import evaluate as ev
+from .mugraph import Graph
+
+BITS = 31  # m_0 < 2^31, so a product of two residues fits in int64
+
+
+class FieldUnsupported(Exception):
+    """The program uses an op the finite-field domain cannot model (e.g. max)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# primes
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    for p in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37):
+        if n % p == 0:
+            return n == p
+    d, s = n - 1, 0
+    while d % 2 == 0:
+        d, s = d // 2, s + 1
+    for a in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37):  # deterministic below 3.3e24
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(s - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+_TOWERS: dict[int, tuple[int, ...]] = {}
+
+
+def prime_tower(lanes: int) -> tuple[int, ...]:
+    """Primes m_0 > m_1 > ... with m_{i+1} | m_i - 1 and m_0 < 2^31, each step as small as it can be
+    (m_i = k m_{i+1} + 1 with the least even k), so the deepest prime is as large as possible."""
+    if lanes in _TOWERS:
+        return _TOWERS[lanes]
+    top = (1 << BITS) - 1
+    q = top >> (2 * (lanes - 1))  # each step costs about one factor 2..4
+    q |= 1
+    while True:
+        q -= 2
+        if not is_prime(q):
+            continue
+        chain = [q]
+        ok = True
+        for _ in range(lanes - 1):
+            for k in range(2, 64, 2):
+                cand = k * chain[-1] + 1
+                if cand > top:
+                    ok = False
+                    break
+                if is_prime(cand):
+                    chain.append(cand)
+                    break
+            else:
+                ok = False
+            if not ok:
+                break
+        if ok:
+            _TOWERS[lanes] = tuple(reversed(chain))
+            return _TOWERS[lanes]
+
+
+# ---------------------------------------------------------------------------------------------
+# vectorised modular helpers
+def _mulmod(a, b, m):
+    return (a * b) % m
+
+
+def _powmod(base: np.ndarray, exponent: int, m) -> np.ndarray:
+    result = np.ones_like(base)
+    base = base % m
+    e = exponent
+    while e:
+        if e & 1:
+            result = _mulmod(result, base, m)
+        base = _mulmod(base, base, m)
+        e >>= 1
+    return result
+
+
+def _inverse(x: np.ndarray, moduli: np.ndarray) -> np.ndarray:
+    """Per lane x^(m-2) mod m (0 -> 0)."""
+    out = np.empty_like(x)
+    for lane, m in enumerate(moduli):
+        out[..., lane] = _powmod(x[..., lane], int(m) - 2, int(m))
+    return out
+
+
+def _hash_to(x: np.ndarray, key: int, m: int) -> np.ndarray:
+    """A keyed pseudo-random function Z -> Z_m (splitmix64 finaliser)."""
+    z = x.astype(np.uint64) + np.uint64(key & 0xFFFFFFFFFFFFFFFF)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(m)).astype(np.int64)
+
+
+def exact_fraction(c: float) -> Fraction | None:
+    """`c` as a small fraction n/d (d <= 2^16) when it is one up to float32 rounding, else None."""
+    if c == 0:
+        return Fraction(0)
+    fr = Fraction(c).limit_denominator(1 << 16)
+    if fr != 0 and abs(float(fr) - c) <= abs(c) * 2.0**-20:
+        return fr
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+class FieldDomain:
+    """The Domain of evaluate.py over the lanes of a prime tower, for one random trial."""
+
+    def __init__(self, lanes: int = 2, seed: int = 0):
+        self.moduli = np.array(prime_tower(lanes), dtype=np.int64)
+        self.lanes = lanes
+        self.rng = random.Random(seed)
+        self.np_rng = np.random.default_rng(self.rng.getrandbits(64))
+        self.keys: dict[str, list[int]] = {}
+        self.constants: dict[int, np.ndarray] = {}
+        self.generators = []
+        self._tables = []
+        for i in range(lanes - 1):
+            m, order = int(self.moduli[i]), int(self.moduli[i + 1])
+            while True:
+                w = pow(self.rng.randrange(2, m - 1), (m - 1) // order, m)
+                if w != 1:
+                    break
+            self.generators.append(w)
+            self._tables.append(self._exp_tables(w, m, order))
+
+    # -- inputs -------------------------------------------------------------------------------
+    def random(self, shape) -> np.ndarray:
+        lanes = [self.np_rng.integers(0, int(m), size=tuple(shape), dtype=np.int64) for m in self.moduli]
+        return np.stack(lanes, axis=-1)
+
+    def _key(self, name: str, lane: int) -> int:
+        if name not in self.keys:
+            self.keys[name] = [self.rng.getrandbits(64) for _ in range(self.lanes)]
+        return self.keys[name][lane]
+
+    def constant(self, c: float) -> np.ndarray:
+        """A field constant per lane, shape (lanes,)."""
+        bits = int(np.float32(c).view(np.uint32)) if np.isfinite(c) else hash(c)
+        if bits in self.constants:
+            return self.constants[bits]
+        fr = exact_fraction(float(c))
+        if fr is not None:
+            value = np.array([fr.numerator % int(m) * pow(fr.denominator, -1, int(m)) % int(m) for m in self.moduli],
+                             dtype=np.int64)
+        else:
+            value = np.array([self.rng.randrange(int(m)) for m in self.moduli], dtype=np.int64)
+        self.constants[bits] = value
+        return value
+
+    # -- exp ---------------------------------------------------------------------------------
+    @staticmethod
+    def _exp_tables(w: int, m: int, order: int):
+        """w^lo and w^(hi * 2^16) for x = hi * 2^16 + lo < order."""
+
+        def powers(base: int, count: int) -> np.ndarray:
+            table = np.ones(1, dtype=np.int64)
+            step = base
+            while len(table) < count:
+                table = np.concatenate([table, table * step % m])
+                step = step * step % m
+            return table[:count]
+
+        return powers(w, 1 << 16), powers(pow(w, 1 << 16, m), (order >> 16) + 1)
+
+    def _exp(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(x)
+        for lane in range(self.lanes - 1):
+            lo_table, hi_table = self._tables[lane]
+            e = x[..., lane + 1]
+            out[..., lane] = lo_table[e & 0xFFFF] * hi_table[e >> 16] % int(self.moduli[lane])
+        # the deepest lane has no exponent lane below it: garbage (zero); depth analysis keeps it out
+        return out
+
+    def _uninterpreted(self, name: str, x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x)
+        for lane, m in enumerate(self.moduli):
+            out[..., lane] = _hash_to(x[..., lane], self._key(name, lane), int(m))
+        return out
+
+    # -- the Domain interface of evaluate.py ---------------------------------------------------
+    def unary(self, op: str, x, attrs: dict, dtype: str):
+        x = np.asarray(x)
+        m = self.moduli
+        if op == "exp":
+            return self._exp(x)
+        if op == "square":
+            return x * x % m
+        if op == "neg":
+            return (m - x) % m
+        if op == "cast":
+            return x
+        if op == "sqrt":
+            return self._uninterpreted("sqrt", x)
+        if op == "rsqrt":
+            return _inverse(self._uninterpreted("sqrt", x), m)
+        if op in ("silu", "gelu", "relu"):
+            return self._uninterpreted(op, x)
+        if op == "mul_scalar":
+            return x * self.constant(attrs["scalar"]) % m
+        if op == "add_scalar":
+            return (x + self.constant(attrs["scalar"])) % m
+        raise FieldUnsupported(f"'{op}' has no finite-field model")
+
+    def binary(self, op: str, a, b, dtype: str):
+        a, b = np.asarray(a), np.asarray(b)
+        m = self.moduli
+        if op == "add":
+            return (a + b) % m
+        if op == "sub":
+            return (a - b) % m
+        if op == "mul":
+            return a * b % m
+        if op == "div":
+            return a * _inverse(b, m) % m
+        if op == "pow":
+            a, b = np.broadcast_arrays(a, b)
+            return self._uninterpreted("pow", (a * 0x9E3779B1 + b) % (1 << 62))
+        raise FieldUnsupported(f"'{op}' has no finite-field model (max joins with a later issue)")
+
+    def reduce(self, op: str, x, dim: int, dtype: str):
+        x = np.asarray(x)
+        if op == "reduce_max":
+            raise FieldUnsupported("'reduce_max' has no finite-field model (a later issue)")
+        total = np.sum(x, axis=dim, keepdims=True) % self.moduli
+        if op == "reduce_mean":
+            total = self.div_count(total, x.shape[dim], dtype)
+        return total
+
+    def matmul(self, a, b, dtype: str):
+        a, b = np.asarray(a), np.asarray(b)
+        out = None
+        for lane, m in enumerate(self.moduli):
+            r = _matmul_mod(a[..., lane], b[..., lane], int(m))
+            if out is None:
+                out = np.empty(r.shape + (self.lanes,), dtype=np.int64)
+            out[..., lane] = r
+        return out
+
+    def div_count(self, x, count: int, dtype: str):
+        inv = np.array([pow(count, -1, int(m)) for m in self.moduli], dtype=np.int64)
+        return np.asarray(x) * inv % self.moduli
+
+    def rms_norm(self, x, eps: float, dtype: str):
+        x = np.asarray(x)
+        axis = x.ndim - 2  # the tensor's last dim (the lane axis is last)
+        mean = self.reduce("reduce_mean", x * x % self.moduli, axis, dtype)
+        rms = self._uninterpreted("sqrt", (mean + self.constant(eps)) % self.moduli)
+        return x * _inverse(rms, self.moduli) % self.moduli
+
+
+def _matmul_mod(a: np.ndarray, b: np.ndarray, m: int) -> np.ndarray:
+    """Exact (a @ b) mod m for residues < 2^31, through float64 BLAS on 16-bit halves."""
+    k = a.shape[-1]
+    chunk = 1 << 20  # each partial product < 2^32: sums of 2^20 stay below 2^53
+    if k > chunk:
+        total = 0
+        for s in range(0, k, chunk):
+            total = (total + _matmul_mod(a[..., s:s + chunk], b[..., s:s + chunk, :], m)) % m
+        return total
+    a1, a0 = (a >> 16).astype(np.float64), (a & 0xFFFF).astype(np.float64)
+    b1, b0 = (b >> 16).astype(np.float64), (b & 0xFFFF).astype(np.float64)
+    hh = np.matmul(a1, b1).astype(np.int64) % m
+    mid = (np.matmul(a1, b0).astype(np.int64) + np.matmul(a0, b1).astype(np.int64)) % m
+    ll = np.matmul(a0, b0).astype(np.int64) % m
+    s32, s16 = (1 << 32) % m, (1 << 16) % m
+    return (hh * s32 % m + mid * s16 % m + ll) % m
+
+
+# ---------------------------------------------------------------------------------------------
+# static analyses of a kernel graph: exp nesting depth, rational degree, exp count
+def exp_depth(graph: Graph) -> int:
+    """The most exps on any input-to-output path (through block and thread graphs)."""
+
+    def walk(g: Graph, ins: list[int]) -> list[int]:
+        d = list(ins)
+        for node in g.nodes:
+            args = [d[v] for v in node.inputs]
+            if node.body is not None:
+                outs = walk(node.body, args)
+                d.extend(outs)
+                continue
+            base = max(args, default=0) + (1 if node.op in ("exp", "accum_rescaled_sum") else 0)
+            d.extend([base] * len(node.types))
+        return [d[v] for v in g.outputs]
+
+    return max(walk(graph, [0] * len(graph.inputs)), default=0)
+
+
+def degree_and_exps(graph: Graph) -> tuple[int, int]:
+    """(d, k): a bound on the total degree of each output as a rational function (numerator plus
+    denominator degree, every exp/sqrt/silu... application counted as a fresh variable of degree 1),
+    and the number of exp ops (structural: one per op, as Mirage counts them)."""
+    exps = 0
+
+    def walk(g: Graph, ins: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        nonlocal exps
+        d = list(ins)
+        for node in g.nodes:
+            args = [d[v] for v in node.inputs]
+            op = node.op
+            if node.body is not None:
+                d.extend(walk(node.body, args))
+                continue
+            if op in ("exp", "accum_rescaled_sum"):
+                exps += 1
+            if op in ("add", "sub", "max"):
+                (na, da), (nb, db) = args
+                r = (max(na + db, nb + da), da + db)
+            elif op in ("mul", "matmul"):
+                (na, da), (nb, db) = args
+                r = (na + nb, da + db)
+            elif op == "div":
+                (na, da), (nb, db) = args
+                r = (na + db, da + nb)
+            elif op == "square":
+                r = (2 * args[0][0], 2 * args[0][1])
+            elif op in ("exp", "sqrt", "silu", "gelu", "relu", "pow"):
+                r = (1, 0)
+            elif op == "rsqrt":
+                r = (0, 1)
+            elif op in ("rms_norm",):
+                r = (args[0][0], 1)
+            elif op == "accum_rms":
+                r = (1, 0)
+            elif op == "add_scalar":
+                r = args[0]
+            else:  # unary linear ops, reductions, iterators, accumulators, savers, casts
+                r = args[0] if args else (1, 0)
+            d.extend([r] * len(node.types))
+        return [d[v] for v in g.outputs]
+
+    outs = walk(graph, [(1, 0)] * len(graph.inputs))
+    return max((n + m for n, m in outs), default=1), exps
+
+
+def false_positive_bound(d: int, k: int, q: int, p: int, trials: int) -> float:
+    """The chance that two non-equivalent programs agree on `trials` independent random tests.
+
+    Per trial: without exp, Schwartz-Zippel on the rational function (numerator after clearing
+    denominators, degree <= d) gives d/p. With k exp ops, the paper's Theorem (Mirage, OSDI 2025)
+    gives 8 d k^4 / q + q^(-1/k^2). Random functions (sqrt, silu, ...) are fresh variables of degree 1;
+    a collision of two distinct arguments of one random function adds at most n^2/p for n evaluated
+    elements, which the bound below does not include (under 1e-9 for tensors below 2^11 elements per
+    lane, and it only matters when such ops differ between the programs). The tests are independent
+    (fresh inputs, generators, constants and random functions), so the bound is the per-trial bound
+    to the power `trials`.
+    """
+    if k == 0:
+        per_trial = d / p
+    else:
+        per_trial = 8 * d * k**4 / q + q ** (-1.0 / k**2)
+    return min(1.0, per_trial) ** trials
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EquivalenceResult:
+    equivalent: bool
+    trials: int
+    bound: float  # false-positive bound of the finite-field tests (meaningful when equivalent)
+    primes: tuple[int, ...] = ()
+    degree: int = 0
+    exp_ops: int = 0
+    first_mismatch: int | None = None  # index of the first output that differs
+    reason: str = ""
+    float_error: float | None = None  # max relative error of the float check
+    float_checked: bool = False
+    details: dict = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.equivalent
+
+
+def _same_interface(a: Graph, b: Graph) -> str:
+    if tuple(a.inputs) != tuple(b.inputs):
+        return f"inputs differ: {[str(t) for t in a.inputs]} vs {[str(t) for t in b.inputs]}"
+    ta = [a.value_types[v] for v in a.outputs]
+    tb = [b.value_types[v] for v in b.outputs]
+    if [t.shape for t in ta] != [t.shape for t in tb]:
+        return f"outputs differ: {[str(t) for t in ta]} vs {[str(t) for t in tb]}"
+    return ""
+
+
+FLOAT_TOLERANCE = {"f16": 2e-2, "bf16": 5e-2, "f32": 1e-3, "f64": 1e-9}
+
+
+def float_check(original: Graph, candidate: Graph, seed: int = 0) -> tuple[int | None, float]:
+    """Runs both in floating point (evaluate.FloatDomain, the reference semantics) on random normal
+    inputs; returns (first output beyond tolerance or None, max relative error)."""
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for t in original.inputs:
+        x = rng.standard_normal(t.shape).astype(np.float32)
+        inputs.append(ev.FloatDomain().unary("cast", x, {}, t.dtype))
+    ref = ev.evaluate(original, inputs)
+    got = ev.evaluate(candidate, inputs)
+    worst = 0.0
+    for index, (r, g) in enumerate(zip(ref, got)):
+        r64, g64 = np.asarray(r, np.float64), np.asarray(g, np.float64)
+        scale = max(float(np.max(np.abs(r64))) if r64.size else 0.0, 1e-30)
+        if not np.all(np.isfinite(g64) == np.isfinite(r64)):
+            return index, math.inf
+        finite = np.isfinite(r64)
+        err = float(np.max(np.abs(r64[finite] - g64[finite]))) / scale if finite.any() else 0.0
+        worst = max(worst, err)
+        dtype = original.value_types[original.outputs[index]].dtype
+        if err > FLOAT_TOLERANCE.get(dtype, 1e-3):
+            return index, err
+    return None, worst
+
+
+def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: int = 0,
+                     float_check_too: bool = True) -> EquivalenceResult:
+    """Finite-field random tests of `candidate` against `original` (same inputs, same outputs in
+    order), then a floating-point check. Fresh inputs, generators w, constants and random functions
+    on every trial."""
+    problem = _same_interface(original, candidate)
+    if problem:
+        return EquivalenceResult(False, 0, 1.0, reason=problem, first_mismatch=0)
+    depth = max(exp_depth(original), exp_depth(candidate))
+    lanes = max(2, depth + 1)
+    primes = prime_tower(lanes)
+    d1, k1 = degree_and_exps(original)
+    d2, k2 = degree_and_exps(candidate)
+    d, k = max(d1, d2), k1 + k2
+    for trial in range(trials):
+        domain = FieldDomain(lanes, seed=(seed * 1_000_003 + trial) & 0xFFFFFFFF)
+        inputs = [domain.random(t.shape) for t in original.inputs]
+        try:
+            ref = ev.evaluate(original, inputs, domain)
+            got = ev.evaluate(candidate, inputs, domain)
+        except FieldUnsupported as e:
+            return EquivalenceResult(False, trial, 1.0, primes, d, k, reason=f"cannot verify: {e}")
+        for index, (r, g) in enumerate(zip(ref, got)):
+            if not np.array_equal(np.asarray(r)[..., 0], np.asarray(g)[..., 0]):
+                return EquivalenceResult(False, trial + 1, 1.0, primes, d, k, first_mismatch=index,
+                                         reason=f"output #{index} differs on finite-field trial {trial}")
+    bound = false_positive_bound(d, k, int(primes[1]), int(primes[0]), trials)
+    result = EquivalenceResult(True, trials, bound, primes, d, k)
+    if float_check_too:
+        index, err = float_check(original, candidate, seed)
+        result.float_checked = True
+        result.float_error = err
+        if index is not None:
+            result.equivalent = False
+            result.first_mismatch = index
+            result.reason = (f"output #{index} agrees over the finite fields but differs in floating point "
+                             f"(max relative error {err:.3g})")
+    return result
+
+
+__all__ = ["EquivalenceResult", "FieldDomain", "FieldUnsupported", "check_equivalent", "exp_depth",
+           "false_positive_bound", "float_check", "prime_tower"]
