@@ -179,12 +179,16 @@ def _op_key(op) -> ir.Operation:
     return op.operation if hasattr(op, "operation") else op
 
 
-def build_graph(graph: Graph, inputs: list[ir.Value], level: str = "kernel") -> list[ir.Value]:
-    """Creates the ops of `graph` at the current insertion point (and location); returns its outputs."""
+def build_graph(graph: Graph, inputs: list[ir.Value], level: str = "kernel",
+                locations: list[ir.Location | None] | None = None) -> list[ir.Value]:
+    """Creates the ops of `graph` at the current insertion point (and location); returns its outputs.
+
+    `locations` (optional, one per node; None entries allowed) gives each node's op its own location.
+    """
     from mirage_mlir.dialects import op_spec, segment_sizes
 
     values = list(inputs)
-    for node in graph.nodes:
+    for node_index, node in enumerate(graph.nodes):
         name = f"{LEVEL_DIALECT[level]}.{node.op}"
         spec = op_spec(name)
         attrs = {k: mlir_attr(v) for k, v in node.attrs}
@@ -205,6 +209,7 @@ def build_graph(graph: Graph, inputs: list[ir.Value], level: str = "kernel") -> 
             operands=[values[v] for v in node.inputs],
             attributes=attrs,
             regions=1 if body is not None else 0,
+            loc=locations[node_index] if locations is not None else None,
         )
         if body is not None:
             block = op.regions[0].blocks.append(*[mlir_type(t) for t in body.inputs])
