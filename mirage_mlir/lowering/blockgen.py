@@ -1,0 +1,881 @@
+"""Code generation for one block graph: a `gpu.func` in MLIR text (gpu/arith/math/memref/scf/vector).
+
+The generated kernel keeps the block graph's structure:
+
+  prologue   thread and block ids; shared-memory views; accumulators initialised; loop-invariant
+             iterators (fmap = -1) copied and loop-invariant stages computed once
+  for-loop   `scf.for` over forloop_range {mirage.forloop}: the other iterators copied
+             global -> shared (vector loads of up to 16 bytes where alignment allows), a barrier,
+             the block ops as stages, accumulator updates, a closing barrier
+  epilogue   the ops after the accumulators, then the output savers (vector stores to global)
+
+Values and where they live:
+- input iterators, reductions, and values read by a matmul or by several ops are *buffers* in
+  dynamic shared memory (one `memref.view` each, in the value's own element type);
+- accumulators are f32 buffers in shared memory, each element updated by the same thread in every
+  iteration (so updates need no barrier), finalised (mean/rms) when read;
+- single-use elementwise ops and thread graphs are *inline*: recomputed in registers inside the
+  stage that consumes them (this is the thread-graph fusion);
+- a matmul whose one consumer chain is elementwise and ends in a buffer, an accumulator or a saver
+  is computed inside that stage: each thread owns a TM x TN micro-tile, runs the K loop with f32
+  accumulators in registers and applies the chain as an epilogue.
+Arithmetic is in f32; every op result is rounded to its element type, as mirage_mlir.evaluate does.
+Reductions give each output row to a warp and combine lanes with `gpu.shuffle xor`.
+Barriers are placed where a stage reads a buffer written since the last barrier, and at the end of
+each loop iteration (the next iteration overwrites the iterator tiles).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..mugraph import Graph, Node, TensorType
+from ..opset import ACCUMULATORS, OPS
+from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
+
+MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
+SHARED_ALIGN = 16
+UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
+
+
+class LoweringError(Exception):
+    """The graph cannot be lowered; `path` locates the node (as graph_verify's paths do)."""
+
+    def __init__(self, message: str, path: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.path = tuple(path)
+
+
+@dataclass
+class Buffer:
+    name: str  # SSA name of the memref view
+    shape: tuple[int, ...]
+    dtype: str
+    offset: int
+
+    @property
+    def type(self) -> str:
+        return memref_type(self.shape, self.dtype, "workgroup")
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * BYTES[self.dtype]
+
+
+@dataclass
+class KernelCode:
+    """One generated kernel: its text and what a launch needs."""
+
+    name: str
+    text: str
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    shared_bytes: int
+    inputs: list[TensorType]
+    outputs: list[TensorType]
+    notes: list[str] = field(default_factory=list)
+
+
+def _numel(shape) -> int:
+    return math.prod(shape)
+
+
+def _bcast(index: list[Index], shape: tuple[int, ...], target: tuple[int, ...]) -> list[Index]:
+    """The index into an operand of `shape` broadcast to `target` (equal ranks)."""
+    return [0 if s == 1 and t != 1 else i for i, s, t in zip(index, shape, target)]
+
+
+def _vector_width(dtype: str, *dims: int) -> int:
+    """The widest vector (at most 16 bytes) whose length divides every dim."""
+    width = 16 // BYTES[dtype]
+    while width > 1 and any(d % width for d in dims):
+        width //= 2
+    return width
+
+
+class BlockKernelGen:
+    def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = ()):
+        self.g = graph
+        self.name = name
+        self.path = path
+        bx, by, bz = graph.block_dim
+        if by != 1 or bz != 1 or bx % 32 or not 32 <= bx <= 1024:
+            raise LoweringError(f"block_dim {graph.block_dim} is not supported (need (32k,1,1), k <= 32)", path)
+        self.threads = bx
+        self.warps = bx // 32
+        self.loop = graph.forloop_range
+        self.em = Emitter()
+        self.n_in = len(graph.inputs)
+        self.types = graph.value_types
+        self.node_of = {v: i for v, (i, _) in graph.producers.items()}
+        self.consumers: dict[int, list[int]] = {}
+        for i, node in enumerate(graph.nodes):
+            for v in node.inputs:
+                self.consumers.setdefault(v, []).append(i)
+        for i, node in enumerate(graph.nodes):
+            if len(node.types) != 1:
+                raise LoweringError(f"'{node.op}' with {len(node.types)} results is not supported", path + (i,))
+            for t in node.types:
+                if t.dtype not in STORAGE_TYPES or not t.is_static():
+                    raise LoweringError(f"'{node.op}' has type {t}: static f16/bf16/f32 tensors only", path + (i,))
+        for t in graph.inputs:
+            if t.dtype not in STORAGE_TYPES or not t.is_static():
+                raise LoweringError(f"kernel tensor of type {t}: static f16/bf16/f32 tensors only", path)
+        self.kind = [self._kind(i, n) for i, n in enumerate(graph.nodes)]
+        self.buffered = [self._initially_buffered(i) for i in range(len(graph.nodes))]
+        for i, k in enumerate(self.kind):
+            if k == "matmul" and not self.buffered[i] and not self._matmul_chain_ok(i):
+                self.buffered[i] = True
+        self.invariant = self._invariants()
+        self.buffers: dict[int, Buffer] = {}  # node index -> buffer (iterators, buffered, accumulators)
+        self.max_buffers: dict[int, Buffer] = {}  # accum_rescaled_sum: running max
+        self.dirty: set[str] = set()
+        self.it: Index = 0  # the for-loop induction variable inside the loop
+        self.barriers = 0
+
+    # -- analysis ------------------------------------------------------------------------------
+    def value(self, i: int) -> int:
+        return self.g.first_result[i]
+
+    def vtype(self, v: int) -> TensorType:
+        return self.types[v]
+
+    def _kind(self, i: int, node: Node) -> str:
+        op = node.op
+        if op == "input_iterator":
+            return "iter"
+        if op == "output_saver":
+            return "saver"
+        if op in ACCUMULATORS:
+            reduce_dim = node.attr("reduce_dim", -1)
+            if self.loop == 1:
+                return "acc_id" if reduce_dim == -1 else "acc_reduce1"
+            return "acc"
+        if op == "thread_graph":
+            return "ew"
+        if op not in OPS or op == "rms_norm":
+            raise LoweringError(f"'{op}' cannot appear in a block graph", self.path + (i,))
+        category = OPS[op].category
+        if category in ("unary", "binary"):
+            return "ew"
+        return {"reduce": "reduce", "matmul": "matmul"}[category]
+
+    def _consumer_kinds(self, i: int) -> list[str]:
+        return [self.kind[c] for c in self.consumers.get(self.value(i), [])]
+
+    def _initially_buffered(self, i: int) -> bool:
+        kind = self.kind[i]
+        if kind in ("iter", "reduce", "acc_reduce1"):
+            return True
+        if kind in ("ew", "acc_id", "matmul"):
+            users = self.consumers.get(self.value(i), [])
+            return len(users) != 1 or self.kind[users[0]] == "matmul"
+        return False  # acc (own buffer), saver
+
+    def _matmul_chain_ok(self, i: int) -> bool:
+        """A matmul can be computed inside the stage its single-consumer elementwise chain ends in."""
+        shape = self.vtype(self.value(i)).shape
+        cur = i
+        while True:
+            (c,) = self.consumers[self.value(cur)]
+            kind, node = self.kind[c], self.g.nodes[c]
+            if kind in ("ew", "acc_id"):
+                if self.vtype(self.value(c)).shape != shape:
+                    return False
+                if self.buffered[c]:
+                    return True
+                cur = c
+                continue
+            if kind == "acc":
+                return (node.attr("reduce_dim", -1) == -1 and node.op != "accum_rescaled_sum"
+                        and node.inputs[0] == self.value(cur))
+            return kind == "saver"
+
+    def _invariants(self) -> set[int]:
+        """Node indices whose values are the same in every loop iteration."""
+        inv: set[int] = set()
+        for i, node in enumerate(self.g.nodes):
+            if self.kind[i] == "iter":
+                if node.attr("fmap") == -1 or self.loop == 1:
+                    inv.add(i)
+            elif self.kind[i] not in ("acc", "saver") and all(
+                    v >= self.n_in and self.node_of[v] in inv for v in node.inputs):
+                inv.add(i)
+        return inv
+
+    def is_buffer(self, i: int) -> bool:
+        return self.buffered[i] or self.kind[i] == "acc"
+
+    # -- shared memory ---------------------------------------------------------------------------
+    def _allocate(self) -> int:
+        offset = 0
+
+        def new(shape, dtype, hint) -> Buffer:
+            nonlocal offset
+            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset)
+            offset += -(-buf.nbytes // SHARED_ALIGN) * SHARED_ALIGN
+            return buf
+
+        for i, node in enumerate(self.g.nodes):
+            t = node.types[0]
+            if self.kind[i] == "acc":
+                self.buffers[i] = new(t.shape, "f32", f"acc{i}")
+                if node.op == "accum_rescaled_sum":
+                    self.max_buffers[i] = new(t.shape, "f32", f"accmax{i}")
+            elif self.buffered[i]:
+                hint = "tile" if self.kind[i] == "iter" else "buf"
+                self.buffers[i] = new(t.shape, t.dtype, f"{hint}{i}")
+        if offset > MAX_SHARED_BYTES:
+            raise LoweringError(f"the block graph needs {offset} bytes of shared memory (at most {MAX_SHARED_BYTES})",
+                                self.path)
+        return offset
+
+    # -- thread mapping helpers ------------------------------------------------------------------
+    def for_each(self, n: int, body, ids: str | None = None, count: int | None = None, attr: str = "") -> None:
+        """Runs body(e) for e in range(n), spread over `count` workers whose id is `ids`."""
+        ids = ids or self.tid
+        count = count or self.threads
+        em = self.em
+        if n <= count:
+            if n == count:
+                body(ids)
+            else:
+                with em.region(f"scf.if {em.cmp_lt(ids, n)} {{"):
+                    body(ids)
+        elif n % count == 0 and n // count <= UNROLL:
+            for k in range(n // count):
+                body(em.add(ids, k * count))
+        else:
+            e = em.fresh("e")
+            header = f"scf.for {e} = {ids} to {em.idx(n)} step {em.idx(count)} {{"
+            footer = f"}} {{{attr}}}" if attr else "}"
+            with em.region(header, footer):
+                body(e)
+
+    def barrier(self) -> None:
+        self.em.emit("gpu.barrier")
+        self.dirty.clear()
+        self.barriers += 1
+
+    def sync_for(self, reads: set[str]) -> None:
+        if reads & self.dirty:
+            self.barrier()
+
+    # -- values at an index (f32 SSA names) ----------------------------------------------------
+    def load(self, buf: Buffer, index: list[Index]) -> str:
+        em = self.em
+        raw = em.op(f"memref.load {buf.name}[{indices(em, index)}] : {buf.type}", "l")
+        return em.extend(raw, buf.dtype)
+
+    def value_at(self, v: int, index: list[Index], memo: dict, overrides: dict | None = None,
+                 compute: bool = False) -> str:
+        """Value v at `index` as f32: loaded from its buffer, or computed (always, with `compute`,
+        which the stage that fills v's own buffer uses)."""
+        key = (v, tuple(index), compute)
+        if key in memo:
+            return memo[key]
+        if overrides and v in overrides:
+            return overrides[v]
+        if v < self.n_in:
+            raise LoweringError("a kernel tensor is read without an input iterator", self.path)
+        i = self.node_of[v]
+        node = self.g.nodes[i]
+        kind = self.kind[i]
+        em = self.em
+        if kind == "acc" and not compute:
+            result = self.acc_final(i, self.load(self.buffers[i], index))
+        elif self.buffered[i] and not compute:
+            result = self.load(self.buffers[i], index)
+        elif kind == "matmul":
+            raise LoweringError("internal: an inline matmul was read outside its stage", self.path + (i,))
+        elif kind not in ("ew", "acc_id"):
+            raise LoweringError(f"internal: '{node.op}' cannot be computed inline", self.path + (i,))
+        else:
+            shape = node.types[0].shape
+            args = [self.value_at(a, _bcast(index, self.vtype(a).shape, shape), memo, overrides)
+                    for a in node.inputs]
+            dtype = node.types[0].dtype
+            if kind == "acc_id":
+                result = em.round(self.acc_identity(node, args), dtype)
+            elif node.op == "thread_graph":
+                result = self.thread_graph(node.body, args)
+            else:
+                result = em.round(self.elementwise(node, args), dtype)
+        memo[key] = result
+        return result
+
+    def elementwise(self, node: Node, args: list[str]) -> str:
+        em, op = self.em, node.op
+        x = args[0]
+        if op == "exp":
+            return em.fun("math.exp", x)
+        if op == "square":
+            return em.fbin("mulf", x, x)
+        if op == "sqrt":
+            return em.fun("math.sqrt", x)
+        if op == "rsqrt":
+            return em.fun("math.rsqrt", x)
+        if op == "silu":
+            e = em.fun("math.exp", em.fun("arith.negf", x))
+            return em.fbin("divf", x, em.fbin("addf", em.f32(1.0), e))
+        if op == "gelu":
+            cube = em.fbin("mulf", em.fbin("mulf", x, x), x)
+            inner = em.fbin("addf", x, em.fbin("mulf", em.f32(0.044715), cube))
+            t = em.fun("math.tanh", em.fbin("mulf", em.f32(math.sqrt(2 / math.pi)), inner))
+            return em.fbin("mulf", em.fbin("mulf", em.f32(0.5), x), em.fbin("addf", em.f32(1.0), t))
+        if op == "relu":
+            return em.fbin("maximumf", x, em.f32(0.0))
+        if op == "neg":
+            return em.fun("arith.negf", x)
+        if op == "mul_scalar":
+            return em.fbin("mulf", x, em.f32(node.attr("scalar")))
+        if op == "add_scalar":
+            return em.fbin("addf", x, em.f32(node.attr("scalar")))
+        if op == "cast":
+            return x
+        binary = {"add": "addf", "sub": "subf", "mul": "mulf", "div": "divf", "max": "maximumf"}
+        if op in binary:
+            return em.fbin(binary[op], args[0], args[1])
+        if op == "pow":
+            return em.op(f"math.powf {args[0]}, {args[1]} : f32", "f")
+        raise LoweringError(f"no lowering for elementwise op '{op}'", self.path)
+
+    def thread_graph(self, body: Graph, args: list[str]) -> str:
+        values = list(args)
+        for node in body.nodes:
+            if node.op not in OPS or OPS[node.op].category not in ("unary", "binary"):
+                raise LoweringError(f"'{node.op}' cannot appear in a thread graph", self.path)
+            values.append(self.em.round(self.elementwise(node, [values[v] for v in node.inputs]), node.types[0].dtype))
+        return values[body.outputs[0]]
+
+    # -- accumulators ----------------------------------------------------------------------------
+    def acc_count(self, node: Node, iterations: int) -> int:
+        dim = node.attr("reduce_dim", -1)
+        return iterations * (self.vtype(node.inputs[0]).shape[dim] if dim != -1 else 1)
+
+    def acc_identity(self, node: Node, args: list[str]) -> str:
+        """A loop-of-one accumulator without reduce_dim: a function of its input element."""
+        em, x = self.em, args[0]
+        if node.op == "accum_rms":
+            sq = em.round(em.fbin("mulf", x, x), node.types[0].dtype)
+            return em.fun("math.sqrt", em.fbin("addf", sq, em.f32(node.attr("eps", 0.0))))
+        return x  # sum, mean (count 1), max, rescaled_sum (x * exp(m - m))
+
+    def acc_final(self, i: int, total: str) -> str:
+        """The accumulator's value from its running total (mean and rms divide by the count)."""
+        node = self.g.nodes[i]
+        em, dtype = self.em, node.types[0].dtype
+        if node.op in ("accum_mean", "accum_rms"):
+            count = self.acc_count(node, self.loop)
+            total = em.round(em.fbin("divf", total, em.f32(float(count))), dtype)
+        if node.op == "accum_rms":
+            total = em.round(em.fbin("addf", total, em.f32(node.attr("eps", 0.0))), dtype)
+            total = em.round(em.fun("math.sqrt", total), dtype)
+        return total
+
+    def reduce_finish(self, node: Node, total: str, length: int) -> str:
+        """The value of a reduction (or loop-of-one reducing accumulator) from its lane total."""
+        em, op, dtype = self.em, node.op, node.types[0].dtype
+        total = em.round(total, dtype)
+        if op in ("reduce_mean", "accum_mean", "accum_rms"):
+            total = em.round(em.fbin("divf", total, em.f32(float(length))), dtype)
+        if op == "accum_rms":
+            total = em.round(em.fbin("addf", total, em.f32(node.attr("eps", 0.0))), dtype)
+            total = em.round(em.fun("math.sqrt", total), dtype)
+        return total
+
+    # -- write targets ---------------------------------------------------------------------------
+    def write(self, target: tuple, index: list[Index], x: str, memo: dict) -> None:
+        """Stores x (f32) at `index` of a target: ("buf", i), ("acc", i) or ("saver", i)."""
+        em = self.em
+        kind, i = target
+        if kind == "buf":
+            buf = self.buffers[i]
+            em.emit(f"memref.store {em.truncate(x, buf.dtype)}, {buf.name}[{indices(em, index)}] : {buf.type}")
+        elif kind == "acc":
+            self.acc_update(i, index, x, memo)
+        else:
+            self.store_global(i, index, [x])
+
+    def acc_update(self, i: int, index: list[Index], x: str, memo: dict) -> None:
+        em = self.em
+        node = self.g.nodes[i]
+        buf, dtype = self.buffers[i], node.types[0].dtype
+        where = f"{buf.name}[{indices(em, index)}] : {buf.type}"
+        cur = em.op(f"memref.load {where}", "l")
+        if node.op == "accum_rms" and node.attr("reduce_dim", -1) == -1:
+            x = em.round(em.fbin("mulf", x, x), dtype)
+        if node.op == "accum_max":
+            new = em.fbin("maximumf", cur, x)
+        elif node.op == "accum_rescaled_sum":
+            m_val = node.inputs[1]
+            m = self.value_at(m_val, _bcast(index, self.vtype(m_val).shape, node.types[0].shape), memo)
+            mbuf = self.max_buffers[i]
+            mwhere = f"{mbuf.name}[{indices(em, index)}] : {mbuf.type}"
+            old_max = em.op(f"memref.load {mwhere}", "l")
+            new_max = em.fbin("maximumf", old_max, m)
+            scale_old = em.fun("math.exp", em.fbin("subf", old_max, new_max))
+            scale_new = em.fun("math.exp", em.fbin("subf", m, new_max))
+            new = em.fbin("addf", em.fbin("mulf", cur, scale_old), em.fbin("mulf", x, scale_new))
+            em.emit(f"memref.store {new_max}, {mwhere}")
+        else:
+            new = em.fbin("addf", cur, x)
+        em.emit(f"memref.store {em.round(new, dtype)}, {where}")
+
+    def saver_offsets(self, i: int) -> list[Index]:
+        node = self.g.nodes[i]
+        tile = self.vtype(node.inputs[0]).shape
+        offsets: list[Index] = [0] * len(tile)
+        for axis, dim in enumerate(node.attr("omap")):
+            if dim != -1 and self.g.grid_dim[axis] > 1:
+                offsets[dim] = self.em.add(offsets[dim], self.em.mul(self.bid[axis], tile[dim]))
+        return offsets
+
+    def store_global(self, i: int, index: list[Index], xs: list[str]) -> None:
+        """Stores len(xs) consecutive values (along the last dim) of saver i's tile at `index`."""
+        em = self.em
+        out = self.output_args[i]
+        t = self.g.nodes[i].types[0]
+        offsets = self.saver_offsets(i)
+        where = [em.add(a, b) for a, b in zip(index, offsets)]
+        mtype = memref_type(t.shape, t.dtype)
+        vals = [em.truncate(x, t.dtype) for x in xs]
+        if len(vals) == 1:
+            em.emit(f"memref.store {vals[0]}, {out}[{indices(em, where)}] : {mtype}")
+            return
+        vec_type = f"vector<{len(vals)}x{t.dtype}>"
+        vec = em.op(f"vector.from_elements {', '.join(vals)} : {vec_type}", "vec")
+        align = len(vals) * BYTES[t.dtype]
+        em.emit(f"vector.store {vec}, {out}[{indices(em, where)}] {{alignment = {align}}} : {mtype}, {vec_type}")
+
+    # -- stages ----------------------------------------------------------------------------------
+    def reads_of(self, v: int, seen: set | None = None) -> set[str]:
+        """Shared buffers read when computing value v inline (or loading it)."""
+        seen = set() if seen is None else seen
+        if v < self.n_in or v in seen:
+            return set()
+        seen.add(v)
+        i = self.node_of[v]
+        if self.is_buffer(i):
+            return {self.buffers[i].name}
+        out: set[str] = set()
+        for a in self.g.nodes[i].inputs:
+            out |= self.reads_of(a, seen)
+        return out
+
+    def inline_matmuls(self, v: int, root: bool = True) -> list[int]:
+        """Matmul node indices computed inside the stage whose root value is v."""
+        if v < self.n_in:
+            return []
+        i = self.node_of[v]
+        if self.kind[i] == "matmul" and (root or not self.buffered[i]):
+            return [i]
+        if self.is_buffer(i) and not root:
+            return []
+        if self.kind[i] in ("ew", "acc_id"):
+            out = []
+            for a in self.g.nodes[i].inputs:
+                out += self.inline_matmuls(a, root=False)
+            return out
+        return []
+
+    def copy_stage(self, iterators: list[int]) -> None:
+        """Global -> shared copies of input iterator tiles, all loads issued before the stores."""
+        em = self.em
+        for i in iterators:
+            node = self.g.nodes[i]
+            buf = self.buffers[i]
+            tensor_v = node.inputs[0]
+            gtype = self.vtype(tensor_v)
+            tile = buf.shape
+            width = _vector_width(buf.dtype, tile[-1], gtype.shape[-1])
+            offsets = self.iterator_offsets(node, tile)
+            chunks_per_row = tile[-1] // width
+            n_chunks = _numel(tile) // width
+            arg = self.input_args[tensor_v]
+            gmem = memref_type(gtype.shape, gtype.dtype)
+            vec = f"vector<{width}x{buf.dtype}>"
+            align = width * BYTES[buf.dtype]
+
+            def body(c):
+                shape = tile[:-1] + (chunks_per_row,)
+                where = em.unflatten(c, shape)
+                where[-1] = em.mul(where[-1], width)
+                src = [em.add(a, b) for a, b in zip(where, offsets)]
+                if width == 1:
+                    val = em.op(f"memref.load {arg}[{indices(em, src)}] : {gmem}", "g")
+                else:
+                    val = em.op(f"vector.load {arg}[{indices(em, src)}] {{alignment = {align}}} : {gmem}, {vec}", "g")
+                return where, val
+
+            def store(where, val):
+                if width == 1:
+                    em.emit(f"memref.store {val}, {buf.name}[{indices(em, where)}] : {buf.type}")
+                else:
+                    em.emit(f"vector.store {val}, {buf.name}[{indices(em, where)}] {{alignment = {align}}} : {buf.type}, {vec}")
+
+            count = self.threads
+            if n_chunks % count == 0 and n_chunks // count <= 16:
+                pending = [body(em.add(self.tid, k * count)) for k in range(n_chunks // count)]
+                for where, val in pending:
+                    store(where, val)
+            else:
+                self.for_each(n_chunks, lambda c: store(*body(c)), attr=f"mirage.stage = \"copy {i}\"")
+            self.dirty.add(buf.name)
+
+    def iterator_offsets(self, node: Node, tile: tuple[int, ...]) -> list[Index]:
+        em = self.em
+        fmap = node.attr("fmap")
+        offsets: list[Index] = [0] * len(tile)
+        for axis, dim in enumerate(node.attr("imap")):
+            if dim != -1 and self.g.grid_dim[axis] > 1:
+                share = tile[dim] * (self.loop if fmap == dim else 1)
+                offsets[dim] = em.add(offsets[dim], em.mul(self.bid[axis], share))
+        if fmap != -1 and self.loop > 1:
+            offsets[fmap] = em.add(offsets[fmap], em.mul(self.it, tile[fmap]))
+        return offsets
+
+    def compute_stage(self, target: tuple, root: int) -> None:
+        """Computes value `root` elementwise (or by micro-tiles when it holds matmuls) into target."""
+        reads = self.reads_of_stage(root)
+        if target[0] == "acc":
+            reads.add(self.buffers[target[1]].name)
+            node = self.g.nodes[target[1]]
+            for extra in node.inputs[1:]:
+                reads |= self.reads_of(extra)
+        self.sync_for(reads)
+        own = target[0] == "buf" and self.value(target[1]) == root
+        matmuls = self.inline_matmuls(root)
+        if matmuls:
+            self.matmul_stage(target, root, matmuls, own)
+        elif target[0] == "saver":
+            self.saver_stage(target[1], root)
+        else:
+            shape = self.vtype(root).shape
+
+            def body(e):
+                memo: dict = {}
+                index = self.em.unflatten(e, shape)
+                self.write(target, index, self.value_at(root, index, memo, compute=own), memo)
+
+            self.for_each(_numel(shape), body)
+        if target[0] == "buf":
+            self.dirty.add(self.buffers[target[1]].name)
+
+    def reads_of_stage(self, root: int) -> set[str]:
+        i = self.node_of[root]
+        if self.kind[i] in ("ew", "acc_id", "matmul") and self.buffered[i]:
+            out: set[str] = set()
+            for a in self.g.nodes[i].inputs:
+                out |= self.reads_of(a)
+            return out
+        return self.reads_of(root)
+
+    def saver_stage(self, i: int, root: int) -> None:
+        em = self.em
+        shape = self.vtype(root).shape
+        out_t = self.g.nodes[i].types[0]
+        width = _vector_width(out_t.dtype, shape[-1], out_t.shape[-1])
+        chunk_shape = shape[:-1] + (shape[-1] // width,)
+
+        def body(c):
+            memo: dict = {}
+            where = em.unflatten(c, chunk_shape)
+            where[-1] = em.mul(where[-1], width)
+            xs = []
+            for k in range(width):
+                index = where[:-1] + [em.add(where[-1], k)]
+                xs.append(self.value_at(root, index, memo))
+            self.store_global(i, where, xs)
+
+        self.for_each(_numel(chunk_shape), body)
+
+    def pick_microtile(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        batch, m, n = _numel(shape[:-2]), shape[-2], shape[-1]
+        best = (1, 1)
+        for tm, tn in ((4, 4), (2, 4), (4, 2), (1, 4), (2, 2), (4, 1), (1, 2), (2, 1)):
+            if m % tm or n % tn:
+                continue
+            if batch * (m // tm) * (n // tn) >= self.threads and tm * tn > best[0] * best[1]:
+                best = (tm, tn)
+        return best
+
+    def matmul_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
+        em = self.em
+        shape = self.vtype(root).shape
+        tm, tn = self.pick_microtile(shape)
+        tiles = shape[:-2] + (shape[-2] // tm, shape[-1] // tn)
+
+        def body(t):
+            where = em.unflatten(t, tiles)
+            batch = where[:-2]
+            m0, n0 = em.mul(where[-2], tm), em.mul(where[-1], tn)
+            overrides_per = []
+            for mi in matmuls:
+                overrides_per.append(self.k_loop(mi, batch, m0, n0, tm, tn))
+            for a in range(tm):
+                for b in range(tn):
+                    index = batch + [em.add(m0, a), em.add(n0, b)]
+                    overrides = {self.value(mi): acc[a][b] for mi, acc in zip(matmuls, overrides_per)}
+                    memo: dict = {}
+                    self.write(target, index, self.value_at(root, index, memo, overrides, compute=own), memo)
+
+        self.for_each(_numel(tiles), body)
+
+    def k_loop(self, i: int, batch: list[Index], m0: Index, n0: Index, tm: int, tn: int) -> list[list[str]]:
+        """The TM x TN f32 results of matmul node i at rows m0.., columns n0.. (rounded to its type)."""
+        em = self.em
+        node = self.g.nodes[i]
+        a_v, b_v = node.inputs
+        a_i, b_i = self.node_of[a_v], self.node_of[b_v]
+        k_dim = self.vtype(a_v).shape[-1]
+        unroll = next(u for u in (4, 2, 1) if k_dim % u == 0)
+        plain_a = self.buffered[a_i] and self.kind[a_i] != "acc"
+        plain_b = self.buffered[b_i] and self.kind[b_i] != "acc"
+
+        def a_vals(k: Index) -> list[list[str]]:
+            """[row][u] values of A at rows m0.., columns k..k+unroll."""
+            rows = []
+            for r in range(tm):
+                row = em.add(m0, r)
+                if plain_a and unroll > 1:
+                    buf = self.buffers[a_i]
+                    vec = f"vector<{unroll}x{buf.dtype}>"
+                    align = unroll * BYTES[buf.dtype]
+                    loaded = em.op(f"vector.load {buf.name}[{indices(em, batch + [row, k])}] {{alignment = {align}}} "
+                                   f": {buf.type}, {vec}", "va")
+                    rows.append([em.extend(em.op(f"vector.extract {loaded}[{u}] : {buf.dtype} from {vec}", "l"), buf.dtype)
+                                 for u in range(unroll)])
+                else:
+                    rows.append([self.value_at(a_v, batch + [row, em.add(k, u)], {}) for u in range(unroll)])
+            return rows
+
+        def b_vals(k: Index) -> list[list[str]]:
+            """[u][col] values of B at rows k..k+unroll, columns n0.."""
+            out = []
+            for u in range(unroll):
+                kk = em.add(k, u)
+                if plain_b and tn > 1:
+                    buf = self.buffers[b_i]
+                    vec = f"vector<{tn}x{buf.dtype}>"
+                    align = tn * BYTES[buf.dtype]
+                    loaded = em.op(f"vector.load {buf.name}[{indices(em, batch + [kk, n0])}] {{alignment = {align}}} "
+                                   f": {buf.type}, {vec}", "vb")
+                    out.append([em.extend(em.op(f"vector.extract {loaded}[{c}] : {buf.dtype} from {vec}", "l"), buf.dtype)
+                                for c in range(tn)])
+                else:
+                    out.append([self.value_at(b_v, batch + [kk, em.add(n0, c)], {}) for c in range(tn)])
+            return out
+
+        def step(k: Index, accs: list[str]) -> list[str]:
+            av, bv = a_vals(k), b_vals(k)
+            accs = list(accs)
+            for u in range(unroll):
+                for r in range(tm):
+                    for c in range(tn):
+                        accs[r * tn + c] = em.fma(av[r][u], bv[u][c], accs[r * tn + c])
+            return accs
+
+        zero = em.f32(0.0)
+        init = [zero] * (tm * tn)
+        if k_dim // unroll <= 2:
+            accs = init
+            for k in range(0, k_dim, unroll):
+                accs = step(k, accs)
+        else:
+            k = em.fresh("k")
+            res = em.fresh("mm")
+            args = [em.fresh("s") for _ in init]
+            iter_args = ", ".join(f"{a} = {z}" for a, z in zip(args, init))
+            types = ", ".join(["f32"] * len(init))
+            header = (f"{res}:{len(init)} = scf.for {k} = {em.idx(0)} to {em.idx(k_dim)} step {em.idx(unroll)} "
+                      f"iter_args({iter_args}) -> ({types}) {{")
+            with em.region(header):
+                new = step(k, args)
+                em.emit(f"scf.yield {', '.join(new)} : {types}")
+            accs = [f"{res}#{j}" for j in range(len(init))]
+        dtype = node.types[0].dtype
+        accs = [em.round(a, dtype) for a in accs]
+        return [accs[r * tn:(r + 1) * tn] for r in range(tm)]
+
+    def reduce_stage(self, target: tuple, node: Node, x_v: int) -> None:
+        """A reduction over `reduce_dim`/`dim` of value x_v into a buffer or an accumulator."""
+        em = self.em
+        dim = node.attr("dim") if node.op in OPS else node.attr("reduce_dim")
+        x_shape = self.vtype(x_v).shape
+        dim %= len(x_shape)
+        length = x_shape[dim]
+        out_shape = node.types[0].shape
+        is_max = node.op in ("reduce_max", "accum_max")
+        squares = node.op == "accum_rms"
+        acc_dtype = node.types[0].dtype
+        reads = self.reads_of(x_v)
+        if target[0] == "acc":
+            reads.add(self.buffers[target[1]].name)
+            for extra in node.inputs[1:]:
+                reads |= self.reads_of(extra)
+        self.sync_for(reads)
+
+        def element(oidx: list[Index], j: Index, memo: dict) -> str:
+            index = list(oidx)
+            index[dim] = j
+            x = self.value_at(x_v, index, memo)
+            return em.round(em.fbin("mulf", x, x), acc_dtype) if squares else x
+
+        def combine(a: str, b: str) -> str:
+            return em.fbin("maximumf" if is_max else "addf", a, b)
+
+        identity = em.f32(-math.inf if is_max else 0.0)
+
+        def finish(oidx: list[Index], total: str, memo: dict) -> None:
+            if target[0] == "acc":
+                value = em.round(total, acc_dtype)
+                self.acc_update(target[1], oidx, value, memo)
+            else:
+                self.write(target, oidx, self.reduce_finish(node, total, length), memo)
+
+        if length >= 32:
+            def warp_body(o):
+                oidx = em.unflatten(o, out_shape)
+                memo: dict = {}
+                if length % 32 == 0 and length // 32 <= 8:
+                    total = None
+                    for q in range(length // 32):
+                        x = element(oidx, em.add(self.lane, 32 * q), memo)
+                        total = x if total is None else combine(total, x)
+                else:
+                    j, res, acc = em.fresh("j"), em.fresh("r"), em.fresh("s")
+                    with em.region(f"{res} = scf.for {j} = {self.lane} to {em.idx(length)} step {em.idx(32)} "
+                                   f"iter_args({acc} = {identity}) -> (f32) {{"):
+                        em.emit(f"scf.yield {combine(acc, element(oidx, j, {}))} : f32")
+                    total = res
+                for offset in (16, 8, 4, 2, 1):
+                    other = em.fresh("sh")
+                    em.emit(f"{other}, {em.fresh('ok')} = gpu.shuffle xor {total}, {em.i32(offset)}, {em.i32(32)} : f32")
+                    total = combine(total, other)
+                with em.region(f"scf.if {self.lane_zero} {{"):
+                    finish(oidx, total, {})
+
+            self.for_each(_numel(out_shape), warp_body, ids=self.warp, count=self.warps)
+        else:
+            def thread_body(o):
+                oidx = em.unflatten(o, out_shape)
+                memo: dict = {}
+                total = None
+                for j in range(length):
+                    x = element(oidx, j, memo)
+                    total = x if total is None else combine(total, x)
+                finish(oidx, total, memo)
+
+            self.for_each(_numel(out_shape), thread_body)
+        if target[0] == "buf":
+            self.dirty.add(self.buffers[target[1]].name)
+
+    def init_accumulators(self) -> None:
+        em = self.em
+        for i, buf in list(self.buffers.items()) + list(self.max_buffers.items()):
+            if self.kind[i] != "acc":
+                continue
+            node = self.g.nodes[i]
+            is_max_buf = buf is self.max_buffers.get(i)
+            value = em.f32(-math.inf if (node.op == "accum_max" or is_max_buf) else 0.0)
+
+            def body(e, buf=buf, value=value):
+                index = em.unflatten(e, buf.shape)
+                em.emit(f"memref.store {value}, {buf.name}[{indices(em, index)}] : {buf.type}")
+
+            self.for_each(_numel(buf.shape), body)
+            self.dirty.add(buf.name)
+
+    # -- the kernel ------------------------------------------------------------------------------
+    def stage_of(self, i: int):
+        """(phase, emit) for node i, or None when it has no stage of its own (inline values)."""
+        node, kind = self.g.nodes[i], self.kind[i]
+        v = self.value(i)
+        if kind == "iter":
+            return None  # copied by the phase's copy stage
+        if kind == "saver":
+            return lambda: self.compute_stage(("saver", i), node.inputs[0])
+        if kind == "acc":
+            if node.attr("reduce_dim", -1) != -1:
+                return lambda: self.reduce_stage(("acc", i), node, node.inputs[0])
+            return lambda: self.compute_stage(("acc", i), node.inputs[0])
+        if kind in ("reduce", "acc_reduce1"):
+            return lambda: self.reduce_stage(("buf", i), node, node.inputs[0])
+        if self.buffered[i]:
+            return lambda: self.compute_stage(("buf", i), v)
+        return None
+
+    def phase_of(self, i: int) -> str:
+        if self.loop == 1:
+            return "pre"
+        if i in self.g.after_loop or self.kind[i] == "saver":
+            return "post"
+        if self.kind[i] == "acc":
+            return "loop"
+        return "pre" if i in self.invariant else "loop"
+
+    def generate(self, input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
+        g, em = self.g, self.em
+        shared = self._allocate()
+        self.input_args = {v: f"%arg{v}" for v in range(self.n_in)}
+        self.output_args = {}
+        saver_of_output = {v: self.node_of[v] for v in g.outputs}
+        for k, v in enumerate(g.outputs):
+            self.output_args[saver_of_output[v]] = f"%out{k}"
+        # ids, computed up front so that they dominate every use
+        self.tid = em.op("gpu.thread_id x", "tid")
+        self.bid = [em.op(f"gpu.block_id {axis}", "bid") if g.grid_dim[n] > 1 else 0
+                    for n, axis in enumerate("xyz")]
+        self.lane = em.rem(self.tid, 32)
+        self.warp = em.div(self.tid, 32)
+        self.lane_zero = em.cmp_eq(self.lane, 0)
+        if self.buffers:
+            smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>", "smem")
+            for buf in list(self.buffers.values()) + list(self.max_buffers.values()):
+                em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : "
+                        f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
+        phases = {i: self.phase_of(i) for i in range(len(g.nodes))}
+        # prologue
+        self.init_accumulators()
+        self.copy_stage([i for i in range(len(g.nodes)) if self.kind[i] == "iter" and phases[i] == "pre"])
+        for i in range(len(g.nodes)):
+            if phases[i] == "pre" and (emit := self.stage_of(i)):
+                emit()
+        # the for-loop
+        if self.loop > 1:
+            if self.dirty:
+                self.barrier()
+            it = em.fresh("it")
+            with em.region(f"scf.for {it} = {em.idx(0)} to {em.idx(self.loop)} step {em.idx(1)} {{",
+                           "} {mirage.forloop}"):
+                self.it = it
+                self.copy_stage([i for i in range(len(g.nodes)) if self.kind[i] == "iter" and phases[i] == "loop"])
+                for i in range(len(g.nodes)):
+                    if phases[i] == "loop" and (emit := self.stage_of(i)):
+                        emit()
+                self.barrier()
+            self.it = 0
+            # epilogue
+            for i in range(len(g.nodes)):
+                if phases[i] == "post" and (emit := self.stage_of(i)):
+                    emit()
+        em.emit("gpu.return")
+
+        args = [f"%arg{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(input_types)]
+        args += [f"%out{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(output_types)]
+        gx, gy, gz = g.grid_dim
+        header = (f"gpu.func @{self.name}({', '.join(args)}) kernel attributes {{"
+                  f"known_block_size = array<i32: {self.threads}, 1, 1>, "
+                  f"known_grid_size = array<i32: {gx}, {gy}, {gz}>, "
+                  f"mirage.shared_bytes = {shared} : i64}} {{")
+        text = header + "\n" + em.text() + "\n}"
+        return KernelCode(self.name, text, tuple(g.grid_dim), (self.threads, 1, 1), shared,
+                          list(input_types), list(output_types))
+
+
+def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = ()) -> KernelCode:
+    """The gpu.func text for a block graph (the body of a graph_def)."""
+    outputs = [graph.value_types[v] for v in graph.outputs]
+    return BlockKernelGen(graph, name, path).generate(list(graph.inputs), outputs)

@@ -1,0 +1,175 @@
+"""A small writer of MLIR text in SSA form, used by the GPU code generator.
+
+Index arithmetic is folded in Python: an index operand is either a Python int (a constant) or the
+name of an SSA value of type `index`, so tile offsets known at generation time never reach the IR.
+Constants are hoisted to the top of the function (the entry block dominates every use).
+"""
+
+from __future__ import annotations
+
+import struct
+from contextlib import contextmanager
+
+Index = int | str  # a constant or an SSA value name of type index
+
+STORAGE_TYPES = ("f16", "bf16", "f32")
+BYTES = {"f16": 2, "bf16": 2, "f32": 4}
+
+
+class Emitter:
+    def __init__(self, indent: int = 2):
+        self.lines: list[str] = []
+        self.constants: dict[tuple, str] = {}
+        self.constant_lines: list[str] = []
+        self.counter = 0
+        self.depth = indent
+        self.base_depth = indent
+
+    # -- names and raw text ------------------------------------------------------------------
+    def fresh(self, hint: str = "v") -> str:
+        self.counter += 1
+        return f"%{hint}{self.counter}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append("  " * self.depth + line)
+
+    def op(self, rhs: str, hint: str = "v") -> str:
+        name = self.fresh(hint)
+        self.emit(f"{name} = {rhs}")
+        return name
+
+    @contextmanager
+    def region(self, header: str, footer: str = "}"):
+        self.emit(header)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            self.emit(footer)
+
+    def text(self) -> str:
+        pad = "  " * self.base_depth
+        return "\n".join([pad + c for c in self.constant_lines] + self.lines)
+
+    # -- constants ---------------------------------------------------------------------------
+    def _constant(self, key: tuple, name: str, literal: str) -> str:
+        if key not in self.constants:
+            self.constants[key] = name
+            self.constant_lines.append(f"{name} = arith.constant {literal}")
+        return self.constants[key]
+
+    def idx(self, value: Index) -> str:
+        """An index operand as an SSA name (materializing constants)."""
+        if isinstance(value, str):
+            return value
+        name = f"%c{value}" if value >= 0 else f"%c_m{-value}"
+        return self._constant(("index", value), name, f"{value} : index")
+
+    def i32(self, value: int) -> str:
+        name = f"%c{value}_i32" if value >= 0 else f"%c_m{-value}_i32"
+        return self._constant(("i32", value), name, f"{value} : i32")
+
+    def f32(self, value: float) -> str:
+        bits = struct.unpack(">I", struct.pack(">f", float(value)))[0]
+        return self._constant(("f32", bits), f"%cst_{bits:08x}", f"0x{bits:08X} : f32")
+
+    # -- folded index arithmetic -------------------------------------------------------------
+    def add(self, a: Index, b: Index) -> Index:
+        if isinstance(a, int) and isinstance(b, int):
+            return a + b
+        if a == 0:
+            return b
+        if b == 0:
+            return a
+        return self.op(f"arith.addi {self.idx(a)}, {self.idx(b)} : index", "i")
+
+    def mul(self, a: Index, b: Index) -> Index:
+        if isinstance(a, int) and isinstance(b, int):
+            return a * b
+        if a == 0 or b == 0:
+            return 0
+        if a == 1:
+            return b
+        if b == 1:
+            return a
+        return self.op(f"arith.muli {self.idx(a)}, {self.idx(b)} : index", "i")
+
+    def div(self, a: Index, b: int) -> Index:
+        if isinstance(a, int):
+            return a // b
+        if b == 1:
+            return a
+        return self.op(f"arith.divui {a}, {self.idx(b)} : index", "i")
+
+    def rem(self, a: Index, b: int) -> Index:
+        if isinstance(a, int):
+            return a % b
+        if b == 1:
+            return 0
+        return self.op(f"arith.remui {a}, {self.idx(b)} : index", "i")
+
+    def unflatten(self, linear: Index, shape: tuple[int, ...]) -> list[Index]:
+        """Row-major multi-index of `linear` in `shape` (dims of size 1 give constant 0)."""
+        out: list[Index] = []
+        rest = linear
+        for i, d in enumerate(reversed(shape)):
+            last = i == len(shape) - 1
+            if d == 1:
+                out.append(0)
+                continue
+            out.append(rest if last else self.rem(rest, d))
+            rest = self.div(rest, d) if not last else rest
+        return list(reversed(out))
+
+    def linearize(self, index: list[Index], shape: tuple[int, ...]) -> Index:
+        total: Index = 0
+        stride = 1
+        for i, d in reversed(list(zip(index, shape))):
+            total = self.add(total, self.mul(i, stride))
+            stride *= d
+        return total
+
+    def cmp_lt(self, a: Index, b: Index) -> str:
+        return self.op(f"arith.cmpi ult, {self.idx(a)}, {self.idx(b)} : index", "p")
+
+    def cmp_eq(self, a: Index, b: Index) -> str:
+        return self.op(f"arith.cmpi eq, {self.idx(a)}, {self.idx(b)} : index", "p")
+
+    # -- floating point (f32 compute) ------------------------------------------------------------
+    def fbin(self, op: str, a: str, b: str) -> str:
+        return self.op(f"arith.{op} {a}, {b} : f32", "f")
+
+    def fma(self, a: str, b: str, c: str) -> str:
+        return self.op(f"math.fma {a}, {b}, {c} : f32", "f")
+
+    def fun(self, op: str, a: str) -> str:
+        return self.op(f"{op} {a} : f32", "f")
+
+    def extend(self, value: str, dtype: str) -> str:
+        """A loaded scalar of storage type `dtype` as f32."""
+        if dtype == "f32":
+            return value
+        return self.op(f"arith.extf {value} : {dtype} to f32", "f")
+
+    def truncate(self, value: str, dtype: str) -> str:
+        """An f32 value in storage type `dtype`."""
+        if dtype == "f32":
+            return value
+        return self.op(f"arith.truncf {value} : f32 to {dtype}", "h")
+
+    def round(self, value: str, dtype: str) -> str:
+        """Rounds an f32 value to the precision of `dtype`, keeping it in f32 (the evaluator's rule)."""
+        if dtype == "f32":
+            return value
+        return self.extend(self.truncate(value, dtype), dtype)
+
+
+def memref_type(shape: tuple[int, ...], dtype: str, space: str | None = None) -> str:
+    dims = "x".join(str(d) for d in shape)
+    suffix = f", #gpu.address_space<{space}>" if space else ""
+    return f"memref<{dims}x{dtype}{suffix}>"
+
+
+def indices(em: Emitter, index: list[Index]) -> str:
+    return ", ".join(em.idx(i) for i in index)

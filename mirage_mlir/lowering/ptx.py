@@ -1,0 +1,116 @@
+"""gpu.module -> PTX with the upstream NVPTX path, in-process, and a ptxas check.
+
+The upstream passes run in a fresh MLIR context on the printed gpu.module: a PassManager cannot be
+run from inside a pass of another one (MLIR asserts while the outer one is executing), and the
+mirage passes are such Python passes. Between conversion and serialization, the dynamic shared
+memory symbol is made external: MLIR declares it `internal`, and NVPTX then "demotes" it to a
+one-byte static `.shared` variable (ptxas warns of out-of-bound accesses); external, it becomes
+`.extern .shared .align 16 .b8 __dynamic_shmem__0[]`, as CUDA's `extern __shared__` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import mlir.ir as ir
+from mlir.passmanager import PassManager
+
+DEFAULT_CHIP = "sm_90"
+DEFAULT_FEATURES = "+ptx80"
+
+
+class PTXError(Exception):
+    pass
+
+
+def conversion_pipeline(chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATURES, opt_level: int = 3) -> str:
+    return (f"builtin.module(nvvm-attach-target{{chip={chip} features={features} O={opt_level}}},"
+            "gpu.module(canonicalize,cse,convert-scf-to-cf,"
+            "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=true},canonicalize,cse),"
+            "reconcile-unrealized-casts)")
+
+
+def _external_dynamic_shared(op: ir.Operation) -> None:
+    for region in op.regions:
+        for block in region.blocks:
+            for inner in block.operations:
+                inner = inner.operation
+                if inner.name == "llvm.mlir.global" and "addr_space" in inner.attributes:
+                    if ir.IntegerAttr(inner.attributes["addr_space"]).value == 3 and \
+                            str(inner.attributes["sym_name"]).strip('"').startswith("__dynamic_shmem__"):
+                        inner.attributes["linkage"] = ir.Attribute.parse("#llvm.linkage<external>")
+                _external_dynamic_shared(inner)
+
+
+@dataclass
+class Binary:
+    name: str  # the gpu.module's symbol
+    ptx: bytes
+    binary_text: str  # the `gpu.binary` op, printed
+
+
+def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATURES,
+                       opt_level: int = 3) -> Binary:
+    """PTX for the printed `gpu.module` op (upstream dialects only)."""
+    with ir.Context() as ctx, ir.Location.unknown():
+        ctx.allow_unregistered_dialects = True  # discardable mirage.* attributes only
+        try:
+            module = ir.Module.parse("module attributes {gpu.container_module} {\n" + gpu_module_text + "\n}")
+            PassManager.parse(conversion_pipeline(chip, features, opt_level)).run(module.operation)
+            _external_dynamic_shared(module.operation)
+            PassManager.parse("builtin.module(gpu-module-to-binary{format=isa})").run(module.operation)
+        except ir.MLIRError as e:
+            detail = "; ".join(str(d.message) for d in e.error_diagnostics) or str(e)
+            raise PTXError(f"GPU-to-PTX conversion failed: {detail}") from None
+        for op in module.body.operations:
+            op = op.operation
+            if op.name == "gpu.binary":
+                from mlir.dialects import gpu
+
+                name = ir.StringAttr(op.attributes["sym_name"]).value
+                ptx = gpu.ObjectAttr(ir.ArrayAttr(op.attributes["objects"])[0]).object
+                return Binary(name, bytes(ptx), str(op))
+    raise PTXError("gpu-module-to-binary produced no gpu.binary")
+
+
+def find_ptxas() -> str | None:
+    for candidate in (shutil.which("ptxas"), "/usr/local/cuda/bin/ptxas", "/usr/local/bin/ptxas"):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+@dataclass
+class PtxasResult:
+    ok: bool
+    log: str
+    registers: dict[str, int]
+    spills: dict[str, int]
+
+
+def run_ptxas(ptx: bytes, chip: str = DEFAULT_CHIP, ptxas: str | None = None) -> PtxasResult:
+    """Assembles PTX with ptxas -v (no GPU needed); reports registers and spill bytes per kernel."""
+    ptxas = ptxas or find_ptxas()
+    if ptxas is None:
+        raise PTXError("ptxas not found (PATH, /usr/local/cuda/bin)")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "wb") as f:
+            f.write(ptx)
+        proc = subprocess.run([ptxas, "-v", "--gpu-name", chip, src, "-o", os.path.join(tmp, "k.cubin")],
+                              capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    registers, spills, current = {}, {}, None
+    for line in log.splitlines():
+        if "Compiling entry function" in line:
+            current = line.split("'")[1]
+        elif current and "Used" in line and "registers" in line:
+            registers[current] = int(line.split("Used")[1].split("registers")[0])
+        elif current and "spill stores" in line:
+            spills[current] = int(line.split("bytes spill stores")[0].split(",")[-1])
+    ok = proc.returncode == 0 and "warning" not in log.lower()
+    return PtxasResult(ok, log, registers, spills)

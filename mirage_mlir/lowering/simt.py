@@ -1,0 +1,573 @@
+"""Runs lowered GPU code on the CPU: the subset of gpu/arith/math/memref/scf/vector ops that the
+code generator emits, executed by every thread of every block in lockstep over NumPy arrays.
+
+This is how tests check, on machines without a GPU, that the kernels we generate compute what the
+mu-graph means. Beyond values, it checks what a GPU would not report:
+- out-of-bounds indices on every load and store (global and shared);
+- shared-memory races: a read of an element written by another thread of the block, a write of an
+  element read or written by another thread, with no `gpu.barrier` between (per 2-byte slot);
+- global races: two threads of one launch writing the same element, or reading one another's
+  writes (no grid-wide synchronisation exists);
+- a barrier or a shuffle reached by part of a block or a warp;
+- outputs and temporaries start as NaN, so an element no thread writes fails the comparison.
+
+Values are arrays over all threads (shape [T], vectors [T, n]). Divergent loops (`scf.for` from a
+thread id) and `scf.if` run with an activity mask. Floats follow the kernel's types: f32 in
+float32, f16 in float16, bf16 as float32 values rounded to bf16 (stored as their 16-bit patterns).
+"""
+
+from __future__ import annotations
+
+import mlir.ir as ir
+import numpy as np
+
+from ..dtypes import round_to
+
+
+class SimtError(Exception):
+    pass
+
+
+NP_STORAGE = {"f16": np.float16, "bf16": np.uint16, "f32": np.float32, "f64": np.float64}
+SLOT = 2  # bytes per race-detection slot in shared memory
+
+
+def to_storage(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Host values (any float array) in the storage representation of `dtype`."""
+    if dtype == "bf16":
+        bits = round_to(np.asarray(array, np.float32), "bf16").view(np.uint32)
+        return (bits >> 16).astype(np.uint16)
+    return np.asarray(array, NP_STORAGE[dtype])
+
+
+def from_storage(array: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "bf16":
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+def _elem(type_str: str) -> str:
+    """Element type of a memref/vector/scalar type string."""
+    s = type_str
+    if s.startswith("memref<") or s.startswith("vector<"):
+        s = s[s.index("<") + 1:].split(",")[0].rstrip(">")
+        s = s.split("x")[-1]
+    return s
+
+
+def _memref_shape(type_str: str) -> tuple[int, ...]:
+    inner = type_str[len("memref<"):].split(",")[0].rstrip(">")
+    parts = inner.split("x")[:-1]
+    return tuple(int(p) for p in parts)
+
+
+class MemRef:
+    def __init__(self, kind: str, data: np.ndarray, shape, dtype: str, byte_offset: int = 0, shadow=None):
+        self.kind = kind  # "global" | "shared" | "smem" (the raw dynamic shared memory)
+        self.data = data
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.byte_offset = byte_offset
+        self.shadow = shadow
+        self.strides = [int(np.prod(self.shape[i + 1:])) for i in range(len(self.shape))]
+        self.size = int(np.prod(self.shape)) if self.shape else 1
+        if kind == "shared":
+            esize = np.dtype(NP_STORAGE[dtype]).itemsize
+            self.typed = data[:, byte_offset:byte_offset + self.size * esize].view(NP_STORAGE[dtype])
+            self.esize = esize
+
+
+class Shadow:
+    """Race-detection state for one memory (shared: per block and 2-byte slot; global: per element)."""
+
+    def __init__(self, shape):
+        self.w_tid = np.full(shape, -1, np.int64)
+        self.w_epoch = np.full(shape, -1, np.int64)
+        self.r_tid = np.full(shape, -1, np.int64)
+        self.r_epoch = np.full(shape, -1, np.int64)
+
+
+class Kernel:
+    """A gpu.func compiled into nested Python instruction lists."""
+
+    def __init__(self, func: ir.Operation):
+        self.func = func
+        self.slots: dict = {}
+        self.args = [self.slot(a) for a in func.regions[0].blocks[0].arguments]
+        self.body = self.compile_block(func.regions[0].blocks[0])
+
+    def slot(self, value) -> int:
+        if value not in self.slots:
+            self.slots[value] = len(self.slots)
+        return self.slots[value]
+
+    def compile_block(self, block) -> list:
+        out = []
+        for op in block.operations:
+            op = op.operation
+            info = {"name": op.name, "op": op}
+            regions = []
+            for region in op.regions:
+                blocks = list(region.blocks)
+                if not blocks:
+                    regions.append(None)
+                    continue
+                b = blocks[0]
+                regions.append(([self.slot(a) for a in b.arguments], self.compile_block(b)))
+            out.append((op.name, [self.slot(v) for v in op.operands], [self.slot(r) for r in op.results],
+                        [str(r.type) for r in op.results], [str(v.type) for v in op.operands], regions, op))
+        return out
+
+
+def _attr_int(op, name: str) -> int:
+    return ir.IntegerAttr(op.attributes[name]).value
+
+
+class Machine:
+    def __init__(self, kernel: Kernel, grid, block, args: list, shared_bytes: int, check_races: bool = True):
+        self.kernel = kernel
+        self.grid = tuple(grid)
+        self.nthreads = int(np.prod(block))
+        if block[1] != 1 or block[2] != 1:
+            raise SimtError("only 1-D blocks are emulated")
+        self.nblocks = int(np.prod(grid))
+        self.T = self.nblocks * self.nthreads
+        t = np.arange(self.T, dtype=np.int64)
+        self.blk = t // self.nthreads
+        self.tid = t % self.nthreads
+        gx, gy, _ = self.grid
+        self.bid = {"x": self.blk % gx, "y": (self.blk // gx) % gy, "z": self.blk // (gx * gy)}
+        self.shared_bytes = shared_bytes
+        self.smem = np.zeros((self.nblocks, max(shared_bytes, 16)), np.uint8)
+        self.smem_shadow = Shadow((self.nblocks, max(shared_bytes, 16) // SLOT + 1))
+        self.check = check_races
+        self.epoch = 0
+        self.env: list = [None] * len(kernel.slots)
+        for s, a in zip(kernel.args, args):
+            self.env[s] = a
+
+    # -- race bookkeeping --------------------------------------------------------------------
+    def _shared_access(self, mem: MemRef, lin: np.ndarray, mask: np.ndarray, width: int, write: bool):
+        if not self.check:
+            return
+        byte = mem.byte_offset + lin[mask] * mem.esize
+        nslots = max(1, width * mem.esize // SLOT)
+        slots = (byte // SLOT)[:, None] + np.arange(nslots)[None, :]
+        blk = np.repeat(self.blk[mask][:, None], nslots, axis=1).ravel()
+        tid = np.repeat(self.tid[mask][:, None], nslots, axis=1).ravel()
+        self._record(self.smem_shadow, (blk, slots.ravel()), tid, write, "shared memory")
+
+    def _global_access(self, mem: MemRef, lin: np.ndarray, mask: np.ndarray, width: int, write: bool):
+        if not self.check or mem.shadow is None:
+            return
+        elems = (lin[mask][:, None] + np.arange(width)[None, :]).ravel()
+        gtid = np.repeat((self.blk * self.nthreads + self.tid)[mask], width)
+        sh = mem.shadow
+        if write:
+            prev = sh.w_tid[elems]
+            if np.any((prev != -1) & (prev != gtid)):
+                raise SimtError("global race: two threads of one launch write the same output element")
+            order = np.argsort(elems, kind="stable")
+            e_sorted, t_sorted = elems[order], gtid[order]
+            dup = (e_sorted[1:] == e_sorted[:-1]) & (t_sorted[1:] != t_sorted[:-1])
+            if np.any(dup):
+                raise SimtError("global race: two threads of one launch write the same output element")
+            sh.w_tid[elems] = gtid
+        else:
+            prev = sh.w_tid[elems]
+            if np.any((prev != -1) & (prev != gtid)):
+                raise SimtError("global race: a thread reads an element another thread of the launch wrote")
+
+    def _record(self, sh: Shadow, where, tid: np.ndarray, write: bool, what: str):
+        epoch = self.epoch
+        w_tid, w_ep = sh.w_tid[where], sh.w_epoch[where]
+        r_tid, r_ep = sh.r_tid[where], sh.r_epoch[where]
+        key = where[0] * sh.w_tid.shape[1] + where[1]
+        # several threads touching one slot within this op
+        order = np.argsort(key, kind="stable")
+        k_sorted, t_sorted = key[order], tid[order]
+        same = k_sorted[1:] == k_sorted[:-1]
+        multi = same & (t_sorted[1:] != t_sorted[:-1])
+        if write:
+            if np.any((w_ep == epoch) & (w_tid != tid)):
+                raise SimtError(f"{what} race: write after another thread's write with no barrier between")
+            if np.any((r_ep == epoch) & (r_tid != -1) & (r_tid != tid)):
+                raise SimtError(f"{what} race: write of an element another thread read with no barrier between")
+            if np.any(multi):
+                raise SimtError(f"{what} race: two threads write one element in the same step")
+            sh.w_tid[where] = tid
+            sh.w_epoch[where] = epoch
+        else:
+            if np.any((w_ep == epoch) & (w_tid != tid)):
+                raise SimtError(f"{what} race: read of an element another thread wrote with no barrier between")
+            new = np.where((r_ep == epoch) & (r_tid != -1) & (r_tid != tid), -2, tid)
+            sh.r_tid[where] = new
+            sh.r_epoch[where] = epoch
+            if np.any(multi):
+                many = np.zeros(len(key), bool)
+                idx = np.nonzero(multi)[0]
+                many[order[idx]] = True
+                many[order[idx + 1]] = True
+                sh.r_tid[(where[0][many], where[1][many])] = -2
+
+    # -- memory ------------------------------------------------------------------------------
+    def _linear(self, mem: MemRef, idx: list, mask: np.ndarray, width: int = 1) -> np.ndarray:
+        lin = np.zeros(self.T, np.int64)
+        for i, (v, d) in enumerate(zip(idx, mem.shape)):
+            v = np.broadcast_to(np.asarray(v, np.int64), (self.T,))
+            bad = mask & ((v < 0) | (v >= d) | ((i == len(mem.shape) - 1) & (v + width > d)))
+            if np.any(bad):
+                t = int(np.nonzero(bad)[0][0])
+                raise SimtError(f"out-of-bounds index {int(v[t])} for dim {i} of size {d} "
+                                f"({mem.kind} memref {mem.shape}x{mem.dtype}, block {int(self.blk[t])}, thread {int(self.tid[t])})")
+            lin = lin + v * mem.strides[i]
+        return np.where(mask, lin, 0)
+
+    def load(self, mem: MemRef, idx, mask, width: int = 1):
+        lin = self._linear(mem, idx, mask, width)
+        offs = lin[:, None] + np.arange(width)[None, :]
+        if mem.kind == "shared":
+            self._shared_access(mem, lin, mask, width, False)
+            raw = mem.typed[self.blk[:, None], offs]
+        else:
+            self._global_access(mem, lin, mask, width, False)
+            raw = mem.data[offs]
+        val = from_storage(raw, mem.dtype)
+        return val[:, 0] if width == 1 else val
+
+    def store(self, mem: MemRef, idx, value, mask, width: int = 1):
+        lin = self._linear(mem, idx, mask, width)
+        value = np.asarray(value)
+        value = np.broadcast_to(value, (self.T,) if width == 1 else (self.T, width))
+        if mem.dtype == "bf16":
+            raw = to_storage(value, "bf16")
+        else:
+            raw = value.astype(NP_STORAGE[mem.dtype])
+        if width == 1:
+            raw = raw[:, None]
+        offs = lin[:, None] + np.arange(width)[None, :]
+        if mem.kind == "shared":
+            self._shared_access(mem, lin, mask, width, True)
+            mem.typed[self.blk[mask][:, None], offs[mask]] = raw[mask]
+        else:
+            self._global_access(mem, lin, mask, width, True)
+            mem.data[offs[mask]] = raw[mask]
+
+    # -- execution ---------------------------------------------------------------------------
+    def run(self) -> None:
+        with np.errstate(all="ignore"):
+            self.exec_block(self.kernel.body, np.ones(self.T, bool))
+
+    def exec_block(self, ops: list, mask: np.ndarray):
+        env = self.env
+        for name, ins, outs, out_types, in_types, regions, op in ops:
+            a = [env[s] for s in ins]
+            if name == "scf.yield":
+                return a
+            if name == "gpu.return":
+                return []
+            handler = getattr(self, "op_" + name.replace(".", "_"), None)
+            if handler is None:
+                raise SimtError(f"the CPU emulator does not support '{name}'")
+            results = handler(a, mask, out_types, in_types, regions, op)
+            for s, r in zip(outs, results):
+                env[s] = r
+        return []
+
+    # arith
+    def op_arith_constant(self, a, mask, ot, it, regions, op):
+        attr = op.attributes["value"]
+        t = ot[0]
+        if t in ("f32", "f16", "bf16", "f64"):
+            v = ir.FloatAttr(attr).value
+            return [np.float32(v) if t != "f16" else np.float16(v)]
+        return [np.int64(ir.IntegerAttr(attr).value)]
+
+    def op_arith_addi(self, a, *r):
+        return [np.asarray(a[0], np.int64) + a[1]]
+
+    def op_arith_subi(self, a, *r):
+        return [np.asarray(a[0], np.int64) - a[1]]
+
+    def op_arith_muli(self, a, *r):
+        return [np.asarray(a[0], np.int64) * a[1]]
+
+    def op_arith_divui(self, a, *r):
+        return [np.asarray(a[0], np.int64) // a[1]]
+
+    def op_arith_remui(self, a, *r):
+        return [np.asarray(a[0], np.int64) % a[1]]
+
+    def op_arith_index_cast(self, a, *r):
+        return [np.asarray(a[0], np.int64)]
+
+    def op_arith_cmpi(self, a, mask, ot, it, regions, op):
+        pred = _attr_int(op, "predicate")
+        x, y = np.asarray(a[0], np.int64), np.asarray(a[1], np.int64)
+        fn = {0: np.equal, 1: np.not_equal, 2: np.less, 3: np.less_equal, 4: np.greater, 5: np.greater_equal,
+              6: np.less, 7: np.less_equal, 8: np.greater, 9: np.greater_equal}[pred]
+        return [fn(x, y)]
+
+    def op_arith_select(self, a, *r):
+        return [np.where(a[0], a[1], a[2])]
+
+    def _f(self, value, t):
+        return value.astype(np.float16) if t == "f16" else np.asarray(value, np.float32)
+
+    def op_arith_addf(self, a, mask, ot, *r):
+        return [self._f(a[0] + a[1], ot[0])]
+
+    def op_arith_subf(self, a, mask, ot, *r):
+        return [self._f(a[0] - a[1], ot[0])]
+
+    def op_arith_mulf(self, a, mask, ot, *r):
+        return [self._f(a[0] * a[1], ot[0])]
+
+    def op_arith_divf(self, a, mask, ot, *r):
+        return [self._f(np.divide(a[0], a[1]), ot[0])]
+
+    def op_arith_maximumf(self, a, mask, ot, *r):
+        return [self._f(np.maximum(a[0], a[1]), ot[0])]
+
+    def op_arith_minimumf(self, a, mask, ot, *r):
+        return [self._f(np.minimum(a[0], a[1]), ot[0])]
+
+    def op_arith_negf(self, a, mask, ot, *r):
+        return [self._f(-np.asarray(a[0]), ot[0])]
+
+    def op_arith_extf(self, a, mask, ot, it, *r):
+        return [np.asarray(a[0], np.float32)]
+
+    def op_arith_truncf(self, a, mask, ot, *r):
+        if ot[0] == "f16":
+            return [np.asarray(a[0], np.float32).astype(np.float16)]
+        if ot[0] == "bf16":
+            return [round_to(np.asarray(a[0], np.float32), "bf16")]
+        raise SimtError(f"truncf to {ot[0]}")
+
+    # math
+    def op_math_exp(self, a, mask, ot, *r):
+        return [self._f(np.exp(a[0]), ot[0])]
+
+    def op_math_sqrt(self, a, mask, ot, *r):
+        return [self._f(np.sqrt(a[0]), ot[0])]
+
+    def op_math_rsqrt(self, a, mask, ot, *r):
+        return [self._f(1 / np.sqrt(np.asarray(a[0], np.float32)), ot[0])]
+
+    def op_math_tanh(self, a, mask, ot, *r):
+        return [self._f(np.tanh(a[0]), ot[0])]
+
+    def op_math_powf(self, a, mask, ot, *r):
+        return [self._f(np.power(a[0], a[1]), ot[0])]
+
+    def op_math_fma(self, a, mask, ot, *r):
+        x, y, z = (np.asarray(v, np.float64) for v in a)
+        return [self._f(x * y + z, ot[0])]
+
+    # gpu
+    def op_gpu_thread_id(self, a, mask, ot, it, regions, op):
+        dim = str(op.attributes["dimension"])
+        if "x" in dim:
+            return [self.tid]
+        return [np.zeros(self.T, np.int64)]
+
+    def op_gpu_block_id(self, a, mask, ot, it, regions, op):
+        dim = str(op.attributes["dimension"])
+        return [self.bid[dim.split()[-1].rstrip(">")]]
+
+    def op_gpu_barrier(self, a, mask, *r):
+        if not mask.all():
+            raise SimtError("gpu.barrier reached by part of a block (divergent barrier)")
+        self.epoch += 1
+        return []
+
+    def op_gpu_shuffle(self, a, mask, ot, it, regions, op):
+        mode = str(op.attributes["mode"])
+        if "xor" not in mode:
+            raise SimtError(f"shuffle mode {mode}")
+        value, offset, width = a
+        offset, width = int(offset), int(width)
+        if width != 32:
+            raise SimtError("shuffle width other than 32")
+        warp_active = mask.reshape(-1, 32)
+        if np.any(warp_active.any(axis=1) & ~warp_active.all(axis=1)):
+            raise SimtError("gpu.shuffle reached by part of a warp")
+        value = np.broadcast_to(np.asarray(value), (self.T,))
+        src = (np.arange(self.T) & ~31) | ((np.arange(self.T) & 31) ^ offset)
+        return [value[src], np.ones(self.T, bool)]
+
+    def op_gpu_dynamic_shared_memory(self, a, mask, ot, *r):
+        return [MemRef("smem", self.smem, (self.smem.shape[1],), "i8")]
+
+    # memref / vector
+    def op_memref_view(self, a, mask, ot, it, regions, op):
+        src, shift = a[0], a[1]
+        shift = np.asarray(shift)
+        if shift.ndim and not np.all(shift == shift.flat[0]):
+            raise SimtError("memref.view with a thread-dependent offset")
+        shift = int(shift.flat[0]) if shift.ndim else int(shift)
+        shape, dtype = _memref_shape(ot[0]), _elem(ot[0])
+        mem = MemRef("shared", self.smem, shape, dtype, shift)
+        if shift + mem.size * mem.esize > self.shared_bytes:
+            raise SimtError(f"memref.view at byte {shift} of {mem.size * mem.esize} bytes exceeds the "
+                            f"{self.shared_bytes} bytes of dynamic shared memory")
+        return [mem]
+
+    def op_memref_load(self, a, mask, *r):
+        return [self.load(a[0], a[1:], mask)]
+
+    def op_memref_store(self, a, mask, *r):
+        self.store(a[1], a[2:], a[0], mask)
+        return []
+
+    def op_vector_load(self, a, mask, ot, it, regions, op):
+        width = int(ot[0][len("vector<"):].split("x")[0])
+        self._check_alignment(a[0], a[1:], width, op, mask)
+        return [self.load(a[0], a[1:], mask, width)]
+
+    def op_vector_store(self, a, mask, ot, it, regions, op):
+        width = int(it[0][len("vector<"):].split("x")[0])
+        self._check_alignment(a[1], a[2:], width, op, mask)
+        self.store(a[1], a[2:], a[0], mask, width)
+        return []
+
+    def _check_alignment(self, mem: MemRef, idx, width: int, op, mask):
+        if "alignment" not in op.attributes:
+            return
+        align = _attr_int(op, "alignment")
+        lin = self._linear(mem, idx, mask, width)
+        esize = np.dtype(NP_STORAGE[mem.dtype]).itemsize
+        byte = lin * esize + (mem.byte_offset if mem.kind == "shared" else 0)
+        if np.any(mask & (byte % align != 0)):
+            raise SimtError(f"a vector access declared {align}-byte aligned is not")
+
+    def op_vector_extract(self, a, mask, ot, it, regions, op):
+        pos = list(ir.DenseI64ArrayAttr(op.attributes["static_position"]))
+        return [a[0][:, pos[0]]]
+
+    def op_vector_from_elements(self, a, mask, ot, *r):
+        cols = [np.broadcast_to(np.asarray(v), (self.T,)) for v in a]
+        return [np.stack(cols, axis=1)]
+
+    # scf
+    def op_scf_for(self, a, mask, ot, it, regions, op):
+        lb, ub, step = (np.broadcast_to(np.asarray(v, np.int64), (self.T,)) for v in a[:3])
+        carried = [np.broadcast_to(np.asarray(v), (self.T,) + np.shape(v)[1:]).copy()
+                   if np.ndim(v) else np.broadcast_to(np.asarray(v), (self.T,)).copy() for v in a[3:]]
+        (arg_slots, body) = regions[0]
+        k = 0
+        while True:
+            iv = lb + k * step
+            active = mask & (iv < ub)
+            if not active.any():
+                break
+            self.env[arg_slots[0]] = iv
+            for s, v in zip(arg_slots[1:], carried):
+                self.env[s] = v
+            yielded = self.exec_block(body, active)
+            new = []
+            for old, y in zip(carried, yielded):
+                y = np.broadcast_to(np.asarray(y), old.shape)
+                m = active if old.ndim == 1 else active[:, None]
+                new.append(np.where(m, y, old).astype(old.dtype))
+            carried = new
+            k += 1
+        return carried
+
+    def op_scf_if(self, a, mask, ot, it, regions, op):
+        cond = np.broadcast_to(np.asarray(a[0], bool), (self.T,))
+        then_vals = self.exec_block(regions[0][1], mask & cond) if (mask & cond).any() or ot else []
+        else_vals = []
+        if regions[1] is not None and ((mask & ~cond).any() or ot):
+            else_vals = self.exec_block(regions[1][1], mask & ~cond)
+        if not ot:
+            return []
+        return [np.where(cond, t, e) for t, e in zip(then_vals, else_vals)]
+
+
+def _symbol(attr) -> tuple[str, str]:
+    text = str(attr)  # @module::@kernel
+    module, kernel = text.split("::")
+    return module.lstrip("@"), kernel.lstrip("@")
+
+
+def find_kernel(module: ir.Module, module_name: str, kernel_name: str) -> ir.Operation:
+    for op in module.body.operations:
+        op = op.operation
+        if op.name == "gpu.module" and ir.StringAttr(op.attributes["sym_name"]).value == module_name:
+            for inner in op.regions[0].blocks[0].operations:
+                inner = inner.operation
+                if inner.name == "gpu.func" and ir.StringAttr(inner.attributes["sym_name"]).value == kernel_name:
+                    return inner
+    raise SimtError(f"kernel @{module_name}::@{kernel_name} not found (already converted to a gpu.binary?)")
+
+
+def host_function(module: ir.Module, name: str | None = None) -> ir.Operation:
+    for op in module.body.operations:
+        op = op.operation
+        if op.name == "func.func" and "mirage.num_inputs" in op.attributes:
+            if name is None or ir.StringAttr(op.attributes["sym_name"]).value == name:
+                return op
+    raise SimtError(f"no lowered host function{' @' + name if name else ''} in the module")
+
+
+def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = None,
+                check_races: bool = True) -> list[np.ndarray]:
+    """Runs a lowered program's host function on the CPU; returns its outputs as float32 arrays."""
+    func = host_function(module, name)
+    n_in = _attr_int(func, "mirage.num_inputs")
+    block = func.regions[0].blocks[0]
+    args = list(block.arguments)
+    if len(inputs) != n_in:
+        raise SimtError(f"expected {n_in} inputs, got {len(inputs)}")
+    env: dict = {}
+    outputs = []
+    for k, arg in enumerate(args):
+        t = str(arg.type)
+        shape, dtype = _memref_shape(t), _elem(t)
+        if k < n_in:
+            data = np.asarray(inputs[k], np.float32)
+            if tuple(data.shape) != shape:
+                raise SimtError(f"input {k}: shape {data.shape}, expected {shape}")
+            env[arg] = MemRef("global", to_storage(data, dtype).reshape(-1).copy(), shape, dtype)
+        else:
+            mem = MemRef("global", to_storage(np.full(shape, np.nan, np.float32), dtype).reshape(-1), shape, dtype)
+            env[arg] = mem
+            outputs.append(mem)
+    kernels: dict = {}
+    for op in block.operations:
+        op = op.operation
+        if op.name == "arith.constant":
+            env[op.results[0]] = ir.IntegerAttr(op.attributes["value"]).value
+        elif op.name == "gpu.alloc":
+            t = str(op.results[0].type)
+            shape, dtype = _memref_shape(t), _elem(t)
+            env[op.results[0]] = MemRef("global", to_storage(np.full(shape, np.nan, np.float32), dtype).reshape(-1),
+                                        shape, dtype)
+        elif op.name == "gpu.launch_func":
+            module_name, kernel_name = _symbol(op.attributes["kernel"])
+            key = (module_name, kernel_name)
+            if key not in kernels:
+                kernels[key] = Kernel(find_kernel(module, module_name, kernel_name))
+            # as the lowering writes it: grid (3), block (3), dynamic shared memory size (i32), arguments
+            ops = list(op.operands)
+            if len(ops) < 7 or str(ops[6].type) != "i32":
+                raise SimtError("gpu.launch_func without a dynamic_shared_memory_size is not emulated")
+            grid = [env[v] for v in ops[0:3]]
+            blk = [env[v] for v in ops[3:6]]
+            shared = env[ops[6]]
+            kargs = [env[v] for v in ops[7:]]
+            for m in kargs:
+                m.shadow = Shadow((m.size,))
+            Machine(kernels[key], grid, blk, kargs, int(shared), check_races).run()
+            for m in kargs:
+                m.shadow = None
+        elif op.name in ("gpu.dealloc", "func.return"):
+            continue
+        else:
+            raise SimtError(f"the CPU emulator does not support '{op.name}' in a host function")
+    return [from_storage(m.data, m.dtype).astype(np.float32).reshape(m.shape) for m in outputs]
+
+
+__all__ = ["Kernel", "Machine", "SimtError", "from_storage", "run_lowered", "to_storage"]
