@@ -33,7 +33,7 @@ reduction's, so `matmul ins(f16, f16) outs(f32 zero fill)` is a matmul with an f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mlir.ir as ir
 import numpy as np
@@ -312,7 +312,7 @@ class _Builder:
         self.reader = reader
         self.inputs: list[int] = []
         self.input_types: list[TensorType] = []
-        self.nodes: list[Node] = []
+        self.nodes: list[tuple] = []  # (op, operands as ("i", input) or ("n", node), result type, attrs)
 
     def input(self, value: ir.Value) -> _T:
         vid = self.reader.vid(value)

@@ -15,13 +15,14 @@ express is not malformed, only left alone.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from typing import ClassVar
 
 import mlir.ir as ir
 
 from mirage_mlir.bridge import build_graph
-from mirage_mlir.linalg_import import STRUCTURAL, analyze_block, plan_block
+from mirage_mlir.linalg_import import STRUCTURAL, Plan, analyze_block, plan_block
 
 from .registry import Pass, PassError
 
@@ -29,11 +30,13 @@ from .registry import Pass, PassError
 ERASABLE = STRUCTURAL + ("tensor.dim",)
 
 
+@dataclasses.dataclass
 class ConvertLinalgToMirage(Pass):
     NAME: ClassVar[str] = "convert-linalg-to-mirage"
     SUMMARY: ClassVar[str] = "Convert supported linalg-on-tensors subgraphs into mirage_kernel ops"
 
     def run(self, module) -> None:
+        """Converts every function of `module` (an ir.Module or its operation) in place."""
         root = module.operation if hasattr(module, "operation") else module
         for func in _functions(root):
             for block in func.regions[0].blocks:
@@ -52,8 +55,9 @@ def _functions(op: ir.Operation):
                     yield from _functions(inner)
 
 
-def convert_block(block: ir.Block) -> bool:
-    """Converts what it can in `block` (whose last op is its terminator); True when it changed it."""
+def convert_block(block: ir.Block) -> Plan:
+    """Converts what it can in `block` (whose last op is its terminator). Returns the plan it applied:
+    its subgraphs (none: the block is unchanged) and the compute ops it left alone, with reasons."""
     imported = analyze_block(block)
     info, ops, values = imported.info, imported.ops, imported.values
     try:
@@ -61,7 +65,7 @@ def convert_block(block: ir.Block) -> bool:
     except AssertionError as e:  # an internal inconsistency: never build an invalid graph
         raise PassError(ops[0], f"convert-linalg-to-mirage: internal error: {e}") from None
     if not plan.subgraphs:
-        return False
+        return plan
     converted = {i: k for k, sub in enumerate(plan.subgraphs) for i in sub.ops}
     terminator = ops[-1]
 
@@ -80,6 +84,7 @@ def convert_block(block: ir.Block) -> bool:
     order = _topological(deps, priority)
 
     context = block.owner.context
+    current = {}  # value id -> the mirage value that replaced it (read by later subgraphs)
     with context:
         for item in order:
             if item[0] == "o":
@@ -88,13 +93,15 @@ def convert_block(block: ir.Block) -> bool:
             sub = plan.subgraphs[item[1]]
             locations = [_location([ops[i] for i in origin]) for origin in sub.origins]
             with ir.InsertionPoint(terminator), _location([ops[i] for i in sub.ops]):
-                outputs = build_graph(sub.graph, [values[v] for v in sub.inputs], locations=locations)
+                inputs = [current.get(v, values[v]) for v in sub.inputs]
+                outputs = build_graph(sub.graph, inputs, locations=locations)
             for vid, out_index in sub.results:
                 values[vid].replace_all_uses_with(outputs[out_index])
+                current[vid] = outputs[out_index]
         for i in sorted(converted, reverse=True):
             ops[i].erase()
         _erase_dead_structural(info, ops, set(converted))
-    return True
+    return plan
 
 
 def _topological(deps: dict, priority: dict) -> list:

@@ -479,6 +479,74 @@ func.func @rms_norm_mean_used(%x: tensor<4x64xf32>) -> (tensor<4x64xf32>, tensor
 
 // -----
 
+// mean = sum / N (torch-mlir divides by an element-type constant) becomes reduce_mean.
+// CHECK-LABEL: func.func @mean
+// CHECK-NEXT:    %[[M:.*]] = "mirage_kernel.reduce_mean"(%arg0) {dim = 1 : i64} : (tensor<4x64xf32>) -> tensor<4x1xf32>
+// CHECK-NEXT:    return %[[M]]
+#id2 = affine_map<(d0, d1) -> (d0, d1)>
+#red2 = affine_map<(d0, d1) -> (d0, 0)>
+func.func @mean(%x: tensor<4x64xf32>) -> tensor<4x1xf32> {
+  %zero = arith.constant 0.000000e+00 : f32
+  %n = arith.constant 6.400000e+01 : f32
+  %e = tensor.empty() : tensor<4x1xf32>
+  %z = linalg.fill ins(%zero : f32) outs(%e : tensor<4x1xf32>) -> tensor<4x1xf32>
+  %s = linalg.generic {indexing_maps = [#id2, #red2], iterator_types = ["parallel", "reduction"]} ins(%x : tensor<4x64xf32>) outs(%z : tensor<4x1xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %0 = arith.addf %in, %out : f32
+    linalg.yield %0 : f32
+  } -> tensor<4x1xf32>
+  %m = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%s : tensor<4x1xf32>) outs(%e : tensor<4x1xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %0 = arith.divf %in, %n : f32
+    linalg.yield %0 : f32
+  } -> tensor<4x1xf32>
+  return %m : tensor<4x1xf32>
+}
+
+// -----
+
+// A copy generic (yield of the input) is no op at all: its users read the input.
+// CHECK-LABEL: func.func @copy
+// CHECK-NEXT:    %[[E:.*]] = "mirage_kernel.exp"(%arg0)
+// CHECK-NEXT:    return %[[E]], %arg0
+#id2 = affine_map<(d0, d1) -> (d0, d1)>
+func.func @copy(%x: tensor<4x64xf32>) -> (tensor<4x64xf32>, tensor<4x64xf32>) {
+  %e = tensor.empty() : tensor<4x64xf32>
+  %c = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<4x64xf32>) outs(%e : tensor<4x64xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    linalg.yield %in : f32
+  } -> tensor<4x64xf32>
+  %y = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%c : tensor<4x64xf32>) outs(%e : tensor<4x64xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %0 = math.exp %in : f32
+    linalg.yield %0 : f32
+  } -> tensor<4x64xf32>
+  return %y, %c : tensor<4x64xf32>, tensor<4x64xf32>
+}
+
+// -----
+
+// silu in one body as x / (1 + exp(-x)).
+// CHECK-LABEL: func.func @silu_div
+// CHECK-NEXT:    %[[S:.*]] = "mirage_kernel.silu"(%arg0) : (tensor<8x128xf16>) -> tensor<8x128xf16>
+// CHECK-NEXT:    return %[[S]]
+#id2 = affine_map<(d0, d1) -> (d0, d1)>
+func.func @silu_div(%x: tensor<8x128xf16>) -> tensor<8x128xf16> {
+  %one = arith.constant 1.000000e+00 : f16
+  %e = tensor.empty() : tensor<8x128xf16>
+  %y = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<8x128xf16>) outs(%e : tensor<8x128xf16>) {
+  ^bb0(%in: f16, %out: f16):
+    %0 = arith.negf %in : f16
+    %1 = math.exp %0 : f16
+    %2 = arith.addf %one, %1 : f16
+    %3 = arith.divf %in, %2 : f16
+    linalg.yield %3 : f16
+  } -> tensor<8x128xf16>
+  return %y : tensor<8x128xf16>
+}
+
+// -----
+
 // silu as torch-mlir spells it: sigmoid (negf, exp, addf 1, divf 1 / s), then x * sigmoid.
 // CHECK-LABEL: func.func @silu
 // CHECK-NEXT:    %[[S:.*]] = "mirage_kernel.silu"(%arg0) : (tensor<8x128xf32>) -> tensor<8x128xf32>
@@ -564,6 +632,101 @@ func.func @split_by_transpose(%x: tensor<4x64xf32>, %y: tensor<64x4xf32>) -> ten
     linalg.yield %1 : f32
   } -> tensor<64x4xf32>
   return %c : tensor<64x4xf32>
+}
+
+// -----
+
+// c / x has no opset form outside an idiom, so its generic stays; exp(x) feeds it and, directly,
+// the second subgraph (which reads the mirage value, not the erased linalg one).
+// CHECK-LABEL: func.func @shared_across_subgraphs
+// CHECK:         %[[A:.*]] = "mirage_kernel.exp"(%arg0)
+// CHECK-NEXT:    %[[B:.*]] = linalg.generic {{.*}} ins(%[[A]] : tensor<4x64xf32>)
+// CHECK:         arith.divf %cst, %in
+// CHECK:         %[[C:.*]] = "mirage_kernel.mul"(%[[B]], %[[A]])
+// CHECK-NEXT:    return %[[C]]
+#id2 = affine_map<(d0, d1) -> (d0, d1)>
+func.func @shared_across_subgraphs(%x: tensor<4x64xf32>) -> tensor<4x64xf32> {
+  %two = arith.constant 2.000000e+00 : f32
+  %e = tensor.empty() : tensor<4x64xf32>
+  %a = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<4x64xf32>) outs(%e : tensor<4x64xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %0 = math.exp %in : f32
+    linalg.yield %0 : f32
+  } -> tensor<4x64xf32>
+  %b = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%a : tensor<4x64xf32>) outs(%e : tensor<4x64xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %0 = arith.divf %two, %in : f32
+    linalg.yield %0 : f32
+  } -> tensor<4x64xf32>
+  %c = linalg.generic {indexing_maps = [#id2, #id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%b, %a : tensor<4x64xf32>, tensor<4x64xf32>) outs(%e : tensor<4x64xf32>) {
+  ^bb0(%in: f32, %in_0: f32, %out: f32):
+    %0 = arith.mulf %in, %in_0 : f32
+    linalg.yield %0 : f32
+  } -> tensor<4x64xf32>
+  return %c : tensor<4x64xf32>
+}
+
+// -----
+
+// Reductions over a leading dim, with an f32 accumulator of f16 data (a cast), and a generic with
+// two reduction results (sum of squares and max).
+// CHECK-LABEL: func.func @more_reductions
+// CHECK-NEXT:    %[[C0:.*]] = "mirage_kernel.cast"(%arg0) : (tensor<4x64xf16>) -> tensor<4x64xf32>
+// CHECK-NEXT:    %[[S:.*]] = "mirage_kernel.reduce_sum"(%[[C0]]) {dim = 0 : i64} : (tensor<4x64xf32>) -> tensor<1x64xf32>
+// CHECK-NEXT:    %[[C1:.*]] = "mirage_kernel.cast"(%arg0)
+// CHECK-NEXT:    %[[Q:.*]] = "mirage_kernel.square"(%[[C1]])
+// CHECK-NEXT:    %[[SS:.*]] = "mirage_kernel.reduce_sum"(%[[Q]]) {dim = 1 : i64}
+// CHECK-NEXT:    %[[M:.*]] = "mirage_kernel.reduce_max"(%[[C1]]) {dim = 1 : i64}
+// CHECK-NEXT:    return %[[S]], %[[SS]], %[[M]]
+#id2 = affine_map<(d0, d1) -> (d0, d1)>
+#col = affine_map<(d0, d1) -> (0, d1)>
+#red2 = affine_map<(d0, d1) -> (d0, 0)>
+func.func @more_reductions(%x: tensor<4x64xf16>) -> (tensor<1x64xf32>, tensor<4x1xf32>, tensor<4x1xf32>) {
+  %zero = arith.constant 0.000000e+00 : f32
+  %ninf = arith.constant 0xFF800000 : f32
+  %e = tensor.empty() : tensor<1x64xf32>
+  %z = linalg.fill ins(%zero : f32) outs(%e : tensor<1x64xf32>) -> tensor<1x64xf32>
+  %s = linalg.generic {indexing_maps = [#id2, #col], iterator_types = ["reduction", "parallel"]} ins(%x : tensor<4x64xf16>) outs(%z : tensor<1x64xf32>) {
+  ^bb0(%in: f16, %out: f32):
+    %0 = arith.extf %in : f16 to f32
+    %1 = arith.addf %0, %out : f32
+    linalg.yield %1 : f32
+  } -> tensor<1x64xf32>
+  %e2 = tensor.empty() : tensor<4x1xf32>
+  %z2 = linalg.fill ins(%zero : f32) outs(%e2 : tensor<4x1xf32>) -> tensor<4x1xf32>
+  %m2 = linalg.fill ins(%ninf : f32) outs(%e2 : tensor<4x1xf32>) -> tensor<4x1xf32>
+  %r:2 = linalg.generic {indexing_maps = [#id2, #red2, #red2], iterator_types = ["parallel", "reduction"]} ins(%x : tensor<4x64xf16>) outs(%z2, %m2 : tensor<4x1xf32>, tensor<4x1xf32>) {
+  ^bb0(%in: f16, %a: f32, %b: f32):
+    %0 = arith.extf %in : f16 to f32
+    %1 = arith.mulf %0, %0 : f32
+    %2 = arith.addf %1, %a : f32
+    %3 = arith.maximumf %b, %0 : f32
+    linalg.yield %2, %3 : f32, f32
+  } -> (tensor<4x1xf32>, tensor<4x1xf32>)
+  return %s, %r#0, %r#1 : tensor<1x64xf32>, tensor<4x1xf32>, tensor<4x1xf32>
+}
+
+// -----
+
+// A rank-dropping reduction whose result is returned (not re-expanded) has no keepdim form: left alone.
+// CHECK-LABEL: func.func @dropped_returned
+// CHECK-NOT:     mirage_kernel
+// CHECK:         linalg.fill
+// CHECK-NEXT:    linalg.generic
+// CHECK-NOT:     mirage_kernel
+// CHECK:         return
+#id2 = affine_map<(d0, d1) -> (d0, d1)>
+#drop = affine_map<(d0, d1) -> (d0)>
+func.func @dropped_returned(%x: tensor<4x64xf32>) -> tensor<4xf32> {
+  %zero = arith.constant 0.000000e+00 : f32
+  %e = tensor.empty() : tensor<4xf32>
+  %z = linalg.fill ins(%zero : f32) outs(%e : tensor<4xf32>) -> tensor<4xf32>
+  %s = linalg.generic {indexing_maps = [#id2, #drop], iterator_types = ["parallel", "reduction"]} ins(%x : tensor<4x64xf32>) outs(%z : tensor<4xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %0 = arith.addf %in, %out : f32
+    linalg.yield %0 : f32
+  } -> tensor<4xf32>
+  return %s : tensor<4xf32>
 }
 
 // -----
