@@ -17,9 +17,10 @@ Three steps, each on plain data once the MLIR ops are read:
 
 Translation rules (and their precision): every arith/math op of a generic body becomes one opset
 node that rounds its result to its element type. Tensor element-type changes become `cast` nodes,
-exactly where the program changes a tensor's type (generic bodies that only widen for the
-computation, e.g. `extf; op; truncf` on f16 tensors, compute in the tensor type instead: one op
-rounds the same way; a multi-op body would round after each op). Scalar constants become
+exactly where the program changes a tensor's type. A body that widens only to compute one op (e.g.
+`extf; exp; truncf` on f16 tensors) becomes that op in the tensor type, which rounds the same way;
+a body that computes several ops in a wider type keeps casts around them, so that the rounding to
+the narrow type still happens once, where the program does it. Scalar constants become
 `mul_scalar`/`add_scalar` attributes rounded to the type they are used in (the f64 eps that torch-mlir
 truncates to f16 is the f16 value). `x / c` is `mul_scalar(1/c)`, `c - x` is `add_scalar(c)` of
 `neg(x)`, `c / x` is an import-only `recip` (then `mul_scalar(c)`), which only an idiom (silu) may
@@ -362,6 +363,7 @@ class _GenericReader:
         self.op = op
         self.b = _Builder(reader)
         self.n_in = len(op.regions[0].blocks[0].arguments) - len(op.results)
+        self.uniform: str | None = None  # the one tensor element type the body computes in, if so
         self.virtual: dict[int, TensorType] = {}  # rank-dropped results, registered once the op converts
 
     def read(self) -> Recipe:
@@ -388,7 +390,6 @@ class _GenericReader:
         used = [j for j, r in enumerate(op.results) if _has_uses(r)]
         if not used:
             raise Unsupported("no result of the 'linalg.generic' is used")
-        self.args = list(body.arguments)
         needed_values = [yield_op.operands[j] for j in used]
         slice_ops = _backward_slice(body_ops[:-1], needed_values)
 
@@ -398,29 +399,35 @@ class _GenericReader:
             if t is None or t.dtype not in FLOAT_TYPES:
                 raise Unsupported(f"operand of type {v.type} (the opset takes tensors of {', '.join(FLOAT_TYPES)})")
         dtypes = {t.dtype for t in tensor_types}
-        self.uniform = None
+        uniform, widened = None, False
         if len(dtypes) == 1:
             (t,) = dtypes
-            scalar_types = {str(r.type) for o in slice_ops for r in o.results}
-            scalar_types |= {str(a.type) for a in self.args[: self.n_in]}
-            floats = {s for s in scalar_types if s in FLOAT_TYPES}
+            floats = {str(r.type) for o in slice_ops for r in o.results} & set(FLOAT_TYPES)
             if all(s == t or (s, t) in _CONTAINS for s in floats):
-                self.uniform = t
+                uniform, widened = t, floats != {t} and bool(floats)
+        recipe = self._translate(slice_ops, used, yield_op, uniform)
+        if widened and len(recipe.graph.nodes) > 1:
+            # Several ops computed in a wider type round once at the end: keep that with casts.
+            recipe = self._translate(slice_ops, used, yield_op, None)
+        self.reader.virtual_types.update(self.virtual)
+        return recipe
 
+    def _translate(self, slice_ops, used, yield_op, uniform) -> Recipe:
+        self.uniform = uniform
+        self.b = _Builder(self.reader)
+        self.virtual = {}
         env: dict[ir.Value, object] = {}
         for o in slice_ops:
             self._body_op(o, env)
         results = []
         for j in used:
             sym = self._sym(yield_op.operands[j], env)
-            results.append((self.reader.ids[op.results[j]], self._result(j, sym)))
+            results.append((self.reader.ids[self.op.results[j]], self._result(j, sym)))
         for o in slice_ops:  # a reduction's partial value may only feed the yield
             for r in o.results:
                 if isinstance(env.get(r), _Red) and any(u.owner.operation.name != "linalg.yield" for u in r.uses):
                     raise Unsupported("the reduction's combined value is used inside the body")
-        recipe = self.b.recipe(results)
-        self.reader.virtual_types.update(self.virtual)
-        return recipe
+        return self.b.recipe(results)
 
     # -- maps -----------------------------------------------------------------------------------
     def _extents(self, operands, maps) -> list:

@@ -313,16 +313,21 @@ func.func @scalars(%x: tensor<4x64xf16>) -> tensor<4x64xf16> {
 
 // -----
 
-// Tensor element-type changes are casts; a body that only widens to compute (extf, exp, truncf on
-// f16 tensors) is one f16 op.
+// Tensor element-type changes are casts; a body that only widens to compute one op (extf, exp,
+// truncf on f16 tensors) is that op in f16; one that computes two ops in f32 keeps its casts.
 // CHECK-LABEL: func.func @casts
 // CHECK-NEXT:    %[[E:.*]] = "mirage_kernel.exp"(%arg0) : (tensor<4x64xf16>) -> tensor<4x64xf16>
 // CHECK-NEXT:    %[[C:.*]] = "mirage_kernel.cast"(%[[E]]) : (tensor<4x64xf16>) -> tensor<4x64xf32>
 // CHECK-NEXT:    %[[N:.*]] = "mirage_kernel.neg"(%[[C]]) : (tensor<4x64xf32>) -> tensor<4x64xf32>
 // CHECK-NEXT:    %[[D:.*]] = "mirage_kernel.cast"(%[[N]]) : (tensor<4x64xf32>) -> tensor<4x64xf16>
-// CHECK-NEXT:    return %[[D]]
+// CHECK-NEXT:    %[[W:.*]] = "mirage_kernel.cast"(%[[D]]) : (tensor<4x64xf16>) -> tensor<4x64xf32>
+// CHECK-NEXT:    %[[X:.*]] = "mirage_kernel.exp"(%[[W]]) : (tensor<4x64xf32>) -> tensor<4x64xf32>
+// CHECK-NEXT:    %[[Y:.*]] = "mirage_kernel.mul_scalar"(%[[X]]) {scalar = 3.000000e+00 : f64} : (tensor<4x64xf32>) -> tensor<4x64xf32>
+// CHECK-NEXT:    %[[Z:.*]] = "mirage_kernel.cast"(%[[Y]]) : (tensor<4x64xf32>) -> tensor<4x64xf16>
+// CHECK-NEXT:    return %[[Z]]
 #id2 = affine_map<(d0, d1) -> (d0, d1)>
 func.func @casts(%x: tensor<4x64xf16>) -> tensor<4x64xf16> {
+  %three = arith.constant 3.000000e+00 : f32
   %e16 = tensor.empty() : tensor<4x64xf16>
   %e32 = tensor.empty() : tensor<4x64xf32>
   %a = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<4x64xf16>) outs(%e16 : tensor<4x64xf16>) {
@@ -343,7 +348,15 @@ func.func @casts(%x: tensor<4x64xf16>) -> tensor<4x64xf16> {
     %0 = arith.truncf %in : f32 to f16
     linalg.yield %0 : f16
   } -> tensor<4x64xf16>
-  return %c : tensor<4x64xf16>
+  %d = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%c : tensor<4x64xf16>) outs(%e16 : tensor<4x64xf16>) {
+  ^bb0(%in: f16, %out: f16):
+    %0 = arith.extf %in : f16 to f32
+    %1 = math.exp %0 : f32
+    %2 = arith.mulf %1, %three : f32
+    %3 = arith.truncf %2 : f32 to f16
+    linalg.yield %3 : f16
+  } -> tensor<4x64xf16>
+  return %d : tensor<4x64xf16>
 }
 
 // -----
