@@ -16,6 +16,8 @@ import mlir.ir as ir
 # pass argument -> "module:Class" (relative to mirage_mlir.passes)
 PASSES: dict[str, str] = {
     "convert-linalg-to-mirage": "convert_linalg_to_mirage:ConvertLinalgToMirage",
+    "mirage-lower-to-gpu": "mirage_lower_to_gpu:MirageLowerToGpu",
+    "mirage-gpu-to-ptx": "mirage_gpu_to_ptx:MirageGpuToPtx",
 }
 
 

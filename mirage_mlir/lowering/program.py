@@ -35,11 +35,15 @@ class LoweredProgram:
     def module_name(self) -> str:
         return f"{self.name}_kernels"
 
-    def gpu_module_text(self) -> str:
-        kernels = "\n".join(_indent(launch.kernel.text, 1) for launch in self.launches)
+    def gpu_module_text(self, kernel_locs: dict[str, str] | None = None) -> str:
+        """The gpu.module; `kernel_locs` gives a printed location (`loc(...)`) per kernel name."""
+        kernel_locs = kernel_locs or {}
+        kernels = "\n".join(_indent(launch.kernel.text + (" " + kernel_locs[launch.kernel.name]
+                                                          if launch.kernel.name in kernel_locs else ""), 1)
+                             for launch in self.launches)
         return f"gpu.module @{self.module_name} {{\n{kernels}\n}}"
 
-    def host_func_text(self) -> str:
+    def host_func_text(self, loc: str | None = None) -> str:
         def mtype(t: TensorType) -> str:
             return memref_type(t.shape, t.dtype)
 
@@ -76,12 +80,12 @@ class LoweredProgram:
         body.append("  return")
         attrs = (f"mirage.num_inputs = {len(self.inputs)} : i64, mirage.num_outputs = {len(self.outputs)} : i64")
         return (f"func.func @{self.name}({', '.join(params)}) attributes {{{attrs}}} {{\n"
-                + "\n".join(lines + body) + "\n}")
+                + "\n".join(lines + body) + "\n}" + (f" {loc}" if loc else ""))
 
-    def text(self) -> str:
-        """A complete module: the kernels and the host function."""
-        return ("module attributes {gpu.container_module} {\n" + _indent(self.gpu_module_text(), 1) + "\n"
-                + _indent(self.host_func_text(), 1) + "\n}\n")
+    def text(self, host_loc: str | None = None, kernel_locs: dict[str, str] | None = None) -> str:
+        """A complete module: the kernels and the host function (with optional printed locations)."""
+        return ("module attributes {gpu.container_module} {\n" + _indent(self.gpu_module_text(kernel_locs), 1)
+                + "\n" + _indent(self.host_func_text(host_loc), 1) + "\n}\n")
 
 
 def _indent(text: str, levels: int) -> str:

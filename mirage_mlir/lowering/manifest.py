@@ -1,0 +1,127 @@
+"""The compiled-program directory that mirage_mlir.runtime loads: manifest.json and PTX files.
+
+`read_program(module)` reads a module after mirage-lower-to-gpu and mirage-gpu-to-ptx: the PTX of
+every gpu.binary and, for every host function (it carries `mirage.num_inputs`), its arguments,
+temporaries and launches (kernel, grid, block, dynamic shared memory, arguments) in order.
+
+manifest.json (format "mirage-gpu", version 1):
+  {"format": "mirage-gpu", "version": 1, "chip": "sm_90", "entry": "main",
+   "functions": {"main": {
+       "inputs":      [{"shape": [2, 4096], "dtype": "f16"}, ...],
+       "outputs":     [{"shape": [2, 6144], "dtype": "f16"}],
+       "temporaries": [{"shape": [...], "dtype": "f32"}],
+       "kernels": [{"name": "main_k0", "ptx": "main_kernels.ptx", "grid": [96, 1, 1],
+                    "block": [128, 1, 1], "shared_bytes": 8976,
+                    "args": [["input", 0], ["input", 1], ["output", 0]]}]}}}
+Kernel arguments are raw device pointers (bare-pointer ABI), in the order of "args".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import mlir.ir as ir
+
+FORMAT = "mirage-gpu"
+VERSION = 1
+
+
+class ManifestError(Exception):
+    pass
+
+
+def _memref(t: ir.Type) -> dict:
+    mt = ir.MemRefType(t)
+    return {"shape": [mt.get_dim_size(i) for i in range(mt.rank)], "dtype": str(mt.element_type)}
+
+
+def _int(value: ir.Value, what: str) -> int:
+    owner = value.owner
+    owner = owner.operation if hasattr(owner, "operation") else owner
+    if not isinstance(owner, ir.Operation) or owner.name != "arith.constant":
+        raise ManifestError(f"the {what} of a launch is not a constant")
+    return ir.IntegerAttr(owner.attributes["value"]).value
+
+
+def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dict[str, bytes]]:
+    """(manifest dict, {file name: PTX bytes}) of a lowered, PTX-compiled module."""
+    from mlir.dialects import gpu
+
+    root = module.operation if hasattr(module, "operation") else module
+    files: dict[str, bytes] = {}
+    ptx_of: dict[str, str] = {}
+    functions: dict[str, dict] = {}
+    for op in root.regions[0].blocks[0].operations:
+        op = op.operation
+        if op.name == "gpu.binary":
+            name = ir.StringAttr(op.attributes["sym_name"]).value
+            objects = ir.ArrayAttr(op.attributes["objects"])
+            ptx = gpu.ObjectAttr(objects[0]).object
+            files[f"{name}.ptx"] = bytes(ptx)
+            ptx_of[name] = f"{name}.ptx"
+        elif op.name == "gpu.module":
+            raise ManifestError("the module still has a gpu.module: run mirage-gpu-to-ptx first")
+    for op in root.regions[0].blocks[0].operations:
+        op = op.operation
+        if op.name != "func.func" or "mirage.num_inputs" not in op.attributes:
+            continue
+        fname = ir.StringAttr(op.attributes["sym_name"]).value
+        n_in = ir.IntegerAttr(op.attributes["mirage.num_inputs"]).value
+        block = op.regions[0].blocks[0]
+        where: dict = {}
+        inputs, outputs, temps, kernels = [], [], [], []
+        for k, arg in enumerate(block.arguments):
+            if k < n_in:
+                where[arg] = ["input", len(inputs)]
+                inputs.append(_memref(arg.type))
+            else:
+                where[arg] = ["output", len(outputs)]
+                outputs.append(_memref(arg.type))
+        for inner in block.operations:
+            inner = inner.operation
+            if inner.name == "gpu.alloc":
+                where[inner.results[0]] = ["temp", len(temps)]
+                temps.append(_memref(inner.results[0].type))
+            elif inner.name == "gpu.launch_func":
+                module_name, kernel = str(inner.attributes["kernel"]).split("::")
+                module_name, kernel = module_name.lstrip("@"), kernel.lstrip("@")
+                if module_name not in ptx_of:
+                    raise ManifestError(f"no gpu.binary @{module_name} for kernel @{kernel}")
+                operands = list(inner.operands)
+                if len(operands) < 7 or str(operands[6].type) != "i32":
+                    raise ManifestError("expected launches with a dynamic_shared_memory_size (as mirage-lower-to-gpu writes)")
+                args = []
+                for v in operands[7:]:
+                    if v not in where:
+                        raise ManifestError(f"kernel @{kernel} takes an argument that is not a buffer of the function")
+                    args.append(where[v])
+                kernels.append({
+                    "name": kernel,
+                    "ptx": ptx_of[module_name],
+                    "grid": [_int(v, "grid") for v in operands[0:3]],
+                    "block": [_int(v, "block") for v in operands[3:6]],
+                    "shared_bytes": _int(operands[6], "dynamic shared memory size"),
+                    "args": args,
+                })
+            elif inner.name not in ("arith.constant", "gpu.dealloc", "func.return"):
+                raise ManifestError(f"unexpected '{inner.name}' in host function @{fname}")
+        functions[fname] = {"inputs": inputs, "outputs": outputs, "temporaries": temps, "kernels": kernels}
+    if not functions:
+        raise ManifestError("no lowered host function in the module (run mirage-lower-to-gpu)")
+    entry = "main" if "main" in functions else next(iter(functions))
+    manifest = {"format": FORMAT, "version": VERSION, "chip": chip, "entry": entry, "functions": functions}
+    return manifest, files
+
+
+def write_program(directory: str, manifest: dict, files: dict[str, bytes], extra: dict[str, str] | None = None) -> None:
+    os.makedirs(directory, exist_ok=True)
+    for name, data in files.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+    for name, text in (extra or {}).items():
+        with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    with open(os.path.join(directory, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")

@@ -1,0 +1,111 @@
+"""`mirage-lower-to-gpu`: every function made of `mirage_kernel` ops becomes a `gpu.module` of
+kernels and a host function that launches them.
+
+Each `mirage_kernel.graph_def` becomes one `gpu.func` generated from its block graph (see
+mirage_mlir.lowering.blockgen); each predefined kernel op (matmul, elementwise, reductions,
+rms_norm) first becomes a block graph of its own (mirage_mlir.lowering.predefined) and then a kernel
+the same way. The function `@f(tensors) -> tensors` is replaced by `@f(input memrefs, output
+memrefs)` (destination passing; attributes `mirage.num_inputs`, `mirage.num_outputs`) whose body
+allocates temporaries with `gpu.alloc` and launches the kernels of `gpu.module @f_kernels` in order
+with `gpu.launch_func` (grid from the block graph's grid_dim, 128 threads, dynamic shared memory).
+
+Functions tagged `mirage.reference` (the original program the superoptimizer keeps beside its
+result) are dropped: only the optimized program reaches the GPU. Functions already lowered (they
+carry `mirage.num_inputs`) and declarations are left alone. Any other op in a function body is an
+error (run convert-linalg-to-mirage first; what it leaves in linalg cannot run on the GPU yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import mlir.ir as ir
+
+from mirage_mlir.bridge import BridgeError, graph_from_ops
+from mirage_mlir.graph_verify import verify
+from mirage_mlir.lowering import LoweringError, lower_graph
+
+from .registry import Pass, PassError, option
+
+REFERENCE_ATTR = "mirage.reference"
+LOWERED_ATTR = "mirage.num_inputs"
+
+
+def _functions(root: ir.Operation) -> list[ir.Operation]:
+    out = []
+    for op in root.regions[0].blocks[0].operations:
+        op = op.operation
+        if op.name == "func.func":
+            out.append(op)
+    return out
+
+
+def _symbol(op: ir.Operation) -> str:
+    return ir.StringAttr(op.attributes["sym_name"]).value
+
+
+@dataclasses.dataclass
+class MirageLowerToGpu(Pass):
+    NAME: ClassVar[str] = "mirage-lower-to-gpu"
+    SUMMARY: ClassVar[str] = "Lower mirage_kernel programs to gpu.module kernels and a host function launching them"
+
+    keep_references: bool = option(False, "keep functions tagged mirage.reference (they are dropped by default)")
+
+    def run(self, module) -> None:
+        root = module.operation if hasattr(module, "operation") else module
+        changed = False
+        for func in _functions(root):
+            if REFERENCE_ATTR in func.attributes:
+                if not self.keep_references:
+                    func.erase()
+                continue
+            if LOWERED_ATTR in func.attributes or not len(func.regions[0].blocks):
+                continue
+            self.lower_function(root, func)
+            changed = True
+        if changed:
+            root.attributes["gpu.container_module"] = ir.UnitAttr.get(root.context)
+
+    def lower_function(self, root: ir.Operation, func: ir.Operation) -> None:
+        blocks = list(func.regions[0].blocks)
+        if len(blocks) != 1:
+            raise PassError(func, "the GPU lowering needs functions of one block")
+        block = blocks[0]
+        ops = [op.operation for op in block.operations]
+        terminator = ops[-1]
+        if terminator.name != "func.return":
+            raise PassError(terminator, f"expected func.return, found '{terminator.name}'")
+        body = ops[:-1]
+        for op in body:
+            if not op.name.startswith("mirage_kernel."):
+                raise PassError(op, f"'{op.name}' cannot be lowered to the GPU: only mirage_kernel ops are "
+                                    "(run convert-linalg-to-mirage first)")
+        for arg in block.arguments:
+            if not isinstance(arg.type, ir.RankedTensorType):
+                raise PassError(func, f"argument of type {arg.type}: the GPU lowering takes ranked tensors")
+        try:
+            graph, _, _, index = graph_from_ops(body, list(terminator.operands), inputs=list(block.arguments))
+        except BridgeError as e:
+            raise PassError(e.op, str(e)) from None
+        errors = verify(graph)
+        if errors:
+            first = errors[0]
+            raise PassError(index.op_at(first.path, func), f"invalid mu-graph: {first.message}")
+        name = _symbol(func)
+        try:
+            program = lower_graph(graph, name)
+        except LoweringError as e:
+            raise PassError(index.op_at(e.path, func), f"GPU lowering failed: {e}") from None
+        kernel_locs = {}
+        for n, launch in enumerate(program.launches):
+            kernel_locs[launch.kernel.name] = str(index.op_at((n,), func).location)
+        text = program.text(host_loc=str(func.location), kernel_locs=kernel_locs)
+        try:
+            lowered = ir.Module.parse(text, context=root.context)
+        except ir.MLIRError as e:
+            detail = "; ".join(d.message for d in e.error_diagnostics)
+            raise PassError(func, f"internal error: the generated GPU code does not parse: {detail}") from None
+        for op in list(lowered.body.operations):
+            op.operation.move_before(func)
+        func.erase()

@@ -1,0 +1,207 @@
+"""mirage-compile: an MLIR program (linalg-on-tensors from torch-mlir, or mirage_kernel ops) to a
+directory of PTX and a manifest that `mirage_mlir.runtime` runs on the GPU.
+
+  mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME] [--function main]
+
+Default pipeline: convert-linalg-to-mirage (when registered), mirage-superoptimize (when
+registered), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked with ptxas
+when it is installed. `--plan published` replaces the function with Mirage's published plan for the
+program (mirage_mlir/plans.py; the program is named by the file's header comment `// NAME (...` or
+its file name), keeping the original as a `mirage.reference` function; `--plan NAME` names it.
+DIR receives manifest.json, one .ptx per gpu.module and gpu.mlir (the gpu-dialect code, before PTX).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+PROG = "mirage-compile"
+
+
+def build_parser():
+    from mirage_mlir.tools.driver import ArgumentParser
+
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                       epilog="Example: mirage-compile examples/gqa_bs1_f16.mlir -o build/gqa --plan published")
+    p.add_argument("input", help="input MLIR file (- for stdin)")
+    p.add_argument("-o", dest="output", required=True, help="output directory (created)")
+    p.add_argument("--chip", default="sm_90", help="GPU target (default sm_90; sm_80 works too)")
+    p.add_argument("--features", default="+ptx80", help="PTX features (default +ptx80)")
+    p.add_argument("--opt-level", type=int, default=3, help="LLVM optimization level (default 3)")
+    p.add_argument("--plan", default=None,
+                   help="use a hand-written plan instead of the search: 'published' (named by the file) or a plan name")
+    p.add_argument("--function", default="main", help="function to compile with --plan (default main)")
+    p.add_argument("--no-ptxas", action="store_true", help="do not check the PTX with ptxas")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    return p
+
+
+def program_name(source_text: str, path: str) -> str | None:
+    """The benchmark program a file holds: its header comment `// NAME (...` or its file name."""
+    from mirage_mlir.plans import PLANS
+
+    m = re.match(r"\s*//\s*([A-Za-z_][\w]*)\s*\(", source_text)
+    if m and m.group(1) in PLANS:
+        return m.group(1)
+    base = os.path.basename(path)
+    for name in sorted(PLANS, key=len, reverse=True):
+        if base.startswith(name + "_") or base.startswith(name + "."):
+            return name
+    return None
+
+
+def apply_plan(module, plan: str, function: str, source_text: str, path: str) -> None:
+    """Replaces `function` by the plan's mu-graph (as mirage_kernel ops), keeping it as a reference."""
+    import mlir.ir as ir
+    from mlir.dialects import func as func_d
+
+    from mirage_mlir.bridge import build_graph, tensor_type
+    from mirage_mlir.passes import PassError
+    from mirage_mlir.plans import PLANS
+
+    name = program_name(source_text, path) if plan == "published" else plan
+    if name not in PLANS:
+        known = ", ".join(sorted(PLANS))
+        what = f"'{plan}'" if plan != "published" else "this file's program (header comment or file name)"
+        raise PassError(module.operation, f"no published plan for {what}; plans: {known}")
+    target = None
+    for op in module.body.operations:
+        op = op.operation
+        if op.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == function:
+            target = op
+    if target is None:
+        raise PassError(module.operation, f"no function @{function} in the input")
+    ftype = ir.FunctionType(ir.TypeAttr(target.attributes["function_type"]).value)
+    arg_types = [tensor_type(t) for t in ftype.inputs]
+    try:
+        graph = PLANS[name](arg_types)
+    except Exception as e:  # noqa: BLE001 - shapes the plan cannot split
+        raise PassError(target, f"the published plan '{name}' does not fit these arguments: {e}") from None
+    results = [graph.value_types[v] for v in graph.outputs]
+    expected = [tensor_type(t) for t in ftype.results]
+    if results != expected:
+        raise PassError(target, f"the plan '{name}' returns {', '.join(map(str, results))}, the function "
+                                f"{', '.join(map(str, expected))}")
+    with target.location, ir.InsertionPoint(target):
+        new = func_d.FuncOp(function, ir.FunctionType.get(list(ftype.inputs), list(ftype.results)))
+        entry = new.add_entry_block()
+        with ir.InsertionPoint(entry):
+            outs = build_graph(graph, list(entry.arguments))
+            func_d.ReturnOp(outs)
+    new.operation.attributes["mirage.plan"] = ir.StringAttr.get(name)
+    target.attributes["sym_name"] = ir.StringAttr.get(f"{function}_reference")
+    target.attributes["sym_visibility"] = ir.StringAttr.get("private")
+    target.attributes["mirage.reference"] = ir.UnitAttr.get()
+
+
+def _run_pass(module, name: str, options: str = "") -> None:
+    from mirage_mlir.passes import pass_class
+
+    instance = pass_class(name).from_options(options)
+    instance.run(module.operation)
+
+
+def compile_file(source, args, printer) -> int:
+    import mlir.ir as ir
+
+    from mirage_mlir.context import make_context, parse_module
+    from mirage_mlir.diagnostics import Diagnostic, DiagnosticCollector
+    from mirage_mlir.lowering.manifest import ManifestError, read_program, write_program
+    from mirage_mlir.lowering.ptx import find_ptxas, run_ptxas
+    from mirage_mlir.passes import PASSES, OptionError, PassError
+    from mirage_mlir.tools.driver import diagnostic_at
+
+    ctx = make_context()
+    with ctx, DiagnosticCollector(ctx) as collector:
+        def flush() -> bool:
+            diags = collector.take()
+            for d in diags:
+                printer.print(d)
+            return not any(d.severity == "error" for d in diags)
+
+        try:
+            module = parse_module(source.text, ctx)
+        except ir.MLIRError as e:
+            collector.add_parse_error(e)
+            flush()
+            return 1
+        stages = []
+        if args.plan:
+            stages.append(("plan", None))
+        elif "convert-linalg-to-mirage" in PASSES:
+            stages.append(("convert-linalg-to-mirage", ""))
+        if not args.plan and "mirage-superoptimize" in PASSES:
+            stages.append(("mirage-superoptimize", ""))
+        stages.append(("mirage-lower-to-gpu", ""))
+        gpu_text = None
+        stages.append(("mirage-gpu-to-ptx", f"chip={args.chip} features={args.features} opt-level={args.opt_level}"))
+        for name, options in stages:
+            try:
+                if name == "plan":
+                    apply_plan(module, args.plan, args.function, source.text, source.name)
+                else:
+                    if name == "mirage-gpu-to-ptx":
+                        gpu_text = str(module)
+                    _run_pass(module, name, options)
+            except PassError as e:
+                target = e.op if e.op is not None else module.operation
+                printer.print(diagnostic_at(target.location, "error", f"{name}: {e}"))
+                return 1
+            except OptionError as e:
+                printer.print(Diagnostic("error", str(e)))
+                return 1
+            if not flush():
+                return 1
+            if not module.operation.verify():
+                flush()
+                printer.print(Diagnostic("error", f"the module does not verify after {name}"))
+                return 1
+        try:
+            manifest, files = read_program(module, args.chip)
+        except ManifestError as e:
+            printer.print(Diagnostic("error", str(e)))
+            return 1
+    manifest["source"] = os.path.basename(source.name)
+    manifest["pipeline"] = [n if n != "plan" else f"plan:{args.plan}" for n, _ in stages]
+    if not args.no_ptxas:
+        ptxas = find_ptxas()
+        if ptxas is None:
+            if not args.quiet:
+                sys.stderr.write(f"{PROG}: note: ptxas not found; the PTX was not assembled\n")
+        else:
+            report = {}
+            for fname, ptx in files.items():
+                result = run_ptxas(ptx, args.chip, ptxas)
+                if not result.ok:
+                    sys.stderr.write(f"{PROG}: error: ptxas rejected {fname}:\n{result.log}")
+                    return 1
+                for kernel, regs in result.registers.items():
+                    report[kernel] = {"registers": regs, "spill_bytes": result.spills.get(kernel, 0)}
+            manifest["ptxas"] = report
+    write_program(args.output, manifest, files, {"gpu.mlir": gpu_text or ""})
+    if not args.quiet:
+        for fname, entry in manifest["functions"].items():
+            kernels = ", ".join(f"{k['name']} grid {tuple(k['grid'])} smem {k['shared_bytes']}B" for k in entry["kernels"])
+            sys.stdout.write(f"{args.output}: @{fname}: {len(entry['kernels'])} kernel(s): {kernels}\n")
+    return 0
+
+
+def _main(argv: list[str]) -> int:
+    from mirage_mlir.tools.driver import Printer, normalize_argv, read_source
+
+    parser = build_parser()
+    args = parser.parse_args(normalize_argv(argv, parser))
+    source = read_source(args.input)
+    return compile_file(source, args, Printer(source))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mirage_mlir.tools.driver import run_main
+
+    return run_main(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
