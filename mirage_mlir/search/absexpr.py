@@ -1,0 +1,358 @@
+"""Abstract expressions (Mirage section 4.2) and the subexpression oracle that prunes the search.
+
+An abstract expression forgets which elements a tensor holds and keeps what is computed from what:
+  Var(input) | Cst(c) | Add | Mul | Div | Exp | Sqrt | Fn(silu|gelu|relu, x) | Fn2(pow, x, y) | Sum(n, x)
+with matmul = Sum(K, Mul(a, b)), reductions Sum(n, x), mean = Mul(Sum(n, x), Cst(1/n)),
+sub(a, b) = Add(a, Mul(Cst(-1), b)), square(x) = Mul(x, x), rsqrt(x) = Div(Cst(1), Sqrt(x)),
+rms_norm(x) = Div(x, Sqrt(Add(Mul(Sum(n, Mul(x, x)), Cst(1/n)), Cst(eps)))); casts are transparent.
+
+A prefix of a candidate survives only if every tensor's expression can still be a subexpression of
+the program's (A_eq + A_sub: commutativity, associativity, distributivity, division rules,
+Sum(i, Sum(j, x)) = Sum(i*j, x), sums over add/mul/div, exp(a)exp(b) = exp(a+b),
+sqrt(a)sqrt(b) = sqrt(ab); no cancellation). As in Mirage since 2025, the program's expressions are
+saturated ONCE in an e-graph (egglog, under node and time limits), and each candidate node is then
+looked up bottom-up in the saturated e-graph's hash-cons: a node is a subexpression iff its operator
+applied to its children's e-classes is an e-node there. The lookup is a dict access, so the search
+asks millions of them; candidates never enter the e-graph.
+
+Soundness for pruning: every node in the saturated e-graph is a subterm of a term equal (under the
+axioms) to the program, so the lookup never accepts a term the axioms reject... the converse
+(complete acceptance) holds when saturation finishes within the limits; otherwise some valid
+candidates may be pruned, never an invalid one accepted (verification decides correctness anyway).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ..finite_field import exact_fraction
+from ..mugraph import Graph
+
+SCHEMA = """
+(datatype E
+  (Var String) (Cst String)
+  (Add E E) (Mul E E) (Div E E)
+  (Exp E) (Sqrt E) (Fn String E) (Fn2 String E E)
+  (Sum i64 E))
+"""
+
+RULES = """
+(rewrite (Add a b) (Add b a))
+(rewrite (Mul a b) (Mul b a))
+(birewrite (Add a (Add b c)) (Add (Add a b) c))
+(birewrite (Mul a (Mul b c)) (Mul (Mul a b) c))
+(birewrite (Mul a (Add b c)) (Add (Mul a b) (Mul a c)))
+(birewrite (Div (Add a c) b) (Add (Div a b) (Div c b)))
+(birewrite (Mul a (Div b c)) (Div (Mul a b) c))
+(birewrite (Div (Div a b) c) (Div a (Mul b c)))
+(rewrite (Sum i (Sum j a)) (Sum j (Sum i a)))
+(birewrite (Sum i (Add a b)) (Add (Sum i a) (Sum i b)))
+(birewrite (Sum i (Mul a b)) (Mul (Sum i a) b))
+(birewrite (Sum i (Div a b)) (Div (Sum i a) b))
+(birewrite (Mul (Exp a) (Exp b)) (Exp (Add a b)))
+(birewrite (Mul (Sqrt a) (Sqrt b)) (Sqrt (Mul a b)))
+"""
+
+
+def const_key(c: float) -> str:
+    """The name of a scalar constant: exact small fractions by value, other floats by float32 value."""
+    fr = exact_fraction(float(c))
+    if fr is not None:
+        return f"{fr.numerator}/{fr.denominator}"
+    import numpy as np
+
+    return repr(float(np.float32(c)))
+
+
+def inverse_key(n: int) -> str:
+    fr = Fraction(1, n)
+    return f"{fr.numerator}/{fr.denominator}"
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(2, n) if n % d == 0]
+
+
+# ---------------------------------------------------------------------------------------------
+class TermBuilder:
+    """Builds abstract expressions as hash-consed tuples (used for the target) with the normalisations
+    above; `ops` mirrors the opset so kernel and block graphs are translated the same way."""
+
+    def var(self, name: str):
+        return ("Var", name)
+
+    def cst(self, key: str):
+        return ("Cst", key)
+
+    def add(self, a, b):
+        return ("Add", a, b)
+
+    def mul(self, a, b):
+        return ("Mul", a, b)
+
+    def div(self, a, b):
+        return ("Div", a, b)
+
+    def exp(self, a):
+        return ("Exp", a)
+
+    def sqrt(self, a):
+        return ("Sqrt", a)
+
+    def fn(self, name: str, a):
+        return ("Fn", name, a)
+
+    def fn2(self, name: str, a, b):
+        return ("Fn2", name, a, b)
+
+    def sum(self, n: int, a):
+        return a if n == 1 else ("Sum", int(n), a)
+
+
+def apply_op(tb, op: str, args: list, attrs: dict, shapes: list[tuple]):
+    """The abstract expression of opset op `op` (kernel or block level) in builder `tb`
+    (a TermBuilder or an Oracle, which returns e-classes or None). `shapes` are the operand shapes."""
+    if any(a is None for a in args):
+        return None
+    if op == "cast":
+        return args[0]
+    if op == "exp":
+        return tb.exp(args[0])
+    if op == "square":
+        return tb.mul(args[0], args[0])
+    if op == "sqrt":
+        return tb.sqrt(args[0])
+    if op == "rsqrt":
+        s = tb.sqrt(args[0])
+        return None if s is None else tb.div(tb.cst("1/1"), s)
+    if op in ("silu", "gelu", "relu"):
+        return tb.fn(op, args[0])
+    if op == "neg":
+        return tb.mul(tb.cst("-1/1"), args[0])
+    if op == "mul_scalar":
+        return tb.mul(args[0], tb.cst(const_key(attrs["scalar"])))
+    if op == "add_scalar":
+        return tb.add(args[0], tb.cst(const_key(attrs["scalar"])))
+    if op == "add":
+        return tb.add(args[0], args[1])
+    if op == "sub":
+        m = tb.mul(tb.cst("-1/1"), args[1])
+        return None if m is None else tb.add(args[0], m)
+    if op == "mul":
+        return tb.mul(args[0], args[1])
+    if op == "div":
+        return tb.div(args[0], args[1])
+    if op == "pow":
+        return tb.fn2("pow", args[0], args[1])
+    if op == "max":
+        return tb.fn2("max", args[0], args[1])
+    if op in ("reduce_sum", "reduce_mean", "reduce_max"):
+        n = shapes[0][attrs["dim"] % len(shapes[0])]
+        if op == "reduce_max":
+            return tb.fn2("max", tb.sum(n, args[0]), tb.cst("max"))
+        s = tb.sum(n, args[0])
+        return s if op == "reduce_sum" or n == 1 or s is None else tb.mul(s, tb.cst(inverse_key(n)))
+    if op == "matmul":
+        m = tb.mul(args[0], args[1])
+        return None if m is None else tb.sum(shapes[0][-1], m)
+    if op == "rms_norm":
+        return tb.div(args[0], rms_expr(tb, args[0], shapes[0][-1], attrs["eps"]))
+    raise KeyError(op)
+
+
+def rms_expr(tb, x, n: int, eps: float):
+    """sqrt(mean(x^2 over n) + eps)."""
+    sq = tb.mul(x, x)
+    s = None if sq is None else tb.sum(n, sq)
+    if s is None:
+        return None
+    mean = s if n == 1 else tb.mul(s, tb.cst(inverse_key(n)))
+    if mean is None:
+        return None
+    a = tb.add(mean, tb.cst(const_key(eps)))
+    return None if a is None else tb.sqrt(a)
+
+
+def mean_expr(tb, x, n: int):
+    s = tb.sum(n, x)
+    if s is None or n == 1:
+        return s
+    return tb.mul(s, tb.cst(inverse_key(n)))
+
+
+def kernel_terms(graph: Graph) -> list:
+    """The abstract expression of every value of a kernel graph of opset ops (inputs are Var(i))."""
+    tb = TermBuilder()
+    terms = [tb.var(f"x{i}") for i in range(len(graph.inputs))]
+    for node in graph.nodes:
+        shapes_in = [graph.value_types[v].shape for v in node.inputs]
+        terms.append(apply_op(tb, node.op, [terms[v] for v in node.inputs], dict(node.attrs), shapes_in))
+    return terms
+
+
+def to_egglog(term) -> str:
+    head = term[0]
+    if head in ("Var", "Cst"):
+        return f'({head} "{term[1]}")'
+    if head == "Sum":
+        return f"(Sum {term[1]} {to_egglog(term[2])})"
+    if head in ("Fn", "Fn2"):
+        return f'({head} "{term[1]}" ' + " ".join(to_egglog(t) for t in term[2:]) + ")"
+    return f"({head} " + " ".join(to_egglog(t) for t in term[1:]) + ")"
+
+
+def sum_sizes(term, out: set) -> set:
+    if isinstance(term, tuple):
+        if term[0] == "Sum":
+            out.add(term[1])
+        for t in term[1:]:
+            sum_sizes(t, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class OracleStats:
+    saturation_s: float = 0.0
+    iterations: int = 0
+    enodes: int = 0
+    saturated: bool = False
+    lookups: int = 0
+    hits: int = 0
+
+
+class Oracle:
+    """The saturated e-graph of the target expressions, as a hash-cons for bottom-up lookups.
+
+    Methods mirror TermBuilder but take and return e-class ids (ints), or None when the node is not
+    a subexpression of the target.
+    """
+
+    def __init__(self, targets: list, node_limit: int = 60_000, time_limit: float = 6.0, max_iters: int = 30):
+        self.stats = OracleStats()
+        self.table: dict[tuple, int] = {}
+        self.roots: list[int | None] = []
+        self._build(targets, node_limit, time_limit, max_iters)
+
+    def _build(self, targets, node_limit, time_limit, max_iters):
+        import egglog.bindings as eb
+
+        start = time.perf_counter()
+        sizes: set[int] = set()
+        for t in targets:
+            sum_sizes(t, sizes)
+        closed = set()
+        for n in sizes:
+            closed.update([n] + _divisors(n))
+        rules = [RULES]
+        for n in sorted(closed):
+            for d in _divisors(n):
+                if d <= n // d:
+                    rules.append(f"(birewrite (Sum {n} a) (Sum {d} (Sum {n // d} a)))")
+        egraph = eb.EGraph()
+        program = SCHEMA + "".join(rules)
+        program += "".join(f"(let $t{i} {to_egglog(t)})\n" for i, t in enumerate(targets))
+        egraph.run_program(*egraph.parse_program(program))
+        size = 0
+        for it in range(max_iters):
+            out = egraph.run_program(*egraph.parse_program("(run 1)"))
+            self.stats.iterations = it + 1
+            updated = bool(out[0].report.updated) if hasattr(out[0], "report") else True
+            frozen = egraph.freeze()
+            size = sum(len(fn.rows) for fn in frozen.functions.values())
+            if not updated:
+                self.stats.saturated = True
+                break
+            if size > node_limit or time.perf_counter() - start > time_limit:
+                break
+        frozen = egraph.freeze()
+        ids: dict = {}
+
+        def cid(value) -> int:
+            key = value  # egglog Values hash and compare by e-class
+            if key not in ids:
+                ids[key] = len(ids)
+            return ids[key]
+
+        for name, fn in frozen.functions.items():
+            for row in fn.rows:
+                if name.startswith("$t"):
+                    continue
+                ins = row.inputs
+                if name in ("Var", "Cst"):
+                    key = (name, egraph.value_to_string(ins[0]))
+                elif name == "Sum":
+                    key = (name, egraph.value_to_i64(ins[0]), cid(ins[1]))
+                elif name in ("Fn", "Fn2"):
+                    key = (name, egraph.value_to_string(ins[0])) + tuple(cid(v) for v in ins[1:])
+                else:
+                    key = (name,) + tuple(cid(v) for v in ins)
+                self.table[key] = cid(row.output)
+        for i in range(len(targets)):
+            fn = frozen.functions.get(f"$t{i}")
+            self.roots.append(cid(fn.rows[0].output) if fn is not None and fn.rows else None)
+        self.stats.enodes = len(self.table)
+        self.stats.saturation_s = time.perf_counter() - start
+
+    # -- lookups --------------------------------------------------------------------------------
+    def _get(self, key):
+        self.stats.lookups += 1
+        c = self.table.get(key)
+        if c is not None:
+            self.stats.hits += 1
+        return c
+
+    def var(self, name):
+        return self._get(("Var", name))
+
+    def cst(self, key):
+        return self._get(("Cst", key))
+
+    def add(self, a, b):
+        return None if a is None or b is None else self._get(("Add", a, b))
+
+    def mul(self, a, b):
+        return None if a is None or b is None else self._get(("Mul", a, b))
+
+    def div(self, a, b):
+        return None if a is None or b is None else self._get(("Div", a, b))
+
+    def exp(self, a):
+        return None if a is None else self._get(("Exp", a))
+
+    def sqrt(self, a):
+        return None if a is None else self._get(("Sqrt", a))
+
+    def fn(self, name, a):
+        return None if a is None else self._get(("Fn", name, a))
+
+    def fn2(self, name, a, b):
+        return None if a is None or b is None else self._get(("Fn2", name, a, b))
+
+    def sum(self, n, a):
+        if a is None:
+            return None
+        return a if n == 1 else self._get(("Sum", int(n), a))
+
+
+@dataclass
+class Target:
+    """The program being optimised: its kernel graph, the expressions of its outputs and the oracle."""
+
+    graph: Graph
+    terms: list
+    oracle: Oracle
+    constants: tuple = field(default_factory=tuple)  # scalar constants of the program (eps, scales)
+
+    @staticmethod
+    def of(graph: Graph, **oracle_options) -> Target:
+        terms = kernel_terms(graph)
+        outs = [terms[v] for v in graph.outputs]
+        consts = set()
+        for node in graph.nodes:
+            for name in ("scalar", "eps"):
+                if node.attr(name) is not None:
+                    consts.add((node.op, float(node.attr(name))))
+        return Target(graph, outs, Oracle(outs, **oracle_options), tuple(sorted(consts)))

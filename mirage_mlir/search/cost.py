@@ -1,0 +1,165 @@
+"""A cost model that ranks verified mu-graphs without a GPU (estimated microseconds on the target chip).
+
+Per kernel: launch overhead + time to move its device-memory bytes at the chip's bandwidth, scaled by
+how well the grid fills the SMs (wave quantisation: blocks / (SMs * ceil(blocks / SMs))) + tensor-core
+time for its matmuls (more warps per block hide latency better) + the for-loop's per-iteration
+overhead. A block graph whose shared memory exceeds the chip's per-block limit is infeasible (inf).
+
+Bytes: an input iterator reads its tile once per block and, when its fmap splits a dim, once per
+loop iteration; a saver writes its output once; a predefined op reads its inputs and writes its
+result once (L2 reuse is ignored, which over-counts replicated reads, the behaviour that makes
+plans that share tiles across blocks worse).
+
+`rank(candidates, measure=None)`: the hook for choosing by measured time later: pass a callable
+Graph -> microseconds (e.g. a GPU timer) and it replaces the estimate for the candidates it is
+given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..dtypes import BYTES
+from ..mugraph import Graph, TensorType
+from ..opset import ACCUMULATORS
+
+
+@dataclass(frozen=True)
+class Chip:
+    name: str = "sm_90"
+    sms: int = 132
+    bandwidth: float = 2.97e12  # B/s, the streaming read bandwidth measured on the H100 (PLATFORM.md)
+    smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
+    launch_us: float = 2.0  # per kernel (BENCHMARKS.md)
+    tensor_flops: float = 4.0e14  # sustained f16 tensor-core FLOP/s (dense, H100 SXM ~ 990 peak)
+    simt_flops: float = 3.0e13  # f32 FMA FLOP/s for elementwise work
+    loop_iter_us: float = 0.05  # per for-loop iteration per wave (sync + pipeline bubble)
+    warps_for_mma: int = 8  # warps per SM needed to hide tensor-core latency
+
+
+CHIPS = {"sm_90": Chip(), "h100": Chip()}
+
+
+def chip(name: str) -> Chip:
+    try:
+        return CHIPS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown target chip '{name}' (known: {', '.join(sorted(CHIPS))})") from None
+
+
+def nbytes(t: TensorType) -> int:
+    return t.numel() * BYTES[t.dtype]
+
+
+@dataclass
+class KernelCost:
+    op: str
+    us: float
+    bytes_read: int = 0
+    bytes_written: int = 0
+    blocks: int = 1
+    sm_fill: float = 1.0
+    smem: int = 0
+    flops: float = 0.0
+    loop: int = 1
+
+
+@dataclass
+class Cost:
+    total_us: float
+    kernels: list[KernelCost] = field(default_factory=list)
+
+    @property
+    def launches(self) -> int:
+        return len(self.kernels)
+
+    @property
+    def bytes(self) -> int:
+        return sum(k.bytes_read + k.bytes_written for k in self.kernels)
+
+    def summary(self) -> str:
+        parts = [f"{k.op}: {k.us:.2f}us blocks={k.blocks} fill={k.sm_fill:.2f} smem={k.smem // 1024}KiB loop={k.loop}"
+                 for k in self.kernels]
+        return f"{self.total_us:.2f}us ({self.launches} kernels, {self.bytes / 1e6:.2f} MB): " + "; ".join(parts)
+
+
+def sm_fill(blocks: int, c: Chip) -> float:
+    waves = blocks / c.sms
+    return waves / math.ceil(waves)
+
+
+def block_graph_smem(body: Graph) -> int:
+    """Shared memory of one block: every tile of the block graph (thread graphs keep registers)."""
+    total = 0
+    for index, node in enumerate(body.nodes):
+        if node.op == "output_saver":
+            continue
+        if node.op == "thread_graph":
+            continue
+        total += sum(nbytes(t) for t in node.types)
+    return total
+
+
+def graph_def_cost(body: Graph, c: Chip) -> KernelCost:
+    blocks = body.grid_dim[0] * body.grid_dim[1] * body.grid_dim[2]
+    loop = body.forloop_range
+    read = written = 0
+    flops = simt = 0.0
+    post = body.after_loop
+    for index, node in enumerate(body.nodes):
+        if node.op == "input_iterator":
+            per = nbytes(node.types[0])
+            read += per * blocks * (loop if node.attr("fmap") != -1 else 1)
+        elif node.op == "output_saver":
+            written += nbytes(node.types[0])
+        elif node.op == "matmul":
+            a = body.value_types[node.inputs[0]].shape
+            n = node.types[0].shape
+            f = 2.0 * math.prod(n) * a[-1] * blocks
+            flops += f * (1 if index in post else loop)
+        elif node.op not in ACCUMULATORS:
+            simt += math.prod(node.types[0].shape) * blocks * (1 if index in post else loop)
+    fill = sm_fill(blocks, c)
+    smem = block_graph_smem(body)
+    if smem > c.smem_per_block:
+        return KernelCost("graph_def", math.inf, read, written, blocks, fill, smem, flops, loop)
+    warps = body.block_dim[0] * body.block_dim[1] * body.block_dim[2] // 32
+    mma_eff = min(1.0, warps / c.warps_for_mma)
+    waves = math.ceil(blocks / c.sms)
+    us = (c.launch_us + (read + written) / (c.bandwidth * fill) * 1e6
+          + flops / (c.tensor_flops * fill * mma_eff) * 1e6 + simt / (c.simt_flops * fill) * 1e6
+          + (loop * waves * c.loop_iter_us if loop > 1 else 0.0))
+    return KernelCost("graph_def", us, read, written, blocks, fill, smem, flops, loop)
+
+
+def predefined_cost(graph: Graph, node, c: Chip) -> KernelCost:
+    read = sum(nbytes(graph.value_types[v]) for v in node.inputs)
+    written = sum(nbytes(t) for t in node.types)
+    flops = 0.0
+    if node.op == "matmul":
+        a = graph.value_types[node.inputs[0]].shape
+        flops = 2.0 * math.prod(node.types[0].shape) * a[-1]
+    us = c.launch_us + (read + written) / c.bandwidth * 1e6 + flops / c.tensor_flops * 1e6
+    return KernelCost(node.op, us, read, written, flops=flops)
+
+
+def cost(graph: Graph, c: Chip | str = "sm_90") -> Cost:
+    c = chip(c) if isinstance(c, str) else c
+    kernels = []
+    for node in graph.nodes:
+        if node.op == "graph_def":
+            kernels.append(graph_def_cost(node.body, c))
+        else:
+            kernels.append(predefined_cost(graph, node, c))
+    return Cost(sum(k.us for k in kernels), kernels)
+
+
+def rank(candidates: list[Graph], c: Chip | str = "sm_90", measure=None) -> list[tuple[float, Graph]]:
+    """Candidates sorted by estimated (or, with `measure`, measured) time; ties: fewer kernels."""
+    scored = []
+    for g in candidates:
+        us = measure(g) if measure is not None else cost(g, c).total_us
+        scored.append((us, len(g.nodes), g))
+    scored.sort(key=lambda s: (s[0], s[1]))
+    return [(us, g) for us, _, g in scored]

@@ -1,0 +1,674 @@
+"""The mu-graph generator: kernel graphs op by op (predefined ops and graph_defs), and for a graph_def,
+block graphs over a grid, a for-loop, per-input imap/fmap, block ops and per-output omap.
+
+Everything here works on plain Python data. Pruning, all sound with respect to what it keeps:
+- abstract expressions: every new tensor's e-class must exist in the saturated target e-graph
+  (absexpr.Oracle), looked up bottom-up;
+- shape reasoning: grid axes and the for-loop split *index classes* (space.py); a grid axis splits
+  the dim of that class in every input that has it; the loop splits reduction classes (or enumerates
+  partial sums written by an earlier kernel); tiles combined by an op must be cut the same way
+  (equal per-dim descriptors); a tile that is a partial sum (over a grid axis, or over loop
+  iterations) may only flow through linear ops until it is summed;
+- canonical forms: block ops are added in increasing rank (max operand, op code, operands, attrs),
+  commutative operands sorted, a tile equal to an existing one (same e-class, cut, phase, partiality)
+  is never added twice, grid axes are assigned to classes in class order, so each mu-graph is
+  generated once (candidates are also de-duplicated by a structural hash);
+- cost bounds: every task carries a lower bound of its final cost and is explored best-first
+  (driver.py), so configurations that cannot beat the kept candidates are never expanded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+
+from .. import shapes
+from ..builder import BlockBuilder
+from ..dtypes import BYTES
+from ..mugraph import Graph, Node, TensorType
+from . import absexpr, cost as costmod
+from .space import IndexInfo, dim_size, divisors, split_outer
+
+UNARY_SEARCH = ("exp", "square", "sqrt", "rsqrt", "silu", "gelu", "relu", "neg")
+LINEAR_UNARY = ("neg", "mul_scalar", "cast")
+OPCODE = {name: i for i, name in enumerate(
+    ("matmul", "exp", "square", "sqrt", "rsqrt", "silu", "gelu", "relu", "neg", "mul_scalar", "add_scalar",
+     "rms_norm", "add", "sub", "mul", "div", "reduce_sum", "reduce_mean",
+     "accum_sum", "accum_mean", "accum_rms"))}
+
+
+@dataclass(frozen=True)
+class KTensor:
+    """A kernel-level tensor of a candidate."""
+
+    type: TensorType
+    dims: tuple  # per dim: factor tuple (space.py)
+    ecls: int | None
+
+    def has_partials(self) -> bool:
+        return any(f[0] == "p" for fs in self.dims for f in fs)
+
+
+@dataclass(frozen=True)
+class Config:
+    args: tuple  # kernel value ids read by the graph_def
+    grid: tuple  # (x, y, z)
+    grid_keys: tuple  # per axis: the factor key it splits, or None
+    loop: int
+    loop_keys: frozenset
+    imaps: tuple
+    fmaps: tuple
+    block_dim: tuple = (128, 1, 1)
+
+
+@dataclass(frozen=True)
+class Tile:
+    shape: tuple
+    dtype: str
+    desc: tuple  # per dim: (grid axis or -1, split by the loop, remaining factors)
+    ecls: int
+    post: bool
+    varying: bool
+    pgrid: tuple  # sorted ((axis, class), ...): a partial sum over these grid axes
+    ploop: bool  # a per-iteration partial sum: must be accumulated
+    pending: bool  # a dim enumerates partial sums: must be reduced
+
+
+@dataclass(frozen=True)
+class BOp:
+    op: str
+    args: tuple
+    attrs: tuple = ()
+
+
+@dataclass
+class Options:
+    max_kernel_ops: int = 3
+    max_block_ops: int = 9
+    max_blocks: int = 4096
+    max_open_tiles: int = 4  # tiles created but not yet consumed (bounds junk in the block search)
+    block_states: int = 4000  # per graph_def configuration
+    block_sizes: tuple = (128, 256)
+    chip: str = "sm_90"
+
+
+@dataclass
+class Context:
+    """What workers need: the target, index classes, options."""
+
+    target: absexpr.Target
+    info: IndexInfo
+    options: Options
+    rms_eps: tuple = ()
+    scalars: tuple = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# iterator tiles
+def iterator_tile(t: KTensor, imap, fmap: int, cfg: Config, oracle) -> Tile | None:
+    desc, shape = [], []
+    pgrid, ploop, pending = [], False, False
+    for d, factors in enumerate(t.dims):
+        axis = -1
+        for a in range(3):
+            if imap[a] == d:
+                axis = a
+        fs = factors
+        if axis >= 0:
+            fs = split_outer(fs, cfg.grid[axis])
+            if fs is None:
+                return None
+        looped = False
+        if fmap == d:
+            if fs and fs[0][0] == "p":
+                if fs[0][2] != cfg.loop:
+                    return None
+                fs = fs[1:]
+                ploop = True
+            else:
+                fs = split_outer(fs, cfg.loop)
+                if fs is None:
+                    return None
+                looped = True
+        if any(f[0] == "p" for f in fs):
+            if not all(f[0] == "p" for f in fs):
+                return None
+            pending = True
+        desc.append((axis, looped, fs))
+        shape.append(dim_size(fs))
+    return Tile(tuple(shape), t.type.dtype, tuple(desc), t.ecls, False, fmap != -1 or ploop, (), ploop, pending)
+
+
+def _reducible(ctx, t: Tile, d: int) -> bool:
+    """Summing dim d makes sense only over a class the program reduces, or over partial sums."""
+    fs = t.desc[d][2]
+    if not fs:
+        return True
+    return fs[0][0] == "p" or fs[0][1] in ctx.info.reduction_classes
+
+
+def _partial(t: Tile) -> bool:
+    return bool(t.pgrid) or t.ploop or t.pending
+
+
+def _merge_dtype(a: str, b: str) -> str:
+    return a if a == b else "f32"
+
+
+def _broadcast_desc(a: Tile, b: Tile):
+    if len(a.shape) != len(b.shape):
+        return None
+    shape, desc = [], []
+    for x, y, dx, dy in zip(a.shape, b.shape, a.desc, b.desc):
+        if x == 1 and y != 1:
+            shape.append(y), desc.append(dy)
+        elif y == 1 and x != 1:
+            shape.append(x), desc.append(dx)
+        elif dx == dy:
+            shape.append(x), desc.append(dx)
+        else:
+            return None
+    return tuple(shape), tuple(desc)
+
+
+def _reduced_dim(t: Tile, d: int):
+    """(pgrid additions, ploop, clears pending) for summing dim d; None if not allowed."""
+    axis, looped, fs = t.desc[d]
+    add = ()
+    if axis >= 0:
+        cls = fs[0][1] if fs else None
+        add = ((axis, cls),)
+    return add, looped
+
+
+class BlockSearch:
+    """Depth-first enumeration of the block graphs of one graph_def configuration."""
+
+    def __init__(self, ctx: Context, tensors: list[KTensor], cfg: Config, final_ok: bool, more_kernels: bool,
+                 deadline: float):
+        self.ctx, self.cfg = ctx, cfg
+        self.oracle = ctx.target.oracle
+        self.tensors = tensors
+        self.final_ok, self.more_kernels = final_ok, more_kernels
+        self.deadline = deadline
+        self.states = 0
+        self.results = []
+        self.roots = {r: j for j, r in enumerate(ctx.target.oracle.roots) if r is not None}
+        self.out_types = [ctx.target.graph.value_types[v] for v in ctx.target.graph.outputs]
+
+    # -- entry ------------------------------------------------------------------------------------
+    def run(self):
+        cfg = self.cfg
+        tiles, ops = [], []
+        for i, v in enumerate(cfg.args):
+            tile = iterator_tile(self.tensors[i], cfg.imaps[i], cfg.fmaps[i], cfg, self.oracle)
+            if tile is None:
+                return []
+            tiles.append(tile)
+            ops.append(BOp("input_iterator", (i,), (("fmap", cfg.fmaps[i]), ("imap", cfg.imaps[i]))))
+        n_inputs = len(tiles)
+        if cfg.loop == 1:
+            # canonical: with one iteration every iterator passes through an accumulator untouched and
+            # all work runs after the loop
+            for i in range(n_inputs):
+                t = tiles[i]
+                if t.pending or t.ploop:
+                    return []
+                tiles.append(replace(t, post=True, varying=False, dtype=t.dtype))
+                ops.append(BOp("accum_sum", (i,)))
+        users = [0] * len(tiles)
+        for op in ops[n_inputs:]:
+            users[op.args[0]] += 1
+        seen = {self._signature(t) for t in tiles}
+        self._dfs(tiles, ops, users, seen, (-1,), 0)
+        return self.results
+
+    @staticmethod
+    def _signature(t: Tile):
+        return (t.ecls, t.desc, t.post, t.pgrid, t.ploop, t.pending, t.varying)
+
+    # -- the search ---------------------------------------------------------------------------------
+    def _dfs(self, tiles, ops, users, seen, last_key, n_ops):
+        self.states += 1
+        if self.states > self.ctx.options.block_states or time.perf_counter() > self.deadline:
+            return
+        self._try_close(tiles, ops, users)
+        if n_ops >= self.ctx.options.max_block_ops:
+            return
+        open_tiles = sum(1 for i, t in enumerate(tiles) if users[i] == 0 and not (i < len(self.cfg.args)))
+        for key, bop, tile in self._candidates(tiles, users, last_key):
+            sig = self._signature(tile)
+            if sig in seen:
+                continue
+            consumed = sum(1 for a in set(bop.args) if users[a] == 0 and a >= len(self.cfg.args))
+            if open_tiles - consumed + 1 > self.ctx.options.max_open_tiles:
+                continue
+            tiles.append(tile)
+            ops.append(bop)
+            for a in bop.args:
+                users[a] += 1
+            users.append(0)
+            seen.add(sig)
+            self._dfs(tiles, ops, users, seen, key, n_ops + 1)
+            seen.discard(sig)
+            users.pop()
+            for a in bop.args:
+                users[a] -= 1
+            ops.pop()
+            tiles.pop()
+
+    def _candidates(self, tiles, users, last_key):
+        """(rank key, op, result tile) for every op whose key exceeds `last_key`."""
+        o = self.oracle
+        n = len(tiles)
+        loop = self.cfg.loop
+        lo = max(last_key[0], 0)
+        for hi in range(lo, n):
+            th = tiles[hi]
+            if loop == 1 and not th.post:
+                continue  # with one iteration all work runs after the pass-through accumulators
+            # unary ops and reductions on tile hi
+            for op in UNARY_SEARCH + tuple(f"scalar:{i}" for i in range(len(self.ctx.scalars))) + ("rms_norm",):
+                yield from self._keyed((hi, OPCODE.get(op, OPCODE["mul_scalar"]), (hi,), op), last_key,
+                                       lambda op=op: self._unary(op, th, hi))
+            for d in range(len(th.shape)):
+                if th.shape[d] > 1:
+                    for op in ("reduce_sum", "reduce_mean"):
+                        yield from self._keyed((hi, OPCODE[op], (hi,), d), last_key,
+                                               lambda op=op, d=d: self._reduce(op, th, hi, d))
+            if not th.post and (th.varying or loop == 1) and loop > 1:
+                for rd in [-1] + [d for d in range(len(th.shape)) if th.shape[d] > 1]:
+                    for op in ("accum_sum", "accum_mean", "accum_rms"):
+                        yield from self._keyed((hi, OPCODE[op], (hi,), rd), last_key,
+                                               lambda op=op, rd=rd: self._accum(op, th, hi, rd))
+            # binary ops and matmul with a partner lo_ <= hi (or either order for the ordered ops)
+            for other in range(hi + 1):
+                to = tiles[other]
+                if to.post != th.post:
+                    continue
+                pairs = [(other, hi)] if other == hi else [(other, hi), (hi, other)]
+                for a, b in pairs:
+                    yield from self._keyed((hi, OPCODE["matmul"], (a, b), ""), last_key,
+                                           lambda a=a, b=b: self._matmul(tiles[a], tiles[b], a, b))
+                    for op in ("sub", "div"):
+                        if a != b:
+                            yield from self._keyed((hi, OPCODE[op], (a, b), ""), last_key,
+                                                   lambda op=op, a=a, b=b: self._binary(op, tiles[a], tiles[b], a, b))
+                if other != hi:
+                    for op in ("add", "mul"):
+                        yield from self._keyed((hi, OPCODE[op], (other, hi), ""), last_key,
+                                               lambda op=op: self._binary(op, to, th, other, hi))
+
+    @staticmethod
+    def _keyed(key, last_key, make):
+        if key > last_key:
+            result = make()
+            if result is not None:
+                for bop, tile in result if isinstance(result, list) else [result]:
+                    yield key, bop, tile
+
+    # -- op rules ----------------------------------------------------------------------------------
+    def _unary(self, op, t: Tile, i):
+        o = self.oracle
+        if op == "rms_norm":
+            if _partial(t):
+                return None
+            axis, looped, fs = t.desc[-1]
+            if axis >= 0 or looped or t.shape[-1] == 1:
+                return None
+            out = []
+            for eps in self.ctx.rms_eps:
+                e = absexpr.apply_op(o, "rms_norm", [t.ecls], {"eps": eps}, [t.shape])
+                if e is not None:
+                    out.append((BOp("rms_norm", (i,), (("eps", eps),)), replace(t, ecls=e)))
+            return out
+        attrs = {}
+        if op.startswith("scalar:"):
+            kind, value = self.ctx.scalars[int(op[7:])]
+            op, attrs = kind, {"scalar": value}
+        if op not in LINEAR_UNARY and _partial(t):
+            return None
+        e = absexpr.apply_op(o, op, [t.ecls], attrs, [t.shape])
+        if e is None:
+            return None
+        return BOp(op, (i,), tuple(sorted(attrs.items()))), replace(t, ecls=e)
+
+    def _binary(self, op, a: Tile, b: Tile, i, j):
+        if a.pending or b.pending:
+            return None
+        pa, pb = _partial(a), _partial(b)
+        if op in ("add", "sub"):
+            if (a.pgrid, a.ploop) != (b.pgrid, b.ploop):
+                return None
+        elif op == "mul":
+            if pa and pb:
+                return None
+        elif op == "div":
+            if pb:
+                return None
+        bd = _broadcast_desc(a, b)
+        if bd is None:
+            return None
+        e = absexpr.apply_op(self.oracle, op, [a.ecls, b.ecls], {}, [a.shape, b.shape])
+        if e is None:
+            return None
+        shape, desc = bd
+        pgrid = tuple(sorted(set(a.pgrid) | set(b.pgrid)))
+        tile = Tile(shape, _merge_dtype(a.dtype, b.dtype), desc, e, a.post, a.varying or b.varying, pgrid,
+                    a.ploop or b.ploop, False)
+        return BOp(op, (i, j)), tile
+
+    def _matmul(self, a: Tile, b: Tile, i, j):
+        if len(a.shape) < 2 or len(a.shape) != len(b.shape) or a.pending or b.pending:
+            return None
+        if _partial(a) and _partial(b):
+            return None
+        if a.desc[:-2] != b.desc[:-2] or a.desc[-1] != b.desc[-2] or a.shape[-1] == 1:
+            return None
+        if a.shape[:-2] != b.shape[:-2]:
+            return None
+        axis, looped, fs = a.desc[-1]
+        e = absexpr.apply_op(self.oracle, "matmul", [a.ecls, b.ecls], {}, [a.shape, b.shape])
+        if e is None:
+            return None
+        pgrid = set(a.pgrid) | set(b.pgrid)
+        if axis >= 0:
+            pgrid.add((axis, fs[0][1] if fs else None))
+        shape = a.shape[:-1] + (b.shape[-1],)
+        desc = a.desc[:-1] + (b.desc[-1],)
+        tile = Tile(shape, "f32", desc, e, a.post, a.varying or b.varying, tuple(sorted(pgrid)),
+                    a.ploop or b.ploop or looped, False)
+        return BOp("matmul", (i, j)), tile
+
+    def _reduce(self, op, t: Tile, i, d):
+        if not _reducible(self.ctx, t, d):
+            return None
+        axis, looped, fs = t.desc[d]
+        if op == "reduce_mean" and (axis >= 0 or looped or fs and fs[0][0] == "p" or _partial(t)):
+            return None
+        e = absexpr.apply_op(self.oracle, op, [t.ecls], {"dim": d}, [t.shape])
+        if e is None:
+            return None
+        pgrid = set(t.pgrid)
+        if axis >= 0:
+            pgrid.add((axis, fs[0][1] if fs else None))
+        pending = any(f[0] == "p" for k, dd in enumerate(t.desc) if k != d for f in dd[2])
+        desc = t.desc[:d] + ((-1, False, ()),) + t.desc[d + 1:]
+        shape = t.shape[:d] + (1,) + t.shape[d + 1:]
+        return BOp(op, (i,), (("dim", d),)), replace(t, shape=shape, desc=desc, ecls=e, pgrid=tuple(sorted(pgrid)),
+                                                     ploop=t.ploop or looped, pending=pending)
+
+    def _accum(self, op, t: Tile, i, rd):
+        o = self.oracle
+        loop = self.cfg.loop
+        looped = [d for d, (a, lp, fs) in enumerate(t.desc) if lp]
+        if rd != -1 and not _reducible(self.ctx, t, rd):
+            return None
+        if any(d != rd for d in looped):
+            return None
+        if t.pending and not (rd != -1 and all(f[0] == "p" for f in t.desc[rd][2]) and t.desc[rd][2]):
+            return None
+        size = t.shape[rd] if rd != -1 else 1
+        n = loop * size
+        pgrid = set(t.pgrid)
+        if rd != -1 and t.desc[rd][0] >= 0:
+            axis, _, fs = t.desc[rd]
+            pgrid.add((axis, fs[0][1] if fs else None))
+        attrs = ()
+        if op == "accum_sum":
+            e = o.sum(n, t.ecls)
+            if e is None and rd != -1:
+                e = o.sum(loop, o.sum(size, t.ecls))
+        elif op == "accum_mean":
+            if _partial(t) or rd == -1 or t.desc[rd][0] >= 0:
+                return None
+            e = absexpr.mean_expr(o, t.ecls, n)
+        else:  # accum_rms
+            if _partial(t) or rd == -1 or t.desc[rd][0] >= 0:
+                return None
+            out = []
+            for eps in self.ctx.rms_eps:
+                e = absexpr.rms_expr(o, t.ecls, n, eps)
+                if e is not None:
+                    out.append(self._accum_tile(op, t, i, rd, e, pgrid, (("eps", eps),)))
+            return out
+        if e is None:
+            return None
+        return self._accum_tile(op, t, i, rd, e, pgrid, attrs)
+
+    def _accum_tile(self, op, t, i, rd, e, pgrid, attrs):
+        desc = tuple((a, False, fs) for a, lp, fs in t.desc)
+        shape = t.shape
+        if rd != -1:
+            desc = desc[:rd] + ((-1, False, ()),) + desc[rd + 1:]
+            shape = shape[:rd] + (1,) + shape[rd + 1:]
+        attrs = attrs + ((("reduce_dim", rd),) if rd != -1 else ())
+        tile = Tile(shape, "f32", desc, e, True, False, tuple(sorted(pgrid)), False, False)
+        return BOp(op, (i,), tuple(sorted(attrs))), tile
+
+    # -- closing a block graph ------------------------------------------------------------------------
+    def _try_close(self, tiles, ops, users):
+        n_args = len(self.cfg.args)
+        sinks = []
+        for i, t in enumerate(tiles):
+            if users[i]:
+                continue
+            if i < n_args or not t.post or t.ploop or t.pending:
+                return
+            sinks.append(i)
+        if not sinks:
+            return
+        grid = self.cfg.grid
+        options = []
+        for i in sinks:
+            t = tiles[i]
+            choices = self._omaps(t)
+            if not choices:
+                return
+            options.append(choices)
+        for combo in itertools.product(*options):
+            self.results.append((tuple(tiles), tuple(ops), tuple(zip(sinks, combo))))
+
+    def _omaps(self, t: Tile):
+        """[(omap, final output index or None, kernel tensor dims)] for saving tile t."""
+        grid = self.cfg.grid
+        omap = [-1, -1, -1]
+        for d, (axis, lp, fs) in enumerate(t.desc):
+            if axis >= 0:
+                omap[axis] = d
+        partial_axes = dict(t.pgrid)
+        for a in range(3):
+            if grid[a] > 1 and omap[a] == -1 and a not in partial_axes:
+                return []  # every block along a would write the same tile
+        free = [d for d in range(len(t.shape)) if d not in omap]
+        results = []
+        if not partial_axes:
+            dims = self._saved_dims(t, tuple(omap), {})
+            shape = tuple(dim_size(f) for f in dims)
+            final = self.roots.get(t.ecls)
+            if final is not None and self.final_ok and shape == self.out_types[final].shape:
+                results.append((tuple(omap), final, dims))
+            elif self.more_kernels:
+                results.append((tuple(omap), None, dims))
+            return results
+        if not self.more_kernels:
+            return []
+        axes = sorted(partial_axes)
+        for targets in itertools.permutations(free, len(axes)):
+            om = list(omap)
+            for a, d in zip(axes, targets):
+                om[a] = d
+            dims = self._saved_dims(t, tuple(om), {a: partial_axes[a] for a in axes})
+            results.append((tuple(om), None, dims))
+            break  # canonical: partial sums go to the first free dims
+        return results
+
+    def _saved_dims(self, t: Tile, omap, partial_axes):
+        grid = self.cfg.grid
+        dims = []
+        for d, (axis, lp, fs) in enumerate(t.desc):
+            fs = tuple(fs)
+            for a in range(3):
+                if omap[a] != d or grid[a] == 1:
+                    continue
+                if a in partial_axes:
+                    fs = (("p", partial_axes[a], grid[a]),) + fs
+                else:
+                    kind, c, n = fs[0] if fs else ("i", None, 1)
+                    fs = ((kind, c, n * grid[a]),) + fs[1:] if fs else (("i", None, grid[a]),)
+            dims.append(fs)
+        return tuple(dims)
+
+
+# ---------------------------------------------------------------------------------------------
+# materialising block graphs
+def build_body(ctx: Context, cfg: Config, arg_types: list[TensorType], tiles, ops, saves, out_dtypes) -> Graph:
+    """The block Graph of a closed search state; `out_dtypes[k]` is the dtype of the k-th saver."""
+    bb = BlockBuilder(list(arg_types), cfg.grid, cfg.loop, cfg.block_dim)
+    vid = {}
+    for index, bop in enumerate(ops):
+        a = [vid[x] for x in bop.args] if bop.op != "input_iterator" else list(bop.args)
+        attrs = dict(bop.attrs)
+        if bop.op == "input_iterator":
+            v = bb.iterator(a[0], attrs["imap"], attrs["fmap"])
+        elif bop.op.startswith("accum_"):
+            x = a[0]
+            v = bb.accum(bop.op, x, dtype="f32" if cfg.loop > 1 else bb.types[x].dtype,
+                         reduce_dim=attrs.get("reduce_dim", -1), eps=attrs.get("eps"))
+        elif bop.op == "rms_norm":
+            x = _as_f32(bb, a[0])
+            dim = len(bb.types[x].shape) - 1
+            mean = bb.op("reduce_mean", bb.op("square", x), dim=dim)
+            v = bb.op("div", x, bb.op("sqrt", bb.op("add_scalar", mean, scalar=attrs["eps"])))
+        elif bop.op == "matmul":
+            v = bb.op("matmul", a[0], a[1], dtype="f32")
+        elif len(a) == 2:
+            x, y = a
+            if bb.types[x].dtype != bb.types[y].dtype:
+                x, y = _as_f32(bb, x), _as_f32(bb, y)
+            v = bb.op(bop.op, x, y, **attrs)
+        else:
+            v = bb.op(bop.op, a[0], **attrs)
+        vid[index] = v
+    outs = []
+    for (tile_index, (omap, final, dims)), dtype in zip(saves, out_dtypes):
+        v = vid[tile_index]
+        if bb.types[v].dtype != dtype:
+            v = bb.op("cast", v, dtype=dtype)
+        outs.append(bb.save(v, omap))
+    return bb.finish(outs)
+
+
+def _as_f32(bb: BlockBuilder, v: int) -> int:
+    return v if bb.types[v].dtype == "f32" else bb.op("cast", v, dtype="f32")
+
+
+# ---------------------------------------------------------------------------------------------
+# configurations of a graph_def
+def enumerate_configs(ctx: Context, tensors: dict[int, KTensor], args: tuple) -> list[tuple[float, Config]]:
+    """(lower bound of the kernel's cost, config) for every grid/loop/map choice on inputs `args`."""
+    c = costmod.chip(ctx.options.chip)
+    ts = [tensors[a] for a in args]
+    outer: dict = {}
+    bad = set()
+    for t in ts:
+        seen_here = set()
+        for fs in t.dims:
+            if not fs:
+                continue
+            key = (fs[0][0], fs[0][1])
+            if key in seen_here or outer.get(key, fs[0][2]) != fs[0][2]:
+                bad.add(key)
+            seen_here.add(key)
+            outer[key] = fs[0][2]
+    grid_keys = sorted((k for k in outer if k[0] == "i" and k not in bad), key=repr)
+    results = []
+    grid_choices = [((), ())]
+    for r in (1, 2, 3):
+        for keys in itertools.combinations(grid_keys, r):
+            for gs in itertools.product(*[divisors(outer[k]) for k in keys]):
+                blocks = 1
+                for g in gs:
+                    blocks *= g
+                if blocks <= ctx.options.max_blocks:
+                    grid_choices.append((keys, gs))
+    for keys, gs in grid_choices:
+        grid = tuple(gs) + (1,) * (3 - len(gs))
+        gkeys = tuple(keys) + (None,) * (3 - len(keys))
+        imaps = []
+        post_grid = []  # per tensor per dim: factors after the grid split
+        ok = True
+        for t in ts:
+            imap = [-1, -1, -1]
+            dims = list(t.dims)
+            for a, k in enumerate(gkeys):
+                if k is None:
+                    continue
+                for d, fs in enumerate(t.dims):
+                    if fs and (fs[0][0], fs[0][1]) == k:
+                        imap[a] = d
+                        dims[d] = split_outer(fs, grid[a])
+                        if dims[d] is None:
+                            ok = False
+            imaps.append(tuple(imap))
+            post_grid.append(dims)
+        if not ok:
+            continue
+        # loop keys: reduction classes and partial sums, outermost after the grid split
+        lkeys: dict = {}
+        for dims in post_grid:
+            for fs in dims:
+                if fs and (fs[0][0] == "p" or fs[0][1] in ctx.info.reduction_classes):
+                    key = (fs[0][0], fs[0][1])
+                    if lkeys.get(key, fs[0][2]) != fs[0][2]:
+                        lkeys[key] = -1
+                    else:
+                        lkeys[key] = fs[0][2]
+        lkeys = {k: n for k, n in lkeys.items() if n > 1}
+        loop_choices = [(1, frozenset())]
+        names = sorted(lkeys, key=repr)
+        for r in range(1, len(names) + 1):
+            for subset in itertools.combinations(names, r):
+                common = None
+                for k in subset:
+                    ds = {lkeys[k]} if k[0] == "p" else set(divisors(lkeys[k]))
+                    common = ds if common is None else common & ds
+                for L in sorted(common or ()):
+                    loop_choices.append((L, frozenset(subset)))
+        for L, lset in loop_choices:
+            fmaps = []
+            for dims in post_grid:
+                fm = [d for d, fs in enumerate(dims) if fs and (fs[0][0], fs[0][1]) in lset]
+                if len(fm) > 1:
+                    break
+                fmaps.append(fm[0] if fm else -1)
+            else:
+                if L > 1 and all(f == -1 for f in fmaps):
+                    continue
+                for bd in ctx.options.block_sizes[:1]:
+                    cfg = Config(args, grid, gkeys, L, lset, tuple(imaps), tuple(fmaps), (bd, 1, 1))
+                    lb = config_lower_bound(cfg, ts, c)
+                    if lb is not None:
+                        results.append((lb, cfg))
+    return results
+
+
+def config_lower_bound(cfg: Config, ts: list[KTensor], c) -> float | None:
+    blocks = cfg.grid[0] * cfg.grid[1] * cfg.grid[2]
+    read = smem = 0
+    for t, imap, fmap in zip(ts, cfg.imaps, cfg.fmaps):
+        n = t.type.numel()
+        for a in range(3):
+            if imap[a] != -1:
+                n //= cfg.grid[a]
+        if fmap != -1:
+            n //= cfg.loop
+        tile_bytes = n * BYTES[t.type.dtype]
+        smem += tile_bytes
+        read += tile_bytes * blocks * (cfg.loop if fmap != -1 else 1)
+    if smem > c.smem_per_block:
+        return None
+    fill = costmod.sm_fill(blocks, c)
+    waves = -(-blocks // c.sms)
+    return c.launch_us + read / (c.bandwidth * fill) * 1e6 + (cfg.loop * waves * c.loop_iter_us if cfg.loop > 1 else 0)
