@@ -82,8 +82,8 @@ def _read_node(op: ir.Operation, level: str, operand_ids: list[int], index: OpIn
     attrs = {}
     for i in range(len(op.attributes)):
         named = op.attributes[i]
-        if named.name in SEGMENT_ATTRS:
-            continue
+        if named.name in SEGMENT_ATTRS or "." in named.name:
+            continue  # segment sizes, and discardable dialect attributes such as mirage.reference
         value = attr_value(named.attr)
         if value is None:
             raise BridgeError(op, f"attribute '{named.name}' has an unsupported kind: {named.attr}")

@@ -18,6 +18,8 @@ PASSES: dict[str, str] = {
     "convert-linalg-to-mirage": "convert_linalg_to_mirage:ConvertLinalgToMirage",
     "mirage-lower-to-gpu": "mirage_lower_to_gpu:MirageLowerToGpu",
     "mirage-gpu-to-ptx": "mirage_gpu_to_ptx:MirageGpuToPtx",
+    "mirage-superoptimize": "mirage_superoptimize:MirageSuperoptimize",
+    "mirage-verify": "mirage_verify:MirageVerify",
 }
 
 

@@ -221,8 +221,15 @@ class BlockSearch:
         for op in ops[n_inputs:]:
             users[op.args[0]] += 1
         seen = {self._signature(t) for t in tiles}
-        self._dfs(tiles, ops, users, seen, (-1,), 0)
-        return self.results
+        # iterative deepening: small block graphs first, so the state budget is not spent on one
+        # deep branch
+        self.found = {}
+        for limit in range(1, self.ctx.options.max_block_ops + 1):
+            self.limit = limit
+            self._dfs(tiles, ops, users, seen, (-1,), 0)
+            if self.states > self.ctx.options.block_states or time.perf_counter() > self.deadline:
+                break
+        return list(self.found.values())
 
     @staticmethod
     def _signature(t: Tile):
@@ -233,8 +240,9 @@ class BlockSearch:
         self.states += 1
         if self.states > self.ctx.options.block_states or time.perf_counter() > self.deadline:
             return
-        self._try_close(tiles, ops, users)
-        if n_ops >= self.ctx.options.max_block_ops:
+        if n_ops == self.limit or self.limit == 1:
+            self._try_close(tiles, ops, users)
+        if n_ops >= self.limit:
             return
         open_tiles = sum(1 for i, t in enumerate(tiles) if users[i] == 0 and not (i < len(self.cfg.args)))
         for key, bop, tile in self._candidates(tiles, users, last_key):
@@ -468,7 +476,9 @@ class BlockSearch:
                 return
             options.append(choices)
         for combo in itertools.product(*options):
-            self.results.append((tuple(tiles), tuple(ops), tuple(zip(sinks, combo))))
+            key = (tuple(ops), tuple(zip(sinks, combo)))
+            if key not in self.found:
+                self.found[key] = (tuple(tiles), tuple(ops), tuple(zip(sinks, combo)))
 
     def _omaps(self, t: Tile):
         """[(omap, final output index or None, kernel tensor dims)] for saving tile t."""
@@ -649,6 +659,8 @@ def enumerate_configs(ctx: Context, tensors: dict[int, KTensor], args: tuple) ->
                 for bd in ctx.options.block_sizes[:1]:
                     cfg = Config(args, grid, gkeys, L, lset, tuple(imaps), tuple(fmaps), (bd, 1, 1))
                     lb = config_lower_bound(cfg, ts, c)
+                    if lb is not None and any(k is not None and k[1] in ctx.info.reduction_classes for k in gkeys):
+                        lb += c.launch_us  # partial sums over the grid need a later kernel to add them
                     if lb is not None:
                         results.append((lb, cfg))
     return results

@@ -1,0 +1,125 @@
+"""`mirage-superoptimize`: replaces each group of predefined `mirage_kernel` ops (as
+convert-linalg-to-mirage produces them) by the best verified mu-graph the search finds:
+predefined ops and `mirage_kernel.graph_def` ops holding block graphs (thread graphs fused by rule).
+
+The original ops are kept in a private reference function and the new ops name it
+(`mirage.reference = @<func>__mirage_ref<N>`, see mirage_mlir/search/reference.py), so
+`mirage-verify` can check the replacement later. A group with no verified candidate is left as it is.
+Groups that already hold a graph_def are left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import ClassVar
+
+import mlir.ir as ir
+from mlir.dialects import func
+
+from mirage_mlir.bridge import build_graph, mlir_type
+from mirage_mlir.search import SearchOptions, superoptimize
+from mirage_mlir.search.cache import graph_to_json
+from mirage_mlir.search.reference import (REFERENCE_ATTR, REFERENCE_FUNCTION_ATTR, find_function, functions,
+                                          group_graph)
+
+from .registry import Pass, PassError, option
+
+
+@dataclasses.dataclass
+class MirageSuperoptimize(Pass):
+    NAME: ClassVar[str] = "mirage-superoptimize"
+    SUMMARY: ClassVar[str] = "Search mu-graphs for each mirage_kernel subgraph and keep the best verified one"
+
+    time_budget: float = option(45.0, "seconds of search per subgraph (verification comes after)")
+    max_kernel_ops: int = option(3, "most kernel-graph ops in a candidate")
+    max_block_ops: int = option(9, "most block-graph ops (besides iterators and savers) per graph_def")
+    seed: int = option(0, "seed of the random verification tests")
+    target: str = option("sm_90", "the chip the cost model ranks for")
+    workers: int = option(2, "worker processes of the search")
+    trials: int = option(4, "finite-field tests per candidate")
+    progress: bool = option(False, "a progress bar on stderr")
+    cache: bool = option(True, "read and write the disk cache ($MIRAGE_CACHE_DIR or ~/.cache/mirage-mlir)")
+    dump: str = option("", "write the ranked candidates (JSON) to this file")
+
+    def search_options(self) -> SearchOptions:
+        return SearchOptions(time_budget=self.time_budget, max_kernel_ops=self.max_kernel_ops,
+                             max_block_ops=self.max_block_ops, seed=self.seed, chip=self.target,
+                             workers=self.workers, verify_trials=self.trials, progress=self.progress,
+                             use_cache=self.cache, dump=bool(self.dump))
+
+    def run(self, module) -> None:
+        root = module.operation if hasattr(module, "operation") else module
+        try:
+            self.search_options()  # validates the target chip name early
+            from mirage_mlir.search.cost import chip
+
+            chip(self.target)
+        except ValueError as e:
+            raise PassError(root, f"mirage-superoptimize: {e}") from None
+        dumps = []
+        for fn in list(functions(root)):
+            for block in fn.regions[0].blocks:
+                group = [op.operation for op in block.operations if op.operation.name.startswith("mirage_kernel.")]
+                if not group or any(op.name == "mirage_kernel.graph_def" for op in group):
+                    continue
+                if any(REFERENCE_ATTR in op.attributes for op in group):
+                    continue
+                dumps.append(self.optimize_group(root, fn, block, group))
+        if self.dump:
+            with open(self.dump, "w") as f:
+                json.dump([d for d in dumps if d], f, indent=1)
+
+    def optimize_group(self, root, fn, block, group):
+        graph, inputs, outputs, _ = group_graph(group, block)
+        result = superoptimize(graph, self.search_options())
+        record = None
+        if self.dump:
+            record = {"function": ir.StringAttr(fn.attributes["sym_name"]).value,
+                      "reference_us": result.reference_cost.total_us,
+                      "candidates": [{"estimated_us": us, "verified": bool(check.equivalent) if check else None,
+                                      "bound": check.bound if check else None, "graph": graph_to_json(g)}
+                                     for us, g, check in result.ranked]}
+        if result.graph is None:
+            return record
+        fname = ir.StringAttr(fn.attributes["sym_name"]).value
+        ref_name = _fresh_name(root, f"{fname}__mirage_ref")
+        # the reference: the original ops, over the group's inputs, returning its outputs
+        module_block = fn.parent.regions[0].blocks[0] if False else _parent_block(fn)
+        with ir.InsertionPoint(module_block), group[0].location:
+            ref = func.FuncOp(ref_name, ([v.type for v in inputs], [v.type for v in outputs]), visibility="private")
+            ref.attributes[REFERENCE_FUNCTION_ATTR] = ir.UnitAttr.get()
+            entry = ref.add_entry_block()
+            with ir.InsertionPoint(entry):
+                rets = build_graph(graph, list(entry.arguments))
+                func.ReturnOp(rets)
+        # the replacement, right after the last op of the group
+        positions = list(block.operations)
+        last = group[-1]
+        index = next(i for i, op in enumerate(positions) if op.operation == last)
+        after = positions[index + 1].operation
+        before = {op.operation for op in block.operations}
+        with ir.InsertionPoint(after), group[-1].location:
+            new_outputs = build_graph(result.graph, list(inputs))
+        symbol = ir.FlatSymbolRefAttr.get(ref_name)
+        for op in block.operations:
+            op = op.operation
+            if op not in before:
+                op.attributes[REFERENCE_ATTR] = symbol
+        for old, new in zip(outputs, new_outputs):
+            old.replace_all_uses_with(new)
+        for op in reversed(group):
+            op.erase()
+        return record
+
+
+def _parent_block(fn: ir.Operation) -> ir.Block:
+    parent = fn.parent
+    return parent.regions[0].blocks[0]
+
+
+def _fresh_name(root: ir.Operation, base: str) -> str:
+    k = 0
+    while find_function(root, f"{base}{k}") is not None:
+        k += 1
+    return f"{base}{k}"
