@@ -69,9 +69,8 @@ class Stage:
 def split_items(text: str, offset: int) -> list[tuple[str, int]]:
     """Top-level comma-separated items of `text` with their 1-based columns (offset: column of
     text[0] minus one); nesting of (), {}, [] and quotes is respected."""
-    items, depth, quote, start = [], 0, None, 0
+    items, stack, quote, start = [], [], None, 0
     closing = {")": "(", "}": "{", "]": "["}
-    stack = []
     for i, c in enumerate(text):
         if quote:
             if c == quote:
@@ -88,10 +87,9 @@ def split_items(text: str, offset: int) -> list[tuple[str, int]]:
         elif c == "," and not stack:
             items.append((text[start:i], offset + start + 1))
             start = i + 1
-        depth = len(stack)
     if quote:
         raise PipelineError("unterminated quoted string", offset + len(text))
-    if depth:
+    if stack:
         raise PipelineError(f"missing closing bracket for '{stack[-1]}'", offset + len(text))
     items.append((text[start:], offset + start + 1))
     return items
@@ -154,8 +152,15 @@ def _load_pass(stage: Stage):
 
 def _upstream_error(message: str, stage: Stage) -> PipelineError:
     """An upstream pipeline parse error, its column moved into the full pipeline text."""
+    from mirage_mlir.passes import PASSES
+
     m = re.search(r"Parser:1:(\d+): error: ([^\n]*)", message)
     if m:
+        unknown = re.match(r"'([^']*)' does not refer to a registered pass", m[2])
+        if unknown and unknown[1] in PASSES:
+            # Python passes cannot be nested in MLIR's pipelines (they run on the module only).
+            return PipelineError(f"mirage pass '{unknown[1]}' runs on the module: name it at the top level of "
+                                 "the pipeline, not inside a nested pipeline", stage.col + int(m[1]) - 1)
         return PipelineError(m[2].strip(), stage.col + int(m[1]) - 1)
     lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
     text = "; ".join(re.sub(r"^<Pass-Options-Parser>:\s*", "", ln) for ln in lines)
@@ -374,17 +379,23 @@ def build_parser() -> ArgumentParser:
     return p
 
 
+def _expand_verify_level(argv: list[str], parser) -> list[str]:
+    """mlir-opt's `--verify-diagnostics=all|only-expected` as the flags argparse knows."""
+    out = []
+    for arg in argv:
+        name, eq, level = arg.lstrip("-").partition("=")
+        if not (arg.startswith("-") and name == "verify-diagnostics" and eq):
+            out.append(arg)
+        elif level in ("all", "only-expected"):
+            out += ["--verify-diagnostics"] + (["--verify-only-expected"] if level == "only-expected" else [])
+        else:
+            parser.error(f"unknown --verify-diagnostics level '{level}' (all, only-expected)")
+    return out
+
+
 def _main(argv: list[str]) -> int:
     parser = build_parser()
-    # mlir-opt's `--verify-diagnostics=only-expected` spelled as a separate flag for argparse.
-    argv = [a for a in argv]
-    for i, a in enumerate(argv):
-        if a.lstrip("-") == "verify-diagnostics=only-expected":
-            argv[i:i + 1] = ["--verify-diagnostics", "--verify-only-expected"]
-        elif a.lstrip("-").startswith("verify-diagnostics=") and a.lstrip("-") != "verify-diagnostics=all":
-            parser.error(f"unknown --verify-diagnostics level '{a.split('=', 1)[1]}' (all, only-expected)")
-        elif a.lstrip("-") == "verify-diagnostics=all":
-            argv[i] = "--verify-diagnostics"
+    argv = _expand_verify_level(argv, parser)
     args = parser.parse_args(normalize_argv(argv, parser))
 
     if args.version:

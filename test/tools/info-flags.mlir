@@ -8,10 +8,11 @@
 // HELP: --mlir-timing
 // HELP: --emit-irdl
 // HELP: Mirage passes
-// HELP-NEXT: convert-linalg-to-mirage {{ *}}- Convert supported linalg-on-tensors subgraphs into mirage_kernel ops
+// HELP: convert-linalg-to-mirage {{ *}}- Convert supported linalg-on-tensors subgraphs into mirage_kernel ops
 // RUN: mirage-opt --list-passes | FileCheck %s --check-prefix=PASSES
 // PASSES: Mirage passes
-// PASSES-NEXT: convert-linalg-to-mirage {{ *}}- {{.+}}
+// PASSES: convert-linalg-to-mirage {{ *}}- {{.+}}
+// PASSES: Upstream MLIR passes
 // RUN: mirage-opt --show-dialects | FileCheck %s --check-prefix=DIALECTS
 // DIALECTS: Available Dialects: {{.*}}arith,{{.*}}func,gpu,{{.*}}linalg,{{.*}}mirage_block,mirage_kernel,mirage_thread,{{.*}}tensor
 // RUN: mirage-opt --version | FileCheck %s --check-prefix=VERSION

@@ -11,6 +11,8 @@
 // MIRAGEOPT: <pass-pipeline>:1:16: error: 'convert-linalg-to-mirage' has no option 'bogus'
 // RUN: not mirage-opt %s -p 'builtin.module(convert-linalg-to-mirage(cse))' 2>&1 | FileCheck %s --check-prefix=MIRAGENEST
 // MIRAGENEST: <pass-pipeline>:1:40: error: 'convert-linalg-to-mirage' is a mirage pass and takes no nested pipeline
+// RUN: not mirage-opt %s -p 'builtin.module(func.func(cse,convert-linalg-to-mirage))' 2>&1 | FileCheck %s --check-prefix=MIRAGEINSIDE
+// MIRAGEINSIDE: <pass-pipeline>:1:30: error: mirage pass 'convert-linalg-to-mirage' runs on the module: name it at the top level of the pipeline, not inside a nested pipeline
 // RUN: not mirage-opt %s -p 'builtin.module(canonicalize' 2>&1 | FileCheck %s --check-prefix=UNBALANCED
 // UNBALANCED: <pass-pipeline>:1:27: error: missing closing bracket for '('
 // RUN: not mirage-opt %s -p 'builtin.module(cse))' 2>&1 | FileCheck %s --check-prefix=EXTRA
