@@ -182,8 +182,7 @@ class FieldDomain:
 
     # -- inputs -------------------------------------------------------------------------------
     def random(self, shape) -> np.ndarray:
-        lanes = [self.np_rng.integers(0, int(m), size=tuple(shape), dtype=np.int64) for m in self.moduli]
-        return np.stack(lanes, axis=-1)
+        return self.np_rng.integers(0, self.moduli, size=tuple(shape) + (self.lanes,), dtype=np.int64)
 
     def _key(self, name: str, lane: int) -> int:
         if name not in self.keys:
@@ -285,13 +284,10 @@ class FieldDomain:
 
     def matmul(self, a, b, dtype: str):
         a, b = np.asarray(a), np.asarray(b)
-        out = None
-        for lane, m in enumerate(self.moduli):
-            r = _matmul_mod(a[..., lane], b[..., lane], int(m))
-            if out is None:
-                out = np.empty(r.shape + (self.lanes,), dtype=np.int64)
-            out[..., lane] = r
-        return out
+        # lanes become a leading batch axis: one set of BLAS calls for all of them
+        am, bm = np.moveaxis(a, -1, 0), np.moveaxis(b, -1, 0)
+        m = self.moduli.reshape((self.lanes,) + (1,) * (am.ndim - 1))
+        return np.moveaxis(_matmul_mod(am, bm, m), 0, -1)
 
     def div_count(self, x, count: int, dtype: str):
         inv = np.array([pow(count, -1, int(m)) for m in self.moduli], dtype=np.int64)
@@ -321,6 +317,21 @@ def _matmul_mod(a: np.ndarray, b: np.ndarray, m: int) -> np.ndarray:
     ll = np.matmul(a0, b0).astype(np.int64) % m
     s32, s16 = (1 << 32) % m, (1 << 16) % m
     return (hh * s32 % m + mid * s16 % m + ll) % m
+
+
+_REFERENCE_MEMO: dict = {}
+
+
+def _evaluate_reference(graph: Graph, inputs, domain, key):
+    """The reference's outputs for one trial, remembered: every candidate of a search is compared
+    with the same reference on the same trials."""
+    if key in _REFERENCE_MEMO:
+        return _REFERENCE_MEMO[key]
+    out = ev.evaluate(graph, inputs, domain)
+    if len(_REFERENCE_MEMO) > 8:
+        _REFERENCE_MEMO.clear()
+    _REFERENCE_MEMO[key] = out
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,7 +458,7 @@ def float_check(original: Graph, candidate: Graph, seed: int = 0) -> tuple[int |
     rng = np.random.default_rng(seed)
     inputs = []
     for t in original.inputs:
-        x = rng.standard_normal(t.shape).astype(np.float32)
+        x = (0.5 * rng.standard_normal(t.shape)).astype(np.float32)  # keeps f16 exp finite
         inputs.append(ev.FloatDomain().unary("cast", x, {}, t.dtype))
     ref = ev.evaluate(original, inputs)
     got = ev.evaluate(candidate, inputs)
@@ -484,7 +495,7 @@ def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: i
         domain = FieldDomain(lanes, seed=(seed * 1_000_003 + trial) & 0xFFFFFFFF)
         inputs = [domain.random(t.shape) for t in original.inputs]
         try:
-            ref = ev.evaluate(original, inputs, domain)
+            ref = _evaluate_reference(original, inputs, domain, (hash(original), lanes, seed, trial))
             got = ev.evaluate(candidate, inputs, domain)
         except FieldUnsupported as e:
             return EquivalenceResult(False, trial, 1.0, primes, d, k, reason=f"cannot verify: {e}")

@@ -49,7 +49,7 @@ RULES = """
 (birewrite (Div (Div a b) c) (Div a (Mul b c)))
 (rewrite (Sum i (Sum j a)) (Sum j (Sum i a)))
 (birewrite (Sum i (Add a b)) (Add (Sum i a) (Sum i b)))
-(birewrite (Sum i (Mul a b)) (Mul (Sum i a) b))
+(rewrite (Mul (Sum i a) b) (Sum i (Mul a b)))
 (birewrite (Sum i (Div a b)) (Div (Sum i a) b))
 (birewrite (Mul (Exp a) (Exp b)) (Exp (Add a b)))
 (birewrite (Mul (Sqrt a) (Sqrt b)) (Sqrt (Mul a b)))

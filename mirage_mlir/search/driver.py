@@ -43,7 +43,7 @@ class SearchOptions(Options):
     workers: int = 2
     keep: int = 6  # complete candidates kept by the bound
     max_predefined: int = 2  # predefined kernel ops per candidate
-    verify_trials: int = 4
+    verify_trials: int = 2
     progress: bool = False
     use_cache: bool = True
     dump: bool = False  # keep every candidate (ranked) in the result
@@ -127,6 +127,10 @@ class Searcher:
         self.counter = itertools.count()
         self.candidates: dict[Graph, float] = {}
         self.seen_states = set()
+        used = set()
+        for n in reference.nodes:
+            used.update(n.inputs)
+        self.needed = [i in used or i in reference.outputs for i in range(len(reference.inputs))]
 
     # -- the queue -------------------------------------------------------------------------------
     def push(self, lb: float, kind: str, payload) -> None:
@@ -136,6 +140,15 @@ class Searcher:
         if len(self.candidates) < self.options.keep:
             return float("inf")
         return sorted(self.candidates.values())[self.options.keep - 1]
+
+    def remaining(self, s: KState, reading=()) -> float:
+        """A lower bound of what is left after state s (and a kernel reading `reading`): every program
+        input not read yet must still be read by some kernel."""
+        left = [i for i in range(len(self.reference.inputs))
+                if i not in s.consumed and i not in reading and self.needed[i]]
+        if not left:
+            return 0.0
+        return self.chip.launch_us + sum(costmod.nbytes(self.reference.inputs[i]) for i in left) / self.chip.bandwidth * 1e6
 
     def initial_state(self) -> KState:
         o = self.ctx.target.oracle
@@ -211,7 +224,7 @@ class Searcher:
                 node, out = made
                 kc = costmod.predefined_cost(Graph(self.reference.inputs, s.nodes, (), ), node, self.chip)
                 ns = self.add_node(s, node, [out], kc.us)
-                self.push(ns.cost, "state", ns)
+                self.push(ns.cost + self.remaining(ns), "state", ns)
 
     def predefined(self, s: KState, op, args, attrs):
         from .. import shapes as sh
@@ -266,15 +279,16 @@ class Searcher:
                 if not unconsumed <= set(args):
                     continue
                 read = sum(costmod.nbytes(ts[a].type) for a in args)
-                lb = s.cost + self.chip.launch_us + read / self.chip.bandwidth * 1e6
+                lb = s.cost + self.chip.launch_us + read / self.chip.bandwidth * 1e6 + self.remaining(s, args)
                 self.push(lb, "inputs", (s, args))
 
     def expand_configs(self, s: KState, args) -> None:
         ts = s.tensors
         more = len(s.nodes) + 1 < self.options.max_kernel_ops
+        rest = self.remaining(s, args)
         for lb, cfg in enumerate_configs(self.ctx, dict(enumerate(ts)), args):
             self.stats.configs += 1
-            total = s.cost + lb
+            total = s.cost + lb + rest
             if total >= self.bound():
                 continue
             tensors = [ts[a] for a in args]
@@ -295,7 +309,7 @@ class Searcher:
                 continue
             ktensors = [KTensor(body.value_types[v], dims, ecls) for v, (final, dims, ecls) in zip(body.outputs, outs)]
             ns = self.add_node(s, node, ktensors, kc.us)
-            self.push(ns.cost, "state", ns)
+            self.push(ns.cost + self.remaining(ns), "state", ns)
 
     # -- main loop -----------------------------------------------------------------------------------
     def run(self) -> None:

@@ -1,0 +1,91 @@
+"""The finite-field verifier: its arithmetic, Mirage's plans accepted, differences and nested exps caught."""
+
+import numpy as np
+import pytest
+
+from mirage_mlir import finite_field as ff
+from mirage_mlir import plans
+from mirage_mlir.builder import KernelBuilder
+from mirage_mlir.mugraph import TensorType
+from mirage_mlir.search import programs
+
+
+def test_prime_tower():
+    for lanes in (2, 3):
+        tower = ff.prime_tower(lanes)
+        assert len(tower) == lanes and tower[0] < 2**31
+        for a, b in zip(tower, tower[1:]):
+            assert ff.is_prime(a) and ff.is_prime(b) and (a - 1) % b == 0
+    assert ff.prime_tower(2)[1] > 2**28  # far above Mirage's q = 113
+
+
+def test_exp_is_a_homomorphism_and_matmul_is_exact():
+    d = ff.FieldDomain(2, seed=3)
+    a, b = d.random((5, 7)), d.random((5, 7))
+    lhs = d.unary("exp", d.binary("add", a, b, "f32"), {}, "f32")[..., 0]
+    rhs = d.binary("mul", d.unary("exp", a, {}, "f32"), d.unary("exp", b, {}, "f32"), "f32")[..., 0]
+    assert np.array_equal(lhs, rhs)
+    x, y = d.random((3, 40)), d.random((40, 6))
+    got = d.matmul(x, y, "f32")
+    for lane, m in enumerate(d.moduli):
+        xs, ys = x[..., lane].tolist(), y[..., lane].tolist()
+        want = [[sum(xs[i][k] * ys[k][j] for k in range(40)) % int(m) for j in range(6)] for i in range(3)]
+        assert got[..., lane].tolist() == want
+
+
+@pytest.mark.parametrize("name", programs.NAMES)
+@pytest.mark.parametrize("dtype", ["f32", "f16"])
+def test_published_plans_are_accepted(name, dtype):
+    inputs = programs.small_inputs(name, dtype)
+    result = ff.check_equivalent(programs.reference(name, inputs), plans.PLANS[name](inputs), trials=3)
+    assert result.equivalent, result.reason
+    assert result.bound < 1e-6 and result.float_checked
+
+
+def _kernel(inputs, build):
+    kb = KernelBuilder(inputs)
+    return kb.finish([build(kb)])
+
+
+def test_rsqrt_and_one_over_sqrt_agree():
+    t = [TensorType((4, 8), "f32")]
+    a = _kernel(t, lambda kb: kb.op("mul", 0, kb.op("rsqrt", kb.op("add_scalar", 0, scalar=1e-6))))
+    b = _kernel(t, lambda kb: kb.op("div", 0, kb.op("sqrt", kb.op("add_scalar", 0, scalar=1e-6))))
+    assert ff.check_equivalent(a, b, trials=2, float_check_too=False).equivalent
+
+
+def test_differences_are_caught():
+    t = [TensorType((4, 8), "f32")]
+    a = _kernel(t, lambda kb: kb.op("exp", kb.op("mul_scalar", 0, scalar=0.5)))
+    b = _kernel(t, lambda kb: kb.op("exp", kb.op("mul_scalar", 0, scalar=0.25)))
+    r = ff.check_equivalent(a, b, trials=2)
+    assert not r.equivalent and r.first_mismatch == 0
+
+
+def test_nested_exp_uses_a_third_prime():
+    # exp(exp(x)) vs exp(2 exp(x)): Mirage's verifier sees a zero q-residue on both sides and accepts;
+    # the prime tower keeps the inner exponent exact and rejects.
+    t = [TensorType((3, 5), "f32")]
+    a = _kernel(t, lambda kb: kb.op("exp", kb.op("exp", 0)))
+    b = _kernel(t, lambda kb: kb.op("exp", kb.op("mul_scalar", kb.op("exp", 0), scalar=2.0)))
+    assert ff.exp_depth(a) == 2
+    r = ff.check_equivalent(a, b, trials=2, float_check_too=False)
+    assert not r.equivalent and len(r.primes) == 3
+    assert ff.check_equivalent(a, a, trials=2, float_check_too=False).equivalent
+
+
+def test_max_is_reported_not_guessed():
+    t = [TensorType((3, 5), "f32")]
+    a = _kernel(t, lambda kb: kb.op("reduce_max", 0, dim=1))
+    r = ff.check_equivalent(a, a, trials=1)
+    assert not r.equivalent and "cannot verify" in r.reason
+
+
+def test_float_check_catches_precision_only_differences():
+    t = [TensorType((4, 8), "f32")]
+    a = _kernel(t, lambda kb: kb.op("exp", 0))
+    # scaled by 2^16 the values overflow f16; over the field the casts are exact
+    b = _kernel(t, lambda kb: kb.op("mul_scalar", kb.op("cast", kb.op("cast", kb.op(
+        "mul_scalar", kb.op("exp", 0), scalar=65536.0), dtype="f16"), dtype="f32"), scalar=1 / 65536))
+    r = ff.check_equivalent(a, b, trials=1)  # equal over the field (casts are exact there)
+    assert not r.equivalent and r.float_checked and "floating point" in r.reason
