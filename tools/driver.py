@@ -82,15 +82,21 @@ class Source:
 
 
 def read_source(path: str) -> Source:
-    if path == "-":
-        return Source("<stdin>", sys.stdin.read())
+    name = "<stdin>" if path == "-" else path
     try:
-        with open(path, encoding="utf-8") as f:
-            return Source(path, f.read())
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        if path == "-":
+            data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+        return Source(name, data.decode("utf-8"))
+    except OSError as e:
+        reason = e.strerror or str(e)
         raise ToolError(f"cannot open input file '{path}': {reason}",
-                        Diagnostic("error", f"cannot open input file: {reason}", path)) from None
+                        Diagnostic("error", f"cannot open input file: {reason}", name)) from None
+    except UnicodeDecodeError as e:
+        raise ToolError(f"'{path}' is not UTF-8 text: {e}",
+                        Diagnostic("error", f"input is not UTF-8 text: {e.reason} at byte {e.start}", name)) from None
 
 
 @dataclass

@@ -197,7 +197,7 @@ def _main(argv: list[str]) -> int:
     try:
         source = read_source(args.input)
     except ToolError as e:
-        Printer(Source(args.input, "")).print(e.diagnostic)
+        Printer(Source(e.diagnostic.file, "")).print(e.diagnostic)
         return 1
     printer = Printer(source)
     ctx = make_context()
