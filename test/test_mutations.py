@@ -66,11 +66,11 @@ def body_mutants(body: Graph):
             key = "imap" if node.op == "input_iterator" else "omap"
             m = node.attr(key)
             for a, b in itertools.combinations(range(3), 2):
-                if m[a] != m[b]:
+                if m[a] != m[b] and (body.grid_dim[a] > 1 or body.grid_dim[b] > 1):
                     swapped = list(m)
                     swapped[a], swapped[b] = swapped[b], swapped[a]
                     yield f"swap {key}[{a}],[{b}] of node {i}", replay(body, lambda k, n, i=i, s=swapped: _with_node(n, **{key: tuple(s)}) if k == i else n)
-        if node.op == "input_iterator":
+        if node.op == "input_iterator" and body.forloop_range > 1:  # with one iteration fmap is moot
             for f in range(-1, rank(node.inputs[0])):
                 if f != node.attr("fmap"):
                     yield f"fmap {f} of node {i}", replay(body, lambda k, n, i=i, f=f: _with_node(n, fmap=f) if k == i else n)
@@ -128,7 +128,9 @@ def test_plans_accepted_and_mutants_rejected(name, dtype):
         assert not accepted(reference, mutant), f"{name}: mutant '{what}' was accepted"
         if not verify(mutant):
             semantic += 1  # structurally valid: rejected by the random tests themselves
-    assert semantic >= 3, f"{name}: only {semantic} mutants were structurally valid"
+    # plans with loops at these sizes have structurally valid mutants, which only the random tests catch
+    if any(n.op == "graph_def" and n.body.forloop_range > 1 for n in plan.nodes):
+        assert semantic >= 1, f"{name}: no mutant was structurally valid"
 
 
 # -- through the pass ---------------------------------------------------------------------------
@@ -170,6 +172,7 @@ def test_mirage_verify_pass(name):
     with ctx:
         MirageVerify(trials=2).run(module.operation)  # accepted: no error
     valid = [m for _, m in plan_mutants(plan) if not verify(m)]
+    assert valid
     for mutant in valid[:3]:
         ctx, module = _module(reference, mutant)
         with ctx, pytest.raises(PassError, match="differs from the reference"):

@@ -594,14 +594,20 @@ def enumerate_configs(ctx: Context, tensors: dict[int, KTensor], args: tuple) ->
             outer[key] = fs[0][2]
     grid_keys = sorted((k for k in outer if k[0] == "i" and k not in bad), key=repr)
     results = []
-    grid_choices = [((), ())]
+    # grids that fill under a quarter of the SMs are skipped when a larger grid exists (the cost model
+    # would rank them last): most[] is the largest grid the grid-able classes allow
+    most = 1
+    for k in grid_keys:
+        most *= outer[k]
+    min_blocks = min(max(1, c.sms // 4), most)
+    grid_choices = [((), ())] if min_blocks <= 1 else []
     for r in (1, 2, 3):
         for keys in itertools.combinations(grid_keys, r):
             for gs in itertools.product(*[divisors(outer[k]) for k in keys]):
                 blocks = 1
                 for g in gs:
                     blocks *= g
-                if blocks <= ctx.options.max_blocks:
+                if min_blocks <= blocks <= ctx.options.max_blocks:
                     grid_choices.append((keys, gs))
     for keys, gs in grid_choices:
         grid = tuple(gs) + (1,) * (3 - len(gs))
