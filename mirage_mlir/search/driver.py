@@ -43,7 +43,7 @@ class SearchOptions(Options):
     workers: int = 2
     keep: int = 6  # complete candidates kept by the bound
     max_predefined: int = 2  # predefined kernel ops per candidate
-    verify_trials: int = 2
+    verify_trials: int = 3
     progress: bool = False
     use_cache: bool = True
     dump: bool = False  # keep every candidate (ranked) in the result
