@@ -9,7 +9,6 @@ answer in every domain.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -74,8 +73,9 @@ class FloatDomain:
         return round_to(x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps), dtype)
 
 
-def apply_opset(domain, node: Node, args: list, dtype: str):
-    """One opset op in `domain`; `dtype` is the result's element type."""
+def apply_opset(domain, node: Node, args: list, dtype: str, batch_axes: int = 0):
+    """One opset op in `domain`; `dtype` is the result's element type. `batch_axes` leading axes
+    (the blocks of a grid) precede the tensor's own dims."""
     category = OPS[node.op].category
     attrs = dict(node.attrs)
     if category == "unary":
@@ -83,7 +83,7 @@ def apply_opset(domain, node: Node, args: list, dtype: str):
     if category == "binary":
         return domain.binary(node.op, args[0], args[1], dtype)
     if category == "reduce":
-        return domain.reduce(node.op, args[0], attrs["dim"] % len(node.types[0].shape), dtype)
+        return domain.reduce(node.op, args[0], attrs["dim"] % len(node.types[0].shape) + batch_axes, dtype)
     if category == "matmul":
         return domain.matmul(args[0], args[1], dtype)
     return domain.rms_norm(args[0], attrs["eps"], dtype)
@@ -102,76 +102,106 @@ def evaluate(graph: Graph, inputs: list, domain=None) -> list:
     return [values[v] for v in graph.outputs]
 
 
+GRID_AXES = 3  # block-graph values carry one leading axis per grid dim (size 1 where replicated)
+
+
 def run_block_graph(graph: Graph, tensors: list, domain) -> list:
-    """Runs a block graph on every block of its grid; returns the assembled output tensors."""
-    outputs: dict[int, np.ndarray] = {}
+    """Runs a block graph on every block of its grid; returns the assembled output tensors.
+
+    All blocks run at once: a tile value is an array with a leading axis per grid dim, so each
+    op is one NumPy call, while loop iterations run in order as the for-loop does.
+    """
     post = graph.after_loop
-    grid = graph.grid_dim
-    for block in itertools.product(range(grid[0]), range(grid[1]), range(grid[2])):
-        values: dict[int, object] = dict(enumerate(tensors))
-        accumulated: dict[int, list] = {}
-        for iteration in range(graph.forloop_range):
-            for index, node in enumerate(graph.nodes):
-                if index in post:
-                    continue
-                args = [values[v] for v in node.inputs]
-                first = graph.first_result[index]
-                if node.op == "input_iterator":
-                    values[first] = _read_tile(graph, node, args[0], block, iteration)
-                elif node.op in ACCUMULATORS:
-                    accumulated.setdefault(index, []).append(args)
-                else:
-                    values[first] = _compute(domain, node, args)
+    values: dict[int, object] = {}
+    accumulated: dict[int, list] = {}
+    views = {index: _iterator_view(graph, node, tensors[node.inputs[0]])
+             for index, node in enumerate(graph.nodes) if node.op == "input_iterator"}
+    for iteration in range(graph.forloop_range):
         for index, node in enumerate(graph.nodes):
+            if index in post:
+                continue
             first = graph.first_result[index]
-            if node.op in ACCUMULATORS:
-                values[first] = _finish_accumulator(domain, graph, node, accumulated[index])
-            elif index in post:
-                args = [values[v] for v in node.inputs]
-                if node.op == "output_saver":
-                    _write_tile(outputs, first, node, args[0], block)
-                else:
-                    values[first] = _compute(domain, node, args)
+            if node.op == "input_iterator":
+                view = views[index]  # iteration axis of size 1 when fmap is -1
+                values[first] = view[iteration if len(view) > 1 else 0]
+            elif node.op in ACCUMULATORS:
+                accumulated.setdefault(index, []).append([values[v] for v in node.inputs])
+            else:
+                values[first] = _compute(domain, node, [values[v] for v in node.inputs])
+    outputs = {}
+    for index, node in enumerate(graph.nodes):
+        first = graph.first_result[index]
+        if node.op in ACCUMULATORS:
+            values[first] = _finish_accumulator(domain, node, accumulated[index])
+        elif index in post:
+            args = [values[v] for v in node.inputs]
+            if node.op == "output_saver":
+                outputs[first] = _assemble_output(graph, node, args[0])
+            else:
+                values[first] = _compute(domain, node, args)
     return [outputs[v] for v in graph.outputs]
 
 
 def _compute(domain, node: Node, args: list):
     if node.op == "thread_graph":
         return evaluate(node.body, args, domain)[0]
-    return apply_opset(domain, node, args, node.types[0].dtype)
+    return apply_opset(domain, node, args, node.types[0].dtype, GRID_AXES)
 
 
-def _read_tile(graph: Graph, node: Node, tensor, block, iteration: int):
+def _iterator_view(graph: Graph, node: Node, tensor) -> np.ndarray:
+    """Every block's tile of `tensor` in every iteration: axes (iteration, x, y, z, *tile[, domain axes]).
+
+    A dim split by grid axis g and by the loop is laid out (block, iteration, tile): each block's
+    share spans all of its iterations. Grid axes that split nothing get size 1 (replication).
+    """
+    tensor = np.asarray(tensor)
     tile = node.types[0].shape
     imap, fmap = node.attr("imap"), node.attr("fmap")
-    offsets = [0] * len(tile)
-    for axis, dim in enumerate(imap):
-        if dim != -1:
-            # The block's share of `dim` spans every loop iteration when the loop splits it too.
-            share = tile[dim] * (graph.forloop_range if fmap == dim else 1)
-            offsets[dim] += block[axis] * share
-    if fmap != -1:
-        offsets[fmap] += iteration * tile[fmap]
-    return tensor[tuple(slice(o, o + t) for o, t in zip(offsets, tile))]
+    split_shape, grid_pos, loop_pos, tile_pos = [], [None] * GRID_AXES, None, []
+    for dim, size in enumerate(tile):
+        for axis in range(GRID_AXES):
+            if imap[axis] == dim:
+                grid_pos[axis] = len(split_shape)
+                split_shape.append(graph.grid_dim[axis])
+        if fmap == dim:
+            loop_pos = len(split_shape)
+            split_shape.append(graph.forloop_range)
+        tile_pos.append(len(split_shape))
+        split_shape.append(size)
+    extra = list(range(len(split_shape), len(split_shape) + tensor.ndim - len(tile)))
+    view = tensor.reshape(split_shape + list(tensor.shape[len(tile):]))
+    # Missing loop/grid axes become trailing size-1 axes, moved to the front by the transpose.
+    missing = [loop_pos, *grid_pos].count(None)
+    spare = iter(range(view.ndim, view.ndim + missing))
+    view = view.reshape(view.shape + (1,) * missing)
+    order = [loop_pos if loop_pos is not None else next(spare)]
+    order += [p if p is not None else next(spare) for p in grid_pos]
+    return view.transpose(order + tile_pos + extra)
 
 
-def _write_tile(outputs: dict, value_id: int, node: Node, tile, block) -> None:
-    out_type = node.types[0]
-    if value_id not in outputs:
-        # Trailing axes beyond the tensor's rank belong to the domain (the finite-field lanes).
-        extra = np.shape(tile)[len(out_type.shape):]
-        outputs[value_id] = np.zeros(tuple(out_type.shape) + tuple(extra), dtype=np.asarray(tile).dtype)
-    shape = np.shape(tile)
-    index = [slice(0, s) for s in shape]
-    for axis, dim in enumerate(node.attr("omap")):
-        if dim != -1:
-            index[dim] = slice(block[axis] * shape[dim], (block[axis] + 1) * shape[dim])
-    outputs[value_id][tuple(index)] = tile
+def _assemble_output(graph: Graph, node: Node, tiles) -> np.ndarray:
+    """The kernel tensor an output saver writes: block (x, y, z)'s tile lands where omap says."""
+    tiles = np.asarray(tiles)
+    rank = len(node.types[0].shape)
+    grid = graph.grid_dim
+    tiles = np.broadcast_to(tiles, tuple(grid) + tiles.shape[GRID_AXES:])
+    omap = node.attr("omap")
+    # Unmapped grid axes have size 1 (the verifier requires it): they go first and vanish.
+    order = [axis for axis in range(GRID_AXES) if omap[axis] == -1]
+    shape = []
+    for dim in range(rank):
+        axes = [axis for axis in range(GRID_AXES) if omap[axis] == dim]
+        order += axes + [GRID_AXES + dim]
+        shape.append(tiles.shape[GRID_AXES + dim] * (grid[axes[0]] if axes else 1))
+    extra = list(range(GRID_AXES + rank, tiles.ndim))
+    return np.ascontiguousarray(tiles.transpose(order + extra)).reshape(shape + [tiles.shape[e] for e in extra])
 
 
-def _finish_accumulator(domain, graph: Graph, node: Node, steps: list):
+def _finish_accumulator(domain, node: Node, steps: list):
     dtype = node.types[0].dtype
     dim = node.attr("reduce_dim", -1)
+    if dim != -1:
+        dim = dim % len(node.types[0].shape) + GRID_AXES
     xs = [args[0] for args in steps]
     if node.op == "accum_rms":
         xs = [domain.unary("square", x, {}, dtype) for x in xs]
