@@ -14,6 +14,14 @@ from .dtypes import FLOAT_TYPES
 from .mugraph import Graph, Node, TensorType
 from .opset import ACCUMULATORS, ELEMENTWISE, OPS
 
+LEVEL_DIALECT = {"kernel": "mirage_kernel", "block": "mirage_block", "thread": "mirage_thread"}
+KIND_CHECKS = {
+    "i64": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "f64": (lambda v: isinstance(v, float), "a float"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "i64_array": (lambda v: isinstance(v, tuple) and all(isinstance(x, int) for x in v), "an i64 array"),
+}
+
 
 @dataclass(frozen=True)
 class GraphError:
@@ -78,12 +86,30 @@ class _Verifier:
             if len(dtypes) > 1:
                 self.error(path, f"'{node.op}' mixes element types {sorted(dtypes)}; convert with 'cast'")
 
+    def check_attr_kinds(self, node: Node, level: str, path) -> bool:
+        """Attribute kinds IRDL cannot check (it does not know optional attributes)."""
+        from mirage_mlir.dialects import op_spec
+
+        spec = op_spec(f"{LEVEL_DIALECT[level]}.{node.op}")
+        if spec is None:
+            return True
+        ok = True
+        for attr in spec.attrs:
+            value = node.attr(attr.name)
+            check, what = KIND_CHECKS[attr.kind]
+            if value is not None and not check(value):
+                self.error(path, f"'{node.op}' attribute '{attr.name}' must be {what}, got {value!r}")
+                ok = False
+        return ok
+
     # -- kernel graphs --------------------------------------------------------------------
     def kernel(self, graph: Graph, path) -> None:
         if not self.check_values(graph, path):
             return
         for index, node in enumerate(graph.nodes):
             here = path + [index]
+            if not self.check_attr_kinds(node, "kernel", here):
+                continue
             if node.op == "graph_def":
                 self.graph_def(graph, node, here)
             elif node.op in OPS:
@@ -130,6 +156,8 @@ class _Verifier:
             if index in post and not all(self.is_after_loop(graph, v) for v in node.inputs):
                 self.error(here, f"'{node.op}' runs after the loop but reads a per-iteration value; "
                            "every path must cross one accumulator")
+            if not self.check_attr_kinds(node, "block", here):
+                continue
             if node.op == "input_iterator":
                 self.input_iterator(graph, node, here)
             elif node.op == "output_saver":
@@ -228,6 +256,9 @@ class _Verifier:
     def thread_graph(self, graph: Graph, node: Node, path) -> None:
         body = node.body
         operand_types = [graph.value_types[v] for v in node.inputs]
+        if not operand_types:
+            self.error(path, "thread_graph needs at least one operand")
+            return
         if body is None or len(body.outputs) != 1 or len(node.types) != 1:
             self.error(path, "thread_graph needs a body yielding one scalar and has one result")
             return
@@ -235,7 +266,7 @@ class _Verifier:
             shape = operand_types[0].shape
             for t in operand_types[1:]:
                 shape = shapes.broadcast(shape, t.shape)
-        except (shapes.ShapeError, IndexError) as e:
+        except shapes.ShapeError as e:
             self.error(path, f"thread_graph operands do not broadcast: {e}")
             return
         if tuple(t.dtype for t in body.inputs) != tuple(t.dtype for t in operand_types) or any(t.shape for t in body.inputs):
@@ -247,7 +278,7 @@ class _Verifier:
         for index, inner in enumerate(body.nodes):
             if inner.op not in ELEMENTWISE:
                 self.error(path + [index], f"'{inner.op}' is not a thread-graph op")
-            else:
+            elif self.check_attr_kinds(inner, "thread", path + [index]):
                 self.check_opset_node(body, inner, path + [index])
 
 

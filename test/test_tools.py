@@ -103,12 +103,7 @@ def test_bad_input_gives_a_diagnostic(name):
 
 # graph_verify.py does not check the kind of the optional attributes (reduce_dim, eps) that IRDL
 # cannot declare: the driver turns its crash into an internal error. Strict, so a fix shows up.
-VERIFIER_CRASHES = {"float reduce_dim", "string reduce_dim"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="graph_verify crashes on this attribute kind"))
-    if n in VERIFIER_CRASHES else n for n in sorted(BAD_TEXTS)])
+@pytest.mark.parametrize("name", sorted(BAD_TEXTS))
 def test_bad_input_is_not_an_internal_error(name):
     proc = run_tool("mirage-opt", "-", "-split-input-file", stdin=BAD_TEXTS[name])
     assert "internal error" not in proc.stderr

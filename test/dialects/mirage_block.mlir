@@ -510,3 +510,18 @@ func.func @no_rms_norm_in_blocks(%x: tensor<4x16xf32>) -> tensor<4x8xf32> {
   }) {grid_dim = array<i64: 2, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 2, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x16xf32>) -> tensor<4x8xf32>
   return %o : tensor<4x8xf32>
 }
+
+// -----
+
+// Optional attributes are unknown to IRDL: our verifier checks their kinds.
+func.func @float_reduce_dim(%x: tensor<4x16xf32>) -> tensor<4x1xf32> {
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<4x16xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = 1} : (tensor<4x16xf32>) -> tensor<4x8xf32>
+    // expected-error @+1 {{'accum_rms' attribute 'reduce_dim' must be an integer, got 1.5}}
+    %r = "mirage_block.accum_rms"(%t) {reduce_dim = 1.5} : (tensor<4x8xf32>) -> tensor<4x1xf32>
+    %s = "mirage_block.output_saver"(%r) {omap = array<i64: -1, -1, -1>} : (tensor<4x1xf32>) -> tensor<4x1xf32>
+    gpu.yield %s : tensor<4x1xf32>
+  }) {grid_dim = array<i64: 1, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 2, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x16xf32>) -> tensor<4x1xf32>
+  return %o : tensor<4x1xf32>
+}

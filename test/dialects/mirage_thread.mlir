@@ -240,7 +240,7 @@ func.func @no_operands(%x: tensor<4x16xf32>) -> tensor<4x8xf32> {
     %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: 1, -1, -1>, fmap = 1} : (tensor<4x16xf32>) -> tensor<4x4xf32>
     %a = "mirage_block.accum_sum"(%t) : (tensor<4x4xf32>) -> tensor<4x4xf32>
     %r = "mirage_block.accum_rms"(%t) {reduce_dim = 1} : (tensor<4x4xf32>) -> tensor<4x1xf32>
-    // expected-error-re @+1 {{thread_graph operands do not broadcast: {{.*}}}}
+    // expected-error @+1 {{thread_graph needs at least one operand}}
     %g = "mirage_block.thread_graph"() ({
     ^bb0(%c: f32):
       %0 = "mirage_thread.add"(%c, %c) : (f32, f32) -> f32
