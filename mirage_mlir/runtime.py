@@ -115,6 +115,20 @@ class Program:
         return kernels
 
     # -- arguments -------------------------------------------------------------------------------
+    def _check_type(self, index: int, x, spec: dict, what: str) -> None:
+        """Shape and dtype only (reported before any placement problem)."""
+        if hasattr(x, "shape") and hasattr(x, "dtype"):
+            shape, dtype = tuple(spec["shape"]), spec["dtype"]
+            if _is_torch(x):
+                import torch
+
+                ok = isinstance(x, torch.Tensor) and x.dtype == getattr(torch, _TORCH[dtype])
+            else:
+                ok = np.dtype(x.dtype) == np.dtype(_NUMPY[dtype])
+            if tuple(x.shape) != shape or not ok:
+                extra = " (torch.bfloat16, or uint16 bits in CuPy)" if dtype == "bf16" else ""
+                raise ValueError(f"{self.name}: {what} {index} must be {shape} {dtype}{extra}, got {_describe(x)}")
+
     def _check(self, index: int, x, spec: dict, what: str) -> tuple[int, int]:
         """Checks one array against its spec; returns (device, data pointer)."""
         shape, dtype = tuple(spec["shape"]), spec["dtype"]
@@ -181,6 +195,8 @@ class Program:
         if len(args) != len(self.inputs):
             raise TypeError(f"{self.name}() takes {len(self.inputs)} arguments, got {len(args)}")
         like_torch = any(_is_torch(a) for a in args)
+        for k, (x, spec) in enumerate(zip(args, self.inputs)):
+            self._check_type(k, x, spec, "argument")
         devices, pointers = set(), []
         for k, (x, spec) in enumerate(zip(args, self.inputs)):
             device, ptr = self._check(k, x, spec, "argument")

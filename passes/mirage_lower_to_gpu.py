@@ -9,8 +9,9 @@ memrefs)` (destination passing; attributes `mirage.num_inputs`, `mirage.num_outp
 allocates temporaries with `gpu.alloc` and launches the kernels of `gpu.module @f_kernels` in order
 with `gpu.launch_func` (grid from the block graph's grid_dim, 128 threads, dynamic shared memory).
 
-Functions tagged `mirage.reference` (the original program the superoptimizer keeps beside its
-result) are dropped: only the optimized program reaches the GPU. Functions already lowered (they
+Functions tagged `mirage.reference_function` (the original programs mirage-superoptimize keeps beside
+its result, see mirage_mlir/search/reference.py) are dropped: only the optimized program reaches the
+GPU; the `mirage.reference` attributes on the optimized ops are ignored. Functions already lowered (they
 carry `mirage.num_inputs`) and declarations are left alone. Any other op in a function body is an
 error (run convert-linalg-to-mirage first; what it leaves in linalg cannot run on the GPU yet).
 """
@@ -28,7 +29,9 @@ from mirage_mlir.lowering import LoweringError, lower_graph
 
 from .registry import Pass, PassError, option
 
-REFERENCE_ATTR = "mirage.reference"
+# mirage_mlir/search/reference.py's convention: replaced programs live in private functions tagged
+# `mirage.reference_function`; a function tagged `mirage.reference` is treated the same way.
+REFERENCE_ATTRS = ("mirage.reference_function", "mirage.reference")
 LOWERED_ATTR = "mirage.num_inputs"
 
 
@@ -50,13 +53,13 @@ class MirageLowerToGpu(Pass):
     NAME: ClassVar[str] = "mirage-lower-to-gpu"
     SUMMARY: ClassVar[str] = "Lower mirage_kernel programs to gpu.module kernels and a host function launching them"
 
-    keep_references: bool = option(False, "keep functions tagged mirage.reference (they are dropped by default)")
+    keep_references: bool = option(False, "keep the reference functions (mirage.reference_function) instead of dropping them")
 
     def run(self, module) -> None:
         root = module.operation if hasattr(module, "operation") else module
         changed = False
         for func in _functions(root):
-            if REFERENCE_ATTR in func.attributes:
+            if any(attr in func.attributes for attr in REFERENCE_ATTRS):
                 if not self.keep_references:
                     func.erase()
                 continue

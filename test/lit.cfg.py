@@ -70,3 +70,12 @@ if mlir_opt is None:
 if mlir_opt:
     config.available_features.add("mlir-opt")
     config.substitutions.append(("%mlir_opt", mlir_opt))
+
+# mirage-compile (GPU lowering to PTX), and ptxas (CUDA) when installed: feature `ptxas`.
+config.substitutions.append(("%mirage-compile", tool_command("mirage-compile", "mirage_mlir.tools.mirage_compile")))
+config.substitutions.append((r"(?<![\w/.%-])mirage-compile(?![\w.-])",
+                             tool_command("mirage-compile", "mirage_mlir.tools.mirage_compile")))
+_ptxas = shutil.which("ptxas") or next((p for p in ("/usr/local/cuda/bin/ptxas",) if os.path.isfile(p)), None)
+if _ptxas:
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", _ptxas))

@@ -1,13 +1,14 @@
 """mirage-compile: an MLIR program (linalg-on-tensors from torch-mlir, or mirage_kernel ops) to a
 directory of PTX and a manifest that `mirage_mlir.runtime` runs on the GPU.
 
-  mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME] [--function main]
+  mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME] [--no-search] [--search-options OPTS]
 
-Default pipeline: convert-linalg-to-mirage (when registered), mirage-superoptimize (when
-registered), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked with ptxas
-when it is installed. `--plan published` replaces the function with Mirage's published plan for the
-program (mirage_mlir/plans.py; the program is named by the file's header comment `// NAME (...` or
-its file name), keeping the original as a `mirage.reference` function; `--plan NAME` names it.
+Default pipeline: convert-linalg-to-mirage, mirage-superoptimize (options through --search-options;
+--no-search skips it), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked
+with ptxas when it is installed. `--plan published` replaces the function with Mirage's published
+plan for the program (mirage_mlir/plans.py; the program is named by the file's header comment
+`// NAME (...` or its file name) instead of converting and searching, keeping the original as a
+reference function (`mirage.reference_function`); `--plan NAME` names the plan.
 DIR receives manifest.json, one .ptx per gpu.module and gpu.mlir (the gpu-dialect code, before PTX).
 """
 
@@ -33,6 +34,9 @@ def build_parser():
     p.add_argument("--plan", default=None,
                    help="use a hand-written plan instead of the search: 'published' (named by the file) or a plan name")
     p.add_argument("--function", default="main", help="function to compile with --plan (default main)")
+    p.add_argument("--no-search", action="store_true", help="skip mirage-superoptimize (lower the converted kernel ops as they are)")
+    p.add_argument("--search-options", default="", metavar="OPTS",
+                   help="options of mirage-superoptimize, e.g. 'time-budget=10 workers=4'")
     p.add_argument("--no-ptxas", action="store_true", help="do not check the PTX with ptxas")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     return p
@@ -91,9 +95,11 @@ def apply_plan(module, plan: str, function: str, source_text: str, path: str) ->
             outs = build_graph(graph, list(entry.arguments))
             func_d.ReturnOp(outs)
     new.operation.attributes["mirage.plan"] = ir.StringAttr.get(name)
-    target.attributes["sym_name"] = ir.StringAttr.get(f"{function}_reference")
+    # The replaced program stays as a reference function (mirage_mlir/search/reference.py's convention);
+    # mirage-lower-to-gpu drops it.
+    target.attributes["sym_name"] = ir.StringAttr.get(f"{function}__mirage_plan_ref")
     target.attributes["sym_visibility"] = ir.StringAttr.get("private")
-    target.attributes["mirage.reference"] = ir.UnitAttr.get()
+    target.attributes["mirage.reference_function"] = ir.UnitAttr.get()
 
 
 def _run_pass(module, name: str, options: str = "") -> None:
@@ -132,8 +138,8 @@ def compile_file(source, args, printer) -> int:
             stages.append(("plan", None))
         elif "convert-linalg-to-mirage" in PASSES:
             stages.append(("convert-linalg-to-mirage", ""))
-        if not args.plan and "mirage-superoptimize" in PASSES:
-            stages.append(("mirage-superoptimize", ""))
+        if not args.plan and not args.no_search and "mirage-superoptimize" in PASSES:
+            stages.append(("mirage-superoptimize", args.search_options))
         stages.append(("mirage-lower-to-gpu", ""))
         gpu_text = None
         stages.append(("mirage-gpu-to-ptx", f"chip={args.chip} features={args.features} opt-level={args.opt_level}"))

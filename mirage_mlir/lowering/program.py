@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
 from .blockgen import KernelCode, LoweringError, generate_kernel
-from .emitter import memref_type
+from .emitter import STORAGE_TYPES, memref_type
 from .predefined import predefined_block_graph
 
 
@@ -116,6 +116,10 @@ def lower_graph(graph: Graph, name: str = "main") -> LoweredProgram:
                 where[v] = ("temp", len(program.temps))
                 program.temps.append(t)
         in_types = [graph.value_types[v] for v in node.inputs]
+        for t in in_types + list(node.types):
+            if t.dtype not in STORAGE_TYPES:
+                raise LoweringError(f"'{node.op}' on {t}: {t.dtype} tensors have no GPU lowering "
+                                    f"(f16, bf16 and f32 do)", (n,))
         if node.op == "graph_def":
             body, source = node.body, "graph_def"
         else:

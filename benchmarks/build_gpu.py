@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Compiles every benchmark program for the GPU scripts (needs the MLIR bindings; no GPU).
+
+For each program of ../shared/BENCHMARKS.md, bs 1 and 8, writes with mirage-compile:
+  DIR/<program>_bs<bs>_<dtype>_published/   Mirage's published plan (--plan published), from the
+                                           torch-mlir file examples/<program>_bs<bs>_<dtype>.mlir
+  DIR/<program>_bs<bs>_<dtype>_converted/  the default pipeline (convert-linalg-to-mirage, the search
+                                           when registered, lowering): one kernel per kernel op today
+for dtype f16 and f32 (from the examples), and bf16 (the published plan on bf16 arguments: no bf16
+torch-mlir files exist), then DIR/index.json for benchmarks/check_gpu.py and benchmarks/gpu.py.
+
+  python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from programs import NAMES, shapes  # noqa: E402
+
+
+def stub(name: str, bs: int, dtype: str) -> str:
+    """A function with the program's signature whose body --plan replaces."""
+    args = ", ".join(f"%a{i}: tensor<{'x'.join(map(str, s))}x{dtype}>" for i, s in enumerate(shapes(name, bs)))
+    out = {"gqa": (2 * bs, 256, 64), "qknorm_gqa": (2 * bs, 256, 64), "rmsnorm_linear": (2 * bs, 6144),
+           "lora": (16, 4096), "gated_mlp": (8 * bs, 4096), "ntrans": (8 * bs, 4096)}[name]
+    t = f"tensor<{'x'.join(map(str, out))}x{dtype}>"
+    return (f"// {name} (bs {bs}, {dtype}): signature only; mirage-compile --plan replaces the body\n"
+            f"func.func @main({args}) -> {t} {{\n  %0 = tensor.empty() : {t}\n  return %0 : {t}\n}}\n")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-o", dest="out", default=os.path.join(ROOT, ".device", "programs"))
+    p.add_argument("--chip", default="sm_90")
+    p.add_argument("--only", nargs="*", help="program names")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    tmp = tempfile.mkdtemp()
+    jobs = []
+    for name in args.only or NAMES:
+        for bs in (1, 8):
+            for dtype in ("f16", "f32", "bf16"):
+                if dtype == "bf16":
+                    src = os.path.join(tmp, f"{name}_bs{bs}_bf16.mlir")
+                    with open(src, "w") as f:
+                        f.write(stub(name, bs, dtype))
+                    variants = {"published": ["--plan", name]}
+                else:
+                    src = os.path.join(ROOT, "examples", f"{name}_bs{bs}_{dtype}.mlir")
+                    variants = {"published": ["--plan", "published"], "converted": []}
+                for variant, extra in variants.items():
+                    d = f"{name}_bs{bs}_{dtype}_{variant}"
+                    cmd = [sys.executable, "-m", "mirage_mlir.tools.mirage_compile", src, "-o",
+                           os.path.join(args.out, d), "--chip", args.chip, "-q"] + extra
+                    jobs.append(({"dir": d, "program": name, "bs": bs, "dtype": dtype, "variant": variant}, cmd))
+
+    def run(job):
+        entry, cmd = job
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        return entry, proc
+
+    index, failed = [], 0
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
+        for entry, proc in pool.map(run, jobs):
+            if proc.returncode:
+                failed += 1
+                print(f"FAILED {entry['dir']}:\n{proc.stderr}", file=sys.stderr)
+            else:
+                index.append(entry)
+    with open(os.path.join(args.out, "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+    print(f"compiled {len(index)} programs into {args.out} ({failed} failed)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The benchmark programs of ../shared/BENCHMARKS.md in plain PyTorch (no MLIR), for the GPU scripts.
+
+The same forms as examples/export_torch.py (what torch-mlir lowered to the example files): eager and
+torch.compile run these, and `reference` runs them in float64 as the correctness oracle.
+Input scales keep exp(Q K) (no max subtraction, as in Mirage) and the matmuls in range for fp16.
+"""
+
+from __future__ import annotations
+
+EPS = 1e-6
+
+
+def shapes(name: str, bs: int) -> list[tuple[int, ...]]:
+    return {
+        "gqa": [(2 * bs, 256, 64), (2 * bs, 64, 4096), (2 * bs, 4096, 64)],
+        "qknorm_gqa": [(2 * bs, 256, 64), (2 * bs, 64, 4096), (2 * bs, 4096, 64)],
+        "rmsnorm_linear": [(2 * bs, 4096), (4096, 6144)],
+        "lora": [(16, 256), (256, 4096), (256, 16), (16, 4096)],
+        "gated_mlp": [(8 * bs, 4096), (4096, 4096), (4096, 4096)],
+        "ntrans": [(8 * bs, 4096)] * 3,
+    }[name]
+
+
+# Per-argument scale of the standard normal inputs (ntrans' alpha is uniform in (0, 1)).
+SCALES = {
+    "gqa": [0.35, 0.35, 1.0],
+    "qknorm_gqa": [1.0, 0.125, 1.0],
+    "rmsnorm_linear": [1.0, 0.02],
+    "lora": [1.0, 0.05, 0.05, 0.05],
+    "gated_mlp": [1.0, 0.02, 0.02],
+    "ntrans": [1.0, 1.0, None],
+}
+
+NAMES = list(SCALES)
+
+
+def functions(torch):
+    F = torch.nn.functional
+
+    def rms_norm(x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS)
+
+    def gqa(q, k, v):
+        s = torch.exp(q @ k)
+        return (s / s.sum(-1, keepdim=True)) @ v
+
+    def qknorm_gqa(q, k, v):
+        s = torch.exp(rms_norm(q) @ k)
+        return (s / s.sum(-1, keepdim=True)) @ v
+
+    def rmsnorm_linear(x, w):
+        return rms_norm(x) @ w
+
+    def lora(x, w, a, b):
+        return x @ w + (x @ a) @ b
+
+    def gated_mlp(x, w1, w2):
+        return F.silu(x @ w1) * (x @ w2)
+
+    def ntrans(h, x, alpha):
+        return rms_norm(h + alpha * (rms_norm(x) - h))
+
+    return {"gqa": gqa, "qknorm_gqa": qknorm_gqa, "rmsnorm_linear": rmsnorm_linear, "lora": lora,
+            "gated_mlp": gated_mlp, "ntrans": ntrans}
+
+
+def make_inputs(torch, name: str, bs: int, dtype, generator, device="cuda"):
+    out = []
+    for shape, scale in zip(shapes(name, bs), SCALES[name]):
+        if scale is None:
+            x = torch.rand(shape, generator=generator, device=device, dtype=torch.float32) * 0.98 + 0.01
+        else:
+            x = torch.randn(shape, generator=generator, device=device, dtype=torch.float32) * scale
+        out.append(x.to(dtype))
+    return out
+
+
+def reference(torch, name: str, inputs):
+    """The program in float64 on the inputs as given (already rounded to their dtype)."""
+    return functions(torch)[name](*[x.to(torch.float64) for x in inputs])
+
+
+def io_bytes(name: str, bs: int, elem_bytes: int) -> int:
+    """Bytes of inputs + outputs: the bandwidth floor's numerator."""
+    import math
+
+    shp = shapes(name, bs)
+    out = {"gqa": (2 * bs, 256, 64), "qknorm_gqa": (2 * bs, 256, 64), "rmsnorm_linear": (2 * bs, 6144),
+           "lora": (16, 4096), "gated_mlp": (8 * bs, 4096), "ntrans": (8 * bs, 4096)}[name]
+    return elem_bytes * (sum(math.prod(s) for s in shp) + math.prod(out))

@@ -1,0 +1,81 @@
+// RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu)' | FileCheck %s
+
+// Mirage's RMSNorm + Linear plan (grid 2, for-loop 4): one gpu.func with the block graph's structure.
+
+// CHECK: module attributes {gpu.container_module}
+// CHECK: gpu.module @main_kernels
+// CHECK: gpu.func @main_k0(%[[X:.*]]: memref<4x256xf16>, %[[W:.*]]: memref<256x128xf16>, %[[O:.*]]: memref<4x128xf16>) kernel
+// CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+// CHECK-SAME: known_grid_size = array<i32: 2, 1, 1>
+// CHECK: gpu.thread_id x
+// CHECK: gpu.block_id x
+// CHECK: gpu.dynamic_shared_memory
+// Accumulators (f32, shared memory) are zeroed before the loop.
+// CHECK-DAG: memref.view {{.*}} to memref<4x64xf32, #gpu.address_space<workgroup>>
+// CHECK-DAG: memref.view {{.*}} to memref<4x1xf32, #gpu.address_space<workgroup>>
+// CHECK: gpu.barrier
+// The for-loop over forloop_range: tile copies global -> shared with 128-bit vector loads, a barrier,
+// the fused matmul (f32 accumulation in registers), the rms accumulator (warp shuffles), a barrier.
+// CHECK: scf.for %[[IT:.*]] = %c0 to %c4 step %c1 {
+// CHECK: vector.load %[[X]][{{.*}}] {alignment = 16 : i64} : memref<4x256xf16>, vector<8xf16>
+// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<4x64xf16, #gpu.address_space<workgroup>>, vector<8xf16>
+// CHECK: vector.load %[[W]][{{.*}}] {alignment = 16 : i64} : memref<256x128xf16>, vector<8xf16>
+// CHECK: gpu.barrier
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (f32
+// CHECK: math.fma
+// CHECK: gpu.shuffle xor {{.*}}, %c16_i32, %c32_i32 : f32
+// CHECK: gpu.barrier
+// CHECK-NEXT: } {mirage.forloop}
+// After the loop: divide by the rms, round to f16, store the tile with 128-bit stores (the output saver).
+// CHECK: math.sqrt
+// CHECK: arith.divf
+// CHECK: arith.truncf {{.*}} : f32 to f16
+// CHECK: vector.store {{.*}}, %[[O]][{{.*}}] {alignment = 16 : i64} : memref<4x128xf16>, vector<8xf16>
+// CHECK: gpu.return
+// The host function: destination passing, one launch per kernel.
+// CHECK: func.func @main(%{{.*}}: memref<4x256xf16>, %{{.*}}: memref<256x128xf16>, %{{.*}}: memref<4x128xf16>)
+// CHECK-SAME: mirage.num_inputs = 2 : i64, mirage.num_outputs = 1 : i64
+// CHECK: gpu.launch_func @main_kernels::@main_k0 blocks in (%c2, %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %{{.*}} args(
+// CHECK-NOT: mirage_kernel
+// CHECK-NOT: mirage_block
+func.func @main(%arg0: tensor<4x256xf16>, %arg1: tensor<256x128xf16>) -> tensor<4x128xf16> {
+  %0 = "mirage_kernel.graph_def"(%arg0, %arg1) ({
+  ^bb0(%arg2: tensor<4x256xf16>, %arg3: tensor<256x128xf16>):
+    %1 = "mirage_block.input_iterator"(%arg2) {fmap = 1 : i64, imap = array<i64: -1, -1, -1>} : (tensor<4x256xf16>) -> tensor<4x64xf16>
+    %2 = "mirage_block.input_iterator"(%arg3) {fmap = 0 : i64, imap = array<i64: 1, -1, -1>} : (tensor<256x128xf16>) -> tensor<64x64xf16>
+    %3 = "mirage_block.matmul"(%1, %2) : (tensor<4x64xf16>, tensor<64x64xf16>) -> tensor<4x64xf32>
+    %4 = "mirage_block.accum_sum"(%3) : (tensor<4x64xf32>) -> tensor<4x64xf32>
+    %5 = "mirage_block.accum_rms"(%1) {eps = 9.9999999999999995E-7 : f64, reduce_dim = 1 : i64} : (tensor<4x64xf16>) -> tensor<4x1xf32>
+    %6 = "mirage_block.div"(%4, %5) : (tensor<4x64xf32>, tensor<4x1xf32>) -> tensor<4x64xf32>
+    %7 = "mirage_block.cast"(%6) : (tensor<4x64xf32>) -> tensor<4x64xf16>
+    %8 = "mirage_block.output_saver"(%7) {omap = array<i64: 1, -1, -1>} : (tensor<4x64xf16>) -> tensor<4x128xf16>
+    gpu.yield %8 : tensor<4x128xf16>
+  }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 4 : i64, grid_dim = array<i64: 2, 1, 1>, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x256xf16>, tensor<256x128xf16>) -> tensor<4x128xf16>
+  return %0 : tensor<4x128xf16>
+}
+
+// -----
+
+// Predefined kernel ops get kernels of their own; intermediate tensors are gpu.alloc temporaries.
+// The original program kept by the superoptimizer (mirage.reference_function) is dropped.
+
+// CHECK-LABEL: gpu.module @f_kernels
+// CHECK: gpu.func @f_k0(%{{.*}}: memref<16x64xf32>, %{{.*}}: memref<64x32xf32>, %{{.*}}: memref<16x32xf32>) kernel
+// CHECK: gpu.func @f_k1(%{{.*}}: memref<16x32xf32>, %{{.*}}: memref<16x32xf32>) kernel
+// CHECK: math.exp
+// CHECK: func.func @f(%{{.*}}: memref<16x64xf32>, %{{.*}}: memref<64x32xf32>, %[[OUT:.*]]: memref<16x32xf32>)
+// CHECK: %[[TMP:.*]] = gpu.alloc () : memref<16x32xf32>
+// CHECK: gpu.launch_func @f_kernels::@f_k0 {{.*}} args(%{{.*}} : memref<16x64xf32>, %{{.*}} : memref<64x32xf32>, %[[TMP]] : memref<16x32xf32>)
+// CHECK: gpu.launch_func @f_kernels::@f_k1 {{.*}} args(%[[TMP]] : memref<16x32xf32>, %[[OUT]] : memref<16x32xf32>)
+// CHECK: gpu.dealloc %[[TMP]]
+// CHECK-NOT: @f__mirage_ref0
+func.func @f(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>) -> tensor<16x32xf32> {
+  %0 = "mirage_kernel.matmul"(%a, %b) {mirage.reference = @f__mirage_ref0} : (tensor<16x64xf32>, tensor<64x32xf32>) -> tensor<16x32xf32>
+  %1 = "mirage_kernel.exp"(%0) {mirage.reference = @f__mirage_ref0} : (tensor<16x32xf32>) -> tensor<16x32xf32>
+  return %1 : tensor<16x32xf32>
+}
+func.func private @f__mirage_ref0(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>) -> tensor<16x32xf32> attributes {mirage.reference_function} {
+  %0 = "mirage_kernel.matmul"(%a, %b) : (tensor<16x64xf32>, tensor<64x32xf32>) -> tensor<16x32xf32>
+  %1 = "mirage_kernel.exp"(%0) : (tensor<16x32xf32>) -> tensor<16x32xf32>
+  return %1 : tensor<16x32xf32>
+}

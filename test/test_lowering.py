@@ -1,0 +1,332 @@
+"""GPU lowering without a GPU: every published plan (plans.py) and every converted test program is
+lowered, run on the CPU by the SIMT emulator (mirage_mlir.lowering.simt: lockstep threads, bounds,
+race and unwritten-output checks) and compared with the mu-graph evaluator or the reference
+interpreter; every PTX the lowering produces is assembled with ptxas (skipped when absent)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import mlir.ir as ir
+import numpy as np
+import pytest
+
+from mirage_mlir.dtypes import round_to
+from mirage_mlir.evaluate import evaluate
+from mirage_mlir.graph_verify import verify
+from mirage_mlir.lowering import LoweringError, blockgen, lower_graph
+from mirage_mlir.lowering.predefined import predefined_block_graph
+from mirage_mlir.lowering.ptx import compile_gpu_module, find_ptxas, run_ptxas
+from mirage_mlir.lowering.simt import SimtError, run_lowered
+from mirage_mlir.mugraph import Node, TensorType
+from mirage_mlir.plans import PLANS, benchmark_inputs
+from mirage_mlir.builder import KernelBuilder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INPUTS = os.path.join(ROOT, "test", "inputs")
+
+# The shapes of test/inputs (small) and shapes where every plan's for-loop runs several iterations.
+SMALL = {
+    "gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
+    "qknorm_gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
+    "rmsnorm_linear": [(4, 64), (64, 128)],
+    "lora": [(16, 64), (64, 128), (64, 16), (16, 128)],
+    "gated_mlp": [(8, 64), (64, 128), (64, 128)],
+    "ntrans": [(8, 64)] * 3,
+}
+MEDIUM = {
+    "gqa": [(2, 64, 64), (2, 64, 512), (2, 512, 64)],
+    "qknorm_gqa": [(2, 64, 64), (2, 64, 512), (2, 512, 64)],
+    "rmsnorm_linear": [(4, 512), (512, 256)],
+    "lora": [(16, 256), (256, 256), (256, 16), (16, 256)],
+    "gated_mlp": [(16, 512), (512, 128), (512, 128)],
+    "ntrans": [(4, 1024)] * 3,
+}
+SCALE = {"gqa": 0.3, "qknorm_gqa": 0.3}
+PTXAS = find_ptxas()
+
+
+def random_inputs(types, seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return [round_to((rng.standard_normal(t.shape) * scale).astype(np.float32), t.dtype) for t in types]
+
+
+def run_on_cpu(graph, inputs):
+    program = lower_graph(graph)
+    with ir.Context():
+        module = ir.Module.parse(program.text())
+        assert module.operation.verify()
+        return run_lowered(module, inputs)
+
+
+def rel_err(out, ref):
+    ref = np.asarray(ref, np.float64)
+    return float(np.linalg.norm(np.asarray(out, np.float64) - ref) / np.linalg.norm(ref))
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
+@pytest.mark.parametrize("sizes", ["small", "medium"])
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_plan_kernels_compute_the_mu_graph(name, sizes, dtype):
+    """The generated kernels, executed thread by thread, compute what the mu-graph means."""
+    types = [TensorType(s, dtype) for s in (SMALL if sizes == "small" else MEDIUM)[name]]
+    graph = PLANS[name](types)
+    assert not verify(graph)
+    inputs = random_inputs(types, seed=hash((name, sizes, dtype)) % 1000, scale=SCALE.get(name, 1.0))
+    ref = evaluate(graph, inputs)
+    out = run_on_cpu(graph, inputs)
+    for o, r in zip(out, ref):
+        assert np.isfinite(o).all(), "an output element was not written"
+        # Same roundings as the evaluator; only f32 summation order differs.
+        assert rel_err(o, r) < (1e-5 if dtype == "f32" else 2e-3)
+
+
+@pytest.mark.skipif(PTXAS is None, reason="ptxas not installed")
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
+@pytest.mark.parametrize("bs", [1, 8])
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_plan_ptx_assembles_at_full_size(name, bs, dtype):
+    program = lower_graph(PLANS[name](benchmark_inputs(name, bs, dtype)))
+    binary = compile_gpu_module(program.gpu_module_text())
+    assert b".extern .shared .align 16 .b8 __dynamic_shmem__0[]" in binary.ptx
+    result = run_ptxas(binary.ptx, "sm_90")
+    assert result.ok, result.log
+    assert set(result.registers) == {launch.kernel.name for launch in program.launches}
+    assert all(spill == 0 for spill in result.spills.values()), result.log
+    for launch in program.launches:
+        assert launch.kernel.shared_bytes <= blockgen.MAX_SHARED_BYTES
+        assert all(g >= 1 for g in launch.kernel.grid)
+
+
+@pytest.mark.skipif(PTXAS is None, reason="ptxas not installed")
+def test_ptx_for_sm80():
+    program = lower_graph(PLANS["gqa"](benchmark_inputs("gqa", 1, "f16")))
+    binary = compile_gpu_module(program.gpu_module_text(), chip="sm_80")
+    assert b".target sm_80" in binary.ptx
+    assert run_ptxas(binary.ptx, "sm_80").ok
+
+
+def test_full_size_plans_use_128_bit_accesses():
+    program = lower_graph(PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16")))
+    text = program.gpu_module_text()
+    assert "vector.load %arg1[" in text and "{alignment = 16} : memref<4096x6144xf16>, vector<8xf16>" in text
+    assert "vector<8xf16>" in text.split("vector.store")[-1]  # the saver stores 8 halves at a time
+
+
+def kernel_op_graph(op, in_types, **attrs):
+    kb = KernelBuilder(in_types)
+    out = kb.op(op, *range(len(in_types)), **attrs)
+    return kb.finish([out])
+
+
+PREDEFINED = [
+    ("matmul", [(16, 64), (64, 48)], {}),
+    ("matmul", [(2, 8, 32), (2, 32, 16)], {}),
+    ("exp", [(4, 96)], {}),
+    ("silu", [(3, 40)], {}),
+    ("gelu", [(2, 24)], {}),
+    ("add", [(8, 32), (8, 1)], {}),
+    ("mul", [(1, 32), (6, 32)], {}),
+    ("div", [(2, 4, 8), (2, 4, 1)], {}),
+    ("mul_scalar", [(4, 16)], {"scalar": 0.5}),
+    ("reduce_sum", [(16, 48)], {"dim": 1}),
+    ("reduce_sum", [(16, 48)], {"dim": 0}),
+    ("reduce_max", [(8, 64)], {"dim": 1}),
+    ("reduce_mean", [(2, 8, 40)], {"dim": 2}),
+    ("rms_norm", [(6, 128)], {"eps": 1e-6}),
+]
+
+
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+@pytest.mark.parametrize("op,shapes,attrs", PREDEFINED, ids=[f"{o}-{len(s[0])}d-{i}" for i, (o, s, _) in enumerate(PREDEFINED)])
+def test_predefined_kernel_ops(op, shapes, attrs, dtype):
+    """Kernel-level ops get kernels of their own (through block graphs the verifier accepts)."""
+    types = [TensorType(s, dtype) for s in shapes]
+    graph = kernel_op_graph(op, types, **attrs)
+    assert not verify(graph)
+    body = predefined_block_graph(graph.nodes[0], types)
+    wrapped = KernelBuilder(types)
+    outs = wrapped.graph_def(body, list(range(len(types))))
+    assert not verify(wrapped.finish(outs)), "the predefined op's block graph breaks the block-graph rules"
+    inputs = random_inputs(types, seed=3)
+    ref = evaluate(graph, inputs)
+    out = run_on_cpu(graph, inputs)
+    assert rel_err(out[0], ref[0]) < (1e-5 if dtype == "f32" else 2e-3)
+
+
+def test_missing_barrier_is_caught(monkeypatch):
+    """The emulator's race check is live: without barriers every plan fails."""
+    monkeypatch.setattr(blockgen.BlockKernelGen, "barrier", lambda self: self.dirty.clear())
+    types = [TensorType(s, "f16") for s in MEDIUM["rmsnorm_linear"]]
+    graph = PLANS["rmsnorm_linear"](types)
+    with pytest.raises(SimtError, match="race"):
+        run_on_cpu(graph, random_inputs(types, 0))
+
+
+def test_unwritten_output_is_caught(monkeypatch):
+    """Outputs start as NaN in the emulator: a saver that skips blocks leaves NaN behind."""
+    original = blockgen.BlockKernelGen.saver_offsets
+
+    def first_block_only(self, i):
+        return [0 for _ in original(self, i)]
+
+    monkeypatch.setattr(blockgen.BlockKernelGen, "saver_offsets", first_block_only)
+    types = [TensorType(s, "f32") for s in SMALL["ntrans"]]
+    graph = PLANS["ntrans"](types)
+    with pytest.raises(SimtError, match="race"):  # every block writes block 0's tile
+        run_on_cpu(graph, random_inputs(types, 0))
+
+
+def test_lowering_errors():
+    types = [TensorType((4, 8), "f64")]
+    with pytest.raises(LoweringError, match="f64"):
+        lower_graph(kernel_op_graph("exp", types))
+    kb = KernelBuilder([TensorType((4, 8), "f32")])
+    with pytest.raises(LoweringError, match="returns one of its inputs"):
+        lower_graph(kb.finish([0]))
+
+
+# -- the passes and the tool on the converted test programs ----------------------------------------
+
+CONVERTIBLE = sorted(p for p in glob.glob(os.path.join(INPUTS, "*.mlir")) if "layernorm" not in p)
+
+
+def compile_dir(tmp_path, source, *extra, search=False):
+    """mirage-compile SOURCE (without the search unless asked: it takes seconds to minutes)."""
+    out = tmp_path / "build"
+    flags = [] if search else ["--no-search"]
+    proc = subprocess.run([sys.executable, "-m", "mirage_mlir.tools.mirage_compile", source, "-o", str(out), "-q",
+                           *flags, *extra], capture_output=True, text=True)
+    return proc, out
+
+
+def check_against_interpreter(path, out, tol16=3e-3):
+    from mirage_mlir.context import make_context
+    from mirage_mlir.interpreter import interpret
+
+    manifest = json.load(open(out / "manifest.json"))
+    spec = manifest["functions"]["main"]
+    dtype = spec["inputs"][0]["dtype"]
+    inputs = random_inputs([TensorType(tuple(t["shape"]), t["dtype"]) for t in spec["inputs"]], seed=5, scale=0.3)
+    storage = {"f16": np.float16, "f32": np.float32}[dtype]
+    with make_context():
+        ref = interpret(path, inputs=[x.astype(storage) for x in inputs])
+    with ir.Context():
+        got = run_lowered(ir.Module.parse(open(out / "gpu.mlir").read()), inputs)
+    assert rel_err(got[0], ref[0]) < (1e-5 if dtype == "f32" else tol16)
+    return manifest
+
+
+@pytest.mark.parametrize("path", CONVERTIBLE, ids=[os.path.basename(p)[:-5] for p in CONVERTIBLE])
+def test_converted_programs_match_the_interpreter(path, tmp_path):
+    """The pipeline without the search (convert-linalg-to-mirage, one kernel per kernel op, PTX) on
+    torch-mlir programs: the gpu.mlir it writes, run on the CPU, matches the reference interpreter on
+    the original linalg."""
+    proc, out = compile_dir(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+    manifest = check_against_interpreter(path, out)
+    assert manifest["pipeline"] == ["convert-linalg-to-mirage", "mirage-lower-to-gpu", "mirage-gpu-to-ptx"]
+    if PTXAS:
+        assert "ptxas" in manifest and manifest["ptxas"]
+
+
+@pytest.mark.parametrize("name", ["rmsnorm_linear_small_f16", "gqa_small_f32"])
+def test_search_results_lower_correctly(name, tmp_path):
+    """The default pipeline with mirage-superoptimize (short budget): whatever mu-graph the search
+    returns is lowered and computes the original program."""
+    from mirage_mlir.passes import PASSES
+
+    if "mirage-superoptimize" not in PASSES:
+        pytest.skip("mirage-superoptimize is not registered")
+    path = os.path.join(INPUTS, name + ".mlir")
+    proc, out = compile_dir(tmp_path, path, "--search-options", "time-budget=5 workers=2", search=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = check_against_interpreter(path, out)
+    assert "mirage-superoptimize" in manifest["pipeline"]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(INPUTS, "*_f16.mlir"))),
+                         ids=lambda p: os.path.basename(p)[:-5])
+def test_published_plans_through_mirage_compile(path, tmp_path):
+    name = os.path.basename(path)[: -len("_small_f16.mlir")]
+    proc, out = compile_dir(tmp_path, path, "--plan", "published", "--chip", "sm_90")
+    if name not in PLANS:
+        assert proc.returncode == 1 and "no published plan" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["format"] == "mirage-gpu" and manifest["chip"] == "sm_90"
+    assert manifest["pipeline"][0] == "plan:published"
+    spec = manifest["functions"]["main"]
+    for kernel in spec["kernels"]:
+        assert os.path.exists(out / kernel["ptx"])
+        assert kernel["block"] == [128, 1, 1]
+        assert {k for k, _ in kernel["args"]} <= {"input", "temp", "output"}
+    assert "mirage.reference_function" not in (out / "gpu.mlir").read_text()
+
+
+def test_mirage_compile_reports_errors(tmp_path):
+    proc, _ = compile_dir(tmp_path, os.path.join(INPUTS, "layernorm_linear_small_f16.mlir"))
+    assert proc.returncode == 1
+    assert "layernorm_linear_small_f16.mlir:" in proc.stderr and "f64 tensors have no GPU lowering" in proc.stderr
+    bad = tmp_path / "bad.mlir"
+    bad.write_text("func.func @main(%a: tensor<4xf32>) -> tensor<4xf32> {\n  return %b : tensor<4xf32>\n}\n")
+    proc, _ = compile_dir(tmp_path, str(bad))
+    assert proc.returncode == 1 and "bad.mlir:2:" in proc.stderr
+    proc, _ = compile_dir(tmp_path, os.path.join(INPUTS, "gqa_small_f16.mlir"), "--plan", "nope")
+    assert proc.returncode == 1 and "no published plan for 'nope'" in proc.stderr
+
+
+# -- the runtime ----------------------------------------------------------------------------------------
+
+def test_runtime_imports_no_mlir_and_checks_arguments(tmp_path):
+    proc, out = compile_dir(tmp_path, os.path.join(INPUTS, "rmsnorm_linear_small_f16.mlir"), "--plan", "published")
+    assert proc.returncode == 0, proc.stderr
+    script = f"""
+import sys
+import mirage_mlir.runtime as rt
+assert not [m for m in sys.modules if m == "mlir" or m.startswith("mlir.")], "the runtime imported MLIR"
+p = rt.load({str(out)!r})
+assert "main((4, 64)xf16, (64, 128)xf16) -> (4, 128)xf16" in repr(p), repr(p)
+try:
+    p(1)
+except TypeError as e:
+    assert "takes 2 arguments, got 1" in str(e)
+else:
+    raise AssertionError("no error")
+try:
+    import torch
+except ImportError:
+    sys.exit(0)
+for args, message in [
+    ((torch.zeros(4, 64, dtype=torch.float16), torch.zeros(64, 127, dtype=torch.float16)), "argument 1 must be (64, 128) f16"),
+    ((torch.zeros(4, 64, dtype=torch.float32), torch.zeros(64, 128, dtype=torch.float16)), "argument 0 must be (4, 64) f16"),
+    ((torch.zeros(4, 64, dtype=torch.float16), torch.zeros(64, 128, dtype=torch.float16)), "not on a CUDA device"),
+]:
+    try:
+        p(*args)
+    except ValueError as e:
+        assert message in str(e), str(e)
+    else:
+        raise AssertionError("no error for " + message)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_bad_directory():
+    from mirage_mlir.runtime import RuntimeError_, load
+
+    with pytest.raises(RuntimeError_, match="cannot read"):
+        load("/nonexistent/dir")
+
+
+def test_node_helper_is_hashable():
+    # Graphs built by the predefined lowering stay hashable plain data (the search caches them).
+    node = Node.make("exp", [0], [TensorType((2, 2), "f32")])
+    graph = predefined_block_graph(node, [TensorType((2, 2), "f32")])
+    assert hash(graph) == hash(predefined_block_graph(node, [TensorType((2, 2), "f32")]))
