@@ -37,6 +37,9 @@ from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
+PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for coming iterations
+PREFETCH_DEPTH = 4  # most iterations loaded ahead
+MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
 
 
 class LoweringError(Exception):
@@ -50,17 +53,22 @@ class LoweringError(Exception):
 @dataclass
 class Buffer:
     name: str  # SSA name of the memref view
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # the value's (logical) shape; indices are always logical
     dtype: str
     offset: int
+    pad: int = 0  # extra elements at the end of each row (bank-conflict-free tensor-core fragments)
+
+    @property
+    def storage_shape(self) -> tuple[int, ...]:
+        return self.shape[:-1] + (self.shape[-1] + self.pad,)
 
     @property
     def type(self) -> str:
-        return memref_type(self.shape, self.dtype, "workgroup")
+        return memref_type(self.storage_shape, self.dtype, "workgroup")
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * BYTES[self.dtype]
+        return math.prod(self.storage_shape) * BYTES[self.dtype]
 
 
 @dataclass
@@ -95,7 +103,10 @@ def _vector_width(dtype: str, *dims: int) -> int:
 
 
 class BlockKernelGen:
-    def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = ()):
+    def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
+                 prefetch: bool = True):
+        self.use_mma = use_mma
+        self.prefetch = prefetch
         self.g = graph
         self.name = name
         self.path = path
@@ -211,11 +222,16 @@ class BlockKernelGen:
     def _allocate(self) -> int:
         offset = 0
 
-        def new(shape, dtype, hint) -> Buffer:
+        def new(shape, dtype, hint, pad=0) -> Buffer:
             nonlocal offset
-            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset)
+            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad)
             offset += -(-buf.nbytes // SHARED_ALIGN) * SHARED_ALIGN
             return buf
+
+        padded = set()
+        for i, kind in enumerate(self.kind):
+            if kind == "matmul" and self.mma_eligible(i):
+                padded |= {self.node_of[v] for v in self.g.nodes[i].inputs}
 
         for i, node in enumerate(self.g.nodes):
             t = node.types[0]
@@ -225,7 +241,7 @@ class BlockKernelGen:
                     self.max_buffers[i] = new(t.shape, "f32", f"accmax{i}")
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
-                self.buffers[i] = new(t.shape, t.dtype, f"{hint}{i}")
+                self.buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0)
         if offset > MAX_SHARED_BYTES:
             raise LoweringError(f"the block graph needs {offset} bytes of shared memory (at most {MAX_SHARED_BYTES})",
                                 self.path)
@@ -480,49 +496,93 @@ class BlockKernelGen:
             return out
         return []
 
+    def copy_geometry(self, i: int) -> dict:
+        """How iterator i's tile is copied: `width`-element vectors (16 bytes where alignment allows)."""
+        node = self.g.nodes[i]
+        buf = self.buffers[i]
+        tensor_v = node.inputs[0]
+        gtype = self.vtype(tensor_v)
+        width = _vector_width(buf.dtype, buf.shape[-1], gtype.shape[-1])
+        return {
+            "i": i, "node": node, "buf": buf, "width": width,
+            "chunk_shape": buf.shape[:-1] + (buf.shape[-1] // width,),
+            "n_chunks": _numel(buf.shape) // width,
+            "arg": self.input_args[tensor_v], "gmem": memref_type(gtype.shape, gtype.dtype),
+            "vec": f"vector<{width}x{buf.dtype}>" if width > 1 else buf.dtype,
+            "align": width * BYTES[buf.dtype],
+        }
+
+    def copy_where(self, geo: dict, c: Index) -> list[Index]:
+        where = self.em.unflatten(c, geo["chunk_shape"])
+        where[-1] = self.em.mul(where[-1], geo["width"])
+        return where
+
+    def copy_load(self, geo: dict, where: list[Index]) -> str:
+        """Loads one chunk of the tile for iteration self.it."""
+        em = self.em
+        offsets = self.iterator_offsets(geo["node"], geo["buf"].shape)
+        src = [em.add(a, b) for a, b in zip(where, offsets)]
+        if geo["width"] == 1:
+            return em.op(f"memref.load {geo['arg']}[{indices(em, src)}] : {geo['gmem']}", "g")
+        return em.op(f"vector.load {geo['arg']}[{indices(em, src)}] {{alignment = {geo['align']}}} "
+                     f": {geo['gmem']}, {geo['vec']}", "g")
+
+    def copy_store(self, geo: dict, where: list[Index], val: str) -> None:
+        em, buf = self.em, geo["buf"]
+        if geo["width"] == 1:
+            em.emit(f"memref.store {val}, {buf.name}[{indices(em, where)}] : {buf.type}")
+        else:
+            em.emit(f"vector.store {val}, {buf.name}[{indices(em, where)}] {{alignment = {geo['align']}}} "
+                    f": {buf.type}, {geo['vec']}")
+
+    def copy_slots(self, geo: dict) -> list[tuple[Index, bool]]:
+        """This thread's chunks when each thread copies a fixed number: (chunk id, may be past the end)."""
+        n, count = geo["n_chunks"], self.threads
+        return [(self.em.add(self.tid, q * count), (q + 1) * count > n) for q in range(-(-n // count))]
+
+    def prefetch_loads(self, geos: list[dict]) -> list[str]:
+        """Every chunk this thread copies, loaded for iteration self.it (past-the-end chunks clamped)."""
+        em = self.em
+        values = []
+        for geo in geos:
+            for c, partial in self.copy_slots(geo):
+                if partial:
+                    c = em.op(f"arith.minui {em.idx(c)}, {em.idx(geo['n_chunks'] - 1)} : index", "i")
+                values.append(self.copy_load(geo, self.copy_where(geo, c)))
+        return values
+
+    def prefetch_stores(self, geos: list[dict], values: list[str]) -> None:
+        em = self.em
+        values = list(values)
+        for geo in geos:
+            for c, partial in self.copy_slots(geo):
+                val = values.pop(0)
+                if partial:
+                    with em.region(f"scf.if {em.cmp_lt(c, geo['n_chunks'])} {{"):
+                        self.copy_store(geo, self.copy_where(geo, c), val)
+                else:
+                    self.copy_store(geo, self.copy_where(geo, c), val)
+            self.dirty.add(geo["buf"].name)
+
     def copy_stage(self, iterators: list[int]) -> None:
         """Global -> shared copies of input iterator tiles, all loads issued before the stores."""
-        em = self.em
         for i in iterators:
-            node = self.g.nodes[i]
-            buf = self.buffers[i]
-            tensor_v = node.inputs[0]
-            gtype = self.vtype(tensor_v)
-            tile = buf.shape
-            width = _vector_width(buf.dtype, tile[-1], gtype.shape[-1])
-            offsets = self.iterator_offsets(node, tile)
-            chunks_per_row = tile[-1] // width
-            n_chunks = _numel(tile) // width
-            arg = self.input_args[tensor_v]
-            gmem = memref_type(gtype.shape, gtype.dtype)
-            vec = f"vector<{width}x{buf.dtype}>"
-            align = width * BYTES[buf.dtype]
-
-            def body(c):
-                shape = tile[:-1] + (chunks_per_row,)
-                where = em.unflatten(c, shape)
-                where[-1] = em.mul(where[-1], width)
-                src = [em.add(a, b) for a, b in zip(where, offsets)]
-                if width == 1:
-                    val = em.op(f"memref.load {arg}[{indices(em, src)}] : {gmem}", "g")
-                else:
-                    val = em.op(f"vector.load {arg}[{indices(em, src)}] {{alignment = {align}}} : {gmem}, {vec}", "g")
-                return where, val
-
-            def store(where, val):
-                if width == 1:
-                    em.emit(f"memref.store {val}, {buf.name}[{indices(em, where)}] : {buf.type}")
-                else:
-                    em.emit(f"vector.store {val}, {buf.name}[{indices(em, where)}] {{alignment = {align}}} : {buf.type}, {vec}")
-
-            count = self.threads
-            if n_chunks % count == 0 and n_chunks // count <= 16:
-                pending = [body(em.add(self.tid, k * count)) for k in range(n_chunks // count)]
+            geo = self.copy_geometry(i)
+            n, count = geo["n_chunks"], self.threads
+            if n % count == 0 and n // count <= 16:
+                pending = []
+                for c, _ in self.copy_slots(geo):
+                    where = self.copy_where(geo, c)
+                    pending.append((where, self.copy_load(geo, where)))
                 for where, val in pending:
-                    store(where, val)
+                    self.copy_store(geo, where, val)
             else:
-                self.for_each(n_chunks, lambda c: store(*body(c)), attr=f"mirage.stage = \"copy {i}\"")
-            self.dirty.add(buf.name)
+                def body(c, geo=geo):
+                    where = self.copy_where(geo, c)
+                    self.copy_store(geo, where, self.copy_load(geo, where))
+
+                self.for_each(n, body, attr=f"mirage.stage = \"copy {i}\"")
+            self.dirty.add(geo["buf"].name)
 
     def iterator_offsets(self, node: Node, tile: tuple[int, ...]) -> list[Index]:
         em = self.em
@@ -601,7 +661,25 @@ class BlockKernelGen:
                 best = (tm, tn)
         return best
 
+    def mma_eligible(self, i: int) -> bool:
+        """Matmul node i runs on tensor cores (mma.sync m16n8k16, f16 operands, f32 accumulation):
+        both operands f16 buffers in shared memory, K a multiple of 16 and N of 8."""
+        if not self.use_mma:
+            return False
+        node = self.g.nodes[i]
+        a, b = node.inputs
+        if a < self.n_in or b < self.n_in:
+            return False
+        for v in (a, b):
+            j = self.node_of[v]
+            if not self.buffered[j] or self.kind[j] == "acc" or self.vtype(v).dtype != "f16":
+                return False
+        k, n = self.vtype(a).shape[-1], self.vtype(b).shape[-1]
+        return k % 16 == 0 and n % 8 == 0
+
     def matmul_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
+        if any(self.mma_eligible(i) for i in matmuls):
+            return self.mma_stage(target, root, matmuls, own)
         em = self.em
         shape = self.vtype(root).shape
         tm, tn = self.pick_microtile(shape)
@@ -622,6 +700,154 @@ class BlockKernelGen:
                     self.write(target, index, self.value_at(root, index, memo, overrides, compute=own), memo)
 
         self.for_each(_numel(tiles), body)
+
+    def pick_warp_tile(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(wm, wn): each warp computes wm x wn mma tiles of 16 x 8; enough tiles for every warp."""
+        batch, mt, nt = _numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
+        best = (1, 1)
+        for wm, wn in ((2, 4), (4, 2), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1)):
+            if mt % wm or nt % wn:
+                continue
+            if batch * (mt // wm) * (nt // wn) >= self.warps and wm * wn > best[0] * best[1]:
+                best = (wm, wn)
+        return best
+
+    def mma_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
+        """Matmuls on tensor cores: each warp owns wm x wn tiles of 16 x 8 outputs; fragments are
+        loaded from shared memory in the m16n8k16 layouts (lane = 4 * group + t_in_group), the K loop
+        carries the f32 accumulators in registers, and each thread then applies the stage's epilogue
+        to the four outputs per tile it holds. Matmuls of the stage that cannot use tensor cores
+        (e.g. K = 1) are computed per output element."""
+        em = self.em
+        shape = self.vtype(root).shape
+        m, n = shape[-2], shape[-1]
+        wm, wn = self.pick_warp_tile(shape)
+        mt = -(-m // 16)
+        tiles = shape[:-2] + (mt // wm, (n // 8) // wn)
+        group = em.div(self.lane, 4)
+        tig = em.rem(self.lane, 4)
+        mma = [i for i in matmuls if self.mma_eligible(i)]
+        rest = [i for i in matmuls if i not in mma]
+
+        def body(wt):
+            where = em.unflatten(wt, tiles)
+            batch = where[:-2]
+            m0, n0 = em.mul(where[-2], 16 * wm), em.mul(where[-1], 8 * wn)
+            results = {i: self.mma_k_loop(i, batch, m0, n0, wm, wn, group, tig) for i in mma}
+            for a in range(wm):
+                for b in range(wn):
+                    for half in range(2):
+                        row = em.add(em.add(m0, 16 * a + 8 * half), group)
+                        guard = None
+                        if m % 16 and 16 * (mt - 1) + 8 * half + 7 >= m:
+                            guard = em.cmp_lt(row, m)
+                        for c in range(2):
+                            col = em.add(em.add(n0, 8 * b), em.add(em.mul(tig, 2), c))
+                            index = batch + [row, col]
+                            values = {self.value(i): results[i][a][b][half][c] for i in mma}
+
+                            def epilogue(index=index, values=values):
+                                memo: dict = {}
+                                for i in rest:
+                                    values[self.value(i)] = self.dot(i, index)
+                                self.write(target, index, self.value_at(root, index, memo, values, compute=own), memo)
+
+                            if guard is None:
+                                epilogue()
+                            else:
+                                with em.region(f"scf.if {guard} {{"):
+                                    epilogue()
+
+        self.for_each(_numel(tiles), body, ids=self.warp, count=self.warps)
+
+    def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, group, tig):
+        """[a][b][half][c] f32 results (rounded to the matmul's type) of matmul node i's tiles."""
+        em = self.em
+        node = self.g.nodes[i]
+        a_v, b_v = node.inputs
+        abuf, bbuf = self.buffers[self.node_of[a_v]], self.buffers[self.node_of[b_v]]
+        m, k_dim = self.vtype(a_v).shape[-2:]
+        zero_h = em.op("arith.constant 0.0 : f16", "z") if m % 16 else None
+
+        def a_frag(a: int, k0: Index) -> str:
+            elems = []
+            for reg in range(4):
+                row = em.add(em.add(m0, 16 * a + 8 * (reg % 2)), group)
+                col = em.add(em.add(k0, 8 * (reg // 2)), em.mul(tig, 2))
+                guard = em.cmp_lt(row, m) if m % 16 else None
+                safe_row = row if guard is None else em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
+                pair = em.op(f"vector.load {abuf.name}[{indices(em, batch + [safe_row, col])}] {{alignment = 4}} "
+                             f": {abuf.type}, vector<2xf16>", "fa")
+                for h in range(2):
+                    x = em.op(f"vector.extract {pair}[{h}] : f16 from vector<2xf16>", "h")
+                    if guard is not None:
+                        x = em.op(f"arith.select {guard}, {x}, {zero_h} : f16", "h")
+                    elems.append(x)
+            return em.op(f"vector.from_elements {', '.join(elems)} : vector<4x2xf16>", "fa")
+
+        def b_frag(b: int, k0: Index) -> str:
+            elems = []
+            col = em.add(em.add(n0, 8 * b), group)
+            for reg in range(2):
+                for h in range(2):
+                    row = em.add(em.add(k0, 8 * reg + h), em.mul(tig, 2))
+                    elems.append(em.op(f"memref.load {bbuf.name}[{indices(em, batch + [row, col])}] : {bbuf.type}", "h"))
+            return em.op(f"vector.from_elements {', '.join(elems)} : vector<2x2xf16>", "fb")
+
+        def step(k0: Index, accs: list[str]) -> list[str]:
+            af = [a_frag(a, k0) for a in range(wm)]
+            bf = [b_frag(b, k0) for b in range(wn)]
+            out = []
+            for a in range(wm):
+                for b in range(wn):
+                    out.append(em.op(f"nvgpu.mma.sync({af[a]}, {bf[b]}, {accs[a * wn + b]}) {{mmaShape = [16, 8, 16]}} "
+                                     f": (vector<4x2xf16>, vector<2x2xf16>, vector<2x2xf32>) -> vector<2x2xf32>", "mma"))
+            return out
+
+        zero = em.vconst_zero("vector<2x2xf32>")
+        init = [zero] * (wm * wn)
+        if k_dim == 16:
+            accs = step(0, init)
+        else:
+            k, res = em.fresh("k"), em.fresh("mm")
+            args = [em.fresh("s") for _ in init]
+            iter_args = ", ".join(f"{x} = {z}" for x, z in zip(args, init))
+            types = ", ".join(["vector<2x2xf32>"] * len(init))
+            with em.region(f"{res}:{len(init)} = scf.for {k} = {em.idx(0)} to {em.idx(k_dim)} step {em.idx(16)} "
+                           f"iter_args({iter_args}) -> ({types}) {{"):
+                em.emit(f"scf.yield {', '.join(step(k, args))} : {types}")
+            accs = [f"{res}#{j}" for j in range(len(init))]
+        dtype = node.types[0].dtype
+        out = []
+        for a in range(wm):
+            row = []
+            for b in range(wn):
+                acc = accs[a * wn + b]
+                row.append([[em.round(em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f"), dtype)
+                             for c in range(2)] for half in range(2)])
+            out.append(row)
+        return out
+
+    def dot(self, i: int, index: list[Index]) -> str:
+        """Matmul node i at one output element (a K loop over its operands), rounded to its type."""
+        em = self.em
+        node = self.g.nodes[i]
+        a_v, b_v = node.inputs
+        k_dim = self.vtype(a_v).shape[-1]
+        batch, row, col = index[:-2], index[-2], index[-1]
+        total = None
+        if k_dim <= 8:
+            for k in range(k_dim):
+                prod = (self.value_at(a_v, batch + [row, k], {}), self.value_at(b_v, batch + [k, col], {}))
+                total = em.fbin("mulf", *prod) if total is None else em.fma(prod[0], prod[1], total)
+        else:
+            k, res, acc = em.fresh("k"), em.fresh("r"), em.fresh("s")
+            with em.region(f"{res} = scf.for {k} = {em.idx(0)} to {em.idx(k_dim)} step {em.idx(1)} "
+                           f"iter_args({acc} = {em.f32(0.0)}) -> (f32) {{"):
+                x = em.fma(self.value_at(a_v, batch + [row, k], {}), self.value_at(b_v, batch + [k, col], {}), acc)
+                em.emit(f"scf.yield {x} : f32")
+            total = res
+        return em.round(total, node.types[0].dtype)
 
     def k_loop(self, i: int, batch: list[Index], m0: Index, n0: Index, tm: int, tn: int) -> list[list[str]]:
         """The TM x TN f32 results of matmul node i at rows m0.., columns n0.. (rounded to its type)."""
@@ -847,15 +1073,43 @@ class BlockKernelGen:
         if self.loop > 1:
             if self.dirty:
                 self.barrier()
+            loop_iters = [i for i in range(len(g.nodes)) if self.kind[i] == "iter" and phases[i] == "loop"]
+            geos = [self.copy_geometry(i) for i in loop_iters]
+            slots = sum(len(self.copy_slots(geo)) for geo in geos)
+            # Software pipelining: the tiles of the next `depth` iterations are loaded into registers
+            # (carried by the loop) while this one computes; each iteration stores the oldest set to
+            # shared memory at its top and issues the loads of iteration it + depth.
+            depth = 0
+            if self.prefetch and geos and all(-(-geo["n_chunks"] // self.threads) <= 16 for geo in geos):
+                depth = max((d for d in range(1, PREFETCH_DEPTH + 1)
+                             if d * slots <= PREFETCH_SLOTS and d < self.loop), default=0)
             it = em.fresh("it")
-            with em.region(f"scf.for {it} = {em.idx(0)} to {em.idx(self.loop)} step {em.idx(1)} {{",
-                           "} {mirage.forloop}"):
+            header = f"scf.for {it} = {em.idx(0)} to {em.idx(self.loop)} step {em.idx(1)}"
+            if depth:
+                first = []
+                for d in range(depth):
+                    self.it = d
+                    first += self.prefetch_loads(geos)
+                types = [geo["vec"] for geo in geos for _ in self.copy_slots(geo)] * depth
+                carried = [em.fresh("pf") for _ in first]
+                res = em.fresh("pf")
+                header = (f"{res}:{len(first)} = {header} iter_args("
+                          + ", ".join(f"{c} = {v}" for c, v in zip(carried, first)) + f") -> ({', '.join(types)})")
+            with em.region(header + " {", "} {mirage.forloop}"):
                 self.it = it
-                self.copy_stage([i for i in range(len(g.nodes)) if self.kind[i] == "iter" and phases[i] == "loop"])
+                if depth:
+                    self.prefetch_stores(geos, carried[:slots])
+                    self.it = em.op(f"arith.minui {em.add(it, depth)}, {em.idx(self.loop - 1)} : index", "i")
+                    following = carried[slots:] + self.prefetch_loads(geos)
+                    self.it = it
+                else:
+                    self.copy_stage(loop_iters)
                 for i in range(len(g.nodes)):
                     if phases[i] == "loop" and (emit := self.stage_of(i)):
                         emit()
                 self.barrier()
+                if depth:
+                    em.emit(f"scf.yield {', '.join(following)} : {', '.join(types)}")
             self.it = 0
             # epilogue
             for i in range(len(g.nodes)):
@@ -875,7 +1129,8 @@ class BlockKernelGen:
                           list(input_types), list(output_types))
 
 
-def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = ()) -> KernelCode:
-    """The gpu.func text for a block graph (the body of a graph_def)."""
+def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True) -> KernelCode:
+    """The gpu.func text for a block graph (the body of a graph_def). `use_mma`: f16 matmuls on
+    tensor cores (nvgpu.mma.sync, sm_80 and later); otherwise every matmul runs on CUDA cores."""
     outputs = [graph.value_types[v] for v in graph.outputs]
-    return BlockKernelGen(graph, name, path).generate(list(graph.inputs), outputs)
+    return BlockKernelGen(graph, name, path, use_mma).generate(list(graph.inputs), outputs)

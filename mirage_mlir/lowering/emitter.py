@@ -70,6 +70,11 @@ class Emitter:
         name = f"%c{value}_i32" if value >= 0 else f"%c_m{-value}_i32"
         return self._constant(("i32", value), name, f"{value} : i32")
 
+    def vconst_zero(self, vtype: str) -> str:
+        """A zero vector constant of type `vtype` (e.g. vector<2x2xf32>)."""
+        name = "%zero_" + vtype[len("vector<"):-1].replace("x", "_")
+        return self._constant(("vzero", vtype), name, f"dense<0.0> : {vtype}")
+
     def f32(self, value: float) -> str:
         bits = struct.unpack(">I", struct.pack(">f", float(value)))[0]
         return self._constant(("f32", bits), f"%cst_{bits:08x}", f"0x{bits:08X} : f32")

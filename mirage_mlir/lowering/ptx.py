@@ -29,7 +29,7 @@ class PTXError(Exception):
 
 def conversion_pipeline(chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATURES, opt_level: int = 3) -> str:
     return (f"builtin.module(nvvm-attach-target{{chip={chip} features={features} O={opt_level}}},"
-            "gpu.module(canonicalize,cse,convert-scf-to-cf,"
+            "gpu.module(canonicalize,cse,convert-scf-to-cf,convert-nvgpu-to-nvvm,"
             "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=true},canonicalize,cse),"
             "reconcile-unrealized-casts)")
 

@@ -278,6 +278,14 @@ class Machine:
     def op_arith_constant(self, a, mask, ot, it, regions, op):
         attr = op.attributes["value"]
         t = ot[0]
+        if t.startswith("vector<"):
+            dims = tuple(int(d) for d in t[len("vector<"):-1].split("x")[:-1])
+            dense = ir.DenseElementsAttr(attr)
+            if not dense.is_splat:
+                raise SimtError("non-splat vector constants are not emulated")
+            value = ir.FloatAttr(dense.get_splat_value()).value
+            dtype = np.float16 if _elem(t) == "f16" else np.float32
+            return [np.full((self.T,) + dims, value, dtype)]
         if t in ("f32", "f16", "bf16", "f64"):
             v = ir.FloatAttr(attr).value
             return [np.float32(v) if t != "f16" else np.float16(v)]
@@ -297,6 +305,9 @@ class Machine:
 
     def op_arith_remui(self, a, *r):
         return [np.asarray(a[0], np.int64) % a[1]]
+
+    def op_arith_minui(self, a, *r):
+        return [np.minimum(np.asarray(a[0], np.int64), a[1])]
 
     def op_arith_index_cast(self, a, *r):
         return [np.asarray(a[0], np.int64)]
@@ -444,11 +455,44 @@ class Machine:
 
     def op_vector_extract(self, a, mask, ot, it, regions, op):
         pos = list(ir.DenseI64ArrayAttr(op.attributes["static_position"]))
-        return [a[0][:, pos[0]]]
+        return [a[0][(slice(None),) + tuple(pos)]]
 
     def op_vector_from_elements(self, a, mask, ot, *r):
+        dims = tuple(int(d) for d in ot[0][len("vector<"):-1].split("x")[:-1])
         cols = [np.broadcast_to(np.asarray(v), (self.T,)) for v in a]
-        return [np.stack(cols, axis=1)]
+        return [np.stack(cols, axis=1).reshape((self.T,) + dims)]
+
+    def op_nvgpu_mma_sync(self, a, mask, ot, it, regions, op):
+        """mma.sync m16n8k16 (f16 x f16 + f32), the PTX fragment layouts, one 16x8 tile per warp."""
+        shape = list(ir.ArrayAttr(op.attributes["mmaShape"]))
+        if [ir.IntegerAttr(x).value for x in shape] != [16, 8, 16]:
+            raise SimtError("only mma.sync m16n8k16 is emulated")
+        warp_active = mask.reshape(-1, 32)
+        if not warp_active.all(axis=1).all() and np.any(warp_active.any(axis=1)):
+            if np.any(warp_active.any(axis=1) & ~warp_active.all(axis=1)):
+                raise SimtError("nvgpu.mma.sync reached by part of a warp")
+        fa = np.asarray(a[0], np.float32).reshape(-1, 32, 4, 2)
+        fb = np.asarray(a[1], np.float32).reshape(-1, 32, 2, 2)
+        fc = np.asarray(a[2], np.float32).reshape(-1, 32, 2, 2)
+        nw = fa.shape[0]
+        lane = np.arange(32)
+        g, t = lane // 4, lane % 4
+        A = np.zeros((nw, 16, 16), np.float32)
+        B = np.zeros((nw, 16, 8), np.float32)
+        C = np.zeros((nw, 16, 8), np.float32)
+        for reg in range(4):
+            for h in range(2):
+                A[:, g + 8 * (reg % 2), 2 * t + h + 8 * (reg // 2)] = fa[:, :, reg, h]
+        for reg in range(2):
+            for h in range(2):
+                B[:, 2 * t + h + 8 * reg, g] = fb[:, :, reg, h]
+                C[:, g + 8 * reg, 2 * t + h] = fc[:, :, reg, h]
+        D = (np.matmul(A.astype(np.float64), B.astype(np.float64)) + C).astype(np.float32)
+        out = np.zeros((nw, 32, 2, 2), np.float32)
+        for reg in range(2):
+            for h in range(2):
+                out[:, :, reg, h] = D[:, g + 8 * reg, 2 * t + h]
+        return [out.reshape(self.T, 2, 2)]
 
     # scf
     def op_scf_for(self, a, mask, ot, it, regions, op):
@@ -469,7 +513,7 @@ class Machine:
             new = []
             for old, y in zip(carried, yielded):
                 y = np.broadcast_to(np.asarray(y), old.shape)
-                m = active if old.ndim == 1 else active[:, None]
+                m = active.reshape((-1,) + (1,) * (old.ndim - 1))
                 new.append(np.where(m, y, old).astype(old.dtype))
             carried = new
             k += 1

@@ -12,7 +12,6 @@
 // CHECK-SAME: .extern .shared .align 16 .b8 __dynamic_shmem__0[]
 // CHECK-SAME: ld.global.v4.b32
 // CHECK-SAME: bar.sync
-// CHECK-SAME: shfl.sync.bfly.b32
 // CHECK: func.func @main(
 // CHECK: gpu.launch_func @main_kernels::@main_k0
 // CHECK-NOT: gpu.module
@@ -21,7 +20,7 @@
 // SM80-SAME: .target sm_80
 
 // The PTX file mirage-compile writes: one entry per kernel, dynamic shared memory declared extern (not
-// demoted to a one-byte static variable), 128-bit global loads and stores, f32 FMAs, warp shuffles.
+// demoted to a one-byte static variable), 128-bit global loads and stores, tensor-core MMAs, warp shuffles.
 // PTX: .version 8.0
 // PTX: .target sm_90
 // PTX: .extern .shared .align 16 .b8 __dynamic_shmem__0[];
@@ -30,7 +29,7 @@
 // PTX-DAG: ld.global.v4.b32
 // PTX-DAG: st.shared.v4.b32
 // PTX-DAG: bar.sync 0;
-// PTX-DAG: fma.rn.f32
+// PTX-DAG: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
 // PTX-DAG: shfl.sync.bfly.b32
 // PTX-DAG: st.global.v4.b32
 

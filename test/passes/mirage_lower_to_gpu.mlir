@@ -13,18 +13,24 @@
 // Accumulators (f32, shared memory) are zeroed before the loop.
 // CHECK-DAG: memref.view {{.*}} to memref<4x64xf32, #gpu.address_space<workgroup>>
 // CHECK-DAG: memref.view {{.*}} to memref<4x1xf32, #gpu.address_space<workgroup>>
+// Tensor-core operand tiles get rows padded by 8 halves (no bank conflicts on fragment loads).
+// CHECK-DAG: memref.view {{.*}} to memref<64x72xf16, #gpu.address_space<workgroup>>
 // CHECK: gpu.barrier
-// The for-loop over forloop_range: tile copies global -> shared with 128-bit vector loads, a barrier,
-// the fused matmul (f32 accumulation in registers), the rms accumulator (warp shuffles), a barrier.
-// CHECK: scf.for %[[IT:.*]] = %c0 to %c4 step %c1 {
+// Software pipelining: the tiles of the first iterations are loaded (128-bit loads) before the loop
+// and carried in registers; each iteration stores the oldest set to shared memory and loads the next.
 // CHECK: vector.load %[[X]][{{.*}}] {alignment = 16 : i64} : memref<4x256xf16>, vector<8xf16>
-// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<4x64xf16, #gpu.address_space<workgroup>>, vector<8xf16>
 // CHECK: vector.load %[[W]][{{.*}}] {alignment = 16 : i64} : memref<256x128xf16>, vector<8xf16>
+// CHECK: scf.for %[[IT:.*]] = %c0 to %c4 step %c1 iter_args({{.*}}) -> (vector<8xf16>,
+// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<4x72xf16, #gpu.address_space<workgroup>>, vector<8xf16>
+// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<64x72xf16, #gpu.address_space<workgroup>>, vector<8xf16>
+// CHECK: vector.load %[[W]]
 // CHECK: gpu.barrier
-// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (f32
-// CHECK: math.fma
+// The matmul on tensor cores (f32 accumulators in registers), fused with its accumulator; the rms
+// accumulator reduces rows with warp shuffles; a barrier closes the iteration.
+// CHECK: nvgpu.mma.sync({{.*}}) {mmaShape = [16, 8, 16]} : (vector<4x2xf16>, vector<2x2xf16>, vector<2x2xf32>) -> vector<2x2xf32>
 // CHECK: gpu.shuffle xor {{.*}}, %c16_i32, %c32_i32 : f32
 // CHECK: gpu.barrier
+// CHECK-NEXT: scf.yield
 // CHECK-NEXT: } {mirage.forloop}
 // After the loop: divide by the rms, round to f16, store the tile with 128-bit stores (the output saver).
 // CHECK: math.sqrt
