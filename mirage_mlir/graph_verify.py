@@ -56,11 +56,15 @@ class _Verifier:
             if not 0 <= v < count:
                 self.error(path, f"output {v} is not a value of the graph")
                 ok = False
-        for t in graph.value_types:
-            if t.dtype not in FLOAT_TYPES:
-                self.error(path, f"unsupported element type '{t.dtype}' (expected one of {', '.join(FLOAT_TYPES)})")
-                ok = False
-        return ok
+        # Report each unsupported element type once, at the first node that touches it.
+        reported = set()
+        for index, node in enumerate(graph.nodes):
+            for t in [graph.value_types[v] for v in node.inputs] + list(node.types):
+                if t.dtype not in FLOAT_TYPES and t.dtype not in reported:
+                    reported.add(t.dtype)
+                    self.error(path + [index], f"unsupported element type '{t.dtype}' "
+                               f"(expected one of {', '.join(FLOAT_TYPES)})")
+        return ok and not reported
 
     def check_opset_node(self, graph: Graph, node: Node, path) -> None:
         info = OPS[node.op]

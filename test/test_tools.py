@@ -134,6 +134,7 @@ def test_diagnostics_point_at_the_source():
     (["-"], "func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n  %e = math.cbrt %a : tensor<4xf32>\n  return %e : tensor<4xf32>\n}"),
     (["-"], 'func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n  %r = "mirage_block.exp"(%a) : (tensor<4xf32>) -> tensor<4xf32>\n  return %r : tensor<4xf32>\n}'),
     (["-"], "module {}"),
+    (["-"], "func.func @empty() {\n  return\n}"),
     (["-", "--no-such-flag"], VALID),
 ])
 def test_mirage_run_bad_input(args, stdin):

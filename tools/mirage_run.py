@@ -8,11 +8,12 @@ The inputs are made here (with the interpreter's own `random_inputs`, so they ar
 from __future__ import annotations
 
 import argparse
-import inspect
 import re
 import sys
 
 import numpy as np
+
+from mirage_mlir import interpreter
 
 from .driver import (
     ArgumentParser,
@@ -87,13 +88,12 @@ def parse_dims(items: list[str]) -> dict:
 def make_inputs(func_op, dims: dict, seed: int) -> list[np.ndarray]:
     """Seeded random inputs for every argument of `func_op`, made as the interpreter makes its own
     (mirage_mlir.interpreter.random_inputs), so that mirage-run and interpret(seed=N) agree."""
-    interpreter = _interpreter()
     sized = {k: v for k, v in dims.items() if k != "?"}
     kwargs = {"dynamic_size": dims["?"]} if "?" in dims else {}
     try:
         return [np.asarray(a) for a in interpreter.random_inputs(func_op, seed, sized, **kwargs)]
     except Exception as e:  # noqa: BLE001
-        raise _as_run_error(e, interpreter, func_op.location) from None
+        raise _as_run_error(e, func_op.location) from None
 
 
 def load_inputs(path: str, count: int) -> list[np.ndarray]:
@@ -113,40 +113,21 @@ def load_inputs(path: str, count: int) -> list[np.ndarray]:
 
 # -- running ------------------------------------------------------------------------------------
 
-def _interpreter():
-    try:
-        from mirage_mlir import interpreter
-    except ImportError as e:
-        raise ToolError(f"the interpreter (mirage_mlir.interpreter) cannot be imported: {e}") from None
-    for name in ("interpret", "random_inputs"):
-        if not hasattr(interpreter, name):
-            raise ToolError(f"mirage_mlir.interpreter has no '{name}'")
-    return interpreter
-
-
-def _as_run_error(error: Exception, interpreter, default_location) -> RunError:
+def _as_run_error(error: Exception, default_location) -> RunError:
     """An InterpreterError at its op; anything else is an internal error of the interpreter."""
-    if isinstance(error, getattr(interpreter, "InterpreterError", ())):
-        location = getattr(error, "location", None)
+    if isinstance(error, interpreter.InterpreterError):
+        location = error.location
         if location is not None and hasattr(location, "location"):  # an op rather than a location
             location = location.location
-        message = getattr(error, "message", None) or str(error)
-        return RunError(message, location if location is not None else default_location)
+        return RunError(error.message, location if location is not None else default_location)
     return RunError(internal_error_message("the interpreter", error), default_location)
 
 
 def call_interpreter(module, entry: str, inputs, seed: int, ctx) -> list[np.ndarray]:
-    """mirage_mlir.interpreter.interpret, passing only the keywords it takes."""
-    interpreter = _interpreter()
-    params = inspect.signature(interpreter.interpret).parameters
-    wanted = {"entry": entry, "inputs": inputs, "seed": seed, "context": ctx}
-    kwargs = {k: v for k, v in wanted.items() if k in params}
     try:
-        outputs = interpreter.interpret(module, **kwargs)
+        outputs = interpreter.interpret(module, entry=entry, inputs=inputs, seed=seed, context=ctx)
     except Exception as e:  # noqa: BLE001
-        raise _as_run_error(e, interpreter, module.operation.location) from None
-    if isinstance(outputs, np.ndarray) or np.isscalar(outputs):
-        outputs = [outputs]
+        raise _as_run_error(e, module.operation.location) from None
     return [np.asarray(o) for o in outputs]
 
 
@@ -219,6 +200,8 @@ def _main(argv: list[str]) -> int:
             return 1
         try:
             name, func_op = find_function(module, args.entry)
+            if not len(ir.FunctionType(ir.TypeAttr(func_op.attributes["function_type"]).value).results):
+                raise RunError(f"@{name} returns nothing: there is no output to compute", func_op.location)
             if args.inputs:
                 count = len(ir.FunctionType(ir.TypeAttr(func_op.attributes["function_type"]).value).inputs)
                 inputs = load_inputs(args.inputs, count)
