@@ -4,12 +4,14 @@
 For each program of ../shared/BENCHMARKS.md, bs 1 and 8, writes with mirage-compile:
   DIR/<program>_bs<bs>_<dtype>_published/   Mirage's published plan (--plan published), from the
                                            torch-mlir file examples/<program>_bs<bs>_<dtype>.mlir
-  DIR/<program>_bs<bs>_<dtype>_converted/  the default pipeline (convert-linalg-to-mirage, the search
-                                           when registered, lowering): one kernel per kernel op today
+  DIR/<program>_bs<bs>_<dtype>_converted/  convert-linalg-to-mirage and lowering without the search
+                                           (--no-search): one kernel per kernel op
+  DIR/<program>_bs<bs>_f16_searched/       the default pipeline, with mirage-superoptimize
+                                           (--search-options, default 'time-budget=20 workers=2')
 for dtype f16 and f32 (from the examples), and bf16 (the published plan on bf16 arguments: no bf16
 torch-mlir files exist), then DIR/index.json for benchmarks/check_gpu.py and benchmarks/gpu.py.
 
-  python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90]
+  python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90] [--no-searched]
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def main() -> int:
     p.add_argument("-o", dest="out", default=os.path.join(ROOT, ".device", "programs"))
     p.add_argument("--chip", default="sm_90")
     p.add_argument("--only", nargs="*", help="program names")
+    p.add_argument("--no-searched", action="store_true", help="skip the variants that run the search")
+    p.add_argument("--search-options", default="time-budget=20 workers=2")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     tmp = tempfile.mkdtemp()
@@ -58,7 +62,9 @@ def main() -> int:
                     variants = {"published": ["--plan", name]}
                 else:
                     src = os.path.join(ROOT, "examples", f"{name}_bs{bs}_{dtype}.mlir")
-                    variants = {"published": ["--plan", "published"], "converted": []}
+                    variants = {"published": ["--plan", "published"], "converted": ["--no-search"]}
+                    if dtype == "f16" and not args.no_searched:
+                        variants["searched"] = ["--search-options", args.search_options]
                 for variant, extra in variants.items():
                     d = f"{name}_bs{bs}_{dtype}_{variant}"
                     cmd = [sys.executable, "-m", "mirage_mlir.tools.mirage_compile", src, "-o",
@@ -71,13 +77,22 @@ def main() -> int:
         return entry, proc
 
     index, failed = [], 0
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
-        for entry, proc in pool.map(run, jobs):
+    quick = [j for j in jobs if j[0]["variant"] != "searched"]
+    searched = [j for j in jobs if j[0]["variant"] == "searched"]
+
+    def collect(results):
+        nonlocal failed
+        for entry, proc in results:
             if proc.returncode:
                 failed += 1
                 print(f"FAILED {entry['dir']}:\n{proc.stderr}", file=sys.stderr)
             else:
                 index.append(entry)
+                print(f"  {entry['dir']}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
+        collect(pool.map(run, quick))
+    collect(map(run, searched))  # the search uses several processes itself
     with open(os.path.join(args.out, "index.json"), "w") as f:
         json.dump(index, f, indent=1)
     print(f"compiled {len(index)} programs into {args.out} ({failed} failed)")

@@ -38,7 +38,7 @@ def bench(fn, reps: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--programs", default=os.path.join(ROOT, ".device", "programs"))
-    p.add_argument("--variants", nargs="*", default=["published", "converted"])
+    p.add_argument("--variants", nargs="*", default=["published", "converted", "searched"])
     p.add_argument("--only", nargs="*", default=None, help="program names")
     p.add_argument("--bs", nargs="*", type=int, default=[1, 8])
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")

@@ -29,7 +29,8 @@ from mirage_mlir.builder import KernelBuilder
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INPUTS = os.path.join(ROOT, "test", "inputs")
 
-# The shapes of test/inputs (small) and shapes where every plan's for-loop runs several iterations.
+# The shapes of test/inputs (small) and shapes where every plan's for-loop runs several iterations
+# and the f16 matmuls run on tensor cores (mma.sync, ldmatrix) with register accumulators.
 SMALL = {
     "gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
     "qknorm_gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
@@ -39,8 +40,8 @@ SMALL = {
     "ntrans": [(8, 64)] * 3,
 }
 MEDIUM = {
-    "gqa": [(2, 64, 64), (2, 64, 512), (2, 512, 64)],
-    "qknorm_gqa": [(2, 64, 64), (2, 64, 512), (2, 512, 64)],
+    "gqa": [(2, 64, 64), (2, 64, 2048), (2, 2048, 64)],  # Q K tiles of 64 x 32: tensor cores
+    "qknorm_gqa": [(2, 64, 64), (2, 64, 2048), (2, 2048, 64)],
     "rmsnorm_linear": [(4, 512), (512, 256)],
     "lora": [(16, 256), (256, 256), (256, 16), (16, 256)],
     "gated_mlp": [(16, 512), (512, 128), (512, 128)],
@@ -108,6 +109,17 @@ def test_ptx_for_sm80():
     binary = compile_gpu_module(program.gpu_module_text(), chip="sm_80")
     assert b".target sm_80" in binary.ptx
     assert run_ptxas(binary.ptx, "sm_80").ok
+
+
+def test_tensor_core_paths_are_exercised():
+    """The medium shapes go through ldmatrix/mma.sync, loop-carried accumulators and prefetching."""
+    for name in ("gqa", "rmsnorm_linear", "gated_mlp"):
+        text = lower_graph(PLANS[name]([TensorType(s, "f16") for s in MEDIUM[name]])).gpu_module_text()
+        assert "nvgpu.mma.sync" in text and "nvgpu.ldmatrix" in text, name
+        assert "iter_args(%lc" in text, name
+    text = lower_graph(PLANS["gated_mlp"]([TensorType(s, "f16") for s in MEDIUM["gated_mlp"]])).gpu_module_text()
+    loop_header = text[text.index("iter_args(%lc"):].split("{")[0]
+    assert "vector<2x2xf32>" in loop_header and "vector<8xf16>" in loop_header
 
 
 def test_full_size_plans_use_128_bit_accesses():

@@ -7,7 +7,8 @@
   kernels on the CPU (NumPy, lockstep threads, race checks) so that tests need no GPU.
 """
 
-from .blockgen import KernelCode, LoweringError, generate_kernel
+from .blockgen import MAX_SHARED_BYTES, KernelCode, LoweringError, generate_kernel, shared_memory_bytes
 from .program import Launch, LoweredProgram, lower_graph
 
-__all__ = ["KernelCode", "Launch", "LoweredProgram", "LoweringError", "generate_kernel", "lower_graph"]
+__all__ = ["MAX_SHARED_BYTES", "KernelCode", "Launch", "LoweredProgram", "LoweringError", "generate_kernel", "lower_graph",
+           "shared_memory_bytes"]

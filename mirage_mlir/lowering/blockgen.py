@@ -143,6 +143,7 @@ class BlockKernelGen:
         self.max_buffers: dict[int, Buffer] = {}  # accum_rescaled_sum: running max
         self.dirty: set[str] = set()
         self.it: Index = 0  # the for-loop induction variable inside the loop
+        self.reg_accs: dict = {}  # accumulators carried in registers by the for-loop
         self.barriers = 0
 
     # -- analysis ------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ class BlockKernelGen:
         return self.buffered[i] or self.kind[i] == "acc"
 
     # -- shared memory ---------------------------------------------------------------------------
-    def _allocate(self) -> int:
+    def _allocate(self, check: bool = True) -> int:
         offset = 0
 
         def new(shape, dtype, hint, pad=0) -> Buffer:
@@ -242,9 +243,10 @@ class BlockKernelGen:
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
                 self.buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0)
-        if offset > MAX_SHARED_BYTES:
-            raise LoweringError(f"the block graph needs {offset} bytes of shared memory (at most {MAX_SHARED_BYTES})",
-                                self.path)
+        if check and offset > MAX_SHARED_BYTES:
+            raise LoweringError(f"the block graph needs {offset} bytes of shared memory for its tiles, buffers and "
+                                f"accumulators (at most {MAX_SHARED_BYTES} per block); smaller tiles (a larger "
+                                f"grid or for-loop) would fit", self.path)
         return offset
 
     # -- thread mapping helpers ------------------------------------------------------------------
@@ -714,7 +716,7 @@ class BlockKernelGen:
 
     def mma_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
         """Matmuls on tensor cores: each warp owns wm x wn tiles of 16 x 8 outputs; fragments are
-        loaded from shared memory in the m16n8k16 layouts (lane = 4 * group + t_in_group), the K loop
+        loaded from shared memory with ldmatrix in the m16n8k16 layouts (lane = 4 * group + t_in_group), the K loop
         carries the f32 accumulators in registers, and each thread then applies the stage's epilogue
         to the four outputs per tile it holds. Matmuls of the stage that cannot use tensor cores
         (e.g. K = 1) are computed per output element."""
@@ -760,39 +762,35 @@ class BlockKernelGen:
 
         self.for_each(_numel(tiles), body, ids=self.warp, count=self.warps)
 
-    def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, group, tig):
+    def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, group, tig, init: list[str] | None = None,
+                   raw: bool = False):
         """[a][b][half][c] f32 results (rounded to the matmul's type) of matmul node i's tiles."""
         em = self.em
         node = self.g.nodes[i]
         a_v, b_v = node.inputs
         abuf, bbuf = self.buffers[self.node_of[a_v]], self.buffers[self.node_of[b_v]]
         m, k_dim = self.vtype(a_v).shape[-2:]
-        zero_h = em.op("arith.constant 0.0 : f16", "z") if m % 16 else None
+
+        # ldmatrix: lane l gives the address of row l % 8 of 8x8 matrix l // 8 (16 bytes each).
+        # A (x4): matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15)
+        # give the m16n8k16 A registers a0..a3 in order. Rows past M read row M-1 (clamped): they only
+        # feed output rows past M, which are never written.
+        lrow, lmat = em.rem(self.lane, 8), em.div(self.lane, 8)
 
         def a_frag(a: int, k0: Index) -> str:
-            elems = []
-            for reg in range(4):
-                row = em.add(em.add(m0, 16 * a + 8 * (reg % 2)), group)
-                col = em.add(em.add(k0, 8 * (reg // 2)), em.mul(tig, 2))
-                guard = em.cmp_lt(row, m) if m % 16 else None
-                safe_row = row if guard is None else em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
-                pair = em.op(f"vector.load {abuf.name}[{indices(em, batch + [safe_row, col])}] {{alignment = 4}} "
-                             f": {abuf.type}, vector<2xf16>", "fa")
-                for h in range(2):
-                    x = em.op(f"vector.extract {pair}[{h}] : f16 from vector<2xf16>", "h")
-                    if guard is not None:
-                        x = em.op(f"arith.select {guard}, {x}, {zero_h} : f16", "h")
-                    elems.append(x)
-            return em.op(f"vector.from_elements {', '.join(elems)} : vector<4x2xf16>", "fa")
+            row = em.add(em.add(m0, 16 * a), em.add(lrow, em.mul(em.rem(lmat, 2), 8)))
+            if m % 16:
+                row = em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
+            col = em.add(k0, em.mul(em.div(lmat, 2), 8))
+            return em.op(f"nvgpu.ldmatrix {abuf.name}[{indices(em, batch + [row, col])}] "
+                         f"{{numTiles = 4 : i32, transpose = false}} : {abuf.type} -> vector<4x2xf16>", "fa")
 
+        # B (x2, transposed): matrices (k 0-7) and (k 8-15) of columns n0 + 8b .. + 7, stored [k][n].
         def b_frag(b: int, k0: Index) -> str:
-            elems = []
-            col = em.add(em.add(n0, 8 * b), group)
-            for reg in range(2):
-                for h in range(2):
-                    row = em.add(em.add(k0, 8 * reg + h), em.mul(tig, 2))
-                    elems.append(em.op(f"memref.load {bbuf.name}[{indices(em, batch + [row, col])}] : {bbuf.type}", "h"))
-            return em.op(f"vector.from_elements {', '.join(elems)} : vector<2x2xf16>", "fb")
+            row = em.add(k0, em.add(lrow, em.mul(em.rem(lmat, 2), 8)))
+            col = em.add(n0, 8 * b)
+            return em.op(f"nvgpu.ldmatrix {bbuf.name}[{indices(em, batch + [row, col])}] "
+                         f"{{numTiles = 2 : i32, transpose = true}} : {bbuf.type} -> vector<2x2xf16>", "fb")
 
         def step(k0: Index, accs: list[str]) -> list[str]:
             af = [a_frag(a, k0) for a in range(wm)]
@@ -804,8 +802,8 @@ class BlockKernelGen:
                                      f": (vector<4x2xf16>, vector<2x2xf16>, vector<2x2xf32>) -> vector<2x2xf32>", "mma"))
             return out
 
-        zero = em.vconst_zero("vector<2x2xf32>")
-        init = [zero] * (wm * wn)
+        if init is None:
+            init = [em.vconst_zero("vector<2x2xf32>")] * (wm * wn)
         if k_dim == 16:
             accs = step(0, init)
         else:
@@ -817,6 +815,8 @@ class BlockKernelGen:
                            f"iter_args({iter_args}) -> ({types}) {{"):
                 em.emit(f"scf.yield {', '.join(step(k, args))} : {types}")
             accs = [f"{res}#{j}" for j in range(len(init))]
+        if raw:
+            return accs
         dtype = node.types[0].dtype
         out = []
         for a in range(wm):
@@ -827,6 +827,87 @@ class BlockKernelGen:
                              for c in range(2)] for half in range(2)])
             out.append(row)
         return out
+
+    def register_accumulators(self, phases: dict) -> dict:
+        """Accumulators kept in registers across the for-loop: an f32 accum_sum of a tensor-core
+        matmul (f32) whose warp tiles split evenly over the warps. The loop carries the mma
+        accumulators (the K loop simply continues from one iteration to the next); the totals are
+        written to the accumulator's buffer once, after the loop."""
+        out = {}
+        for i, node in enumerate(self.g.nodes):
+            if self.kind[i] != "acc" or phases.get(i) != "loop" or node.op != "accum_sum":
+                continue
+            if node.attr("reduce_dim", -1) != -1 or node.types[0].dtype != "f32":
+                continue
+            v = node.inputs[0]
+            if v < self.n_in:
+                continue
+            mm = self.node_of[v]
+            if self.kind[mm] != "matmul" or self.buffered[mm] or not self.mma_eligible(mm):
+                continue
+            if self.g.nodes[mm].types[0].dtype != "f32":
+                continue
+            shape = self.vtype(v).shape
+            wm, wn = self.pick_warp_tile(shape)
+            tiles = shape[:-2] + (-(-shape[-2] // 16) // wm, (shape[-1] // 8) // wn)
+            n_tiles = _numel(tiles)
+            if n_tiles % self.warps or n_tiles // self.warps > UNROLL:
+                continue
+            out[i] = {"mm": mm, "wm": wm, "wn": wn, "tiles": tiles, "per_warp": n_tiles // self.warps,
+                      "count": (n_tiles // self.warps) * wm * wn, "in": None, "out": None}
+        return out
+
+    def reg_tile_origin(self, info: dict, k: int):
+        em = self.em
+        where = em.unflatten(em.add(self.warp, k * self.warps), info["tiles"])
+        return where[:-2], em.mul(where[-2], 16 * info["wm"]), em.mul(where[-1], 8 * info["wn"])
+
+    def register_accumulator_stage(self, i: int) -> None:
+        """One iteration's matmul, accumulated into the loop-carried mma accumulators."""
+        em = self.em
+        info = self.reg_accs[i]
+        mm = info["mm"]
+        reads: set[str] = set()
+        for v in self.g.nodes[mm].inputs:
+            reads |= self.reads_of(v)
+        self.sync_for(reads)
+        group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
+        size = info["wm"] * info["wn"]
+        outs = []
+        for k in range(info["per_warp"]):
+            batch, m0, n0 = self.reg_tile_origin(info, k)
+            outs += self.mma_k_loop(mm, batch, m0, n0, info["wm"], info["wn"], group, tig,
+                                    init=info["in"][k * size:(k + 1) * size], raw=True)
+        info["out"] = outs
+
+    def register_accumulator_flush(self, i: int, values: list[str]) -> None:
+        """Writes the totals this thread holds into the accumulator's buffer (f32)."""
+        em = self.em
+        info = self.reg_accs[i]
+        buf = self.buffers[i]
+        m = self.vtype(self.value(info["mm"])).shape[-2]
+        group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
+        wm, wn = info["wm"], info["wn"]
+        for k in range(info["per_warp"]):
+            batch, m0, n0 = self.reg_tile_origin(info, k)
+            for a in range(wm):
+                for b in range(wn):
+                    acc = values[(k * wm + a) * wn + b]
+                    for half in range(2):
+                        row = em.add(em.add(m0, 16 * a + 8 * half), group)
+
+                        def store(row=row, acc=acc, half=half, b=b):
+                            for c in range(2):
+                                col = em.add(em.add(n0, 8 * b), em.add(em.mul(tig, 2), c))
+                                x = em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f")
+                                em.emit(f"memref.store {x}, {buf.name}[{indices(em, batch + [row, col])}] : {buf.type}")
+
+                        if m % 16:
+                            with em.region(f"scf.if {em.cmp_lt(row, m)} {{"):
+                                store()
+                        else:
+                            store()
+        self.dirty.add(buf.name)
 
     def dot(self, i: int, index: list[Index]) -> str:
         """Matmul node i at one output element (a K loop over its operands), rounded to its type."""
@@ -1024,6 +1105,8 @@ class BlockKernelGen:
         if kind == "saver":
             return lambda: self.compute_stage(("saver", i), node.inputs[0])
         if kind == "acc":
+            if i in self.reg_accs:
+                return lambda: self.register_accumulator_stage(i)
             if node.attr("reduce_dim", -1) != -1:
                 return lambda: self.reduce_stage(("acc", i), node, node.inputs[0])
             return lambda: self.compute_stage(("acc", i), node.inputs[0])
@@ -1085,22 +1168,33 @@ class BlockKernelGen:
                              if d * slots <= PREFETCH_SLOTS and d < self.loop), default=0)
             it = em.fresh("it")
             header = f"scf.for {it} = {em.idx(0)} to {em.idx(self.loop)} step {em.idx(1)}"
+            init, types = [], []
             if depth:
-                first = []
                 for d in range(depth):
                     self.it = d
-                    first += self.prefetch_loads(geos)
-                types = [geo["vec"] for geo in geos for _ in self.copy_slots(geo)] * depth
-                carried = [em.fresh("pf") for _ in first]
-                res = em.fresh("pf")
-                header = (f"{res}:{len(first)} = {header} iter_args("
-                          + ", ".join(f"{c} = {v}" for c, v in zip(carried, first)) + f") -> ({', '.join(types)})")
+                    init += self.prefetch_loads(geos)
+                types += [geo["vec"] for geo in geos for _ in self.copy_slots(geo)] * depth
+            n_prefetch = len(init)
+            self.reg_accs = self.register_accumulators(phases) if self.use_mma else {}
+            for info in self.reg_accs.values():
+                init += [em.vconst_zero("vector<2x2xf32>")] * info["count"]
+                types += ["vector<2x2xf32>"] * info["count"]
+            carried = [em.fresh("lc") for _ in init]
+            res = em.fresh("loop")
+            if init:
+                header = (f"{res}:{len(init)} = {header} iter_args("
+                          + ", ".join(f"{c} = {v}" for c, v in zip(carried, init)) + f") -> ({', '.join(types)})")
+            position = n_prefetch
+            for info in self.reg_accs.values():
+                info["in"] = carried[position:position + info["count"]]
+                position += info["count"]
             with em.region(header + " {", "} {mirage.forloop}"):
                 self.it = it
+                following = []
                 if depth:
                     self.prefetch_stores(geos, carried[:slots])
                     self.it = em.op(f"arith.minui {em.add(it, depth)}, {em.idx(self.loop - 1)} : index", "i")
-                    following = carried[slots:] + self.prefetch_loads(geos)
+                    following = carried[slots:n_prefetch] + self.prefetch_loads(geos)
                     self.it = it
                 else:
                     self.copy_stage(loop_iters)
@@ -1108,9 +1202,15 @@ class BlockKernelGen:
                     if phases[i] == "loop" and (emit := self.stage_of(i)):
                         emit()
                 self.barrier()
-                if depth:
+                for info in self.reg_accs.values():
+                    following += info["out"]
+                if init:
                     em.emit(f"scf.yield {', '.join(following)} : {', '.join(types)}")
             self.it = 0
+            position = n_prefetch
+            for i, info in self.reg_accs.items():
+                self.register_accumulator_flush(i, [f"{res}#{j}" for j in range(position, position + info["count"])])
+                position += info["count"]
             # epilogue
             for i in range(len(g.nodes)):
                 if phases[i] == "post" and (emit := self.stage_of(i)):
@@ -1127,6 +1227,13 @@ class BlockKernelGen:
         text = header + "\n" + em.text() + "\n}"
         return KernelCode(self.name, text, tuple(g.grid_dim), (self.threads, 1, 1), shared,
                           list(input_types), list(output_types))
+
+
+def shared_memory_bytes(graph: Graph) -> int:
+    """Dynamic shared memory the generated kernel of block graph `graph` needs (tiles, buffers and
+    accumulators, rows of tensor-core operands padded). Candidates above MAX_SHARED_BYTES cannot be
+    lowered; the search can use this to drop them early."""
+    return BlockKernelGen(graph, "probe")._allocate(check=False)
 
 
 def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True) -> KernelCode:

@@ -462,6 +462,32 @@ class Machine:
         cols = [np.broadcast_to(np.asarray(v), (self.T,)) for v in a]
         return [np.stack(cols, axis=1).reshape((self.T,) + dims)]
 
+    def op_nvgpu_ldmatrix(self, a, mask, ot, it, regions, op):
+        """ldmatrix.m8n8.x{1,2,4}[.trans].b16: lane l addresses row l % 8 of matrix l // 8; thread
+        (group g, t) receives elements (g, 2t), (g, 2t+1) of each matrix (of its transpose with .trans)."""
+        tiles = _attr_int(op, "numTiles")
+        trans = ir.BoolAttr(op.attributes["transpose"]).value
+        mem = a[0]
+        if mem.kind != "shared":
+            raise SimtError("ldmatrix reads shared memory")
+        warp_active = mask.reshape(-1, 32)
+        if np.any(warp_active.any(axis=1) & ~warp_active.all(axis=1)):
+            raise SimtError("nvgpu.ldmatrix reached by part of a warp")
+        lane = np.arange(self.T) % 32
+        used = mask & (lane < 8 * tiles)
+        rows = self.load(mem, a[1:], used, 8)  # [T, 8]: each addressing lane's 8 halves
+        rows = np.asarray(rows, np.float32).reshape(-1, 32, 8)
+        g, t = np.arange(32) // 4, np.arange(32) % 4
+        out = np.zeros((rows.shape[0], 32, tiles, 2), np.float32)
+        for j in range(tiles):
+            matrix = rows[:, 8 * j:8 * j + 8, :]  # [warps, row, col]
+            if trans:
+                matrix = matrix.transpose(0, 2, 1)
+            for h in range(2):
+                out[:, :, j, h] = matrix[:, g, 2 * t + h]
+        dtype = np.float16 if _elem(ot[0]) == "f16" else np.float32
+        return [out.reshape(self.T, tiles, 2).astype(dtype)]
+
     def op_nvgpu_mma_sync(self, a, mask, ot, it, regions, op):
         """mma.sync m16n8k16 (f16 x f16 + f32), the PTX fragment layouts, one 16x8 tile per warp."""
         shape = list(ir.ArrayAttr(op.attributes["mmaShape"]))
