@@ -54,6 +54,58 @@ def check_entry(torch, entry: dict, programs_dir: str, trials: int, seed: int) -
             "nonfinite": nonfinite, "tolerance": tol, "ok": nonfinite == 0 and max(errors) <= tol}
 
 
+def runtime_api(torch, programs_dir: str, index: list) -> list[str]:
+    """The runtime's other entry points on one program: CuPy arrays, a generic DLPack array, out=,
+    and the argument errors. Returns failures."""
+    import cupy
+    import numpy
+    from programs import make_inputs
+
+    from mirage_mlir.runtime import load
+
+    failures = []
+    entry = next(e for e in index if e["program"] == "gated_mlp" and e["bs"] == 1 and e["dtype"] == "f16"
+                 and e["variant"] == "published")
+    program = load(os.path.join(programs_dir, entry["dir"]))
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    inputs = make_inputs(torch, "gated_mlp", 1, torch.float16, gen)
+    expected = program(*inputs)
+    torch.cuda.synchronize()
+
+    class DLPackOnly:  # an array known only through the DLPack protocol
+        def __init__(self, t):
+            self.t, self.shape, self.dtype = t, tuple(t.shape), numpy.dtype("float16")
+
+        def __dlpack__(self, **kw):
+            return self.t.__dlpack__(**kw)
+
+        def __dlpack_device__(self):
+            return self.t.__dlpack_device__()
+
+    for label, args in (("cupy", [cupy.from_dlpack(x) for x in inputs]), ("dlpack", [DLPackOnly(x) for x in inputs])):
+        got = program(*args)
+        cupy.cuda.get_current_stream().synchronize()
+        got = torch.from_dlpack(got)
+        if not torch.equal(got, expected):
+            failures.append(f"{label} inputs give a different result")
+    out = torch.empty_like(expected).fill_(float("nan"))
+    program(*inputs, out=out)
+    torch.cuda.synchronize()
+    if not torch.equal(out, expected):
+        failures.append("out= gives a different result")
+    for args, message in (((inputs[0][:, :64].contiguous(), *inputs[1:]), "argument 0 must be (8, 4096) f16"),
+                          ((inputs[0].float(), *inputs[1:]), "argument 0 must be (8, 4096) f16"),
+                          ((inputs[0].cpu(), *inputs[1:]), "not on a CUDA device"),
+                          ((inputs[0].t().contiguous().t(), *inputs[1:]), "C-contiguous")):
+        try:
+            program(*args)
+            failures.append(f"no error: {message}")
+        except ValueError as e:
+            if message not in str(e):
+                failures.append(f"unexpected message {e!r} (expected {message!r})")
+    return failures
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--programs", default=os.path.join(ROOT, ".device", "programs"))
@@ -90,6 +142,10 @@ def main() -> int:
               f"{r['rel_err']:.1e} | {r['tolerance']:.0e} | {'pass' if r['ok'] else 'FAIL'} |")
     failed = sum(not r["ok"] for r in results)
     print(f"\n{len(results) - failed}/{len(results)} passed")
+    if any(e["dir"] == "gated_mlp_bs1_f16_published" for e in index):
+        api = runtime_api(torch, args.programs, index)
+        print("runtime API (CuPy arrays, DLPack, out=, argument errors): " + ("ok" if not api else "; ".join(api)))
+        failed += len(api)
     return 1 if failed else 0
 
 

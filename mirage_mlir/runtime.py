@@ -2,7 +2,7 @@
 
     from mirage_mlir.runtime import load
     program = load("build/gqa")          # the directory mirage-compile wrote
-    out = program(q, k, v)               # CuPy arrays or PyTorch CUDA tensors
+    out = program(q, k, v)               # PyTorch CUDA tensors, CuPy arrays, or any CUDA DLPack array
     program(q, k, v, out=o)              # or into preallocated outputs
 
 Arguments are checked against the manifest (count, shape, dtype, device, C-contiguity and
@@ -115,6 +115,20 @@ class Program:
         return kernels
 
     # -- arguments -------------------------------------------------------------------------------
+    def _adopt(self, index: int, x):
+        """Other arrays that speak DLPack (JAX, ...) become CuPy arrays, without a copy."""
+        if _is_torch(x) or type(x).__module__.startswith("cupy"):
+            return x
+        if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+            device_type = int(x.__dlpack_device__()[0])
+            if device_type not in (2, 13):  # kDLCUDA, kDLCUDAManaged
+                raise ValueError(f"{self.name}: argument {index} is not on a CUDA device (DLPack device type "
+                                 f"{device_type})")
+            import cupy
+
+            return cupy.from_dlpack(x)
+        return x
+
     def _check_type(self, index: int, x, spec: dict, what: str) -> None:
         """Shape and dtype only (reported before any placement problem)."""
         if hasattr(x, "shape") and hasattr(x, "dtype"):
@@ -197,6 +211,7 @@ class Program:
         like_torch = any(_is_torch(a) for a in args)
         for k, (x, spec) in enumerate(zip(args, self.inputs)):
             self._check_type(k, x, spec, "argument")
+        args = [self._adopt(k, x) for k, x in enumerate(args)]
         devices, pointers = set(), []
         for k, (x, spec) in enumerate(zip(args, self.inputs)):
             device, ptr = self._check(k, x, spec, "argument")

@@ -310,6 +310,19 @@ except TypeError as e:
     assert "takes 2 arguments, got 1" in str(e)
 else:
     raise AssertionError("no error")
+import numpy as np
+try:
+    p(np.zeros((4, 64), np.float16), np.zeros((64, 128), np.float16))
+except ValueError as e:
+    assert "argument 0 is not on a CUDA device (DLPack device type 1)" in str(e), str(e)
+else:
+    raise AssertionError("no error for host arrays")
+try:
+    p(np.zeros((4, 64), np.float32), np.zeros((64, 128), np.float16))
+except ValueError as e:
+    assert "argument 0 must be (4, 64) f16, got numpy (4, 64) float32" in str(e), str(e)
+else:
+    raise AssertionError("no error for a wrong dtype")
 try:
     import torch
 except ImportError:
