@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -246,7 +247,9 @@ class Program:
         if stream is None and like_torch:
             import torch
 
-            stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device)
+            with warnings.catch_warnings():  # CuPy 14 deprecates ExternalStream (still the tested path)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device)
         with cupy.cuda.Device(device):
             if stream is not None:
                 with stream:
