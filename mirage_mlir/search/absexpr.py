@@ -296,6 +296,152 @@ class Oracle:
         self.stats.enodes = len(self.table)
         self.stats.saturation_s = time.perf_counter() - start
 
+    # -- graph views of the saturated e-graph -----------------------------------------------------
+    def _enodes(self) -> list:
+        """[(op, children e-classes, e-class)] for every e-node but variables."""
+        if not hasattr(self, "_nodes"):
+            nodes = []
+            for key, out in self.table.items():
+                if key[0] == "Var":
+                    continue
+                if key[0] == "Cst":
+                    kids = ()
+                elif key[0] == "Sum":
+                    kids = (key[2],)
+                elif key[0] in ("Fn", "Fn2"):
+                    kids = key[2:]
+                else:
+                    kids = key[1:]
+                nodes.append((key, kids, out))
+            self._nodes = nodes
+        return self._nodes
+
+    def closure(self, base) -> frozenset:
+        """The e-classes buildable from e-classes `base` (and constants) through e-nodes of the
+        saturated e-graph: every value a block graph computes from tensors of those classes is one of
+        them (each op it adds is an e-node lookup whose children were built the same way)."""
+        base = frozenset(base)
+        memo = self.__dict__.setdefault("_closures", {})
+        if base in memo:
+            return memo[base]
+        if not hasattr(self, "_by_child"):
+            by_child: dict = {}
+            for index, (_, kids, _) in enumerate(self._enodes()):
+                for k in set(kids):
+                    by_child.setdefault(k, []).append(index)
+            self._by_child = by_child
+        nodes = self._enodes()
+        missing = [len(set(kids)) for _, kids, _ in nodes]
+        have = set(base)
+        work = list(have)
+        for index, (_, kids, out) in enumerate(nodes):
+            if not kids and out not in have:
+                have.add(out)
+                work.append(out)
+        while work:
+            c = work.pop()
+            for index in self._by_child.get(c, ()):
+                missing[index] -= 1
+                if missing[index] == 0:
+                    out = nodes[index][2]
+                    if out not in have:
+                        have.add(out)
+                        work.append(out)
+        memo[base] = frozenset(have)
+        return memo[base]
+
+    def op_distance(self) -> dict:
+        """For every e-class, a lower bound of the number of block-graph ops that must follow a tile of
+        that class before it becomes a program output (a root): one op adds one e-node above its
+        operand, or two in the chains block ops make (matmul Sum(Mul(a, b)), sub Add(a, Mul(-1, b)),
+        means Mul(Sum(x), 1/n), rsqrt Div(1, Sqrt(x))), or the five of an rms accumulator
+        Sqrt(Add(Mul(Sum(Mul(x, x)), 1/n), eps)) (rms_norm(x) = Div(x, ...) has x one e-node below).
+        Classes that cannot reach a root are absent."""
+        if hasattr(self, "_distance"):
+            return self._distance
+        nodes = self._enodes()
+        by_out: dict = {}
+        for key, kids, out in nodes:
+            by_out.setdefault(out, []).append((key, kids))
+        dist: dict = {}
+        frontier = {r for r in self.roots if r is not None}
+        for r in frontier:
+            dist[r] = 0
+        k = 0
+        consts = {out for key, kids, out in nodes if key[0] == "Cst"}
+        minus_one = self.table.get(("Cst", "-1/1"))
+
+        def lower(o):
+            """(op, children) of e-nodes of class o."""
+            return by_out.get(o, ())
+
+        while frontier:
+            nxt = set()
+
+            def reach(c):
+                if c not in dist:
+                    dist[c] = k + 1
+                    nxt.add(c)
+
+            for o in frontier:
+                for key, kids in lower(o):
+                    for c in kids:
+                        reach(c)  # one e-node
+                    # two e-nodes in one op: matmul Sum(Mul(a, b)); sub Add(a, Mul(-1, b));
+                    # means Mul(Sum(x), 1/n); rsqrt Div(1, Sqrt(x))
+                    head = key[0]
+                    if head == "Sum":
+                        for k2, kids2 in lower(kids[0]):
+                            if k2[0] == "Mul":
+                                for c in kids2:
+                                    reach(c)
+                    elif head == "Add":
+                        for a in kids:
+                            for k2, kids2 in lower(a):
+                                if k2[0] == "Mul" and minus_one in kids2:
+                                    for c in kids2:
+                                        reach(c)
+                    elif head == "Mul" and any(c in consts for c in kids):
+                        for a in kids:
+                            for k2, kids2 in lower(a):
+                                if k2[0] == "Sum":
+                                    reach(kids2[0])
+                    elif head == "Div" and kids[0] in consts:
+                        for k2, kids2 in lower(kids[1]):
+                            if k2[0] == "Sqrt":
+                                reach(kids2[0])
+            # the rms accumulator: five e-nodes in one op
+            for o in frontier:
+                for key, kids in by_out.get(o, ()):
+                    if key[0] != "Sqrt":
+                        continue
+                    for c in self._rms_operands(kids[0], by_out):
+                        reach(c)
+            frontier = nxt
+            k += 1
+        self._distance = dist
+        return dist
+
+    @staticmethod
+    def _rms_operands(u, by_out) -> set:
+        """x such that u = Add(Mul(Sum(n, Mul(x, x)), c), eps) (either operand order)."""
+        out = set()
+
+        def args(cls, head):
+            for key, kids in by_out.get(cls, ()):
+                if key[0] == head:
+                    yield key, kids
+
+        for _, (a, b) in args(u, "Add"):
+            for t in (a, b):
+                for _, (m1, m2) in args(t, "Mul"):
+                    for s in (m1, m2):
+                        for key, (sq,) in args(s, "Sum"):
+                            for _, (x, y) in args(sq, "Mul"):
+                                if x == y:
+                                    out.add(x)
+        return out
+
     # -- lookups --------------------------------------------------------------------------------
     def _get(self, key):
         self.stats.lookups += 1

@@ -1,10 +1,17 @@
 """The search driver: best-first branch and bound over kernel graphs, block-graph tasks run on a pool
-of worker processes, then verification (finite fields + float) of the best candidates by cost.
+of worker processes, then verification (finite fields + float) of the best candidate.
 
-Each queue entry carries a lower bound of the final cost (cost so far + the cheapest the next
-kernel could be). The queue is popped in bound order; once `keep` complete candidates are known, an
-entry whose bound is not below the worst kept cost is dropped. So the first candidates found are
-cheap ones and most of the space is never expanded.
+Each queue entry carries a lower bound of the final cost: the cost so far + the cheapest the next
+kernel could be (configurations.ConfigTable) + what every remaining input, unconsumed intermediate
+and unwritten program output still costs to move. The queue is popped in bound order, so complete
+candidates come out cheapest first; the search stops when the queue's best bound is not below the
+`keep`-th cheapest candidate (that candidate is then optimal under the cost model, within the
+generator's space). Entries are never dropped, so when the best candidate fails verification it is
+removed and the same search resumes.
+
+Configurations are enumerated lazily per input signature (a graph_def's inputs with their factor
+structure), block-graph results are remembered per (inputs, configuration), and a state whose
+tensors equal those of a state popped earlier (so at no lower cost) is not expanded again.
 """
 
 from __future__ import annotations
@@ -15,14 +22,14 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import finite_field
 from ..graph_verify import verify as verify_structure
 from ..mugraph import Graph, Node, TensorType
 from . import absexpr, cache, cost as costmod
 from .generator import (BlockSearch, Config, Context, KTensor, Options, UNARY_SEARCH, build_body,
-                        enumerate_configs)
+                        config_table, splits_reduction)
 from .space import index_classes
 from .threads import fuse_thread_graphs
 
@@ -41,7 +48,7 @@ class SearchOptions(Options):
     time_budget: float = 45.0
     seed: int = 0
     workers: int = 2
-    keep: int = 6  # complete candidates kept by the bound
+    keep: int = 1  # the search stops once this many cheapest candidates are proven
     max_predefined: int = 2  # predefined kernel ops per candidate
     verify_trials: int = 3
     progress: bool = False
@@ -81,8 +88,8 @@ _CTX: Context | None = None
 
 
 def _block_task(payload):
-    tensors, cfg, final_ok, more, deadline = payload
-    search = BlockSearch(_CTX, tensors, cfg, final_ok, more, deadline)
+    tensors, cfg, final_ok, more, deadline, need_more = payload
+    search = BlockSearch(_CTX, tensors, cfg, final_ok, more, deadline, need_more)
     results = search.run()
     out = []
     seen = set()
@@ -126,7 +133,9 @@ class Searcher:
         self.heap: list = []
         self.counter = itertools.count()
         self.candidates: dict[Graph, float] = {}
+        self.rejected: set = set()
         self.seen_states = set()
+        self.block_cache: dict = {}  # (input tensors, configuration, more kernels) -> block results
         used = set()
         for n in reference.nodes:
             used.update(n.inputs)
@@ -141,14 +150,37 @@ class Searcher:
             return float("inf")
         return sorted(self.candidates.values())[self.options.keep - 1]
 
-    def remaining(self, s: KState, reading=()) -> float:
-        """A lower bound of what is left after state s (and a kernel reading `reading`): every program
-        input not read yet must still be read by some kernel."""
-        left = [i for i in range(len(self.reference.inputs))
-                if i not in s.consumed and i not in reading and self.needed[i]]
-        if not left:
-            return 0.0
-        return self.chip.launch_us + sum(costmod.nbytes(self.reference.inputs[i]) for i in left) / self.chip.bandwidth * 1e6
+    def reject(self, graph: Graph) -> None:
+        """A candidate that failed verification: it no longer bounds the search."""
+        self.candidates.pop(graph, None)
+        self.rejected.add(graph)
+
+    def remaining(self, s: KState, reading=None, with_launch: bool = False):
+        """A lower bound of what is left after state s (and, when `reading` is given, a kernel reading
+        those values): every program input not read yet and every intermediate not consumed yet must
+        still be read by a later kernel (a launch, then its bytes), and every program output not
+        written yet must be written (by the kernel reading `reading` or a later one)."""
+        reading = () if reading is None else reading
+        n_in = len(self.reference.inputs)
+        moved = 0
+        later = False
+        for v, t in enumerate(s.tensors):
+            if v in s.consumed or v in reading:
+                continue
+            if v < n_in:
+                if self.needed[v]:
+                    moved += costmod.nbytes(t.type)
+                    later = True
+            elif v not in s.finals:
+                moved += costmod.nbytes(t.type)
+                later = True
+        for j, f in enumerate(s.finals):
+            if f == -1:
+                moved += costmod.nbytes(self.out_types[j])
+                if not reading:
+                    later = True
+        value = (self.chip.launch_us if later else 0.0) + moved / self.chip.bandwidth * 1e6
+        return (value, later) if with_launch else value
 
     def initial_state(self) -> KState:
         o = self.ctx.target.oracle
@@ -176,19 +208,38 @@ class Searcher:
         return KState(s.nodes + (node,), s.tensors + tuple(outs), s.consumed | frozenset(node.inputs),
                       s.cost + kcost, tuple(finals))
 
+    @staticmethod
+    def signature(s: KState):
+        """What decides a state's completions: its tensors (with whether each is consumed and which
+        program output it is), not the kernels that made them or the order they were made in."""
+        return frozenset((t, v in s.consumed, s.finals.index(v) if v in s.finals else -1)
+                         for v, t in enumerate(s.tensors))
+
+    @staticmethod
+    def known(s: KState, t: KTensor) -> bool:
+        """Whether state s already has tensor t: the same one, or the same expression at the same type
+        without partial sums (the same data whatever the factor bookkeeping says)."""
+        if t in s.tensors:
+            return True
+        if t.has_partials():
+            return False
+        return any(u.ecls == t.ecls and u.type == t.type and not u.has_partials() for u in s.tensors)
+
     def handle_state(self, s: KState) -> None:
+        # states are popped cheapest first: one with the same signature as an earlier one has the
+        # same completions at a cost at least as high (dominated)
+        sig = self.signature(s)
+        if sig in self.seen_states:
+            return
+        self.seen_states.add(sig)
         self.stats.states += 1
         if self.complete(s):
             graph = Graph(self.reference.inputs, s.nodes, s.finals)
-            if graph not in self.candidates:
+            if graph not in self.candidates and graph not in self.rejected:
                 self.candidates[graph] = s.cost
                 self.stats.candidates += 1
             return
         if len(s.nodes) >= self.options.max_kernel_ops:
-            return
-        # the cheapest possible next kernel is a launch
-        floor = s.cost + self.chip.launch_us
-        if floor >= self.bound():
             return
         self.expand_predefined(s)
         self.expand_graph_defs(s)
@@ -220,7 +271,7 @@ class Searcher:
                     props.append((op, (a, b), {}))
         for op, args, attrs in props:
             made = self.predefined(s, op, args, attrs)
-            if made is not None:
+            if made is not None and not self.known(s, made[1]):
                 node, out = made
                 kc = costmod.predefined_cost(Graph(self.reference.inputs, s.nodes, (), ), node, self.chip)
                 ns = self.add_node(s, node, [out], kc.us)
@@ -274,25 +325,73 @@ class Searcher:
         n_in = len(self.reference.inputs)
         avail = [v for v, t in enumerate(ts) if t.ecls is not None]
         unconsumed = {v for v in range(n_in, len(ts)) if v not in s.consumed and v not in s.finals}
+        o = self.ctx.target.oracle
+        have = {ts[v].ecls for v in avail}
         for r in range(1, len(avail) + 1):
             for args in itertools.combinations(avail, r):
                 if not unconsumed <= set(args):
+                    continue
+                if not self.useful_inputs([ts[a].ecls for a in args], have):
                     continue
                 read = sum(costmod.nbytes(ts[a].type) for a in args)
                 lb = s.cost + self.chip.launch_us + read / self.chip.bandwidth * 1e6 + self.remaining(s, args)
                 self.push(lb, "inputs", (s, args))
 
+    def useful_inputs(self, ecls: list, have: set) -> bool:
+        """Whether a kernel reading tensors of e-classes `ecls` can compute something new with every
+        one of them: its outputs are e-classes buildable from its inputs (Oracle.closure); one the
+        state already has is pruned (`known`), and an input without which the same new classes are
+        buildable is read for nothing (the kernel without it is at least as cheap)."""
+        o = self.ctx.target.oracle
+        if len(set(ecls)) != len(ecls):
+            return False  # the same expression twice (in two layouts): one of them is enough
+        full = o.closure(ecls)
+        new = full - have
+        if not new:
+            return False
+        for i in range(len(ecls)):
+            if new <= o.closure(ecls[:i] + ecls[i + 1:]):
+                return False
+        return True
+
     def expand_configs(self, s: KState, args) -> None:
+        """Starts the streams of configurations of a graph_def on `args`, cheapest bound first: only
+        the head is queued; popping it queues the next (configurations are enumerated lazily). Two
+        streams: kernels writing program outputs only, and kernels writing intermediates too (whose
+        bound includes the launch of the later kernel that must read them)."""
         ts = s.tensors
-        more = len(s.nodes) + 1 < self.options.max_kernel_ops
-        rest = self.remaining(s, args)
-        for lb, cfg in enumerate_configs(self.ctx, dict(enumerate(ts)), args):
-            self.stats.configs += 1
-            total = s.cost + lb + rest
-            if total >= self.bound():
+        table = config_table(self.ctx, tuple((ts[a].type, ts[a].dims) for a in args))
+        rest, later = self.remaining(s, args, with_launch=True)
+        self.push_config(s, args, table, 0, rest, "final")
+        if len(s.nodes) + 1 < self.options.max_kernel_ops:
+            self.push_config(s, args, table, 0, rest + (0.0 if later else self.chip.launch_us), "more")
+
+    def push_config(self, s: KState, args, table, index: int, rest: float, mode: str) -> None:
+        while (entry := table.get(index)) is not None:
+            if mode == "final" and splits_reduction(self.ctx, entry[1]):
+                index += 1  # partial sums are never program outputs
                 continue
-            tensors = [ts[a] for a in args]
-            self.push(total, "block", (s, (tensors, cfg, True, more, self.deadline)))
+            self.push(s.cost + entry[0] + rest, "config", (s, args, table, index, rest, mode))
+            return
+
+    def pop_config(self, payload, batch: list) -> None:
+        s, args, table, index, rest, mode = payload
+        self.push_config(s, args, table, index + 1, rest, mode)
+        self.stats.configs += 1
+        template = table.get(index)[1]
+        cfg = replace(template, args=tuple(args))
+        tensors = [s.tensors[a] for a in args]
+        key = (tuple(tensors), template, mode)
+        found = self.block_cache.get(key)
+        if found is not None:
+            self.handle_block_results(s, cfg, found)
+            return
+        for entry in batch:
+            if entry[2] == key:
+                entry[4].append((s, cfg))  # the same block search, wanted by another state
+                return
+        more = mode == "more"
+        batch.append((s, cfg, key, (tensors, cfg, True, more, self.deadline, more), []))
 
     def handle_block_results(self, s: KState, cfg: Config, results) -> None:
         for body, outs in results:
@@ -308,16 +407,21 @@ class Searcher:
             if kc.us == float("inf"):
                 continue
             ktensors = [KTensor(body.value_types[v], dims, ecls) for v, (final, dims, ecls) in zip(body.outputs, outs)]
+            if any(self.known(s, t) for t in ktensors):
+                continue  # recomputes a tensor the state already has: dominated by the kernel without it
             ns = self.add_node(s, node, ktensors, kc.us)
             self.push(ns.cost + self.remaining(ns), "state", ns)
 
     # -- main loop -----------------------------------------------------------------------------------
     def run(self) -> None:
+        """Searches until the queue's best bound reaches the bound (or the queue is empty, or the
+        time budget is spent); may be called again after `reject`."""
         global _CTX
         _CTX = self.ctx
         start = time.perf_counter()
-        self.deadline = start + self.options.time_budget
-        self.push(0.0, "state", self.initial_state())
+        if not hasattr(self, "deadline"):
+            self.deadline = start + self.options.time_budget
+            self.push(0.0, "state", self.initial_state())
         pool = None
         if self.options.workers > 1:
             try:
@@ -327,12 +431,11 @@ class Searcher:
         progress = Progress(self.options.progress, self.options.time_budget)
         batch_size = 4 * max(1, self.options.workers)
         try:
-            while self.heap and time.perf_counter() < self.deadline:
+            while self.heap and self.heap[0][0] < self.bound() and time.perf_counter() < self.deadline:
                 batch = []
                 while self.heap and len(batch) < batch_size:
                     lb, _, kind, payload = self.heap[0]
                     if lb >= self.bound():
-                        self.heap.clear()
                         break
                     heapq.heappop(self.heap)
                     if kind == "state":
@@ -340,23 +443,30 @@ class Searcher:
                     elif kind == "inputs":
                         self.expand_configs(*payload)
                     else:
-                        batch.append(payload)
+                        self.pop_config(payload, batch)
                 if time.perf_counter() >= self.deadline:
                     break
                 if not batch:
                     continue
-                tasks = [p[1] for p in batch]
+                tasks = [p[3] for p in batch]
                 self.stats.block_tasks += len(tasks)
                 results = pool.map(_block_task, tasks, chunksize=1) if pool else [_block_task(t) for t in tasks]
-                for (s, task), (states, found) in zip(batch, results):
+                for (s, cfg, key, _, others), (states, found) in zip(batch, results):
                     self.stats.states += states
-                    self.handle_block_results(s, task[1], found)
+                    self.block_cache[key] = found
+                    for s2, cfg2 in [(s, cfg)] + others:
+                        self.handle_block_results(s2, cfg2, found)
                 progress.update(self.stats, self.deadline)
         finally:
             if pool is not None:
                 pool.terminate()
             progress.close()
-        self.stats.search_s = time.perf_counter() - start
+        self.stats.search_s += time.perf_counter() - start
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the cheapest candidate is proven (nothing left below the bound)."""
+        return not self.heap or self.heap[0][0] >= self.bound()
 
 
 class Progress:
@@ -411,40 +521,34 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             g = entry["graph"]
             return SearchResult(g, costmod.cost(g, options.chip), ref_cost, stats)
     searcher = Searcher(reference, options)
-    searcher.run()
     stats = searcher.stats
-    ranked = sorted(searcher.candidates.items(), key=lambda kv: (kv[1], len(kv[0].nodes)))
-    # verify in cost order; the first that passes is the answer
-    t0 = time.perf_counter()
-    best, best_check, dump = None, None, []
+    # search until the cheapest candidate is proven, verify it; if it fails, resume the search
+    best, best_check, dump, checked = None, None, [], set()
     progress = Progress(options.progress, 1.0)
-    pool = None
-    try:
-        workers = max(1, options.workers)
-        if workers > 1 and len(ranked) > 1:
-            pool = mp.get_context("fork").Pool(workers)
-        index = 0
-        while index < len(ranked) and (best is None or options.dump):
-            chunk = ranked[index:index + workers]
-            index += len(chunk)
-            fused = [fuse_thread_graphs(g) for g, _ in chunk]
-            fused = [f if not verify_structure(f) else g for f, (g, _) in zip(fused, chunk)]
-            payloads = [(reference, g, options.verify_trials, options.seed) for g in fused]
-            checks = pool.map(_verify_one, payloads) if pool else [_verify_one(p) for p in payloads]
-            for g, (_, est), check in zip(fused, chunk, checks):
-                if check.equivalent:
-                    stats.verified += 1
-                    if best is None:
-                        best, best_check = g, check
-                else:
-                    stats.rejected += 1
-                dump.append((costmod.cost(g, options.chip).total_us, g, check))
-            progress.update(stats, time.perf_counter(), force=True)
-    finally:
-        if pool is not None:
-            pool.terminate()
-        progress.close()
-    stats.verify_s = time.perf_counter() - t0
+    while True:
+        searcher.run()
+        pending = sorted(((c, len(g.nodes), k, g) for k, (g, c) in enumerate(searcher.candidates.items())
+                          if g not in checked), key=lambda e: e[:3])
+        if not pending or (best is not None and not options.dump):
+            break
+        g = pending[0][3]
+        checked.add(g)
+        t0 = time.perf_counter()
+        fused = fuse_thread_graphs(g)
+        if verify_structure(fused):
+            fused = g
+        check = _verify_one((reference, fused, options.verify_trials, options.seed))
+        stats.verify_s += time.perf_counter() - t0
+        dump.append((costmod.cost(fused, options.chip).total_us, fused, check))
+        if check.equivalent:
+            stats.verified += 1
+            if best is None:
+                best, best_check = fused, check
+        else:
+            stats.rejected += 1
+            searcher.reject(g)
+        progress.update(stats, time.perf_counter(), force=True)
+    progress.close()
     stats.total_s = time.perf_counter() - start
     result = SearchResult(best, costmod.cost(best, options.chip) if best is not None else None, ref_cost, stats,
                           best_check, dump if options.dump else [])

@@ -19,6 +19,7 @@ Everything here works on plain Python data. Pruning, all sound with respect to w
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import time
 from dataclasses import dataclass, field, replace
@@ -102,6 +103,7 @@ class Context:
     options: Options
     rms_eps: tuple = ()
     scalars: tuple = ()
+    config_cache: dict = field(default_factory=dict)  # input signature -> sorted configurations
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,25 +174,20 @@ def _broadcast_desc(a: Tile, b: Tile):
     return tuple(shape), tuple(desc)
 
 
-def _reduced_dim(t: Tile, d: int):
-    """(pgrid additions, ploop, clears pending) for summing dim d; None if not allowed."""
-    axis, looped, fs = t.desc[d]
-    add = ()
-    if axis >= 0:
-        cls = fs[0][1] if fs else None
-        add = ((axis, cls),)
-    return add, looped
-
-
 class BlockSearch:
     """Depth-first enumeration of the block graphs of one graph_def configuration."""
 
     def __init__(self, ctx: Context, tensors: list[KTensor], cfg: Config, final_ok: bool, more_kernels: bool,
-                 deadline: float):
+                 deadline: float, need_more: bool = False):
+        """`final_ok`: outputs may be program outputs; `more_kernels`: outputs may be intermediates
+        (a later kernel reads them); `need_more`: at least one output must be an intermediate.
+        With program outputs only, every tile left open must still be able to become one within
+        the op budget (Oracle.op_distance), which prunes most of the search."""
         self.ctx, self.cfg = ctx, cfg
         self.oracle = ctx.target.oracle
         self.tensors = tensors
-        self.final_ok, self.more_kernels = final_ok, more_kernels
+        self.final_ok, self.more_kernels, self.need_more = final_ok, more_kernels, need_more
+        self.dist = self.oracle.op_distance() if final_ok and not more_kernels else None
         self.deadline = deadline
         self.states = 0
         self.results = []
@@ -240,6 +237,11 @@ class BlockSearch:
         self.states += 1
         if self.states > self.ctx.options.block_states or time.perf_counter() > self.deadline:
             return
+        if self.dist is not None:
+            left = self.limit - n_ops
+            for i, t in enumerate(tiles):
+                if not users[i] and self.dist.get(t.ecls, left + 1) > left:
+                    return  # this open tile cannot become a program output in the ops left
         if n_ops == self.limit or self.limit == 1:
             self._try_close(tiles, ops, users)
         if n_ops >= self.limit:
@@ -382,7 +384,7 @@ class BlockSearch:
             return None
         pgrid = set(a.pgrid) | set(b.pgrid)
         if axis >= 0:
-            pgrid.add((axis, fs[0][1] if fs else None))
+            pgrid.add((axis, self.cfg.grid_keys[axis][1]))
         shape = a.shape[:-1] + (b.shape[-1],)
         desc = a.desc[:-1] + (b.desc[-1],)
         tile = Tile(shape, "f32", desc, e, a.post, a.varying or b.varying, tuple(sorted(pgrid)),
@@ -400,7 +402,7 @@ class BlockSearch:
             return None
         pgrid = set(t.pgrid)
         if axis >= 0:
-            pgrid.add((axis, fs[0][1] if fs else None))
+            pgrid.add((axis, self.cfg.grid_keys[axis][1]))
         pending = any(f[0] == "p" for k, dd in enumerate(t.desc) if k != d for f in dd[2])
         desc = t.desc[:d] + ((-1, False, ()),) + t.desc[d + 1:]
         shape = t.shape[:d] + (1,) + t.shape[d + 1:]
@@ -422,7 +424,7 @@ class BlockSearch:
         pgrid = set(t.pgrid)
         if rd != -1 and t.desc[rd][0] >= 0:
             axis, _, fs = t.desc[rd]
-            pgrid.add((axis, fs[0][1] if fs else None))
+            pgrid.add((axis, self.cfg.grid_keys[axis][1]))
         attrs = ()
         if op == "accum_sum":
             e = o.sum(n, t.ecls)
@@ -476,6 +478,8 @@ class BlockSearch:
                 return
             options.append(choices)
         for combo in itertools.product(*options):
+            if self.need_more and all(final is not None for _, final, _ in combo):
+                continue
             key = (tuple(ops), tuple(zip(sinks, combo)))
             if key not in self.found:
                 self.found[key] = (tuple(tiles), tuple(ops), tuple(zip(sinks, combo)))
@@ -525,8 +529,13 @@ class BlockSearch:
                 if a in partial_axes:
                     fs = (("p", partial_axes[a], grid[a]),) + fs
                 else:
-                    kind, c, n = fs[0] if fs else ("i", None, 1)
-                    fs = ((kind, c, n * grid[a]),) + fs[1:] if fs else (("i", None, grid[a]),)
+                    # the grid axis splits the class of its key: merge it back into the outer
+                    # factor, or restore the factor when the split consumed all of it
+                    kind, c = self.cfg.grid_keys[a]
+                    if fs and fs[0][0] == kind and fs[0][1] == c:
+                        fs = ((kind, c, fs[0][2] * grid[a]),) + fs[1:]
+                    else:
+                        fs = ((kind, c, grid[a]),) + fs
             dims.append(fs)
         return tuple(dims)
 
@@ -577,99 +586,172 @@ def _as_f32(bb: BlockBuilder, v: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # configurations of a graph_def
 def enumerate_configs(ctx: Context, tensors: dict[int, KTensor], args: tuple) -> list[tuple[float, Config]]:
-    """(lower bound of the kernel's cost, config) for every grid/loop/map choice on inputs `args`."""
-    c = costmod.chip(ctx.options.chip)
-    ts = [tensors[a] for a in args]
-    outer: dict = {}
-    bad = set()
-    for t in ts:
-        seen_here = set()
-        for fs in t.dims:
-            if not fs:
-                continue
-            key = (fs[0][0], fs[0][1])
-            if key in seen_here or outer.get(key, fs[0][2]) != fs[0][2]:
-                bad.add(key)
-            seen_here.add(key)
-            outer[key] = fs[0][2]
-    grid_keys = sorted((k for k in outer if k[0] == "i" and k not in bad), key=repr)
-    results = []
-    # grids that fill under a quarter of the SMs are skipped when a larger grid exists (the cost model
-    # would rank them last): most[] is the largest grid the grid-able classes allow
-    most = 1
-    for k in grid_keys:
-        most *= outer[k]
-    min_blocks = min(max(1, c.sms // 4), most)
-    grid_choices = [((), ())] if min_blocks <= 1 else []
-    for r in (1, 2, 3):
-        for keys in itertools.combinations(grid_keys, r):
-            for gs in itertools.product(*[divisors(outer[k]) for k in keys]):
-                blocks = 1
-                for g in gs:
-                    blocks *= g
-                if min_blocks <= blocks <= ctx.options.max_blocks:
-                    grid_choices.append((keys, gs))
-    for keys, gs in grid_choices:
+    """(lower bound of the kernel's cost, config) for every grid/loop/map choice on inputs `args`,
+    cheapest first (materialises the whole lazy table: for tests and tools)."""
+    table = config_table(ctx, tuple((tensors[a].type, tensors[a].dims) for a in args))
+    out, index = [], 0
+    while (entry := table.get(index)) is not None:
+        out.append((entry[0], replace(entry[1], args=tuple(args))))
+        index += 1
+    return out
+
+
+def config_table(ctx: Context, sig: tuple) -> "ConfigTable":
+    """The configurations of a graph_def reading tensors of signature `sig` ((type, dims) per input),
+    as a lazy table sorted by cost lower bound. Remembered per signature: the kernel-level search meets
+    the same input signatures in many states."""
+    table = ctx.config_cache.get(sig)
+    if table is None:
+        table = ctx.config_cache[sig] = ConfigTable(ctx, sig)
+    return table
+
+
+class ConfigTable:
+    """Configurations of one input signature, produced lazily in increasing lower-bound order.
+
+    The grid choices (up to three index classes, any divisors, at most `max_blocks` blocks) are
+    enumerated up front with the part of the bound that does not depend on the loop (launch + bytes
+    read at the grid's SM fill: every input is read once per block that does not split it, whatever
+    the loop); a grid's loop choices (each adding its per-iteration overhead) are expanded only when
+    the grid reaches the front. `get(i)` is the i-th cheapest configuration (its `args` empty: the
+    caller fills them in), or None past the end. A configuration whose grid splits a reduction class
+    (`splits_reduction`) writes partial sums, which only a later kernel can add up."""
+
+    def __init__(self, ctx: Context, sig: tuple):
+        self.ctx, self.sig = ctx, sig
+        self.c = costmod.chip(ctx.options.chip)
+        self.prefix: list[tuple[float, Config]] = []
+        self.heap: list = []
+        self.counter = itertools.count()
+        self._grids()
+
+    def get(self, index: int):
+        while len(self.prefix) <= index:
+            if not self.heap:
+                return None
+            lb, _, kind, payload = heapq.heappop(self.heap)
+            if kind == "grid":
+                for entry in self._loops(*payload):
+                    heapq.heappush(self.heap, (entry[0], next(self.counter), "cfg", entry))
+            else:
+                self.prefix.append(payload)
+        return self.prefix[index]
+
+    def __len__(self) -> int:  # configurations materialised so far
+        return len(self.prefix)
+
+    def _grids(self) -> None:
+        ctx, c, sig = self.ctx, self.c, self.sig
+        all_dims = [d for _, d in sig]
+        self.nbytes = [t.numel() * BYTES[t.dtype] for t, _ in sig]
+        outer: dict = {}
+        bad = set()
+        for dims in all_dims:
+            seen_here = set()
+            for fs in dims:
+                if not fs:
+                    continue
+                key = (fs[0][0], fs[0][1])
+                if key in seen_here or outer.get(key, fs[0][2]) != fs[0][2]:
+                    bad.add(key)
+                seen_here.add(key)
+                outer[key] = fs[0][2]
+        grid_keys = sorted((k for k in outer if k[0] == "i" and k not in bad), key=repr)
+        # where each grid key sits in each input (dim index or -1)
+        key_dim = {k: [next((d for d, fs in enumerate(dims) if fs and (fs[0][0], fs[0][1]) == k), -1)
+                       for dims in all_dims] for k in grid_keys}
+        grid_choices = [((), ())]
+        for r in (1, 2, 3):
+            for keys in itertools.combinations(grid_keys, r):
+                for gs in itertools.product(*[divisors(outer[k]) for k in keys]):
+                    blocks = 1
+                    for g in gs:
+                        blocks *= g
+                    if blocks <= ctx.options.max_blocks:
+                        grid_choices.append((keys, gs))
+        for keys, gs in grid_choices:
+            blocks = 1
+            for g in gs:
+                blocks *= g
+            splits = []
+            for i in range(len(all_dims)):
+                n = 1
+                for a, k in enumerate(keys):
+                    if key_dim[k][i] >= 0:
+                        n *= gs[a]
+                splits.append(n)
+            # bytes read: each input once per block that does not split it (independent of the loop)
+            read = sum(nb * blocks // n for nb, n in zip(self.nbytes, splits))
+            base = c.launch_us + read / (c.bandwidth * costmod.sm_fill(blocks, c)) * 1e6
+            heapq.heappush(self.heap, (base, next(self.counter), "grid", (keys, gs, base, splits, key_dim)))
+
+    def _loops(self, keys, gs, base, splits, key_dim) -> list[tuple[float, Config]]:
+        ctx, c = self.ctx, self.c
+        reduction = ctx.info.reduction_classes
         grid = tuple(gs) + (1,) * (3 - len(gs))
         gkeys = tuple(keys) + (None,) * (3 - len(keys))
-        imaps = []
-        post_grid = []  # per tensor per dim: factors after the grid split
-        ok = True
-        for t in ts:
+        blocks = grid[0] * grid[1] * grid[2]
+        waves = -(-blocks // c.sms)
+        imaps, post_grid = [], []
+        for i, (_, dims) in enumerate(self.sig):
             imap = [-1, -1, -1]
-            dims = list(t.dims)
-            for a, k in enumerate(gkeys):
-                if k is None:
-                    continue
-                for d, fs in enumerate(t.dims):
-                    if fs and (fs[0][0], fs[0][1]) == k:
-                        imap[a] = d
-                        dims[d] = split_outer(fs, grid[a])
-                        if dims[d] is None:
-                            ok = False
+            dl = list(dims)
+            for a, k in enumerate(keys):
+                d = key_dim[k][i]
+                if d >= 0:
+                    imap[a] = d
+                    dl[d] = split_outer(dims[d], gs[a])
             imaps.append(tuple(imap))
-            post_grid.append(dims)
-        if not ok:
-            continue
+            post_grid.append(dl)
+        imaps = tuple(imaps)
+        tiles = [nb // n for nb, n in zip(self.nbytes, splits)]
         # loop keys: reduction classes and partial sums, outermost after the grid split
         lkeys: dict = {}
-        for dims in post_grid:
-            for fs in dims:
-                if fs and (fs[0][0] == "p" or fs[0][1] in ctx.info.reduction_classes):
+        for dl in post_grid:
+            for fs in dl:
+                if fs and (fs[0][0] == "p" or fs[0][1] in reduction):
                     key = (fs[0][0], fs[0][1])
                     if lkeys.get(key, fs[0][2]) != fs[0][2]:
                         lkeys[key] = -1
                     else:
                         lkeys[key] = fs[0][2]
         lkeys = {k: n for k, n in lkeys.items() if n > 1}
-        loop_choices = [(1, frozenset())]
         names = sorted(lkeys, key=repr)
-        for r in range(1, len(names) + 1):
-            for subset in itertools.combinations(names, r):
-                common = None
-                for k in subset:
-                    ds = {lkeys[k]} if k[0] == "p" else set(divisors(lkeys[k]))
-                    common = ds if common is None else common & ds
-                for L in sorted(common or ()):
-                    loop_choices.append((L, frozenset(subset)))
-        for L, lset in loop_choices:
+        block_dim = (ctx.options.block_sizes[0], 1, 1)
+        results = []
+        subsets = [frozenset()] + [frozenset(sub) for r in range(1, len(names) + 1)
+                                   for sub in itertools.combinations(names, r)]
+        for lset in subsets:
             fmaps = []
-            for dims in post_grid:
-                fm = [d for d, fs in enumerate(dims) if fs and (fs[0][0], fs[0][1]) in lset]
+            for dl in post_grid:
+                fm = [d for d, fs in enumerate(dl) if fs and (fs[0][0], fs[0][1]) in lset]
                 if len(fm) > 1:
                     break
                 fmaps.append(fm[0] if fm else -1)
             else:
-                if L > 1 and all(f == -1 for f in fmaps):
-                    continue
-                for bd in ctx.options.block_sizes[:1]:
-                    cfg = Config(args, grid, gkeys, L, lset, tuple(imaps), tuple(fmaps), (bd, 1, 1))
-                    lb = config_lower_bound(cfg, ts, c)
-                    if lb is not None and any(k is not None and k[1] in ctx.info.reduction_classes for k in gkeys):
-                        lb += c.launch_us  # partial sums over the grid need a later kernel to add them
-                    if lb is not None:
-                        results.append((lb, cfg))
-    return results
+                if not lset:
+                    loops = [1]
+                else:
+                    if all(f == -1 for f in fmaps):
+                        continue
+                    common = None
+                    for k in lset:
+                        ds = {lkeys[k]} if k[0] == "p" else set(divisors(lkeys[k]))
+                        common = ds if common is None else common & ds
+                    loops = sorted(common or ())
+                fixed = sum(t for t, f in zip(tiles, fmaps) if f == -1)
+                looped = sum(t for t, f in zip(tiles, fmaps) if f != -1)
+                fmaps = tuple(fmaps)
+                for L in loops:
+                    if fixed + looped // L > c.smem_per_block:
+                        continue
+                    lb = base + (L * waves * c.loop_iter_us if L > 1 else 0.0)
+                    results.append((lb, Config((), grid, gkeys, L, lset, imaps, fmaps, block_dim)))
+        return results
+
+
+def splits_reduction(ctx: Context, cfg: Config) -> bool:
+    return any(k is not None and k[0] == "i" and k[1] in ctx.info.reduction_classes for k in cfg.grid_keys)
 
 
 def config_lower_bound(cfg: Config, ts: list[KTensor], c) -> float | None:

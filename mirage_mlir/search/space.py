@@ -14,6 +14,7 @@ whose grid axis split a reduction class) that a later kernel must add up. Size-1
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..mugraph import Graph
 
@@ -118,5 +119,8 @@ def split_outer(factors: tuple, g: int):
     return ((kind, c, n // g),) + rest if n // g > 1 else rest
 
 
-def divisors(n: int) -> list[int]:
-    return [d for d in range(2, n + 1) if n % d == 0]
+@lru_cache(maxsize=None)
+def divisors(n: int) -> tuple[int, ...]:
+    """The divisors of n above 1, ascending."""
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return tuple(sorted({d for s in small for d in (s, n // s)} - {1}))
