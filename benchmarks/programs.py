@@ -7,18 +7,12 @@ Input scales keep exp(Q K) (no max subtraction, as in Mirage) and the matmuls in
 
 from __future__ import annotations
 
+from mirage_mlir.plans import benchmark_shapes
+
 EPS = 1e-6
 
 
-def shapes(name: str, bs: int) -> list[tuple[int, ...]]:
-    return {
-        "gqa": [(2 * bs, 256, 64), (2 * bs, 64, 4096), (2 * bs, 4096, 64)],
-        "qknorm_gqa": [(2 * bs, 256, 64), (2 * bs, 64, 4096), (2 * bs, 4096, 64)],
-        "rmsnorm_linear": [(2 * bs, 4096), (4096, 6144)],
-        "lora": [(16, 256), (256, 4096), (256, 16), (16, 4096)],
-        "gated_mlp": [(8 * bs, 4096), (4096, 4096), (4096, 4096)],
-        "ntrans": [(8 * bs, 4096)] * 3,
-    }[name]
+shapes = benchmark_shapes  # pure Python: imports no MLIR
 
 
 # Per-argument scale of the standard normal inputs (ntrans' alpha is uniform in (0, 1)).

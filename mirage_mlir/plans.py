@@ -142,9 +142,9 @@ PLANS = {
 }
 
 
-def benchmark_inputs(name: str, bs: int, dtype: str) -> list[TensorType]:
-    """The argument types of a benchmark program at ../shared/BENCHMARKS.md's shapes."""
-    shapes = {
+def benchmark_shapes(name: str, bs: int) -> list[tuple[int, ...]]:
+    """The argument shapes of a benchmark program at ../shared/BENCHMARKS.md's sizes."""
+    return {
         "gqa": [(2 * bs, 256, 64), (2 * bs, 64, 4096), (2 * bs, 4096, 64)],
         "qknorm_gqa": [(2 * bs, 256, 64), (2 * bs, 64, 4096), (2 * bs, 4096, 64)],
         "rmsnorm_linear": [(2 * bs, 4096), (4096, 6144)],
@@ -152,4 +152,22 @@ def benchmark_inputs(name: str, bs: int, dtype: str) -> list[TensorType]:
         "gated_mlp": [(8 * bs, 4096), (4096, 4096), (4096, 4096)],
         "ntrans": [(8 * bs, 4096)] * 3,
     }[name]
-    return [TensorType(s, dtype) for s in shapes]
+
+
+# The shapes of the programs in test/inputs/*_small_*.mlir.
+SMALL_SHAPES = {
+    "gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
+    "qknorm_gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
+    "rmsnorm_linear": [(4, 64), (64, 128)],
+    "lora": [(16, 64), (64, 128), (64, 16), (16, 128)],
+    "gated_mlp": [(8, 64), (64, 128), (64, 128)],
+    "ntrans": [(8, 64)] * 3,
+}
+
+
+def benchmark_inputs(name: str, bs: int, dtype: str) -> list[TensorType]:
+    return [TensorType(s, dtype) for s in benchmark_shapes(name, bs)]
+
+
+def small_inputs(name: str, dtype: str = "f32") -> list[TensorType]:
+    return [TensorType(s, dtype) for s in SMALL_SHAPES[name]]

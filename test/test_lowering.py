@@ -23,7 +23,7 @@ from mirage_mlir.lowering.predefined import predefined_block_graph
 from mirage_mlir.lowering.ptx import compile_gpu_module, find_ptxas, run_ptxas
 from mirage_mlir.lowering.simt import SimtError, run_lowered
 from mirage_mlir.mugraph import Node, TensorType
-from mirage_mlir.plans import PLANS, benchmark_inputs
+from mirage_mlir.plans import PLANS, SMALL_SHAPES, benchmark_inputs
 from mirage_mlir.builder import KernelBuilder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,14 +31,7 @@ INPUTS = os.path.join(ROOT, "test", "inputs")
 
 # The shapes of test/inputs (small) and shapes where every plan's for-loop runs several iterations
 # and the f16 matmuls run on tensor cores (mma.sync, ldmatrix) with register accumulators.
-SMALL = {
-    "gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
-    "qknorm_gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
-    "rmsnorm_linear": [(4, 64), (64, 128)],
-    "lora": [(16, 64), (64, 128), (64, 16), (16, 128)],
-    "gated_mlp": [(8, 64), (64, 128), (64, 128)],
-    "ntrans": [(8, 64)] * 3,
-}
+SMALL = SMALL_SHAPES
 MEDIUM = {
     "gqa": [(2, 64, 64), (2, 64, 2048), (2, 2048, 64)],  # Q K tiles of 64 x 32: tensor cores
     "qknorm_gqa": [(2, 64, 64), (2, 64, 2048), (2, 2048, 64)],

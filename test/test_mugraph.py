@@ -14,17 +14,7 @@ from mirage_mlir.dialects import KERNEL, emit_irdl, segment_sizes
 from mirage_mlir.evaluate import evaluate
 from mirage_mlir.graph_verify import verify
 from mirage_mlir.mugraph import Node, TensorType
-from mirage_mlir.plans import PLANS, benchmark_inputs
-
-SMALL_SHAPES = {
-    "gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
-    "qknorm_gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
-    "rmsnorm_linear": [(4, 64), (64, 128)],
-    "lora": [(16, 64), (64, 128), (64, 16), (16, 128)],
-    "gated_mlp": [(8, 64), (64, 128), (64, 128)],
-    "ntrans": [(8, 64)] * 3,
-}
-
+from mirage_mlir.plans import PLANS, SMALL_SHAPES, benchmark_inputs
 
 def rms(x):
     return x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6)

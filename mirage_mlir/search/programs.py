@@ -7,18 +7,9 @@ from __future__ import annotations
 
 from ..builder import KernelBuilder
 from ..mugraph import Graph, TensorType
-from ..plans import benchmark_inputs
+from ..plans import SMALL_SHAPES, benchmark_inputs, small_inputs  # noqa: F401 (re-exported)
 
 EPS = 1e-6
-
-SMALL_SHAPES = {
-    "gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
-    "qknorm_gqa": [(2, 16, 16), (2, 16, 64), (2, 64, 16)],
-    "rmsnorm_linear": [(4, 64), (64, 128)],
-    "lora": [(16, 64), (64, 128), (64, 16), (16, 128)],
-    "gated_mlp": [(8, 64), (64, 128), (64, 128)],
-    "ntrans": [(8, 64)] * 3,
-}
 
 NAMES = tuple(SMALL_SHAPES)
 
@@ -49,10 +40,6 @@ def reference(name: str, inputs: list[TensorType]) -> Graph:
     else:
         raise KeyError(name)
     return kb.finish([out])
-
-
-def small_inputs(name: str, dtype: str = "f32") -> list[TensorType]:
-    return [TensorType(s, dtype) for s in SMALL_SHAPES[name]]
 
 
 def full_inputs(name: str, bs: int, dtype: str = "f16") -> list[TensorType]:
