@@ -525,3 +525,20 @@ func.func @float_reduce_dim(%x: tensor<4x16xf32>) -> tensor<4x1xf32> {
   }) {grid_dim = array<i64: 1, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 2, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x16xf32>) -> tensor<4x1xf32>
   return %o : tensor<4x1xf32>
 }
+
+// -----
+
+// Kernel-level tensors may have dynamic dims; the tiles of the block graph stay static.
+// CHECK-LABEL: func.func @dynamic_rows(
+// CHECK: "mirage_block.input_iterator"(%{{.*}}) {fmap = -1 : i64, imap = array<i64: 0, -1, -1>} : (tensor<?x64xf32>) -> tensor<4x64xf32>
+// CHECK: "mirage_block.output_saver"(%{{.*}}) {omap = array<i64: 0, -1, -1>} : (tensor<4x1xf32>) -> tensor<?x1xf32>
+func.func @dynamic_rows(%x: tensor<?x64xf32>) -> tensor<?x1xf32> {
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<?x64xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: 0, -1, -1>, fmap = -1} : (tensor<?x64xf32>) -> tensor<4x64xf32>
+    %r = "mirage_block.accum_rms"(%t) {reduce_dim = 1} : (tensor<4x64xf32>) -> tensor<4x1xf32>
+    %s = "mirage_block.output_saver"(%r) {omap = array<i64: 0, -1, -1>} : (tensor<4x1xf32>) -> tensor<?x1xf32>
+    gpu.yield %s : tensor<?x1xf32>
+  }) {grid_dim = array<i64: 8, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 1, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<?x64xf32>) -> tensor<?x1xf32>
+  return %o : tensor<?x1xf32>
+}
