@@ -90,15 +90,11 @@ def sm_fill(blocks: int, c: Chip) -> float:
 
 
 def block_graph_smem(body: Graph) -> int:
-    """Shared memory of one block: every tile of the block graph (thread graphs keep registers)."""
-    total = 0
-    for index, node in enumerate(body.nodes):
-        if node.op == "output_saver":
-            continue
-        if node.op == "thread_graph":
-            continue
-        total += sum(nbytes(t) for t in node.types)
-    return total
+    """Shared memory of one block as the GPU lowering will allocate it (tiles, buffers, padded
+    tensor-core operands), so that no candidate the lowering must refuse wins the ranking."""
+    from ..lowering import shared_memory_bytes
+
+    return shared_memory_bytes(body)
 
 
 def graph_def_cost(body: Graph, c: Chip) -> KernelCost:
