@@ -38,6 +38,7 @@ What the bound covers: see `false_positive_bound`.
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -182,9 +183,12 @@ class FieldDomain:
 
     # -- inputs -------------------------------------------------------------------------------
     def random(self, shape) -> np.ndarray:
-        # One draw per lane: NumPy is much slower with an array of bounds.
-        lanes = [self.np_rng.integers(0, int(m), size=tuple(shape), dtype=np.int64) for m in self.moduli]
-        return np.stack(lanes, axis=-1)
+        # One uniform draw per lane (32-bit bounded draws are the fastest NumPy has; every modulus
+        # is below 2^31), written into the lane axis.
+        out = np.empty(tuple(shape) + (self.lanes,), dtype=np.int64)
+        for lane, m in enumerate(self.moduli):
+            out[..., lane] = self.np_rng.integers(0, int(m), size=tuple(shape), dtype=np.uint32)
+        return out
 
     def _key(self, name: str, lane: int) -> int:
         if name not in self.keys:
@@ -303,22 +307,44 @@ class FieldDomain:
         return x * _inverse(rms, self.moduli) % self.moduli
 
 
-def _matmul_mod(a: np.ndarray, b: np.ndarray, m: int) -> np.ndarray:
-    """Exact (a @ b) mod m for residues < 2^31, through float64 BLAS on 16-bit halves."""
+def _limb_bits(k: int) -> int:
+    """The widest limbs that keep a K-term float64 dot product of limbs and residues exact:
+    K * 2^bits * 2^31 <= 2^53."""
+    return 53 - BITS - max(0, (k - 1).bit_length())
+
+
+def _matmul_mod(a: np.ndarray, b: np.ndarray, m) -> np.ndarray:
+    """Exact (a @ b) mod m for residues < 2^31 (leading axes broadcast; `m` broadcasts against the
+    result), through float64 BLAS: the operand with fewer elements is cut into limbs (16 bits for
+    K <= 64, 10 for K <= 4096, ...) stacked along its free dim, the other is converted once, whole;
+    every product is below 2^(31 + bits) and every K-term sum below 2^53, so each float64 result is
+    an exact integer. K beyond 2^14 (8-bit limbs) is cut into chunks."""
     k = a.shape[-1]
-    chunk = 1 << 20  # each partial product < 2^32: sums of 2^20 stay below 2^53
-    if k > chunk:
+    bits = _limb_bits(k)
+    if bits < 8:
+        chunk = 1 << (53 - BITS - 8)
         total = 0
         for s in range(0, k, chunk):
             total = (total + _matmul_mod(a[..., s:s + chunk], b[..., s:s + chunk, :], m)) % m
         return total
-    a1, a0 = (a >> 16).astype(np.float64), (a & 0xFFFF).astype(np.float64)
-    b1, b0 = (b >> 16).astype(np.float64), (b & 0xFFFF).astype(np.float64)
-    hh = np.matmul(a1, b1).astype(np.int64) % m
-    mid = (np.matmul(a1, b0).astype(np.int64) + np.matmul(a0, b1).astype(np.int64)) % m
-    ll = np.matmul(a0, b0).astype(np.int64) % m
-    s32, s16 = (1 << 32) % m, (1 << 16) % m
-    return (hh * s32 % m + mid * s16 % m + ll) % m
+    limbs = -(-BITS // bits)
+    bits = -(-BITS // limbs)  # the same number of limbs, evened out
+    split_a = a.size <= b.size
+    small, big = (a, b) if split_a else (b, a)
+    bigf = np.asarray(big, dtype=np.float64, order="C")
+    mask = (1 << bits) - 1
+    pieces = [((small >> (bits * j)) & mask).astype(np.float64) for j in range(limbs)]
+    if split_a:  # rows of the limbs one after the other: [..., L*M, K] @ [..., K, N]
+        r = np.matmul(np.concatenate(pieces, axis=-2), bigf)
+        parts = np.split(r, limbs, axis=-2)
+    else:  # columns: [..., M, K] @ [..., K, L*N]
+        r = np.matmul(bigf, np.concatenate(pieces, axis=-1))
+        parts = np.split(r, limbs, axis=-1)
+    total = parts[0].astype(np.int64) % m
+    for j in range(1, limbs):
+        scale = (1 << (bits * j)) % m
+        total = (total + parts[j].astype(np.int64) % m * scale) % m
+    return total
 
 
 _REFERENCE_MEMO: dict = {}
@@ -480,11 +506,61 @@ def float_check(original: Graph, candidate: Graph, seed: int = 0) -> tuple[int |
     return None, worst
 
 
+def _run_trial(original: Graph, candidate: Graph, lanes: int, seed: int, trial: int):
+    """None when both programs agree on finite-field trial `trial`, else (output index or None, reason)."""
+    domain = FieldDomain(lanes, seed=(seed * 1_000_003 + trial) & 0xFFFFFFFF)
+    inputs = [domain.random(t.shape) for t in original.inputs]
+    try:
+        ref = _evaluate_reference(original, inputs, domain, (hash(original), lanes, seed, trial))
+        got = ev.evaluate(candidate, inputs, domain)
+    except FieldUnsupported as e:
+        return None, f"cannot verify: {e}"
+    for index, (r, g) in enumerate(zip(ref, got)):
+        if not np.array_equal(np.asarray(r)[..., 0], np.asarray(g)[..., 0]):
+            return index, f"output #{index} differs on finite-field trial {trial}"
+    return None
+
+
+_JOB = None  # (original, candidate, lanes, seed) for the forked workers of check_equivalent
+
+
+def single_blas_thread() -> None:
+    """One BLAS thread in this process (forked workers that share the cores: OpenBLAS's spinning
+    threads otherwise fight over them). Best effort: OpenBLAS under its usual symbol names."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("openblas_set_num_threads", "openblas_set_num_threads64_",
+                     "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(1)
+                break
+
+
+def _job(task):
+    single_blas_thread()
+    original, candidate, lanes, seed = _JOB
+    if task == "float":
+        return task, float_check(original, candidate, seed)
+    return task, _run_trial(original, candidate, lanes, seed, task)
+
+
 def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: int = 0,
-                     float_check_too: bool = True) -> EquivalenceResult:
+                     float_check_too: bool = True, workers: int = 1) -> EquivalenceResult:
     """Finite-field random tests of `candidate` against `original` (same inputs, same outputs in
     order), then a floating-point check. Fresh inputs, generators w, constants and random functions
-    on every trial."""
+    on every trial. With `workers` > 1 the trials (and the float check) run in that many forked
+    processes at once; the result is the same."""
     problem = _same_interface(original, candidate)
     if problem:
         return EquivalenceResult(False, 0, 1.0, reason=problem, first_mismatch=0)
@@ -494,22 +570,39 @@ def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: i
     d1, k1 = degree_and_exps(original)
     d2, k2 = degree_and_exps(candidate)
     d, k = max(d1, d2), k1 + k2
-    for trial in range(trials):
-        domain = FieldDomain(lanes, seed=(seed * 1_000_003 + trial) & 0xFFFFFFFF)
-        inputs = [domain.random(t.shape) for t in original.inputs]
+    tasks = list(range(trials)) + (["float"] if float_check_too else [])
+    outcomes: dict = {}
+    if workers > 1 and len(tasks) > 1 and not mp.current_process().daemon:
+        global _JOB
+        _JOB = (original, candidate, lanes, seed)
+        pool = mp.get_context("fork").Pool(min(workers, len(tasks)))
         try:
-            ref = _evaluate_reference(original, inputs, domain, (hash(original), lanes, seed, trial))
-            got = ev.evaluate(candidate, inputs, domain)
-        except FieldUnsupported as e:
-            return EquivalenceResult(False, trial, 1.0, primes, d, k, reason=f"cannot verify: {e}")
-        for index, (r, g) in enumerate(zip(ref, got)):
-            if not np.array_equal(np.asarray(r)[..., 0], np.asarray(g)[..., 0]):
-                return EquivalenceResult(False, trial + 1, 1.0, primes, d, k, first_mismatch=index,
-                                         reason=f"output #{index} differs on finite-field trial {trial}")
+            for task, outcome in pool.imap_unordered(_job, tasks):
+                outcomes[task] = outcome
+                if task != "float" and outcome is not None:
+                    break  # a failed trial decides
+        finally:
+            pool.terminate()
+            _JOB = None
+    else:
+        for task in tasks:
+            if task == "float":
+                outcomes[task] = float_check(original, candidate, seed)
+            else:
+                outcomes[task] = _run_trial(original, candidate, lanes, seed, task)
+                if outcomes[task] is not None:
+                    break
+    failed = sorted(t for t, o in outcomes.items() if t != "float" and o is not None)
+    if failed:
+        trial = failed[0]
+        index, reason = outcomes[trial]
+        if reason.startswith("cannot verify"):
+            return EquivalenceResult(False, trial, 1.0, primes, d, k, reason=reason)
+        return EquivalenceResult(False, trial + 1, 1.0, primes, d, k, first_mismatch=index, reason=reason)
     bound = false_positive_bound(d, k, int(primes[1]), int(primes[0]), trials)
     result = EquivalenceResult(True, trials, bound, primes, d, k)
     if float_check_too:
-        index, err = float_check(original, candidate, seed)
+        index, err = outcomes["float"]
         result.float_checked = True
         result.float_error = err
         if index is not None:

@@ -32,12 +32,12 @@ class MirageSuperoptimize(Pass):
     SUMMARY: ClassVar[str] = "Search mu-graphs for each mirage_kernel subgraph and keep the best verified one"
 
     time_budget: float = option(45.0, "seconds of search per subgraph (verification comes after)")
-    max_kernel_ops: int = option(3, "most kernel-graph ops in a candidate")
+    max_kernel_ops: int = option(2, "most kernel-graph ops (kernels) in a candidate")
     max_block_ops: int = option(9, "most block-graph ops (besides iterators and savers) per graph_def")
     seed: int = option(0, "seed of the random verification tests")
     target: str = option("sm_90", "the chip the cost model ranks for")
     workers: int = option(2, "worker processes of the search")
-    trials: int = option(4, "finite-field tests per candidate")
+    trials: int = option(3, "finite-field tests per candidate")
     progress: bool = option(False, "a progress bar on stderr")
     cache: bool = option(True, "read and write the disk cache ($MIRAGE_CACHE_DIR or ~/.cache/mirage-mlir)")
     dump: str = option("", "write the ranked candidates (JSON) to this file")
@@ -50,6 +50,7 @@ class MirageSuperoptimize(Pass):
 
     def run(self, module) -> None:
         root = module.operation if hasattr(module, "operation") else module
+        self.results = []  # (function name, SearchResult) per group searched, for tools and benchmarks
         try:
             self.search_options()  # validates the target chip name early
             from mirage_mlir.search.cost import chip
@@ -73,6 +74,7 @@ class MirageSuperoptimize(Pass):
     def optimize_group(self, root, fn, block, group):
         graph, inputs, outputs, _ = group_graph(group, block)
         result = superoptimize(graph, self.search_options())
+        self.results.append((ir.StringAttr(fn.attributes["sym_name"]).value, result))
         record = None
         if self.dump:
             record = {"function": ir.StringAttr(fn.attributes["sym_name"]).value,

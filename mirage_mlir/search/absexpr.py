@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 from ..finite_field import exact_fraction
 from ..mugraph import Graph
@@ -56,6 +57,7 @@ RULES = """
 """
 
 
+@lru_cache(maxsize=4096)
 def const_key(c: float) -> str:
     """The name of a scalar constant: exact small fractions by value, other floats by float32 value."""
     fr = exact_fraction(float(c))
@@ -66,6 +68,7 @@ def const_key(c: float) -> str:
     return repr(float(np.float32(c)))
 
 
+@lru_cache(maxsize=4096)
 def inverse_key(n: int) -> str:
     fr = Fraction(1, n)
     return f"{fr.numerator}/{fr.denominator}"

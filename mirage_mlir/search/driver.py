@@ -20,6 +20,7 @@ import heapq
 import itertools
 import multiprocessing as mp
 import os
+import queue
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from ..graph_verify import verify as verify_structure
 from ..mugraph import Graph, Node, TensorType
 from . import absexpr, cache, cost as costmod
 from .generator import (BlockSearch, Config, Context, KTensor, Options, UNARY_SEARCH, build_body,
-                        config_table, splits_reduction)
+                        config_table)
 from .space import index_classes
 from .threads import fuse_thread_graphs
 
@@ -61,6 +62,8 @@ class SearchStats:
     states: int = 0  # block-graph search states + kernel-graph states
     configs: int = 0  # graph_def configurations enumerated
     block_tasks: int = 0
+    block_s: float = 0.0  # seconds spent in block-graph searches (summed over workers)
+    replays: int = 0  # block tasks that replayed another configuration's block graphs
     candidates: int = 0
     verified: int = 0
     rejected: int = 0
@@ -88,9 +91,12 @@ _CTX: Context | None = None
 
 
 def _block_task(payload):
-    tensors, cfg, final_ok, more, deadline, need_more = payload
+    """A block-graph search (or, with templates, a replay of another configuration's block graphs):
+    (states, [(block graph, [(final, dims, e-class)] per output)], seconds, [(ops, saves)])."""
+    start = time.perf_counter()
+    tensors, cfg, final_ok, more, deadline, need_more, templates = payload
     search = BlockSearch(_CTX, tensors, cfg, final_ok, more, deadline, need_more)
-    results = search.run()
+    results = search.run() if templates is None else search.replay(templates)
     out = []
     seen = set()
     for tiles, ops, saves in results:
@@ -110,7 +116,7 @@ def _block_task(payload):
             continue
         outs = [(final, dims, tiles[tile_index].ecls) for tile_index, (omap, final, dims) in saves]
         out.append((body, outs))
-    return search.states, out
+    return search.states, out, time.perf_counter() - start, [(ops, saves) for _, ops, saves in results]
 
 
 class Searcher:
@@ -135,7 +141,9 @@ class Searcher:
         self.candidates: dict[Graph, float] = {}
         self.rejected: set = set()
         self.seen_states = set()
-        self.block_cache: dict = {}  # (input tensors, configuration, more kernels) -> block results
+        self.block_cache: dict = {}  # (input tensors, configuration, mode) -> block results
+        self.structures: dict = {}  # configuration structure -> block-graph templates (or waiting tasks)
+        self.leaders: dict = {}  # block task key -> the structure it searches for
         used = set()
         for n in reference.nodes:
             used.update(n.inputs)
@@ -360,21 +368,22 @@ class Searcher:
         streams: kernels writing program outputs only, and kernels writing intermediates too (whose
         bound includes the launch of the later kernel that must read them)."""
         ts = s.tensors
-        table = config_table(self.ctx, tuple((ts[a].type, ts[a].dims) for a in args))
+        sig = tuple((ts[a].type, ts[a].dims) for a in args)
         rest, later = self.remaining(s, args, with_launch=True)
-        self.push_config(s, args, table, 0, rest, "final")
+        # partial sums are never program outputs: the final stream has no grid over a reduction class
+        self.push_config(s, args, config_table(self.ctx, sig, False), 0, rest, "final")
         if len(s.nodes) + 1 < self.options.max_kernel_ops:
-            self.push_config(s, args, table, 0, rest + (0.0 if later else self.chip.launch_us), "more")
+            self.push_config(s, args, config_table(self.ctx, sig, True), 0,
+                             rest + (0.0 if later else self.chip.launch_us), "more")
 
     def push_config(self, s: KState, args, table, index: int, rest: float, mode: str) -> None:
-        while (entry := table.get(index)) is not None:
-            if mode == "final" and splits_reduction(self.ctx, entry[1]):
-                index += 1  # partial sums are never program outputs
-                continue
+        entry = table.get(index)
+        if entry is not None:
             self.push(s.cost + entry[0] + rest, "config", (s, args, table, index, rest, mode))
-            return
 
-    def pop_config(self, payload, batch: list) -> None:
+    def pop_config(self, payload):
+        """Handles a popped configuration: from the block cache, or joined to the same block search
+        in flight (None), or a new block task (key, payload) registered as in flight."""
         s, args, table, index, rest, mode = payload
         self.push_config(s, args, table, index + 1, rest, mode)
         self.stats.configs += 1
@@ -385,37 +394,78 @@ class Searcher:
         found = self.block_cache.get(key)
         if found is not None:
             self.handle_block_results(s, cfg, found)
-            return
-        for entry in batch:
-            if entry[2] == key:
-                entry[4].append((s, cfg))  # the same block search, wanted by another state
-                return
+            return None
+        if key in self.inflight:
+            self.inflight[key].append((s, cfg))  # the same block search, wanted by another state
+            return None
+        self.inflight[key] = [(s, cfg)]
         more = mode == "more"
-        batch.append((s, cfg, key, (tensors, cfg, True, more, self.deadline, more), []))
+        task = (tensors, cfg, True, more, self.deadline, more, None)
+        shape = self.structure(tensors, cfg, mode)
+        known = self.structures.get(shape)
+        if known is None:
+            self.structures[shape] = ("waiting", [])  # searched by this task; others of its structure wait
+            self.leaders[key] = shape
+            return key, task
+        if known[0] == "waiting":
+            known[1].append((key, task))
+            return None
+        return key, task[:-1] + (known[1],)
 
-    def handle_block_results(self, s: KState, cfg: Config, results) -> None:
+    @staticmethod
+    def structure(tensors, cfg: Config, mode: str):
+        """What the block graphs of a configuration depend on besides its split sizes: the inputs,
+        which dims each grid axis and the loop split, whether there is a loop, which grid axes and
+        which tile dims are 1. Configurations of one structure have the same block graphs (up to
+        e-graph lookups at their sizes, which a replay checks again)."""
+        units = []
+        for t, imap, fmap in zip(tensors, cfg.imaps, cfg.fmaps):
+            dims = []
+            for d, n in enumerate(t.type.shape):
+                for a in range(3):
+                    if imap[a] == d:
+                        n //= cfg.grid[a]
+                if fmap == d:
+                    n //= cfg.loop
+                dims.append(n == 1)
+            units.append(tuple(dims))
+        return (mode, tuple(tensors), cfg.imaps, cfg.fmaps, cfg.loop_keys, cfg.loop > 1,
+                tuple(g > 1 for g in cfg.grid), tuple(units))
+
+    def kernels_of(self, results) -> list:
+        """[(block graph, cost in us, output KTensors)] of a block search's results, the block size
+        chosen by the cost model (the structure does not depend on it); infeasible ones dropped.
+        Computed once per block search (the block cache keeps this form)."""
+        out = []
         for body, outs in results:
-            node = Node.make("graph_def", cfg.args, [body.value_types[v] for v in body.outputs], body)
             kc = costmod.graph_def_cost(body, self.chip)
-            # choose the block size by the cost model (the structure does not depend on it)
-            for bd in self.options.block_sizes[1:]:
+            # block sizes only change tensor-core efficiency: other block graphs keep the first
+            has_matmul = any(n.op == "matmul" for n in body.nodes)
+            for bd in self.options.block_sizes[1:] if has_matmul else ():
                 alt = Graph(body.inputs, body.nodes, body.outputs, body.grid_dim, (bd, 1, 1), body.forloop_range)
                 ka = costmod.graph_def_cost(alt, self.chip)
                 if ka.us < kc.us:
                     body, kc = alt, ka
-                    node = Node.make("graph_def", cfg.args, [body.value_types[v] for v in body.outputs], body)
             if kc.us == float("inf"):
                 continue
-            ktensors = [KTensor(body.value_types[v], dims, ecls) for v, (final, dims, ecls) in zip(body.outputs, outs)]
+            ktensors = tuple(KTensor(body.value_types[v], dims, ecls)
+                             for v, (final, dims, ecls) in zip(body.outputs, outs))
+            out.append((body, kc.us, ktensors))
+        return out
+
+    def handle_block_results(self, s: KState, cfg: Config, kernels) -> None:
+        for body, us, ktensors in kernels:
             if any(self.known(s, t) for t in ktensors):
                 continue  # recomputes a tensor the state already has: dominated by the kernel without it
-            ns = self.add_node(s, node, ktensors, kc.us)
+            node = Node.make("graph_def", cfg.args, [t.type for t in ktensors], body)
+            ns = self.add_node(s, node, list(ktensors), us)
             self.push(ns.cost + self.remaining(ns), "state", ns)
 
     # -- main loop -----------------------------------------------------------------------------------
     def run(self) -> None:
         """Searches until the queue's best bound reaches the bound (or the queue is empty, or the
-        time budget is spent); may be called again after `reject`."""
+        time budget is spent); may be called again after `reject`. Block-graph searches run on the
+        worker pool, a few in flight per worker; the queue is popped while they run."""
         global _CTX
         _CTX = self.ctx
         start = time.perf_counter()
@@ -429,37 +479,57 @@ class Searcher:
             except (OSError, ValueError):
                 pool = None
         progress = Progress(self.options.progress, self.options.time_budget)
-        batch_size = 4 * max(1, self.options.workers)
+        depth = 3 * self.options.workers if pool is not None else 1
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        self.inflight = {}
+
+        def submit(key, task):
+            self.stats.block_tasks += 1
+            if task[-1] is not None:
+                self.stats.replays += 1
+            if pool is None or task[-1] is not None:  # replays are quick: no round trip to a worker
+                done.put((key, _block_task(task)))
+            else:
+                pool.apply_async(_block_task, (task,), callback=lambda r, k=key: done.put((k, r)),
+                                 error_callback=lambda e, k=key: done.put((k, e)))
         try:
-            while self.heap and self.heap[0][0] < self.bound() and time.perf_counter() < self.deadline:
-                batch = []
-                while self.heap and len(batch) < batch_size:
-                    lb, _, kind, payload = self.heap[0]
-                    if lb >= self.bound():
-                        break
-                    heapq.heappop(self.heap)
+            while time.perf_counter() < self.deadline:
+                while len(self.inflight) < depth and self.heap and self.heap[0][0] < self.bound():
+                    lb, _, kind, payload = heapq.heappop(self.heap)
                     if kind == "state":
                         self.handle_state(payload)
                     elif kind == "inputs":
                         self.expand_configs(*payload)
                     else:
-                        self.pop_config(payload, batch)
-                if time.perf_counter() >= self.deadline:
+                        task = self.pop_config(payload)
+                        if task is None:
+                            continue
+                        submit(*task)
+                if not self.inflight:
                     break
-                if not batch:
-                    continue
-                tasks = [p[3] for p in batch]
-                self.stats.block_tasks += len(tasks)
-                results = pool.map(_block_task, tasks, chunksize=1) if pool else [_block_task(t) for t in tasks]
-                for (s, cfg, key, _, others), (states, found) in zip(batch, results):
-                    self.stats.states += states
-                    self.block_cache[key] = found
-                    for s2, cfg2 in [(s, cfg)] + others:
-                        self.handle_block_results(s2, cfg2, found)
+                try:
+                    key, result = done.get(timeout=max(0.01, self.deadline - time.perf_counter()))
+                except queue.Empty:
+                    break
+                if isinstance(result, BaseException):
+                    raise result
+                states, found, seconds, templates = result
+                self.stats.states += states
+                self.stats.block_s += seconds
+                found = self.block_cache[key] = self.kernels_of(found)
+                shape = self.leaders.pop(key, None)
+                if shape is not None:  # the other configurations of this structure replay its graphs
+                    waiting = self.structures[shape][1]
+                    self.structures[shape] = ("found", templates)
+                    for k, task in waiting:
+                        submit(k, task[:-1] + (templates,))
+                for s, cfg in self.inflight.pop(key):
+                    self.handle_block_results(s, cfg, found)
                 progress.update(self.stats, self.deadline)
         finally:
             if pool is not None:
                 pool.terminate()
+            self.inflight = {}
             progress.close()
         self.stats.search_s += time.perf_counter() - start
 
@@ -497,8 +567,8 @@ class Progress:
 
 # ---------------------------------------------------------------------------------------------
 def _verify_one(payload):
-    reference, candidate, trials, seed = payload
-    return finite_field.check_equivalent(reference, candidate, trials=trials, seed=seed)
+    reference, candidate, trials, seed, workers = payload
+    return finite_field.check_equivalent(reference, candidate, trials=trials, seed=seed, workers=workers)
 
 
 def options_key(o: SearchOptions) -> dict:
@@ -537,7 +607,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
         fused = fuse_thread_graphs(g)
         if verify_structure(fused):
             fused = g
-        check = _verify_one((reference, fused, options.verify_trials, options.seed))
+        check = _verify_one((reference, fused, options.verify_trials, options.seed, options.workers))
         stats.verify_s += time.perf_counter() - t0
         dump.append((costmod.cost(fused, options.chip).total_us, fused, check))
         if check.equivalent:

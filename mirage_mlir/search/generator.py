@@ -85,7 +85,7 @@ class BOp:
 
 @dataclass
 class Options:
-    max_kernel_ops: int = 3
+    max_kernel_ops: int = 2  # kernels per candidate (the issue asks for at most two; each costs a launch)
     max_block_ops: int = 9
     max_blocks: int = 4096
     max_open_tiles: int = 4  # tiles created but not yet consumed (bounds junk in the block search)
@@ -150,6 +150,10 @@ def _reducible(ctx, t: Tile, d: int) -> bool:
     return fs[0][0] == "p" or fs[0][1] in ctx.info.reduction_classes
 
 
+def _as_list(result) -> list:
+    return [] if result is None else (result if isinstance(result, list) else [result])
+
+
 def _partial(t: Tile) -> bool:
     return bool(t.pgrid) or t.ploop or t.pending
 
@@ -189,19 +193,24 @@ class BlockSearch:
         self.final_ok, self.more_kernels, self.need_more = final_ok, more_kernels, need_more
         self.dist = self.oracle.op_distance() if final_ok and not more_kernels else None
         self.deadline = deadline
+        self.memo: dict = {}
+        self.unary_ops = [(op, OPCODE.get(op, OPCODE["mul_scalar"]))
+                          for op in UNARY_SEARCH + tuple(f"scalar:{i}" for i in range(len(ctx.scalars))) + ("rms_norm",)]
         self.states = 0
         self.results = []
         self.roots = {r: j for j, r in enumerate(ctx.target.oracle.roots) if r is not None}
         self.out_types = [ctx.target.graph.value_types[v] for v in ctx.target.graph.outputs]
 
     # -- entry ------------------------------------------------------------------------------------
-    def run(self):
+    def _start(self):
+        """The iterator tiles (and, with one iteration, the pass-through accumulators) every block
+        graph of this configuration starts with: (tiles, ops), or None when an input cannot be cut."""
         cfg = self.cfg
         tiles, ops = [], []
         for i, v in enumerate(cfg.args):
             tile = iterator_tile(self.tensors[i], cfg.imaps[i], cfg.fmaps[i], cfg, self.oracle)
             if tile is None:
-                return []
+                return None
             tiles.append(tile)
             ops.append(BOp("input_iterator", (i,), (("fmap", cfg.fmaps[i]), ("imap", cfg.imaps[i]))))
         n_inputs = len(tiles)
@@ -211,9 +220,17 @@ class BlockSearch:
             for i in range(n_inputs):
                 t = tiles[i]
                 if t.pending or t.ploop:
-                    return []
+                    return None
                 tiles.append(replace(t, post=True, varying=False, dtype=t.dtype))
                 ops.append(BOp("accum_sum", (i,)))
+        return tiles, ops
+
+    def run(self):
+        start = self._start()
+        if start is None:
+            return []
+        tiles, ops = start
+        n_inputs = len(self.cfg.args)
         users = [0] * len(tiles)
         for op in ops[n_inputs:]:
             users[op.args[0]] += 1
@@ -227,6 +244,57 @@ class BlockSearch:
             if self.states > self.ctx.options.block_states or time.perf_counter() > self.deadline:
                 break
         return list(self.found.values())
+
+    def replay(self, templates) -> list:
+        """The block graphs `templates` ((ops, saves) found for another configuration of the same
+        structure) re-derived for this configuration: every op is applied again by the same rules
+        (shapes, cuts, partial sums, e-graph lookups at this configuration's sizes) and every output
+        saved again; a template that fails anywhere is dropped."""
+        start = self._start()
+        if start is None:
+            return []
+        tiles0, ops0 = start
+        self.found = {}
+        for ops, saves in templates:
+            if tuple(ops[:len(ops0)]) != tuple(ops0):
+                continue
+            tiles = list(tiles0)
+            for bop in ops[len(ops0):]:
+                tile = self._apply(bop, tiles)
+                if tile is None:
+                    break
+                tiles.append(tile)
+            else:
+                combo = []
+                for index, (omap, final, _) in saves:
+                    match = [c for c in self._omaps(tiles[index]) if c[0] == omap and c[1] == final]
+                    if not match:
+                        break
+                    combo.append((index, match[0]))
+                else:
+                    self.found[(tuple(ops), tuple(combo))] = (tuple(tiles), tuple(ops), tuple(combo))
+        return list(self.found.values())
+
+    def _apply(self, bop: BOp, tiles) -> Tile | None:
+        """The tile block op `bop` makes from `tiles` by the search's rules, or None."""
+        op, args, attrs = bop.op, bop.args, dict(bop.attrs)
+        if op in ("matmul",):
+            made = self._matmul(tiles[args[0]], tiles[args[1]], *args)
+        elif op in ("add", "sub", "mul", "div"):
+            made = self._binary(op, tiles[args[0]], tiles[args[1]], *args)
+        elif op in ("reduce_sum", "reduce_mean"):
+            made = self._reduce(op, tiles[args[0]], args[0], attrs["dim"])
+        elif op.startswith("accum_"):
+            made = self._accum(op, tiles[args[0]], args[0], attrs.get("reduce_dim", -1))
+        elif op in ("mul_scalar", "add_scalar"):
+            index = self.ctx.scalars.index((op, attrs["scalar"])) if (op, attrs["scalar"]) in self.ctx.scalars else -1
+            made = self._unary(f"scalar:{index}", tiles[args[0]], args[0]) if index >= 0 else None
+        else:
+            made = self._unary(op, tiles[args[0]], args[0])
+        for b, tile in _as_list(made):
+            if b == bop:
+                return tile
+        return None
 
     @staticmethod
     def _signature(t: Tile):
@@ -270,7 +338,6 @@ class BlockSearch:
 
     def _candidates(self, tiles, users, last_key):
         """(rank key, op, result tile) for every op whose key exceeds `last_key`."""
-        o = self.oracle
         n = len(tiles)
         loop = self.cfg.loop
         lo = max(last_key[0], 0)
@@ -278,45 +345,67 @@ class BlockSearch:
             th = tiles[hi]
             if loop == 1 and not th.post:
                 continue  # with one iteration all work runs after the pass-through accumulators
-            # unary ops and reductions on tile hi
-            for op in UNARY_SEARCH + tuple(f"scalar:{i}" for i in range(len(self.ctx.scalars))) + ("rms_norm",):
-                yield from self._keyed((hi, OPCODE.get(op, OPCODE["mul_scalar"]), (hi,), op), last_key,
-                                       lambda op=op: self._unary(op, th, hi))
-            for d in range(len(th.shape)):
-                if th.shape[d] > 1:
-                    for op in ("reduce_sum", "reduce_mean"):
-                        yield from self._keyed((hi, OPCODE[op], (hi,), d), last_key,
-                                               lambda op=op, d=d: self._reduce(op, th, hi, d))
-            if not th.post and (th.varying or loop == 1) and loop > 1:
-                for rd in [-1] + [d for d in range(len(th.shape)) if th.shape[d] > 1]:
-                    for op in ("accum_sum", "accum_mean", "accum_rms"):
-                        yield from self._keyed((hi, OPCODE[op], (hi,), rd), last_key,
-                                               lambda op=op, rd=rd: self._accum(op, th, hi, rd))
-            # binary ops and matmul with a partner lo_ <= hi (or either order for the ordered ops)
+            # unary ops, reductions and accumulators of tile hi
+            for code, attr, bop, tile in self._single(th):
+                key = (hi, code, (hi,), attr)
+                if key > last_key:
+                    yield key, BOp(bop.op, (hi,), bop.attrs), tile
+            # binary ops and matmul with a partner other <= hi (either order for the ordered ops)
             for other in range(hi + 1):
                 to = tiles[other]
                 if to.post != th.post:
                     continue
-                pairs = [(other, hi)] if other == hi else [(other, hi), (hi, other)]
-                for a, b in pairs:
-                    yield from self._keyed((hi, OPCODE["matmul"], (a, b), ""), last_key,
-                                           lambda a=a, b=b: self._matmul(tiles[a], tiles[b], a, b))
-                    for op in ("sub", "div"):
-                        if a != b:
-                            yield from self._keyed((hi, OPCODE[op], (a, b), ""), last_key,
-                                                   lambda op=op, a=a, b=b: self._binary(op, tiles[a], tiles[b], a, b))
-                if other != hi:
-                    for op in ("add", "mul"):
-                        yield from self._keyed((hi, OPCODE[op], (other, hi), ""), last_key,
-                                               lambda op=op: self._binary(op, to, th, other, hi))
+                for code, first, bop, tile in self._pair(to, th, other == hi):
+                    args = (other, hi) if first else (hi, other)
+                    key = (hi, code, args, "")
+                    if key > last_key:
+                        yield key, BOp(bop.op, args, bop.attrs), tile
 
-    @staticmethod
-    def _keyed(key, last_key, make):
-        if key > last_key:
-            result = make()
-            if result is not None:
-                for bop, tile in result if isinstance(result, list) else [result]:
-                    yield key, bop, tile
+    def _single(self, t: Tile) -> list:
+        """[(op code, rank attribute, op, result tile)] of every one-operand op on tile t, remembered
+        for the whole search (the same tile objects meet the same ops in every state below the one
+        that made them; the memo keeps them alive, so their ids stay theirs)."""
+        hit = self.memo.get(id(t))
+        if hit is not None and hit[0] is t:
+            return hit[1]
+        out = []
+        for op, code in self.unary_ops:
+            for bop, tile in _as_list(self._unary(op, t, 0)):
+                out.append((code, op, bop, tile))
+        for d in range(len(t.shape)):
+            if t.shape[d] > 1:
+                for op in ("reduce_sum", "reduce_mean"):
+                    for bop, tile in _as_list(self._reduce(op, t, 0, d)):
+                        out.append((OPCODE[op], d, bop, tile))
+        if not t.post and t.varying and self.cfg.loop > 1:
+            for rd in [-1] + [d for d in range(len(t.shape)) if t.shape[d] > 1]:
+                for op in ("accum_sum", "accum_mean", "accum_rms"):
+                    for bop, tile in _as_list(self._accum(op, t, 0, rd)):
+                        out.append((OPCODE[op], rd, bop, tile))
+        self.memo[id(t)] = (t, out)
+        return out
+
+    def _pair(self, lo: Tile, hi: Tile, same: bool) -> list:
+        """[(op code, lo first, op, result tile)] of every two-operand op on tiles lo and hi."""
+        key = (id(lo), id(hi))
+        hit = self.memo.get(key)
+        if hit is not None and hit[0] is lo and hit[1] is hi:
+            return hit[2]
+        out = []
+        orders = [(True, lo, hi)] if same else [(True, lo, hi), (False, hi, lo)]
+        for first, a, b in orders:
+            for bop, tile in _as_list(self._matmul(a, b, 0, 1)):
+                out.append((OPCODE["matmul"], first, bop, tile))
+            if not same:
+                for op in ("sub", "div"):
+                    for bop, tile in _as_list(self._binary(op, a, b, 0, 1)):
+                        out.append((OPCODE[op], first, bop, tile))
+        if not same:
+            for op in ("add", "mul"):
+                for bop, tile in _as_list(self._binary(op, lo, hi, 0, 1)):
+                    out.append((OPCODE[op], True, bop, tile))
+        self.memo[key] = (lo, hi, out)
+        return out
 
     # -- op rules ----------------------------------------------------------------------------------
     def _unary(self, op, t: Tile, i):
@@ -585,10 +674,11 @@ def _as_f32(bb: BlockBuilder, v: int) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # configurations of a graph_def
-def enumerate_configs(ctx: Context, tensors: dict[int, KTensor], args: tuple) -> list[tuple[float, Config]]:
+def enumerate_configs(ctx: Context, tensors: dict[int, KTensor], args: tuple,
+                      partial_ok: bool = True) -> list[tuple[float, Config]]:
     """(lower bound of the kernel's cost, config) for every grid/loop/map choice on inputs `args`,
     cheapest first (materialises the whole lazy table: for tests and tools)."""
-    table = config_table(ctx, tuple((tensors[a].type, tensors[a].dims) for a in args))
+    table = config_table(ctx, tuple((tensors[a].type, tensors[a].dims) for a in args), partial_ok)
     out, index = [], 0
     while (entry := table.get(index)) is not None:
         out.append((entry[0], replace(entry[1], args=tuple(args))))
@@ -596,13 +686,14 @@ def enumerate_configs(ctx: Context, tensors: dict[int, KTensor], args: tuple) ->
     return out
 
 
-def config_table(ctx: Context, sig: tuple) -> "ConfigTable":
+def config_table(ctx: Context, sig: tuple, partial_ok: bool = True) -> "ConfigTable":
     """The configurations of a graph_def reading tensors of signature `sig` ((type, dims) per input),
-    as a lazy table sorted by cost lower bound. Remembered per signature: the kernel-level search meets
-    the same input signatures in many states."""
-    table = ctx.config_cache.get(sig)
+    as a lazy table sorted by cost lower bound; without `partial_ok`, only those whose grid splits no
+    reduction class (a kernel writing program outputs cannot write partial sums). Remembered per
+    signature: the kernel-level search meets the same input signatures in many states."""
+    table = ctx.config_cache.get((sig, partial_ok))
     if table is None:
-        table = ctx.config_cache[sig] = ConfigTable(ctx, sig)
+        table = ctx.config_cache[(sig, partial_ok)] = ConfigTable(ctx, sig, partial_ok)
     return table
 
 
@@ -617,8 +708,8 @@ class ConfigTable:
     caller fills them in), or None past the end. A configuration whose grid splits a reduction class
     (`splits_reduction`) writes partial sums, which only a later kernel can add up."""
 
-    def __init__(self, ctx: Context, sig: tuple):
-        self.ctx, self.sig = ctx, sig
+    def __init__(self, ctx: Context, sig: tuple, partial_ok: bool = True):
+        self.ctx, self.sig, self.partial_ok = ctx, sig, partial_ok
         self.c = costmod.chip(ctx.options.chip)
         self.prefix: list[tuple[float, Config]] = []
         self.heap: list = []
@@ -656,7 +747,8 @@ class ConfigTable:
                     bad.add(key)
                 seen_here.add(key)
                 outer[key] = fs[0][2]
-        grid_keys = sorted((k for k in outer if k[0] == "i" and k not in bad), key=repr)
+        grid_keys = sorted((k for k in outer if k[0] == "i" and k not in bad
+                            and (self.partial_ok or k[1] not in ctx.info.reduction_classes)), key=repr)
         # where each grid key sits in each input (dim index or -1)
         key_dim = {k: [next((d for d, fs in enumerate(dims) if fs and (fs[0][0], fs[0][1]) == k), -1)
                        for dims in all_dims] for k in grid_keys}
