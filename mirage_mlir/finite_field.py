@@ -37,6 +37,7 @@ What the bound covers: see `false_positive_bound`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing as mp
 import random
@@ -166,6 +167,7 @@ class FieldDomain:
     def __init__(self, lanes: int = 2, seed: int = 0):
         self.moduli = np.array(prime_tower(lanes), dtype=np.int64)
         self.lanes = lanes
+        self.seed = seed
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(self.rng.getrandbits(64))
         self.keys: dict[str, list[int]] = {}
@@ -192,8 +194,14 @@ class FieldDomain:
 
     def _key(self, name: str, lane: int) -> int:
         if name not in self.keys:
-            self.keys[name] = [self.rng.getrandbits(64) for _ in range(self.lanes)]
+            self.keys[name] = [self._derived(f"key:{name}", i) for i in range(self.lanes)]
         return self.keys[name][lane]
+
+    def _derived(self, what: str, lane: int) -> int:
+        """A 64-bit random number for (this trial, what, lane), whatever else was drawn before: two
+        domains of one trial (the original and the candidate evaluated apart) agree on it."""
+        digest = hashlib.blake2b(f"{self.seed}:{what}:{lane}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little")
 
     def constant(self, c: float) -> np.ndarray:
         """A field constant per lane, shape (lanes,)."""
@@ -205,7 +213,8 @@ class FieldDomain:
             value = np.array([fr.numerator % int(m) * pow(fr.denominator, -1, int(m)) % int(m) for m in self.moduli],
                              dtype=np.int64)
         else:
-            value = np.array([self.rng.randrange(int(m)) for m in self.moduli], dtype=np.int64)
+            value = np.array([self._derived(f"constant:{bits}", i) % int(m) for i, m in enumerate(self.moduli)],
+                             dtype=np.int64)
         self.constants[bits] = value
         return value
 
@@ -340,26 +349,14 @@ def _matmul_mod(a: np.ndarray, b: np.ndarray, m) -> np.ndarray:
     else:  # columns: [..., M, K] @ [..., K, L*N]
         r = np.matmul(bigf, np.concatenate(pieces, axis=-1))
         parts = np.split(r, limbs, axis=-1)
-    total = parts[0].astype(np.int64) % m
-    for j in range(1, limbs):
-        scale = (1 << (bits * j)) % m
-        total = (total + parts[j].astype(np.int64) % m * scale) % m
+    # Horner from the top limb: acc * 2^bits + part < 2^31 * 2^16 + 2^53 fits int64; one % per limb
+    total = parts[-1].astype(np.int64) % m
+    for j in range(limbs - 2, -1, -1):
+        total = ((total << bits) + parts[j].astype(np.int64)) % m
     return total
 
 
-_REFERENCE_MEMO: dict = {}
-
-
-def _evaluate_reference(graph: Graph, inputs, domain, key):
-    """The reference's outputs for one trial, remembered: every candidate of a search is compared
-    with the same reference on the same trials."""
-    if key in _REFERENCE_MEMO:
-        return _REFERENCE_MEMO[key]
-    out = ev.evaluate(graph, inputs, domain)
-    if len(_REFERENCE_MEMO) > 8:
-        _REFERENCE_MEMO.clear()
-    _REFERENCE_MEMO[key] = out
-    return out
+_REFERENCE_MEMO: dict = {}  # (graph, lanes, seed, trial) -> lane-0 outputs of the original
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,19 +503,17 @@ def float_check(original: Graph, candidate: Graph, seed: int = 0) -> tuple[int |
     return None, worst
 
 
-def _run_trial(original: Graph, candidate: Graph, lanes: int, seed: int, trial: int):
-    """None when both programs agree on finite-field trial `trial`, else (output index or None, reason)."""
+def _trial_outputs(graph: Graph, types, lanes: int, seed: int, trial: int):
+    """Lane 0 of `graph`'s outputs on finite-field trial `trial` (inputs of `types`, keys and
+    constants derived from the trial's seed, so the original and the candidate can be run apart),
+    or the reason the domain cannot model it."""
     domain = FieldDomain(lanes, seed=(seed * 1_000_003 + trial) & 0xFFFFFFFF)
-    inputs = [domain.random(t.shape) for t in original.inputs]
+    inputs = [domain.random(t.shape) for t in types]
     try:
-        ref = _evaluate_reference(original, inputs, domain, (hash(original), lanes, seed, trial))
-        got = ev.evaluate(candidate, inputs, domain)
+        out = ev.evaluate(graph, inputs, domain)
     except FieldUnsupported as e:
-        return None, f"cannot verify: {e}"
-    for index, (r, g) in enumerate(zip(ref, got)):
-        if not np.array_equal(np.asarray(r)[..., 0], np.asarray(g)[..., 0]):
-            return index, f"output #{index} differs on finite-field trial {trial}"
-    return None
+        return f"cannot verify: {e}"
+    return [np.ascontiguousarray(np.asarray(o)[..., 0]) for o in out]
 
 
 _JOB = None  # (original, candidate, lanes, seed) for the forked workers of check_equivalent
@@ -549,10 +544,14 @@ def single_blas_thread() -> None:
 
 def _job(task):
     single_blas_thread()
-    original, candidate, lanes, seed = _JOB
+    return task, _do(task, *_JOB)
+
+
+def _do(task, original: Graph, candidate: Graph, lanes: int, seed: int):
     if task == "float":
-        return task, float_check(original, candidate, seed)
-    return task, _run_trial(original, candidate, lanes, seed, task)
+        return float_check(original, candidate, seed)
+    which, trial = task
+    return _trial_outputs(original if which == "ref" else candidate, original.inputs, lanes, seed, trial)
 
 
 def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: int = 0,
@@ -570,39 +569,74 @@ def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: i
     d1, k1 = degree_and_exps(original)
     d2, k2 = degree_and_exps(candidate)
     d, k = max(d1, d2), k1 + k2
-    tasks = list(range(trials)) + (["float"] if float_check_too else [])
-    outcomes: dict = {}
+    # tasks: each trial's original and candidate outputs apart (the original's remembered across
+    # candidates), then the float check; a trial is decided when both halves are in
+    memo_key = (hash(original), lanes, seed)
+    outputs: dict = {}
+    tasks = []
+    for trial in range(trials):
+        if (memo_key, trial) in _REFERENCE_MEMO:
+            outputs[("ref", trial)] = _REFERENCE_MEMO[(memo_key, trial)]
+        else:
+            tasks.append(("ref", trial))
+        tasks.append(("cand", trial))
+    if float_check_too:
+        tasks.append("float")
+    verdicts: dict = {}  # trial -> None (agree) or (output index or None, reason)
+    float_result = None
+
+    def settle(task, result) -> bool:
+        """Records a finished task; True when a trial failed (the rest need not run)."""
+        nonlocal float_result
+        if task == "float":
+            float_result = result
+            return False
+        outputs[task] = result
+        if task[0] == "ref" and not isinstance(result, str):
+            if len(_REFERENCE_MEMO) > 16:
+                _REFERENCE_MEMO.clear()
+            _REFERENCE_MEMO[(memo_key, task[1])] = result
+        trial = task[1]
+        ref, got = outputs.get(("ref", trial)), outputs.get(("cand", trial))
+        for half in (ref, got):
+            if isinstance(half, str):
+                verdicts[trial] = (None, half)
+                return True
+        if ref is None or got is None:
+            return False
+        verdicts[trial] = None
+        for index, (r, g) in enumerate(zip(ref, got)):
+            if not np.array_equal(r, g):
+                verdicts[trial] = (index, f"output #{index} differs on finite-field trial {trial}")
+                return True
+        return False
+
     if workers > 1 and len(tasks) > 1 and not mp.current_process().daemon:
         global _JOB
         _JOB = (original, candidate, lanes, seed)
         pool = mp.get_context("fork").Pool(min(workers, len(tasks)))
         try:
-            for task, outcome in pool.imap_unordered(_job, tasks):
-                outcomes[task] = outcome
-                if task != "float" and outcome is not None:
-                    break  # a failed trial decides
+            for task, result in pool.imap_unordered(_job, tasks):
+                if settle(task, result):
+                    break
         finally:
             pool.terminate()
             _JOB = None
     else:
         for task in tasks:
-            if task == "float":
-                outcomes[task] = float_check(original, candidate, seed)
-            else:
-                outcomes[task] = _run_trial(original, candidate, lanes, seed, task)
-                if outcomes[task] is not None:
-                    break
-    failed = sorted(t for t, o in outcomes.items() if t != "float" and o is not None)
+            if settle(task, _do(task, original, candidate, lanes, seed)):
+                break
+    failed = sorted(t for t, v in verdicts.items() if v is not None)
     if failed:
         trial = failed[0]
-        index, reason = outcomes[trial]
+        index, reason = verdicts[trial]
         if reason.startswith("cannot verify"):
             return EquivalenceResult(False, trial, 1.0, primes, d, k, reason=reason)
         return EquivalenceResult(False, trial + 1, 1.0, primes, d, k, first_mismatch=index, reason=reason)
     bound = false_positive_bound(d, k, int(primes[1]), int(primes[0]), trials)
     result = EquivalenceResult(True, trials, bound, primes, d, k)
     if float_check_too:
-        index, err = outcomes["float"]
+        index, err = float_result
         result.float_checked = True
         result.float_error = err
         if index is not None:

@@ -89,3 +89,43 @@ def test_float_check_catches_precision_only_differences():
         "mul_scalar", kb.op("exp", 0), scalar=65536.0), dtype="f16"), dtype="f32"), scalar=1 / 65536))
     r = ff.check_equivalent(a, b, trials=1)  # equal over the field (casts are exact there)
     assert not r.equivalent and r.float_checked and "floating point" in r.reason
+
+
+@pytest.mark.parametrize("k", [1, 64, 65, 4096, 4097, 16384, 16385])
+def test_field_matmul_is_exact_at_every_limb_width(k):
+    """The worst case (every residue m - 1) for each limb width the K sizes pick, and K past the
+    largest exact width (cut into chunks), with either operand the smaller one."""
+    for lane, m in enumerate(ff.prime_tower(2)):
+        for shape_a, shape_b, shape in (((2, 3, k), (1, k, 2), (2, 3, 2)), ((1, 1, k), (2, k, 5), (2, 1, 5))):
+            a = np.full(shape_a, m - 1, dtype=np.int64)
+            b = np.full(shape_b, m - 1, dtype=np.int64)
+            got = ff._matmul_mod(a, b, int(m))
+            assert got.shape == shape and (got == k * (m - 1) * (m - 1) % m).all()
+
+
+def test_parallel_trials_decide_as_serial_ones():
+    inputs = programs.small_inputs("gqa")
+    reference, plan = programs.reference("gqa", inputs), plans.PLANS["gqa"](inputs)
+    serial = ff.check_equivalent(reference, plan, trials=3, seed=5)
+    parallel = ff.check_equivalent(reference, plan, trials=3, seed=5, workers=2)
+    assert serial.equivalent and parallel.equivalent and serial.bound == parallel.bound
+    assert serial.float_error == parallel.float_error
+    t = [TensorType((4, 8), "f32")]
+    a = _kernel(t, lambda kb: kb.op("exp", kb.op("mul_scalar", 0, scalar=0.5)))
+    b = _kernel(t, lambda kb: kb.op("exp", kb.op("mul_scalar", 0, scalar=0.25)))
+    r = ff.check_equivalent(a, b, trials=3, workers=2)
+    assert not r.equivalent and r.first_mismatch == 0
+
+
+def test_random_functions_and_constants_do_not_depend_on_use_order():
+    """The original and the candidate of one trial are evaluated apart (maybe in two processes):
+    uninterpreted functions and non-fraction constants must be the same whichever is met first."""
+    d1, d2 = ff.FieldDomain(2, seed=11), ff.FieldDomain(2, seed=11)
+    x = d1.random((4, 4))
+    assert np.array_equal(x, d2.random((4, 4)))
+    a1 = d1.unary("sqrt", x, {}, "f32")
+    c1 = d1.constant(1.0132789611816406e-06)
+    c2 = d2.constant(1.0132789611816406e-06)
+    a2 = d2.unary("sqrt", x, {}, "f32")
+    assert np.array_equal(a1, a2) and np.array_equal(c1, c2)
+    assert not np.array_equal(ff.FieldDomain(2, seed=12).constant(1.0132789611816406e-06), c1)

@@ -7,8 +7,12 @@ overhead. A block graph whose shared memory exceeds the chip's per-block limit i
 
 Bytes: an input iterator reads its tile once per block and, when its fmap splits a dim, once per
 loop iteration; a saver writes its output once; a predefined op reads its inputs and writes its
-result once (L2 reuse is ignored, which over-counts replicated reads, the behaviour that makes
-plans that share tiles across blocks worse).
+result once. Device memory (DRAM) moves every input byte once and every output byte once; tiles
+that several blocks read (a replicated input: no grid axis splits it) come from L2 after the first
+read, so a kernel's memory time is the larger of its DRAM bytes at `bandwidth` and all the bytes
+its blocks load (replicas included) at `l2_bandwidth`. Replication is not free, but it costs L2
+traffic, not DRAM traffic (cuBLAS reads a 16x4096 @ 4096x6144 f16 matmul's 16 rows once per
+column tile and takes the same time as for 2 rows: 24.8 us vs 25.4 us on an H200).
 
 `rank(candidates, measure=None)`: the hook for choosing by measured time later: pass a callable
 Graph -> microseconds (e.g. a GPU timer) and it replaces the estimate for the candidates it is
@@ -30,6 +34,10 @@ class Chip:
     name: str = "sm_90"
     sms: int = 132
     bandwidth: float = 2.97e12  # B/s, the streaming read bandwidth measured on the H100 (PLATFORM.md)
+    # B/s, L2 -> SM: a reduction whose 2048 rows all read one 128 KiB - 8 MiB vector (so every read
+    # after the first hits L2) ran 3.9-4.5 TB/s on an H200 (the H100's chip and L2), 1.2x its
+    # DRAM-bound rate; a lower bound of what L2 serves
+    l2_bandwidth: float = 4.5e12
     smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
     launch_us: float = 2.0  # per kernel (BENCHMARKS.md)
     tensor_flops: float = 4.0e14  # sustained f16 tensor-core FLOP/s (dense, H100 SXM ~ 990 peak)
@@ -100,13 +108,14 @@ def block_graph_smem(body: Graph) -> int:
 def graph_def_cost(body: Graph, c: Chip) -> KernelCost:
     blocks = body.grid_dim[0] * body.grid_dim[1] * body.grid_dim[2]
     loop = body.forloop_range
-    read = written = 0
+    read = written = unique = 0
     flops = simt = 0.0
     post = body.after_loop
     for index, node in enumerate(body.nodes):
         if node.op == "input_iterator":
             per = nbytes(node.types[0])
             read += per * blocks * (loop if node.attr("fmap") != -1 else 1)
+            unique += nbytes(body.value_types[node.inputs[0]])
         elif node.op == "output_saver":
             written += nbytes(node.types[0])
         elif node.op == "matmul":
@@ -123,7 +132,8 @@ def graph_def_cost(body: Graph, c: Chip) -> KernelCost:
     warps = body.block_dim[0] * body.block_dim[1] * body.block_dim[2] // 32
     mma_eff = min(1.0, warps / c.warps_for_mma)
     waves = math.ceil(blocks / c.sms)
-    us = (c.launch_us + (read + written) / (c.bandwidth * fill) * 1e6
+    memory = max(min(unique, read) + written, (read + written) * c.bandwidth / c.l2_bandwidth)
+    us = (c.launch_us + memory / (c.bandwidth * fill) * 1e6
           + flops / (c.tensor_flops * fill * mma_eff) * 1e6 + simt / (c.simt_flops * fill) * 1e6
           + (loop * waves * c.loop_iter_us if loop > 1 else 0.0))
     return KernelCost("graph_def", us, read, written, blocks, fill, smem, flops, loop)

@@ -705,8 +705,8 @@ class ConfigTable:
     read at the grid's SM fill: every input is read once per block that does not split it, whatever
     the loop); a grid's loop choices (each adding its per-iteration overhead) are expanded only when
     the grid reaches the front. `get(i)` is the i-th cheapest configuration (its `args` empty: the
-    caller fills them in), or None past the end. A configuration whose grid splits a reduction class
-    (`splits_reduction`) writes partial sums, which only a later kernel can add up."""
+    caller fills them in), or None past the end. Without `partial_ok`, no grid axis splits a reduction
+    class (such a kernel writes partial sums, which only a later kernel can add up)."""
 
     def __init__(self, ctx: Context, sig: tuple, partial_ok: bool = True):
         self.ctx, self.sig, self.partial_ok = ctx, sig, partial_ok
@@ -772,9 +772,11 @@ class ConfigTable:
                     if key_dim[k][i] >= 0:
                         n *= gs[a]
                 splits.append(n)
-            # bytes read: each input once per block that does not split it (independent of the loop)
+            # bytes loaded: each input once per block that does not split it (independent of the
+            # loop), from DRAM once (cost.py: replicas come from L2)
             read = sum(nb * blocks // n for nb, n in zip(self.nbytes, splits))
-            base = c.launch_us + read / (c.bandwidth * costmod.sm_fill(blocks, c)) * 1e6
+            memory = max(min(sum(self.nbytes), read), read * c.bandwidth / c.l2_bandwidth)
+            base = c.launch_us + memory / (c.bandwidth * costmod.sm_fill(blocks, c)) * 1e6
             heapq.heappush(self.heap, (base, next(self.counter), "grid", (keys, gs, base, splits, key_dim)))
 
     def _loops(self, keys, gs, base, splits, key_dim) -> list[tuple[float, Config]]:
@@ -840,27 +842,3 @@ class ConfigTable:
                     lb = base + (L * waves * c.loop_iter_us if L > 1 else 0.0)
                     results.append((lb, Config((), grid, gkeys, L, lset, imaps, fmaps, block_dim)))
         return results
-
-
-def splits_reduction(ctx: Context, cfg: Config) -> bool:
-    return any(k is not None and k[0] == "i" and k[1] in ctx.info.reduction_classes for k in cfg.grid_keys)
-
-
-def config_lower_bound(cfg: Config, ts: list[KTensor], c) -> float | None:
-    blocks = cfg.grid[0] * cfg.grid[1] * cfg.grid[2]
-    read = smem = 0
-    for t, imap, fmap in zip(ts, cfg.imaps, cfg.fmaps):
-        n = t.type.numel()
-        for a in range(3):
-            if imap[a] != -1:
-                n //= cfg.grid[a]
-        if fmap != -1:
-            n //= cfg.loop
-        tile_bytes = n * BYTES[t.type.dtype]
-        smem += tile_bytes
-        read += tile_bytes * blocks * (cfg.loop if fmap != -1 else 1)
-    if smem > c.smem_per_block:
-        return None
-    fill = costmod.sm_fill(blocks, c)
-    waves = -(-blocks // c.sms)
-    return c.launch_us + read / (c.bandwidth * fill) * 1e6 + (cfg.loop * waves * c.loop_iter_us if cfg.loop > 1 else 0)
