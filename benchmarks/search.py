@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from mirage_mlir import interpreter, plans  # noqa: E402
+from mirage_mlir.bridge import tensor_type  # noqa: E402
 from mirage_mlir.context import make_context, parse_module  # noqa: E402
 from mirage_mlir.finite_field import FLOAT_TOLERANCE  # noqa: E402
 from mirage_mlir.search import cost  # noqa: E402
@@ -77,7 +78,8 @@ def bench(name: str, bs: int, args) -> dict:
         sup.run(module.operation)
         wall = time.perf_counter() - t0
         (_, result), = sup.results  # one group per benchmark program
-        inputs = [n for n in next(functions(module.operation)).regions[0].blocks[0].arguments]
+        arguments = next(functions(module.operation)).regions[0].blocks[0].arguments
+        types = [tensor_type(a.type) for a in arguments]
         err = float("nan")
         if args.run:
             t1 = time.perf_counter()
@@ -85,11 +87,9 @@ def bench(name: str, bs: int, args) -> dict:
             run_s = time.perf_counter() - t1
         else:
             run_s = 0.0
-    types = list(result.graph.inputs) if result.graph is not None else None
-    plan = plans.PLANS[name](types) if types else None
+    plan = plans.PLANS[name](types)
     return {"name": name, "bs": bs, "wall": wall, "stats": result.stats, "result": result,
-            "plan_us": cost.cost(plan).total_us if plan else float("nan"), "err": err, "run_s": run_s,
-            "n_args": len(inputs)}
+            "plan_us": cost.cost(plan).total_us, "err": err, "run_s": run_s}
 
 
 def main() -> None:
@@ -120,15 +120,17 @@ def main() -> None:
                   f"({r['err']:.1e}, {r['run_s']:.1f}s)", file=sys.stderr, flush=True)
             if args.plans and res.graph is not None:
                 print(f"  {describe(res.graph)}", file=sys.stderr, flush=True)
-    print("| program | bs | search s (cold) | of which verify s | states | verified / candidates | kernels | "
-          "ours (us) | Mirage plan (us) | unoptimized (us) | FP bound | mirage-run max rel err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| program | bs | search s (cold) | of which verify s | states | block searches (replays) | "
+          "verified / candidates | proven | kernels | ours (us) | Mirage plan (us) | unoptimized (us) | FP bound | "
+          "mirage-run max rel err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         s, res = r["stats"], r["result"]
         bound = res.verification.bound if res.verification else float("nan")
         print(f"| {r['name']} | {r['bs']} | {r['wall']:.1f} | {s.verify_s:.1f} | {s.states} | "
-              f"{s.verified} / {s.candidates} | {r['kernels']} | {r['ours']:.2f} | {r['plan_us']:.2f} | "
-              f"{res.reference_cost.total_us:.2f} | {bound:.1e} | {r['err']:.1e} |")
+              f"{s.block_tasks} ({s.replays}) | {s.verified} / {s.candidates} | {'yes' if s.proven else 'no'} | "
+              f"{r['kernels']} | {r['ours']:.2f} | {r['plan_us']:.2f} | {res.reference_cost.total_us:.2f} | "
+              f"{bound:.1e} | {r['err']:.1e} |")
 
 
 if __name__ == "__main__":

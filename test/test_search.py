@@ -56,14 +56,7 @@ def test_cost_model_prefers_full_sms_and_rejects_oversized_tiles():
     assert cost.cost(kb.finish([3])).total_us == float("inf")  # a 32 MiB tile in shared memory
 
 
-# Known gap: since the cost model charges replicated tiles as L2 traffic, the search's ntrans result
-# at the small test shape is ranked 2% above our hand-written plan (at the benchmark shapes it ranks
-# at or below it: README, search table).
-NTRANS_SMALL = pytest.mark.xfail(reason="small-shape ntrans ranks 2% above the hand-written plan", strict=False)
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NTRANS_SMALL) if n == "ntrans" else n
-                                  for n in programs.NAMES])
+@pytest.mark.parametrize("name", programs.NAMES)
 def test_search_finds_verified_plans_at_least_as_good_as_mirage(name):
     inputs = programs.small_inputs(name)
     reference = programs.reference(name, inputs)

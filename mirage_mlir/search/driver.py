@@ -16,6 +16,7 @@ tensors equal those of a state popped earlier (so at no lower cost) is not expan
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import multiprocessing as mp
@@ -64,6 +65,7 @@ class SearchStats:
     block_tasks: int = 0
     block_s: float = 0.0  # seconds spent in block-graph searches (summed over workers)
     replays: int = 0  # block tasks that replayed another configuration's block graphs
+    proven: bool = False  # the result is the cheapest candidate of the space (the search ran out)
     candidates: int = 0
     verified: int = 0
     rejected: int = 0
@@ -140,7 +142,7 @@ class Searcher:
         self.counter = itertools.count()
         self.candidates: dict[Graph, float] = {}
         self.rejected: set = set()
-        self.seen_states = set()
+        self.seen_states: dict = {}  # state signature -> the lowest cost it was expanded at
         self.block_cache: dict = {}  # (input tensors, configuration, mode) -> block results
         self.structures: dict = {}  # configuration structure -> block-graph templates (or waiting tasks)
         self.leaders: dict = {}  # block task key -> the structure it searches for
@@ -234,12 +236,13 @@ class Searcher:
         return any(u.ecls == t.ecls and u.type == t.type and not u.has_partials() for u in s.tensors)
 
     def handle_state(self, s: KState) -> None:
-        # states are popped cheapest first: one with the same signature as an earlier one has the
-        # same completions at a cost at least as high (dominated)
+        # a state with the same signature as one expanded before at no higher cost has the same
+        # completions at a cost at least as high (dominated); with block searches in flight a
+        # cheaper one can come later, and is expanded again
         sig = self.signature(s)
-        if sig in self.seen_states:
+        if self.seen_states.get(sig, float("inf")) <= s.cost:
             return
-        self.seen_states.add(sig)
+        self.seen_states[sig] = s.cost
         self.stats.states += 1
         if self.complete(s):
             graph = Graph(self.reference.inputs, s.nodes, s.finals)
@@ -483,12 +486,16 @@ class Searcher:
         done: queue.SimpleQueue = queue.SimpleQueue()
         self.inflight = {}
 
+        order: collections.deque = collections.deque()  # submitted block tasks, oldest first
+        ready: dict = {}
+
         def submit(key, task):
             self.stats.block_tasks += 1
+            order.append(key)
             if task[-1] is not None:
                 self.stats.replays += 1
             if pool is None or task[-1] is not None:  # replays are quick: no round trip to a worker
-                done.put((key, _block_task(task)))
+                ready[key] = _block_task(task)
             else:
                 pool.apply_async(_block_task, (task,), callback=lambda r, k=key: done.put((k, r)),
                                  error_callback=lambda e, k=key: done.put((k, e)))
@@ -507,10 +514,20 @@ class Searcher:
                         submit(*task)
                 if not self.inflight:
                     break
-                try:
-                    key, result = done.get(timeout=max(0.01, self.deadline - time.perf_counter()))
-                except queue.Empty:
+                # results are handled in the order the tasks were submitted, whatever order the
+                # workers finish them in: the search is the same on every run
+                timed_out = False
+                while order[0] not in ready:
+                    try:
+                        k, r = done.get(timeout=max(0.01, self.deadline - time.perf_counter()))
+                    except queue.Empty:
+                        timed_out = True
+                        break
+                    ready[k] = r
+                if timed_out:
                     break
+                key = order.popleft()
+                result = ready.pop(key)
                 if isinstance(result, BaseException):
                     raise result
                 states, found, seconds, templates = result
@@ -603,6 +620,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             break
         g = pending[0][3]
         checked.add(g)
+        proven = searcher.exhausted  # nothing cheaper is left in the space: g is optimal if it passes
         t0 = time.perf_counter()
         fused = fuse_thread_graphs(g)
         if verify_structure(fused):
@@ -614,6 +632,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             stats.verified += 1
             if best is None:
                 best, best_check = fused, check
+                stats.proven = proven
         else:
             stats.rejected += 1
             searcher.reject(g)
