@@ -519,27 +519,50 @@ def _trial_outputs(graph: Graph, types, lanes: int, seed: int, trial: int):
 _JOB = None  # (original, candidate, lanes, seed) for the forked workers of check_equivalent
 
 
-def single_blas_thread() -> None:
-    """One BLAS thread in this process (forked workers that share the cores: OpenBLAS's spinning
-    threads otherwise fight over them). Best effort: OpenBLAS under its usual symbol names."""
+def _openblas():
+    """(get_num_threads, set_num_threads) of the OpenBLAS NumPy loaded, or None."""
     import ctypes
 
     try:
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
     except OSError:
-        return
+        return None
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in ("openblas_set_num_threads", "openblas_set_num_threads64_",
-                     "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn(1)
-                break
+        for prefix, suffix in (("", ""), ("", "64_"), ("scipy_", "64_"), ("scipy_", "")):
+            get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                return get, put
+    return None
+
+
+def single_blas_thread() -> None:
+    """One BLAS thread in this process. The trials run many small batched matmuls: with OpenBLAS's
+    spinning threads on a loaded 2-core machine they ran 6x slower. Best effort: OpenBLAS under its
+    usual symbol names."""
+    fns = _openblas()
+    if fns is not None:
+        fns[1](1)
+
+
+class _OneBlasThread:
+    """Context: one BLAS thread inside, the previous count restored after."""
+
+    def __enter__(self):
+        self.fns = _openblas()
+        self.before = self.fns[0]() if self.fns is not None else None
+        if self.fns is not None:
+            self.fns[1](1)
+
+    def __exit__(self, *exc):
+        if self.fns is not None:
+            self.fns[1](self.before)
+        return False
 
 
 def _job(task):
@@ -623,9 +646,10 @@ def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: i
             pool.terminate()
             _JOB = None
     else:
-        for task in tasks:
-            if settle(task, _do(task, original, candidate, lanes, seed)):
-                break
+        with _OneBlasThread():
+            for task in tasks:
+                if settle(task, _do(task, original, candidate, lanes, seed)):
+                    break
     failed = sorted(t for t, v in verdicts.items() if v is not None)
     if failed:
         trial = failed[0]
