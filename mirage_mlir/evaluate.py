@@ -93,13 +93,22 @@ def evaluate(graph: Graph, inputs: list, domain=None) -> list:
     """The outputs of a kernel graph on `inputs` (arrays in the domain's representation)."""
     domain = domain or FloatDomain()
     values = list(inputs)
-    for node in graph.nodes:
+    for index, node in enumerate(graph.nodes):
         args = [values[v] for v in node.inputs]
         if node.op == "graph_def":
             values.extend(run_block_graph(node.body, args, domain))
         else:
+            _at(domain, graph, index)
             values.append(apply_opset(domain, node, args, node.types[0].dtype))
     return [values[v] for v in graph.outputs]
+
+
+def _at(domain, graph: Graph, index: int) -> None:
+    """Tells a domain that wants to know (`at_node`) which node it computes next (the finite-field
+    domain skips lanes no output reads)."""
+    hook = getattr(domain, "at_node", None)
+    if hook is not None:
+        hook(graph, index)
 
 
 GRID_AXES = 3  # block-graph values carry one leading axis per grid dim (size 1 where replicated)
@@ -127,6 +136,7 @@ def run_block_graph(graph: Graph, tensors: list, domain) -> list:
             elif node.op in ACCUMULATORS:
                 accumulated.setdefault(index, []).append([values[v] for v in node.inputs])
             else:
+                _at(domain, graph, index)
                 values[first] = _compute(domain, node, [values[v] for v in node.inputs])
     outputs = {}
     for index, node in enumerate(graph.nodes):
@@ -138,6 +148,7 @@ def run_block_graph(graph: Graph, tensors: list, domain) -> list:
             if node.op == "output_saver":
                 outputs[first] = _assemble_output(graph, node, args[0])
             else:
+                _at(domain, graph, index)
                 values[first] = _compute(domain, node, args)
     return [outputs[v] for v in graph.outputs]
 

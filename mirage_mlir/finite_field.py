@@ -297,11 +297,29 @@ class FieldDomain:
             total = self.div_count(total, x.shape[dim], dtype)
         return total
 
+    # -- lanes no output reads ------------------------------------------------------------------
+    def use_lanes(self, table: dict) -> None:
+        """`table`: (id(graph), node index) -> the lanes some output needs of that node's result
+        (`needed_lanes`); matmuls then compute only those (the others stay zero, unread)."""
+        self.lane_table = table
+        self.live = None
+
+    def at_node(self, graph: Graph, index: int) -> None:
+        table = getattr(self, "lane_table", None)
+        self.live = None if table is None else table.get((id(graph), index))
+
     def matmul(self, a, b, dtype: str):
         a, b = np.asarray(a), np.asarray(b)
         # lanes become a leading batch axis: one set of BLAS calls for all of them
         am, bm = np.moveaxis(a, -1, 0), np.moveaxis(b, -1, 0)
         m = self.moduli.reshape((self.lanes,) + (1,) * (am.ndim - 1))
+        live = getattr(self, "live", None)
+        if live is not None and len(live) < self.lanes:
+            lanes = sorted(live)
+            out = _matmul_mod(am[lanes], bm[lanes], m[lanes])
+            full = np.zeros((self.lanes,) + out.shape[1:], dtype=np.int64)
+            full[lanes] = out
+            return np.moveaxis(full, 0, -1)
         return np.moveaxis(_matmul_mod(am, bm, m), 0, -1)
 
     def div_count(self, x, count: int, dtype: str):
@@ -503,12 +521,46 @@ def float_check(original: Graph, candidate: Graph, seed: int = 0) -> tuple[int |
     return None, worst
 
 
+def needed_lanes(graph: Graph, lanes: int, table: dict | None = None, out_lanes=None) -> tuple[dict, list]:
+    """Which lanes of each node's result some program output's lane 0 depends on: every op is
+    lane-wise except exp (and accum_rescaled_sum), whose lane i reads lane i + 1 of its operand.
+    Returns ({(id(graph), node index): lanes}, per graph input: lanes), for nested block and thread
+    graphs too; a node met in several places gets the union, so no lane it needs is ever missing."""
+    table = {} if table is None else table
+    out_lanes = [{0} for _ in graph.outputs] if out_lanes is None else out_lanes
+    need = {v: set() for v in range(len(graph.value_types))}
+    for v, s in zip(graph.outputs, out_lanes):
+        need[v] |= set(s)
+    for index in range(len(graph.nodes) - 1, -1, -1):
+        node = graph.nodes[index]
+        first = graph.first_result[index]
+        results = [need[first + k] for k in range(len(node.types))]
+        res = set().union(*results)
+        key = (id(graph), index)
+        table[key] = table.get(key, set()) | res
+        if node.body is not None:
+            _, inner = needed_lanes(node.body, lanes, table, results)
+            for v, s in zip(node.inputs, inner):
+                need[v] |= s
+        elif node.op == "exp":
+            for v in node.inputs:
+                need[v] |= {i + 1 for i in res if i + 1 < lanes}
+        elif node.op == "accum_rescaled_sum":
+            for v in node.inputs:
+                need[v] |= set(range(lanes))  # not modelled (max); every lane, to be safe
+        else:
+            for v in node.inputs:
+                need[v] |= res
+    return table, [need[i] for i in range(len(graph.inputs))]
+
+
 def _trial_outputs(graph: Graph, types, lanes: int, seed: int, trial: int):
     """Lane 0 of `graph`'s outputs on finite-field trial `trial` (inputs of `types`, keys and
     constants derived from the trial's seed, so the original and the candidate can be run apart),
     or the reason the domain cannot model it."""
     domain = FieldDomain(lanes, seed=(seed * 1_000_003 + trial) & 0xFFFFFFFF)
     inputs = [domain.random(t.shape) for t in types]
+    domain.use_lanes(needed_lanes(graph, lanes)[0])
     try:
         out = ev.evaluate(graph, inputs, domain)
     except FieldUnsupported as e:
