@@ -105,7 +105,9 @@ def block_graph_smem(body: Graph) -> int:
     return shared_memory_bytes(body)
 
 
-def graph_def_cost(body: Graph, c: Chip) -> KernelCost:
+def graph_def_cost(body: Graph, c: Chip, smem: int | None = None) -> KernelCost:
+    """`smem`: the block's shared memory when the caller has it (block_graph_smem of the same graph
+    at another block size: the allocation does not depend on it)."""
     blocks = body.grid_dim[0] * body.grid_dim[1] * body.grid_dim[2]
     loop = body.forloop_range
     read = written = unique = 0
@@ -126,7 +128,7 @@ def graph_def_cost(body: Graph, c: Chip) -> KernelCost:
         elif node.op not in ACCUMULATORS:
             simt += math.prod(node.types[0].shape) * blocks * (1 if index in post else loop)
     fill = sm_fill(blocks, c)
-    smem = block_graph_smem(body)
+    smem = block_graph_smem(body) if smem is None else smem
     if smem > c.smem_per_block:
         return KernelCost("graph_def", math.inf, read, written, blocks, fill, smem, flops, loop)
     warps = body.block_dim[0] * body.block_dim[1] * body.block_dim[2] // 32

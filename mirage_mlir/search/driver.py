@@ -92,9 +92,31 @@ class SearchResult:
 _CTX: Context | None = None
 
 
+def _kernels(ctx: Context, results) -> list:
+    """[(block graph, cost in us, output KTensors)] of a block search's results, the block size
+    chosen by the cost model (the structure does not depend on it); infeasible ones dropped."""
+    chip = costmod.chip(ctx.options.chip)
+    out = []
+    for body, outs in results:
+        kc = costmod.graph_def_cost(body, chip)
+        # block sizes only change tensor-core efficiency: other block graphs keep the first
+        # (and the shared memory is the same at every block size)
+        has_matmul = any(n.op == "matmul" for n in body.nodes)
+        for bd in ctx.options.block_sizes[1:] if has_matmul else ():
+            alt = Graph(body.inputs, body.nodes, body.outputs, body.grid_dim, (bd, 1, 1), body.forloop_range)
+            ka = costmod.graph_def_cost(alt, chip, kc.smem)
+            if ka.us < kc.us:
+                body, kc = alt, ka
+        if kc.us == float("inf"):
+            continue
+        ktensors = tuple(KTensor(body.value_types[v], dims, ecls) for v, (final, dims, ecls) in zip(body.outputs, outs))
+        out.append((body, kc.us, ktensors))
+    return out
+
+
 def _block_task(payload):
     """A block-graph search (or, with templates, a replay of another configuration's block graphs):
-    (states, [(block graph, [(final, dims, e-class)] per output)], seconds, [(ops, saves)])."""
+    (states, [(block graph, cost in us, output KTensors)], seconds, [(ops, saves)])."""
     start = time.perf_counter()
     tensors, cfg, final_ok, more, deadline, need_more, templates = payload
     search = BlockSearch(_CTX, tensors, cfg, final_ok, more, deadline, need_more)
@@ -118,7 +140,8 @@ def _block_task(payload):
             continue
         outs = [(final, dims, tiles[tile_index].ecls) for tile_index, (omap, final, dims) in saves]
         out.append((body, outs))
-    return search.states, out, time.perf_counter() - start, [(ops, saves) for _, ops, saves in results]
+    return (search.states, _kernels(_CTX, out), time.perf_counter() - start,
+            [(ops, saves) for _, ops, saves in results])
 
 
 class Searcher:
@@ -435,27 +458,6 @@ class Searcher:
         return (mode, tuple(tensors), cfg.imaps, cfg.fmaps, cfg.loop_keys, cfg.loop > 1,
                 tuple(g > 1 for g in cfg.grid), tuple(units))
 
-    def kernels_of(self, results) -> list:
-        """[(block graph, cost in us, output KTensors)] of a block search's results, the block size
-        chosen by the cost model (the structure does not depend on it); infeasible ones dropped.
-        Computed once per block search (the block cache keeps this form)."""
-        out = []
-        for body, outs in results:
-            kc = costmod.graph_def_cost(body, self.chip)
-            # block sizes only change tensor-core efficiency: other block graphs keep the first
-            has_matmul = any(n.op == "matmul" for n in body.nodes)
-            for bd in self.options.block_sizes[1:] if has_matmul else ():
-                alt = Graph(body.inputs, body.nodes, body.outputs, body.grid_dim, (bd, 1, 1), body.forloop_range)
-                ka = costmod.graph_def_cost(alt, self.chip)
-                if ka.us < kc.us:
-                    body, kc = alt, ka
-            if kc.us == float("inf"):
-                continue
-            ktensors = tuple(KTensor(body.value_types[v], dims, ecls)
-                             for v, (final, dims, ecls) in zip(body.outputs, outs))
-            out.append((body, kc.us, ktensors))
-        return out
-
     def handle_block_results(self, s: KState, cfg: Config, kernels) -> None:
         for body, us, ktensors in kernels:
             if any(self.known(s, t) for t in ktensors):
@@ -533,7 +535,7 @@ class Searcher:
                 states, found, seconds, templates = result
                 self.stats.states += states
                 self.stats.block_s += seconds
-                found = self.block_cache[key] = self.kernels_of(found)
+                self.block_cache[key] = found
                 shape = self.leaders.pop(key, None)
                 if shape is not None:  # the other configurations of this structure replay its graphs
                     waiting = self.structures[shape][1]
