@@ -8,10 +8,13 @@ For each program of ../shared/BENCHMARKS.md, bs 1 and 8, writes with mirage-comp
                                            (--no-search): one kernel per kernel op
   DIR/<program>_bs<bs>_f16_searched/       the default pipeline, with mirage-superoptimize
                                            (--search-options, default 'time-budget=20 workers=2')
+  DIR/<program>_bs<bs>_f16_c<C>_k<K>_t<T>/ with --sweep: the weight-streaming plans (rmsnorm_linear,
+                                           gated_mlp) at column tile C, K tile K, T threads, to
+                                           check the cost model's ranking against the clock
 for dtype f16 and f32 (from the examples), and bf16 (the published plan on bf16 arguments: no bf16
 torch-mlir files exist), then DIR/index.json for benchmarks/check_gpu.py and benchmarks/gpu.py.
 
-  python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90] [--no-searched]
+  python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90] [--no-searched] [--sweep]
 """
 
 from __future__ import annotations
@@ -26,9 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+sys.path[:0] = [ROOT, HERE]
 
 from programs import NAMES, shapes  # noqa: E402
+
+from mirage_mlir.plans import PLANS  # noqa: E402
+
+
+# (column tile, K tile, threads) of the weight-streaming plans' sweeps
+SWEEPS = {name: [(c, k, t) for c in (16, 32, 64, 128) for k in (64, 128, 256) for t in (128, 256)
+                 if c * k <= 128 * 128]
+          for name in ("rmsnorm_linear", "gated_mlp")}
 
 
 def stub(name: str, bs: int, dtype: str) -> str:
@@ -48,13 +59,18 @@ def main() -> int:
     p.add_argument("--only", nargs="*", help="program names")
     p.add_argument("--no-searched", action="store_true", help="skip the variants that run the search")
     p.add_argument("--search-options", default="time-budget=20 workers=2")
+    p.add_argument("--dtypes", nargs="*", default=["f16", "f32", "bf16"])
+    p.add_argument("--sweep", action="store_true", help="add the tile sweeps of the weight-streaming plans")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     tmp = tempfile.mkdtemp()
     jobs = []
     for name in args.only or NAMES:
-        for bs in (1, 8):
-            for dtype in ("f16", "f32", "bf16"):
+        published = name in PLANS
+        for bs in (1, 8) if published else (1,):
+            for dtype in args.dtypes:
+                if dtype == "bf16" and not published:
+                    continue  # no bf16 torch-mlir files: bf16 runs through the published plans only
                 if dtype == "bf16":
                     src = os.path.join(tmp, f"{name}_bs{bs}_bf16.mlir")
                     with open(src, "w") as f:
@@ -62,9 +78,14 @@ def main() -> int:
                     variants = {"published": ["--plan", name]}
                 else:
                     src = os.path.join(ROOT, "examples", f"{name}_bs{bs}_{dtype}.mlir")
-                    variants = {"published": ["--plan", "published"], "converted": ["--no-search"]}
+                    variants = {"published": ["--plan", "published"]} if published else {}
+                    variants["converted"] = ["--no-search"]
                     if dtype == "f16" and not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
+                    if dtype == "f16" and args.sweep and name in SWEEPS:
+                        for col, k, threads in SWEEPS[name]:
+                            variants[f"c{col}_k{k}_t{threads}"] = [
+                                "--plan", f"published:col_tile={col},k_tile={k},threads={threads}"]
                 for variant, extra in variants.items():
                     d = f"{name}_bs{bs}_{dtype}_{variant}"
                     cmd = [sys.executable, "-m", "mirage_mlir.tools.mirage_compile", src, "-o",

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""GPU timings of the compiled benchmark programs beside PyTorch eager and torch.compile.
+"""GPU timings of every compiled benchmark variant beside PyTorch eager and torch.compile.
 
-For each program and bs (fp16, the benchmark set's type): check ours first (NaN-poisoned outputs,
-float64 reference, as check_gpu.py does; a variant that fails is not timed), then time ours, eager and
-torch.compile (default mode) in the same run, each as CUDA-graph replays
-(triton.testing.do_bench_cudagraph, median). Each replay runs the program on R input sets in turn
-(R chosen so that the inputs exceed twice the L2 cache), so no run reads its inputs from L2; times
-are per program call. Prints the table last: times in microseconds, speedups (>1: ours faster),
-and the bandwidth floor ((input + output bytes) / 2.97 TB/s) as a fraction of our time.
+In one run on one GPU: first the two ceilings, the read bandwidth (torch.sum over 512 MiB of f16)
+and one empty kernel's CUDA-graph replay time; then, for each (program, bs, dtype) that
+benchmarks/build_gpu.py compiled: eager and torch.compile (default mode), and every variant of it
+(published, converted, searched, the tile sweeps), each checked first (NaN-poisoned outputs,
+float64 reference, fresh inputs; a variant that fails is not timed). Times are medians of CUDA-graph
+replays (triton.testing.do_bench_cudagraph); each replay runs the program on R input sets in turn (R
+such that the inputs exceed twice the L2 cache), so no run reads its inputs from L2. The floor is
+(input + output bytes) / the measured read bandwidth. Prints the tables last; --json keeps it all.
 
-  python benchmarks/gpu.py [--programs .device/programs] [--variants published converted] [--json t.json]
+  python benchmarks/gpu.py [--programs .device/programs] [--only NAME ...] [--json t.json]
 """
 
 from __future__ import annotations
@@ -20,110 +21,154 @@ import math
 import os
 import sys
 import time
+import warnings
+from collections import defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
-BANDWIDTH = 2.97e12  # bytes/s: the read bandwidth measured on the H100 (../shared/BENCHMARKS.md)
+MAIN_VARIANTS = ("published", "converted", "searched")
+ELEM_BYTES = {"f16": 2, "bf16": 2, "f32": 4}
 
 
-def bench(fn, reps: int) -> float:
+def bench(fn, reps: int = 1) -> float:
     """Median microseconds of one call of fn() (which makes `reps` program calls)."""
     from triton.testing import do_bench_cudagraph
 
     return do_bench_cudagraph(fn, rep=50, return_mode="median") * 1e3 / reps
 
 
+def ceilings(torch) -> dict:
+    """Read bandwidth (bytes/s) of a streaming reduction and an empty kernel's replay time (us)."""
+    import cupy
+
+    x = torch.randn(256 * 2**20, device="cuda", dtype=torch.float16)  # 512 MiB
+    out = torch.empty((), device="cuda", dtype=torch.float32)
+    us = bench(lambda: torch.sum(x, 0, dtype=torch.float32, out=out))
+    empty = cupy.RawKernel('extern "C" __global__ void empty() {}', "empty")
+
+    def launch():  # on torch's current stream: the one a graph capture records
+        with warnings.catch_warnings():  # CuPy 14 deprecates ExternalStream (the runtime's path too)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            stream = cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+        empty((1,), (32,), (), stream=stream)
+
+    launch()
+    torch.cuda.synchronize()
+    return {"bandwidth": x.numel() * 2 / (us * 1e-6), "empty_us": bench(launch)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--programs", default=os.path.join(ROOT, ".device", "programs"))
-    p.add_argument("--variants", nargs="*", default=["published", "converted", "searched"])
     p.add_argument("--only", nargs="*", default=None, help="program names")
-    p.add_argument("--bs", nargs="*", type=int, default=[1, 8])
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     import torch
-    from check_gpu import check_entry
-    from programs import NAMES, functions, io_bytes, make_inputs
+    from check_gpu import check_entry, torch_dtype
+    from programs import functions, io_bytes, make_inputs
 
     from mirage_mlir.runtime import load
 
     with open(os.path.join(args.programs, "index.json")) as f:
-        index = {e["dir"]: e for e in json.load(f)}
-    props = torch.cuda.get_device_properties(0)
-    l2 = getattr(props, "L2_cache_size", 50 * 2**20)
-    print(f"device: {torch.cuda.get_device_name()}, L2 {l2 / 2**20:.0f} MiB, torch {torch.__version__}", flush=True)
+        index = json.load(f)
+    groups = defaultdict(list)
+    for e in index:
+        if args.only is None or e["program"] in args.only:
+            groups[(e["program"], e["bs"], e["dtype"])].append(e)
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20)
+    ceil = ceilings(torch)
+    print(f"device: {torch.cuda.get_device_name()}, L2 {l2 / 2**20:.0f} MiB, torch {torch.__version__}, "
+          f"read bandwidth {ceil['bandwidth'] / 1e12:.2f} TB/s, empty kernel {ceil['empty_us']:.2f} us", flush=True)
     fns = functions(torch)
-    rows = []
+    rows, variants = [], []
     seed = int(time.time()) % 100000
-    for name in args.only or NAMES:
-        for bs in args.bs:
-            floor_us = io_bytes(name, bs, 2) / BANDWIDTH * 1e6
-            in_bytes = io_bytes(name, bs, 2)
-            reps = max(1, min(16, math.ceil(2 * l2 / in_bytes)))
-            gen = torch.Generator(device="cuda").manual_seed(seed + bs)
-            sets = [make_inputs(torch, name, bs, torch.float16, gen) for _ in range(reps)]
-            row = {"program": name, "bs": bs, "floor_us": floor_us, "reps": reps}
-            f = fns[name]
-            row["eager_us"] = bench(lambda: [f(*s) for s in sets], reps)
-            if not args.no_compile:
-                t0 = time.time()
-                cf = torch.compile(f)
-                for s in sets:
-                    cf(*s)
-                torch.cuda.synchronize()
-                row["compile_s"] = time.time() - t0
-                row["compile_us"] = bench(lambda: [cf(*s) for s in sets], reps)
-            for variant in args.variants:
-                d = f"{name}_bs{bs}_f16_{variant}"
-                if d not in index:
-                    continue
-                check = check_entry(torch, index[d], args.programs, 1, seed + 13)
-                row[f"{variant}_err"] = check["rel_err"]
-                if not check["ok"]:
-                    print(f"  {d}: FAILED the check (rel err {check['rel_err']:.2e}); not timed", flush=True)
-                    continue
-                prog = load(os.path.join(args.programs, d))
+    for (name, bs, dtype), entries in groups.items():
+        in_bytes = io_bytes(name, bs, ELEM_BYTES[dtype])
+        floor_us = in_bytes / ceil["bandwidth"] * 1e6
+        reps = max(1, min(16, math.ceil(2 * l2 / in_bytes)))
+        gen = torch.Generator(device="cuda").manual_seed(seed + bs)
+        sets = [make_inputs(torch, name, bs, torch_dtype(torch, dtype), gen) for _ in range(reps)]
+        row = {"program": name, "bs": bs, "dtype": dtype, "floor_us": floor_us, "reps": reps}
+        f = fns[name]
+        row["eager_us"] = bench(lambda: [f(*s) for s in sets], reps)
+        if not args.no_compile:
+            cf = torch.compile(f)
+            for s in sets:
+                cf(*s)
+            torch.cuda.synchronize()
+            row["compile_us"] = bench(lambda: [cf(*s) for s in sets], reps)
+        for e in entries:
+            v = {**e, "floor_us": floor_us}
+            try:
+                check = check_entry(torch, e, args.programs, 1, seed + 13)
+            except Exception as exc:  # noqa: BLE001 - a launch failure is reported, not fatal
+                check = {"ok": False, "rel_err": float("nan"), "error": f"{type(exc).__name__}: {exc}"}
+            v["rel_err"] = check["rel_err"]
+            if check["ok"]:
+                prog = load(os.path.join(args.programs, e["dir"]))
                 outs = [prog(*s) for s in sets]
                 torch.cuda.synchronize()
-                row[f"{variant}_us"] = bench(lambda: [prog(*s, out=o) for s, o in zip(sets, outs)], reps)
-                row[f"{variant}_us_again"] = bench(lambda: [prog(*s, out=o) for s, o in zip(sets, outs)], reps)
-            rows.append(row)
-            print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                  flush=True)
-            del sets
-            torch.cuda.empty_cache()
+                v["us"] = bench(lambda: [prog(*s, out=o) for s, o in zip(sets, outs)], reps)
+                v["estimate_us"] = sum(k.get("estimate_us", 0.0) for k in prog.kernel_specs)
+            else:
+                print(f"  {e['dir']}: FAILED the check ({check.get('error') or check['rel_err']}); not timed",
+                      flush=True)
+            variants.append(v)
+            if e["variant"] in MAIN_VARIANTS:
+                row[f"{e['variant']}_us"] = v.get("us")
+        rows.append(row)
+        print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+              flush=True)
+        del sets
+        torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, fh, indent=1)
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, **ceil,
+                       "rows": rows, "variants": variants}, fh, indent=1)
+    print_tables(rows, variants, ceil)
+    return 0
 
-    def fmt(x):
-        return "-" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
 
-    print()
-    head = "| program | bs | floor | eager | torch.compile |"
-    sep = "|---|---|---|---|---|"
-    for v in args.variants:
-        head += f" ours ({v}) | eager/ours | compile/ours | floor/ours |"
-        sep += "---|---|---|---|"
-    print("Times in microseconds (median of CUDA-graph replays); ratios > 1: ours faster; floor/ours: "
-          "fraction of the bandwidth floor reached.")
+def fmt(x) -> str:
+    return "-" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
+
+
+def print_tables(rows: list, variants: list, ceil: dict) -> None:
+    print(f"\nread bandwidth {ceil['bandwidth'] / 1e12:.2f} TB/s, empty kernel replay {ceil['empty_us']:.2f} us")
+    print("\nVariants: estimate (cost model) and measured time, us; best of each program marked *")
+    print("| program | bs | dtype | variant | estimate | measured | floor/measured | rel err |")
+    print("|---|---|---|---|---|---|---|---|")
+    best = {}
+    for v in variants:
+        key = (v["program"], v["bs"], v["dtype"])
+        if v.get("us") is not None and v["us"] < best.get(key, math.inf):
+            best[key] = v["us"]
+    for v in variants:
+        key = (v["program"], v["bs"], v["dtype"])
+        us = v.get("us")
+        mark = "*" if us is not None and us == best.get(key) else ""
+        share = "-" if us is None else f"{100 * v['floor_us'] / us:.0f}%"
+        print(f"| {v['program']} | {v['bs']} | {v['dtype']} | {v['variant']} | {fmt(v.get('estimate_us'))} | "
+              f"{fmt(us)}{mark} | {share} | {v['rel_err']:.1e} |")
+    print("\nTimes in microseconds (median of CUDA-graph replays); x: torch.compile / ours (> 1: ours faster); "
+          "floor: bytes / measured read bandwidth")
+    head = "| program | bs | dtype | floor | eager | torch.compile |"
+    sep = "|---|---|---|---|---|---|"
+    for name in MAIN_VARIANTS:
+        head += f" {name} | x |"
+        sep += "---|---|"
     print(head)
     print(sep)
     for r in rows:
-        line = f"| {r['program']} | {r['bs']} | {fmt(r['floor_us'])} | {fmt(r['eager_us'])} | {fmt(r.get('compile_us'))} |"
-        for v in args.variants:
-            ours = r.get(f"{v}_us")
-            if ours is None:
-                line += " fail | - | - | - |"
-                continue
-            comp = r.get("compile_us")
-            line += (f" {fmt(ours)} | {r['eager_us'] / ours:.2f} | "
-                     f"{(comp / ours if comp else float('nan')):.2f} | {100 * r['floor_us'] / ours:.0f}% |")
+        line = (f"| {r['program']} | {r['bs']} | {r['dtype']} | {fmt(r['floor_us'])} | {fmt(r['eager_us'])} | "
+                f"{fmt(r.get('compile_us'))} |")
+        for name in MAIN_VARIANTS:
+            ours, comp = r.get(f"{name}_us"), r.get("compile_us")
+            line += " - | - |" if ours is None else f" {fmt(ours)} | {(comp / ours if comp else math.nan):.2f} |"
         print(line)
-    return 0
 
 
 if __name__ == "__main__":

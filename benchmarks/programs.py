@@ -12,7 +12,16 @@ from mirage_mlir.plans import benchmark_shapes
 EPS = 1e-6
 
 
-shapes = benchmark_shapes  # pure Python: imports no MLIR
+# Beyond Mirage's set (BENCHMARKS.md), at one size each (bs 1)
+EXTRA_SHAPES = {
+    "swiglu_down": [(8, 4096), (4096, 11008), (4096, 11008), (11008, 4096)],
+    "layernorm_linear16": [(16, 4096), (4096, 4096)],
+}
+EXTRA_OUTPUTS = {"swiglu_down": (8, 4096), "layernorm_linear16": (16, 4096)}
+
+
+def shapes(name: str, bs: int) -> list[tuple[int, ...]]:
+    return EXTRA_SHAPES[name] if name in EXTRA_SHAPES else benchmark_shapes(name, bs)
 
 
 # Per-argument scale of the standard normal inputs (ntrans' alpha is uniform in (0, 1)).
@@ -23,6 +32,8 @@ SCALES = {
     "lora": [1.0, 0.05, 0.05, 0.05],
     "gated_mlp": [1.0, 0.02, 0.02],
     "ntrans": [1.0, 1.0, None],
+    "swiglu_down": [1.0, 0.02, 0.02, 0.02],
+    "layernorm_linear16": [1.0, 0.02],
 }
 
 NAMES = list(SCALES)
@@ -54,8 +65,15 @@ def functions(torch):
     def ntrans(h, x, alpha):
         return rms_norm(h + alpha * (rms_norm(x) - h))
 
+    def swiglu_down(x, w1, w3, w2):
+        return (F.silu(x @ w1) * (x @ w3)) @ w2
+
+    def layernorm_linear16(x, w):
+        return F.layer_norm(x, (x.shape[-1],), eps=1e-5) @ w
+
     return {"gqa": gqa, "qknorm_gqa": qknorm_gqa, "rmsnorm_linear": rmsnorm_linear, "lora": lora,
-            "gated_mlp": gated_mlp, "ntrans": ntrans}
+            "gated_mlp": gated_mlp, "ntrans": ntrans, "swiglu_down": swiglu_down,
+            "layernorm_linear16": layernorm_linear16}
 
 
 def make_inputs(torch, name: str, bs: int, dtype, generator, device="cuda"):
@@ -79,6 +97,8 @@ def io_bytes(name: str, bs: int, elem_bytes: int) -> int:
     import math
 
     shp = shapes(name, bs)
+    if name in EXTRA_OUTPUTS:
+        return elem_bytes * (sum(math.prod(s) for s in shp) + math.prod(EXTRA_OUTPUTS[name]))
     out = {"gqa": (2 * bs, 256, 64), "qknorm_gqa": (2 * bs, 256, 64), "rmsnorm_linear": (2 * bs, 6144),
            "lora": (16, 4096), "gated_mlp": (8 * bs, 4096), "ntrans": (8 * bs, 4096)}[name]
     return elem_bytes * (sum(math.prod(s) for s in shp) + math.prod(out))

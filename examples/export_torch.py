@@ -20,6 +20,7 @@ It was run with torch 2.13.0 (CPU) and torch-mlir 20261001:
   pip install torch==2.13.0 torch-mlir==20261001
   python examples/export_torch.py                   # write all files, then parse-check them
   python examples/export_torch.py --check-only      # only parse-check + print the op table
+  python examples/export_torch.py --only swiglu_down,layernorm_linear16   # write just these
 
 After writing, every file is parsed with the project's MLIR python bindings (`mlir.ir`,
 upstream 22.1.8) and a table of op kinds per file is printed (it is copied into
@@ -124,7 +125,8 @@ def make_programs(torch):
     def attn(b, m, d, n):
         return {"Q": [b, m, d], "K": [b, d, n], "V": [b, n, d]}
 
-    # name -> (module class, formula, full-size shapes(bs) or None, small shapes, bs list)
+    # name -> (module class, formula, full-size shapes(bs) or None, small shapes or None, bs list)
+    # (small None: no test/inputs file, the program is the same as an earlier one's)
     rms = "rms_norm(x) = x * rsqrt(mean(x^2, -1) + 1e-6)"
     return [
         ("gqa", Gqa,
@@ -161,6 +163,16 @@ def make_programs(torch):
          "O = layer_norm(X, (last dim,), no affine, eps 1e-5) @ W",
          lambda bs: {"X": [2 * bs, 4096], "W": [4096, 6144]},
          {"X": [2, 64], "W": [64, 128]}, [1]),
+        # Larger variants of swiglu and layernorm_linear (small shapes: see those).
+        ("swiglu_down", SwiGlu,
+         "O = (silu(X@W1) * (X@W3)) @ W2",
+         lambda bs: {"X": [8 * bs, 4096], "W1": [4096, 11008], "W3": [4096, 11008],
+                     "W2": [11008, 4096]},
+         None, [1]),
+        ("layernorm_linear16", LayerNormLinear,
+         "O = layer_norm(X, (last dim,), no affine, eps 1e-5) @ W",
+         lambda bs: {"X": [16 * bs, 4096], "W": [4096, 4096]},
+         None, [1]),
     ]
 
 
@@ -179,7 +191,7 @@ def export_one(torch, fx, cls, shapes, dtype):
     return text
 
 
-def write_all():
+def write_all(only=None):
     torch, fx = _import_torch()
     import importlib.metadata as md
     tm_ver = md.version("torch-mlir")
@@ -187,10 +199,17 @@ def write_all():
     dtypes = {"f16": torch.float16, "f32": torch.float32}
     os.makedirs(SMALL_DIR, exist_ok=True)
     written = []
-    for name, cls, formula, full, small, bss in make_programs(torch):
+    programs = make_programs(torch)
+    unknown = (only or set()) - {p[0] for p in programs}
+    if unknown:
+        sys.exit(f"--only: unknown program(s): {', '.join(sorted(unknown))}")
+    for name, cls, formula, full, small, bss in programs:
+        if only and name not in only:
+            continue
         jobs = [(os.path.join(EXAMPLES_DIR, f"{name}_bs{bs}_{{dt}}.mlir"), full(bs), f"bs {bs}")
                 for bs in bss]
-        jobs.append((os.path.join(SMALL_DIR, f"{name}_small_{{dt}}.mlir"), small, "small"))
+        if small is not None:
+            jobs.append((os.path.join(SMALL_DIR, f"{name}_small_{{dt}}.mlir"), small, "small"))
         for path_t, shapes, tag in jobs:
             for dt, tdt in dtypes.items():
                 path = path_t.format(dt=dt)
@@ -264,10 +283,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check-only", action="store_true",
                     help="do not export; only parse the existing files and print the table")
+    ap.add_argument("--only", metavar="NAME[,NAME...]",
+                    help="export only these programs (and check only their files)")
     a = ap.parse_args()
+    only = set(a.only.split(",")) if a.only else None
+    files = None
     if not a.check_only:
-        write_all()
-    files = all_files()
+        files = write_all(only)
+    if files is None or not only:
+        files = all_files()
     if not files:
         sys.exit("no .mlir files found; run without --check-only first")
     check(files)

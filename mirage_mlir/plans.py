@@ -26,14 +26,13 @@ def _rms_norm(bb: BlockBuilder, x: int, dim: int) -> int:
     return bb.op("mul", x, bb.op("rsqrt", bb.op("add_scalar", mean, scalar=EPS)))
 
 
-def rmsnorm_linear(inputs: list[TensorType]) -> Graph:
+def rmsnorm_linear(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 64, threads: int = 128) -> Graph:
     """One kernel: grid over W's columns, for-loop over K, an rms accumulator beside the matmul's."""
     x_type, w_type = inputs
     (_, k), (_, n) = x_type.shape, w_type.shape
-    col_tile = min(64, n)
-    k_tile = min(64, k)
+    col_tile, k_tile = min(col_tile, n), min(k_tile, k)
     kb = KernelBuilder(inputs)
-    bb = BlockBuilder(inputs, (n // col_tile, 1, 1), k // k_tile)
+    bb = BlockBuilder(inputs, (n // col_tile, 1, 1), k // k_tile, (threads, 1, 1))
     x = bb.iterator(0, NO_MAP, 1)
     w = bb.iterator(1, (1, -1, -1), 0)
     acc = bb.accum("accum_sum", bb.op("matmul", x, w, dtype="f32"))
@@ -43,13 +42,13 @@ def rmsnorm_linear(inputs: list[TensorType]) -> Graph:
     return kb.finish(kb.graph_def(body, [0, 1]))
 
 
-def gated_mlp(inputs: list[TensorType]) -> Graph:
+def gated_mlp(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128, threads: int = 128) -> Graph:
     """One kernel: grid over the columns, for-loop over K, two matmul accumulators, silu(a) * b after."""
     x_type, w1_type, _ = inputs
     (_, k), (_, n) = x_type.shape, w1_type.shape
-    col_tile, k_tile = min(64, n), min(128, k)
+    col_tile, k_tile = min(col_tile, n), min(k_tile, k)
     kb = KernelBuilder(inputs)
-    bb = BlockBuilder(inputs, (n // col_tile, 1, 1), k // k_tile)
+    bb = BlockBuilder(inputs, (n // col_tile, 1, 1), k // k_tile, (threads, 1, 1))
     x = bb.iterator(0, NO_MAP, 1)
     w1 = bb.iterator(1, (1, -1, -1), 0)
     w2 = bb.iterator(2, (1, -1, -1), 0)

@@ -26,6 +26,7 @@ import mlir.ir as ir
 from mirage_mlir.bridge import BridgeError, graph_from_ops
 from mirage_mlir.graph_verify import verify
 from mirage_mlir.lowering import LoweringError, lower_graph
+from mirage_mlir.search.cost import cost
 
 from .registry import Pass, PassError, option
 
@@ -101,8 +102,10 @@ class MirageLowerToGpu(Pass):
         except LoweringError as e:
             raise PassError(index.op_at(e.path, func), f"GPU lowering failed: {e}") from None
         kernel_locs = {}
+        estimates = cost(graph).kernels
         for n, launch in enumerate(program.launches):
             kernel_locs[launch.kernel.name] = str(index.op_at((n,), func).location)
+            launch.estimate_us = estimates[n].us
         text = program.text(host_loc=str(func.location), kernel_locs=kernel_locs)
         try:
             lowered = ir.Module.parse(text, context=root.context)

@@ -105,20 +105,59 @@ def test_ptx_for_sm80():
 
 
 def test_tensor_core_paths_are_exercised():
-    """The medium shapes go through ldmatrix/mma.sync, loop-carried accumulators and prefetching."""
+    """The medium shapes go through ldmatrix/mma.sync, loop-carried accumulators and a cp.async ring."""
     for name in ("gqa", "rmsnorm_linear", "gated_mlp"):
         text = lower_graph(PLANS[name]([TensorType(s, "f16") for s in MEDIUM[name]])).gpu_module_text()
         assert "nvgpu.mma.sync" in text and "nvgpu.ldmatrix" in text, name
-        assert "iter_args(%lc" in text, name
+        assert "nvgpu.device_async_copy" in text and "nvgpu.device_async_wait" in text, name
     text = lower_graph(PLANS["gated_mlp"]([TensorType(s, "f16") for s in MEDIUM["gated_mlp"]])).gpu_module_text()
     loop_header = text[text.index("iter_args(%lc"):].split("{")[0]
-    assert "vector<2x2xf32>" in loop_header and "vector<8xf16>" in loop_header
+    assert "vector<2x2xf32>" in loop_header
+
+
+@pytest.mark.parametrize("name", ["rmsnorm_linear", "gated_mlp", "gqa"])
+def test_register_prefetch_without_the_ring(name, monkeypatch):
+    """With no cp.async ring (MAX_STAGES 1), loop tiles are prefetched into loop-carried registers."""
+    monkeypatch.setattr(blockgen, "MAX_STAGES", 1)
+    types = [TensorType(s, "f16") for s in MEDIUM[name]]
+    graph = PLANS[name](types)
+    text = lower_graph(graph).gpu_module_text()
+    assert "device_async" not in text and "vector<8xf16>" in text[text.index("iter_args(%lc"):].split("{")[0]
+    inputs = random_inputs(types, seed=5, scale=SCALE.get(name, 1.0))
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
+def test_ring_depth_follows_shared_memory():
+    """The ring is as deep as MAX_STAGES and the loop allow while two blocks still share an SM."""
+    gen = blockgen.BlockKernelGen(PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16")).nodes[0].body, "k")
+    assert gen.stages == blockgen.MAX_STAGES and gen.ring
+    assert gen._allocate() <= blockgen.TWO_BLOCKS_BYTES
+
+
+def test_missing_async_wait_is_caught(monkeypatch):
+    """Copies that no wait completes never land: the emulator refuses such a kernel."""
+    monkeypatch.setattr(blockgen.BlockKernelGen, "async_wait", lambda self, group, pending: None)
+    types = [TensorType(s, "f16") for s in MEDIUM["rmsnorm_linear"]]
+    graph = PLANS["rmsnorm_linear"](types)
+    with pytest.raises(SimtError, match="never waited for"):
+        run_on_cpu(graph, random_inputs(types, 0))
+
+
+def test_async_copies_land_at_the_wait(monkeypatch):
+    """A wait that leaves this iteration's group in flight computes on stale tiles: a wrong result."""
+    original = blockgen.BlockKernelGen.async_wait
+    monkeypatch.setattr(blockgen.BlockKernelGen, "async_wait",
+                        lambda self, group, pending: original(self, group, pending and pending + 1))
+    types = [TensorType(s, "f32") for s in MEDIUM["rmsnorm_linear"]]
+    graph = PLANS["rmsnorm_linear"](types)
+    inputs = random_inputs(types, 1)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) > 0.1
 
 
 def test_full_size_plans_use_128_bit_accesses():
     program = lower_graph(PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16")))
     text = program.gpu_module_text()
-    assert "vector.load %arg1[" in text and "{alignment = 16} : memref<4096x6144xf16>, vector<8xf16>" in text
+    assert "nvgpu.device_async_copy %arg1[" in text and "8 {bypassL1} : memref<4096x6144xf16>" in text
     assert "vector<8xf16>" in text.split("vector.store")[-1]  # the saver stores 8 halves at a time
 
 

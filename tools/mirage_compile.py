@@ -1,14 +1,15 @@
 """mirage-compile: an MLIR program (linalg-on-tensors from torch-mlir, or mirage_kernel ops) to a
 directory of PTX and a manifest that `mirage_mlir.runtime` runs on the GPU.
 
-  mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME] [--no-search] [--search-options OPTS]
+  mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME[:key=value,...]] [--no-search] [--search-options OPTS]
 
 Default pipeline: convert-linalg-to-mirage, mirage-superoptimize (options through --search-options;
 --no-search skips it), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked
 with ptxas when it is installed. `--plan published` replaces the function with Mirage's published
 plan for the program (mirage_mlir/plans.py; the program is named by the file's header comment
 `// NAME (...` or its file name) instead of converting and searching, keeping the original as a
-reference function (`mirage.reference_function`); `--plan NAME` names the plan.
+reference function (`mirage.reference_function`); `--plan NAME` names the plan, and
+`--plan NAME:col_tile=32,k_tile=256` sets the plan's tile parameters (integers; see plans.py).
 DIR receives manifest.json, one .ptx per gpu.module and gpu.mlir (the gpu-dialect code, before PTX).
 """
 
@@ -32,7 +33,8 @@ def build_parser():
     p.add_argument("--features", default="+ptx80", help="PTX features (default +ptx80)")
     p.add_argument("--opt-level", type=int, default=3, help="LLVM optimization level (default 3)")
     p.add_argument("--plan", default=None,
-                   help="use a hand-written plan instead of the search: 'published' (named by the file) or a plan name")
+                   help="use a hand-written plan instead of the search: 'published' (named by the file) or a "
+                        "plan name, with tile parameters as NAME:key=value,...")
     p.add_argument("--function", default="main", help="function to compile with --plan (default main)")
     p.add_argument("--no-search", action="store_true", help="skip mirage-superoptimize (lower the converted kernel ops as they are)")
     p.add_argument("--search-options", default="", metavar="OPTS",
@@ -65,7 +67,12 @@ def apply_plan(module, plan: str, function: str, source_text: str, path: str) ->
     from mirage_mlir.passes import PassError
     from mirage_mlir.plans import PLANS
 
+    plan, _, params_text = plan.partition(":")
     name = program_name(source_text, path) if plan == "published" else plan
+    try:
+        params = {k.strip(): int(v) for k, v in (item.split("=") for item in params_text.split(",") if item)}
+    except ValueError:
+        raise PassError(module.operation, f"plan parameters '{params_text}': expected key=integer,...") from None
     if name not in PLANS:
         known = ", ".join(sorted(PLANS))
         what = f"'{plan}'" if plan != "published" else "this file's program (header comment or file name)"
@@ -80,7 +87,9 @@ def apply_plan(module, plan: str, function: str, source_text: str, path: str) ->
     ftype = ir.FunctionType(ir.TypeAttr(target.attributes["function_type"]).value)
     arg_types = [tensor_type(t) for t in ftype.inputs]
     try:
-        graph = PLANS[name](arg_types)
+        graph = PLANS[name](arg_types, **params)
+    except TypeError as e:
+        raise PassError(target, f"the plan '{name}' does not take these parameters: {e}") from None
     except Exception as e:  # noqa: BLE001 - shapes the plan cannot split
         raise PassError(target, f"the published plan '{name}' does not fit these arguments: {e}") from None
     results = [graph.value_types[v] for v in graph.outputs]

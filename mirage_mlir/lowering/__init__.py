@@ -7,8 +7,9 @@
   kernels on the CPU (NumPy, lockstep threads, race checks) so that tests need no GPU.
 """
 
-from .blockgen import MAX_SHARED_BYTES, KernelCode, LoweringError, generate_kernel, shared_memory_bytes
+from .blockgen import (CODEGEN_VERSION, MAX_SHARED_BYTES, KernelCode, LoweringError, PlanFigures, generate_kernel, plan_figures,
+                       shared_memory_bytes)
 from .program import Launch, LoweredProgram, lower_graph
 
-__all__ = ["MAX_SHARED_BYTES", "KernelCode", "Launch", "LoweredProgram", "LoweringError", "generate_kernel", "lower_graph",
-           "shared_memory_bytes"]
+__all__ = ["CODEGEN_VERSION", "MAX_SHARED_BYTES", "KernelCode", "Launch", "LoweredProgram", "LoweringError", "PlanFigures", "generate_kernel",
+           "lower_graph", "plan_figures", "shared_memory_bytes"]

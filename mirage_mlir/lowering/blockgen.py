@@ -34,11 +34,14 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
+CODEGEN_VERSION = 3  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
 PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for coming iterations
 PREFETCH_DEPTH = 4  # most iterations loaded ahead
+MAX_STAGES = 4  # deepest cp.async ring for the for-loop's iterator tiles
+TWO_BLOCKS_BYTES = 113 * 1024  # shared memory per block that still lets two blocks share an SM
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
 
 
@@ -57,6 +60,11 @@ class Buffer:
     dtype: str
     offset: int
     pad: int = 0  # extra elements at the end of each row (bank-conflict-free tensor-core fragments)
+    stages: int = 1  # copies side by side: a ring that asynchronous copies fill ahead of the loop
+
+    @property
+    def stage_bytes(self) -> int:
+        return -(-self.nbytes // SHARED_ALIGN) * SHARED_ALIGN
 
     @property
     def storage_shape(self) -> tuple[int, ...]:
@@ -69,6 +77,29 @@ class Buffer:
     @property
     def nbytes(self) -> int:
         return math.prod(self.storage_shape) * BYTES[self.dtype]
+
+
+@dataclass(frozen=True)
+class PlanFigures:
+    """A block kernel's memory pipeline as the generator plans it (per block; bytes of tiles)."""
+
+    smem: int  # dynamic shared memory
+    threads: int
+    loop: int  # for-loop trip count
+    stages: int  # cp.async ring depth (1: no ring)
+    prefetch_depth: int  # iterations of synchronously copied tiles loaded ahead into registers
+    ring_bytes: int  # per iteration, through the cp.async ring
+    sync_bytes: int  # per iteration, copied through registers (loads, then stores)
+    sync_inflight: int  # of those, in flight at once (prefetched iterations included)
+    pre_bytes: int  # loop-invariant tiles, copied once before the loop
+    pre_inflight: int  # of those, in flight at once
+    tensor_core_matmuls: frozenset  # node indices of the matmuls on tensor cores
+    mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
+
+    @property
+    def inflight(self) -> int:
+        """Loop-tile bytes a block has in flight while it runs the loop."""
+        return (self.stages - 1) * self.ring_bytes + self.sync_inflight
 
 
 @dataclass
@@ -104,9 +135,10 @@ def _vector_width(dtype: str, *dims: int) -> int:
 
 class BlockKernelGen:
     def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
-                 prefetch: bool = True):
+                 prefetch: bool = True, pipeline: bool = True):
         self.use_mma = use_mma
         self.prefetch = prefetch
+        self.pipeline = pipeline
         self.g = graph
         self.name = name
         self.path = path
@@ -141,6 +173,11 @@ class BlockKernelGen:
         self.invariant = self._invariants()
         self.buffers: dict[int, Buffer] = {}  # node index -> buffer (iterators, buffered, accumulators)
         self.max_buffers: dict[int, Buffer] = {}  # accum_rescaled_sum: running max
+        self.input_args = {v: f"%arg{v}" for v in range(self.n_in)}
+        self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
+        self.stages = 1
+        if pipeline:
+            self._choose_stages()
         self.dirty: set[str] = set()
         self.it: Index = 0  # the for-loop induction variable inside the loop
         self.reg_accs: dict = {}  # accumulators carried in registers by the for-loop
@@ -216,6 +253,33 @@ class BlockKernelGen:
                 inv.add(i)
         return inv
 
+    def _async_chunk_ok(self, i: int) -> bool:
+        """Iterator i's tile can be copied by cp.async: chunks of 4, 8 or 16 bytes."""
+        tile, whole = self.g.nodes[i].types[0], self.vtype(self.g.nodes[i].inputs[0])
+        return _vector_width(tile.dtype, tile.shape[-1], whole.shape[-1]) * BYTES[tile.dtype] >= 4
+
+    def _choose_stages(self) -> None:
+        """The cp.async ring's depth: the deepest (at most MAX_STAGES, at most the loop's trip count)
+        that still lets two blocks share an SM, else the deepest that fits at all, else none."""
+        if self.loop == 1:
+            return
+        self.ring = [i for i, k in enumerate(self.kind)
+                     if k == "iter" and i not in self.invariant and self._async_chunk_ok(i)]
+        best = 1
+        for stages in range(min(MAX_STAGES, self.loop), 1, -1):
+            self.stages = stages
+            size = self._allocate(check=False)
+            if size <= TWO_BLOCKS_BYTES:
+                best = stages
+                break
+            if size <= MAX_SHARED_BYTES and best == 1:
+                best = stages
+        self.stages = best
+        if best == 1:
+            self.ring = []
+        self.buffers.clear()
+        self.max_buffers.clear()
+
     def is_buffer(self, i: int) -> bool:
         return self.buffered[i] or self.kind[i] == "acc"
 
@@ -223,10 +287,10 @@ class BlockKernelGen:
     def _allocate(self, check: bool = True) -> int:
         offset = 0
 
-        def new(shape, dtype, hint, pad=0) -> Buffer:
+        def new(shape, dtype, hint, pad=0, stages=1) -> Buffer:
             nonlocal offset
-            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad)
-            offset += -(-buf.nbytes // SHARED_ALIGN) * SHARED_ALIGN
+            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages)
+            offset += buf.stage_bytes * stages
             return buf
 
         padded = set()
@@ -242,7 +306,8 @@ class BlockKernelGen:
                     self.max_buffers[i] = new(t.shape, "f32", f"accmax{i}")
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
-                self.buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0)
+                self.buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0,
+                                      self.stages if i in self.ring else 1)
         if check and offset > MAX_SHARED_BYTES:
             raise LoweringError(f"the block graph needs {offset} bytes of shared memory for its tiles, buffers and "
                                 f"accumulators (at most {MAX_SHARED_BYTES} per block); smaller tiles (a larger "
@@ -586,6 +651,95 @@ class BlockKernelGen:
                 self.for_each(n, body, attr=f"mirage.stage = \"copy {i}\"")
             self.dirty.add(geo["buf"].name)
 
+    def ring_view(self, i: int, slot: Index) -> str:
+        """A view of stage `slot` of ring buffer i (its offset is the same in every thread)."""
+        em, buf = self.em, self.buffers[i]
+        offset = em.add(buf.offset, em.mul(slot, buf.stage_bytes))
+        return em.op(f"memref.view {self.smem}[{em.idx(offset)}][] : "
+                     f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}", "ring")
+
+    def async_copy_stage(self, iteration: Index, slot: Index) -> str:
+        """Issues the cp.async copies of the ring iterators' tiles of `iteration` into stage `slot`
+        and commits them as one group (each thread commits its own copies); returns its token."""
+        em = self.em
+        saved = self.it
+        self.it = iteration
+        for i in self.ring:
+            geo = self.copy_geometry(i)
+            view = self.ring_view(i, slot)
+            bypass = " {bypassL1}" if geo["align"] == 16 else ""
+
+            def body(c, geo=geo, view=view, bypass=bypass):
+                where = self.copy_where(geo, c)
+                src = [em.add(a, b) for a, b in zip(where, self.iterator_offsets(geo["node"], geo["buf"].shape))]
+                em.op(f"nvgpu.device_async_copy {geo['arg']}[{indices(em, src)}], {view}[{indices(em, where)}], "
+                      f"{geo['width']}{bypass} : {geo['gmem']} to {geo['buf'].type}", "cp")
+
+            self.for_each(geo["n_chunks"], body, attr=f"mirage.stage = \"cp.async {i}\"")
+        self.it = saved
+        return self.commit_group()
+
+    def commit_group(self) -> str:
+        """cp.async.commit_group: it commits every copy this thread issued since the last one, so the
+        op's tokens (which order SSA only; copies inside loops have none to pass) are one poison
+        value. With no token, MLIR 22 prints a form its parser misreads."""
+        return self.em.op(f"nvgpu.device_async_create_group {self.no_token}", "grp")
+
+    def async_wait(self, group: str, pending: int) -> None:
+        """Waits until at most `pending` of this thread's copy groups are still in flight."""
+        self.em.emit(f"nvgpu.device_async_wait {group} {{numGroups = {pending} : i32}}")
+
+    def prefetch_depth(self, geos: list[dict]) -> int:
+        """Iterations whose synchronously copied tiles are loaded ahead into loop-carried registers."""
+        slots = sum(-(-geo["n_chunks"] // self.threads) for geo in geos)
+        if not (self.prefetch and geos and all(-(-geo["n_chunks"] // self.threads) <= 16 for geo in geos)):
+            return 0
+        return max((d for d in range(1, PREFETCH_DEPTH + 1) if d * slots <= PREFETCH_SLOTS and d < self.loop),
+                   default=0)
+
+    def figures(self) -> "PlanFigures":
+        """What the cost model needs to know of this kernel's memory pipeline."""
+        smem = self._allocate(check=False)
+        loop_iters = [i for i, k in enumerate(self.kind) if k == "iter" and self.phase_of(i) == "loop"]
+        sync = [i for i in loop_iters if i not in self.ring]
+        geos = [self.copy_geometry(i) for i in sync]
+        depth = self.prefetch_depth(geos) if self.loop > 1 else 0
+        tile_bytes = {i: _numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype] for i in loop_iters}
+        sync_bytes = sum(tile_bytes[i] for i in sync)
+        # a synchronous copy issues all of a thread's loads before its stores when it unrolls them
+        sync_inflight = sum(tile_bytes[i] if -(-geo["n_chunks"] // self.threads) <= 16 else geo["align"] * self.threads
+                            for i, geo in zip(sync, geos))
+        pre = [i for i, k in enumerate(self.kind) if k == "iter" and i not in loop_iters]
+        pre_geos = [self.copy_geometry(i) for i in pre]
+        pre_inflight = sum(_numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype]
+                           if geo["n_chunks"] % self.threads == 0 and geo["n_chunks"] // self.threads <= 16
+                           else geo["align"] * self.threads for i, geo in zip(pre, pre_geos))
+        pre_bytes = sum(_numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype] for i in pre)
+        return PlanFigures(smem, self.threads, self.loop, self.stages, depth,
+                           sum(tile_bytes[i] for i in self.ring), sync_bytes,
+                           sync_bytes * depth if depth else sync_inflight, pre_bytes, pre_inflight,
+                           frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
+                           self.mma_chain())
+
+    def mma_chain(self) -> int:
+        """Dependent mma.sync steps per warp and loop iteration, over the tensor-core matmuls."""
+        phases = {i: self.phase_of(i) for i in range(len(self.g.nodes))}
+        by_matmul = {info["mm"]: info for info in self.register_accumulators(phases).values()}
+        chain = 0
+        for i, kind in enumerate(self.kind):
+            if kind != "matmul" or not self.mma_eligible(i) or phases[i] != ("loop" if self.loop > 1 else "pre"):
+                continue
+            k_dim = self.vtype(self.g.nodes[i].inputs[0]).shape[-1]
+            if i in by_matmul:
+                info = by_matmul[i]
+                chain += info["per_warp"] * k_dim // (16 * info["kslices"])
+            else:
+                shape = self.vtype(self.value(i)).shape
+                wm, wn = self.pick_warp_tile(shape)
+                tiles = _numel(shape[:-2]) * (-(-shape[-2] // 16) // wm) * ((shape[-1] // 8) // wn)
+                chain += -(-tiles // self.warps) * (k_dim // 16)
+        return chain
+
     def iterator_offsets(self, node: Node, tile: tuple[int, ...]) -> list[Index]:
         em = self.em
         fmap = node.attr("fmap")
@@ -664,8 +818,9 @@ class BlockKernelGen:
         return best
 
     def mma_eligible(self, i: int) -> bool:
-        """Matmul node i runs on tensor cores (mma.sync m16n8k16, f16 operands, f32 accumulation):
-        both operands f16 buffers in shared memory, K a multiple of 16 and N of 8."""
+        """Matmul node i runs on tensor cores (mma.sync m16n8k16, f16 or bf16 operands, f32
+        accumulation): both operands buffers in shared memory of one of those types, K a multiple
+        of 16 and N of 8."""
         if not self.use_mma:
             return False
         node = self.g.nodes[i]
@@ -674,8 +829,10 @@ class BlockKernelGen:
             return False
         for v in (a, b):
             j = self.node_of[v]
-            if not self.buffered[j] or self.kind[j] == "acc" or self.vtype(v).dtype != "f16":
+            if not self.buffered[j] or self.kind[j] == "acc" or self.vtype(v).dtype not in ("f16", "bf16"):
                 return False
+        if self.vtype(a).dtype != self.vtype(b).dtype:
+            return False
         k, n = self.vtype(a).shape[-1], self.vtype(b).shape[-1]
         return k % 16 == 0 and n % 8 == 0
 
@@ -763,13 +920,16 @@ class BlockKernelGen:
         self.for_each(_numel(tiles), body, ids=self.warp, count=self.warps)
 
     def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, group, tig, init: list[str] | None = None,
-                   raw: bool = False):
-        """[a][b][half][c] f32 results (rounded to the matmul's type) of matmul node i's tiles."""
+                   raw: bool = False, k_range: tuple[Index, int] | None = None):
+        """[a][b][half][c] f32 results (rounded to the matmul's type) of matmul node i's tiles;
+        `k_range` (first, length): a slice of K only (raw partial sums)."""
         em = self.em
         node = self.g.nodes[i]
         a_v, b_v = node.inputs
         abuf, bbuf = self.buffers[self.node_of[a_v]], self.buffers[self.node_of[b_v]]
         m, k_dim = self.vtype(a_v).shape[-2:]
+        k_first, k_dim = k_range or (0, k_dim)
+        dtype = abuf.dtype
 
         # ldmatrix: lane l gives the address of row l % 8 of 8x8 matrix l // 8 (16 bytes each).
         # A (x4): matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15)
@@ -783,14 +943,14 @@ class BlockKernelGen:
                 row = em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
             col = em.add(k0, em.mul(em.div(lmat, 2), 8))
             return em.op(f"nvgpu.ldmatrix {abuf.name}[{indices(em, batch + [row, col])}] "
-                         f"{{numTiles = 4 : i32, transpose = false}} : {abuf.type} -> vector<4x2xf16>", "fa")
+                         f"{{numTiles = 4 : i32, transpose = false}} : {abuf.type} -> vector<4x2x{dtype}>", "fa")
 
         # B (x2, transposed): matrices (k 0-7) and (k 8-15) of columns n0 + 8b .. + 7, stored [k][n].
         def b_frag(b: int, k0: Index) -> str:
             row = em.add(k0, em.add(lrow, em.mul(em.rem(lmat, 2), 8)))
             col = em.add(n0, 8 * b)
             return em.op(f"nvgpu.ldmatrix {bbuf.name}[{indices(em, batch + [row, col])}] "
-                         f"{{numTiles = 2 : i32, transpose = true}} : {bbuf.type} -> vector<2x2xf16>", "fb")
+                         f"{{numTiles = 2 : i32, transpose = true}} : {bbuf.type} -> vector<2x2x{dtype}>", "fb")
 
         def step(k0: Index, accs: list[str]) -> list[str]:
             af = [a_frag(a, k0) for a in range(wm)]
@@ -798,20 +958,20 @@ class BlockKernelGen:
             out = []
             for a in range(wm):
                 for b in range(wn):
-                    out.append(em.op(f"nvgpu.mma.sync({af[a]}, {bf[b]}, {accs[a * wn + b]}) {{mmaShape = [16, 8, 16]}} "
-                                     f": (vector<4x2xf16>, vector<2x2xf16>, vector<2x2xf32>) -> vector<2x2xf32>", "mma"))
+                    out.append(self.mma_sync(af[a], bf[b], accs[a * wn + b], dtype))
             return out
 
         if init is None:
             init = [em.vconst_zero("vector<2x2xf32>")] * (wm * wn)
         if k_dim == 16:
-            accs = step(0, init)
+            accs = step(k_first, init)
         else:
             k, res = em.fresh("k"), em.fresh("mm")
             args = [em.fresh("s") for _ in init]
             iter_args = ", ".join(f"{x} = {z}" for x, z in zip(args, init))
             types = ", ".join(["vector<2x2xf32>"] * len(init))
-            with em.region(f"{res}:{len(init)} = scf.for {k} = {em.idx(0)} to {em.idx(k_dim)} step {em.idx(16)} "
+            k_stop = em.add(k_first, k_dim)
+            with em.region(f"{res}:{len(init)} = scf.for {k} = {em.idx(k_first)} to {em.idx(k_stop)} step {em.idx(16)} "
                            f"iter_args({iter_args}) -> ({types}) {{"):
                 em.emit(f"scf.yield {', '.join(step(k, args))} : {types}")
             accs = [f"{res}#{j}" for j in range(len(init))]
@@ -827,6 +987,32 @@ class BlockKernelGen:
                              for c in range(2)] for half in range(2)])
             out.append(row)
         return out
+
+    def mma_sync(self, a: str, b: str, c: str, dtype: str) -> str:
+        """D = A B + C for one m16n8k16 tile (fragments from ldmatrix, C and D vector<2x2xf32>).
+        MLIR 22's nvgpu.mma.sync cannot deduce bf16's PTX types, so bf16 goes through nvvm.mma.sync
+        with each pair of bf16 packed into an i32 (the PTX register form)."""
+        em = self.em
+        if dtype == "f16":
+            return em.op(f"nvgpu.mma.sync({a}, {b}, {c}) {{mmaShape = [16, 8, 16]}} "
+                         f": (vector<4x2xf16>, vector<2x2xf16>, vector<2x2xf32>) -> vector<2x2xf32>", "mma")
+
+        def packed(frag: str, regs: int) -> list[str]:
+            out = []
+            for r in range(regs):
+                pair = em.op(f"vector.extract {frag}[{r}] : vector<2x{dtype}> from vector<{regs}x2x{dtype}>", "pr")
+                word = em.op(f"vector.bitcast {pair} : vector<2x{dtype}> to vector<1xi32>", "pw")
+                out.append(em.op(f"vector.extract {word}[0] : i32 from vector<1xi32>", "pi"))
+            return out
+
+        cs = [em.op(f"vector.extract {c}[{h}, {k}] : f32 from vector<2x2xf32>", "f") for h in range(2) for k in range(2)]
+        struct = "!llvm.struct<(f32, f32, f32, f32)>"
+        d = em.op(f"nvvm.mma.sync A[{', '.join(packed(a, 4))}] B[{', '.join(packed(b, 2))}] C[{', '.join(cs)}] "
+                  f"{{layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, "
+                  f"multiplicandAPtxType = #nvvm.mma_type<{dtype}>, multiplicandBPtxType = #nvvm.mma_type<{dtype}>, "
+                  f"shape = #nvvm.shape<m = 16, n = 8, k = 16>}} : (i32, i32, f32) -> {struct}", "mma")
+        ds = [em.op(f"llvm.extractvalue {d}[{k}] : {struct}", "f") for k in range(4)]
+        return em.op(f"vector.from_elements {', '.join(ds)} : vector<2x2xf32>", "mma")
 
     def register_accumulators(self, phases: dict) -> dict:
         """Accumulators kept in registers across the for-loop: an f32 accum_sum of a tensor-core
@@ -847,20 +1033,46 @@ class BlockKernelGen:
                 continue
             if self.g.nodes[mm].types[0].dtype != "f32":
                 continue
-            shape = self.vtype(v).shape
-            wm, wn = self.pick_warp_tile(shape)
-            tiles = shape[:-2] + (-(-shape[-2] // 16) // wm, (shape[-1] // 8) // wn)
-            n_tiles = _numel(tiles)
-            if n_tiles % self.warps or n_tiles // self.warps > UNROLL:
+            split = self.split_warp_tiles(self.vtype(v).shape, self.vtype(self.g.nodes[mm].inputs[0]).shape[-1])
+            if split is None:
                 continue
-            out[i] = {"mm": mm, "wm": wm, "wn": wn, "tiles": tiles, "per_warp": n_tiles // self.warps,
-                      "count": (n_tiles // self.warps) * wm * wn, "in": None, "out": None}
+            wm, wn, tiles, kslices = split
+            per_warp = _numel(tiles) * kslices // self.warps
+            out[i] = {"mm": mm, "wm": wm, "wn": wn, "tiles": tiles, "per_warp": per_warp, "kslices": kslices,
+                      "count": per_warp * wm * wn, "in": None, "out": None}
         return out
+
+    def split_warp_tiles(self, shape: tuple[int, ...], k_dim: int):
+        """How the warps share a loop-carried tensor-core matmul: (wm, wn, tiles, kslices). Each warp
+        owns wm x wn mma tiles (independent accumulators: the larger, the more mma in flight); when
+        there are fewer warp tiles than warps, `kslices` warps share a tile, each taking a slice of
+        K, and their partial sums are added once, after the loop. None: no even split."""
+        batch, mt, nt = _numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
+        for wm, wn in ((2, 4), (4, 2), (1, 8), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1), (1, 1)):
+            if mt % wm or nt % wn:
+                continue
+            n_tiles = batch * (mt // wm) * (nt // wn)
+            tiles = shape[:-2] + (mt // wm, nt // wn)
+            if n_tiles % self.warps == 0 and n_tiles // self.warps <= UNROLL:
+                return wm, wn, tiles, 1
+            if self.warps % n_tiles == 0 and k_dim % (16 * (self.warps // n_tiles)) == 0:
+                return wm, wn, tiles, self.warps // n_tiles
+        return None
 
     def reg_tile_origin(self, info: dict, k: int):
         em = self.em
-        where = em.unflatten(em.add(self.warp, k * self.warps), info["tiles"])
+        n_tiles = _numel(info["tiles"])
+        tile = em.add(self.warp, k * self.warps) if info["kslices"] == 1 else em.rem(self.warp, n_tiles)
+        where = em.unflatten(tile, info["tiles"])
         return where[:-2], em.mul(where[-2], 16 * info["wm"]), em.mul(where[-1], 8 * info["wn"])
+
+    def reg_k_range(self, info: dict) -> tuple[Index, int]:
+        """(first K index, length) of this warp's slice of the matmul's K."""
+        k_dim = self.vtype(self.g.nodes[info["mm"]].inputs[0]).shape[-1]
+        if info["kslices"] == 1:
+            return 0, k_dim
+        share = k_dim // info["kslices"]
+        return self.em.mul(self.em.div(self.warp, _numel(info["tiles"])), share), share
 
     def register_accumulator_stage(self, i: int) -> None:
         """One iteration's matmul, accumulated into the loop-carried mma accumulators."""
@@ -877,11 +1089,24 @@ class BlockKernelGen:
         for k in range(info["per_warp"]):
             batch, m0, n0 = self.reg_tile_origin(info, k)
             outs += self.mma_k_loop(mm, batch, m0, n0, info["wm"], info["wn"], group, tig,
-                                    init=info["in"][k * size:(k + 1) * size], raw=True)
+                                    init=info["in"][k * size:(k + 1) * size], raw=True,
+                                    k_range=self.reg_k_range(info))
         info["out"] = outs
 
     def register_accumulator_flush(self, i: int, values: list[str]) -> None:
-        """Writes the totals this thread holds into the accumulator's buffer (f32)."""
+        """Writes the totals this thread holds into the accumulator's buffer (f32); warps that
+        shared a tile by K slices add theirs in turn, a barrier apart."""
+        info = self.reg_accs[i]
+        if info["kslices"] == 1:
+            return self.register_accumulator_store(i, values, add=False)
+        k_slice = self.em.div(self.warp, _numel(info["tiles"]))
+        for turn in range(info["kslices"]):
+            if turn:
+                self.barrier()
+            with self.em.region(f"scf.if {self.em.cmp_eq(k_slice, turn)} {{"):
+                self.register_accumulator_store(i, values, add=turn > 0)
+
+    def register_accumulator_store(self, i: int, values: list[str], add: bool) -> None:
         em = self.em
         info = self.reg_accs[i]
         buf = self.buffers[i]
@@ -900,7 +1125,10 @@ class BlockKernelGen:
                             for c in range(2):
                                 col = em.add(em.add(n0, 8 * b), em.add(em.mul(tig, 2), c))
                                 x = em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f")
-                                em.emit(f"memref.store {x}, {buf.name}[{indices(em, batch + [row, col])}] : {buf.type}")
+                                where = f"{buf.name}[{indices(em, batch + [row, col])}] : {buf.type}"
+                                if add:
+                                    x = em.fbin("addf", em.op(f"memref.load {where}", "l"), x)
+                                em.emit(f"memref.store {x}, {where}")
 
                         if m % 16:
                             with em.region(f"scf.if {em.cmp_lt(row, m)} {{"):
@@ -1128,7 +1356,6 @@ class BlockKernelGen:
     def generate(self, input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
         g, em = self.g, self.em
         shared = self._allocate()
-        self.input_args = {v: f"%arg{v}" for v in range(self.n_in)}
         self.output_args = {}
         saver_of_output = {v: self.node_of[v] for v in g.outputs}
         for k, v in enumerate(g.outputs):
@@ -1141,10 +1368,17 @@ class BlockKernelGen:
         self.warp = em.div(self.tid, 32)
         self.lane_zero = em.cmp_eq(self.lane, 0)
         if self.buffers:
-            smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>", "smem")
-            for buf in list(self.buffers.values()) + list(self.max_buffers.values()):
-                em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : "
-                        f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
+            self.smem = smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>",
+                                     "smem")
+            for i, buf in list(self.buffers.items()) + list(self.max_buffers.items()):
+                if buf.stages == 1:
+                    em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : "
+                            f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
+        if self.ring:
+            self.no_token = em.op("ub.poison : !nvgpu.device.async.token", "tok")
+        # the ring's first stages are in flight while the prologue runs
+        for d in range(self.stages - 1):
+            self.async_copy_stage(d, d)
         phases = {i: self.phase_of(i) for i in range(len(g.nodes))}
         # prologue
         self.init_accumulators()
@@ -1156,16 +1390,14 @@ class BlockKernelGen:
         if self.loop > 1:
             if self.dirty:
                 self.barrier()
-            loop_iters = [i for i in range(len(g.nodes)) if self.kind[i] == "iter" and phases[i] == "loop"]
+            loop_iters = [i for i in range(len(g.nodes))
+                          if self.kind[i] == "iter" and phases[i] == "loop" and i not in self.ring]
             geos = [self.copy_geometry(i) for i in loop_iters]
             slots = sum(len(self.copy_slots(geo)) for geo in geos)
             # Software pipelining: the tiles of the next `depth` iterations are loaded into registers
             # (carried by the loop) while this one computes; each iteration stores the oldest set to
             # shared memory at its top and issues the loads of iteration it + depth.
-            depth = 0
-            if self.prefetch and geos and all(-(-geo["n_chunks"] // self.threads) <= 16 for geo in geos):
-                depth = max((d for d in range(1, PREFETCH_DEPTH + 1)
-                             if d * slots <= PREFETCH_SLOTS and d < self.loop), default=0)
+            depth = self.prefetch_depth(geos)
             it = em.fresh("it")
             header = f"scf.for {it} = {em.idx(0)} to {em.idx(self.loop)} step {em.idx(1)}"
             init, types = [], []
@@ -1191,6 +1423,18 @@ class BlockKernelGen:
             with em.region(header + " {", "} {mirage.forloop}"):
                 self.it = it
                 following = []
+                if self.ring:
+                    # refill the stage iteration it - 1 used (the closing barrier ended its reads) with
+                    # iteration it + stages - 1 (clamped: the last ones re-read a tile L2 holds), then
+                    # wait for this iteration's group; the barrier makes every thread's copies visible
+                    ahead = em.add(it, self.stages - 1)
+                    clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(self.loop - 1)} : index", "i")
+                    group = self.async_copy_stage(clamped, em.rem(ahead, self.stages))
+                    self.async_wait(group, self.stages - 1)
+                    slot = em.rem(it, self.stages)
+                    for i in self.ring:
+                        self.buffers[i].name = self.ring_view(i, slot)
+                        self.dirty.add(self.buffers[i].name)
                 if depth:
                     self.prefetch_stores(geos, carried[:slots])
                     self.it = em.op(f"arith.minui {em.add(it, depth)}, {em.idx(self.loop - 1)} : index", "i")
@@ -1207,6 +1451,8 @@ class BlockKernelGen:
                 if init:
                     em.emit(f"scf.yield {', '.join(following)} : {', '.join(types)}")
             self.it = 0
+            if self.ring:
+                self.async_wait(self.commit_group(), 0)  # the clamped refills
             position = n_prefetch
             for i, info in self.reg_accs.items():
                 self.register_accumulator_flush(i, [f"{res}#{j}" for j in range(position, position + info["count"])])
@@ -1234,6 +1480,10 @@ def shared_memory_bytes(graph: Graph) -> int:
     accumulators, rows of tensor-core operands padded). Candidates above MAX_SHARED_BYTES cannot be
     lowered; the search can use this to drop them early."""
     return BlockKernelGen(graph, "probe")._allocate(check=False)
+
+
+def plan_figures(graph: Graph) -> PlanFigures:
+    return BlockKernelGen(graph, "probe").figures()
 
 
 def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True) -> KernelCode:

@@ -104,6 +104,8 @@ def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dic
                     "shared_bytes": _int(operands[6], "dynamic shared memory size"),
                     "args": args,
                 })
+                if "mirage.estimate_us" in inner.attributes:
+                    kernels[-1]["estimate_us"] = ir.FloatAttr(inner.attributes["mirage.estimate_us"]).value
             elif inner.name not in ("arith.constant", "gpu.dealloc", "func.return"):
                 raise ManifestError(f"unexpected '{inner.name}' in host function @{fname}")
         functions[fname] = {"inputs": inputs, "outputs": outputs, "temporaries": temps, "kernels": kernels}

@@ -21,6 +21,7 @@ class Launch:
     kernel: KernelCode
     args: list[tuple[str, int]]  # ("input" | "output" | "temp", index), kernel inputs then outputs
     source: str  # "graph_def" or the predefined op's name
+    estimate_us: float | None = None  # the cost model's time for this kernel (mirage.estimate_us)
 
 
 @dataclass
@@ -74,7 +75,8 @@ class LoweredProgram:
                 t = {"input": self.inputs, "output": self.outputs, "temp": self.temps}[kind][index]
                 operands.append(f"{name} : {mtype(t)}")
             body.append(f"  gpu.launch_func @{self.module_name}::@{kc.name} blocks in ({grid}) threads in ({block}) "
-                        f"dynamic_shared_memory_size {shared} args({', '.join(operands)})")
+                        f"dynamic_shared_memory_size {shared} args({', '.join(operands)})"
+                        + ("" if launch.estimate_us is None else f" {{mirage.estimate_us = {launch.estimate_us:.6g} : f64}}"))
         for k, t in enumerate(self.temps):
             body.append(f"  gpu.dealloc %tmp{k} : {mtype(t)}")
         body.append("  return")

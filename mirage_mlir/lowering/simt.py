@@ -9,7 +9,10 @@ mu-graph means. Beyond values, it checks what a GPU would not report:
 - global races: two threads of one launch writing the same element, or reading one another's
   writes (no grid-wide synchronisation exists);
 - a barrier or a shuffle reached by part of a block or a warp;
-- outputs and temporaries start as NaN, so an element no thread writes fails the comparison.
+- outputs and temporaries start as NaN, so an element no thread writes fails the comparison;
+- asynchronous copies (`nvgpu.device_async_copy`, cp.async) land in shared memory only when a
+  `device_async_wait` completes their group, so a read before the wait sees stale data and a read by
+  another thread before the following barrier is a race.
 
 Values are arrays over all threads (shape [T], vectors [T, n]). Divergent loops (`scf.for` from a
 thread id) and `scf.if` run with an activity mask. Floats follow the kernel's types: f32 in
@@ -142,6 +145,8 @@ class Machine:
         self.smem_shadow = Shadow((self.nblocks, max(shared_bytes, 16) // SLOT + 1))
         self.check = check_races
         self.epoch = 0
+        self.async_pending: list = []  # cp.async copies issued since the last commit
+        self.async_groups: list[list] = []  # committed, not yet completed groups, oldest first
         self.env: list = [None] * len(kernel.slots)
         for s, a in zip(kernel.args, args):
             self.env[s] = a
@@ -443,10 +448,11 @@ class Machine:
         self.store(a[1], a[2:], a[0], mask, width)
         return []
 
-    def _check_alignment(self, mem: MemRef, idx, width: int, op, mask):
-        if "alignment" not in op.attributes:
-            return
-        align = _attr_int(op, "alignment")
+    def _check_alignment(self, mem: MemRef, idx, width: int, op, mask, align: int | None = None):
+        if align is None:
+            if "alignment" not in op.attributes:
+                return
+            align = _attr_int(op, "alignment")
         lin = self._linear(mem, idx, mask, width)
         esize = np.dtype(NP_STORAGE[mem.dtype]).itemsize
         byte = lin * esize + (mem.byte_offset if mem.kind == "shared" else 0)
@@ -493,32 +499,60 @@ class Machine:
         shape = list(ir.ArrayAttr(op.attributes["mmaShape"]))
         if [ir.IntegerAttr(x).value for x in shape] != [16, 8, 16]:
             raise SimtError("only mma.sync m16n8k16 is emulated")
-        warp_active = mask.reshape(-1, 32)
-        if not warp_active.all(axis=1).all() and np.any(warp_active.any(axis=1)):
-            if np.any(warp_active.any(axis=1) & ~warp_active.all(axis=1)):
-                raise SimtError("nvgpu.mma.sync reached by part of a warp")
-        fa = np.asarray(a[0], np.float32).reshape(-1, 32, 4, 2)
-        fb = np.asarray(a[1], np.float32).reshape(-1, 32, 2, 2)
-        fc = np.asarray(a[2], np.float32).reshape(-1, 32, 2, 2)
-        nw = fa.shape[0]
-        lane = np.arange(32)
-        g, t = lane // 4, lane % 4
-        A = np.zeros((nw, 16, 16), np.float32)
-        B = np.zeros((nw, 16, 8), np.float32)
-        C = np.zeros((nw, 16, 8), np.float32)
-        for reg in range(4):
-            for h in range(2):
-                A[:, g + 8 * (reg % 2), 2 * t + h + 8 * (reg // 2)] = fa[:, :, reg, h]
-        for reg in range(2):
-            for h in range(2):
-                B[:, 2 * t + h + 8 * reg, g] = fb[:, :, reg, h]
-                C[:, g + 8 * reg, 2 * t + h] = fc[:, :, reg, h]
-        D = (np.matmul(A.astype(np.float64), B.astype(np.float64)) + C).astype(np.float32)
-        out = np.zeros((nw, 32, 2, 2), np.float32)
-        for reg in range(2):
-            for h in range(2):
-                out[:, :, reg, h] = D[:, g + 8 * reg, 2 * t + h]
-        return [out.reshape(self.T, 2, 2)]
+        return [_mma_m16n8k16(mask, a[0], a[1], a[2], "nvgpu.mma.sync")]
+
+    def op_nvvm_mma_sync(self, a, mask, ot, it, regions, op):
+        """nvvm.mma.sync m16n8k16 with bf16 (or f16) pairs packed in i32 registers: 4 A, 2 B, 4 f32 C."""
+        if "m = 16, n = 8, k = 16" not in str(op.attributes["shape"]) or len(a) != 10:
+            raise SimtError("only nvvm.mma.sync m16n8k16 with f32 accumulators is emulated")
+        fa = np.stack([np.asarray(x) for x in a[0:4]], axis=1)  # [T, 4, 2]
+        fb = np.stack([np.asarray(x) for x in a[4:6]], axis=1)  # [T, 2, 2]
+        fc = np.stack([np.broadcast_to(np.asarray(x, np.float32), (self.T,)) for x in a[6:10]], axis=1)
+        return [_mma_m16n8k16(mask, fa, fb, fc.reshape(self.T, 2, 2), "nvvm.mma.sync").reshape(self.T, 4)]
+
+    def op_llvm_extractvalue(self, a, mask, ot, it, regions, op):
+        (pos,) = list(ir.DenseI64ArrayAttr(op.attributes["position"]))
+        return [a[0][:, pos]]
+
+    def op_vector_bitcast(self, a, mask, ot, it, regions, op):
+        """Two 16-bit floats as one i32 (the mma register form): kept as the pair of values."""
+        if it[0] not in ("vector<2xbf16>", "vector<2xf16>") or ot[0] != "vector<1xi32>":
+            raise SimtError(f"vector.bitcast {it[0]} to {ot[0]} is not emulated")
+        return [np.asarray(a[0]).reshape(self.T, 1, 2)]
+
+
+    # cp.async: global -> shared copies that complete at a wait
+    def op_nvgpu_device_async_copy(self, a, mask, ot, it, regions, op):
+        # operands: dst, its indices, src, its indices (the printed form lists src first)
+        dst = a[0]
+        dst_idx = a[1:1 + len(dst.shape)]
+        src = a[1 + len(dst.shape)]
+        src_idx = a[2 + len(dst.shape):2 + len(dst.shape) + len(src.shape)]
+        width = _attr_int(op, "dstElements")
+        if src.kind != "global" or dst.kind != "shared":
+            raise SimtError("device_async_copy copies global to shared memory")
+        if width * dst.esize not in (4, 8, 16):
+            raise SimtError("cp.async copies 4, 8 or 16 bytes")
+        self._check_alignment(src, src_idx, width, None, mask, width * dst.esize)
+        self._check_alignment(dst, dst_idx, width, None, mask, width * dst.esize)
+        values = self.load(src, src_idx, mask, width)  # inputs are read-only: reading now is exact
+        self.async_pending.append((dst, [np.array(i, copy=True) for i in dst_idx], values, mask.copy(), width))
+        return [None]
+
+    def op_ub_poison(self, a, mask, *r):
+        return [None]
+
+    def op_nvgpu_device_async_create_group(self, a, mask, *r):
+        self.async_groups.append(self.async_pending)
+        self.async_pending = []
+        return [None]
+
+    def op_nvgpu_device_async_wait(self, a, mask, ot, it, regions, op):
+        keep = _attr_int(op, "numGroups") if "numGroups" in op.attributes else 0
+        while len(self.async_groups) > keep:
+            for dst, idx, values, copy_mask, width in self.async_groups.pop(0):
+                self.store(dst, idx, values, copy_mask, width)
+        return []
 
     # scf
     def op_scf_for(self, a, mask, ot, it, regions, op):
@@ -554,6 +588,35 @@ class Machine:
         if not ot:
             return []
         return [np.where(cond, t, e) for t, e in zip(then_vals, else_vals)]
+
+
+def _mma_m16n8k16(mask, fa, fb, fc, name: str):
+    """One m16n8k16 product per warp in the PTX fragment layouts (f32 accumulation)."""
+    warp_active = mask.reshape(-1, 32)
+    if np.any(warp_active.any(axis=1) & ~warp_active.all(axis=1)):
+        raise SimtError(f"{name} reached by part of a warp")
+    fa = np.asarray(fa, np.float32).reshape(-1, 32, 4, 2)
+    fb = np.asarray(fb, np.float32).reshape(-1, 32, 2, 2)
+    fc = np.asarray(fc, np.float32).reshape(-1, 32, 2, 2)
+    nw = fa.shape[0]
+    lane = np.arange(32)
+    g, t = lane // 4, lane % 4
+    A = np.zeros((nw, 16, 16), np.float32)
+    B = np.zeros((nw, 16, 8), np.float32)
+    C = np.zeros((nw, 16, 8), np.float32)
+    for reg in range(4):
+        for h in range(2):
+            A[:, g + 8 * (reg % 2), 2 * t + h + 8 * (reg // 2)] = fa[:, :, reg, h]
+    for reg in range(2):
+        for h in range(2):
+            B[:, 2 * t + h + 8 * reg, g] = fb[:, :, reg, h]
+            C[:, g + 8 * reg, 2 * t + h] = fc[:, :, reg, h]
+    D = (np.matmul(A.astype(np.float64), B.astype(np.float64)) + C).astype(np.float32)
+    out = np.zeros((nw, 32, 2, 2), np.float32)
+    for reg in range(2):
+        for h in range(2):
+            out[:, :, reg, h] = D[:, g + 8 * reg, 2 * t + h]
+    return out.reshape(-1, 2, 2)
 
 
 def _symbol(attr) -> tuple[str, str]:
@@ -630,7 +693,10 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             kargs = [env[v] for v in ops[7:]]
             for m in kargs:
                 m.shadow = Shadow((m.size,))
-            Machine(kernels[key], grid, blk, kargs, int(shared), check_races).run()
+            machine = Machine(kernels[key], grid, blk, kargs, int(shared), check_races)
+            machine.run()
+            if machine.async_pending or machine.async_groups:
+                raise SimtError(f"kernel @{kernel_name} returns with asynchronous copies never waited for")
             for m in kargs:
                 m.shadow = None
         elif op.name in ("gpu.dealloc", "func.return"):

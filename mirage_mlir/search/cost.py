@@ -1,18 +1,23 @@
 """A cost model that ranks verified mu-graphs without a GPU (estimated microseconds on the target chip).
 
-Per kernel: launch overhead + time to move its device-memory bytes at the chip's bandwidth, scaled by
-how well the grid fills the SMs (wave quantisation: blocks / (SMs * ceil(blocks / SMs))) + tensor-core
-time for its matmuls (more warps per block hide latency better) + the for-loop's per-iteration
-overhead. A block graph whose shared memory exceeds the chip's per-block limit is infeasible (inf).
+A graph_def's figures come from the GPU code generator's own plan (blockgen.PlanFigures): shared
+memory per block (so how many blocks an SM holds), the bytes each iteration copies through the
+cp.async ring or through registers, and how many of them a block keeps in flight. Per kernel:
 
-Bytes: an input iterator reads its tile once per block and, when its fmap splits a dim, once per
-loop iteration; a saver writes its output once; a predefined op reads its inputs and writes its
-result once. Device memory (DRAM) moves every input byte once and every output byte once; tiles
-that several blocks read (a replicated input: no grid axis splits it) come from L2 after the first
-read, so a kernel's memory time is the larger of its DRAM bytes at `bandwidth` and all the bytes
-its blocks load (replicas included) at `l2_bandwidth`. Replication is not free, but it costs L2
-traffic, not DRAM traffic (cuBLAS reads a 16x4096 @ 4096x6144 f16 matmul's 16 rows once per
-column tile and takes the same time as for 2 rows: 24.8 us vs 25.4 us on an H200).
+  launch + max(bandwidth, latency, per-SM, loop) + arithmetic
+
+- bandwidth: DRAM bytes (every input byte once, every output byte once) at `bandwidth`, and all the
+  bytes the blocks load (replicated tiles included: they come from L2) at `l2_bandwidth`;
+- latency (Little's law): a block with F bytes in flight streams F bytes per `mem_latency_us`, so
+  its B loaded bytes take B / F latencies, times the waves of resident blocks; a loop that copies
+  synchronously has only one iteration's tiles in flight, a cp.async ring (stages - 1) iterations';
+- per-SM: the busiest SM's bytes at `sm_bandwidth`;
+- loop: each iteration's fixed cost (barriers, the ring's wait) and the latency of its chain of
+  dependent mma.sync steps per warp (K split across warps shortens it);
+- arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
+  `simt_flops`, scaled by the SMs the grid fills.
+A block graph whose shared memory exceeds the chip's per-block limit is infeasible (inf). The
+constants are fitted to the H200 measurements in benchmarks/ (benchmarks/NOTES.md says how).
 
 `rank(candidates, measure=None)`: the hook for choosing by measured time later: pass a callable
 Graph -> microseconds (e.g. a GPU timer) and it replaces the estimate for the candidates it is
@@ -33,17 +38,28 @@ from ..opset import ACCUMULATORS
 class Chip:
     name: str = "sm_90"
     sms: int = 132
-    bandwidth: float = 2.97e12  # B/s, the streaming read bandwidth measured on the H100 (PLATFORM.md)
+    bandwidth: float = 4.05e12  # B/s, streaming read measured on the H200 (torch.sum, graph replays)
     # B/s, L2 -> SM: a reduction whose 2048 rows all read one 128 KiB - 8 MiB vector (so every read
-    # after the first hits L2) ran 3.9-4.5 TB/s on an H200 (the H100's chip and L2), 1.2x its
-    # DRAM-bound rate; a lower bound of what L2 serves
+    # after the first hits L2) ran 3.9-4.5 TB/s on an H200, 1.2x its DRAM-bound rate; a lower bound
     l2_bandwidth: float = 4.5e12
+    sm_bandwidth: float = 80e9  # B/s one SM can load (L2 -> SM)
+    mem_latency_us: float = 1.0  # a load's latency under load
     smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
-    launch_us: float = 2.0  # per kernel (BENCHMARKS.md)
+    smem_per_sm: int = 228 * 1024
+    smem_reserved: int = 1024  # per resident block
+    threads_per_sm: int = 2048
+    blocks_per_sm: int = 32
+    launch_us: float = 2.0  # per kernel
     tensor_flops: float = 4.0e14  # sustained f16 tensor-core FLOP/s (dense, H100 SXM ~ 990 peak)
-    simt_flops: float = 3.0e13  # f32 FMA FLOP/s for elementwise work
-    loop_iter_us: float = 0.05  # per for-loop iteration per wave (sync + pipeline bubble)
+    simt_flops: float = 3.0e13  # f32 FMA FLOP/s for elementwise work and CUDA-core matmuls
+    loop_iter_us: float = 0.05  # per for-loop iteration of a block (barriers, waits, latency)
+    mma_step_us: float = 0.02  # one dependent mma.sync step of a warp (with its ldmatrix loads)
     warps_for_mma: int = 8  # warps per SM needed to hide tensor-core latency
+
+    def resident_blocks(self, smem: int, threads: int) -> int:
+        """Blocks of this size one SM holds at once."""
+        return max(1, min(self.smem_per_sm // (smem + self.smem_reserved), self.threads_per_sm // threads,
+                          self.blocks_per_sm))
 
 
 CHIPS = {"sm_90": Chip(), "h100": Chip()}
@@ -97,48 +113,60 @@ def sm_fill(blocks: int, c: Chip) -> float:
     return waves / math.ceil(waves)
 
 
-def block_graph_smem(body: Graph) -> int:
-    """Shared memory of one block as the GPU lowering will allocate it (tiles, buffers, padded
-    tensor-core operands), so that no candidate the lowering must refuse wins the ranking."""
-    from ..lowering import shared_memory_bytes
+def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
+    """`figures`: the generator's plan figures when the caller has them (those of the same graph
+    at another block size, with `threads` replaced: the rest does not depend on it)."""
+    from ..lowering import plan_figures
 
-    return shared_memory_bytes(body)
-
-
-def graph_def_cost(body: Graph, c: Chip, smem: int | None = None) -> KernelCost:
-    """`smem`: the block's shared memory when the caller has it (block_graph_smem of the same graph
-    at another block size: the allocation does not depend on it)."""
+    fig = plan_figures(body) if figures is None else figures
     blocks = body.grid_dim[0] * body.grid_dim[1] * body.grid_dim[2]
+    threads = body.block_dim[0] * body.block_dim[1] * body.block_dim[2]
     loop = body.forloop_range
     read = written = unique = 0
-    flops = simt = 0.0
+    tensor = simt = 0.0
     post = body.after_loop
     for index, node in enumerate(body.nodes):
+        times = 1 if index in post else loop
         if node.op == "input_iterator":
-            per = nbytes(node.types[0])
-            read += per * blocks * (loop if node.attr("fmap") != -1 else 1)
+            read += nbytes(node.types[0]) * blocks * (loop if node.attr("fmap") != -1 else 1)
             unique += nbytes(body.value_types[node.inputs[0]])
         elif node.op == "output_saver":
             written += nbytes(node.types[0])
         elif node.op == "matmul":
-            a = body.value_types[node.inputs[0]].shape
-            n = node.types[0].shape
-            f = 2.0 * math.prod(n) * a[-1] * blocks
-            flops += f * (1 if index in post else loop)
+            k = body.value_types[node.inputs[0]].shape[-1]
+            flops = 2.0 * math.prod(node.types[0].shape) * k * blocks * times
+            if index in fig.tensor_core_matmuls:
+                tensor += flops
+            else:
+                simt += flops
         elif node.op not in ACCUMULATORS:
-            simt += math.prod(node.types[0].shape) * blocks * (1 if index in post else loop)
+            simt += math.prod(node.types[0].shape) * blocks * times
     fill = sm_fill(blocks, c)
-    smem = block_graph_smem(body) if smem is None else smem
-    if smem > c.smem_per_block:
-        return KernelCost("graph_def", math.inf, read, written, blocks, fill, smem, flops, loop)
-    warps = body.block_dim[0] * body.block_dim[1] * body.block_dim[2] // 32
-    mma_eff = min(1.0, warps / c.warps_for_mma)
-    waves = math.ceil(blocks / c.sms)
-    memory = max(min(unique, read) + written, (read + written) * c.bandwidth / c.l2_bandwidth)
-    us = (c.launch_us + memory / (c.bandwidth * fill) * 1e6
-          + flops / (c.tensor_flops * fill * mma_eff) * 1e6 + simt / (c.simt_flops * fill) * 1e6
-          + (loop * waves * c.loop_iter_us if loop > 1 else 0.0))
-    return KernelCost("graph_def", us, read, written, blocks, fill, smem, flops, loop)
+    if fig.smem > c.smem_per_block:
+        return KernelCost("graph_def", math.inf, read, written, blocks, fill, fig.smem, tensor + simt, loop)
+    resident = c.resident_blocks(fig.smem, threads)
+    waves = math.ceil(blocks / (resident * c.sms))
+    bandwidth = max((min(unique, read) + written) / c.bandwidth, (read + written) / c.l2_bandwidth)
+    loop_bytes = (fig.ring_bytes + fig.sync_bytes) * (loop if loop > 1 else 0)
+    latency = waves * c.mem_latency_us * 1e-6 * (loop_bytes / max(fig.inflight, 1)
+                                                  + fig.pre_bytes / max(fig.pre_inflight, 1))
+    per_block = (read + written) / blocks
+    per_sm = math.ceil(blocks / c.sms) * per_block / c.sm_bandwidth
+    iterations = waves * (loop * c.loop_iter_us * (loop > 1) + loop * fig.mma_chain * c.mma_step_us) * 1e-6
+    warps = threads // 32
+    mma_eff = min(1.0, warps * min(resident, math.ceil(blocks / c.sms)) / c.warps_for_mma)
+    arithmetic = tensor / (c.tensor_flops * fill * mma_eff) + simt / (c.simt_flops * fill)
+    us = c.launch_us + (max(bandwidth, latency, per_sm, iterations) + arithmetic) * 1e6
+    return KernelCost("graph_def", us, read, written, blocks, fill, fig.smem, tensor + simt, loop)
+
+
+def config_lower_bound(c: Chip, blocks: int, read: int, unique: int, loop: int) -> float:
+    """A lower bound of graph_def_cost for a configuration before its block graph exists: `read`
+    bytes loaded by all blocks, `unique` bytes of distinct inputs (outputs not counted)."""
+    bandwidth = max(min(unique, read) / c.bandwidth, read / c.l2_bandwidth)
+    waves = math.ceil(blocks / (c.blocks_per_sm * c.sms))
+    iterations = waves * loop * c.loop_iter_us * 1e-6 if loop > 1 else 0.0
+    return c.launch_us + max(bandwidth, iterations) * 1e6
 
 
 def predefined_cost(graph: Graph, node, c: Chip) -> KernelCost:

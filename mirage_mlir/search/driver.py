@@ -32,6 +32,7 @@ from ..mugraph import Graph, Node, TensorType
 from . import absexpr, cache, cost as costmod
 from .generator import (BlockSearch, Config, Context, KTensor, Options, UNARY_SEARCH, build_body,
                         config_table)
+from ..lowering import CODEGEN_VERSION, plan_figures
 from .space import index_classes
 from .threads import fuse_thread_graphs
 
@@ -98,13 +99,14 @@ def _kernels(ctx: Context, results) -> list:
     chip = costmod.chip(ctx.options.chip)
     out = []
     for body, outs in results:
-        kc = costmod.graph_def_cost(body, chip)
-        # block sizes only change tensor-core efficiency: other block graphs keep the first
-        # (and the shared memory is the same at every block size)
+        figures = plan_figures(body)
+        kc = costmod.graph_def_cost(body, chip, figures)
+        # block sizes only change tensor-core efficiency and residency: other block graphs keep the
+        # first (the generator's plan is the same at every block size but for its thread count)
         has_matmul = any(n.op == "matmul" for n in body.nodes)
         for bd in ctx.options.block_sizes[1:] if has_matmul else ():
             alt = Graph(body.inputs, body.nodes, body.outputs, body.grid_dim, (bd, 1, 1), body.forloop_range)
-            ka = costmod.graph_def_cost(alt, chip, kc.smem)
+            ka = costmod.graph_def_cost(alt, chip, replace(figures, threads=bd))
             if ka.us < kc.us:
                 body, kc = alt, ka
         if kc.us == float("inf"):
@@ -345,9 +347,15 @@ class Searcher:
         e = absexpr.apply_op(self.ctx.target.oracle, op, [t.ecls for t in ts], attrs, [t.type.shape for t in ts])
         if e is None:
             return None
-        dtype = "f32"
+        # matmul may widen (f16 x f16 -> f32); every other op keeps its operands' one element type
+        operand_dtypes = {t.type.dtype for t in ts}
+        if op != "matmul" and len(operand_dtypes) > 1:
+            return None
+        dtype = "f32" if op == "matmul" else operand_dtypes.pop()
         for j, root in enumerate(self.ctx.target.oracle.roots):
             if e == root and shape == self.out_types[j].shape:
+                if op != "matmul" and self.out_types[j].dtype != dtype:
+                    return None  # the output needs a cast, which a later kernel gives it
                 dtype = self.out_types[j].dtype
         attrs = {k: float(v) if k in ("eps", "scalar") else v for k, v in attrs.items()}
         node = Node.make(op, args, [TensorType(shape, dtype)], **attrs)
@@ -593,7 +601,9 @@ def _verify_one(payload):
 def options_key(o: SearchOptions) -> dict:
     return {"max_kernel_ops": o.max_kernel_ops, "max_block_ops": o.max_block_ops, "max_blocks": o.max_blocks,
             "max_open_tiles": o.max_open_tiles, "block_states": o.block_states, "block_sizes": list(o.block_sizes),
-            "seed": o.seed, "trials": o.verify_trials, "time_budget": o.time_budget}
+            "seed": o.seed, "trials": o.verify_trials, "time_budget": o.time_budget,
+            # a result ranked by another cost model or for another code generator is not reused
+            "cost_model": repr(costmod.chip(o.chip)), "codegen": CODEGEN_VERSION}
 
 
 def superoptimize(reference: Graph, options: SearchOptions | None = None) -> SearchResult:
@@ -627,6 +637,10 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
         fused = fuse_thread_graphs(g)
         if verify_structure(fused):
             fused = g
+        if verify_structure(fused):  # never emit IR the verifier rejects (e.g. mixed element types)
+            stats.rejected += 1
+            searcher.reject(g)
+            continue
         check = _verify_one((reference, fused, options.verify_trials, options.seed, options.workers))
         stats.verify_s += time.perf_counter() - t0
         dump.append((costmod.cost(fused, options.chip).total_us, fused, check))

@@ -775,17 +775,15 @@ class ConfigTable:
             # bytes loaded: each input once per block that does not split it (independent of the
             # loop), from DRAM once (cost.py: replicas come from L2)
             read = sum(nb * blocks // n for nb, n in zip(self.nbytes, splits))
-            memory = max(min(sum(self.nbytes), read), read * c.bandwidth / c.l2_bandwidth)
-            base = c.launch_us + memory / (c.bandwidth * costmod.sm_fill(blocks, c)) * 1e6
-            heapq.heappush(self.heap, (base, next(self.counter), "grid", (keys, gs, base, splits, key_dim)))
+            base = costmod.config_lower_bound(c, blocks, read, sum(self.nbytes), 1)
+            heapq.heappush(self.heap, (base, next(self.counter), "grid", (keys, gs, read, splits, key_dim)))
 
-    def _loops(self, keys, gs, base, splits, key_dim) -> list[tuple[float, Config]]:
+    def _loops(self, keys, gs, read, splits, key_dim) -> list[tuple[float, Config]]:
         ctx, c = self.ctx, self.c
         reduction = ctx.info.reduction_classes
         grid = tuple(gs) + (1,) * (3 - len(gs))
         gkeys = tuple(keys) + (None,) * (3 - len(keys))
         blocks = grid[0] * grid[1] * grid[2]
-        waves = -(-blocks // c.sms)
         imaps, post_grid = [], []
         for i, (_, dims) in enumerate(self.sig):
             imap = [-1, -1, -1]
@@ -839,6 +837,6 @@ class ConfigTable:
                 for L in loops:
                     if fixed + looped // L > c.smem_per_block:
                         continue
-                    lb = base + (L * waves * c.loop_iter_us if L > 1 else 0.0)
+                    lb = costmod.config_lower_bound(c, blocks, read, sum(self.nbytes), L)
                     results.append((lb, Config((), grid, gkeys, L, lset, imaps, fmaps, block_dim)))
         return results

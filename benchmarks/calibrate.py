@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Fits the cost model's constants to GPU timings (benchmarks/gpu.py --json) and reports how well
+it ranks (needs no GPU).
+
+The fitted variants are those whose mu-graph can be rebuilt from their name: the published plans and
+the tile sweeps (`c<C>_k<K>_t<T>`) of benchmarks/build_gpu.py. For each, the model's estimate
+(mirage_mlir.search.cost with the chip's constants replaced) is compared with the measured time; the
+constants minimise the mean squared log ratio (coordinate descent over a grid). Prints, per program and
+batch, the Spearman rank correlation of estimate and measurement, and whether the model's pick is within
+10% of the fastest, for the current constants and the fitted ones.
+
+  python benchmarks/calibrate.py benchmarks/results/h200_run2.json [...more runs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+from dataclasses import replace
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+from mirage_mlir.plans import PLANS, benchmark_inputs  # noqa: E402
+from mirage_mlir.search import cost as costmod  # noqa: E402
+
+FITTED = ("mem_latency_us", "loop_iter_us", "mma_step_us", "sm_bandwidth", "launch_us")
+SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
+
+
+def variant_graph(v: dict):
+    """The mu-graph of a published or sweep variant, or None."""
+    if v["program"] not in PLANS:
+        return None
+    inputs = benchmark_inputs(v["program"], v["bs"], v["dtype"])
+    if v["variant"] == "published":
+        return PLANS[v["program"]](inputs)
+    m = SWEEP.match(v["variant"])
+    if m:
+        col, k, threads = map(int, m.groups())
+        return PLANS[v["program"]](inputs, col_tile=col, k_tile=k, threads=threads)
+    return None
+
+
+def spearman(a, b) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    if len(a) < 3 or np.std(ra) == 0 or np.std(rb) == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def estimates(points, chip) -> np.ndarray:
+    return np.array([costmod.cost(g, chip).total_us for g, _, _ in points])
+
+
+def loss(points, chip) -> float:
+    est = estimates(points, chip)
+    measured = np.array([us for _, us, _ in points])
+    return float(np.mean(np.log(est / measured) ** 2))
+
+
+def fit(points, chip):
+    grids = {"mem_latency_us": np.geomspace(0.2, 5, 15), "loop_iter_us": np.geomspace(0.01, 2, 15),
+             "mma_step_us": np.geomspace(0.002, 0.2, 15),
+             "sm_bandwidth": np.geomspace(2e10, 4e11, 15), "launch_us": np.linspace(0.5, 4, 8)}
+    best = loss(points, chip)
+    for _ in range(3):
+        for name in FITTED:
+            for value in grids[name]:
+                trial = replace(chip, **{name: float(value)})
+                current = loss(points, trial)
+                if current < best:
+                    best, chip = current, trial
+    return chip, best
+
+
+def report(points, chip, title: str) -> None:
+    est = estimates(points, chip)
+    groups = defaultdict(list)
+    for (g, us, key), e in zip(points, est):
+        groups[key].append((e, us))
+    print(f"\n{title}: mean squared log error {loss(points, chip):.3f}")
+    print("| program | bs | dtype | variants | Spearman | model's pick / fastest |")
+    print("|---|---|---|---|---|---|")
+    rhos, good = [], 0
+    for key, rows in sorted(groups.items()):
+        if len(rows) < 3:
+            continue
+        e, m = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        rho = spearman(e, m)
+        ratio = m[int(np.argmin(e))] / m.min()
+        good += ratio <= 1.10
+        if not math.isnan(rho):
+            rhos.append(rho)
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {len(rows)} | {rho:.2f} | {ratio:.2f} |")
+    print(f"mean Spearman {np.mean(rhos):.2f}; pick within 10% of the fastest in {good} of {len(groups)}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="JSON files written by benchmarks/gpu.py --json")
+    args = p.parse_args()
+    points = []
+    for path in args.runs:
+        with open(path) as f:
+            run = json.load(f)
+        for v in run["variants"]:
+            g = variant_graph(v)
+            if g is not None and v.get("us"):
+                points.append((g, v["us"], (v["program"], v["bs"], v["dtype"])))
+    chip = costmod.chip("sm_90")
+    report(points, chip, "current constants")
+    fitted, _ = fit(points, chip)
+    report(points, fitted, "fitted constants")
+    print("\nfitted: " + ", ".join(f"{n} = {getattr(fitted, n):.4g}" for n in FITTED))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
