@@ -61,6 +61,9 @@ def main() -> int:
     p.add_argument("--search-options", default="time-budget=20 workers=2")
     p.add_argument("--dtypes", nargs="*", default=["f16", "f32", "bf16"])
     p.add_argument("--sweep", action="store_true", help="add the tile sweeps of the weight-streaming plans")
+    p.add_argument("--tiles", nargs="*", default=None, help="only these sweep variants (c<C>_k<K>_t<T>)")
+    p.add_argument("--stages", nargs="*", type=int, default=[],
+                   help="sweeps also at these cp.async ring depths (MIRAGE_MAX_STAGES), named ..._s<N>")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     tmp = tempfile.mkdtemp()
@@ -84,8 +87,12 @@ def main() -> int:
                         variants["searched"] = ["--search-options", args.search_options]
                     if dtype == "f16" and args.sweep and name in SWEEPS:
                         for col, k, threads in SWEEPS[name]:
-                            variants[f"c{col}_k{k}_t{threads}"] = [
-                                "--plan", f"published:col_tile={col},k_tile={k},threads={threads}"]
+                            if args.tiles is not None and f"c{col}_k{k}_t{threads}" not in args.tiles:
+                                continue
+                            plan = ["--plan", f"published:col_tile={col},k_tile={k},threads={threads}"]
+                            variants[f"c{col}_k{k}_t{threads}"] = plan
+                            for stages in args.stages:
+                                variants[f"c{col}_k{k}_t{threads}_s{stages}"] = plan + [f"MIRAGE_MAX_STAGES={stages}"]
                 for variant, extra in variants.items():
                     d = f"{name}_bs{bs}_{dtype}_{variant}"
                     cmd = [sys.executable, "-m", "mirage_mlir.tools.mirage_compile", src, "-o",
@@ -94,7 +101,9 @@ def main() -> int:
 
     def run(job):
         entry, cmd = job
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        env = dict(os.environ, **dict(a.split("=", 1) for a in cmd if a.startswith("MIRAGE_")))
+        cmd = [a for a in cmd if not a.startswith("MIRAGE_")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         return entry, proc
 
     index, failed = [], 0

@@ -31,7 +31,8 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 from mirage_mlir.plans import PLANS, benchmark_inputs  # noqa: E402
 from mirage_mlir.search import cost as costmod  # noqa: E402
 
-FITTED = ("mem_latency_us", "loop_iter_us", "mma_step_us", "sm_bandwidth", "launch_us")
+FITTED = ("mem_latency_us", "loop_iter_us", "mma_step_us", "sm_bandwidth", "launch_us", "stream_peak",
+          "row_overhead")
 SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
 
 
@@ -69,6 +70,7 @@ def loss(points, chip) -> float:
 def fit(points, chip):
     grids = {"mem_latency_us": np.geomspace(0.2, 5, 15), "loop_iter_us": np.geomspace(0.01, 2, 15),
              "mma_step_us": np.geomspace(0.002, 0.2, 15),
+             "stream_peak": np.linspace(0.5, 1.0, 11), "row_overhead": np.geomspace(4, 256, 13),
              "sm_bandwidth": np.geomspace(2e10, 4e11, 15), "launch_us": np.linspace(0.5, 4, 8)}
     best = loss(points, chip)
     for _ in range(3):
@@ -89,10 +91,11 @@ def report(points, chip, title: str) -> None:
     print(f"\n{title}: mean squared log error {loss(points, chip):.3f}")
     print("| program | bs | dtype | variants | Spearman | model's pick / fastest |")
     print("|---|---|---|---|---|---|")
-    rhos, good = [], 0
+    rhos, good, shown = [], 0, 0
     for key, rows in sorted(groups.items()):
         if len(rows) < 3:
             continue
+        shown += 1
         e, m = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
         rho = spearman(e, m)
         ratio = m[int(np.argmin(e))] / m.min()
@@ -100,7 +103,7 @@ def report(points, chip, title: str) -> None:
         if not math.isnan(rho):
             rhos.append(rho)
         print(f"| {key[0]} | {key[1]} | {key[2]} | {len(rows)} | {rho:.2f} | {ratio:.2f} |")
-    print(f"mean Spearman {np.mean(rhos):.2f}; pick within 10% of the fastest in {good} of {len(groups)}")
+    print(f"mean Spearman {np.mean(rhos):.2f}; pick within 10% of the fastest in {good} of {shown}")
 
 
 def main() -> int:

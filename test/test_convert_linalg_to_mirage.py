@@ -103,7 +103,7 @@ def left_names(func) -> set[str]:
 
 
 def test_inputs_are_there():
-    assert len(SMALL) == 18 and len(FULL) == 30
+    assert len(SMALL) == 18 and len(FULL) == 34
 
 
 @pytest.mark.parametrize("path", SMALL + FULL, ids=lambda p: p.name)

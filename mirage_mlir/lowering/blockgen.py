@@ -28,6 +28,7 @@ each loop iteration (the next iteration overwrites the iterator tiles).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from ..mugraph import Graph, Node, TensorType
@@ -40,7 +41,8 @@ SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
 PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for coming iterations
 PREFETCH_DEPTH = 4  # most iterations loaded ahead
-MAX_STAGES = 4  # deepest cp.async ring for the for-loop's iterator tiles
+# deepest cp.async ring for the for-loop's iterator tiles (MIRAGE_MAX_STAGES: for experiments)
+MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
 TWO_BLOCKS_BYTES = 113 * 1024  # shared memory per block that still lets two blocks share an SM
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
 
@@ -91,10 +93,10 @@ class PlanFigures:
     ring_bytes: int  # per iteration, through the cp.async ring
     sync_bytes: int  # per iteration, copied through registers (loads, then stores)
     sync_inflight: int  # of those, in flight at once (prefetched iterations included)
-    pre_bytes: int  # loop-invariant tiles, copied once before the loop
-    pre_inflight: int  # of those, in flight at once
+    pre_round_trips: int  # memory latencies the copies of loop-invariant tiles wait, one after another
     tensor_core_matmuls: frozenset  # node indices of the matmuls on tensor cores
     mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
+    tile_rows: tuple  # per input iterator: (bytes a block loads in all, contiguous bytes per tile row)
 
     @property
     def inflight(self) -> int:
@@ -658,9 +660,10 @@ class BlockKernelGen:
         return em.op(f"memref.view {self.smem}[{em.idx(offset)}][] : "
                      f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}", "ring")
 
-    def async_copy_stage(self, iteration: Index, slot: Index) -> str:
+    def async_copy_stage(self, iteration: Index, slot: Index, live: str | None = None) -> str:
         """Issues the cp.async copies of the ring iterators' tiles of `iteration` into stage `slot`
-        and commits them as one group (each thread commits its own copies); returns its token."""
+        and commits them as one group (each thread commits its own copies); returns its token.
+        `live` (an i1, the same in every thread): when false the copies read nothing (src-size 0)."""
         em = self.em
         saved = self.it
         self.it = iteration
@@ -668,12 +671,15 @@ class BlockKernelGen:
             geo = self.copy_geometry(i)
             view = self.ring_view(i, slot)
             bypass = " {bypassL1}" if geo["align"] == 16 else ""
+            size = ""
+            if live is not None:
+                size = ", " + em.op(f"arith.select {live}, {em.idx(geo['width'])}, {em.idx(0)} : index", "i")
 
-            def body(c, geo=geo, view=view, bypass=bypass):
+            def body(c, geo=geo, view=view, bypass=bypass, size=size):
                 where = self.copy_where(geo, c)
                 src = [em.add(a, b) for a, b in zip(where, self.iterator_offsets(geo["node"], geo["buf"].shape))]
                 em.op(f"nvgpu.device_async_copy {geo['arg']}[{indices(em, src)}], {view}[{indices(em, where)}], "
-                      f"{geo['width']}{bypass} : {geo['gmem']} to {geo['buf'].type}", "cp")
+                      f"{geo['width']}{size}{bypass} : {geo['gmem']} to {geo['buf'].type}", "cp")
 
             self.for_each(geo["n_chunks"], body, attr=f"mirage.stage = \"cp.async {i}\"")
         self.it = saved
@@ -709,17 +715,32 @@ class BlockKernelGen:
         # a synchronous copy issues all of a thread's loads before its stores when it unrolls them
         sync_inflight = sum(tile_bytes[i] if -(-geo["n_chunks"] // self.threads) <= 16 else geo["align"] * self.threads
                             for i, geo in zip(sync, geos))
-        pre = [i for i, k in enumerate(self.kind) if k == "iter" and i not in loop_iters]
-        pre_geos = [self.copy_geometry(i) for i in pre]
-        pre_inflight = sum(_numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype]
-                           if geo["n_chunks"] % self.threads == 0 and geo["n_chunks"] // self.threads <= 16
-                           else geo["align"] * self.threads for i, geo in zip(pre, pre_geos))
-        pre_bytes = sum(_numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype] for i in pre)
+        # loop-invariant tiles are copied one after the other before the loop: each copy waits for
+        # its loads, all at once when a thread's share is unrolled, else one 16-byte chunk at a time
+        pre_round_trips = 0
+        for i, k in enumerate(self.kind):
+            if k == "iter" and i not in loop_iters:
+                geo = self.copy_geometry(i)
+                per_thread = -(-geo["n_chunks"] // self.threads)
+                unrolled = geo["n_chunks"] % self.threads == 0 and per_thread <= 16
+                pre_round_trips += 1 if unrolled else per_thread
         return PlanFigures(smem, self.threads, self.loop, self.stages, depth,
                            sum(tile_bytes[i] for i in self.ring), sync_bytes,
-                           sync_bytes * depth if depth else sync_inflight, pre_bytes, pre_inflight,
+                           sync_bytes * depth if depth else sync_inflight, pre_round_trips,
                            frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
-                           self.mma_chain())
+                           self.mma_chain(),
+                           tuple((tile_bytes.get(i, 0) * self.loop or _numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype],
+                                  self.contiguous_bytes(i)) for i, k in enumerate(self.kind) if k == "iter"))
+
+    def contiguous_bytes(self, i: int) -> int:
+        """Bytes of iterator i's tile that lie side by side in memory (a row, or several whole rows)."""
+        tile, whole = self.g.nodes[i].types[0].shape, self.vtype(self.g.nodes[i].inputs[0]).shape
+        run = BYTES[self.g.nodes[i].types[0].dtype]
+        for t, w in zip(reversed(tile), reversed(whole)):
+            run *= t
+            if t != w:
+                break
+        return run
 
     def mma_chain(self) -> int:
         """Dependent mma.sync steps per warp and loop iteration, over the tensor-core matmuls."""
@@ -1425,11 +1446,13 @@ class BlockKernelGen:
                 following = []
                 if self.ring:
                     # refill the stage iteration it - 1 used (the closing barrier ended its reads) with
-                    # iteration it + stages - 1 (clamped: the last ones re-read a tile L2 holds), then
-                    # wait for this iteration's group; the barrier makes every thread's copies visible
+                    # iteration it + stages - 1; past the loop's end the copies read nothing (their
+                    # empty groups keep the wait's count), then wait for this iteration's group; the
+                    # barrier makes every thread's copies visible
                     ahead = em.add(it, self.stages - 1)
                     clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(self.loop - 1)} : index", "i")
-                    group = self.async_copy_stage(clamped, em.rem(ahead, self.stages))
+                    live = em.cmp_lt(ahead, self.loop)
+                    group = self.async_copy_stage(clamped, em.rem(ahead, self.stages), live)
                     self.async_wait(group, self.stages - 1)
                     slot = em.rem(it, self.stages)
                     for i in self.ring:
@@ -1452,7 +1475,7 @@ class BlockKernelGen:
                     em.emit(f"scf.yield {', '.join(following)} : {', '.join(types)}")
             self.it = 0
             if self.ring:
-                self.async_wait(self.commit_group(), 0)  # the clamped refills
+                self.async_wait(self.commit_group(), 0)  # the empty refills past the end
             position = n_prefetch
             for i, info in self.reg_accs.items():
                 self.register_accumulator_flush(i, [f"{res}#{j}" for j in range(position, position + info["count"])])

@@ -529,13 +529,19 @@ class Machine:
         src = a[1 + len(dst.shape)]
         src_idx = a[2 + len(dst.shape):2 + len(dst.shape) + len(src.shape)]
         width = _attr_int(op, "dstElements")
+        extra = a[2 + len(dst.shape) + len(src.shape):]  # srcElements: copy that many, zero-fill the rest
+        src_elements = np.broadcast_to(np.asarray(extra[0] if extra else width, np.int64), (self.T,))
+        if np.any(mask & (src_elements != width) & (src_elements != 0)):
+            raise SimtError("a partial cp.async (0 < srcElements < dstElements) is not emulated")
+        reads = mask & (src_elements == width)
         if src.kind != "global" or dst.kind != "shared":
             raise SimtError("device_async_copy copies global to shared memory")
         if width * dst.esize not in (4, 8, 16):
             raise SimtError("cp.async copies 4, 8 or 16 bytes")
         self._check_alignment(src, src_idx, width, None, mask, width * dst.esize)
         self._check_alignment(dst, dst_idx, width, None, mask, width * dst.esize)
-        values = self.load(src, src_idx, mask, width)  # inputs are read-only: reading now is exact
+        values = self.load(src, src_idx, reads, width)  # inputs are read-only: reading now is exact
+        values = np.where(reads.reshape((-1,) + (1,) * (np.ndim(values) - 1)), values, 0)
         self.async_pending.append((dst, [np.array(i, copy=True) for i in dst_idx], values, mask.copy(), width))
         return [None]
 

@@ -6,8 +6,9 @@ cp.async ring or through registers, and how many of them a block keeps in flight
 
   launch + max(bandwidth, latency, per-SM, loop) + arithmetic
 
-- bandwidth: DRAM bytes (every input byte once, every output byte once) at `bandwidth`, and all the
-  bytes the blocks load (replicated tiles included: they come from L2) at `l2_bandwidth`;
+- bandwidth: DRAM bytes (every input byte once, every output byte once) at `bandwidth`, slowed for
+  tiles of short rows (measured: a tile with 64-byte rows streams at ~55% of a plain read), and all
+  the bytes the blocks load (replicated tiles included: they come from L2) at `l2_bandwidth`;
 - latency (Little's law): a block with F bytes in flight streams F bytes per `mem_latency_us`, so
   its B loaded bytes take B / F latencies, times the waves of resident blocks; a loop that copies
   synchronously has only one iteration's tiles in flight, a cp.async ring (stages - 1) iterations';
@@ -17,7 +18,7 @@ cp.async ring or through registers, and how many of them a block keeps in flight
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
   `simt_flops`, scaled by the SMs the grid fills.
 A block graph whose shared memory exceeds the chip's per-block limit is infeasible (inf). The
-constants are fitted to the H200 measurements in benchmarks/ (benchmarks/NOTES.md says how).
+constants are fitted (benchmarks/calibrate.py) to the H200 timings in benchmarks/results/.
 
 `rank(candidates, measure=None)`: the hook for choosing by measured time later: pass a callable
 Graph -> microseconds (e.g. a GPU timer) and it replaces the estimate for the candidates it is
@@ -42,18 +43,22 @@ class Chip:
     # B/s, L2 -> SM: a reduction whose 2048 rows all read one 128 KiB - 8 MiB vector (so every read
     # after the first hits L2) ran 3.9-4.5 TB/s on an H200, 1.2x its DRAM-bound rate; a lower bound
     l2_bandwidth: float = 4.5e12
-    sm_bandwidth: float = 80e9  # B/s one SM can load (L2 -> SM)
-    mem_latency_us: float = 1.0  # a load's latency under load
+    sm_bandwidth: float = 72e9  # B/s one SM streams (fitted; ~30 GB/s per block measured)
+    mem_latency_us: float = 0.63  # a load's latency under load (fitted)
     smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
     smem_per_sm: int = 228 * 1024
     smem_reserved: int = 1024  # per resident block
     threads_per_sm: int = 2048
     blocks_per_sm: int = 32
-    launch_us: float = 2.0  # per kernel
+    launch_us: float = 3.5  # per kernel, with its ramp-up and tail (fitted)
     tensor_flops: float = 4.0e14  # sustained f16 tensor-core FLOP/s (dense, H100 SXM ~ 990 peak)
     simt_flops: float = 3.0e13  # f32 FMA FLOP/s for elementwise work and CUDA-core matmuls
-    loop_iter_us: float = 0.05  # per for-loop iteration of a block (barriers, waits, latency)
-    mma_step_us: float = 0.02  # one dependent mma.sync step of a warp (with its ldmatrix loads)
+    loop_iter_us: float = 0.44  # per for-loop iteration of a block (barriers, waits, latency; fitted)
+    mma_step_us: float = 0.002  # one dependent mma.sync step of a warp (with its ldmatrix loads; fitted)
+    # tiles read as short rows stream slower: a tile whose rows hold r contiguous bytes reads at
+    # stream_peak * r / (r + row_overhead) of the bandwidth (H200: 64-byte rows ~55%, 128-byte ~63%)
+    stream_peak: float = 0.95
+    row_overhead: float = 32.0
     warps_for_mma: int = 8  # warps per SM needed to hide tensor-core latency
 
     def resident_blocks(self, smem: int, threads: int) -> int:
@@ -146,10 +151,12 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
         return KernelCost("graph_def", math.inf, read, written, blocks, fill, fig.smem, tensor + simt, loop)
     resident = c.resident_blocks(fig.smem, threads)
     waves = math.ceil(blocks / (resident * c.sms))
-    bandwidth = max((min(unique, read) + written) / c.bandwidth, (read + written) / c.l2_bandwidth)
+    loaded = sum(b for b, _ in fig.tile_rows)
+    slowed = sum(b * (r + c.row_overhead) / (c.stream_peak * r) for b, r in fig.tile_rows)
+    efficiency = loaded / slowed if slowed else 1.0
+    bandwidth = max((min(unique, read) / efficiency + written) / c.bandwidth, (read + written) / c.l2_bandwidth)
     loop_bytes = (fig.ring_bytes + fig.sync_bytes) * (loop if loop > 1 else 0)
-    latency = waves * c.mem_latency_us * 1e-6 * (loop_bytes / max(fig.inflight, 1)
-                                                  + fig.pre_bytes / max(fig.pre_inflight, 1))
+    latency = waves * c.mem_latency_us * 1e-6 * (loop_bytes / max(fig.inflight, 1) + fig.pre_round_trips)
     per_block = (read + written) / blocks
     per_sm = math.ceil(blocks / c.sms) * per_block / c.sm_bandwidth
     iterations = waves * (loop * c.loop_iter_us * (loop > 1) + loop * fig.mma_chain * c.mma_step_us) * 1e-6

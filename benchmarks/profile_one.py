@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Runs one compiled benchmark variant a few times on fresh inputs, for a profiler to watch
+(imports no MLIR). Its directory name says the program, batch and type: <program>_bs<bs>_<dtype>_...
+
+  ncu --clock-control none --section SpeedOfLight -k regex:_k -c 1 python3 benchmarks/profile_one.py DIR
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+
+def main() -> int:
+    import torch
+    from check_gpu import torch_dtype
+    from programs import NAMES, make_inputs
+
+    from mirage_mlir.runtime import load
+
+    directory = sys.argv[1]
+    base = os.path.basename(directory.rstrip("/"))
+    name = next(n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_"))
+    bs, dtype = re.match(rf"{name}_bs(\d+)_(\w+?)_", base).groups()
+    program = load(directory)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    inputs = make_inputs(torch, name, int(bs), torch_dtype(torch, dtype), gen)
+    for _ in range(3):
+        program(*inputs)
+    torch.cuda.synchronize()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
