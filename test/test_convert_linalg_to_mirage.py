@@ -53,11 +53,15 @@ EXPECTED = {
     ("stable_attention", "f16"): "matmul cast mul_scalar cast reduce_max sub exp reduce_sum div cast matmul cast",
     ("swiglu", "f32"): "matmul silu matmul mul matmul",
     ("swiglu", "f16"): "matmul cast cast silu cast matmul cast mul matmul cast",
+    ("swiglu_down", "f32"): "matmul silu matmul mul matmul",
+    ("swiglu_down", "f16"): "matmul cast cast silu cast matmul cast mul matmul cast",
     ("layernorm_linear", "f32"): "cast reduce_mean sub square reduce_mean cast reduce_mean add_scalar rsqrt sub mul "
                                  "matmul",
     ("layernorm_linear", "f16"): "cast cast reduce_mean sub square reduce_mean cast reduce_mean add_scalar rsqrt sub "
                                  "mul cast matmul cast",
 }
+EXPECTED[("layernorm_linear16", "f32")] = EXPECTED[("layernorm_linear", "f32")]
+EXPECTED[("layernorm_linear16", "f16")] = EXPECTED[("layernorm_linear", "f16")]
 # What stays unconverted in @main after the pass (every program converts completely).
 EXPECTED_LEFT = {"func.return"}
 
