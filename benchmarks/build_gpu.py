@@ -42,6 +42,27 @@ SWEEPS = {name: [(c, k, t) for c in (16, 32, 64, 128) for k in (64, 128, 256) fo
           for name in ("rmsnorm_linear", "gated_mlp")}
 
 
+# Plans beyond the published ones (plans.VARIANTS): K split across blocks, then a combine kernel
+SPLIT_K = {
+    "rmsnorm_linear": [f"rmsnorm_linear_split_k:col_tile={c},splits={sp},k_tile=128,threads={t}"
+                       for c, sp, t in ((64, 2, 256), (64, 4, 256), (64, 8, 256), (128, 4, 256), (128, 8, 256),
+                                        (64, 4, 128), (128, 4, 128))],
+    "gated_mlp": [f"gated_mlp_split_k:col_tile={c},splits={sp},k_tile=128,threads={t}"
+                  for c, sp, t in ((64, 2, 256), (64, 4, 256), (128, 4, 256), (128, 8, 256), (64, 4, 128))],
+    "swiglu_down": [f"swiglu_down:col_tile={c},down_col_tile={dc},splits={sp},down_k_tile={dk},threads={t}"
+                    for c, dc, sp, dk, t in ((64, 64, 4, 64, 128), (64, 64, 8, 32, 128), (64, 128, 8, 32, 256),
+                                             (32, 64, 4, 64, 256), (64, 64, 4, 64, 256))],
+}
+
+
+def variant_name(spec: str) -> str:
+    """A directory-friendly name for a plan spec NAME:key=value,...: sk_c64_s4_k128_t256."""
+    name, _, params = spec.partition(":")
+    short = {"col_tile": "c", "splits": "s", "k_tile": "k", "threads": "t", "down_col_tile": "dc",
+             "down_k_tile": "dk", "combine_tile": "ct"}
+    return "sk_" + "_".join(short[k] + v for k, v in (p.split("=") for p in params.split(",")))
+
+
 def stub(name: str, bs: int, dtype: str) -> str:
     """A function with the program's signature whose body --plan replaces."""
     args = ", ".join(f"%a{i}: tensor<{'x'.join(map(str, s))}x{dtype}>" for i, s in enumerate(shapes(name, bs)))
@@ -85,6 +106,9 @@ def main() -> int:
                     variants["converted"] = ["--no-search"]
                     if dtype == "f16" and not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
+                    if dtype == "f16" and args.sweep:
+                        for spec in SPLIT_K.get(name, []):
+                            variants[variant_name(spec)] = ["--plan", spec]
                     if dtype == "f16" and args.sweep and name in SWEEPS:
                         for col, k, threads in SWEEPS[name]:
                             if args.tiles is not None and f"c{col}_k{k}_t{threads}" not in args.tiles:

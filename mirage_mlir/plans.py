@@ -59,6 +59,82 @@ def gated_mlp(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128, t
     return kb.finish(kb.graph_def(body, [0, 1, 2]))
 
 
+def _split_k_partials(kb: KernelBuilder, inputs, weights: list[int], col_tile: int, splits: int, k_tile: int,
+                      threads: int) -> list[int]:
+    """Kernel 1 of a split-K plan: grid (N / col_tile, splits); block (x, y) multiplies X's K slice y
+    by each weight's tile (K slice y, columns x) and writes its partial sums as rows y*M .. y*M+M-1
+    of a [splits * M, N] f32 tensor per weight (Mirage's partial outputs, side by side)."""
+    (_, k), (_, n) = inputs[0].shape, inputs[weights[0]].shape
+    bb = BlockBuilder(inputs, (n // col_tile, splits, 1), k // splits // k_tile, (threads, 1, 1))
+    x = bb.iterator(0, (-1, 1, -1), 1)
+    saves = []
+    for w in weights:
+        tile = bb.iterator(w, (1, 0, -1), 0)
+        saves.append(bb.save(bb.accum("accum_sum", bb.op("matmul", x, tile, dtype="f32")), (1, 0, -1)))
+    return kb.graph_def(bb.finish(saves), [0] + weights)
+
+
+def _split_k_combine(partial_types: list[TensorType], splits: int, col_tile: int, x_type: TensorType | None = None):
+    """Kernel 2 of a split-K plan, up to its output: grid over N, a for-loop over the splits adding
+    each partial tile, and (with `x_type`) X's K slices read alongside, for what needs X's rows."""
+    n = partial_types[0].shape[1]
+    extra = [x_type] if x_type is not None else []
+    bb = BlockBuilder(partial_types + extra, (n // col_tile, 1, 1), splits)
+    sums = [bb.accum("accum_sum", bb.iterator(i, (1, -1, -1), 0)) for i in range(len(partial_types))]
+    x = bb.iterator(len(partial_types), NO_MAP, 1) if x_type is not None else None
+    return bb, sums, x
+
+
+def rmsnorm_linear_split_k(inputs: list[TensorType], col_tile: int = 64, splits: int = 3, k_tile: int = 128,
+                           threads: int = 128, combine_tile: int = 64) -> Graph:
+    """Two kernels: the matmul split over K across blocks (partial sums), then a combine kernel
+    that adds the partials, with the rms accumulated over X's K slices beside them, and divides.
+    Splitting K lets wide weight tiles (rows of 128 bytes) keep every SM streaming."""
+    x_type, _ = inputs
+    kb = KernelBuilder(inputs)
+    (partial,) = _split_k_partials(kb, inputs, [1], col_tile, splits, k_tile, threads)
+    bb, (acc,), x = _split_k_combine([kb.types[partial]], splits, combine_tile, x_type)
+    rms = bb.accum("accum_rms", x, reduce_dim=1, eps=EPS)
+    out = _finish_dtype(bb, bb.op("div", acc, rms), x_type.dtype)
+    return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [partial, 0]))
+
+
+def gated_mlp_split_k(inputs: list[TensorType], col_tile: int = 64, splits: int = 4, k_tile: int = 128,
+                      threads: int = 128, combine_tile: int = 64) -> Graph:
+    """Two kernels: both matmuls split over K across blocks, then silu(sum) * sum of the partials."""
+    x_type = inputs[0]
+    kb = KernelBuilder(inputs)
+    partials = _split_k_partials(kb, inputs, [1, 2], col_tile, splits, k_tile, threads)
+    bb, (a, b), _ = _split_k_combine([kb.types[p] for p in partials], splits, combine_tile)
+    out = _finish_dtype(bb, bb.op("mul", bb.op("silu", a), b), x_type.dtype)
+    return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), list(partials)))
+
+
+def swiglu_down(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128, threads: int = 128,
+                down_col_tile: int = 64, splits: int = 4, down_k_tile: int = 86, combine_tile: int = 64) -> Graph:
+    """(silu(X W1) * (X W3)) W2 in three kernels: the gated product (grid over W1/W3's columns, a
+    for-loop over K), then the down projection split over its K across blocks and combined."""
+    x_type, w1_type, w3_type, w2_type = inputs
+    gate = gated_mlp([x_type, w1_type, w3_type], col_tile, k_tile, threads)
+    kb = KernelBuilder(inputs)
+    (h,) = kb.graph_def(gate.nodes[0].body, [0, 1, 2])
+    down_inputs = [kb.types[h], w2_type]
+    sub = KernelBuilder(down_inputs)
+    (partial,) = _split_k_partials(sub, down_inputs, [1], down_col_tile, splits, down_k_tile, threads)
+    bb, (acc,), _ = _split_k_combine([sub.types[partial]], splits, combine_tile)
+    out = _finish_dtype(bb, acc, x_type.dtype)
+    (p,) = kb.graph_def(sub.nodes[0].body, [h, 3])
+    return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [p]))
+
+
+# Plans beyond Mirage's published ones (mirage-compile --plan NAME[:params]), for the benchmarks
+VARIANTS = {
+    "rmsnorm_linear_split_k": rmsnorm_linear_split_k,
+    "gated_mlp_split_k": gated_mlp_split_k,
+    "swiglu_down": swiglu_down,
+}
+
+
 def _attention(inputs: list[TensorType], qk_norm: bool) -> Graph:
     """FlashDecoding-like: kernel 1 splits the KV length over grid y and a for-loop, writing partial
     outputs and partial exp-sums side by side; kernel 2 sums the splits and divides."""

@@ -182,6 +182,8 @@ PREDEFINED = [
     ("reduce_max", [(8, 64)], {"dim": 1}),
     ("reduce_mean", [(2, 8, 40)], {"dim": 2}),
     ("rms_norm", [(6, 128)], {"eps": 1e-6}),
+    ("reduce_max", [(2, 2048)], {"dim": 1}),  # rows fewer than warps: split across warps
+    ("rms_norm", [(2, 1024)], {"eps": 1e-6}),
 ]
 
 
@@ -200,6 +202,16 @@ def test_predefined_kernel_ops(op, shapes, attrs, dtype):
     ref = evaluate(graph, inputs)
     out = run_on_cpu(graph, inputs)
     assert rel_err(out[0], ref[0]) < (1e-5 if dtype == "f32" else 2e-3)
+
+
+def test_short_row_counts_split_rows_across_warps():
+    """A block reducing fewer rows than it has warps gives each row several warps (a shared
+    scratch and one barrier), and each lane four independent partial sums over a long row."""
+    text = lower_graph(PLANS["ntrans"](benchmark_inputs("ntrans", 1, "f16"))).gpu_module_text()
+    assert "%scratch" in text and ":4 = scf.for" in text
+    graph = kernel_op_graph("reduce_sum", [TensorType((2, 4096), "f32")], dim=1)
+    inputs = random_inputs([TensorType((2, 4096), "f32")], seed=4)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-5
 
 
 def test_missing_barrier_is_caught(monkeypatch):

@@ -65,16 +65,17 @@ def apply_plan(module, plan: str, function: str, source_text: str, path: str) ->
 
     from mirage_mlir.bridge import build_graph, tensor_type
     from mirage_mlir.passes import PassError
-    from mirage_mlir.plans import PLANS
+    from mirage_mlir.plans import PLANS, VARIANTS
 
+    plans = {**PLANS, **VARIANTS}
     plan, _, params_text = plan.partition(":")
     name = program_name(source_text, path) if plan == "published" else plan
     try:
         params = {k.strip(): int(v) for k, v in (item.split("=") for item in params_text.split(",") if item)}
     except ValueError:
         raise PassError(module.operation, f"plan parameters '{params_text}': expected key=integer,...") from None
-    if name not in PLANS:
-        known = ", ".join(sorted(PLANS))
+    if name not in plans:
+        known = ", ".join(sorted(plans))
         what = f"'{plan}'" if plan != "published" else "this file's program (header comment or file name)"
         raise PassError(module.operation, f"no published plan for {what}; plans: {known}")
     target = None
@@ -87,7 +88,7 @@ def apply_plan(module, plan: str, function: str, source_text: str, path: str) ->
     ftype = ir.FunctionType(ir.TypeAttr(target.attributes["function_type"]).value)
     arg_types = [tensor_type(t) for t in ftype.inputs]
     try:
-        graph = PLANS[name](arg_types, **params)
+        graph = plans[name](arg_types, **params)
     except TypeError as e:
         raise PassError(target, f"the plan '{name}' does not take these parameters: {e}") from None
     except Exception as e:  # noqa: BLE001 - shapes the plan cannot split

@@ -35,7 +35,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 3  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 4  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -176,6 +176,7 @@ class BlockKernelGen:
         self.buffers: dict[int, Buffer] = {}  # node index -> buffer (iterators, buffered, accumulators)
         self.max_buffers: dict[int, Buffer] = {}  # accum_rescaled_sum: running max
         self.input_args = {v: f"%arg{v}" for v in range(self.n_in)}
+        self.scratch_reads: set[str] = set()  # the scratch, when read since the last barrier
         self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
         self.stages = 1
         if pipeline:
@@ -310,6 +311,8 @@ class BlockKernelGen:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
                 self.buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0,
                                       self.stages if i in self.ring else 1)
+        if self._splits_rows():
+            self.scratch = new((self.warps,), "f32", "scratch")  # split-row reductions' warp results
         if check and offset > MAX_SHARED_BYTES:
             raise LoweringError(f"the block graph needs {offset} bytes of shared memory for its tiles, buffers and "
                                 f"accumulators (at most {MAX_SHARED_BYTES} per block); smaller tiles (a larger "
@@ -341,6 +344,7 @@ class BlockKernelGen:
     def barrier(self) -> None:
         self.em.emit("gpu.barrier")
         self.dirty.clear()
+        self.scratch_reads = set()
         self.barriers += 1
 
     def sync_for(self, reads: set[str]) -> None:
@@ -1292,28 +1296,21 @@ class BlockKernelGen:
                 self.write(target, oidx, self.reduce_finish(node, total, length), memo)
 
         if length >= 32:
+            rows = _numel(out_shape)
+            split = self.warps_per_row(rows, length)
+            if split > 1:
+                return self.split_row_reduction(target, node, out_shape, length, split, element, combine,
+                                                identity, finish)
+
             def warp_body(o):
                 oidx = em.unflatten(o, out_shape)
-                memo: dict = {}
-                if length % 32 == 0 and length // 32 <= 8:
-                    total = None
-                    for q in range(length // 32):
-                        x = element(oidx, em.add(self.lane, 32 * q), memo)
-                        total = x if total is None else combine(total, x)
-                else:
-                    j, res, acc = em.fresh("j"), em.fresh("r"), em.fresh("s")
-                    with em.region(f"{res} = scf.for {j} = {self.lane} to {em.idx(length)} step {em.idx(32)} "
-                                   f"iter_args({acc} = {identity}) -> (f32) {{"):
-                        em.emit(f"scf.yield {combine(acc, element(oidx, j, {}))} : f32")
-                    total = res
-                for offset in (16, 8, 4, 2, 1):
-                    other = em.fresh("sh")
-                    em.emit(f"{other}, {em.fresh('ok')} = gpu.shuffle xor {total}, {em.i32(offset)}, {em.i32(32)} : f32")
-                    total = combine(total, other)
+                total = self.lane_partial(lambda j, memo: element(oidx, j, memo), em.idx(self.lane), length, 32,
+                                          combine, identity)
+                total = self.warp_allreduce(total, combine)
                 with em.region(f"scf.if {self.lane_zero} {{"):
                     finish(oidx, total, {})
 
-            self.for_each(_numel(out_shape), warp_body, ids=self.warp, count=self.warps)
+            self.for_each(rows, warp_body, ids=self.warp, count=self.warps)
         else:
             def thread_body(o):
                 oidx = em.unflatten(o, out_shape)
@@ -1325,6 +1322,92 @@ class BlockKernelGen:
                 finish(oidx, total, memo)
 
             self.for_each(_numel(out_shape), thread_body)
+        if target[0] == "buf":
+            self.dirty.add(self.buffers[target[1]].name)
+
+    def _splits_rows(self) -> bool:
+        """Some reduction of this kernel shares its rows among several warps (needs the scratch)."""
+        for node in self.g.nodes:
+            if node.op in ("reduce_sum", "reduce_mean", "reduce_max") or (
+                    node.op in ACCUMULATORS and node.attr("reduce_dim", -1) != -1):
+                x_shape = self.vtype(node.inputs[0]).shape
+                dim = (node.attr("dim") if node.op in OPS else node.attr("reduce_dim")) % len(x_shape)
+                if x_shape[dim] >= 32 and self.warps_per_row(_numel(node.types[0].shape), x_shape[dim]) > 1:
+                    return True
+        return False
+
+    def warps_per_row(self, rows: int, length: int) -> int:
+        """Warps that share one row of a reduction: all of them when rows are fewer than warps
+        (a single warp would run the whole row's loads one after the other), else one."""
+        split = 1
+        while rows * split * 2 <= self.warps and length % (32 * split * 2) == 0 and length // (32 * split * 2) >= 2:
+            split *= 2
+        return split
+
+    def lane_partial(self, element, first: Index, length: int, stride: int, combine, identity: str) -> str:
+        """This lane's combination of elements first, first + stride, ... < length (`first` is below
+        `stride`): unrolled when every lane has the same few, else a loop carrying four independent
+        partial results where the count allows (one when lanes have different counts)."""
+        em = self.em
+        count = length // stride
+        even = length % stride == 0
+        if even and count <= 8:
+            values = [element(em.add(first, stride * q), {}) for q in range(count)]
+            while len(values) > 1:  # a tree: independent combines
+                values = [combine(values[k], values[k + 1]) if k + 1 < len(values) else values[k]
+                          for k in range(0, len(values), 2)]
+            return values[0]
+        ways = 4 if even and count % 4 == 0 else 1
+        j, res = em.fresh("j"), em.fresh("r")
+        accs = [em.fresh("s") for _ in range(ways)]
+        with em.region(f"{res}:{ways} = scf.for {j} = {em.idx(first)} to {em.idx(length)} step {em.idx(stride * ways)} "
+                       f"iter_args({', '.join(f'{a} = {identity}' for a in accs)}) -> "
+                       f"({', '.join(['f32'] * ways)}) {{"):
+            new = [combine(a, element(em.add(j, stride * w), {})) for w, a in enumerate(accs)]
+            em.emit(f"scf.yield {', '.join(new)} : {', '.join(['f32'] * ways)}")
+        parts = [f"{res}#{w}" for w in range(ways)]
+        while len(parts) > 1:
+            parts = [combine(parts[k], parts[k + 1]) for k in range(0, len(parts), 2)]
+        return parts[0]
+
+    def warp_allreduce(self, value: str, combine) -> str:
+        em = self.em
+        for offset in (16, 8, 4, 2, 1):
+            other = em.fresh("sh")
+            em.emit(f"{other}, {em.fresh('ok')} = gpu.shuffle xor {value}, {em.i32(offset)}, {em.i32(32)} : f32")
+            value = combine(value, other)
+        return value
+
+    def split_row_reduction(self, target, node, out_shape, length: int, split: int, element, combine,
+                            identity: str, finish) -> None:
+        """`split` warps per row: each reduces a strided share of the row, lane 0 of each writes its
+        warp's result to shared scratch, and after a barrier one thread per row combines them."""
+        em = self.em
+        rows = _numel(out_shape)
+        scratch = self.scratch
+        if scratch.name in self.scratch_reads:
+            self.barrier()  # the previous split reduction's combine still reads the scratch
+        row = em.div(self.warp, split)
+        share = em.rem(self.warp, split)
+        with em.region(f"scf.if {em.cmp_lt(row, rows)} {{"):
+            oidx = em.unflatten(row, out_shape)
+            first = em.add(self.lane, em.mul(share, 32))
+            total = self.lane_partial(lambda j, memo: element(oidx, j, memo), first, length, 32 * split,
+                                      combine, identity)
+            total = self.warp_allreduce(total, combine)
+            with em.region(f"scf.if {self.lane_zero} {{"):
+                em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.warp)}] : {scratch.type}")
+        self.barrier()
+
+        def combine_row(r):
+            parts = [em.op(f"memref.load {scratch.name}[{em.idx(em.add(em.mul(r, split), w))}] : {scratch.type}", "l")
+                     for w in range(split)]
+            while len(parts) > 1:
+                parts = [combine(parts[k], parts[k + 1]) for k in range(0, len(parts), 2)]
+            finish(em.unflatten(r, out_shape), parts[0], {})
+
+        self.for_each(rows, combine_row)
+        self.scratch_reads = {scratch.name}
         if target[0] == "buf":
             self.dirty.add(self.buffers[target[1]].name)
 
@@ -1388,10 +1471,11 @@ class BlockKernelGen:
         self.lane = em.rem(self.tid, 32)
         self.warp = em.div(self.tid, 32)
         self.lane_zero = em.cmp_eq(self.lane, 0)
-        if self.buffers:
+        if self.buffers or self._splits_rows():
             self.smem = smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>",
                                      "smem")
-            for i, buf in list(self.buffers.items()) + list(self.max_buffers.items()):
+            scratch = [(None, self.scratch)] if self._splits_rows() else []
+            for i, buf in list(self.buffers.items()) + list(self.max_buffers.items()) + scratch:
                 if buf.stages == 1:
                     em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : "
                             f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
