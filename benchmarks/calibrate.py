@@ -28,7 +28,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from mirage_mlir.plans import PLANS, benchmark_inputs  # noqa: E402
+from mirage_mlir.plans import PLANS, VARIANTS, benchmark_inputs  # noqa: E402
 from mirage_mlir.search import cost as costmod  # noqa: E402
 
 FITTED = ("mem_latency_us", "loop_iter_us", "mma_step_us", "sm_bandwidth", "launch_us", "stream_peak",
@@ -37,7 +37,20 @@ SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
 
 
 def variant_graph(v: dict):
-    """The mu-graph of a published or sweep variant, or None."""
+    """The mu-graph of a published, sweep or split-K variant, or None."""
+    if v["variant"].startswith("sk_"):
+        from build_gpu import SPLIT_K, variant_name
+        from programs import shapes
+
+        from mirage_mlir.mugraph import TensorType
+
+        for spec in SPLIT_K.get(v["program"], []):
+            if variant_name(spec) == v["variant"]:
+                name, _, params = spec.partition(":")
+                kwargs = {k: int(x) for k, x in (p.split("=") for p in params.split(","))}
+                inputs = [TensorType(s, v["dtype"]) for s in shapes(v["program"], v["bs"])]
+                return VARIANTS[name](inputs, **kwargs)
+        return None
     if v["program"] not in PLANS:
         return None
     inputs = benchmark_inputs(v["program"], v["bs"], v["dtype"])
@@ -67,14 +80,14 @@ def loss(points, chip) -> float:
     return float(np.mean(np.log(est / measured) ** 2))
 
 
-def fit(points, chip):
+def fit(points, chip, names=FITTED):
     grids = {"mem_latency_us": np.geomspace(0.2, 5, 15), "loop_iter_us": np.geomspace(0.01, 2, 15),
              "mma_step_us": np.geomspace(0.002, 0.2, 15),
              "stream_peak": np.linspace(0.5, 1.0, 11), "row_overhead": np.geomspace(4, 256, 13),
              "sm_bandwidth": np.geomspace(2e10, 4e11, 15), "launch_us": np.linspace(0.5, 4, 8)}
     best = loss(points, chip)
     for _ in range(3):
-        for name in FITTED:
+        for name in names:
             for value in grids[name]:
                 trial = replace(chip, **{name: float(value)})
                 current = loss(points, trial)
@@ -109,6 +122,8 @@ def report(points, chip, title: str) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="JSON files written by benchmarks/gpu.py --json")
+    p.add_argument("--fix", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="constants held at a value measured otherwise (e.g. sm_bandwidth=31e9, stream_probe.cu)")
     args = p.parse_args()
     points = []
     for path in args.runs:
@@ -120,7 +135,9 @@ def main() -> int:
                 points.append((g, v["us"], (v["program"], v["bs"], v["dtype"])))
     chip = costmod.chip("sm_90")
     report(points, chip, "current constants")
-    fitted, _ = fit(points, chip)
+    fixed = dict(item.split("=") for item in args.fix)
+    chip = replace(chip, **{k: float(v) for k, v in fixed.items()})
+    fitted, _ = fit(points, chip, [n for n in FITTED if n not in fixed])
     report(points, fitted, "fitted constants")
     print("\nfitted: " + ", ".join(f"{n} = {getattr(fitted, n):.4g}" for n in FITTED))
     return 0

@@ -43,21 +43,21 @@ class Chip:
     # B/s, L2 -> SM: a reduction whose 2048 rows all read one 128 KiB - 8 MiB vector (so every read
     # after the first hits L2) ran 3.9-4.5 TB/s on an H200, 1.2x its DRAM-bound rate; a lower bound
     l2_bandwidth: float = 4.5e12
-    sm_bandwidth: float = 72e9  # B/s one SM streams (fitted; ~30 GB/s per block measured)
-    mem_latency_us: float = 0.63  # a load's latency under load (fitted)
+    sm_bandwidth: float = 31e9  # B/s one SM streams from a column strip (benchmarks/stream_probe.cu)
+    mem_latency_us: float = 1.0  # a load's latency under load (fitted)
     smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
     smem_per_sm: int = 228 * 1024
     smem_reserved: int = 1024  # per resident block
     threads_per_sm: int = 2048
     blocks_per_sm: int = 32
-    launch_us: float = 3.5  # per kernel, with its ramp-up and tail (fitted)
+    launch_us: float = 1.5  # per kernel, with its ramp-up and tail (fitted)
     tensor_flops: float = 4.0e14  # sustained f16 tensor-core FLOP/s (dense, H100 SXM ~ 990 peak)
     simt_flops: float = 3.0e13  # f32 FMA FLOP/s for elementwise work and CUDA-core matmuls
     loop_iter_us: float = 0.44  # per for-loop iteration of a block (barriers, waits, latency; fitted)
-    mma_step_us: float = 0.002  # one dependent mma.sync step of a warp (with its ldmatrix loads; fitted)
+    mma_step_us: float = 0.01  # one dependent mma.sync step of a warp (with its ldmatrix loads; fitted)
     # tiles read as short rows stream slower: a tile whose rows hold r contiguous bytes reads at
     # stream_peak * r / (r + row_overhead) of the bandwidth (H200: 64-byte rows ~55%, 128-byte ~63%)
-    stream_peak: float = 0.95
+    stream_peak: float = 1.0
     row_overhead: float = 32.0
     warps_for_mma: int = 8  # warps per SM needed to hide tensor-core latency
 
