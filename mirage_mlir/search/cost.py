@@ -28,7 +28,7 @@ given.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..dtypes import BYTES
 from ..mugraph import Graph, TensorType
@@ -173,10 +173,24 @@ def config_lower_bound(c: Chip, blocks: int, read: int, unique: int, loop: int) 
     bandwidth = max(min(unique, read) / c.bandwidth, read / c.l2_bandwidth)
     waves = math.ceil(blocks / (c.blocks_per_sm * c.sms))
     iterations = waves * loop * c.loop_iter_us * 1e-6 if loop > 1 else 0.0
-    return c.launch_us + max(bandwidth, iterations) * 1e6
+    latency = c.mem_latency_us * 1e-6  # every block waits for its first tile at least once
+    per_sm = math.ceil(blocks / c.sms) * read / blocks / c.sm_bandwidth
+    return c.launch_us + max(bandwidth, iterations, latency, per_sm) * 1e6
 
 
 def predefined_cost(graph: Graph, node, c: Chip) -> KernelCost:
+    """A predefined kernel op costs what the block graph the lowering gives it costs; an op the
+    lowering cannot take is costed as moving its bytes at the bandwidth."""
+    from ..lowering import LoweringError
+    from ..lowering.predefined import predefined_block_graph
+
+    try:
+        body = predefined_block_graph(node, [graph.value_types[v] for v in node.inputs])
+    except LoweringError:
+        body = None
+    if body is not None:
+        kc = graph_def_cost(body, c)
+        return replace(kc, op=node.op)
     read = sum(nbytes(graph.value_types[v]) for v in node.inputs)
     written = sum(nbytes(t) for t in node.types)
     flops = 0.0
