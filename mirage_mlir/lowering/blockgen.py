@@ -28,80 +28,13 @@ each loop iteration (the next iteration overwrites the iterator tiles).
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..mugraph import Graph, Node, TensorType
-from ..opset import ACCUMULATORS, OPS
-from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
-
-CODEGEN_VERSION = 3  # raise when generated kernels (and so the cost model's figures) change
-MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
-SHARED_ALIGN = 16
-UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
-PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for coming iterations
-PREFETCH_DEPTH = 4  # most iterations loaded ahead
-# deepest cp.async ring for the for-loop's iterator tiles (MIRAGE_MAX_STAGES: for experiments)
-MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
-TWO_BLOCKS_BYTES = 113 * 1024  # shared memory per block that still lets two blocks share an SM
-MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
-
-
-class LoweringError(Exception):
-    """The graph cannot be lowered; `path` locates the node (as graph_verify's paths do)."""
-
-    def __init__(self, message: str, path: tuple[int, ...] = ()):
-        super().__init__(message)
-        self.path = tuple(path)
-
-
-@dataclass
-class Buffer:
-    name: str  # SSA name of the memref view
-    shape: tuple[int, ...]  # the value's (logical) shape; indices are always logical
-    dtype: str
-    offset: int
-    pad: int = 0  # extra elements at the end of each row (bank-conflict-free tensor-core fragments)
-    stages: int = 1  # copies side by side: a ring that asynchronous copies fill ahead of the loop
-
-    @property
-    def stage_bytes(self) -> int:
-        return -(-self.nbytes // SHARED_ALIGN) * SHARED_ALIGN
-
-    @property
-    def storage_shape(self) -> tuple[int, ...]:
-        return self.shape[:-1] + (self.shape[-1] + self.pad,)
-
-    @property
-    def type(self) -> str:
-        return memref_type(self.storage_shape, self.dtype, "workgroup")
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.storage_shape) * BYTES[self.dtype]
-
-
-@dataclass(frozen=True)
-class PlanFigures:
-    """A block kernel's memory pipeline as the generator plans it (per block; bytes of tiles)."""
-
-    smem: int  # dynamic shared memory
-    threads: int
-    loop: int  # for-loop trip count
-    stages: int  # cp.async ring depth (1: no ring)
-    prefetch_depth: int  # iterations of synchronously copied tiles loaded ahead into registers
-    ring_bytes: int  # per iteration, through the cp.async ring
-    sync_bytes: int  # per iteration, copied through registers (loads, then stores)
-    sync_inflight: int  # of those, in flight at once (prefetched iterations included)
-    pre_round_trips: int  # memory latencies the copies of loop-invariant tiles wait, one after another
-    tensor_core_matmuls: frozenset  # node indices of the matmuls on tensor cores
-    mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
-    tile_rows: tuple  # per input iterator: (bytes a block loads in all, contiguous bytes per tile row)
-
-    @property
-    def inflight(self) -> int:
-        """Loop-tile bytes a block has in flight while it runs the loop."""
-        return (self.stages - 1) * self.ring_bytes + self.sync_inflight
+from ..opset import OPS
+from .emitter import BYTES, Emitter, Index, indices, memref_type
+from .plan import (UNROLL, BlockPlan, Buffer, CopyGeometry, LoweringError, PlanFigures, RegisterAccumulator, numel,
+                   vector_width)
 
 
 @dataclass
@@ -118,209 +51,33 @@ class KernelCode:
     notes: list[str] = field(default_factory=list)
 
 
-def _numel(shape) -> int:
-    return math.prod(shape)
-
-
 def _bcast(index: list[Index], shape: tuple[int, ...], target: tuple[int, ...]) -> list[Index]:
     """The index into an operand of `shape` broadcast to `target` (equal ranks)."""
     return [0 if s == 1 and t != 1 else i for i, s, t in zip(index, shape, target)]
 
 
-def _vector_width(dtype: str, *dims: int) -> int:
-    """The widest vector (at most 16 bytes) whose length divides every dim."""
-    width = 16 // BYTES[dtype]
-    while width > 1 and any(d % width for d in dims):
-        width //= 2
-    return width
-
-
 class BlockKernelGen:
     def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
                  prefetch: bool = True, pipeline: bool = True):
-        self.use_mma = use_mma
-        self.prefetch = prefetch
-        self.pipeline = pipeline
+        self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline)
         self.g = graph
         self.name = name
-        self.path = path
-        bx, by, bz = graph.block_dim
-        if by != 1 or bz != 1 or bx % 32 or not 32 <= bx <= 1024:
-            raise LoweringError(f"block_dim {graph.block_dim} is not supported (need (32k,1,1), k <= 32)", path)
-        self.threads = bx
-        self.warps = bx // 32
-        self.loop = graph.forloop_range
         self.em = Emitter()
-        self.n_in = len(graph.inputs)
-        self.types = graph.value_types
-        self.node_of = {v: i for v, (i, _) in graph.producers.items()}
-        self.consumers: dict[int, list[int]] = {}
-        for i, node in enumerate(graph.nodes):
-            for v in node.inputs:
-                self.consumers.setdefault(v, []).append(i)
-        for i, node in enumerate(graph.nodes):
-            if len(node.types) != 1:
-                raise LoweringError(f"'{node.op}' with {len(node.types)} results is not supported", path + (i,))
-            for t in node.types:
-                if t.dtype not in STORAGE_TYPES or not t.is_static():
-                    raise LoweringError(f"'{node.op}' has type {t}: static f16/bf16/f32 tensors only", path + (i,))
-        for t in graph.inputs:
-            if t.dtype not in STORAGE_TYPES or not t.is_static():
-                raise LoweringError(f"kernel tensor of type {t}: static f16/bf16/f32 tensors only", path)
-        self.kind = [self._kind(i, n) for i, n in enumerate(graph.nodes)]
-        self.buffered = [self._initially_buffered(i) for i in range(len(graph.nodes))]
-        for i, k in enumerate(self.kind):
-            if k == "matmul" and not self.buffered[i] and not self._matmul_chain_ok(i):
-                self.buffered[i] = True
-        self.invariant = self._invariants()
-        self.buffers: dict[int, Buffer] = {}  # node index -> buffer (iterators, buffered, accumulators)
-        self.max_buffers: dict[int, Buffer] = {}  # accum_rescaled_sum: running max
-        self.input_args = {v: f"%arg{v}" for v in range(self.n_in)}
-        self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
-        self.stages = 1
-        if pipeline:
-            self._choose_stages()
+        # SSA names are the generator's (ring buffers get a view per iteration): its own copies of the plan's buffers
+        self.buffers = {i: replace(buf) for i, buf in self.plan.buffers.items()}
+        self.max_buffers = {i: replace(buf) for i, buf in self.plan.max_buffers.items()}
+        self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
         self.dirty: set[str] = set()
         self.it: Index = 0  # the for-loop induction variable inside the loop
-        self.reg_accs: dict = {}  # accumulators carried in registers by the for-loop
-        self.barriers = 0
-
-    # -- analysis ------------------------------------------------------------------------------
-    def value(self, i: int) -> int:
-        return self.g.first_result[i]
-
-    def vtype(self, v: int) -> TensorType:
-        return self.types[v]
-
-    def _kind(self, i: int, node: Node) -> str:
-        op = node.op
-        if op == "input_iterator":
-            return "iter"
-        if op == "output_saver":
-            return "saver"
-        if op in ACCUMULATORS:
-            reduce_dim = node.attr("reduce_dim", -1)
-            if self.loop == 1:
-                return "acc_id" if reduce_dim == -1 else "acc_reduce1"
-            return "acc"
-        if op == "thread_graph":
-            return "ew"
-        if op not in OPS or op == "rms_norm":
-            raise LoweringError(f"'{op}' cannot appear in a block graph", self.path + (i,))
-        category = OPS[op].category
-        if category in ("unary", "binary"):
-            return "ew"
-        return {"reduce": "reduce", "matmul": "matmul"}[category]
-
-    def _consumer_kinds(self, i: int) -> list[str]:
-        return [self.kind[c] for c in self.consumers.get(self.value(i), [])]
-
-    def _initially_buffered(self, i: int) -> bool:
-        kind = self.kind[i]
-        if kind in ("iter", "reduce", "acc_reduce1"):
-            return True
-        if kind in ("ew", "acc_id", "matmul"):
-            users = self.consumers.get(self.value(i), [])
-            return len(users) != 1 or self.kind[users[0]] == "matmul"
-        return False  # acc (own buffer), saver
-
-    def _matmul_chain_ok(self, i: int) -> bool:
-        """A matmul can be computed inside the stage its single-consumer elementwise chain ends in."""
-        shape = self.vtype(self.value(i)).shape
-        cur = i
-        while True:
-            (c,) = self.consumers[self.value(cur)]
-            kind, node = self.kind[c], self.g.nodes[c]
-            if kind in ("ew", "acc_id"):
-                if self.vtype(self.value(c)).shape != shape:
-                    return False
-                if self.buffered[c]:
-                    return True
-                cur = c
-                continue
-            if kind == "acc":
-                return (node.attr("reduce_dim", -1) == -1 and node.op != "accum_rescaled_sum"
-                        and node.inputs[0] == self.value(cur))
-            return kind == "saver"
-
-    def _invariants(self) -> set[int]:
-        """Node indices whose values are the same in every loop iteration."""
-        inv: set[int] = set()
-        for i, node in enumerate(self.g.nodes):
-            if self.kind[i] == "iter":
-                if node.attr("fmap") == -1 or self.loop == 1:
-                    inv.add(i)
-            elif self.kind[i] not in ("acc", "saver") and all(
-                    v >= self.n_in and self.node_of[v] in inv for v in node.inputs):
-                inv.add(i)
-        return inv
-
-    def _async_chunk_ok(self, i: int) -> bool:
-        """Iterator i's tile can be copied by cp.async: chunks of 4, 8 or 16 bytes."""
-        tile, whole = self.g.nodes[i].types[0], self.vtype(self.g.nodes[i].inputs[0])
-        return _vector_width(tile.dtype, tile.shape[-1], whole.shape[-1]) * BYTES[tile.dtype] >= 4
-
-    def _choose_stages(self) -> None:
-        """The cp.async ring's depth: the deepest (at most MAX_STAGES, at most the loop's trip count)
-        that still lets two blocks share an SM, else the deepest that fits at all, else none."""
-        if self.loop == 1:
-            return
-        self.ring = [i for i, k in enumerate(self.kind)
-                     if k == "iter" and i not in self.invariant and self._async_chunk_ok(i)]
-        best = 1
-        for stages in range(min(MAX_STAGES, self.loop), 1, -1):
-            self.stages = stages
-            size = self._allocate(check=False)
-            if size <= TWO_BLOCKS_BYTES:
-                best = stages
-                break
-            if size <= MAX_SHARED_BYTES and best == 1:
-                best = stages
-        self.stages = best
-        if best == 1:
-            self.ring = []
-        self.buffers.clear()
-        self.max_buffers.clear()
-
-    def is_buffer(self, i: int) -> bool:
-        return self.buffered[i] or self.kind[i] == "acc"
-
-    # -- shared memory ---------------------------------------------------------------------------
-    def _allocate(self, check: bool = True) -> int:
-        offset = 0
-
-        def new(shape, dtype, hint, pad=0, stages=1) -> Buffer:
-            nonlocal offset
-            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages)
-            offset += buf.stage_bytes * stages
-            return buf
-
-        padded = set()
-        for i, kind in enumerate(self.kind):
-            if kind == "matmul" and self.mma_eligible(i):
-                padded |= {self.node_of[v] for v in self.g.nodes[i].inputs}
-
-        for i, node in enumerate(self.g.nodes):
-            t = node.types[0]
-            if self.kind[i] == "acc":
-                self.buffers[i] = new(t.shape, "f32", f"acc{i}")
-                if node.op == "accum_rescaled_sum":
-                    self.max_buffers[i] = new(t.shape, "f32", f"accmax{i}")
-            elif self.buffered[i]:
-                hint = "tile" if self.kind[i] == "iter" else "buf"
-                self.buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0,
-                                      self.stages if i in self.ring else 1)
-        if check and offset > MAX_SHARED_BYTES:
-            raise LoweringError(f"the block graph needs {offset} bytes of shared memory for its tiles, buffers and "
-                                f"accumulators (at most {MAX_SHARED_BYTES} per block); smaller tiles (a larger "
-                                f"grid or for-loop) would fit", self.path)
-        return offset
+        # loop-carried mma accumulators of the register accumulators: at the loop's top, at its yield
+        self.reg_in: dict[int, list[str]] = {}
+        self.reg_out: dict[int, list[str]] = {}
 
     # -- thread mapping helpers ------------------------------------------------------------------
     def for_each(self, n: int, body, ids: str | None = None, count: int | None = None, attr: str = "") -> None:
         """Runs body(e) for e in range(n), spread over `count` workers whose id is `ids`."""
         ids = ids or self.tid
-        count = count or self.threads
+        count = count or self.plan.threads
         em = self.em
         if n <= count:
             if n == count:
@@ -341,7 +98,6 @@ class BlockKernelGen:
     def barrier(self) -> None:
         self.em.emit("gpu.barrier")
         self.dirty.clear()
-        self.barriers += 1
 
     def sync_for(self, reads: set[str]) -> None:
         if reads & self.dirty:
@@ -362,23 +118,23 @@ class BlockKernelGen:
             return memo[key]
         if overrides and v in overrides:
             return overrides[v]
-        if v < self.n_in:
-            raise LoweringError("a kernel tensor is read without an input iterator", self.path)
-        i = self.node_of[v]
+        if v < self.plan.n_in:
+            raise LoweringError("a kernel tensor is read without an input iterator", self.plan.path)
+        i = self.plan.node_of[v]
         node = self.g.nodes[i]
-        kind = self.kind[i]
+        kind = self.plan.kind[i]
         em = self.em
         if kind == "acc" and not compute:
             result = self.acc_final(i, self.load(self.buffers[i], index))
-        elif self.buffered[i] and not compute:
+        elif self.plan.buffered[i] and not compute:
             result = self.load(self.buffers[i], index)
         elif kind == "matmul":
-            raise LoweringError("internal: an inline matmul was read outside its stage", self.path + (i,))
+            raise LoweringError("internal: an inline matmul was read outside its stage", self.plan.path + (i,))
         elif kind not in ("ew", "acc_id"):
-            raise LoweringError(f"internal: '{node.op}' cannot be computed inline", self.path + (i,))
+            raise LoweringError(f"internal: '{node.op}' cannot be computed inline", self.plan.path + (i,))
         else:
             shape = node.types[0].shape
-            args = [self.value_at(a, _bcast(index, self.vtype(a).shape, shape), memo, overrides)
+            args = [self.value_at(a, _bcast(index, self.plan.vtype(a).shape, shape), memo, overrides)
                     for a in node.inputs]
             dtype = node.types[0].dtype
             if kind == "acc_id":
@@ -424,20 +180,20 @@ class BlockKernelGen:
             return em.fbin(binary[op], args[0], args[1])
         if op == "pow":
             return em.op(f"math.powf {args[0]}, {args[1]} : f32", "f")
-        raise LoweringError(f"no lowering for elementwise op '{op}'", self.path)
+        raise LoweringError(f"no lowering for elementwise op '{op}'", self.plan.path)
 
     def thread_graph(self, body: Graph, args: list[str]) -> str:
         values = list(args)
         for node in body.nodes:
             if node.op not in OPS or OPS[node.op].category not in ("unary", "binary"):
-                raise LoweringError(f"'{node.op}' cannot appear in a thread graph", self.path)
+                raise LoweringError(f"'{node.op}' cannot appear in a thread graph", self.plan.path)
             values.append(self.em.round(self.elementwise(node, [values[v] for v in node.inputs]), node.types[0].dtype))
         return values[body.outputs[0]]
 
     # -- accumulators ----------------------------------------------------------------------------
     def acc_count(self, node: Node, iterations: int) -> int:
         dim = node.attr("reduce_dim", -1)
-        return iterations * (self.vtype(node.inputs[0]).shape[dim] if dim != -1 else 1)
+        return iterations * (self.plan.vtype(node.inputs[0]).shape[dim] if dim != -1 else 1)
 
     def acc_identity(self, node: Node, args: list[str]) -> str:
         """A loop-of-one accumulator without reduce_dim: a function of its input element."""
@@ -452,7 +208,7 @@ class BlockKernelGen:
         node = self.g.nodes[i]
         em, dtype = self.em, node.types[0].dtype
         if node.op in ("accum_mean", "accum_rms"):
-            count = self.acc_count(node, self.loop)
+            count = self.acc_count(node, self.plan.loop)
             total = em.round(em.fbin("divf", total, em.f32(float(count))), dtype)
         if node.op == "accum_rms":
             total = em.round(em.fbin("addf", total, em.f32(node.attr("eps", 0.0))), dtype)
@@ -495,7 +251,7 @@ class BlockKernelGen:
             new = em.fbin("maximumf", cur, x)
         elif node.op == "accum_rescaled_sum":
             m_val = node.inputs[1]
-            m = self.value_at(m_val, _bcast(index, self.vtype(m_val).shape, node.types[0].shape), memo)
+            m = self.value_at(m_val, _bcast(index, self.plan.vtype(m_val).shape, node.types[0].shape), memo)
             mbuf = self.max_buffers[i]
             mwhere = f"{mbuf.name}[{indices(em, index)}] : {mbuf.type}"
             old_max = em.op(f"memref.load {mwhere}", "l")
@@ -510,7 +266,7 @@ class BlockKernelGen:
 
     def saver_offsets(self, i: int) -> list[Index]:
         node = self.g.nodes[i]
-        tile = self.vtype(node.inputs[0]).shape
+        tile = self.plan.vtype(node.inputs[0]).shape
         offsets: list[Index] = [0] * len(tile)
         for axis, dim in enumerate(node.attr("omap")):
             if dim != -1 and self.g.grid_dim[axis] > 1:
@@ -538,106 +294,77 @@ class BlockKernelGen:
     def reads_of(self, v: int, seen: set | None = None) -> set[str]:
         """Shared buffers read when computing value v inline (or loading it)."""
         seen = set() if seen is None else seen
-        if v < self.n_in or v in seen:
+        if v < self.plan.n_in or v in seen:
             return set()
         seen.add(v)
-        i = self.node_of[v]
-        if self.is_buffer(i):
+        i = self.plan.node_of[v]
+        if self.plan.is_buffer(i):
             return {self.buffers[i].name}
         out: set[str] = set()
         for a in self.g.nodes[i].inputs:
             out |= self.reads_of(a, seen)
         return out
 
-    def inline_matmuls(self, v: int, root: bool = True) -> list[int]:
-        """Matmul node indices computed inside the stage whose root value is v."""
-        if v < self.n_in:
-            return []
-        i = self.node_of[v]
-        if self.kind[i] == "matmul" and (root or not self.buffered[i]):
-            return [i]
-        if self.is_buffer(i) and not root:
-            return []
-        if self.kind[i] in ("ew", "acc_id"):
-            out = []
-            for a in self.g.nodes[i].inputs:
-                out += self.inline_matmuls(a, root=False)
-            return out
-        return []
-
-    def copy_geometry(self, i: int) -> dict:
-        """How iterator i's tile is copied: `width`-element vectors (16 bytes where alignment allows)."""
-        node = self.g.nodes[i]
-        buf = self.buffers[i]
-        tensor_v = node.inputs[0]
-        gtype = self.vtype(tensor_v)
-        width = _vector_width(buf.dtype, buf.shape[-1], gtype.shape[-1])
-        return {
-            "i": i, "node": node, "buf": buf, "width": width,
-            "chunk_shape": buf.shape[:-1] + (buf.shape[-1] // width,),
-            "n_chunks": _numel(buf.shape) // width,
-            "arg": self.input_args[tensor_v], "gmem": memref_type(gtype.shape, gtype.dtype),
-            "vec": f"vector<{width}x{buf.dtype}>" if width > 1 else buf.dtype,
-            "align": width * BYTES[buf.dtype],
-        }
-
-    def copy_where(self, geo: dict, c: Index) -> list[Index]:
-        where = self.em.unflatten(c, geo["chunk_shape"])
-        where[-1] = self.em.mul(where[-1], geo["width"])
+    def copy_where(self, geo: CopyGeometry, c: Index) -> list[Index]:
+        where = self.em.unflatten(c, geo.chunk_shape)
+        where[-1] = self.em.mul(where[-1], geo.width)
         return where
 
-    def copy_load(self, geo: dict, where: list[Index]) -> str:
+    def copy_source(self, geo: CopyGeometry, where: list[Index]) -> list[Index]:
+        """The index into the kernel input of the chunk at `where` of the tile of iteration self.it."""
+        return [self.em.add(a, b) for a, b in zip(where, self.iterator_offsets(geo))]
+
+    def copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
         """Loads one chunk of the tile for iteration self.it."""
         em = self.em
-        offsets = self.iterator_offsets(geo["node"], geo["buf"].shape)
-        src = [em.add(a, b) for a, b in zip(where, offsets)]
-        if geo["width"] == 1:
-            return em.op(f"memref.load {geo['arg']}[{indices(em, src)}] : {geo['gmem']}", "g")
-        return em.op(f"vector.load {geo['arg']}[{indices(em, src)}] {{alignment = {geo['align']}}} "
-                     f": {geo['gmem']}, {geo['vec']}", "g")
+        src, arg = self.copy_source(geo, where), self.input_args[geo.tensor]
+        if geo.width == 1:
+            return em.op(f"memref.load {arg}[{indices(em, src)}] : {geo.gmem}", "g")
+        return em.op(f"vector.load {arg}[{indices(em, src)}] {{alignment = {geo.align}}} "
+                     f": {geo.gmem}, {geo.vec}", "g")
 
-    def copy_store(self, geo: dict, where: list[Index], val: str) -> None:
-        em, buf = self.em, geo["buf"]
-        if geo["width"] == 1:
+    def copy_store(self, geo: CopyGeometry, where: list[Index], val: str) -> None:
+        em, buf = self.em, self.buffers[geo.i]
+        if geo.width == 1:
             em.emit(f"memref.store {val}, {buf.name}[{indices(em, where)}] : {buf.type}")
         else:
-            em.emit(f"vector.store {val}, {buf.name}[{indices(em, where)}] {{alignment = {geo['align']}}} "
-                    f": {buf.type}, {geo['vec']}")
+            em.emit(f"vector.store {val}, {buf.name}[{indices(em, where)}] {{alignment = {geo.align}}} "
+                    f": {buf.type}, {geo.vec}")
 
-    def copy_slots(self, geo: dict) -> list[tuple[Index, bool]]:
+    def copy_slots(self, geo: CopyGeometry) -> list[tuple[Index, bool]]:
         """This thread's chunks when each thread copies a fixed number: (chunk id, may be past the end)."""
-        n, count = geo["n_chunks"], self.threads
-        return [(self.em.add(self.tid, q * count), (q + 1) * count > n) for q in range(-(-n // count))]
+        n, count = geo.n_chunks, self.plan.threads
+        return [(self.em.add(self.tid, q * count), (q + 1) * count > n) for q in range(self.plan.chunks_per_thread(geo))]
 
-    def prefetch_loads(self, geos: list[dict]) -> list[str]:
+    def prefetch_loads(self, geos: list[CopyGeometry]) -> list[str]:
         """Every chunk this thread copies, loaded for iteration self.it (past-the-end chunks clamped)."""
         em = self.em
         values = []
         for geo in geos:
             for c, partial in self.copy_slots(geo):
                 if partial:
-                    c = em.op(f"arith.minui {em.idx(c)}, {em.idx(geo['n_chunks'] - 1)} : index", "i")
+                    c = em.op(f"arith.minui {em.idx(c)}, {em.idx(geo.n_chunks - 1)} : index", "i")
                 values.append(self.copy_load(geo, self.copy_where(geo, c)))
         return values
 
-    def prefetch_stores(self, geos: list[dict], values: list[str]) -> None:
+    def prefetch_stores(self, geos: list[CopyGeometry], values: list[str]) -> None:
         em = self.em
         values = list(values)
         for geo in geos:
             for c, partial in self.copy_slots(geo):
                 val = values.pop(0)
                 if partial:
-                    with em.region(f"scf.if {em.cmp_lt(c, geo['n_chunks'])} {{"):
+                    with em.region(f"scf.if {em.cmp_lt(c, geo.n_chunks)} {{"):
                         self.copy_store(geo, self.copy_where(geo, c), val)
                 else:
                     self.copy_store(geo, self.copy_where(geo, c), val)
-            self.dirty.add(geo["buf"].name)
+            self.dirty.add(self.buffers[geo.i].name)
 
     def copy_stage(self, iterators: list[int]) -> None:
         """Global -> shared copies of input iterator tiles, all loads issued before the stores."""
         for i in iterators:
-            geo = self.copy_geometry(i)
-            n, count = geo["n_chunks"], self.threads
+            geo = self.plan.copy_geometry(i)
+            n, count = geo.n_chunks, self.plan.threads
             if n % count == 0 and n // count <= 16:
                 pending = []
                 for c, _ in self.copy_slots(geo):
@@ -651,7 +378,7 @@ class BlockKernelGen:
                     self.copy_store(geo, where, self.copy_load(geo, where))
 
                 self.for_each(n, body, attr=f"mirage.stage = \"copy {i}\"")
-            self.dirty.add(geo["buf"].name)
+            self.dirty.add(self.buffers[i].name)
 
     def ring_view(self, i: int, slot: Index) -> str:
         """A view of stage `slot` of ring buffer i (its offset is the same in every thread)."""
@@ -667,21 +394,22 @@ class BlockKernelGen:
         em = self.em
         saved = self.it
         self.it = iteration
-        for i in self.ring:
-            geo = self.copy_geometry(i)
+        for i in self.plan.ring:
+            geo = self.plan.copy_geometry(i)
             view = self.ring_view(i, slot)
-            bypass = " {bypassL1}" if geo["align"] == 16 else ""
+            bypass = " {bypassL1}" if geo.align == 16 else ""
             size = ""
             if live is not None:
-                size = ", " + em.op(f"arith.select {live}, {em.idx(geo['width'])}, {em.idx(0)} : index", "i")
+                size = ", " + em.op(f"arith.select {live}, {em.idx(geo.width)}, {em.idx(0)} : index", "i")
 
             def body(c, geo=geo, view=view, bypass=bypass, size=size):
                 where = self.copy_where(geo, c)
-                src = [em.add(a, b) for a, b in zip(where, self.iterator_offsets(geo["node"], geo["buf"].shape))]
-                em.op(f"nvgpu.device_async_copy {geo['arg']}[{indices(em, src)}], {view}[{indices(em, where)}], "
-                      f"{geo['width']}{size}{bypass} : {geo['gmem']} to {geo['buf'].type}", "cp")
+                src = self.copy_source(geo, where)
+                em.op(f"nvgpu.device_async_copy {self.input_args[geo.tensor]}[{indices(em, src)}], "
+                      f"{view}[{indices(em, where)}], {geo.width}{size}{bypass} : {geo.gmem} to {self.buffers[i].type}",
+                      "cp")
 
-            self.for_each(geo["n_chunks"], body, attr=f"mirage.stage = \"cp.async {i}\"")
+            self.for_each(geo.n_chunks, body, attr=f"mirage.stage = \"cp.async {i}\"")
         self.it = saved
         return self.commit_group()
 
@@ -695,81 +423,16 @@ class BlockKernelGen:
         """Waits until at most `pending` of this thread's copy groups are still in flight."""
         self.em.emit(f"nvgpu.device_async_wait {group} {{numGroups = {pending} : i32}}")
 
-    def prefetch_depth(self, geos: list[dict]) -> int:
-        """Iterations whose synchronously copied tiles are loaded ahead into loop-carried registers."""
-        slots = sum(-(-geo["n_chunks"] // self.threads) for geo in geos)
-        if not (self.prefetch and geos and all(-(-geo["n_chunks"] // self.threads) <= 16 for geo in geos)):
-            return 0
-        return max((d for d in range(1, PREFETCH_DEPTH + 1) if d * slots <= PREFETCH_SLOTS and d < self.loop),
-                   default=0)
-
-    def figures(self) -> "PlanFigures":
-        """What the cost model needs to know of this kernel's memory pipeline."""
-        smem = self._allocate(check=False)
-        loop_iters = [i for i, k in enumerate(self.kind) if k == "iter" and self.phase_of(i) == "loop"]
-        sync = [i for i in loop_iters if i not in self.ring]
-        geos = [self.copy_geometry(i) for i in sync]
-        depth = self.prefetch_depth(geos) if self.loop > 1 else 0
-        tile_bytes = {i: _numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype] for i in loop_iters}
-        sync_bytes = sum(tile_bytes[i] for i in sync)
-        # a synchronous copy issues all of a thread's loads before its stores when it unrolls them
-        sync_inflight = sum(tile_bytes[i] if -(-geo["n_chunks"] // self.threads) <= 16 else geo["align"] * self.threads
-                            for i, geo in zip(sync, geos))
-        # loop-invariant tiles are copied one after the other before the loop: each copy waits for
-        # its loads, all at once when a thread's share is unrolled, else one 16-byte chunk at a time
-        pre_round_trips = 0
-        for i, k in enumerate(self.kind):
-            if k == "iter" and i not in loop_iters:
-                geo = self.copy_geometry(i)
-                per_thread = -(-geo["n_chunks"] // self.threads)
-                unrolled = geo["n_chunks"] % self.threads == 0 and per_thread <= 16
-                pre_round_trips += 1 if unrolled else per_thread
-        return PlanFigures(smem, self.threads, self.loop, self.stages, depth,
-                           sum(tile_bytes[i] for i in self.ring), sync_bytes,
-                           sync_bytes * depth if depth else sync_inflight, pre_round_trips,
-                           frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
-                           self.mma_chain(),
-                           tuple((tile_bytes.get(i, 0) * self.loop or _numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype],
-                                  self.contiguous_bytes(i)) for i, k in enumerate(self.kind) if k == "iter"))
-
-    def contiguous_bytes(self, i: int) -> int:
-        """Bytes of iterator i's tile that lie side by side in memory (a row, or several whole rows)."""
-        tile, whole = self.g.nodes[i].types[0].shape, self.vtype(self.g.nodes[i].inputs[0]).shape
-        run = BYTES[self.g.nodes[i].types[0].dtype]
-        for t, w in zip(reversed(tile), reversed(whole)):
-            run *= t
-            if t != w:
-                break
-        return run
-
-    def mma_chain(self) -> int:
-        """Dependent mma.sync steps per warp and loop iteration, over the tensor-core matmuls."""
-        phases = {i: self.phase_of(i) for i in range(len(self.g.nodes))}
-        by_matmul = {info["mm"]: info for info in self.register_accumulators(phases).values()}
-        chain = 0
-        for i, kind in enumerate(self.kind):
-            if kind != "matmul" or not self.mma_eligible(i) or phases[i] != ("loop" if self.loop > 1 else "pre"):
-                continue
-            k_dim = self.vtype(self.g.nodes[i].inputs[0]).shape[-1]
-            if i in by_matmul:
-                info = by_matmul[i]
-                chain += info["per_warp"] * k_dim // (16 * info["kslices"])
-            else:
-                shape = self.vtype(self.value(i)).shape
-                wm, wn = self.pick_warp_tile(shape)
-                tiles = _numel(shape[:-2]) * (-(-shape[-2] // 16) // wm) * ((shape[-1] // 8) // wn)
-                chain += -(-tiles // self.warps) * (k_dim // 16)
-        return chain
-
-    def iterator_offsets(self, node: Node, tile: tuple[int, ...]) -> list[Index]:
-        em = self.em
+    def iterator_offsets(self, geo: CopyGeometry) -> list[Index]:
+        """Where iterator geo.i's tile of iteration self.it starts in its kernel input."""
+        em, node, tile = self.em, self.g.nodes[geo.i], geo.shape
         fmap = node.attr("fmap")
         offsets: list[Index] = [0] * len(tile)
         for axis, dim in enumerate(node.attr("imap")):
             if dim != -1 and self.g.grid_dim[axis] > 1:
-                share = tile[dim] * (self.loop if fmap == dim else 1)
+                share = tile[dim] * (self.plan.loop if fmap == dim else 1)
                 offsets[dim] = em.add(offsets[dim], em.mul(self.bid[axis], share))
-        if fmap != -1 and self.loop > 1:
+        if fmap != -1 and self.plan.loop > 1:
             offsets[fmap] = em.add(offsets[fmap], em.mul(self.it, tile[fmap]))
         return offsets
 
@@ -782,27 +445,27 @@ class BlockKernelGen:
             for extra in node.inputs[1:]:
                 reads |= self.reads_of(extra)
         self.sync_for(reads)
-        own = target[0] == "buf" and self.value(target[1]) == root
-        matmuls = self.inline_matmuls(root)
+        own = target[0] == "buf" and self.plan.value(target[1]) == root
+        matmuls = self.plan.inline_matmuls(root)
         if matmuls:
             self.matmul_stage(target, root, matmuls, own)
         elif target[0] == "saver":
             self.saver_stage(target[1], root)
         else:
-            shape = self.vtype(root).shape
+            shape = self.plan.vtype(root).shape
 
             def body(e):
                 memo: dict = {}
                 index = self.em.unflatten(e, shape)
                 self.write(target, index, self.value_at(root, index, memo, compute=own), memo)
 
-            self.for_each(_numel(shape), body)
+            self.for_each(numel(shape), body)
         if target[0] == "buf":
             self.dirty.add(self.buffers[target[1]].name)
 
     def reads_of_stage(self, root: int) -> set[str]:
-        i = self.node_of[root]
-        if self.kind[i] in ("ew", "acc_id", "matmul") and self.buffered[i]:
+        i = self.plan.node_of[root]
+        if self.plan.kind[i] in ("ew", "acc_id", "matmul") and self.plan.buffered[i]:
             out: set[str] = set()
             for a in self.g.nodes[i].inputs:
                 out |= self.reads_of(a)
@@ -811,9 +474,9 @@ class BlockKernelGen:
 
     def saver_stage(self, i: int, root: int) -> None:
         em = self.em
-        shape = self.vtype(root).shape
+        shape = self.plan.vtype(root).shape
         out_t = self.g.nodes[i].types[0]
-        width = _vector_width(out_t.dtype, shape[-1], out_t.shape[-1])
+        width = vector_width(out_t.dtype, shape[-1], out_t.shape[-1])
         chunk_shape = shape[:-1] + (shape[-1] // width,)
 
         def body(c):
@@ -826,43 +489,14 @@ class BlockKernelGen:
                 xs.append(self.value_at(root, index, memo))
             self.store_global(i, where, xs)
 
-        self.for_each(_numel(chunk_shape), body)
-
-    def pick_microtile(self, shape: tuple[int, ...]) -> tuple[int, int]:
-        batch, m, n = _numel(shape[:-2]), shape[-2], shape[-1]
-        best = (1, 1)
-        for tm, tn in ((4, 4), (2, 4), (4, 2), (1, 4), (2, 2), (4, 1), (1, 2), (2, 1)):
-            if m % tm or n % tn:
-                continue
-            if batch * (m // tm) * (n // tn) >= self.threads and tm * tn > best[0] * best[1]:
-                best = (tm, tn)
-        return best
-
-    def mma_eligible(self, i: int) -> bool:
-        """Matmul node i runs on tensor cores (mma.sync m16n8k16, f16 or bf16 operands, f32
-        accumulation): both operands buffers in shared memory of one of those types, K a multiple
-        of 16 and N of 8."""
-        if not self.use_mma:
-            return False
-        node = self.g.nodes[i]
-        a, b = node.inputs
-        if a < self.n_in or b < self.n_in:
-            return False
-        for v in (a, b):
-            j = self.node_of[v]
-            if not self.buffered[j] or self.kind[j] == "acc" or self.vtype(v).dtype not in ("f16", "bf16"):
-                return False
-        if self.vtype(a).dtype != self.vtype(b).dtype:
-            return False
-        k, n = self.vtype(a).shape[-1], self.vtype(b).shape[-1]
-        return k % 16 == 0 and n % 8 == 0
+        self.for_each(numel(chunk_shape), body)
 
     def matmul_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
-        if any(self.mma_eligible(i) for i in matmuls):
+        if any(self.plan.mma_eligible(i) for i in matmuls):
             return self.mma_stage(target, root, matmuls, own)
         em = self.em
-        shape = self.vtype(root).shape
-        tm, tn = self.pick_microtile(shape)
+        shape = self.plan.vtype(root).shape
+        tm, tn = self.plan.pick_microtile(shape)
         tiles = shape[:-2] + (shape[-2] // tm, shape[-1] // tn)
 
         def body(t):
@@ -875,22 +509,11 @@ class BlockKernelGen:
             for a in range(tm):
                 for b in range(tn):
                     index = batch + [em.add(m0, a), em.add(n0, b)]
-                    overrides = {self.value(mi): acc[a][b] for mi, acc in zip(matmuls, overrides_per)}
+                    overrides = {self.plan.value(mi): acc[a][b] for mi, acc in zip(matmuls, overrides_per)}
                     memo: dict = {}
                     self.write(target, index, self.value_at(root, index, memo, overrides, compute=own), memo)
 
-        self.for_each(_numel(tiles), body)
-
-    def pick_warp_tile(self, shape: tuple[int, ...]) -> tuple[int, int]:
-        """(wm, wn): each warp computes wm x wn mma tiles of 16 x 8; enough tiles for every warp."""
-        batch, mt, nt = _numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
-        best = (1, 1)
-        for wm, wn in ((2, 4), (4, 2), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1)):
-            if mt % wm or nt % wn:
-                continue
-            if batch * (mt // wm) * (nt // wn) >= self.warps and wm * wn > best[0] * best[1]:
-                best = (wm, wn)
-        return best
+        self.for_each(numel(tiles), body)
 
     def mma_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
         """Matmuls on tensor cores: each warp owns wm x wn tiles of 16 x 8 outputs; fragments are
@@ -899,14 +522,14 @@ class BlockKernelGen:
         to the four outputs per tile it holds. Matmuls of the stage that cannot use tensor cores
         (e.g. K = 1) are computed per output element."""
         em = self.em
-        shape = self.vtype(root).shape
+        shape = self.plan.vtype(root).shape
         m, n = shape[-2], shape[-1]
-        wm, wn = self.pick_warp_tile(shape)
+        wm, wn = self.plan.pick_warp_tile(shape)
         mt = -(-m // 16)
         tiles = shape[:-2] + (mt // wm, (n // 8) // wn)
         group = em.div(self.lane, 4)
         tig = em.rem(self.lane, 4)
-        mma = [i for i in matmuls if self.mma_eligible(i)]
+        mma = [i for i in matmuls if self.plan.mma_eligible(i)]
         rest = [i for i in matmuls if i not in mma]
 
         def body(wt):
@@ -924,12 +547,12 @@ class BlockKernelGen:
                         for c in range(2):
                             col = em.add(em.add(n0, 8 * b), em.add(em.mul(tig, 2), c))
                             index = batch + [row, col]
-                            values = {self.value(i): results[i][a][b][half][c] for i in mma}
+                            values = {self.plan.value(i): results[i][a][b][half][c] for i in mma}
 
                             def epilogue(index=index, values=values):
                                 memo: dict = {}
                                 for i in rest:
-                                    values[self.value(i)] = self.dot(i, index)
+                                    values[self.plan.value(i)] = self.dot(i, index)
                                 self.write(target, index, self.value_at(root, index, memo, values, compute=own), memo)
 
                             if guard is None:
@@ -938,7 +561,7 @@ class BlockKernelGen:
                                 with em.region(f"scf.if {guard} {{"):
                                     epilogue()
 
-        self.for_each(_numel(tiles), body, ids=self.warp, count=self.warps)
+        self.for_each(numel(tiles), body, ids=self.warp, count=self.plan.warps)
 
     def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, group, tig, init: list[str] | None = None,
                    raw: bool = False, k_range: tuple[Index, int] | None = None):
@@ -947,8 +570,8 @@ class BlockKernelGen:
         em = self.em
         node = self.g.nodes[i]
         a_v, b_v = node.inputs
-        abuf, bbuf = self.buffers[self.node_of[a_v]], self.buffers[self.node_of[b_v]]
-        m, k_dim = self.vtype(a_v).shape[-2:]
+        abuf, bbuf = self.buffers[self.plan.node_of[a_v]], self.buffers[self.plan.node_of[b_v]]
+        m, k_dim = self.plan.vtype(a_v).shape[-2:]
         k_first, k_dim = k_range or (0, k_dim)
         dtype = abuf.dtype
 
@@ -1035,93 +658,48 @@ class BlockKernelGen:
         ds = [em.op(f"llvm.extractvalue {d}[{k}] : {struct}", "f") for k in range(4)]
         return em.op(f"vector.from_elements {', '.join(ds)} : vector<2x2xf32>", "mma")
 
-    def register_accumulators(self, phases: dict) -> dict:
-        """Accumulators kept in registers across the for-loop: an f32 accum_sum of a tensor-core
-        matmul (f32) whose warp tiles split evenly over the warps. The loop carries the mma
-        accumulators (the K loop simply continues from one iteration to the next); the totals are
-        written to the accumulator's buffer once, after the loop."""
-        out = {}
-        for i, node in enumerate(self.g.nodes):
-            if self.kind[i] != "acc" or phases.get(i) != "loop" or node.op != "accum_sum":
-                continue
-            if node.attr("reduce_dim", -1) != -1 or node.types[0].dtype != "f32":
-                continue
-            v = node.inputs[0]
-            if v < self.n_in:
-                continue
-            mm = self.node_of[v]
-            if self.kind[mm] != "matmul" or self.buffered[mm] or not self.mma_eligible(mm):
-                continue
-            if self.g.nodes[mm].types[0].dtype != "f32":
-                continue
-            split = self.split_warp_tiles(self.vtype(v).shape, self.vtype(self.g.nodes[mm].inputs[0]).shape[-1])
-            if split is None:
-                continue
-            wm, wn, tiles, kslices = split
-            per_warp = _numel(tiles) * kslices // self.warps
-            out[i] = {"mm": mm, "wm": wm, "wn": wn, "tiles": tiles, "per_warp": per_warp, "kslices": kslices,
-                      "count": per_warp * wm * wn, "in": None, "out": None}
-        return out
-
-    def split_warp_tiles(self, shape: tuple[int, ...], k_dim: int):
-        """How the warps share a loop-carried tensor-core matmul: (wm, wn, tiles, kslices). Each warp
-        owns wm x wn mma tiles (independent accumulators: the larger, the more mma in flight); when
-        there are fewer warp tiles than warps, `kslices` warps share a tile, each taking a slice of
-        K, and their partial sums are added once, after the loop. None: no even split."""
-        batch, mt, nt = _numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
-        for wm, wn in ((2, 4), (4, 2), (1, 8), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1), (1, 1)):
-            if mt % wm or nt % wn:
-                continue
-            n_tiles = batch * (mt // wm) * (nt // wn)
-            tiles = shape[:-2] + (mt // wm, nt // wn)
-            if n_tiles % self.warps == 0 and n_tiles // self.warps <= UNROLL:
-                return wm, wn, tiles, 1
-            if self.warps % n_tiles == 0 and k_dim % (16 * (self.warps // n_tiles)) == 0:
-                return wm, wn, tiles, self.warps // n_tiles
-        return None
-
-    def reg_tile_origin(self, info: dict, k: int):
+    def reg_tile_origin(self, info: RegisterAccumulator, k: int):
         em = self.em
-        n_tiles = _numel(info["tiles"])
-        tile = em.add(self.warp, k * self.warps) if info["kslices"] == 1 else em.rem(self.warp, n_tiles)
-        where = em.unflatten(tile, info["tiles"])
-        return where[:-2], em.mul(where[-2], 16 * info["wm"]), em.mul(where[-1], 8 * info["wn"])
+        n_tiles = numel(info.tiles)
+        tile = em.add(self.warp, k * self.plan.warps) if info.kslices == 1 else em.rem(self.warp, n_tiles)
+        where = em.unflatten(tile, info.tiles)
+        return where[:-2], em.mul(where[-2], 16 * info.wm), em.mul(where[-1], 8 * info.wn)
 
-    def reg_k_range(self, info: dict) -> tuple[Index, int]:
+    def reg_k_range(self, info: RegisterAccumulator) -> tuple[Index, int]:
         """(first K index, length) of this warp's slice of the matmul's K."""
-        k_dim = self.vtype(self.g.nodes[info["mm"]].inputs[0]).shape[-1]
-        if info["kslices"] == 1:
+        k_dim = self.plan.vtype(self.g.nodes[info.mm].inputs[0]).shape[-1]
+        if info.kslices == 1:
             return 0, k_dim
-        share = k_dim // info["kslices"]
-        return self.em.mul(self.em.div(self.warp, _numel(info["tiles"])), share), share
+        share = k_dim // info.kslices
+        return self.em.mul(self.em.div(self.warp, numel(info.tiles)), share), share
 
     def register_accumulator_stage(self, i: int) -> None:
         """One iteration's matmul, accumulated into the loop-carried mma accumulators."""
         em = self.em
-        info = self.reg_accs[i]
-        mm = info["mm"]
+        info = self.plan.reg_accs[i]
+        mm = info.mm
         reads: set[str] = set()
         for v in self.g.nodes[mm].inputs:
             reads |= self.reads_of(v)
         self.sync_for(reads)
         group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
-        size = info["wm"] * info["wn"]
+        size = info.wm * info.wn
         outs = []
-        for k in range(info["per_warp"]):
+        for k in range(info.per_warp):
             batch, m0, n0 = self.reg_tile_origin(info, k)
-            outs += self.mma_k_loop(mm, batch, m0, n0, info["wm"], info["wn"], group, tig,
-                                    init=info["in"][k * size:(k + 1) * size], raw=True,
+            outs += self.mma_k_loop(mm, batch, m0, n0, info.wm, info.wn, group, tig,
+                                    init=self.reg_in[i][k * size:(k + 1) * size], raw=True,
                                     k_range=self.reg_k_range(info))
-        info["out"] = outs
+        self.reg_out[i] = outs
 
     def register_accumulator_flush(self, i: int, values: list[str]) -> None:
         """Writes the totals this thread holds into the accumulator's buffer (f32); warps that
         shared a tile by K slices add theirs in turn, a barrier apart."""
-        info = self.reg_accs[i]
-        if info["kslices"] == 1:
+        info = self.plan.reg_accs[i]
+        if info.kslices == 1:
             return self.register_accumulator_store(i, values, add=False)
-        k_slice = self.em.div(self.warp, _numel(info["tiles"]))
-        for turn in range(info["kslices"]):
+        k_slice = self.em.div(self.warp, numel(info.tiles))
+        for turn in range(info.kslices):
             if turn:
                 self.barrier()
             with self.em.region(f"scf.if {self.em.cmp_eq(k_slice, turn)} {{"):
@@ -1129,12 +707,12 @@ class BlockKernelGen:
 
     def register_accumulator_store(self, i: int, values: list[str], add: bool) -> None:
         em = self.em
-        info = self.reg_accs[i]
+        info = self.plan.reg_accs[i]
         buf = self.buffers[i]
-        m = self.vtype(self.value(info["mm"])).shape[-2]
+        m = self.plan.vtype(self.plan.value(info.mm)).shape[-2]
         group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
-        wm, wn = info["wm"], info["wn"]
-        for k in range(info["per_warp"]):
+        wm, wn = info.wm, info.wn
+        for k in range(info.per_warp):
             batch, m0, n0 = self.reg_tile_origin(info, k)
             for a in range(wm):
                 for b in range(wn):
@@ -1163,7 +741,7 @@ class BlockKernelGen:
         em = self.em
         node = self.g.nodes[i]
         a_v, b_v = node.inputs
-        k_dim = self.vtype(a_v).shape[-1]
+        k_dim = self.plan.vtype(a_v).shape[-1]
         batch, row, col = index[:-2], index[-2], index[-1]
         total = None
         if k_dim <= 8:
@@ -1184,11 +762,11 @@ class BlockKernelGen:
         em = self.em
         node = self.g.nodes[i]
         a_v, b_v = node.inputs
-        a_i, b_i = self.node_of[a_v], self.node_of[b_v]
-        k_dim = self.vtype(a_v).shape[-1]
+        a_i, b_i = self.plan.node_of[a_v], self.plan.node_of[b_v]
+        k_dim = self.plan.vtype(a_v).shape[-1]
         unroll = next(u for u in (4, 2, 1) if k_dim % u == 0)
-        plain_a = self.buffered[a_i] and self.kind[a_i] != "acc"
-        plain_b = self.buffered[b_i] and self.kind[b_i] != "acc"
+        plain_a = self.plan.buffered[a_i] and self.plan.kind[a_i] != "acc"
+        plain_b = self.plan.buffered[b_i] and self.plan.kind[b_i] != "acc"
 
         def a_vals(k: Index) -> list[list[str]]:
             """[row][u] values of A at rows m0.., columns k..k+unroll."""
@@ -1259,7 +837,7 @@ class BlockKernelGen:
         """A reduction over `reduce_dim`/`dim` of value x_v into a buffer or an accumulator."""
         em = self.em
         dim = node.attr("dim") if node.op in OPS else node.attr("reduce_dim")
-        x_shape = self.vtype(x_v).shape
+        x_shape = self.plan.vtype(x_v).shape
         dim %= len(x_shape)
         length = x_shape[dim]
         out_shape = node.types[0].shape
@@ -1313,7 +891,7 @@ class BlockKernelGen:
                 with em.region(f"scf.if {self.lane_zero} {{"):
                     finish(oidx, total, {})
 
-            self.for_each(_numel(out_shape), warp_body, ids=self.warp, count=self.warps)
+            self.for_each(numel(out_shape), warp_body, ids=self.warp, count=self.plan.warps)
         else:
             def thread_body(o):
                 oidx = em.unflatten(o, out_shape)
@@ -1324,14 +902,14 @@ class BlockKernelGen:
                     total = x if total is None else combine(total, x)
                 finish(oidx, total, memo)
 
-            self.for_each(_numel(out_shape), thread_body)
+            self.for_each(numel(out_shape), thread_body)
         if target[0] == "buf":
             self.dirty.add(self.buffers[target[1]].name)
 
     def init_accumulators(self) -> None:
         em = self.em
         for i, buf in list(self.buffers.items()) + list(self.max_buffers.items()):
-            if self.kind[i] != "acc":
+            if self.plan.kind[i] != "acc":
                 continue
             node = self.g.nodes[i]
             is_max_buf = buf is self.max_buffers.get(i)
@@ -1341,44 +919,35 @@ class BlockKernelGen:
                 index = em.unflatten(e, buf.shape)
                 em.emit(f"memref.store {value}, {buf.name}[{indices(em, index)}] : {buf.type}")
 
-            self.for_each(_numel(buf.shape), body)
+            self.for_each(numel(buf.shape), body)
             self.dirty.add(buf.name)
 
     # -- the kernel ------------------------------------------------------------------------------
     def stage_of(self, i: int):
         """(phase, emit) for node i, or None when it has no stage of its own (inline values)."""
-        node, kind = self.g.nodes[i], self.kind[i]
-        v = self.value(i)
+        node, kind = self.g.nodes[i], self.plan.kind[i]
+        v = self.plan.value(i)
         if kind == "iter":
             return None  # copied by the phase's copy stage
         if kind == "saver":
             return lambda: self.compute_stage(("saver", i), node.inputs[0])
         if kind == "acc":
-            if i in self.reg_accs:
+            if i in self.plan.reg_accs:
                 return lambda: self.register_accumulator_stage(i)
             if node.attr("reduce_dim", -1) != -1:
                 return lambda: self.reduce_stage(("acc", i), node, node.inputs[0])
             return lambda: self.compute_stage(("acc", i), node.inputs[0])
         if kind in ("reduce", "acc_reduce1"):
             return lambda: self.reduce_stage(("buf", i), node, node.inputs[0])
-        if self.buffered[i]:
+        if self.plan.buffered[i]:
             return lambda: self.compute_stage(("buf", i), v)
         return None
 
-    def phase_of(self, i: int) -> str:
-        if self.loop == 1:
-            return "pre"
-        if i in self.g.after_loop or self.kind[i] == "saver":
-            return "post"
-        if self.kind[i] == "acc":
-            return "loop"
-        return "pre" if i in self.invariant else "loop"
-
     def generate(self, input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
-        g, em = self.g, self.em
-        shared = self._allocate()
+        g, em, plan = self.g, self.em, self.plan
+        plan.check_shared_memory()
         self.output_args = {}
-        saver_of_output = {v: self.node_of[v] for v in g.outputs}
+        saver_of_output = {v: self.plan.node_of[v] for v in g.outputs}
         for k, v in enumerate(g.outputs):
             self.output_args[saver_of_output[v]] = f"%out{k}"
         # ids, computed up front so that they dominate every use
@@ -1395,91 +964,88 @@ class BlockKernelGen:
                 if buf.stages == 1:
                     em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : "
                             f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
-        if self.ring:
+        if self.plan.ring:
             self.no_token = em.op("ub.poison : !nvgpu.device.async.token", "tok")
         # the ring's first stages are in flight while the prologue runs
-        for d in range(self.stages - 1):
+        for d in range(self.plan.stages - 1):
             self.async_copy_stage(d, d)
-        phases = {i: self.phase_of(i) for i in range(len(g.nodes))}
+        phases = plan.phase
         # prologue
         self.init_accumulators()
-        self.copy_stage([i for i in range(len(g.nodes)) if self.kind[i] == "iter" and phases[i] == "pre"])
+        self.copy_stage([i for i in range(len(g.nodes)) if plan.kind[i] == "iter" and phases[i] == "pre"])
         for i in range(len(g.nodes)):
             if phases[i] == "pre" and (emit := self.stage_of(i)):
                 emit()
         # the for-loop
-        if self.loop > 1:
+        if self.plan.loop > 1:
             if self.dirty:
                 self.barrier()
-            loop_iters = [i for i in range(len(g.nodes))
-                          if self.kind[i] == "iter" and phases[i] == "loop" and i not in self.ring]
-            geos = [self.copy_geometry(i) for i in loop_iters]
+            geos = plan.loop_copies()
             slots = sum(len(self.copy_slots(geo)) for geo in geos)
             # Software pipelining: the tiles of the next `depth` iterations are loaded into registers
             # (carried by the loop) while this one computes; each iteration stores the oldest set to
             # shared memory at its top and issues the loads of iteration it + depth.
-            depth = self.prefetch_depth(geos)
+            depth = self.plan.prefetch_depth(geos)
             it = em.fresh("it")
-            header = f"scf.for {it} = {em.idx(0)} to {em.idx(self.loop)} step {em.idx(1)}"
+            header = f"scf.for {it} = {em.idx(0)} to {em.idx(self.plan.loop)} step {em.idx(1)}"
             init, types = [], []
             if depth:
                 for d in range(depth):
                     self.it = d
                     init += self.prefetch_loads(geos)
-                types += [geo["vec"] for geo in geos for _ in self.copy_slots(geo)] * depth
+                types += [geo.vec for geo in geos for _ in self.copy_slots(geo)] * depth
             n_prefetch = len(init)
-            self.reg_accs = self.register_accumulators(phases) if self.use_mma else {}
-            for info in self.reg_accs.values():
-                init += [em.vconst_zero("vector<2x2xf32>")] * info["count"]
-                types += ["vector<2x2xf32>"] * info["count"]
+            for info in plan.reg_accs.values():
+                init += [em.vconst_zero("vector<2x2xf32>")] * info.count
+                types += ["vector<2x2xf32>"] * info.count
             carried = [em.fresh("lc") for _ in init]
             res = em.fresh("loop")
             if init:
                 header = (f"{res}:{len(init)} = {header} iter_args("
                           + ", ".join(f"{c} = {v}" for c, v in zip(carried, init)) + f") -> ({', '.join(types)})")
             position = n_prefetch
-            for info in self.reg_accs.values():
-                info["in"] = carried[position:position + info["count"]]
-                position += info["count"]
+            for i, info in plan.reg_accs.items():
+                self.reg_in[i] = carried[position:position + info.count]
+                position += info.count
             with em.region(header + " {", "} {mirage.forloop}"):
                 self.it = it
                 following = []
-                if self.ring:
+                if self.plan.ring:
                     # refill the stage iteration it - 1 used (the closing barrier ended its reads) with
                     # iteration it + stages - 1; past the loop's end the copies read nothing (their
                     # empty groups keep the wait's count), then wait for this iteration's group; the
                     # barrier makes every thread's copies visible
-                    ahead = em.add(it, self.stages - 1)
-                    clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(self.loop - 1)} : index", "i")
-                    live = em.cmp_lt(ahead, self.loop)
-                    group = self.async_copy_stage(clamped, em.rem(ahead, self.stages), live)
-                    self.async_wait(group, self.stages - 1)
-                    slot = em.rem(it, self.stages)
-                    for i in self.ring:
+                    ahead = em.add(it, self.plan.stages - 1)
+                    clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(self.plan.loop - 1)} : index", "i")
+                    live = em.cmp_lt(ahead, self.plan.loop)
+                    group = self.async_copy_stage(clamped, em.rem(ahead, self.plan.stages), live)
+                    self.async_wait(group, self.plan.stages - 1)
+                    slot = em.rem(it, self.plan.stages)
+                    for i in self.plan.ring:
                         self.buffers[i].name = self.ring_view(i, slot)
                         self.dirty.add(self.buffers[i].name)
                 if depth:
                     self.prefetch_stores(geos, carried[:slots])
-                    self.it = em.op(f"arith.minui {em.add(it, depth)}, {em.idx(self.loop - 1)} : index", "i")
+                    self.it = em.op(f"arith.minui {em.add(it, depth)}, {em.idx(self.plan.loop - 1)} : index", "i")
                     following = carried[slots:n_prefetch] + self.prefetch_loads(geos)
                     self.it = it
                 else:
-                    self.copy_stage(loop_iters)
+                    self.copy_stage([geo.i for geo in geos])
                 for i in range(len(g.nodes)):
                     if phases[i] == "loop" and (emit := self.stage_of(i)):
                         emit()
                 self.barrier()
-                for info in self.reg_accs.values():
-                    following += info["out"]
+                for i in plan.reg_accs:
+                    following += self.reg_out[i]
                 if init:
                     em.emit(f"scf.yield {', '.join(following)} : {', '.join(types)}")
             self.it = 0
-            if self.ring:
+            if self.plan.ring:
                 self.async_wait(self.commit_group(), 0)  # the empty refills past the end
             position = n_prefetch
-            for i, info in self.reg_accs.items():
-                self.register_accumulator_flush(i, [f"{res}#{j}" for j in range(position, position + info["count"])])
-                position += info["count"]
+            for i, info in plan.reg_accs.items():
+                self.register_accumulator_flush(i, [f"{res}#{j}" for j in range(position, position + info.count)])
+                position += info.count
             # epilogue
             for i in range(len(g.nodes)):
                 if phases[i] == "post" and (emit := self.stage_of(i)):
@@ -1490,11 +1056,11 @@ class BlockKernelGen:
         args += [f"%out{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(output_types)]
         gx, gy, gz = g.grid_dim
         header = (f"gpu.func @{self.name}({', '.join(args)}) kernel attributes {{"
-                  f"known_block_size = array<i32: {self.threads}, 1, 1>, "
+                  f"known_block_size = array<i32: {self.plan.threads}, 1, 1>, "
                   f"known_grid_size = array<i32: {gx}, {gy}, {gz}>, "
-                  f"mirage.shared_bytes = {shared} : i64}} {{")
+                  f"mirage.shared_bytes = {plan.shared_bytes} : i64}} {{")
         text = header + "\n" + em.text() + "\n}"
-        return KernelCode(self.name, text, tuple(g.grid_dim), (self.threads, 1, 1), shared,
+        return KernelCode(self.name, text, tuple(g.grid_dim), (self.plan.threads, 1, 1), plan.shared_bytes,
                           list(input_types), list(output_types))
 
 
@@ -1502,11 +1068,11 @@ def shared_memory_bytes(graph: Graph) -> int:
     """Dynamic shared memory the generated kernel of block graph `graph` needs (tiles, buffers and
     accumulators, rows of tensor-core operands padded). Candidates above MAX_SHARED_BYTES cannot be
     lowered; the search can use this to drop them early."""
-    return BlockKernelGen(graph, "probe")._allocate(check=False)
+    return BlockPlan(graph).shared_bytes
 
 
 def plan_figures(graph: Graph) -> PlanFigures:
-    return BlockKernelGen(graph, "probe").figures()
+    return BlockPlan(graph).figures()
 
 
 def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True) -> KernelCode:
