@@ -36,6 +36,7 @@ CODEGEN_VERSION = 3  # raise when generated kernels (and so the cost model's fig
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
+COPY_UNROLL = 16  # most chunks per thread a tile copy unrolls (issuing all its loads before its stores)
 PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for coming iterations
 PREFETCH_DEPTH = 4  # most iterations loaded ahead
 # deepest cp.async ring for the for-loop's iterator tiles (MIRAGE_MAX_STAGES: for experiments)
@@ -371,7 +372,8 @@ class BlockPlan:
         buf = self.buffers[i]
         tensor = self.g.nodes[i].inputs[0]
         whole = self.vtype(tensor)
-        return CopyGeometry(i, tensor, buf.shape, buf.dtype, whole, vector_width(buf.dtype, buf.shape[-1], whole.shape[-1]))
+        width = vector_width(buf.dtype, buf.shape[-1], whole.shape[-1])
+        return CopyGeometry(i, tensor, buf.shape, buf.dtype, whole, width)
 
     def chunks_per_thread(self, geo: CopyGeometry) -> int:
         return -(-geo.n_chunks // self.threads)
@@ -384,7 +386,7 @@ class BlockPlan:
     def prefetch_depth(self, geos: list[CopyGeometry]) -> int:
         """Iterations whose synchronously copied tiles are loaded ahead into loop-carried registers."""
         slots = sum(self.chunks_per_thread(geo) for geo in geos)
-        if not (self.prefetch and geos and all(self.chunks_per_thread(geo) <= 16 for geo in geos)):
+        if not (self.prefetch and geos and all(self.chunks_per_thread(geo) <= COPY_UNROLL for geo in geos)):
             return 0
         return max((d for d in range(1, PREFETCH_DEPTH + 1) if d * slots <= PREFETCH_SLOTS and d < self.loop),
                    default=0)
@@ -491,11 +493,12 @@ class BlockPlan:
         geos = self.loop_copies()
         sync = [geo.i for geo in geos]
         depth = self.prefetch_depth(geos) if self.loop > 1 else 0
-        tile_bytes = {i: numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype] for i in loop_iters}
+        tile_bytes = {i: numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype]
+                      for i, k in enumerate(self.kind) if k == "iter"}
         sync_bytes = sum(tile_bytes[i] for i in sync)
         # a synchronous copy issues all of a thread's loads before its stores when it unrolls them
-        sync_inflight = sum(tile_bytes[geo.i] if self.chunks_per_thread(geo) <= 16 else geo.align * self.threads
-                            for geo in geos)
+        sync_inflight = sum(tile_bytes[geo.i] if self.chunks_per_thread(geo) <= COPY_UNROLL
+                            else geo.align * self.threads for geo in geos)
         # loop-invariant tiles are copied one after the other before the loop: each copy waits for
         # its loads, all at once when a thread's share is unrolled, else one 16-byte chunk at a time
         pre_round_trips = 0
@@ -503,15 +506,15 @@ class BlockPlan:
             if k == "iter" and i not in loop_iters:
                 geo = self.copy_geometry(i)
                 per_thread = self.chunks_per_thread(geo)
-                unrolled = geo.n_chunks % self.threads == 0 and per_thread <= 16
+                unrolled = geo.n_chunks % self.threads == 0 and per_thread <= COPY_UNROLL
                 pre_round_trips += 1 if unrolled else per_thread
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
                            sum(tile_bytes[i] for i in self.ring), sync_bytes,
                            sync_bytes * depth if depth else sync_inflight, pre_round_trips,
                            frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
                            self.mma_chain(),
-                           tuple((tile_bytes.get(i, 0) * self.loop or numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype],
-                                  self.contiguous_bytes(i)) for i, k in enumerate(self.kind) if k == "iter"))
+                           tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
+                                 for i in tile_bytes))
 
     def mma_chain(self) -> int:
         """Dependent mma.sync steps per warp and loop iteration, over the tensor-core matmuls."""
