@@ -64,6 +64,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.buffers = {i: replace(buf) for i, buf in self.plan.buffers.items()}
         self.max_buffers = {i: replace(buf) for i, buf in self.plan.max_buffers.items()}
         self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
+        self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
         self.dirty: set[str] = set()
         self.it: Index = 0  # the for-loop induction variable inside the loop
         # loop-carried mma accumulators of the register accumulators: at the loop's top, at its yield
@@ -196,7 +197,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
     def generate(self, input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
         g, em, plan = self.g, self.em, self.plan
         plan.check_shared_memory()
-        self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(g.outputs)}
         self.emit_entry()
         self.ring_fill()  # in flight while the prologue runs
         self.init_accumulators()
