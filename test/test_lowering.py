@@ -18,7 +18,7 @@ import pytest
 from mirage_mlir.dtypes import round_to
 from mirage_mlir.evaluate import evaluate
 from mirage_mlir.graph_verify import verify
-from mirage_mlir.lowering import LoweringError, blockgen, lower_graph
+from mirage_mlir.lowering import LoweringError, blockgen, lower_graph, plan
 from mirage_mlir.lowering.predefined import predefined_block_graph
 from mirage_mlir.lowering.ptx import compile_gpu_module, find_ptxas, run_ptxas
 from mirage_mlir.lowering.simt import SimtError, run_lowered
@@ -92,7 +92,7 @@ def test_plan_ptx_assembles_at_full_size(name, bs, dtype):
     assert set(result.registers) == {launch.kernel.name for launch in program.launches}
     assert all(spill == 0 for spill in result.spills.values()), result.log  # no local-memory traffic
     for launch in program.launches:
-        assert launch.kernel.shared_bytes <= blockgen.MAX_SHARED_BYTES
+        assert launch.kernel.shared_bytes <= plan.MAX_SHARED_BYTES
         assert all(g >= 1 for g in launch.kernel.grid)
 
 
@@ -118,7 +118,7 @@ def test_tensor_core_paths_are_exercised():
 @pytest.mark.parametrize("name", ["rmsnorm_linear", "gated_mlp", "gqa"])
 def test_register_prefetch_without_the_ring(name, monkeypatch):
     """With no cp.async ring (MAX_STAGES 1), loop tiles are prefetched into loop-carried registers."""
-    monkeypatch.setattr(blockgen, "MAX_STAGES", 1)
+    monkeypatch.setattr(plan, "MAX_STAGES", 1)
     types = [TensorType(s, "f16") for s in MEDIUM[name]]
     graph = PLANS[name](types)
     text = lower_graph(graph).gpu_module_text()
@@ -129,9 +129,9 @@ def test_register_prefetch_without_the_ring(name, monkeypatch):
 
 def test_ring_depth_follows_shared_memory():
     """The ring is as deep as MAX_STAGES and the loop allow while two blocks still share an SM."""
-    gen = blockgen.BlockKernelGen(PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16")).nodes[0].body, "k")
-    assert gen.stages == blockgen.MAX_STAGES and gen.ring
-    assert gen._allocate() <= blockgen.TWO_BLOCKS_BYTES
+    block_plan = plan.BlockPlan(PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16")).nodes[0].body)
+    assert block_plan.stages == plan.MAX_STAGES and block_plan.ring
+    assert block_plan.shared_bytes <= plan.TWO_BLOCKS_BYTES
 
 
 def test_missing_async_wait_is_caught(monkeypatch):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..builder import BlockBuilder
 from ..mugraph import Graph, Node, TensorType
 from ..opset import OPS
-from .blockgen import LoweringError
+from .plan import LoweringError
 
 
 def _divisor_le(n: int, cap: int) -> int:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
-from .blockgen import KernelCode, LoweringError, generate_kernel
+from .blockgen import KernelCode, generate_kernel
 from .emitter import STORAGE_TYPES, memref_type
+from .plan import LoweringError
 from .predefined import predefined_block_graph
 
 

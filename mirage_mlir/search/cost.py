@@ -1,6 +1,6 @@
 """A cost model that ranks verified mu-graphs without a GPU (estimated microseconds on the target chip).
 
-A graph_def's figures come from the GPU code generator's own plan (blockgen.PlanFigures): shared
+A graph_def's figures come from the GPU code generator's own plan (lowering.plan.PlanFigures): shared
 memory per block (so how many blocks an SM holds), the bytes each iteration copies through the
 cp.async ring or through registers, and how many of them a block keeps in flight. Per kernel:
 

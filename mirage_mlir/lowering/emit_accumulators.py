@@ -1,0 +1,86 @@
+"""Accumulators: f32 buffers in shared memory, each element updated by the same thread in every
+iteration (so updates need no barrier), finalised (mean/rms) when read. A loop of one iteration has
+no accumulator buffer: its accumulators are functions of their input (acc_identity).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..mugraph import Node
+from .emitter import Index, indices
+from .emit_elementwise import broadcast_index
+from .plan import numel
+
+
+class AccumulatorEmitter:
+    """Accumulator buffers: initial values, updates, and the value an accumulator has when read."""
+
+    def acc_count(self, node: Node, iterations: int) -> int:
+        dim = node.attr("reduce_dim", -1)
+        return iterations * (self.plan.vtype(node.inputs[0]).shape[dim] if dim != -1 else 1)
+
+    def acc_identity(self, node: Node, args: list[str]) -> str:
+        """A loop-of-one accumulator without reduce_dim: a function of its input element."""
+        em, x = self.em, args[0]
+        if node.op == "accum_rms":
+            sq = em.round(em.fbin("mulf", x, x), node.types[0].dtype)
+            return em.fun("math.sqrt", em.fbin("addf", sq, em.f32(node.attr("eps", 0.0))))
+        return x  # sum, mean (count 1), max, rescaled_sum (x * exp(m - m))
+
+    def acc_final(self, i: int, total: str) -> str:
+        """The accumulator's value from its running total."""
+        node = self.g.nodes[i]
+        return self.finish_total(node, total, self.acc_count(node, self.plan.loop))
+
+    def finish_total(self, node: Node, total: str, count: int) -> str:
+        """The value of a sum of `count` terms for op `node`: means and rms divide by the count, rms adds
+        eps and takes the square root (each step rounded to the result type)."""
+        em, op, dtype = self.em, node.op, node.types[0].dtype
+        if op in ("reduce_mean", "accum_mean", "accum_rms"):
+            total = em.round(em.fbin("divf", total, em.f32(float(count))), dtype)
+        if op == "accum_rms":
+            total = em.round(em.fbin("addf", total, em.f32(node.attr("eps", 0.0))), dtype)
+            total = em.round(em.fun("math.sqrt", total), dtype)
+        return total
+
+    def acc_update(self, i: int, index: list[Index], x: str, memo: dict) -> None:
+        em = self.em
+        node = self.g.nodes[i]
+        buf, dtype = self.buffers[i], node.types[0].dtype
+        where = f"{buf.name}[{indices(em, index)}] : {buf.type}"
+        cur = em.op(f"memref.load {where}", "l")
+        if node.op == "accum_rms" and node.attr("reduce_dim", -1) == -1:
+            x = em.round(em.fbin("mulf", x, x), dtype)
+        if node.op == "accum_max":
+            new = em.fbin("maximumf", cur, x)
+        elif node.op == "accum_rescaled_sum":
+            m_val = node.inputs[1]
+            m = self.value_at(m_val, broadcast_index(index, self.plan.vtype(m_val).shape, node.types[0].shape), memo)
+            mbuf = self.max_buffers[i]
+            mwhere = f"{mbuf.name}[{indices(em, index)}] : {mbuf.type}"
+            old_max = em.op(f"memref.load {mwhere}", "l")
+            new_max = em.fbin("maximumf", old_max, m)
+            scale_old = em.fun("math.exp", em.fbin("subf", old_max, new_max))
+            scale_new = em.fun("math.exp", em.fbin("subf", m, new_max))
+            new = em.fbin("addf", em.fbin("mulf", cur, scale_old), em.fbin("mulf", x, scale_new))
+            em.emit(f"memref.store {new_max}, {mwhere}")
+        else:
+            new = em.fbin("addf", cur, x)
+        em.emit(f"memref.store {em.round(new, dtype)}, {where}")
+
+    def init_accumulators(self) -> None:
+        em = self.em
+        for i, buf in list(self.buffers.items()) + list(self.max_buffers.items()):
+            if self.plan.kind[i] != "acc":
+                continue
+            node = self.g.nodes[i]
+            is_max_buf = buf is self.max_buffers.get(i)
+            value = em.f32(-math.inf if (node.op == "accum_max" or is_max_buf) else 0.0)
+
+            def body(e, buf=buf, value=value):
+                index = em.unflatten(e, buf.shape)
+                em.emit(f"memref.store {value}, {buf.name}[{indices(em, index)}] : {buf.type}")
+
+            self.for_each(numel(buf.shape), body)
+            self.dirty.add(buf.name)

@@ -1,0 +1,179 @@
+"""Input iterator tiles, global -> shared memory.
+
+- synchronous copies: vector loads of up to 16 bytes where alignment allows, all of a thread's loads
+  issued before its stores;
+- register prefetch: the loads of coming iterations carried by the for-loop in registers, stored to
+  shared memory at the top of the iteration that uses them;
+- the cp.async ring: `stages` copies of each tile side by side, filled by nvgpu.device_async_copy
+  (L1 bypassed for 16-byte chunks) `stages - 1` iterations ahead, one commit group per iteration.
+"""
+
+from __future__ import annotations
+
+from .emitter import Index, indices
+from .plan import COPY_UNROLL, CopyGeometry
+
+
+class CopyEmitter:
+    """Copies of iterator tiles into their buffers (for a CopyGeometry of the plan); the chunks of
+    iteration `self.it`."""
+
+    def iterator_offsets(self, geo: CopyGeometry) -> list[Index]:
+        """Where iterator geo.i's tile of iteration self.it starts in its kernel input."""
+        em, node, tile = self.em, self.g.nodes[geo.i], geo.shape
+        fmap = node.attr("fmap")
+        offsets: list[Index] = [0] * len(tile)
+        for axis, dim in enumerate(node.attr("imap")):
+            if dim != -1 and self.g.grid_dim[axis] > 1:
+                share = tile[dim] * (self.plan.loop if fmap == dim else 1)
+                offsets[dim] = em.add(offsets[dim], em.mul(self.bid[axis], share))
+        if fmap != -1 and self.plan.loop > 1:
+            offsets[fmap] = em.add(offsets[fmap], em.mul(self.it, tile[fmap]))
+        return offsets
+
+    def copy_where(self, geo: CopyGeometry, c: Index) -> list[Index]:
+        where = self.em.unflatten(c, geo.chunk_shape)
+        where[-1] = self.em.mul(where[-1], geo.width)
+        return where
+
+    def copy_source(self, geo: CopyGeometry, where: list[Index]) -> list[Index]:
+        """The index into the kernel input of the chunk at `where` of the tile of iteration self.it."""
+        return [self.em.add(a, b) for a, b in zip(where, self.iterator_offsets(geo))]
+
+    def copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
+        """Loads one chunk of the tile for iteration self.it."""
+        em = self.em
+        src, arg = self.copy_source(geo, where), self.input_args[geo.tensor]
+        if geo.width == 1:
+            return em.op(f"memref.load {arg}[{indices(em, src)}] : {geo.gmem}", "g")
+        return em.op(f"vector.load {arg}[{indices(em, src)}] {{alignment = {geo.align}}} "
+                     f": {geo.gmem}, {geo.vec}", "g")
+
+    def copy_store(self, geo: CopyGeometry, where: list[Index], val: str) -> None:
+        em, buf = self.em, self.buffers[geo.i]
+        if geo.width == 1:
+            em.emit(f"memref.store {val}, {buf.name}[{indices(em, where)}] : {buf.type}")
+        else:
+            em.emit(f"vector.store {val}, {buf.name}[{indices(em, where)}] {{alignment = {geo.align}}} "
+                    f": {buf.type}, {geo.vec}")
+
+    def copy_slots(self, geo: CopyGeometry) -> list[tuple[Index, bool]]:
+        """This thread's chunks when each thread copies a fixed number: (chunk id, may be past the end)."""
+        n, count = geo.n_chunks, self.plan.threads
+        return [(self.em.add(self.tid, q * count), (q + 1) * count > n)
+                for q in range(self.plan.chunks_per_thread(geo))]
+
+    def copy_stage(self, iterators: list[int]) -> None:
+        """Global -> shared copies of input iterator tiles, all loads issued before the stores."""
+        for i in iterators:
+            geo = self.plan.copy_geometry(i)
+            n, count = geo.n_chunks, self.plan.threads
+            if n % count == 0 and n // count <= COPY_UNROLL:
+                pending = []
+                for c, _ in self.copy_slots(geo):
+                    where = self.copy_where(geo, c)
+                    pending.append((where, self.copy_load(geo, where)))
+                for where, val in pending:
+                    self.copy_store(geo, where, val)
+            else:
+                def body(c, geo=geo):
+                    where = self.copy_where(geo, c)
+                    self.copy_store(geo, where, self.copy_load(geo, where))
+
+                self.for_each(n, body, attr=f"mirage.stage = \"copy {i}\"")
+            self.dirty.add(self.buffers[i].name)
+
+    def prefetch_loads(self, geos: list[CopyGeometry]) -> list[str]:
+        """Every chunk this thread copies, loaded for iteration self.it (past-the-end chunks clamped)."""
+        em = self.em
+        values = []
+        for geo in geos:
+            for c, partial in self.copy_slots(geo):
+                if partial:
+                    c = em.op(f"arith.minui {em.idx(c)}, {em.idx(geo.n_chunks - 1)} : index", "i")
+                values.append(self.copy_load(geo, self.copy_where(geo, c)))
+        return values
+
+    def prefetch_stores(self, geos: list[CopyGeometry], values: list[str]) -> None:
+        em = self.em
+        values = list(values)
+        for geo in geos:
+            for c, partial in self.copy_slots(geo):
+                val = values.pop(0)
+                if partial:
+                    with em.region(f"scf.if {em.cmp_lt(c, geo.n_chunks)} {{"):
+                        self.copy_store(geo, self.copy_where(geo, c), val)
+                else:
+                    self.copy_store(geo, self.copy_where(geo, c), val)
+            self.dirty.add(self.buffers[geo.i].name)
+
+    def ring_view(self, i: int, slot: Index) -> str:
+        """A view of stage `slot` of ring buffer i (its offset is the same in every thread)."""
+        em, buf = self.em, self.buffers[i]
+        offset = em.add(buf.offset, em.mul(slot, buf.stage_bytes))
+        return em.op(f"memref.view {self.smem}[{em.idx(offset)}][] : "
+                     f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}", "ring")
+
+    def async_copy_stage(self, iteration: Index, slot: Index, live: str | None = None) -> str:
+        """Issues the cp.async copies of the ring iterators' tiles of `iteration` into stage `slot`
+        and commits them as one group (each thread commits its own copies); returns its token.
+        `live` (an i1, the same in every thread): when false the copies read nothing (src-size 0)."""
+        em = self.em
+        saved = self.it
+        self.it = iteration
+        for i in self.plan.ring:
+            geo = self.plan.copy_geometry(i)
+            view = self.ring_view(i, slot)
+            bypass = " {bypassL1}" if geo.align == 16 else ""
+            size = ""
+            if live is not None:
+                size = ", " + em.op(f"arith.select {live}, {em.idx(geo.width)}, {em.idx(0)} : index", "i")
+
+            def body(c, geo=geo, view=view, bypass=bypass, size=size):
+                where = self.copy_where(geo, c)
+                src = self.copy_source(geo, where)
+                em.op(f"nvgpu.device_async_copy {self.input_args[geo.tensor]}[{indices(em, src)}], "
+                      f"{view}[{indices(em, where)}], {geo.width}{size}{bypass} : {geo.gmem} to "
+                      f"{self.buffers[geo.i].type}", "cp")
+
+            self.for_each(geo.n_chunks, body, attr=f"mirage.stage = \"cp.async {i}\"")
+        self.it = saved
+        return self.commit_group()
+
+    def ring_fill(self) -> None:
+        """Issues the copies of the ring's first stages - 1 iterations (before the loop)."""
+        for d in range(self.plan.stages - 1):
+            self.async_copy_stage(d, d)
+
+    def ring_advance(self, it: str) -> None:
+        """At the top of iteration `it`: refills the stage iteration it - 1 used (the closing barrier
+        ended its reads) with iteration it + stages - 1, whose copies read nothing past the loop's
+        end (their empty groups keep the wait's count); waits for this iteration's group and views
+        its stage. The barrier before the next read makes every thread's copies visible."""
+        plan, em = self.plan, self.em
+        if not plan.ring:
+            return
+        ahead = em.add(it, plan.stages - 1)
+        clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(plan.loop - 1)} : index", "i")
+        live = em.cmp_lt(ahead, plan.loop)
+        group = self.async_copy_stage(clamped, em.rem(ahead, plan.stages), live)
+        self.async_wait(group, plan.stages - 1)
+        slot = em.rem(it, plan.stages)
+        for i in plan.ring:
+            self.buffers[i].name = self.ring_view(i, slot)
+            self.dirty.add(self.buffers[i].name)
+
+    def ring_drain(self) -> None:
+        """After the loop: waits for the empty refills past its end."""
+        if self.plan.ring:
+            self.async_wait(self.commit_group(), 0)
+
+    def commit_group(self) -> str:
+        """cp.async.commit_group: it commits every copy this thread issued since the last one, so the
+        op's tokens (which order SSA only; copies inside loops have none to pass) are one poison
+        value. With no token, MLIR 22 prints a form its parser misreads."""
+        return self.em.op(f"nvgpu.device_async_create_group {self.no_token}", "grp")
+
+    def async_wait(self, group: str, pending: int) -> None:
+        """Waits until at most `pending` of this thread's copy groups are still in flight."""
+        self.em.emit(f"nvgpu.device_async_wait {group} {{numGroups = {pending} : i32}}")

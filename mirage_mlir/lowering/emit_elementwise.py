@@ -1,0 +1,119 @@
+"""Values at an index, as f32 SSA names: loaded from their buffers or computed inline.
+
+Single-use elementwise ops and thread graphs are recomputed in registers inside the stage that
+consumes them (the thread-graph fusion). Arithmetic is in f32; every op result is rounded to its
+element type, as mirage_mlir.evaluate does.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..mugraph import Graph, Node
+from ..opset import OPS
+from .emitter import BYTES, Index, indices
+from .plan import Buffer, LoweringError
+
+
+def broadcast_index(index: list[Index], shape: tuple[int, ...], target: tuple[int, ...]) -> list[Index]:
+    """The index into an operand of `shape` broadcast to `target` (equal ranks)."""
+    return [0 if s == 1 and t != 1 else i for i, s, t in zip(index, shape, target)]
+
+
+class ElementwiseEmitter:
+    """Values at an index (as f32) inside a stage."""
+
+    def load(self, buf: Buffer, index: list[Index]) -> str:
+        em = self.em
+        raw = em.op(f"memref.load {buf.name}[{indices(em, index)}] : {buf.type}", "l")
+        return em.extend(raw, buf.dtype)
+
+    def load_vector(self, buf: Buffer, index: list[Index], length: int, hint: str) -> list[str]:
+        """`length` consecutive elements (along the last dim) of a buffer from `index`, as f32."""
+        em = self.em
+        vec = f"vector<{length}x{buf.dtype}>"
+        loaded = em.op(f"vector.load {buf.name}[{indices(em, index)}] {{alignment = {length * BYTES[buf.dtype]}}} "
+                       f": {buf.type}, {vec}", hint)
+        return [em.extend(em.op(f"vector.extract {loaded}[{k}] : {buf.dtype} from {vec}", "l"), buf.dtype)
+                for k in range(length)]
+
+    def value_at(self, v: int, index: list[Index], memo: dict, overrides: dict | None = None,
+                 compute: bool = False) -> str:
+        """Value v at `index` as f32: loaded from its buffer, or computed (always, with `compute`,
+        which the stage that fills v's own buffer uses)."""
+        key = (v, tuple(index), compute)
+        if key in memo:
+            return memo[key]
+        if overrides and v in overrides:
+            return overrides[v]
+        if v < self.plan.n_in:
+            raise LoweringError("a kernel tensor is read without an input iterator", self.plan.path)
+        i = self.plan.node_of[v]
+        node = self.g.nodes[i]
+        kind = self.plan.kind[i]
+        em = self.em
+        if kind == "acc" and not compute:
+            result = self.acc_final(i, self.load(self.buffers[i], index))
+        elif self.plan.buffered[i] and not compute:
+            result = self.load(self.buffers[i], index)
+        elif kind == "matmul":
+            raise LoweringError("internal: an inline matmul was read outside its stage", self.plan.path + (i,))
+        elif kind not in ("ew", "acc_id"):
+            raise LoweringError(f"internal: '{node.op}' cannot be computed inline", self.plan.path + (i,))
+        else:
+            shape = node.types[0].shape
+            args = [self.value_at(a, broadcast_index(index, self.plan.vtype(a).shape, shape), memo, overrides)
+                    for a in node.inputs]
+            dtype = node.types[0].dtype
+            if kind == "acc_id":
+                result = em.round(self.acc_identity(node, args), dtype)
+            elif node.op == "thread_graph":
+                result = self.thread_graph(node.body, args)
+            else:
+                result = em.round(self.elementwise(node, args), dtype)
+        memo[key] = result
+        return result
+
+    def elementwise(self, node: Node, args: list[str]) -> str:
+        em, op = self.em, node.op
+        x = args[0]
+        if op == "exp":
+            return em.fun("math.exp", x)
+        if op == "square":
+            return em.fbin("mulf", x, x)
+        if op == "sqrt":
+            return em.fun("math.sqrt", x)
+        if op == "rsqrt":
+            return em.fun("math.rsqrt", x)
+        if op == "silu":
+            e = em.fun("math.exp", em.fun("arith.negf", x))
+            return em.fbin("divf", x, em.fbin("addf", em.f32(1.0), e))
+        if op == "gelu":
+            cube = em.fbin("mulf", em.fbin("mulf", x, x), x)
+            inner = em.fbin("addf", x, em.fbin("mulf", em.f32(0.044715), cube))
+            t = em.fun("math.tanh", em.fbin("mulf", em.f32(math.sqrt(2 / math.pi)), inner))
+            return em.fbin("mulf", em.fbin("mulf", em.f32(0.5), x), em.fbin("addf", em.f32(1.0), t))
+        if op == "relu":
+            return em.fbin("maximumf", x, em.f32(0.0))
+        if op == "neg":
+            return em.fun("arith.negf", x)
+        if op == "mul_scalar":
+            return em.fbin("mulf", x, em.f32(node.attr("scalar")))
+        if op == "add_scalar":
+            return em.fbin("addf", x, em.f32(node.attr("scalar")))
+        if op == "cast":
+            return x
+        binary = {"add": "addf", "sub": "subf", "mul": "mulf", "div": "divf", "max": "maximumf"}
+        if op in binary:
+            return em.fbin(binary[op], args[0], args[1])
+        if op == "pow":
+            return em.op(f"math.powf {args[0]}, {args[1]} : f32", "f")
+        raise LoweringError(f"no lowering for elementwise op '{op}'", self.plan.path)
+
+    def thread_graph(self, body: Graph, args: list[str]) -> str:
+        values = list(args)
+        for node in body.nodes:
+            if node.op not in OPS or OPS[node.op].category not in ("unary", "binary"):
+                raise LoweringError(f"'{node.op}' cannot appear in a thread graph", self.plan.path)
+            values.append(self.em.round(self.elementwise(node, [values[v] for v in node.inputs]), node.types[0].dtype))
+        return values[body.outputs[0]]

@@ -1,0 +1,354 @@
+"""Matmuls.
+
+- on CUDA cores (SIMT): each thread owns a TM x TN micro-tile, runs the K loop with f32
+  accumulators in registers and applies the stage's elementwise chain as an epilogue;
+- on tensor cores: each warp owns wm x wn mma.sync m16n8k16 tiles, operand fragments loaded with
+  ldmatrix; f16 through nvgpu.mma.sync, bf16 through nvvm.mma.sync (MLIR 22's nvgpu op cannot
+  type bf16);
+- register accumulators: an accum_sum of a tensor-core matmul whose mma accumulators the for-loop
+  carries; its totals are stored to the accumulator's buffer once, after the loop.
+"""
+
+from __future__ import annotations
+
+from .emitter import Index, indices
+from .plan import RegisterAccumulator, numel
+
+
+class MatmulEmitter:
+    """Stages holding matmuls (each applies its elementwise chain as an epilogue) and the
+    loop-carried register accumulators."""
+
+    # -- CUDA cores ------------------------------------------------------------------------------
+    def matmul_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
+        """A stage holding matmuls: on tensor cores when one of them can use them, else by micro-tiles."""
+        if any(self.plan.mma_eligible(i) for i in matmuls):
+            return self.mma_stage(target, root, matmuls, own)
+        em = self.em
+        shape = self.plan.vtype(root).shape
+        tm, tn = self.plan.pick_microtile(shape)
+        tiles = shape[:-2] + (shape[-2] // tm, shape[-1] // tn)
+
+        def body(t):
+            where = em.unflatten(t, tiles)
+            batch = where[:-2]
+            m0, n0 = em.mul(where[-2], tm), em.mul(where[-1], tn)
+            overrides_per = []
+            for mi in matmuls:
+                overrides_per.append(self.k_loop(mi, batch, m0, n0, tm, tn))
+            for a in range(tm):
+                for b in range(tn):
+                    index = batch + [em.add(m0, a), em.add(n0, b)]
+                    overrides = {self.plan.value(mi): acc[a][b] for mi, acc in zip(matmuls, overrides_per)}
+                    memo: dict = {}
+                    self.write(target, index, self.value_at(root, index, memo, overrides, compute=own), memo)
+
+        self.for_each(numel(tiles), body)
+
+    def k_loop(self, i: int, batch: list[Index], m0: Index, n0: Index, tm: int, tn: int) -> list[list[str]]:
+        """The TM x TN f32 results of matmul node i at rows m0.., columns n0.. (rounded to its type)."""
+        em = self.em
+        node = self.g.nodes[i]
+        a_v, b_v = node.inputs
+        a_i, b_i = self.plan.node_of[a_v], self.plan.node_of[b_v]
+        k_dim = self.plan.vtype(a_v).shape[-1]
+        unroll = next(u for u in (4, 2, 1) if k_dim % u == 0)
+        plain_a = self.plan.buffered[a_i] and self.plan.kind[a_i] != "acc"
+        plain_b = self.plan.buffered[b_i] and self.plan.kind[b_i] != "acc"
+
+        def a_vals(k: Index) -> list[list[str]]:
+            """[row][u] values of A at rows m0.., columns k..k+unroll."""
+            rows = []
+            for r in range(tm):
+                row = em.add(m0, r)
+                if plain_a and unroll > 1:
+                    rows.append(self.load_vector(self.buffers[a_i], batch + [row, k], unroll, "va"))
+                else:
+                    rows.append([self.value_at(a_v, batch + [row, em.add(k, u)], {}) for u in range(unroll)])
+            return rows
+
+        def b_vals(k: Index) -> list[list[str]]:
+            """[u][col] values of B at rows k..k+unroll, columns n0.."""
+            out = []
+            for u in range(unroll):
+                kk = em.add(k, u)
+                if plain_b and tn > 1:
+                    out.append(self.load_vector(self.buffers[b_i], batch + [kk, n0], tn, "vb"))
+                else:
+                    out.append([self.value_at(b_v, batch + [kk, em.add(n0, c)], {}) for c in range(tn)])
+            return out
+
+        def step(k: Index, accs: list[str]) -> list[str]:
+            av, bv = a_vals(k), b_vals(k)
+            accs = list(accs)
+            for u in range(unroll):
+                for r in range(tm):
+                    for c in range(tn):
+                        accs[r * tn + c] = em.fma(av[r][u], bv[u][c], accs[r * tn + c])
+            return accs
+
+        zero = em.f32(0.0)
+        init = [zero] * (tm * tn)
+        if k_dim // unroll <= 2:
+            accs = init
+            for k in range(0, k_dim, unroll):
+                accs = step(k, accs)
+        else:
+            k = em.fresh("k")
+            res = em.fresh("mm")
+            args = [em.fresh("s") for _ in init]
+            iter_args = ", ".join(f"{a} = {z}" for a, z in zip(args, init))
+            types = ", ".join(["f32"] * len(init))
+            header = (f"{res}:{len(init)} = scf.for {k} = {em.idx(0)} to {em.idx(k_dim)} step {em.idx(unroll)} "
+                      f"iter_args({iter_args}) -> ({types}) {{")
+            with em.region(header):
+                new = step(k, args)
+                em.emit(f"scf.yield {', '.join(new)} : {types}")
+            accs = [f"{res}#{j}" for j in range(len(init))]
+        dtype = node.types[0].dtype
+        accs = [em.round(a, dtype) for a in accs]
+        return [accs[r * tn:(r + 1) * tn] for r in range(tm)]
+
+    def dot(self, i: int, index: list[Index]) -> str:
+        """Matmul node i at one output element (a K loop over its operands), rounded to its type."""
+        em = self.em
+        node = self.g.nodes[i]
+        a_v, b_v = node.inputs
+        k_dim = self.plan.vtype(a_v).shape[-1]
+        batch, row, col = index[:-2], index[-2], index[-1]
+        total = None
+        if k_dim <= 8:
+            for k in range(k_dim):
+                prod = (self.value_at(a_v, batch + [row, k], {}), self.value_at(b_v, batch + [k, col], {}))
+                total = em.fbin("mulf", *prod) if total is None else em.fma(prod[0], prod[1], total)
+        else:
+            k, res, acc = em.fresh("k"), em.fresh("r"), em.fresh("s")
+            with em.region(f"{res} = scf.for {k} = {em.idx(0)} to {em.idx(k_dim)} step {em.idx(1)} "
+                           f"iter_args({acc} = {em.f32(0.0)}) -> (f32) {{"):
+                x = em.fma(self.value_at(a_v, batch + [row, k], {}), self.value_at(b_v, batch + [k, col], {}), acc)
+                em.emit(f"scf.yield {x} : f32")
+            total = res
+        return em.round(total, node.types[0].dtype)
+
+    # -- tensor cores ----------------------------------------------------------------------------
+    def mma_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
+        """Matmuls on tensor cores: each warp owns wm x wn tiles of 16 x 8 outputs; fragments are
+        loaded from shared memory with ldmatrix in the m16n8k16 layouts (lane = 4 * group + t_in_group), the K loop
+        carries the f32 accumulators in registers, and each thread then applies the stage's epilogue
+        to the four outputs per tile it holds. Matmuls of the stage that cannot use tensor cores
+        (e.g. K = 1) are computed per output element."""
+        em = self.em
+        shape = self.plan.vtype(root).shape
+        m, n = shape[-2], shape[-1]
+        wm, wn = self.plan.pick_warp_tile(shape)
+        mt = -(-m // 16)
+        tiles = shape[:-2] + (mt // wm, (n // 8) // wn)
+        group = em.div(self.lane, 4)
+        tig = em.rem(self.lane, 4)
+        mma = [i for i in matmuls if self.plan.mma_eligible(i)]
+        rest = [i for i in matmuls if i not in mma]
+
+        def body(wt):
+            where = em.unflatten(wt, tiles)
+            batch = where[:-2]
+            m0, n0 = em.mul(where[-2], 16 * wm), em.mul(where[-1], 8 * wn)
+            results = {i: self.mma_k_loop(i, batch, m0, n0, wm, wn, group, tig) for i in mma}
+            for a in range(wm):
+                for b in range(wn):
+                    for half in range(2):
+                        row = em.add(em.add(m0, 16 * a + 8 * half), group)
+                        guard = None
+                        if m % 16 and 16 * (mt - 1) + 8 * half + 7 >= m:
+                            guard = em.cmp_lt(row, m)
+                        for c in range(2):
+                            col = em.add(em.add(n0, 8 * b), em.add(em.mul(tig, 2), c))
+                            index = batch + [row, col]
+                            values = {self.plan.value(i): results[i][a][b][half][c] for i in mma}
+
+                            def epilogue(index=index, values=values):
+                                memo: dict = {}
+                                for i in rest:
+                                    values[self.plan.value(i)] = self.dot(i, index)
+                                self.write(target, index, self.value_at(root, index, memo, values, compute=own), memo)
+
+                            if guard is None:
+                                epilogue()
+                            else:
+                                with em.region(f"scf.if {guard} {{"):
+                                    epilogue()
+
+        self.for_each(numel(tiles), body, ids=self.warp, count=self.plan.warps)
+
+    def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, group, tig, init: list[str] | None = None,
+                   raw: bool = False, k_range: tuple[Index, int] | None = None):
+        """[a][b][half][c] f32 results (rounded to the matmul's type) of matmul node i's tiles;
+        `k_range` (first, length): a slice of K only (raw partial sums)."""
+        em = self.em
+        node = self.g.nodes[i]
+        a_v, b_v = node.inputs
+        abuf, bbuf = self.buffers[self.plan.node_of[a_v]], self.buffers[self.plan.node_of[b_v]]
+        m, k_dim = self.plan.vtype(a_v).shape[-2:]
+        k_first, k_dim = k_range or (0, k_dim)
+        dtype = abuf.dtype
+
+        # ldmatrix: lane l gives the address of row l % 8 of 8x8 matrix l // 8 (16 bytes each).
+        # A (x4): matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15)
+        # give the m16n8k16 A registers a0..a3 in order. Rows past M read row M-1 (clamped): they only
+        # feed output rows past M, which are never written.
+        lrow, lmat = em.rem(self.lane, 8), em.div(self.lane, 8)
+
+        def a_frag(a: int, k0: Index) -> str:
+            row = em.add(em.add(m0, 16 * a), em.add(lrow, em.mul(em.rem(lmat, 2), 8)))
+            if m % 16:
+                row = em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
+            col = em.add(k0, em.mul(em.div(lmat, 2), 8))
+            return em.op(f"nvgpu.ldmatrix {abuf.name}[{indices(em, batch + [row, col])}] "
+                         f"{{numTiles = 4 : i32, transpose = false}} : {abuf.type} -> vector<4x2x{dtype}>", "fa")
+
+        # B (x2, transposed): matrices (k 0-7) and (k 8-15) of columns n0 + 8b .. + 7, stored [k][n].
+        def b_frag(b: int, k0: Index) -> str:
+            row = em.add(k0, em.add(lrow, em.mul(em.rem(lmat, 2), 8)))
+            col = em.add(n0, 8 * b)
+            return em.op(f"nvgpu.ldmatrix {bbuf.name}[{indices(em, batch + [row, col])}] "
+                         f"{{numTiles = 2 : i32, transpose = true}} : {bbuf.type} -> vector<2x2x{dtype}>", "fb")
+
+        def step(k0: Index, accs: list[str]) -> list[str]:
+            af = [a_frag(a, k0) for a in range(wm)]
+            bf = [b_frag(b, k0) for b in range(wn)]
+            out = []
+            for a in range(wm):
+                for b in range(wn):
+                    out.append(self.mma_sync(af[a], bf[b], accs[a * wn + b], dtype))
+            return out
+
+        if init is None:
+            init = [em.vconst_zero("vector<2x2xf32>")] * (wm * wn)
+        if k_dim == 16:
+            accs = step(k_first, init)
+        else:
+            k, res = em.fresh("k"), em.fresh("mm")
+            args = [em.fresh("s") for _ in init]
+            iter_args = ", ".join(f"{x} = {z}" for x, z in zip(args, init))
+            types = ", ".join(["vector<2x2xf32>"] * len(init))
+            k_stop = em.add(k_first, k_dim)
+            with em.region(f"{res}:{len(init)} = scf.for {k} = {em.idx(k_first)} to {em.idx(k_stop)} step {em.idx(16)} "
+                           f"iter_args({iter_args}) -> ({types}) {{"):
+                em.emit(f"scf.yield {', '.join(step(k, args))} : {types}")
+            accs = [f"{res}#{j}" for j in range(len(init))]
+        if raw:
+            return accs
+        dtype = node.types[0].dtype
+        out = []
+        for a in range(wm):
+            row = []
+            for b in range(wn):
+                acc = accs[a * wn + b]
+                row.append([[em.round(em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f"), dtype)
+                             for c in range(2)] for half in range(2)])
+            out.append(row)
+        return out
+
+    def mma_sync(self, a: str, b: str, c: str, dtype: str) -> str:
+        """D = A B + C for one m16n8k16 tile (fragments from ldmatrix, C and D vector<2x2xf32>).
+        MLIR 22's nvgpu.mma.sync cannot deduce bf16's PTX types, so bf16 goes through nvvm.mma.sync
+        with each pair of bf16 packed into an i32 (the PTX register form)."""
+        em = self.em
+        if dtype == "f16":
+            return em.op(f"nvgpu.mma.sync({a}, {b}, {c}) {{mmaShape = [16, 8, 16]}} "
+                         f": (vector<4x2xf16>, vector<2x2xf16>, vector<2x2xf32>) -> vector<2x2xf32>", "mma")
+
+        def packed(frag: str, regs: int) -> list[str]:
+            out = []
+            for r in range(regs):
+                pair = em.op(f"vector.extract {frag}[{r}] : vector<2x{dtype}> from vector<{regs}x2x{dtype}>", "pr")
+                word = em.op(f"vector.bitcast {pair} : vector<2x{dtype}> to vector<1xi32>", "pw")
+                out.append(em.op(f"vector.extract {word}[0] : i32 from vector<1xi32>", "pi"))
+            return out
+
+        cs = [em.op(f"vector.extract {c}[{h}, {k}] : f32 from vector<2x2xf32>", "f") for h in range(2) for k in range(2)]
+        struct = "!llvm.struct<(f32, f32, f32, f32)>"
+        d = em.op(f"nvvm.mma.sync A[{', '.join(packed(a, 4))}] B[{', '.join(packed(b, 2))}] C[{', '.join(cs)}] "
+                  f"{{layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, "
+                  f"multiplicandAPtxType = #nvvm.mma_type<{dtype}>, multiplicandBPtxType = #nvvm.mma_type<{dtype}>, "
+                  f"shape = #nvvm.shape<m = 16, n = 8, k = 16>}} : (i32, i32, f32) -> {struct}", "mma")
+        ds = [em.op(f"llvm.extractvalue {d}[{k}] : {struct}", "f") for k in range(4)]
+        return em.op(f"vector.from_elements {', '.join(ds)} : vector<2x2xf32>", "mma")
+
+    # -- register accumulators -------------------------------------------------------------------
+    def reg_tile_origin(self, info: RegisterAccumulator, k: int):
+        em = self.em
+        n_tiles = numel(info.tiles)
+        tile = em.add(self.warp, k * self.plan.warps) if info.kslices == 1 else em.rem(self.warp, n_tiles)
+        where = em.unflatten(tile, info.tiles)
+        return where[:-2], em.mul(where[-2], 16 * info.wm), em.mul(where[-1], 8 * info.wn)
+
+    def reg_k_range(self, info: RegisterAccumulator) -> tuple[Index, int]:
+        """(first K index, length) of this warp's slice of the matmul's K."""
+        k_dim = self.plan.vtype(self.g.nodes[info.mm].inputs[0]).shape[-1]
+        if info.kslices == 1:
+            return 0, k_dim
+        share = k_dim // info.kslices
+        return self.em.mul(self.em.div(self.warp, numel(info.tiles)), share), share
+
+    def register_accumulator_stage(self, i: int) -> None:
+        """One iteration's matmul, accumulated into the loop-carried mma accumulators."""
+        em = self.em
+        info = self.plan.reg_accs[i]
+        mm = info.mm
+        reads: set[str] = set()
+        for v in self.g.nodes[mm].inputs:
+            reads |= self.reads_of(v)
+        self.sync_for(reads)
+        group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
+        size = info.wm * info.wn
+        outs = []
+        for k in range(info.per_warp):
+            batch, m0, n0 = self.reg_tile_origin(info, k)
+            outs += self.mma_k_loop(mm, batch, m0, n0, info.wm, info.wn, group, tig,
+                                    init=self.reg_in[i][k * size:(k + 1) * size], raw=True,
+                                    k_range=self.reg_k_range(info))
+        self.reg_out[i] = outs
+
+    def register_accumulator_flush(self, i: int, values: list[str]) -> None:
+        """Writes the totals this thread holds into the accumulator's buffer (f32); warps that
+        shared a tile by K slices add theirs in turn, a barrier apart."""
+        info = self.plan.reg_accs[i]
+        if info.kslices == 1:
+            return self.register_accumulator_store(i, values, add=False)
+        k_slice = self.em.div(self.warp, numel(info.tiles))
+        for turn in range(info.kslices):
+            if turn:
+                self.barrier()
+            with self.em.region(f"scf.if {self.em.cmp_eq(k_slice, turn)} {{"):
+                self.register_accumulator_store(i, values, add=turn > 0)
+
+    def register_accumulator_store(self, i: int, values: list[str], add: bool) -> None:
+        em = self.em
+        info = self.plan.reg_accs[i]
+        buf = self.buffers[i]
+        m = self.plan.vtype(self.plan.value(info.mm)).shape[-2]
+        group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
+        wm, wn = info.wm, info.wn
+        for k in range(info.per_warp):
+            batch, m0, n0 = self.reg_tile_origin(info, k)
+            for a in range(wm):
+                for b in range(wn):
+                    acc = values[(k * wm + a) * wn + b]
+                    for half in range(2):
+                        row = em.add(em.add(m0, 16 * a + 8 * half), group)
+
+                        def store(row=row, acc=acc, half=half, b=b):
+                            for c in range(2):
+                                col = em.add(em.add(n0, 8 * b), em.add(em.mul(tig, 2), c))
+                                x = em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f")
+                                where = f"{buf.name}[{indices(em, batch + [row, col])}] : {buf.type}"
+                                if add:
+                                    x = em.fbin("addf", em.op(f"memref.load {where}", "l"), x)
+                                em.emit(f"memref.store {x}, {where}")
+
+                        if m % 16:
+                            with em.region(f"scf.if {em.cmp_lt(row, m)} {{"):
+                                store()
+                        else:
+                            store()
+        self.dirty.add(buf.name)

@@ -1,0 +1,141 @@
+"""Reductions (reduce ops, and accumulators with reduce_dim): an output row of 32 or more elements
+goes to a warp, whose lanes combine their partial results with `gpu.shuffle xor` (when a block has
+fewer rows than warps, several warps share each row and combine through a shared scratch); shorter
+rows go to one thread each. Lanes keep four independent partial results over long rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..mugraph import Node
+from ..opset import OPS
+from .emitter import Index
+from .plan import numel
+
+
+class ReductionEmitter:
+    """Reduction stages into a buffer or an accumulator."""
+
+    def reduce_stage(self, target: tuple, node: Node, x_v: int) -> None:
+        """A reduction over `reduce_dim`/`dim` of value x_v into a buffer or an accumulator."""
+        em = self.em
+        dim = node.attr("dim") if node.op in OPS else node.attr("reduce_dim")
+        x_shape = self.plan.vtype(x_v).shape
+        dim %= len(x_shape)
+        length = x_shape[dim]
+        out_shape = node.types[0].shape
+        is_max = node.op in ("reduce_max", "accum_max")
+        squares = node.op == "accum_rms"
+        acc_dtype = node.types[0].dtype
+        self.sync_for(self.reads_of(x_v) | self.target_reads(target))
+
+        def element(oidx: list[Index], j: Index, memo: dict) -> str:
+            index = list(oidx)
+            index[dim] = j
+            x = self.value_at(x_v, index, memo)
+            return em.round(em.fbin("mulf", x, x), acc_dtype) if squares else x
+
+        def combine(a: str, b: str) -> str:
+            return em.fbin("maximumf" if is_max else "addf", a, b)
+
+        identity = em.f32(-math.inf if is_max else 0.0)
+
+        def finish(oidx: list[Index], total: str, memo: dict) -> None:
+            if target[0] == "acc":
+                value = em.round(total, acc_dtype)
+                self.acc_update(target[1], oidx, value, memo)
+            else:
+                self.write(target, oidx, self.finish_total(node, em.round(total, acc_dtype), length), memo)
+
+        if length >= 32:
+            rows = numel(out_shape)
+            split = self.plan.warps_per_row(rows, length)
+            if split > 1:
+                return self.split_row_reduction(target, out_shape, length, split, element, combine, identity, finish)
+
+            def warp_body(o):
+                oidx = em.unflatten(o, out_shape)
+                total = self.lane_partial(lambda j: element(oidx, j, {}), self.lane, length, 32, combine, identity)
+                total = self.warp_allreduce(total, combine)
+                with em.region(f"scf.if {self.lane_zero} {{"):
+                    finish(oidx, total, {})
+
+            self.for_each(rows, warp_body, ids=self.warp, count=self.plan.warps)
+        else:
+            def thread_body(o):
+                oidx = em.unflatten(o, out_shape)
+                memo: dict = {}
+                total = None
+                for j in range(length):
+                    x = element(oidx, j, memo)
+                    total = x if total is None else combine(total, x)
+                finish(oidx, total, memo)
+
+            self.for_each(numel(out_shape), thread_body)
+        if target[0] == "buf":
+            self.dirty.add(self.buffers[target[1]].name)
+
+    def lane_partial(self, element, first: Index, length: int, stride: int, combine, identity: str) -> str:
+        """This lane's combination of elements first, first + stride, ... < length (`first` is below
+        `stride`): unrolled when every lane has the same few, else a loop carrying four independent
+        partial results where the count allows (one when lanes have different counts)."""
+        em = self.em
+        count = length // stride
+        even = length % stride == 0
+        if even and count <= 8:
+            return _tree([element(em.add(first, stride * q)) for q in range(count)], combine)
+        ways = 4 if even and count % 4 == 0 else 1
+        j, res = em.fresh("j"), em.fresh("r")
+        accs = [em.fresh("s") for _ in range(ways)]
+        types = ", ".join(["f32"] * ways)
+        with em.region(f"{res}:{ways} = scf.for {j} = {em.idx(first)} to {em.idx(length)} step {em.idx(stride * ways)} "
+                       f"iter_args({', '.join(f'{a} = {identity}' for a in accs)}) -> ({types}) {{"):
+            new = [combine(a, element(em.add(j, stride * w))) for w, a in enumerate(accs)]
+            em.emit(f"scf.yield {', '.join(new)} : {types}")
+        return _tree([f"{res}#{w}" for w in range(ways)], combine)
+
+    def warp_allreduce(self, value: str, combine) -> str:
+        em = self.em
+        for offset in (16, 8, 4, 2, 1):
+            other = em.fresh("sh")
+            em.emit(f"{other}, {em.fresh('ok')} = gpu.shuffle xor {value}, {em.i32(offset)}, {em.i32(32)} : f32")
+            value = combine(value, other)
+        return value
+
+    def split_row_reduction(self, target, out_shape, length: int, split: int, element, combine, identity: str,
+                            finish) -> None:
+        """`split` warps per row: each reduces a strided share of the row, lane 0 of each writes its
+        warp's result to the shared scratch, and after a barrier one thread per row combines them."""
+        em = self.em
+        rows = numel(out_shape)
+        scratch = self.plan.scratch
+        if scratch.name in self.scratch_reads:
+            self.barrier()  # the previous split reduction's combine still reads the scratch
+        row, share = em.div(self.warp, split), em.rem(self.warp, split)
+        with em.region(f"scf.if {em.cmp_lt(row, rows)} {{"):
+            oidx = em.unflatten(row, out_shape)
+            first = em.add(self.lane, em.mul(share, 32))
+            total = self.lane_partial(lambda j: element(oidx, j, {}), first, length, 32 * split, combine, identity)
+            total = self.warp_allreduce(total, combine)
+            with em.region(f"scf.if {self.lane_zero} {{"):
+                em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.warp)}] : {scratch.type}")
+        self.barrier()
+
+        def combine_row(r):
+            parts = [em.op(f"memref.load {scratch.name}[{em.idx(em.add(em.mul(r, split), w))}] : {scratch.type}", "l")
+                     for w in range(split)]
+            finish(em.unflatten(r, out_shape), _tree(parts, combine), {})
+
+        self.for_each(rows, combine_row)
+        self.scratch_reads = {scratch.name}
+        if target[0] == "buf":
+            self.dirty.add(self.buffers[target[1]].name)
+
+
+def _tree(values: list[str], combine) -> str:
+    """The values combined pairwise (independent operations, not a chain)."""
+    while len(values) > 1:
+        values = [combine(values[k], values[k + 1]) if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+    return values[0]

@@ -1,0 +1,558 @@
+"""The plan of one block graph's kernel: every decision the code generator takes before it writes any
+text, and the figures the cost model reads from them (`BlockPlan.figures`).
+
+Values and where they live:
+- input iterators, reductions, and values read by a matmul or by several ops are *buffers* in
+  dynamic shared memory (one `memref.view` each, in the value's own element type);
+- accumulators are f32 buffers in shared memory, each element updated by the same thread in every
+  iteration (so updates need no barrier), finalised (mean/rms) when read;
+- single-use elementwise ops and thread graphs are *inline*: recomputed in registers inside the
+  stage that consumes them (this is the thread-graph fusion);
+- a matmul whose one consumer chain is elementwise and ends in a buffer, an accumulator or a saver
+  is computed inside that stage (each thread a micro-tile, or each warp tensor-core tiles) and the
+  chain is applied as an epilogue.
+
+How the for-loop's tiles move: iterators that change every iteration go through a cp.async ring
+(`stages` iterations in flight) as deep as shared memory allows while two blocks still share an SM;
+the others are copied synchronously, their next iterations' tiles prefetched into loop-carried
+registers. Loop-invariant iterators (fmap = -1) are copied once, before the loop.
+
+Matmuls whose operands are f16 or bf16 buffers (K % 16, N % 8) run on tensor cores (mma.sync
+m16n8k16); an f32 accum_sum of such a matmul is carried in registers across the loop when its warp
+tiles split evenly over the warps (K sliced across warps when there are fewer tiles than warps).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from ..mugraph import Graph, Node, TensorType
+from ..opset import ACCUMULATORS, OPS
+from .emitter import BYTES, STORAGE_TYPES, memref_type
+
+CODEGEN_VERSION = 4  # raise when generated kernels (and so the cost model's figures) change
+MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
+SHARED_ALIGN = 16
+UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
+COPY_UNROLL = 16  # most chunks per thread a tile copy unrolls (issuing all its loads before its stores)
+PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for coming iterations
+PREFETCH_DEPTH = 4  # most iterations loaded ahead
+# deepest cp.async ring for the for-loop's iterator tiles (MIRAGE_MAX_STAGES: for experiments)
+MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
+TWO_BLOCKS_BYTES = 113 * 1024  # shared memory per block that still lets two blocks share an SM
+MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
+
+
+class LoweringError(Exception):
+    """The graph cannot be lowered; `path` locates the node (as graph_verify's paths do)."""
+
+    def __init__(self, message: str, path: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.path = tuple(path)
+
+
+@dataclass
+class Buffer:
+    name: str  # SSA name of the memref view
+    shape: tuple[int, ...]  # the value's (logical) shape; indices are always logical
+    dtype: str
+    offset: int
+    pad: int = 0  # extra elements at the end of each row (bank-conflict-free tensor-core fragments)
+    stages: int = 1  # copies side by side: a ring that asynchronous copies fill ahead of the loop
+
+    @property
+    def stage_bytes(self) -> int:
+        return -(-self.nbytes // SHARED_ALIGN) * SHARED_ALIGN
+
+    @property
+    def storage_shape(self) -> tuple[int, ...]:
+        return self.shape[:-1] + (self.shape[-1] + self.pad,)
+
+    @property
+    def type(self) -> str:
+        return memref_type(self.storage_shape, self.dtype, "workgroup")
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.storage_shape) * BYTES[self.dtype]
+
+
+@dataclass(frozen=True)
+class PlanFigures:
+    """A block kernel's memory pipeline as the generator plans it (per block; bytes of tiles)."""
+
+    smem: int  # dynamic shared memory
+    threads: int
+    loop: int  # for-loop trip count
+    stages: int  # cp.async ring depth (1: no ring)
+    prefetch_depth: int  # iterations of synchronously copied tiles loaded ahead into registers
+    ring_bytes: int  # per iteration, through the cp.async ring
+    sync_bytes: int  # per iteration, copied through registers (loads, then stores)
+    sync_inflight: int  # of those, in flight at once (prefetched iterations included)
+    pre_round_trips: int  # memory latencies the copies of loop-invariant tiles wait, one after another
+    tensor_core_matmuls: frozenset  # node indices of the matmuls on tensor cores
+    mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
+    tile_rows: tuple  # per input iterator: (bytes a block loads in all, contiguous bytes per tile row)
+
+    @property
+    def inflight(self) -> int:
+        """Loop-tile bytes a block has in flight while it runs the loop."""
+        return (self.stages - 1) * self.ring_bytes + self.sync_inflight
+
+
+@dataclass(frozen=True)
+class CopyGeometry:
+    """How iterator `i`'s tile (of kernel input `tensor`) is copied: `width`-element vectors (16 bytes
+    where alignment allows)."""
+
+    i: int
+    tensor: int
+    shape: tuple[int, ...]
+    dtype: str
+    whole: TensorType  # the kernel input
+    width: int
+
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        return self.shape[:-1] + (self.shape[-1] // self.width,)
+
+    @property
+    def n_chunks(self) -> int:
+        return numel(self.shape) // self.width
+
+    @property
+    def gmem(self) -> str:
+        return memref_type(self.whole.shape, self.whole.dtype)
+
+    @property
+    def vec(self) -> str:
+        return f"vector<{self.width}x{self.dtype}>" if self.width > 1 else self.dtype
+
+    @property
+    def align(self) -> int:
+        return self.width * BYTES[self.dtype]
+
+
+@dataclass(frozen=True)
+class RegisterAccumulator:
+    """An accumulator carried in registers across the for-loop: matmul `mm`'s warp tiles of wm x wn
+    mma tiles (`tiles`: their grid), `per_warp` of them per warp, K split into `kslices` slices."""
+
+    mm: int
+    wm: int
+    wn: int
+    tiles: tuple[int, ...]
+    per_warp: int
+    kslices: int
+
+    @property
+    def count(self) -> int:
+        """vector<2x2xf32> registers per thread."""
+        return self.per_warp * self.wm * self.wn
+
+
+def numel(shape) -> int:
+    return math.prod(shape)
+
+
+def vector_width(dtype: str, *dims: int) -> int:
+    """The widest vector (at most 16 bytes) whose length divides every dim."""
+    width = 16 // BYTES[dtype]
+    while width > 1 and any(d % width for d in dims):
+        width //= 2
+    return width
+
+
+class BlockPlan:
+    """The decisions for block graph `graph`: node kinds, buffers and their shared-memory layout,
+    phases, the cp.async ring, tensor-core matmuls and their warp tiling, register accumulators."""
+
+    def __init__(self, graph: Graph, path: tuple[int, ...] = (), use_mma: bool = True, prefetch: bool = True,
+                 pipeline: bool = True):
+        self.use_mma = use_mma
+        self.prefetch = prefetch
+        self.g = graph
+        self.path = path
+        bx, by, bz = graph.block_dim
+        if by != 1 or bz != 1 or bx % 32 or not 32 <= bx <= 1024:
+            raise LoweringError(f"block_dim {graph.block_dim} is not supported (need (32k,1,1), k <= 32)", path)
+        self.threads = bx
+        self.warps = bx // 32
+        self.loop = graph.forloop_range
+        self.n_in = len(graph.inputs)
+        self.types = graph.value_types
+        self.node_of = {v: i for v, (i, _) in graph.producers.items()}
+        self.consumers: dict[int, list[int]] = {}
+        for i, node in enumerate(graph.nodes):
+            for v in node.inputs:
+                self.consumers.setdefault(v, []).append(i)
+        for i, node in enumerate(graph.nodes):
+            if len(node.types) != 1:
+                raise LoweringError(f"'{node.op}' with {len(node.types)} results is not supported", path + (i,))
+            for t in node.types:
+                if t.dtype not in STORAGE_TYPES or not t.is_static():
+                    raise LoweringError(f"'{node.op}' has type {t}: static f16/bf16/f32 tensors only", path + (i,))
+        for t in graph.inputs:
+            if t.dtype not in STORAGE_TYPES or not t.is_static():
+                raise LoweringError(f"kernel tensor of type {t}: static f16/bf16/f32 tensors only", path)
+        self.kind = [self._kind(i, n) for i, n in enumerate(graph.nodes)]
+        self.buffered = [self._initially_buffered(i) for i in range(len(graph.nodes))]
+        for i, k in enumerate(self.kind):
+            if k == "matmul" and not self.buffered[i] and not self._matmul_chain_ok(i):
+                self.buffered[i] = True
+        self.invariant = self._invariants()
+        self.phase = [self._phase_of(i) for i in range(len(graph.nodes))]
+        self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
+        self.stages = 1
+        if pipeline:
+            self._choose_stages()
+        # node index -> buffer (iterators, buffered values, accumulators); accum_rescaled_sum's running max
+        self.buffers, self.max_buffers, self.shared_bytes = self._allocate(self.stages)
+        # split-row reductions' per-warp results, after everything else
+        self.scratch = (Buffer("%scratch", (self.warps,), "f32", self.shared_bytes) if self.splits_rows() else None)
+        if self.scratch is not None:
+            self.shared_bytes += self.scratch.stage_bytes
+        self.reg_accs = self._register_accumulators()
+
+    # -- values ----------------------------------------------------------------------------------
+    def value(self, i: int) -> int:
+        return self.g.first_result[i]
+
+    def vtype(self, v: int) -> TensorType:
+        return self.types[v]
+
+    def _kind(self, i: int, node: Node) -> str:
+        op = node.op
+        if op == "input_iterator":
+            return "iter"
+        if op == "output_saver":
+            return "saver"
+        if op in ACCUMULATORS:
+            reduce_dim = node.attr("reduce_dim", -1)
+            if self.loop == 1:
+                return "acc_id" if reduce_dim == -1 else "acc_reduce1"
+            return "acc"
+        if op == "thread_graph":
+            return "ew"
+        if op not in OPS or op == "rms_norm":
+            raise LoweringError(f"'{op}' cannot appear in a block graph", self.path + (i,))
+        category = OPS[op].category
+        if category in ("unary", "binary"):
+            return "ew"
+        return {"reduce": "reduce", "matmul": "matmul"}[category]
+
+    def _initially_buffered(self, i: int) -> bool:
+        kind = self.kind[i]
+        if kind in ("iter", "reduce", "acc_reduce1"):
+            return True
+        if kind in ("ew", "acc_id", "matmul"):
+            users = self.consumers.get(self.value(i), [])
+            return len(users) != 1 or self.kind[users[0]] == "matmul"
+        return False  # acc (own buffer), saver
+
+    def _matmul_chain_ok(self, i: int) -> bool:
+        """A matmul can be computed inside the stage its single-consumer elementwise chain ends in."""
+        shape = self.vtype(self.value(i)).shape
+        cur = i
+        while True:
+            (c,) = self.consumers[self.value(cur)]
+            kind, node = self.kind[c], self.g.nodes[c]
+            if kind in ("ew", "acc_id"):
+                if self.vtype(self.value(c)).shape != shape:
+                    return False
+                if self.buffered[c]:
+                    return True
+                cur = c
+                continue
+            if kind == "acc":
+                return (node.attr("reduce_dim", -1) == -1 and node.op != "accum_rescaled_sum"
+                        and node.inputs[0] == self.value(cur))
+            return kind == "saver"
+
+    def _invariants(self) -> set[int]:
+        """Node indices whose values are the same in every loop iteration."""
+        inv: set[int] = set()
+        for i, node in enumerate(self.g.nodes):
+            if self.kind[i] == "iter":
+                if node.attr("fmap") == -1 or self.loop == 1:
+                    inv.add(i)
+            elif self.kind[i] not in ("acc", "saver") and all(
+                    v >= self.n_in and self.node_of[v] in inv for v in node.inputs):
+                inv.add(i)
+        return inv
+
+    def _phase_of(self, i: int) -> str:
+        """"pre" (before the for-loop), "loop" or "post"."""
+        if self.loop == 1:
+            return "pre"
+        if i in self.g.after_loop or self.kind[i] == "saver":
+            return "post"
+        if self.kind[i] == "acc":
+            return "loop"
+        return "pre" if i in self.invariant else "loop"
+
+    def is_buffer(self, i: int) -> bool:
+        return self.buffered[i] or self.kind[i] == "acc"
+
+    def inline_matmuls(self, v: int, root: bool = True) -> list[int]:
+        """Matmul node indices computed inside the stage whose root value is v."""
+        if v < self.n_in:
+            return []
+        i = self.node_of[v]
+        if self.kind[i] == "matmul" and (root or not self.buffered[i]):
+            return [i]
+        if self.is_buffer(i) and not root:
+            return []
+        if self.kind[i] in ("ew", "acc_id"):
+            out = []
+            for a in self.g.nodes[i].inputs:
+                out += self.inline_matmuls(a, root=False)
+            return out
+        return []
+
+    # -- shared memory ---------------------------------------------------------------------------
+    def _async_chunk_ok(self, i: int) -> bool:
+        """Iterator i's tile can be copied by cp.async: chunks of 4, 8 or 16 bytes."""
+        tile, whole = self.g.nodes[i].types[0], self.vtype(self.g.nodes[i].inputs[0])
+        return vector_width(tile.dtype, tile.shape[-1], whole.shape[-1]) * BYTES[tile.dtype] >= 4
+
+    def _choose_stages(self) -> None:
+        """The cp.async ring's depth: the deepest (at most MAX_STAGES, at most the loop's trip count)
+        that still lets two blocks share an SM, else the deepest that fits at all, else none."""
+        if self.loop == 1:
+            return
+        self.ring = [i for i, k in enumerate(self.kind)
+                     if k == "iter" and i not in self.invariant and self._async_chunk_ok(i)]
+        best = 1
+        for stages in range(min(MAX_STAGES, self.loop), 1, -1):
+            size = self._allocate(stages)[2]
+            if size <= TWO_BLOCKS_BYTES:
+                best = stages
+                break
+            if size <= MAX_SHARED_BYTES and best == 1:
+                best = stages
+        self.stages = best
+        if best == 1:
+            self.ring = []
+
+    def _allocate(self, stages: int) -> tuple[dict[int, Buffer], dict[int, Buffer], int]:
+        """The shared-memory layout with the ring `stages` deep: (buffers, running-max buffers, bytes)."""
+        offset = 0
+
+        def new(shape, dtype, hint, pad=0, stages=1) -> Buffer:
+            nonlocal offset
+            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages)
+            offset += buf.stage_bytes * stages
+            return buf
+
+        padded = set()
+        for i, kind in enumerate(self.kind):
+            if kind == "matmul" and self.mma_eligible(i):
+                padded |= {self.node_of[v] for v in self.g.nodes[i].inputs}
+
+        buffers, max_buffers = {}, {}
+        for i, node in enumerate(self.g.nodes):
+            t = node.types[0]
+            if self.kind[i] == "acc":
+                buffers[i] = new(t.shape, "f32", f"acc{i}")
+                if node.op == "accum_rescaled_sum":
+                    max_buffers[i] = new(t.shape, "f32", f"accmax{i}")
+            elif self.buffered[i]:
+                hint = "tile" if self.kind[i] == "iter" else "buf"
+                buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0,
+                                 stages if i in self.ring else 1)
+        return buffers, max_buffers, offset
+
+    def warps_per_row(self, rows: int, length: int) -> int:
+        """Warps that share one row of a reduction: all of them when rows are fewer than warps
+        (a single warp would run the whole row's loads one after the other), else one."""
+        split = 1
+        while rows * split * 2 <= self.warps and length % (32 * split * 2) == 0 and length // (32 * split * 2) >= 2:
+            split *= 2
+        return split
+
+    def splits_rows(self) -> bool:
+        """Some reduction of this kernel shares its rows among several warps (it needs the scratch)."""
+        for node in self.g.nodes:
+            if node.op in ("reduce_sum", "reduce_mean", "reduce_max") or (
+                    node.op in ACCUMULATORS and node.attr("reduce_dim", -1) != -1):
+                x_shape = self.vtype(node.inputs[0]).shape
+                dim = (node.attr("dim") if node.op in OPS else node.attr("reduce_dim")) % len(x_shape)
+                if x_shape[dim] >= 32 and self.warps_per_row(numel(node.types[0].shape), x_shape[dim]) > 1:
+                    return True
+        return False
+
+    def check_shared_memory(self) -> None:
+        if self.shared_bytes > MAX_SHARED_BYTES:
+            raise LoweringError(f"the block graph needs {self.shared_bytes} bytes of shared memory for its tiles, "
+                                f"buffers and accumulators (at most {MAX_SHARED_BYTES} per block); smaller tiles "
+                                f"(a larger grid or for-loop) would fit", self.path)
+
+    # -- copies ----------------------------------------------------------------------------------
+    def copy_geometry(self, i: int) -> CopyGeometry:
+        buf = self.buffers[i]
+        tensor = self.g.nodes[i].inputs[0]
+        whole = self.vtype(tensor)
+        width = vector_width(buf.dtype, buf.shape[-1], whole.shape[-1])
+        return CopyGeometry(i, tensor, buf.shape, buf.dtype, whole, width)
+
+    def chunks_per_thread(self, geo: CopyGeometry) -> int:
+        return -(-geo.n_chunks // self.threads)
+
+    def loop_copies(self) -> list[CopyGeometry]:
+        """The for-loop's iterators copied synchronously (not through the ring)."""
+        return [self.copy_geometry(i) for i, k in enumerate(self.kind)
+                if k == "iter" and self.phase[i] == "loop" and i not in self.ring]
+
+    def prefetch_depth(self, geos: list[CopyGeometry]) -> int:
+        """Iterations whose synchronously copied tiles are loaded ahead into loop-carried registers."""
+        slots = sum(self.chunks_per_thread(geo) for geo in geos)
+        if not (self.prefetch and geos and all(self.chunks_per_thread(geo) <= COPY_UNROLL for geo in geos)):
+            return 0
+        return max((d for d in range(1, PREFETCH_DEPTH + 1) if d * slots <= PREFETCH_SLOTS and d < self.loop),
+                   default=0)
+
+    def contiguous_bytes(self, i: int) -> int:
+        """Bytes of iterator i's tile that lie side by side in memory (a row, or several whole rows)."""
+        tile, whole = self.g.nodes[i].types[0].shape, self.vtype(self.g.nodes[i].inputs[0]).shape
+        run = BYTES[self.g.nodes[i].types[0].dtype]
+        for t, w in zip(reversed(tile), reversed(whole)):
+            run *= t
+            if t != w:
+                break
+        return run
+
+    # -- matmuls ---------------------------------------------------------------------------------
+    def mma_eligible(self, i: int) -> bool:
+        """Matmul node i runs on tensor cores (mma.sync m16n8k16, f16 or bf16 operands, f32
+        accumulation): both operands buffers in shared memory of one of those types, K a multiple
+        of 16 and N of 8."""
+        if not self.use_mma:
+            return False
+        node = self.g.nodes[i]
+        a, b = node.inputs
+        if a < self.n_in or b < self.n_in:
+            return False
+        for v in (a, b):
+            j = self.node_of[v]
+            if not self.buffered[j] or self.kind[j] == "acc" or self.vtype(v).dtype not in ("f16", "bf16"):
+                return False
+        if self.vtype(a).dtype != self.vtype(b).dtype:
+            return False
+        k, n = self.vtype(a).shape[-1], self.vtype(b).shape[-1]
+        return k % 16 == 0 and n % 8 == 0
+
+    def pick_microtile(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(tm, tn): each thread computes tm x tn outputs of a CUDA-core matmul; enough for every thread."""
+        batch, m, n = numel(shape[:-2]), shape[-2], shape[-1]
+        best = (1, 1)
+        for tm, tn in ((4, 4), (2, 4), (4, 2), (1, 4), (2, 2), (4, 1), (1, 2), (2, 1)):
+            if m % tm or n % tn:
+                continue
+            if batch * (m // tm) * (n // tn) >= self.threads and tm * tn > best[0] * best[1]:
+                best = (tm, tn)
+        return best
+
+    def pick_warp_tile(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(wm, wn): each warp computes wm x wn mma tiles of 16 x 8; enough tiles for every warp."""
+        batch, mt, nt = numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
+        best = (1, 1)
+        for wm, wn in ((2, 4), (4, 2), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1)):
+            if mt % wm or nt % wn:
+                continue
+            if batch * (mt // wm) * (nt // wn) >= self.warps and wm * wn > best[0] * best[1]:
+                best = (wm, wn)
+        return best
+
+    def split_warp_tiles(self, shape: tuple[int, ...], k_dim: int):
+        """How the warps share a loop-carried tensor-core matmul: (wm, wn, tiles, kslices). Each warp
+        owns wm x wn mma tiles (independent accumulators: the larger, the more mma in flight); when
+        there are fewer warp tiles than warps, `kslices` warps share a tile, each taking a slice of
+        K, and their partial sums are added once, after the loop. None: no even split."""
+        batch, mt, nt = numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
+        for wm, wn in ((2, 4), (4, 2), (1, 8), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1), (1, 1)):
+            if mt % wm or nt % wn:
+                continue
+            n_tiles = batch * (mt // wm) * (nt // wn)
+            tiles = shape[:-2] + (mt // wm, nt // wn)
+            if n_tiles % self.warps == 0 and n_tiles // self.warps <= UNROLL:
+                return wm, wn, tiles, 1
+            if self.warps % n_tiles == 0 and k_dim % (16 * (self.warps // n_tiles)) == 0:
+                return wm, wn, tiles, self.warps // n_tiles
+        return None
+
+    def _register_accumulators(self) -> dict[int, RegisterAccumulator]:
+        """Accumulators kept in registers across the for-loop: an f32 accum_sum of a tensor-core
+        matmul (f32) whose warp tiles split evenly over the warps. The loop carries the mma
+        accumulators (the K loop simply continues from one iteration to the next); the totals are
+        written to the accumulator's buffer once, after the loop."""
+        out = {}
+        for i, node in enumerate(self.g.nodes):
+            if self.kind[i] != "acc" or self.phase[i] != "loop" or node.op != "accum_sum":
+                continue
+            if node.attr("reduce_dim", -1) != -1 or node.types[0].dtype != "f32":
+                continue
+            v = node.inputs[0]
+            if v < self.n_in:
+                continue
+            mm = self.node_of[v]
+            if self.kind[mm] != "matmul" or self.buffered[mm] or not self.mma_eligible(mm):
+                continue
+            if self.g.nodes[mm].types[0].dtype != "f32":
+                continue
+            split = self.split_warp_tiles(self.vtype(v).shape, self.vtype(self.g.nodes[mm].inputs[0]).shape[-1])
+            if split is None:
+                continue
+            wm, wn, tiles, kslices = split
+            out[i] = RegisterAccumulator(mm, wm, wn, tiles, numel(tiles) * kslices // self.warps, kslices)
+        return out
+
+    # -- what the cost model reads ---------------------------------------------------------------
+    def figures(self) -> PlanFigures:
+        """What the cost model needs to know of this kernel's memory pipeline."""
+        loop_iters = [i for i, k in enumerate(self.kind) if k == "iter" and self.phase[i] == "loop"]
+        geos = self.loop_copies()
+        sync = [geo.i for geo in geos]
+        depth = self.prefetch_depth(geos) if self.loop > 1 else 0
+        tile_bytes = {i: numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype]
+                      for i, k in enumerate(self.kind) if k == "iter"}
+        sync_bytes = sum(tile_bytes[i] for i in sync)
+        # a synchronous copy issues all of a thread's loads before its stores when it unrolls them
+        sync_inflight = sum(tile_bytes[geo.i] if self.chunks_per_thread(geo) <= COPY_UNROLL
+                            else geo.align * self.threads for geo in geos)
+        # loop-invariant tiles are copied one after the other before the loop: each copy waits for
+        # its loads, all at once when a thread's share is unrolled, else one 16-byte chunk at a time
+        pre_round_trips = 0
+        for i, k in enumerate(self.kind):
+            if k == "iter" and i not in loop_iters:
+                geo = self.copy_geometry(i)
+                per_thread = self.chunks_per_thread(geo)
+                unrolled = geo.n_chunks % self.threads == 0 and per_thread <= COPY_UNROLL
+                pre_round_trips += 1 if unrolled else per_thread
+        return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
+                           sum(tile_bytes[i] for i in self.ring), sync_bytes,
+                           sync_bytes * depth if depth else sync_inflight, pre_round_trips,
+                           frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
+                           self.mma_chain(),
+                           tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
+                                 for i in tile_bytes))
+
+    def mma_chain(self) -> int:
+        """Dependent mma.sync steps per warp and loop iteration, over the tensor-core matmuls."""
+        by_matmul = {info.mm: info for info in self.reg_accs.values()}
+        chain = 0
+        for i, kind in enumerate(self.kind):
+            if kind != "matmul" or not self.mma_eligible(i) or self.phase[i] != ("loop" if self.loop > 1 else "pre"):
+                continue
+            k_dim = self.vtype(self.g.nodes[i].inputs[0]).shape[-1]
+            if i in by_matmul:
+                info = by_matmul[i]
+                chain += info.per_warp * k_dim // (16 * info.kslices)
+            else:
+                shape = self.vtype(self.value(i)).shape
+                wm, wn = self.pick_warp_tile(shape)
+                tiles = numel(shape[:-2]) * (-(-shape[-2] // 16) // wm) * ((shape[-1] // 8) // wn)
+                chain += -(-tiles // self.warps) * (k_dim // 16)
+        return chain

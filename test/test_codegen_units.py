@@ -1,0 +1,224 @@
+"""The GPU code generator in pieces: the planner's decisions (mirage_mlir.lowering.plan) and each
+emitter's text, on small block graphs, without lowering whole programs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mirage_mlir import plans
+from mirage_mlir.builder import BlockBuilder
+from mirage_mlir.lowering import plan
+from mirage_mlir.lowering.blockgen import BlockKernelGen
+from mirage_mlir.mugraph import TensorType
+from mirage_mlir.plans import benchmark_inputs
+
+NO_MAP = (-1, -1, -1)
+
+
+def matmul_body(m: int, k: int, n: int, dtype: str, threads: int = 128):
+    """One block: x (m x k) @ w (k x n), saved."""
+    inputs = [TensorType((m, k), dtype), TensorType((k, n), dtype)]
+    bb = BlockBuilder(inputs, (1, 1, 1), 1, (threads, 1, 1))
+    x, w = bb.iterator(0, NO_MAP, -1), bb.iterator(1, NO_MAP, -1)
+    return bb.finish([bb.save(bb.op("matmul", x, w, dtype=dtype), NO_MAP)])
+
+
+def row_body(shape: tuple[int, int], dtype: str, op: str, **attrs):
+    """One block: `op` of a whole input tile, saved."""
+    bb = BlockBuilder([TensorType(shape, dtype)], (1, 1, 1), 1)
+    x = bb.iterator(0, NO_MAP, -1)
+    return bb.finish([bb.save(bb.op(op, x, **attrs), NO_MAP)])
+
+
+def rmsnorm_linear_body(inputs, **tiles):
+    return plans.rmsnorm_linear(inputs, **tiles).nodes[0].body
+
+
+def started(body, **options) -> BlockKernelGen:
+    """A generator that has emitted its ids and views: ready for any one emitter."""
+    gen = BlockKernelGen(body, "k", **options)
+    gen.emit_entry()
+    return gen
+
+
+def emitted(gen: BlockKernelGen, emit) -> str:
+    """The lines `emit()` adds to the kernel body."""
+    start = len(gen.em.lines)
+    emit()
+    return "\n".join(gen.em.lines[start:])
+
+
+def node_index(body, op: str) -> int:
+    return next(i for i, node in enumerate(body.nodes) if node.op == op)
+
+
+# -- the planner -------------------------------------------------------------------------------------
+
+def test_loop_tiles_go_through_a_ring_as_deep_as_two_blocks_per_sm_allow():
+    body = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=64, k_tile=256)
+    p = plan.BlockPlan(body)
+    loop_iterators = [i for i, k in enumerate(p.kind) if k == "iter" and p.phase[i] == "loop"]
+    assert p.ring == loop_iterators and len(loop_iterators) == 2
+    assert p.stages == 2 < plan.MAX_STAGES
+    assert p.shared_bytes == p._allocate(2)[2] <= plan.TWO_BLOCKS_BYTES < p._allocate(3)[2]
+    assert all(p.buffers[i].stages == 2 for i in p.ring)
+
+
+def test_ring_is_the_deepest_that_fits_when_two_blocks_cannot_share_an_sm():
+    p = plan.BlockPlan(rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"), col_tile=128, k_tile=256))
+    assert p.stages == 3
+    assert plan.TWO_BLOCKS_BYTES < p.shared_bytes <= plan.MAX_SHARED_BYTES < p._allocate(4)[2]
+
+
+def test_no_ring_without_pipelining_or_with_max_stages_1(monkeypatch):
+    body = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"))
+    assert plan.BlockPlan(body).ring
+    assert not plan.BlockPlan(body, pipeline=False).ring
+    monkeypatch.setattr(plan, "MAX_STAGES", 1)
+    p = plan.BlockPlan(body)
+    assert p.stages == 1 and not p.ring and p.figures().prefetch_depth > 0  # registers instead
+
+
+@pytest.mark.parametrize("m,k,n,dtype,eligible", [
+    (16, 32, 16, "f16", True),
+    (16, 32, 16, "bf16", True),
+    (16, 24, 16, "f16", False),  # K % 16
+    (16, 32, 12, "f16", False),  # N % 8
+    (16, 32, 16, "f32", False),
+])
+def test_tensor_core_eligibility(m, k, n, dtype, eligible):
+    body = matmul_body(m, k, n, dtype)
+    mm = node_index(body, "matmul")
+    assert plan.BlockPlan(body).mma_eligible(mm) == eligible
+    assert not plan.BlockPlan(body, use_mma=False).mma_eligible(mm)
+    # tensor-core operand rows are padded against bank conflicts
+    assert plan.BlockPlan(body).buffers[0].pad == (plan.MMA_PAD if eligible else 0)
+
+
+def test_tensor_cores_need_both_operands_in_shared_memory():
+    inputs = [TensorType((16, 32), "f16"), TensorType((32, 16), "f16")]
+    bb = BlockBuilder(inputs, (1, 1, 1), 2)
+    x = bb.iterator(0, NO_MAP, -1)
+    w = bb.iterator(1, NO_MAP, -1)
+    total = bb.accum("accum_sum", w, dtype="f16")  # an accumulator: f32 in shared memory
+    body = bb.finish([bb.save(bb.op("matmul", x, total, dtype="f32"), NO_MAP)])
+    assert not plan.BlockPlan(body).mma_eligible(node_index(body, "matmul"))
+
+
+def test_warps_slice_k_when_there_are_fewer_warp_tiles_than_warps():
+    p = plan.BlockPlan(matmul_body(16, 128, 16, "f16", threads=256))  # 8 warps, two 16x8 tiles
+    wm, wn, tiles, kslices = p.split_warp_tiles((16, 16), 128)
+    assert kslices > 1 and tiles[0] * tiles[1] * kslices == p.warps and 128 % (16 * kslices) == 0
+    assert p.split_warp_tiles((128, 128), 128)[3] == 1  # enough tiles: each warp owns whole ones
+
+
+def test_loop_carried_tensor_core_sum_stays_in_registers():
+    body = rmsnorm_linear_body([TensorType((4, 512), "f16"), TensorType((512, 256), "f16")])
+    p = plan.BlockPlan(body)
+    (acc, info), = p.reg_accs.items()
+    assert p.g.nodes[acc].op == "accum_sum" and p.g.nodes[info.mm].op == "matmul"
+    assert info.count == info.per_warp * info.wm * info.wn
+    assert p.figures().mma_chain > 0
+
+
+# -- the emitters ------------------------------------------------------------------------------------
+
+def test_copies_use_cp_async_bypassing_l1_for_16_byte_chunks_and_read_nothing_past_the_end():
+    body = rmsnorm_linear_body([TensorType((4, 256), "f16"), TensorType((256, 16), "f16")], col_tile=4)
+    gen = started(body)
+    assert gen.plan.ring
+    first = emitted(gen, lambda: gen.async_copy_stage(0, 0))
+    x_copies = [line for line in first.splitlines() if "device_async_copy %arg0" in line]
+    w_copies = [line for line in first.splitlines() if "device_async_copy %arg1" in line]
+    assert x_copies and all(line.endswith(", 8 {bypassL1} : memref<4x256xf16> to memref<4x64xf16, "
+                                          "#gpu.address_space<workgroup>>") for line in x_copies)
+    assert w_copies and all(", 4 : memref<256x16xf16>" in line and "bypassL1" not in line for line in w_copies)
+    assert "arith.select" not in first and "nvgpu.device_async_create_group" in first
+
+    refill = emitted(gen, lambda: gen.async_copy_stage("%it", 1, live="%live"))
+    size = re.search(r"(%\w+) = arith.select %live, %c8, %c0 : index", refill).group(1)
+    assert re.search(rf"device_async_copy %arg0\[.*\], 8, {size} {{bypassL1}}", refill)
+
+
+def test_ring_views_are_the_generators_own():
+    body = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"))
+    gen = BlockKernelGen(body, "k")
+    gen.generate(list(body.inputs), [body.value_types[v] for v in body.outputs])
+    for i in gen.plan.ring:
+        assert gen.plan.buffers[i].name == f"%tile{i}" and gen.buffers[i].name.startswith("%ring")
+
+
+def test_register_prefetch_carries_the_next_tiles():
+    gen = started(rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16")), pipeline=False)
+    geos = gen.plan.loop_copies()
+    loads = emitted(gen, lambda: gen.prefetch_loads(geos))
+    assert loads.count("vector.load %arg") == sum(len(gen.copy_slots(geo)) for geo in geos)
+    stores = emitted(gen, lambda: gen.prefetch_stores(geos, [f"%v{k}" for k in range(loads.count("vector.load"))]))
+    assert "vector.store %v0, %tile" in stores and {gen.buffers[geo.i].name for geo in geos} <= gen.dirty
+
+
+@pytest.mark.parametrize("dtype,op,other", [("f16", "nvgpu.mma.sync", "nvvm.mma.sync"),
+                                            ("bf16", "nvvm.mma.sync", "nvgpu.mma.sync")])
+def test_mma_sync_form_per_element_type(dtype, op, other):
+    gen = started(matmul_body(16, 32, 16, dtype))
+    text = emitted(gen, lambda: gen.mma_sync("%a", "%b", "%c", dtype))
+    assert op in text and other not in text
+    if dtype == "bf16":  # operands packed two to an i32, the PTX register form
+        assert text.count("vector.bitcast") == 6 and "#nvvm.mma_type<bf16>" in text
+
+
+@pytest.mark.parametrize("dtype,tensor_cores", [("f16", True), ("bf16", True), ("f32", False)])
+def test_matmul_stage_uses_tensor_cores_where_eligible(dtype, tensor_cores):
+    body = matmul_body(16, 32, 16, dtype)
+    gen = started(body)
+    saver = node_index(body, "output_saver")
+    text = emitted(gen, lambda: gen.compute_stage(("saver", saver), body.nodes[saver].inputs[0]))
+    assert ("nvgpu.ldmatrix" in text) == tensor_cores and ("mma.sync" in text) == tensor_cores
+    assert ("math.fma" in text) != tensor_cores  # CUDA cores: a K loop of fused multiply-adds
+
+
+@pytest.mark.parametrize("length,shuffles", [(64, 5), (32, 5), (16, 0)])
+def test_reduction_shuffles_rows_of_at_least_32(length, shuffles):
+    body = row_body((4, length), "f32", "reduce_sum", dim=1)
+    gen = started(body)
+    i = node_index(body, "reduce_sum")
+    text = emitted(gen, lambda: gen.reduce_stage(("buf", i), body.nodes[i], body.nodes[i].inputs[0]))
+    assert text.count("gpu.shuffle xor") == shuffles
+    assert [int(o) for o in re.findall(r"gpu.shuffle xor %\w+, %c(\d+)_i32", text)] == [16, 8, 4, 2, 1][:shuffles]
+    assert "memref.store" in text and gen.buffers[i].name in gen.dirty
+
+
+@pytest.mark.parametrize("cols,store", [(64, "vector<8xf16>"), (12, "vector<4xf16>"), (3, None)])
+def test_savers_store_up_to_16_bytes_where_alignment_allows(cols, store):
+    body = row_body((4, cols), "f16", "exp")
+    gen = started(body)
+    saver = node_index(body, "output_saver")
+    text = emitted(gen, lambda: gen.saver_stage(saver, body.nodes[saver].inputs[0]))
+    if store is None:
+        assert "vector.store" not in text and "memref.store" in text
+    else:
+        width = int(store[len("vector<"):].split("x")[0])
+        assert f"{{alignment = {2 * width}}} : memref<4x{cols}xf16>, {store}" in text
+
+
+def test_inline_elementwise_chain_is_computed_in_the_consuming_stage():
+    bb = BlockBuilder([TensorType((4, 32), "f32")], (1, 1, 1), 1)
+    x = bb.iterator(0, NO_MAP, -1)
+    body = bb.finish([bb.save(bb.op("mul_scalar", bb.op("exp", x), scalar=2.0), NO_MAP)])
+    gen = started(body)
+    assert [gen.plan.buffered[node_index(body, op)] for op in ("exp", "mul_scalar")] == [False, False]
+    root = body.nodes[node_index(body, "output_saver")].inputs[0]
+    text = emitted(gen, lambda: gen.value_at(root, [0, 0], {}))
+    assert re.search(r"memref.load %tile0.*\n.*math.exp.*\n.*arith.mulf", text)
+
+
+def test_accumulators_start_at_their_identity():
+    bb = BlockBuilder([TensorType((4, 64), "f32")], (1, 1, 1), 2)
+    x = bb.iterator(0, NO_MAP, 1)
+    body = bb.finish([bb.save(bb.accum("accum_max", x), NO_MAP)])
+    gen = started(body)
+    text = emitted(gen, gen.init_accumulators)
+    acc = node_index(body, "accum_max")
+    assert f"memref.store %cst_ff800000, {gen.buffers[acc].name}" in text  # -inf
