@@ -11,10 +11,12 @@ For each program of ../shared/BENCHMARKS.md, bs 1 and 8, writes with mirage-comp
   DIR/<program>_bs<bs>_f16_c<C>_k<K>_t<T>/ with --sweep: the weight-streaming plans (rmsnorm_linear,
                                            gated_mlp) at column tile C, K tile K, T threads, to
                                            check the cost model's ranking against the clock
+  DIR/<program>_bs<bs>_f16_sk_.../         with --split-k (or --sweep): plans.VARIANTS, K split
+                                           across blocks then combined, SwiGLU + down
 for dtype f16 and f32 (from the examples), and bf16 (the published plan on bf16 arguments: no bf16
 torch-mlir files exist), then DIR/index.json for benchmarks/check_gpu.py and benchmarks/gpu.py.
 
-  python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90] [--no-searched] [--sweep]
+  python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90] [--no-searched] [--sweep] [--split-k]
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main() -> int:
     p.add_argument("--search-options", default="time-budget=20 workers=2")
     p.add_argument("--dtypes", nargs="*", default=["f16", "f32", "bf16"])
     p.add_argument("--sweep", action="store_true", help="add the tile sweeps of the weight-streaming plans")
+    p.add_argument("--split-k", action="store_true", help="add the split-K plans (plans.VARIANTS)")
     p.add_argument("--tiles", nargs="*", default=None, help="only these sweep variants (c<C>_k<K>_t<T>)")
     p.add_argument("--stages", nargs="*", type=int, default=[],
                    help="sweeps also at these cp.async ring depths (MIRAGE_MAX_STAGES), named ..._s<N>")
@@ -106,7 +109,7 @@ def main() -> int:
                     variants["converted"] = ["--no-search"]
                     if dtype == "f16" and not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
-                    if dtype == "f16" and args.sweep:
+                    if dtype == "f16" and (args.sweep or args.split_k):
                         for spec in SPLIT_K.get(name, []):
                             variants[variant_name(spec)] = ["--plan", spec]
                     if dtype == "f16" and args.sweep and name in SWEEPS:
