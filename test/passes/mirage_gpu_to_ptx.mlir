@@ -10,7 +10,7 @@
 // CHECK: gpu.binary @main_kernels [#gpu.object<#nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">
 // CHECK-SAME: .target sm_90
 // CHECK-SAME: .extern .shared .align 16 .b8 __dynamic_shmem__0[]
-// CHECK-SAME: ld.global.v4.b32
+// CHECK-SAME: cp.async.cg.shared.global
 // CHECK-SAME: bar.sync
 // CHECK: func.func @main(
 // CHECK: gpu.launch_func @main_kernels::@main_k0
@@ -20,14 +20,15 @@
 // SM80-SAME: .target sm_80
 
 // The PTX file mirage-compile writes: one entry per kernel, dynamic shared memory declared extern (not
-// demoted to a one-byte static variable), 128-bit global loads and stores, tensor-core MMAs, warp shuffles.
+// demoted to a one-byte static variable), 16-byte asynchronous copies and global stores, tensor-core MMAs,
+// warp shuffles.
 // PTX: .version 8.0
 // PTX: .target sm_90
 // PTX: .extern .shared .align 16 .b8 __dynamic_shmem__0[];
 // PTX: .visible .entry main_k0(
 // PTX: .maxntid 128, 1, 1
-// PTX-DAG: ld.global.v4.b32
-// PTX-DAG: st.shared.v4.b32
+// PTX-DAG: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16
+// PTX-DAG: cp.async.wait_group
 // PTX-DAG: bar.sync 0;
 // PTX-DAG: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
 // PTX-DAG: shfl.sync.bfly.b32

@@ -15,15 +15,18 @@
 // CHECK-DAG: memref.view {{.*}} to memref<4x1xf32, #gpu.address_space<workgroup>>
 // Tensor-core operand tiles get rows padded by 8 halves (no bank conflicts on fragment loads).
 // CHECK-DAG: memref.view {{.*}} to memref<64x72xf16, #gpu.address_space<workgroup>>
+// A cp.async ring (4 stages: the loop's 4 iterations): the tiles of the first 3 iterations are copied
+// global -> shared (16 bytes each, L1 bypassed) before the loop, one commit group per iteration.
+// CHECK: nvgpu.device_async_copy %[[X]][{{.*}}], {{.*}}, 8 {bypassL1} : memref<4x256xf16> to memref<4x72xf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_copy %[[W]][{{.*}}], {{.*}}, 8 {bypassL1} : memref<256x128xf16> to memref<64x72xf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_create_group
 // CHECK: gpu.barrier
-// Software pipelining: the tiles of the first iterations are loaded (128-bit loads) before the loop
-// and carried in registers; each iteration stores the oldest set to shared memory and loads the next.
-// CHECK: vector.load %[[X]][{{.*}}] {alignment = 16 : i64} : memref<4x256xf16>, vector<8xf16>
-// CHECK: vector.load %[[W]][{{.*}}] {alignment = 16 : i64} : memref<256x128xf16>, vector<8xf16>
-// CHECK: scf.for %[[IT:.*]] = %c0 to %c4 step %c1 iter_args({{.*}}) -> (vector<8xf16>,
-// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<4x72xf16, #gpu.address_space<workgroup>>, vector<8xf16>
-// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<64x72xf16, #gpu.address_space<workgroup>>, vector<8xf16>
-// CHECK: vector.load %[[W]]
+// The loop carries the tensor-core accumulators; each iteration refills the stage the previous one
+// used with iteration it + 3 (past the end a copy reads nothing: the src-size operand), waits for its
+// own group and makes every thread's copies visible with a barrier.
+// CHECK: scf.for %[[IT:.*]] = %c0 to %c4 step %c1 iter_args({{.*}}) -> (vector<2x2xf32>,
+// CHECK: nvgpu.device_async_copy %[[W]][{{.*}}], {{.*}}, 8, %{{.*}} {bypassL1}
+// CHECK: nvgpu.device_async_wait %{{.*}} {numGroups = 3 : i32}
 // CHECK: gpu.barrier
 // The matmul on tensor cores (f32 accumulators in registers), fused with its accumulator; the rms
 // accumulator reduces rows with warp shuffles; a barrier closes the iteration.
