@@ -59,7 +59,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline)
         self.g = graph
         self.name = name
-        self.em = Emitter()
+        self.em = Emitter(ctype=self.plan.ctype)
         # the buffers' names are SSA names, the generator's (each iteration views the ring anew): own copies
         self.buffers = {i: replace(buf) for i, buf in self.plan.buffers.items()}
         self.max_buffers = {i: replace(buf) for i, buf in self.plan.max_buffers.items()}

@@ -25,7 +25,7 @@ class AccumulatorEmitter:
         em, x = self.em, args[0]
         if node.op == "accum_rms":
             sq = em.round(em.fbin("mulf", x, x), node.types[0].dtype)
-            return em.fun("math.sqrt", em.fbin("addf", sq, em.f32(node.attr("eps", 0.0))))
+            return em.fun("math.sqrt", em.fbin("addf", sq, em.fconst(node.attr("eps", 0.0))))
         return x  # sum, mean (count 1), max, rescaled_sum (x * exp(m - m))
 
     def acc_final(self, i: int, total: str) -> str:
@@ -38,9 +38,9 @@ class AccumulatorEmitter:
         eps and takes the square root (each step rounded to the result type)."""
         em, op, dtype = self.em, node.op, node.types[0].dtype
         if op in ("reduce_mean", "accum_mean", "accum_rms"):
-            total = em.round(em.fbin("divf", total, em.f32(float(count))), dtype)
+            total = em.round(em.fbin("divf", total, em.fconst(float(count))), dtype)
         if op == "accum_rms":
-            total = em.round(em.fbin("addf", total, em.f32(node.attr("eps", 0.0))), dtype)
+            total = em.round(em.fbin("addf", total, em.fconst(node.attr("eps", 0.0))), dtype)
             total = em.round(em.fun("math.sqrt", total), dtype)
         return total
 
@@ -76,7 +76,7 @@ class AccumulatorEmitter:
                 continue
             node = self.g.nodes[i]
             is_max_buf = buf is self.max_buffers.get(i)
-            value = em.f32(-math.inf if (node.op == "accum_max" or is_max_buf) else 0.0)
+            value = em.fconst(-math.inf if (node.op == "accum_max" or is_max_buf) else 0.0)
 
             def body(e, buf=buf, value=value):
                 index = em.unflatten(e, buf.shape)

@@ -87,27 +87,27 @@ class ElementwiseEmitter:
             return em.fun("math.rsqrt", x)
         if op == "silu":
             e = em.fun("math.exp", em.fun("arith.negf", x))
-            return em.fbin("divf", x, em.fbin("addf", em.f32(1.0), e))
+            return em.fbin("divf", x, em.fbin("addf", em.fconst(1.0), e))
         if op == "gelu":
             cube = em.fbin("mulf", em.fbin("mulf", x, x), x)
-            inner = em.fbin("addf", x, em.fbin("mulf", em.f32(0.044715), cube))
-            t = em.fun("math.tanh", em.fbin("mulf", em.f32(math.sqrt(2 / math.pi)), inner))
-            return em.fbin("mulf", em.fbin("mulf", em.f32(0.5), x), em.fbin("addf", em.f32(1.0), t))
+            inner = em.fbin("addf", x, em.fbin("mulf", em.fconst(0.044715), cube))
+            t = em.fun("math.tanh", em.fbin("mulf", em.fconst(math.sqrt(2 / math.pi)), inner))
+            return em.fbin("mulf", em.fbin("mulf", em.fconst(0.5), x), em.fbin("addf", em.fconst(1.0), t))
         if op == "relu":
-            return em.fbin("maximumf", x, em.f32(0.0))
+            return em.fbin("maximumf", x, em.fconst(0.0))
         if op == "neg":
             return em.fun("arith.negf", x)
         if op == "mul_scalar":
-            return em.fbin("mulf", x, em.f32(node.attr("scalar")))
+            return em.fbin("mulf", x, em.fconst(node.attr("scalar")))
         if op == "add_scalar":
-            return em.fbin("addf", x, em.f32(node.attr("scalar")))
+            return em.fbin("addf", x, em.fconst(node.attr("scalar")))
         if op == "cast":
             return x
         binary = {"add": "addf", "sub": "subf", "mul": "mulf", "div": "divf", "max": "maximumf"}
         if op in binary:
             return em.fbin(binary[op], args[0], args[1])
         if op == "pow":
-            return em.op(f"math.powf {args[0]}, {args[1]} : f32", "f")
+            return em.op(f"math.powf {args[0]}, {args[1]} : {em.ctype}", "f")
         raise LoweringError(f"no lowering for elementwise op '{op}'", self.plan.path)
 
     def thread_graph(self, body: Graph, args: list[str]) -> str:

@@ -87,7 +87,7 @@ class MatmulEmitter:
                         accs[r * tn + c] = em.fma(av[r][u], bv[u][c], accs[r * tn + c])
             return accs
 
-        zero = em.f32(0.0)
+        zero = em.fconst(0.0)
         init = [zero] * (tm * tn)
         if k_dim // unroll <= 2:
             accs = init
@@ -98,7 +98,7 @@ class MatmulEmitter:
             res = em.fresh("mm")
             args = [em.fresh("s") for _ in init]
             iter_args = ", ".join(f"{a} = {z}" for a, z in zip(args, init))
-            types = ", ".join(["f32"] * len(init))
+            types = ", ".join([em.ctype] * len(init))
             header = (f"{res}:{len(init)} = scf.for {k} = {em.idx(0)} to {em.idx(k_dim)} step {em.idx(unroll)} "
                       f"iter_args({iter_args}) -> ({types}) {{")
             with em.region(header):
@@ -124,9 +124,9 @@ class MatmulEmitter:
         else:
             k, res, acc = em.fresh("k"), em.fresh("r"), em.fresh("s")
             with em.region(f"{res} = scf.for {k} = {em.idx(0)} to {em.idx(k_dim)} step {em.idx(1)} "
-                           f"iter_args({acc} = {em.f32(0.0)}) -> (f32) {{"):
+                           f"iter_args({acc} = {em.fconst(0.0)}) -> ({em.ctype}) {{"):
                 x = em.fma(self.value_at(a_v, batch + [row, k], {}), self.value_at(b_v, batch + [k, col], {}), acc)
-                em.emit(f"scf.yield {x} : f32")
+                em.emit(f"scf.yield {x} : {em.ctype}")
             total = res
         return em.round(total, node.types[0].dtype)
 

@@ -39,7 +39,7 @@ class ReductionEmitter:
         def combine(a: str, b: str) -> str:
             return em.fbin("maximumf" if is_max else "addf", a, b)
 
-        identity = em.f32(-math.inf if is_max else 0.0)
+        identity = em.fconst(-math.inf if is_max else 0.0)
 
         def finish(oidx: list[Index], total: str, memo: dict) -> None:
             if target[0] == "acc":
@@ -88,7 +88,7 @@ class ReductionEmitter:
         ways = 4 if even and count % 4 == 0 else 1
         j, res = em.fresh("j"), em.fresh("r")
         accs = [em.fresh("s") for _ in range(ways)]
-        types = ", ".join(["f32"] * ways)
+        types = ", ".join([em.ctype] * ways)
         with em.region(f"{res}:{ways} = scf.for {j} = {em.idx(first)} to {em.idx(length)} step {em.idx(stride * ways)} "
                        f"iter_args({', '.join(f'{a} = {identity}' for a in accs)}) -> ({types}) {{"):
             new = [combine(a, element(em.add(j, stride * w))) for w, a in enumerate(accs)]
@@ -99,7 +99,7 @@ class ReductionEmitter:
         em = self.em
         for offset in (16, 8, 4, 2, 1):
             other = em.fresh("sh")
-            em.emit(f"{other}, {em.fresh('ok')} = gpu.shuffle xor {value}, {em.i32(offset)}, {em.i32(32)} : f32")
+            em.emit(f"{other}, {em.fresh('ok')} = gpu.shuffle xor {value}, {em.i32(offset)}, {em.i32(32)} : {em.ctype}")
             value = combine(value, other)
         return value
 

@@ -12,12 +12,15 @@ from contextlib import contextmanager
 
 Index = int | str  # a constant or an SSA value name of type index
 
-STORAGE_TYPES = ("f16", "bf16", "f32")
-BYTES = {"f16": 2, "bf16": 2, "f32": 4}
+STORAGE_TYPES = ("f16", "bf16", "f32", "f64")
+BYTES = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8}
 
 
 class Emitter:
-    def __init__(self, indent: int = 2):
+    """`ctype`: the type arithmetic runs in (f32; f64 in kernels that hold f64 values)."""
+
+    def __init__(self, indent: int = 2, ctype: str = "f32"):
+        self.ctype = ctype
         self.lines: list[str] = []
         self.constants: dict[tuple, str] = {}
         self.constant_lines: list[str] = []
@@ -75,7 +78,11 @@ class Emitter:
         name = "%zero_" + vtype[len("vector<"):-1].replace("x", "_")
         return self._constant(("vzero", vtype), name, f"dense<0.0> : {vtype}")
 
-    def f32(self, value: float) -> str:
+    def fconst(self, value: float) -> str:
+        """A floating-point constant of the compute type."""
+        if self.ctype == "f64":
+            bits = struct.unpack(">Q", struct.pack(">d", float(value)))[0]
+            return self._constant(("f64", bits), f"%cstd_{bits:016x}", f"0x{bits:016X} : f64")
         bits = struct.unpack(">I", struct.pack(">f", float(value)))[0]
         return self._constant(("f32", bits), f"%cst_{bits:08x}", f"0x{bits:08X} : f32")
 
@@ -141,31 +148,32 @@ class Emitter:
     def cmp_eq(self, a: Index, b: Index) -> str:
         return self.op(f"arith.cmpi eq, {self.idx(a)}, {self.idx(b)} : index", "p")
 
-    # -- floating point (f32 compute) ------------------------------------------------------------
+    # -- floating point (in the compute type) --------------------------------------------------------
     def fbin(self, op: str, a: str, b: str) -> str:
-        return self.op(f"arith.{op} {a}, {b} : f32", "f")
+        return self.op(f"arith.{op} {a}, {b} : {self.ctype}", "f")
 
     def fma(self, a: str, b: str, c: str) -> str:
-        return self.op(f"math.fma {a}, {b}, {c} : f32", "f")
+        return self.op(f"math.fma {a}, {b}, {c} : {self.ctype}", "f")
 
     def fun(self, op: str, a: str) -> str:
-        return self.op(f"{op} {a} : f32", "f")
+        return self.op(f"{op} {a} : {self.ctype}", "f")
 
     def extend(self, value: str, dtype: str) -> str:
-        """A loaded scalar of storage type `dtype` as f32."""
-        if dtype == "f32":
+        """A loaded scalar of storage type `dtype` in the compute type."""
+        if dtype == self.ctype:
             return value
-        return self.op(f"arith.extf {value} : {dtype} to f32", "f")
+        return self.op(f"arith.extf {value} : {dtype} to {self.ctype}", "f")
 
     def truncate(self, value: str, dtype: str) -> str:
-        """An f32 value in storage type `dtype`."""
-        if dtype == "f32":
+        """A compute-type value in storage type `dtype`."""
+        if dtype == self.ctype:
             return value
-        return self.op(f"arith.truncf {value} : f32 to {dtype}", "h")
+        return self.op(f"arith.truncf {value} : {self.ctype} to {dtype}", "h")
 
     def round(self, value: str, dtype: str) -> str:
-        """Rounds an f32 value to the precision of `dtype`, keeping it in f32 (the evaluator's rule)."""
-        if dtype == "f32":
+        """Rounds a value to the precision of `dtype`, keeping it in the compute type (the evaluator's
+        rule: every op result is rounded to its element type)."""
+        if dtype == self.ctype:
             return value
         return self.extend(self.truncate(value, dtype), dtype)
 

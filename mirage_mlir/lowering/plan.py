@@ -32,7 +32,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 4  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 5  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -193,10 +193,13 @@ class BlockPlan:
                 raise LoweringError(f"'{node.op}' with {len(node.types)} results is not supported", path + (i,))
             for t in node.types:
                 if t.dtype not in STORAGE_TYPES or not t.is_static():
-                    raise LoweringError(f"'{node.op}' has type {t}: static f16/bf16/f32 tensors only", path + (i,))
+                    raise LoweringError(f"'{node.op}' has type {t}: static f16/bf16/f32/f64 tensors only", path + (i,))
         for t in graph.inputs:
             if t.dtype not in STORAGE_TYPES or not t.is_static():
-                raise LoweringError(f"kernel tensor of type {t}: static f16/bf16/f32 tensors only", path)
+                raise LoweringError(f"kernel tensor of type {t}: static f16/bf16/f32/f64 tensors only", path)
+        # arithmetic in f32, or in f64 when the kernel holds f64 values (each result is still rounded
+        # to its own type, so an f32 op computed in f64 and rounded gives the f32 result)
+        self.ctype = "f64" if any(t.dtype == "f64" for t in graph.value_types) else "f32"
         self.kind = [self._kind(i, n) for i, n in enumerate(graph.nodes)]
         self.buffered = [self._initially_buffered(i) for i in range(len(graph.nodes))]
         for i, k in enumerate(self.kind):
@@ -211,7 +214,7 @@ class BlockPlan:
         # node index -> buffer (iterators, buffered values, accumulators); accum_rescaled_sum's running max
         self.buffers, self.max_buffers, self.shared_bytes = self._allocate(self.stages)
         # split-row reductions' per-warp results, after everything else
-        self.scratch = (Buffer("%scratch", (self.warps,), "f32", self.shared_bytes) if self.splits_rows() else None)
+        self.scratch = (Buffer("%scratch", (self.warps,), self.ctype, self.shared_bytes) if self.splits_rows() else None)
         if self.scratch is not None:
             self.shared_bytes += self.scratch.stage_bytes
         self.reg_accs = self._register_accumulators()
@@ -356,9 +359,9 @@ class BlockPlan:
         for i, node in enumerate(self.g.nodes):
             t = node.types[0]
             if self.kind[i] == "acc":
-                buffers[i] = new(t.shape, "f32", f"acc{i}")
+                buffers[i] = new(t.shape, self.ctype, f"acc{i}")
                 if node.op == "accum_rescaled_sum":
-                    max_buffers[i] = new(t.shape, "f32", f"accmax{i}")
+                    max_buffers[i] = new(t.shape, self.ctype, f"accmax{i}")
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
                 buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0,
@@ -429,7 +432,7 @@ class BlockPlan:
         """Matmul node i runs on tensor cores (mma.sync m16n8k16, f16 or bf16 operands, f32
         accumulation): both operands buffers in shared memory of one of those types, K a multiple
         of 16 and N of 8."""
-        if not self.use_mma:
+        if not self.use_mma or self.ctype != "f32":
             return False
         node = self.g.nodes[i]
         a, b = node.inputs

@@ -293,7 +293,7 @@ class Machine:
             return [np.full((self.T,) + dims, value, dtype)]
         if t in ("f32", "f16", "bf16", "f64"):
             v = ir.FloatAttr(attr).value
-            return [np.float32(v) if t != "f16" else np.float16(v)]
+            return [{"f16": np.float16, "f64": np.float64}.get(t, np.float32)(v)]
         return [np.int64(ir.IntegerAttr(attr).value)]
 
     def op_arith_addi(self, a, *r):
@@ -328,7 +328,7 @@ class Machine:
         return [np.where(a[0], a[1], a[2])]
 
     def _f(self, value, t):
-        return value.astype(np.float16) if t == "f16" else np.asarray(value, np.float32)
+        return np.asarray(value, {"f16": np.float16, "f64": np.float64}.get(t, np.float32))
 
     def op_arith_addf(self, a, mask, ot, *r):
         return [self._f(a[0] + a[1], ot[0])]
@@ -352,13 +352,15 @@ class Machine:
         return [self._f(-np.asarray(a[0]), ot[0])]
 
     def op_arith_extf(self, a, mask, ot, it, *r):
-        return [np.asarray(a[0], np.float32)]
+        return [self._f(a[0], ot[0])]
 
     def op_arith_truncf(self, a, mask, ot, *r):
-        if ot[0] == "f16":
-            return [np.asarray(a[0], np.float32).astype(np.float16)]
+        if ot[0] == "f16":  # from f32, or from f64 rounded once (not through f32)
+            return [round_to(np.asarray(a[0], np.float64), "f16").astype(np.float16)]
         if ot[0] == "bf16":
-            return [round_to(np.asarray(a[0], np.float32), "bf16")]
+            return [round_to(np.asarray(a[0], np.float64), "bf16")]
+        if ot[0] == "f32":
+            return [np.asarray(a[0], np.float32)]
         raise SimtError(f"truncf to {ot[0]}")
 
     # math
@@ -369,7 +371,7 @@ class Machine:
         return [self._f(np.sqrt(a[0]), ot[0])]
 
     def op_math_rsqrt(self, a, mask, ot, *r):
-        return [self._f(1 / np.sqrt(np.asarray(a[0], np.float32)), ot[0])]
+        return [self._f(1 / np.sqrt(self._f(a[0], ot[0])), ot[0])]
 
     def op_math_tanh(self, a, mask, ot, *r):
         return [self._f(np.tanh(a[0]), ot[0])]
