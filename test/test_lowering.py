@@ -344,6 +344,43 @@ def test_mirage_compile_reports_errors(tmp_path):
     assert proc.returncode == 1 and "bad.mlir:2:" in proc.stderr
     proc, _ = compile_dir(tmp_path, os.path.join(INPUTS, "gqa_small_f16.mlir"), "--plan", "nope")
     assert proc.returncode == 1 and "no published plan for 'nope'" in proc.stderr
+    rms = os.path.join(INPUTS, "rmsnorm_linear_small_f16.mlir")
+    proc, _ = compile_dir(tmp_path, rms, "--plan", "published:bogus=3")
+    assert proc.returncode == 1 and "does not take these parameters" in proc.stderr and "Traceback" not in proc.stderr
+    proc, _ = compile_dir(tmp_path, rms, "--plan", "published:col_tile=wide")
+    assert proc.returncode == 1 and "expected key=integer" in proc.stderr
+
+
+# Plans beyond Mirage's (plans.VARIANTS) at small shapes: K split across blocks, SwiGLU + down.
+VARIANT_CASES = [
+    ("rmsnorm_linear_split_k", [(4, 512), (512, 256)], dict(col_tile=64, splits=4, k_tile=64, combine_tile=32)),
+    ("gated_mlp_split_k", [(16, 512), (512, 128), (512, 128)], dict(col_tile=32, splits=2, k_tile=64)),
+    ("swiglu_down", [(8, 64), (64, 128), (64, 128), (128, 64)],
+     dict(col_tile=32, k_tile=32, down_col_tile=32, splits=2, down_k_tile=32, combine_tile=32)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
+@pytest.mark.parametrize("name,shapes,tiles", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
+def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
+    """The split-K plans equal the published one-kernel plans (and SwiGLU + down its formula), and
+    their kernels, executed thread by thread, compute the mu-graph."""
+    from mirage_mlir.plans import VARIANTS
+
+    types = [TensorType(s, dtype) for s in shapes]
+    graph = VARIANTS[name](types, **tiles)
+    assert not verify(graph)
+    inputs = random_inputs(types, seed=11)
+    inputs = [inputs[0]] + [round_to(x * 0.1, dtype) for x in inputs[1:]]
+    ref = evaluate(graph, inputs)
+    if name == "swiglu_down":
+        x, w1, w3, w2 = (np.asarray(a, np.float64) for a in inputs)
+        h = x @ w1
+        expected = ((h / (1 + np.exp(-h))) * (x @ w3)) @ w2
+    else:
+        expected = evaluate(PLANS[name[: -len("_split_k")]](types), inputs)[0]
+    assert rel_err(ref[0], expected) < (1e-5 if dtype == "f32" else 2e-2)
+    assert rel_err(run_on_cpu(graph, inputs)[0], ref[0]) < (1e-5 if dtype == "f32" else 2e-3)
 
 
 # -- the runtime ----------------------------------------------------------------------------------------
