@@ -68,13 +68,14 @@ class CopyEmitter:
         for i in iterators:
             geo = self.plan.copy_geometry(i)
             n, count = geo.n_chunks, self.plan.threads
+            batch = self.plan.copy_batch(geo)
             if n % count == 0 and n // count <= COPY_UNROLL:
-                pending = []
-                for c, _ in self.copy_slots(geo):
-                    where = self.copy_where(geo, c)
-                    pending.append((where, self.copy_load(geo, where)))
-                for where, val in pending:
-                    self.copy_store(geo, where, val)
+                self.copy_chunks(geo, [c for c, _ in self.copy_slots(geo)])
+            elif batch > 1:
+                e = self.em.fresh("e")
+                with self.em.region(f"scf.for {e} = {self.tid} to {self.em.idx(n)} step {self.em.idx(count * batch)} {{",
+                                    f"}} {{mirage.stage = \"copy {i}\"}}"):
+                    self.copy_chunks(geo, [self.em.add(e, q * count) for q in range(batch)])
             else:
                 def body(c, geo=geo):
                     where = self.copy_where(geo, c)
@@ -82,6 +83,15 @@ class CopyEmitter:
 
                 self.for_each(n, body, attr=f"mirage.stage = \"copy {i}\"")
             self.dirty.add(self.buffers[i].name)
+
+    def copy_chunks(self, geo: CopyGeometry, chunks: list[Index]) -> None:
+        """Copies these chunks of a tile, every load issued before the first store."""
+        pending = []
+        for c in chunks:
+            where = self.copy_where(geo, c)
+            pending.append((where, self.copy_load(geo, where)))
+        for where, val in pending:
+            self.copy_store(geo, where, val)
 
     def prefetch_loads(self, geos: list[CopyGeometry]) -> list[str]:
         """Every chunk this thread copies, loaded for iteration self.it (past-the-end chunks clamped)."""

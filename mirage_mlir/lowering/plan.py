@@ -32,11 +32,12 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 5  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 6  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
 COPY_UNROLL = 16  # most chunks per thread a tile copy unrolls (issuing all its loads before its stores)
+COPY_BATCH = 8  # a longer copy loops over batches of this many chunks per thread: loads, then stores
 PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for coming iterations
 PREFETCH_DEPTH = 4  # most iterations loaded ahead
 # deepest cp.async ring for the for-loop's iterator tiles (MIRAGE_MAX_STAGES: for experiments)
@@ -90,16 +91,17 @@ class PlanFigures:
     prefetch_depth: int  # iterations of synchronously copied tiles loaded ahead into registers
     ring_bytes: int  # per iteration, through the cp.async ring
     sync_bytes: int  # per iteration, copied through registers (loads, then stores)
-    sync_inflight: int  # of those, in flight at once (prefetched iterations included)
+    sync_round_trips: float  # memory latencies those copies wait per iteration (less when prefetched)
     pre_round_trips: int  # memory latencies the copies of loop-invariant tiles wait, one after another
     tensor_core_matmuls: frozenset  # node indices of the matmuls on tensor cores
     mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
     tile_rows: tuple  # per input iterator: (bytes a block loads in all, contiguous bytes per tile row)
 
     @property
-    def inflight(self) -> int:
-        """Loop-tile bytes a block has in flight while it runs the loop."""
-        return (self.stages - 1) * self.ring_bytes + self.sync_inflight
+    def loop_round_trips(self) -> float:
+        """Memory latencies one loop iteration cannot hide: the ring's wait (stages - 1 iterations
+        ahead) and the synchronous copies'."""
+        return (1 / (self.stages - 1) if self.ring_bytes else 0.0) + self.sync_round_trips
 
 
 @dataclass(frozen=True)
@@ -522,25 +524,28 @@ class BlockPlan:
         tile_bytes = {i: numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype]
                       for i, k in enumerate(self.kind) if k == "iter"}
         sync_bytes = sum(tile_bytes[i] for i in sync)
-        # a synchronous copy issues all of a thread's loads before its stores when it unrolls them
-        sync_inflight = sum(tile_bytes[geo.i] if self.chunks_per_thread(geo) <= COPY_UNROLL
-                            else geo.align * self.threads for geo in geos)
-        # loop-invariant tiles are copied one after the other before the loop: each copy waits for
-        # its loads, all at once when a thread's share is unrolled, else one 16-byte chunk at a time
-        pre_round_trips = 0
-        for i, k in enumerate(self.kind):
-            if k == "iter" and i not in loop_iters:
-                geo = self.copy_geometry(i)
-                per_thread = self.chunks_per_thread(geo)
-                unrolled = geo.n_chunks % self.threads == 0 and per_thread <= COPY_UNROLL
-                pre_round_trips += 1 if unrolled else per_thread
+        # synchronous copies run one after the other, each waiting for its loads; prefetching into
+        # registers `depth` iterations ahead hides all but 1 / depth of that
+        sync_round_trips = sum(self.copy_round_trips(geo) for geo in geos) / (depth or 1)
+        pre_round_trips = sum(self.copy_round_trips(self.copy_geometry(i))
+                              for i, k in enumerate(self.kind) if k == "iter" and i not in loop_iters)
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
-                           sum(tile_bytes[i] for i in self.ring), sync_bytes,
-                           sync_bytes * depth if depth else sync_inflight, pre_round_trips,
+                           sum(tile_bytes[i] for i in self.ring), sync_bytes, sync_round_trips, pre_round_trips,
                            frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
                            self.mma_chain(),
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes))
+
+    def copy_batch(self, geo: CopyGeometry) -> int:
+        """Chunks a thread has in flight in a synchronous copy: all of its share when the copy is
+        unrolled, else COPY_BATCH when the chunks split into such batches, else one."""
+        if geo.n_chunks % self.threads == 0 and self.chunks_per_thread(geo) <= COPY_UNROLL:
+            return self.chunks_per_thread(geo)
+        return COPY_BATCH if geo.n_chunks % (self.threads * COPY_BATCH) == 0 else 1
+
+    def copy_round_trips(self, geo: CopyGeometry) -> int:
+        """Memory latencies one synchronous copy of the tile waits, one batch after another."""
+        return -(-self.chunks_per_thread(geo) // self.copy_batch(geo))
 
     def mma_chain(self) -> int:
         """Dependent mma.sync steps per warp and loop iteration, over the tensor-core matmuls."""
