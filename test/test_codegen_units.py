@@ -222,3 +222,13 @@ def test_accumulators_start_at_their_identity():
     text = emitted(gen, gen.init_accumulators)
     acc = node_index(body, "accum_max")
     assert f"memref.store %cst_ff800000, {gen.buffers[acc].name}" in text  # -inf
+
+
+def test_small_tile_copies_share_one_round_trip():
+    """ntrans copies three 1 x 4096 rows per block: all twelve 16-byte loads of a thread are issued
+    before its first store (one memory latency, not three), and the figures count one round trip."""
+    body = plans.ntrans(benchmark_inputs("ntrans", 1, "f16")).nodes[0].body
+    text = BlockKernelGen(body, "k").generate(list(body.inputs), [body.value_types[v] for v in body.outputs]).text
+    first_store = text.index("vector.store")
+    assert text[:first_store].count("vector.load %arg") == 12
+    assert plan.BlockPlan(body).figures().pre_round_trips == 1

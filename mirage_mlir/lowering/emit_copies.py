@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from .emitter import Index, indices
-from .plan import COPY_UNROLL, CopyGeometry
+from .plan import CopyGeometry
 
 
 class CopyEmitter:
@@ -64,33 +64,41 @@ class CopyEmitter:
                 for q in range(self.plan.chunks_per_thread(geo))]
 
     def copy_stage(self, iterators: list[int]) -> None:
-        """Global -> shared copies of input iterator tiles, all loads issued before the stores."""
-        for i in iterators:
-            geo = self.plan.copy_geometry(i)
-            n, count = geo.n_chunks, self.plan.threads
-            batch = self.plan.copy_batch(geo)
-            if n % count == 0 and n // count <= COPY_UNROLL:
-                self.copy_chunks(geo, [c for c, _ in self.copy_slots(geo)])
-            elif batch > 1:
-                e = self.em.fresh("e")
-                with self.em.region(f"scf.for {e} = {self.tid} to {self.em.idx(n)} step {self.em.idx(count * batch)} {{",
-                                    f"}} {{mirage.stage = \"copy {i}\"}}"):
-                    self.copy_chunks(geo, [self.em.add(e, q * count) for q in range(batch)])
+        """Global -> shared copies of input iterator tiles, all loads issued before the stores (for
+        a group of small tiles, all the group's loads: one memory latency for the group)."""
+        geos = [self.plan.copy_geometry(i) for i in iterators]
+        for group in self.plan.copy_groups(geos):
+            if self.plan.unrolled_copy(group[0]):
+                self.copy_chunks([(geo, c) for geo in group for c, _ in self.copy_slots(geo)])
             else:
-                def body(c, geo=geo):
-                    where = self.copy_where(geo, c)
-                    self.copy_store(geo, where, self.copy_load(geo, where))
+                self.copy_loop(group[0])
+            for geo in group:
+                self.dirty.add(self.buffers[geo.i].name)
 
-                self.for_each(n, body, attr=f"mirage.stage = \"copy {i}\"")
-            self.dirty.add(self.buffers[i].name)
+    def copy_loop(self, geo: CopyGeometry) -> None:
+        """A tile too large to unroll: a loop over batches of chunks (loads, then stores), or over
+        single chunks when the tile does not split into batches."""
+        n, count = geo.n_chunks, self.plan.threads
+        batch = self.plan.copy_batch(geo)
+        if batch > 1:
+            e = self.em.fresh("e")
+            with self.em.region(f"scf.for {e} = {self.tid} to {self.em.idx(n)} step {self.em.idx(count * batch)} {{",
+                                f"}} {{mirage.stage = \"copy {geo.i}\"}}"):
+                self.copy_chunks([(geo, self.em.add(e, q * count)) for q in range(batch)])
+        else:
+            def body(c):
+                where = self.copy_where(geo, c)
+                self.copy_store(geo, where, self.copy_load(geo, where))
 
-    def copy_chunks(self, geo: CopyGeometry, chunks: list[Index]) -> None:
-        """Copies these chunks of a tile, every load issued before the first store."""
+            self.for_each(n, body, attr=f"mirage.stage = \"copy {geo.i}\"")
+
+    def copy_chunks(self, chunks: list[tuple[CopyGeometry, Index]]) -> None:
+        """Copies these (tile, chunk) pairs, every load issued before the first store."""
         pending = []
-        for c in chunks:
+        for geo, c in chunks:
             where = self.copy_where(geo, c)
-            pending.append((where, self.copy_load(geo, where)))
-        for where, val in pending:
+            pending.append((geo, where, self.copy_load(geo, where)))
+        for geo, where, val in pending:
             self.copy_store(geo, where, val)
 
     def prefetch_loads(self, geos: list[CopyGeometry]) -> list[str]:

@@ -32,7 +32,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 6  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 7  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -526,9 +526,9 @@ class BlockPlan:
         sync_bytes = sum(tile_bytes[i] for i in sync)
         # synchronous copies run one after the other, each waiting for its loads; prefetching into
         # registers `depth` iterations ahead hides all but 1 / depth of that
-        sync_round_trips = sum(self.copy_round_trips(geo) for geo in geos) / (depth or 1)
-        pre_round_trips = sum(self.copy_round_trips(self.copy_geometry(i))
-                              for i, k in enumerate(self.kind) if k == "iter" and i not in loop_iters)
+        sync_round_trips = self.copies_round_trips(geos) / (depth or 1)
+        pre_round_trips = self.copies_round_trips([self.copy_geometry(i) for i, k in enumerate(self.kind)
+                                                   if k == "iter" and i not in loop_iters])
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
                            sum(tile_bytes[i] for i in self.ring), sync_bytes, sync_round_trips, pre_round_trips,
                            frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
@@ -536,10 +536,36 @@ class BlockPlan:
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes))
 
+    def unrolled_copy(self, geo: CopyGeometry) -> bool:
+        """The tile's copy is unrolled: each thread loads its few chunks, then stores them."""
+        return geo.n_chunks % self.threads == 0 and self.chunks_per_thread(geo) <= COPY_UNROLL
+
+    def copy_groups(self, geos: list[CopyGeometry]) -> list[list[CopyGeometry]]:
+        """Copies issued together: consecutive unrolled copies share one round trip (all their loads,
+        then all their stores) up to COPY_UNROLL chunks a thread; every other copy is alone."""
+        groups: list[list[CopyGeometry]] = []
+        held = COPY_UNROLL + 1  # chunks a thread holds in the open group (none open yet)
+        for geo in geos:
+            if not self.unrolled_copy(geo):
+                groups.append([geo])
+                held = COPY_UNROLL + 1
+                continue
+            per = self.chunks_per_thread(geo)
+            if held + per > COPY_UNROLL:
+                groups.append([])
+                held = 0
+            groups[-1].append(geo)
+            held += per
+        return groups
+
+    def copies_round_trips(self, geos: list[CopyGeometry]) -> int:
+        """Memory latencies a sequence of synchronous copies waits, one group after another."""
+        return sum(self.copy_round_trips(group[0]) if len(group) == 1 else 1 for group in self.copy_groups(geos))
+
     def copy_batch(self, geo: CopyGeometry) -> int:
         """Chunks a thread has in flight in a synchronous copy: all of its share when the copy is
         unrolled, else COPY_BATCH when the chunks split into such batches, else one."""
-        if geo.n_chunks % self.threads == 0 and self.chunks_per_thread(geo) <= COPY_UNROLL:
+        if self.unrolled_copy(geo):
             return self.chunks_per_thread(geo)
         return COPY_BATCH if geo.n_chunks % (self.threads * COPY_BATCH) == 0 else 1
 
