@@ -11,6 +11,7 @@ such that the inputs exceed twice the L2 cache), so no run reads its inputs from
 (input + output bytes) / the measured read bandwidth. Prints the tables last; --json keeps it all.
 
   python benchmarks/gpu.py [--programs .device/programs] [--only NAME ...] [--json t.json]
+  python benchmarks/gpu.py --from-json benchmarks/results/h200_run8_final.json   # the tables again
 """
 
 from __future__ import annotations
@@ -65,7 +66,14 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None, help="program names")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--json", default=None)
+    p.add_argument("--from-json", default=None, metavar="RUN.json",
+                   help="print the tables of a saved run (no GPU needed)")
     args = p.parse_args()
+    if args.from_json:
+        with open(args.from_json) as fh:
+            run = json.load(fh)
+        print_tables(run["rows"], run["variants"], run)
+        return 0
     import torch
     from check_gpu import check_entry, torch_dtype
     from programs import functions, io_bytes, make_inputs
@@ -136,6 +144,48 @@ def fmt(x) -> str:
     return "-" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
 
 
+# the programs issue #7 sets targets for: (program, bs)
+TARGETS = [("rmsnorm_linear", 1), ("rmsnorm_linear", 8), ("gated_mlp", 1), ("gated_mlp", 8), ("lora", 1),
+           ("lora", 8), ("ntrans", 1), ("ntrans", 8), ("swiglu_down", 1), ("layernorm_linear16", 1)]
+
+
+def geomean(xs: list) -> float:
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else math.nan
+
+
+def print_summary(rows: list, variants: list) -> None:
+    """The target programs: the default pipeline (searched) and the fastest compiled variant."""
+    by_key = {(r["program"], r["bs"], r["dtype"]): r for r in rows}
+    best: dict = {}
+    for v in variants:
+        key = (v["program"], v["bs"], v["dtype"])
+        if v.get("us") is not None and v["us"] < best.get(key, (math.inf, ""))[0]:
+            best[key] = (v["us"], v["variant"])
+    print("\nTarget programs: x = torch.compile / ours (> 1: ours faster); bw = floor / ours")
+    print("| program | bs | dtype | floor | eager | torch.compile | default pipeline | x | bw | best plan | x | bw |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    default_x, best_x = [], []
+    for name, bs in TARGETS:
+        for dtype in ("f16", "bf16"):
+            r = by_key.get((name, bs, dtype))
+            if r is None or (name, bs, dtype) not in best or not r.get("compile_us"):
+                continue
+            comp, floor = r["compile_us"], r["floor_us"]
+            line = f"| {name} | {bs} | {dtype} | {fmt(floor)} | {fmt(r['eager_us'])} | {fmt(comp)} | "
+            searched = r.get("searched_us")
+            if searched:
+                line += f"{fmt(searched)} | {comp / searched:.2f} | {100 * floor / searched:.0f}% | "
+                default_x.append(comp / searched)
+            else:
+                line += "- | - | - | "
+            us, variant = best[(name, bs, dtype)]
+            line += f"{fmt(us)} ({variant}) | {comp / us:.2f} | {100 * floor / us:.0f}% |"
+            if dtype == "f16":
+                best_x.append(comp / us)
+            print(line)
+    print(f"geomean x over the f16 cases: default pipeline {geomean(default_x):.2f}, best plan {geomean(best_x):.2f}")
+
+
 def print_tables(rows: list, variants: list, ceil: dict) -> None:
     print(f"\nread bandwidth {ceil['bandwidth'] / 1e12:.2f} TB/s, empty kernel replay {ceil['empty_us']:.2f} us")
     print("\nVariants: estimate (cost model) and measured time, us; best of each program marked *")
@@ -169,6 +219,7 @@ def print_tables(rows: list, variants: list, ceil: dict) -> None:
             ours, comp = r.get(f"{name}_us"), r.get("compile_us")
             line += " - | - |" if ours is None else f" {fmt(ours)} | {(comp / ours if comp else math.nan):.2f} |"
         print(line)
+    print_summary(rows, variants)
 
 
 if __name__ == "__main__":
