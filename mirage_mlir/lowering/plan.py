@@ -4,8 +4,9 @@ text, and the figures the cost model reads from them (`BlockPlan.figures`).
 Values and where they live:
 - input iterators, reductions, and values read by a matmul or by several ops are *buffers* in
   dynamic shared memory (one `memref.view` each, in the value's own element type);
-- accumulators are f32 buffers in shared memory, each element updated by the same thread in every
-  iteration (so updates need no barrier), finalised (mean/rms) when read;
+- accumulators are buffers of the compute type (f32; f64 in kernels holding f64 values) in shared
+  memory, each element updated by the same thread in every iteration (so updates need no barrier),
+  finalised (mean/rms) when read;
 - single-use elementwise ops and thread graphs are *inline*: recomputed in registers inside the
   stage that consumes them (this is the thread-graph fusion);
 - a matmul whose one consumer chain is elementwise and ends in a buffer, an accumulator or a saver
@@ -15,7 +16,10 @@ Values and where they live:
 How the for-loop's tiles move: iterators that change every iteration go through a cp.async ring
 (`stages` iterations in flight) as deep as shared memory allows while two blocks still share an SM;
 the others are copied synchronously, their next iterations' tiles prefetched into loop-carried
-registers. Loop-invariant iterators (fmap = -1) are copied once, before the loop.
+registers. Loop-invariant iterators (fmap = -1) are copied once, before the loop. Synchronous
+copies issue a thread's loads before its stores: all of them for small tiles (consecutive small
+tiles together), COPY_BATCH at a time for large ones. Reductions with fewer rows than warps give
+each row several warps (a shared scratch combines them).
 
 Matmuls whose operands are f16 or bf16 buffers (K % 16, N % 8) run on tensor cores (mma.sync
 m16n8k16); an f32 accum_sum of such a matmul is carried in registers across the loop when its warp

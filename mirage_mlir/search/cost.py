@@ -2,17 +2,18 @@
 
 A graph_def's figures come from the GPU code generator's own plan (lowering.plan.PlanFigures): shared
 memory per block (so how many blocks an SM holds), the bytes each iteration copies through the
-cp.async ring or through registers, and how many of them a block keeps in flight. Per kernel:
+cp.async ring or through registers, and the memory latencies its copies wait. Per kernel:
 
   launch + max(bandwidth, latency, per-SM, loop) + arithmetic
 
 - bandwidth: DRAM bytes (every input byte once, every output byte once) at `bandwidth`, slowed for
   tiles of short rows (measured: a tile with 64-byte rows streams at ~55% of a plain read), and all
   the bytes the blocks load (replicated tiles included: they come from L2) at `l2_bandwidth`;
-- latency (Little's law): a block with F bytes in flight streams F bytes per `mem_latency_us`, so
-  its B loaded bytes take B / F latencies, times the waves of resident blocks; a loop that copies
-  synchronously has only one iteration's tiles in flight, a cp.async ring (stages - 1) iterations';
-- per-SM: the busiest SM's bytes at `sm_bandwidth`;
+- latency: the memory latencies (`mem_latency_us` each) a block cannot hide, times the waves of
+  resident blocks: 1 / (stages - 1) per iteration behind a cp.async ring, one per batch of a
+  synchronous copy (fewer when prefetched into registers), and those of the loop-invariant copies;
+- per-SM: the busiest SM's bytes at `sm_bandwidth` (a block streaming a column strip tops out near
+  31 GB/s: benchmarks/stream_probe.cu);
 - loop: each iteration's fixed cost (barriers, the ring's wait) and the latency of its chain of
   dependent mma.sync steps per warp (K split across warps shortens it);
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
