@@ -103,10 +103,12 @@ def main() -> int:
                     with open(src, "w") as f:
                         f.write(stub(name, bs, dtype))
                     variants = {"published": ["--plan", name]}
+                    ring_depth = {}  # variant -> MIRAGE_MAX_STAGES for its compile
                 else:
                     src = os.path.join(ROOT, "examples", f"{name}_bs{bs}_{dtype}.mlir")
                     variants = {"published": ["--plan", "published"]} if published else {}
                     variants["converted"] = ["--no-search"]
+                    ring_depth = {}
                     if dtype == "f16" and not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
                     if dtype == "f16" and (args.sweep or args.split_k):
@@ -119,17 +121,19 @@ def main() -> int:
                             plan = ["--plan", f"published:col_tile={col},k_tile={k},threads={threads}"]
                             variants[f"c{col}_k{k}_t{threads}"] = plan
                             for stages in args.stages:
-                                variants[f"c{col}_k{k}_t{threads}_s{stages}"] = plan + [f"MIRAGE_MAX_STAGES={stages}"]
+                                variants[f"c{col}_k{k}_t{threads}_s{stages}"] = plan
+                                ring_depth[f"c{col}_k{k}_t{threads}_s{stages}"] = stages
                 for variant, extra in variants.items():
                     d = f"{name}_bs{bs}_{dtype}_{variant}"
                     cmd = [sys.executable, "-m", "mirage_mlir.tools.mirage_compile", src, "-o",
                            os.path.join(args.out, d), "--chip", args.chip, "-q"] + extra
-                    jobs.append(({"dir": d, "program": name, "bs": bs, "dtype": dtype, "variant": variant}, cmd))
+                    env = dict(os.environ)
+                    if variant in ring_depth:
+                        env["MIRAGE_MAX_STAGES"] = str(ring_depth[variant])
+                    jobs.append(({"dir": d, "program": name, "bs": bs, "dtype": dtype, "variant": variant}, cmd, env))
 
     def run(job):
-        entry, cmd = job
-        env = dict(os.environ, **dict(a.split("=", 1) for a in cmd if a.startswith("MIRAGE_")))
-        cmd = [a for a in cmd if not a.startswith("MIRAGE_")]
+        entry, cmd, env = job
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         return entry, proc
 

@@ -283,13 +283,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             self.register_accumulator_flush(i, [f"{res}#{j}" for j in range(position, position + info.count)])
             position += info.count
 
-def shared_memory_bytes(graph: Graph) -> int:
-    """Dynamic shared memory the generated kernel of block graph `graph` needs (tiles, buffers and
-    accumulators, rows of tensor-core operands padded). Candidates above MAX_SHARED_BYTES cannot be
-    lowered; the search can use this to drop them early."""
-    return BlockPlan(graph).shared_bytes
-
-
 def plan_figures(graph: Graph) -> PlanFigures:
     return BlockPlan(graph).figures()
 
