@@ -112,8 +112,11 @@ def main() -> int:
                     if dtype == "f16" and not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
                     if dtype == "f16" and (args.sweep or args.split_k):
-                        for spec in SPLIT_K.get(name, []):
+                        for k, spec in enumerate(SPLIT_K.get(name, [])):
                             variants[variant_name(spec)] = ["--plan", spec]
+                            if k == 0:  # the same plan as two launches, for comparison
+                                variants[variant_name(spec) + "_unfused"] = ["--plan", spec, "--lower-options",
+                                                                             "fuse-split-k=false"]
                     if dtype == "f16" and args.sweep and name in SWEEPS:
                         for col, k, threads in SWEEPS[name]:
                             if args.tiles is not None and f"c{col}_k{k}_t{threads}" not in args.tiles:

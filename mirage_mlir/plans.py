@@ -76,7 +76,8 @@ def _split_k_partials(kb: KernelBuilder, inputs, weights: list[int], col_tile: i
 
 def _split_k_combine(partial_types: list[TensorType], splits: int, col_tile: int, x_type: TensorType | None = None):
     """Kernel 2 of a split-K plan, up to its output: grid over N, a for-loop over the splits adding
-    each partial tile, and (with `x_type`) X's K slices read alongside, for what needs X's rows."""
+    each partial tile, and (with `x_type`) X's K slices read alongside, for what needs X's rows.
+    With the partials' column tile, the GPU lowering runs both kernels as one launch (fuse_split_k)."""
     n = partial_types[0].shape[1]
     extra = [x_type] if x_type is not None else []
     bb = BlockBuilder(partial_types + extra, (n // col_tile, 1, 1), splits)
@@ -86,32 +87,32 @@ def _split_k_combine(partial_types: list[TensorType], splits: int, col_tile: int
 
 
 def rmsnorm_linear_split_k(inputs: list[TensorType], col_tile: int = 64, splits: int = 3, k_tile: int = 128,
-                           threads: int = 128, combine_tile: int = 64) -> Graph:
+                           threads: int = 128, combine_tile: int | None = None) -> Graph:
     """Two kernels: the matmul split over K across blocks (partial sums), then a combine kernel
     that adds the partials, with the rms accumulated over X's K slices beside them, and divides.
     Splitting K lets wide weight tiles (rows of 128 bytes) keep every SM streaming."""
     x_type, _ = inputs
     kb = KernelBuilder(inputs)
     (partial,) = _split_k_partials(kb, inputs, [1], col_tile, splits, k_tile, threads)
-    bb, (acc,), x = _split_k_combine([kb.types[partial]], splits, combine_tile, x_type)
+    bb, (acc,), x = _split_k_combine([kb.types[partial]], splits, combine_tile or col_tile, x_type)
     rms = bb.accum("accum_rms", x, reduce_dim=1, eps=EPS)
     out = _finish_dtype(bb, bb.op("div", acc, rms), x_type.dtype)
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [partial, 0]))
 
 
 def gated_mlp_split_k(inputs: list[TensorType], col_tile: int = 64, splits: int = 4, k_tile: int = 128,
-                      threads: int = 128, combine_tile: int = 64) -> Graph:
+                      threads: int = 128, combine_tile: int | None = None) -> Graph:
     """Two kernels: both matmuls split over K across blocks, then silu(sum) * sum of the partials."""
     x_type = inputs[0]
     kb = KernelBuilder(inputs)
     partials = _split_k_partials(kb, inputs, [1, 2], col_tile, splits, k_tile, threads)
-    bb, (a, b), _ = _split_k_combine([kb.types[p] for p in partials], splits, combine_tile)
+    bb, (a, b), _ = _split_k_combine([kb.types[p] for p in partials], splits, combine_tile or col_tile)
     out = _finish_dtype(bb, bb.op("mul", bb.op("silu", a), b), x_type.dtype)
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), list(partials)))
 
 
 def swiglu_down(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128, threads: int = 128,
-                down_col_tile: int = 64, splits: int = 4, down_k_tile: int = 86, combine_tile: int = 64) -> Graph:
+                down_col_tile: int = 64, splits: int = 4, down_k_tile: int = 86, combine_tile: int | None = None) -> Graph:
     """(silu(X W1) * (X W3)) W2 in three kernels: the gated product (grid over W1/W3's columns, a
     for-loop over K), then the down projection split over its K across blocks and combined."""
     x_type, w1_type, w3_type, w2_type = inputs
@@ -121,7 +122,7 @@ def swiglu_down(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128,
     down_inputs = [kb.types[h], w2_type]
     sub = KernelBuilder(down_inputs)
     (partial,) = _split_k_partials(sub, down_inputs, [1], down_col_tile, splits, down_k_tile, threads)
-    bb, (acc,), _ = _split_k_combine([sub.types[partial]], splits, combine_tile)
+    bb, (acc,), _ = _split_k_combine([sub.types[partial]], splits, combine_tile or down_col_tile)
     out = _finish_dtype(bb, acc, x_type.dtype)
     (p,) = kb.graph_def(sub.nodes[0].body, [h, 3])
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [p]))

@@ -8,8 +8,9 @@
 Arguments are checked against the manifest (count, shape, dtype, device, C-contiguity and
 16-byte alignment of the data pointer): a mismatch raises TypeError/ValueError naming the argument.
 Outputs are allocated with the library of the inputs (torch.empty for tensors, cupy.empty for
-arrays); temporaries (intermediate tensors between kernels) are allocated once per device and
-library and reused. With PyTorch tensors the kernels run on torch's current stream, so CUDA-graph
+arrays); temporaries (intermediate tensors between kernels, and the zeroed counters of fused split
+reductions) are allocated once per device and library and reused, so one Program must not run on
+two streams at once. With PyTorch tensors the kernels run on torch's current stream, so CUDA-graph
 capture with torch.cuda.graph works; with CuPy arrays, on CuPy's current stream.
 bf16 has no CuPy dtype: pass bf16 data as PyTorch tensors (or as uint16 CuPy arrays of bf16 bits).
 The kernels are loaded with CuPy (`cupy.RawModule(path=...)`); CuPy is imported on first use.
@@ -25,9 +26,9 @@ import numpy as np
 
 __all__ = ["Program", "RuntimeError_", "load"]
 
-_NUMPY = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "bf16": np.uint16}
-_TORCH = {"f16": "float16", "f32": "float32", "f64": "float64", "bf16": "bfloat16"}
-_BYTES = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8}
+_NUMPY = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "bf16": np.uint16, "i32": np.int32}
+_TORCH = {"f16": "float16", "f32": "float32", "f64": "float64", "bf16": "bfloat16", "i32": "int32"}
+_BYTES = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8, "i32": 4}
 MAX_STATIC_SHARED = 48 * 1024
 
 
@@ -180,17 +181,19 @@ class Program:
 
     def _alloc(self, spec: dict, like_torch: bool, device: int, poison: bool):
         shape, dtype = tuple(spec["shape"]), spec["dtype"]
+        zero = spec.get("zero", False)  # counters: zeroed once, the kernels keep them zero
         if like_torch:
             import torch
 
-            t = torch.empty(shape, dtype=getattr(torch, _TORCH[dtype]), device=f"cuda:{device}")
+            make = torch.zeros if zero else torch.empty
+            t = make(shape, dtype=getattr(torch, _TORCH[dtype]), device=f"cuda:{device}")
             if poison:
                 _poison(t)
             return t
         import cupy
 
         with cupy.cuda.Device(device):
-            a = cupy.empty(shape, dtype=_NUMPY[dtype])
+            a = (cupy.zeros if zero else cupy.empty)(shape, dtype=_NUMPY[dtype])
             if poison:
                 _poison(a)
             return a
@@ -238,8 +241,9 @@ class Program:
             self._workspace[key] = [self._alloc(spec, like_torch, device, False) for spec in self.temporaries]
         temps = self._workspace[key]
         if poison:
-            for t in temps:
-                _poison(t)
+            for t, spec in zip(temps, self.temporaries):
+                if not spec.get("zero"):  # counters the kernels keep at zero
+                    _poison(t)
         buffers = {"input": pointers, "output": [self._ptr(o) for o in outs], "temp": [self._ptr(t) for t in temps]}
         import cupy
 

@@ -9,6 +9,10 @@ memrefs)` (destination passing; attributes `mirage.num_inputs`, `mirage.num_outp
 allocates temporaries with `gpu.alloc` and launches the kernels of `gpu.module @f_kernels` in order
 with `gpu.launch_func` (grid from the block graph's grid_dim, 128 threads, dynamic shared memory).
 
+A split reduction followed by its combine kernel (Mirage's partial sums, then a kernel adding them)
+becomes one kernel whose last block per output tile combines (mirage_mlir.lowering.fuse_split_k),
+unless `fuse-split-k=false`.
+
 Functions tagged `mirage.reference_function` (the original programs mirage-superoptimize keeps beside
 its result, see mirage_mlir/search/reference.py) are dropped: only the optimized program reaches the
 GPU; the `mirage.reference` attributes on the optimized ops are ignored. Functions already lowered (they
@@ -55,6 +59,8 @@ class MirageLowerToGpu(Pass):
     SUMMARY: ClassVar[str] = "Lower mirage_kernel programs to gpu.module kernels and a host function launching them"
 
     keep_references: bool = option(False, "keep the reference functions (mirage.reference_function) instead of dropping them")
+    fuse_split_k: bool = option(True, "run a split reduction and its combine kernel as one launch "
+                                      "(the last block of each output tile combines)")
 
     def run(self, module) -> None:
         root = module.operation if hasattr(module, "operation") else module
@@ -98,14 +104,14 @@ class MirageLowerToGpu(Pass):
             raise PassError(index.op_at(first.path, func), f"invalid mu-graph: {first.message}")
         name = _symbol(func)
         try:
-            program = lower_graph(graph, name)
+            program = lower_graph(graph, name, fuse=self.fuse_split_k)
         except LoweringError as e:
             raise PassError(index.op_at(e.path, func), f"GPU lowering failed: {e}") from None
         kernel_locs = {}
         estimates = cost(graph).kernels
-        for n, launch in enumerate(program.launches):
-            kernel_locs[launch.kernel.name] = str(index.op_at((n,), func).location)
-            launch.estimate_us = estimates[n].us
+        for launch in program.launches:
+            kernel_locs[launch.kernel.name] = str(index.op_at(launch.nodes[:1], func).location)
+            launch.estimate_us = sum(estimates[n].us for n in launch.nodes)
         text = program.text(host_loc=str(func.location), kernel_locs=kernel_locs)
         try:
             lowered = ir.Module.parse(text, context=root.context)

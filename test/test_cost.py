@@ -75,3 +75,16 @@ def test_estimates_reach_the_manifest(tmp_path):
     graph = plans.rmsnorm_linear([TensorType(s, "f16") for s in plans.SMALL_SHAPES["rmsnorm_linear"]])
     expected = [k.us for k in cost.cost(graph).kernels]
     assert [round(k["estimate_us"], 3) for k in kernels] == [round(e, 3) for e in expected]
+
+
+def test_a_fused_combine_costs_no_launch():
+    """A split-K plan's combine kernel runs inside the partial kernel (lowering/fuse_split_k.py): the
+    model charges one launch for the pair, and the manifest's one kernel carries both estimates."""
+    from mirage_mlir.mugraph import TensorType
+
+    types = [TensorType(s, "f16") for s in ((16, 512), (512, 128), (512, 128))]
+    graph = plans.gated_mlp_split_k(types, col_tile=32, splits=2, k_tile=64)
+    kernels = cost.cost(graph, C).kernels
+    alone = cost.graph_def_cost(graph.nodes[1].body, C)
+    assert kernels[1].op == "graph_def (fused)"
+    assert kernels[1].us == pytest.approx(alone.us - C.launch_us)

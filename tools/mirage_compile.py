@@ -39,6 +39,8 @@ def build_parser():
     p.add_argument("--no-search", action="store_true", help="skip mirage-superoptimize (lower the converted kernel ops as they are)")
     p.add_argument("--search-options", default="", metavar="OPTS",
                    help="options of mirage-superoptimize, e.g. 'time-budget=10 workers=4'")
+    p.add_argument("--lower-options", default="", metavar="OPTS",
+                   help="mirage-lower-to-gpu options, e.g. 'fuse-split-k=false'")
     p.add_argument("--no-ptxas", action="store_true", help="do not check the PTX with ptxas")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     return p
@@ -150,7 +152,7 @@ def compile_file(source, args, printer) -> int:
             stages.append(("convert-linalg-to-mirage", ""))
         if not args.plan and not args.no_search and "mirage-superoptimize" in PASSES:
             stages.append(("mirage-superoptimize", args.search_options))
-        stages.append(("mirage-lower-to-gpu", ""))
+        stages.append(("mirage-lower-to-gpu", args.lower_options))
         gpu_text = None
         stages.append(("mirage-gpu-to-ptx", f"chip={args.chip} features={args.features} opt-level={args.opt_level}"))
         for name, options in stages:

@@ -55,14 +55,20 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
     and the buffers written since the last barrier."""
 
     def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
-                 prefetch: bool = True, pipeline: bool = True):
-        self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline)
+                 prefetch: bool = True, pipeline: bool = True, em: Emitter | None = None, prefix: str = "",
+                 smem_budget: int | None = None):
+        self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline, smem_budget)
         self.g = graph
         self.name = name
-        self.em = Emitter(ctype=self.plan.ctype)
-        # the buffers' names are SSA names, the generator's (each iteration views the ring anew): own copies
-        self.buffers = {i: replace(buf) for i, buf in self.plan.buffers.items()}
-        self.max_buffers = {i: replace(buf) for i, buf in self.plan.max_buffers.items()}
+        # a shared emitter `em`: this block graph follows another in one kernel, its buffers' names prefixed
+        self.em = em or Emitter(ctype=self.plan.ctype)
+
+        def own(buf):  # the buffers' names are SSA names, the generator's (each iteration views the ring anew)
+            return replace(buf, name="%" + prefix + buf.name[1:])
+
+        self.buffers = {i: own(buf) for i, buf in self.plan.buffers.items()}
+        self.max_buffers = {i: own(buf) for i, buf in self.plan.max_buffers.items()}
+        self.scratch = own(self.plan.scratch) if self.plan.scratch is not None else None
         self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
         self.dirty: set[str] = set()
@@ -82,7 +88,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.lane = em.rem(self.tid, 32)
         self.warp = em.div(self.tid, 32)
         self.lane_zero = em.cmp_eq(self.lane, 0)
-        scratch = [self.plan.scratch] if self.plan.scratch is not None else []
+        scratch = [self.scratch] if self.scratch is not None else []
         if self.buffers or scratch:
             self.smem = smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>",
                                      "smem")
@@ -199,6 +205,15 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
 
     def generate(self, input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
         g, em, plan = self.g, self.em, self.plan
+        self.emit_body()
+        em.emit("gpu.return")
+        args = [f"%arg{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(input_types)]
+        args += [f"%out{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(output_types)]
+        return kernel_code(self.name, args, em, g.grid_dim, plan.threads, plan.shared_bytes, input_types, output_types)
+
+    def emit_body(self) -> None:
+        """The block graph's code where the emitter stands (a kernel's whole body but its return)."""
+        plan = self.plan
         plan.check_shared_memory()
         self.emit_entry()
         self.ring_fill()  # in flight while the prologue runs
@@ -210,18 +225,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
                 self.barrier()
             self.emit_loop()
             self.emit_stages("post")
-        em.emit("gpu.return")
-
-        args = [f"%arg{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(input_types)]
-        args += [f"%out{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(output_types)]
-        gx, gy, gz = g.grid_dim
-        header = (f"gpu.func @{self.name}({', '.join(args)}) kernel attributes {{"
-                  f"known_block_size = array<i32: {plan.threads}, 1, 1>, "
-                  f"known_grid_size = array<i32: {gx}, {gy}, {gz}>, "
-                  f"mirage.shared_bytes = {plan.shared_bytes} : i64}} {{")
-        text = header + "\n" + em.text() + "\n}"
-        return KernelCode(self.name, text, tuple(g.grid_dim), (plan.threads, 1, 1), plan.shared_bytes,
-                          list(input_types), list(output_types))
 
     def emit_stages(self, phase: str) -> None:
         for i in range(len(self.g.nodes)):
@@ -282,6 +285,18 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         for i, info in plan.reg_accs.items():
             self.register_accumulator_flush(i, [f"{res}#{j}" for j in range(position, position + info.count)])
             position += info.count
+
+def kernel_code(name: str, args: list[str], em: Emitter, grid: tuple, threads: int, shared_bytes: int,
+                input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
+    """A gpu.func around the emitter's text (which ends with its gpu.return); `args` as "%name: type"."""
+    gx, gy, gz = grid
+    header = (f"gpu.func @{name}({', '.join(args)}) kernel attributes {{"
+              f"known_block_size = array<i32: {threads}, 1, 1>, "
+              f"known_grid_size = array<i32: {gx}, {gy}, {gz}>, "
+              f"mirage.shared_bytes = {shared_bytes} : i64}} {{")
+    return KernelCode(name, header + "\n" + em.text() + "\n}", tuple(grid), (threads, 1, 1), shared_bytes,
+                      list(input_types), list(output_types))
+
 
 def plan_figures(graph: Graph) -> PlanFigures:
     return BlockPlan(graph).figures()

@@ -109,7 +109,7 @@ class ReductionEmitter:
         warp's result to the shared scratch, and after a barrier one thread per row combines them."""
         em = self.em
         rows = numel(out_shape)
-        scratch = self.plan.scratch
+        scratch = self.scratch
         if scratch.name in self.scratch_reads:
             self.barrier()  # the previous split reduction's combine still reads the scratch
         row, share = em.div(self.warp, split), em.rem(self.warp, split)

@@ -9,11 +9,13 @@ manifest.json (format "mirage-gpu", version 1):
    "functions": {"main": {
        "inputs":      [{"shape": [2, 4096], "dtype": "f16"}, ...],
        "outputs":     [{"shape": [2, 6144], "dtype": "f16"}],
-       "temporaries": [{"shape": [...], "dtype": "f32"}],
+       "temporaries": [{"shape": [...], "dtype": "f32"}, {"shape": [96], "dtype": "i32", "zero": true}],
        "kernels": [{"name": "main_k0", "ptx": "main_kernels.ptx", "grid": [96, 1, 1],
                     "block": [128, 1, 1], "shared_bytes": 8976,
                     "args": [["input", 0], ["input", 1], ["output", 0]]}]}}}
-Kernel arguments are raw device pointers (bare-pointer ABI), in the order of "args".
+Kernel arguments are raw device pointers (bare-pointer ABI), in the order of "args". A temporary
+marked "zero" (the counters of a fused split reduction) is zeroed once when allocated; the kernels
+leave it zero.
 """
 
 from __future__ import annotations
@@ -83,6 +85,11 @@ def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dic
             if inner.name == "gpu.alloc":
                 where[inner.results[0]] = ["temp", len(temps)]
                 temps.append(_memref(inner.results[0].type))
+            elif inner.name == "gpu.memset":
+                target = where.get(inner.operands[0])
+                if target is None or target[0] != "temp" or _int(inner.operands[1], "memset value") != 0:
+                    raise ManifestError("only temporaries are set by gpu.memset, and only to zero")
+                temps[target[1]]["zero"] = True
             elif inner.name == "gpu.launch_func":
                 module_name, kernel = str(inner.attributes["kernel"]).split("::")
                 module_name, kernel = module_name.lstrip("@"), kernel.lstrip("@")

@@ -36,7 +36,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 7  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 8  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -176,8 +176,11 @@ class BlockPlan:
     phases, the cp.async ring, tensor-core matmuls and their warp tiling, register accumulators."""
 
     def __init__(self, graph: Graph, path: tuple[int, ...] = (), use_mma: bool = True, prefetch: bool = True,
-                 pipeline: bool = True):
+                 pipeline: bool = True, smem_budget: int | None = None):
         self.use_mma = use_mma
+        # the shared memory this block graph should stay within (a combine fused into a kernel must not
+        # cost that kernel resident blocks): it then gets no deeper ring than the budget allows
+        self.smem_budget = smem_budget
         self.prefetch = prefetch
         self.g = graph
         self.path = path
@@ -329,7 +332,8 @@ class BlockPlan:
 
     def _choose_stages(self) -> None:
         """The cp.async ring's depth: the deepest (at most MAX_STAGES, at most the loop's trip count)
-        that still lets two blocks share an SM, else the deepest that fits at all, else none."""
+        that still lets two blocks share an SM, else the deepest that fits at all, else none; with a
+        budget, the deepest within it, else none."""
         if self.loop == 1:
             return
         self.ring = [i for i, k in enumerate(self.kind)
@@ -337,6 +341,11 @@ class BlockPlan:
         best = 1
         for stages in range(min(MAX_STAGES, self.loop), 1, -1):
             size = self._allocate(stages)[2]
+            if self.smem_budget is not None:
+                if size <= self.smem_budget:
+                    best = stages
+                    break
+                continue
             if size <= TWO_BLOCKS_BYTES:
                 best = stages
                 break

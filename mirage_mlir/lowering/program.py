@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
 from .blockgen import KernelCode, generate_kernel
+from .fuse_split_k import fused_pairs, generate_fused, split_k_pair
 from .emitter import STORAGE_TYPES, memref_type
 from .plan import LoweringError
 from .predefined import predefined_block_graph
@@ -22,6 +23,7 @@ class Launch:
     kernel: KernelCode
     args: list[tuple[str, int]]  # ("input" | "output" | "temp", index), kernel inputs then outputs
     source: str  # "graph_def" or the predefined op's name
+    nodes: tuple[int, ...] = ()  # the kernel-graph nodes it runs (two: a split reduction fused, fuse_split_k)
     estimate_us: float | None = None  # the cost model's time for this kernel (mirage.estimate_us)
 
 
@@ -32,6 +34,7 @@ class LoweredProgram:
     outputs: list[TensorType]
     temps: list[TensorType] = field(default_factory=list)
     launches: list[Launch] = field(default_factory=list)
+    zeroed: set[int] = field(default_factory=set)  # temps zeroed once, kept zero by their kernels (counters)
 
     @property
     def module_name(self) -> str:
@@ -57,7 +60,7 @@ class LoweredProgram:
         def const(value: int, kind: str = "index") -> str:
             key = (value, kind)
             if key not in consts:
-                name = f"%c{value}" if kind == "index" else f"%c{value}_i32"
+                name = f"%c{value}" if kind == "index" else f"%c{value}_{kind}"
                 consts[key] = name
                 lines.append(f"  {name} = arith.constant {value} : {kind}")
             return consts[key]
@@ -65,6 +68,8 @@ class LoweredProgram:
         body = []
         for k, t in enumerate(self.temps):
             body.append(f"  %tmp{k} = gpu.alloc () : {mtype(t)}")
+            if k in self.zeroed:
+                body.append(f"  gpu.memset %tmp{k}, {const(0, t.dtype)} : {mtype(t)}, {t.dtype}")
         for launch in self.launches:
             kc = launch.kernel
             grid = ", ".join(const(d) for d in kc.grid)
@@ -96,8 +101,9 @@ def _indent(text: str, levels: int) -> str:
     return "\n".join(pad + line if line else line for line in text.split("\n"))
 
 
-def lower_graph(graph: Graph, name: str = "main") -> LoweredProgram:
-    """Lowers a kernel graph (static shapes, f16/bf16/f32) to kernels and launches."""
+def lower_graph(graph: Graph, name: str = "main", fuse: bool = True) -> LoweredProgram:
+    """Lowers a kernel graph (static shapes, f16/bf16/f32/f64) to kernels and launches; `fuse`: a
+    split reduction and its combine kernel become one launch (fuse_split_k)."""
     outputs = list(graph.outputs)
     if len(set(outputs)) != len(outputs):
         raise LoweringError("the program returns the same tensor twice; not supported by the GPU lowering")
@@ -118,20 +124,34 @@ def lower_graph(graph: Graph, name: str = "main") -> LoweredProgram:
             else:
                 where[v] = ("temp", len(program.temps))
                 program.temps.append(t)
-        in_types = [graph.value_types[v] for v in node.inputs]
-        for t in in_types + list(node.types):
+        for t in [graph.value_types[v] for v in node.inputs] + list(node.types):
             if t.dtype not in STORAGE_TYPES:
                 raise LoweringError(f"'{node.op}' on {t}: {t.dtype} tensors have no GPU lowering "
-                                    f"(f16, bf16 and f32 do)", (n,))
+                                    f"(f16, bf16, f32 and f64 do)", (n,))
+    pairs = set(fused_pairs(graph)) if fuse else set()
+    n = 0
+    while n < len(graph.nodes):
+        if n in pairs:
+            pair = split_k_pair(graph, n)
+            kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,))
+            program.zeroed.add(len(program.temps))
+            args = [where[v] for v in values[:-1]] + [("temp", len(program.temps))]
+            program.temps.append(TensorType((pair.tiles,), "i32"))
+            program.launches.append(Launch(kernel, args, "graph_def", (n, n + 1)))
+            n += 2
+            continue
+        node = graph.nodes[n]
+        first = graph.first_result[n]
         if node.op == "graph_def":
             body, source = node.body, "graph_def"
         else:
             try:
-                body = predefined_block_graph(node, in_types)
+                body = predefined_block_graph(node, [graph.value_types[v] for v in node.inputs])
             except LoweringError as e:
                 raise LoweringError(str(e), (n,)) from None
             source = node.op
         kernel = generate_kernel(body, f"{name}_k{n}", (n,))
         args = [where[v] for v in node.inputs] + [where[first + r] for r in range(len(node.types))]
-        program.launches.append(Launch(kernel, args, source))
+        program.launches.append(Launch(kernel, args, source, (n,)))
+        n += 1
     return program

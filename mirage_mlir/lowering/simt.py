@@ -31,7 +31,10 @@ class SimtError(Exception):
     pass
 
 
-NP_STORAGE = {"f16": np.float16, "bf16": np.uint16, "f32": np.float32, "f64": np.float64}
+NP_STORAGE = {"f16": np.float16, "bf16": np.uint16, "f32": np.float32, "f64": np.float64, "i32": np.int32}
+ATOMIC_ADDI = 1  # arith::AtomicRMWKind::addi
+ACQUIRING = (4, 6, 7)  # LLVM's AtomicOrdering acquire, acq_rel, seq_cst
+INT_POISON = -0x2BAD  # what an uninitialised i32 buffer holds
 SLOT = 2  # bytes per race-detection slot in shared memory
 
 
@@ -314,6 +317,9 @@ class Machine:
     def op_arith_minui(self, a, *r):
         return [np.minimum(np.asarray(a[0], np.int64), a[1])]
 
+    def op_arith_extui(self, a, *r):
+        return [np.asarray(a[0], np.int64)]
+
     def op_arith_index_cast(self, a, *r):
         return [np.asarray(a[0], np.int64)]
 
@@ -395,7 +401,8 @@ class Machine:
         return [self.bid[dim.split()[-1].rstrip(">")]]
 
     def op_gpu_barrier(self, a, mask, *r):
-        if not mask.all():
+        per_block = mask.reshape(self.nblocks, self.nthreads)
+        if np.any(per_block.any(axis=1) & ~per_block.all(axis=1)):
             raise SimtError("gpu.barrier reached by part of a block (divergent barrier)")
         self.epoch += 1
         return []
@@ -431,6 +438,30 @@ class Machine:
             raise SimtError(f"memref.view at byte {shift} of {mem.size * mem.esize} bytes exceeds the "
                             f"{self.shared_bytes} bytes of dynamic shared memory")
         return [mem]
+
+    def op_memref_atomic_rmw(self, a, mask, ot, it, regions, op):
+        """Atomic add, in thread order: each thread gets the sum of its address's earlier values.
+        Atomics never race, so they are not recorded for race detection."""
+        if _attr_int(op, "kind") != ATOMIC_ADDI:
+            raise SimtError("only memref.atomic_rmw addi is emulated")
+        mem = a[1]
+        lin = self._linear(mem, a[2:], mask)
+        value = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))
+        old = np.zeros(self.T, np.int64)
+        for t in np.nonzero(mask)[0]:
+            old[t] = mem.data[lin[t]]
+            mem.data[lin[t]] += value[t]
+        return [old]
+
+    def op_llvm_fence(self, a, mask, ot, it, regions, op):
+        """An acquire fence after the release fences and the atomic of every other block (lockstep
+        runs them all first): what they wrote may now be read, so those writes stop being races."""
+        if _attr_int(op, "ordering") in ACQUIRING:
+            for s in self.kernel.args:
+                mem = self.env[s]
+                if isinstance(mem, MemRef) and mem.shadow is not None:
+                    mem.shadow.w_tid[:] = -1
+        return []
 
     def op_memref_load(self, a, mask, *r):
         return [self.load(a[0], a[1:], mask)]
@@ -677,6 +708,7 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             env[arg] = mem
             outputs.append(mem)
     kernels: dict = {}
+    zeroed: list = []
     for op in block.operations:
         op = op.operation
         if op.name == "arith.constant":
@@ -684,8 +716,12 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
         elif op.name == "gpu.alloc":
             t = str(op.results[0].type)
             shape, dtype = _memref_shape(t), _elem(t)
-            env[op.results[0]] = MemRef("global", to_storage(np.full(shape, np.nan, np.float32), dtype).reshape(-1),
-                                        shape, dtype)
+            fill = np.full(shape, INT_POISON, np.int32) if dtype == "i32" else np.full(shape, np.nan, np.float32)
+            env[op.results[0]] = MemRef("global", to_storage(fill, dtype).reshape(-1), shape, dtype)
+        elif op.name == "gpu.memset":
+            mem, value = env[op.operands[0]], env[op.operands[1]]
+            mem.data[:] = value
+            zeroed.append((mem, value))
         elif op.name == "gpu.launch_func":
             module_name, kernel_name = _symbol(op.attributes["kernel"])
             key = (module_name, kernel_name)
@@ -707,8 +743,13 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
                 raise SimtError(f"kernel @{kernel_name} returns with asynchronous copies never waited for")
             for m in kargs:
                 m.shadow = None
-        elif op.name in ("gpu.dealloc", "func.return"):
+        elif op.name == "gpu.dealloc":
             continue
+        elif op.name == "func.return":
+            # the runtime sets such a buffer once and reuses it: the kernels must leave it as they found it
+            for mem, value in zeroed:
+                if np.any(mem.data != value):
+                    raise SimtError(f"a buffer set by gpu.memset to {value} holds other values when the function returns")
         else:
             raise SimtError(f"the CPU emulator does not support '{op.name}' in a host function")
     return [from_storage(m.data, m.dtype).astype(np.float32).reshape(m.shape) for m in outputs]

@@ -6,6 +6,8 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
 
   launch + max(bandwidth, latency, per-SM, loop) + arithmetic
 
+(no launch for a combine kernel the lowering fuses into the split reduction before it).
+
 - bandwidth: DRAM bytes (every input byte once, every output byte once) at `bandwidth`, slowed for
   tiles of short rows (measured: a tile with 64-byte rows streams at ~55% of a plain read), and all
   the bytes the blocks load (replicated tiles included: they come from L2) at `l2_bandwidth`;
@@ -205,12 +207,23 @@ def predefined_cost(graph: Graph, node, c: Chip) -> KernelCost:
     return KernelCost(node.op, us, read, written, flops=flops)
 
 
+def fused_combine_cost(kc: KernelCost, c: Chip) -> KernelCost:
+    """A combine kernel run by the last blocks of the split reduction before it (the lowering's
+    fuse_split_k): no launch of its own."""
+    return replace(kc, op="graph_def (fused)", us=kc.us - c.launch_us)
+
+
 def cost(graph: Graph, c: Chip | str = "sm_90") -> Cost:
+    """Per kernel-graph node (a combine fused into the kernel before it costs no launch)."""
+    from ..lowering.fuse_split_k import fused_pairs
+
     c = chip(c) if isinstance(c, str) else c
+    combines = {n + 1 for n in fused_pairs(graph)}
     kernels = []
-    for node in graph.nodes:
+    for n, node in enumerate(graph.nodes):
         if node.op == "graph_def":
-            kernels.append(graph_def_cost(node.body, c))
+            kc = graph_def_cost(node.body, c)
+            kernels.append(fused_combine_cost(kc, c) if n in combines else kc)
         else:
             kernels.append(predefined_cost(graph, node, c))
     return Cost(sum(k.us for k in kernels), kernels)

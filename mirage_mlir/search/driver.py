@@ -33,6 +33,7 @@ from . import absexpr, cache, cost as costmod
 from .generator import (BlockSearch, Config, Context, KTensor, Options, UNARY_SEARCH, build_body,
                         config_table)
 from ..lowering import CODEGEN_VERSION, plan_figures
+from ..lowering.fuse_split_k import fused_pairs
 from .space import index_classes
 from .threads import fuse_thread_graphs
 
@@ -471,6 +472,10 @@ class Searcher:
             if any(self.known(s, t) for t in ktensors):
                 continue  # recomputes a tensor the state already has: dominated by the kernel without it
             node = Node.make("graph_def", cfg.args, [t.type for t in ktensors], body)
+            # a combine the lowering fuses into the split reduction before it costs no launch (the bounds
+            # still count one: without it the search drowns in split states, as with a cheap launch)
+            if s.nodes and len(s.nodes) - 1 in fused_pairs(Graph(self.reference.inputs, s.nodes + (node,), ())):
+                us = costmod.fused_combine_cost(costmod.KernelCost("graph_def", us), self.chip).us
             ns = self.add_node(s, node, list(ktensors), us)
             self.push(ns.cost + self.remaining(ns), "state", ns)
 

@@ -1,4 +1,5 @@
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu)' | FileCheck %s
+// RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu{fuse-split-k=false})' | FileCheck %s --check-prefix=UNFUSED
 
 // Mirage's RMSNorm + Linear plan (grid 2, for-loop 4): one gpu.func with the block graph's structure.
 
@@ -87,4 +88,65 @@ func.func private @f__mirage_ref0(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>) 
   %0 = "mirage_kernel.matmul"(%a, %b) : (tensor<16x64xf32>, tensor<64x32xf32>) -> tensor<16x32xf32>
   %1 = "mirage_kernel.exp"(%0) : (tensor<16x32xf32>) -> tensor<16x32xf32>
   return %1 : tensor<16x32xf32>
+}
+
+// -----
+
+// A split reduction (grid y splits K: partial sums side by side) and its combine kernel (a for-loop
+// over the partials) run as one kernel: each block publishes its partials and counts itself on its
+// output tile's counter; the last block of a tile runs the combine and resets the counter. The
+// counters are a temporary the host function zeroes once.
+
+// CHECK-LABEL: gpu.module @sk_kernels
+// CHECK: gpu.func @sk_k0(%{{.*}}: memref<4x256xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<4x64xf16>, %[[CNT:.*]]: memref<2xi32>) kernel
+// CHECK-SAME: known_grid_size = array<i32: 2, 2, 1>
+// CHECK: nvgpu.mma.sync
+// CHECK: llvm.fence syncscope("device") release
+// CHECK-NEXT: gpu.barrier
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[CNT]][%{{.*}}] : (i32, memref<2xi32>) -> i32
+// CHECK: memref.store %c0_i32, %[[CNT]]
+// CHECK: gpu.barrier
+// CHECK: scf.if %{{.*}} {
+// CHECK-NEXT: llvm.fence syncscope("device") acquire
+// CHECK: math.exp
+// CHECK: gpu.return
+// CHECK-NOT: gpu.func @sk_k1
+// CHECK: %[[C:.*]] = gpu.alloc () : memref<2xi32>
+// CHECK-NEXT: gpu.memset %[[C]], %c0_i32 : memref<2xi32>, i32
+// CHECK: gpu.launch_func @sk_kernels::@sk_k0 blocks in (%c2, %c2, %c1)
+// CHECK-NOT: gpu.launch_func
+
+// UNFUSED-LABEL: gpu.module @sk_kernels
+// UNFUSED: gpu.func @sk_k0(
+// UNFUSED-NOT: memref.atomic_rmw
+// UNFUSED: gpu.func @sk_k1(
+// UNFUSED: gpu.launch_func @sk_kernels::@sk_k0 blocks in (%c2, %c2, %c1)
+// UNFUSED: gpu.launch_func @sk_kernels::@sk_k1 blocks in (%c2, %c1, %c1)
+func.func @sk(%arg0: tensor<4x256xf16>, %arg1: tensor<256x64xf16>, %arg2: tensor<256x64xf16>) -> tensor<4x64xf16> {
+  %0:2 = "mirage_kernel.graph_def"(%arg0, %arg1, %arg2) ({
+  ^bb0(%arg3: tensor<4x256xf16>, %arg4: tensor<256x64xf16>, %arg5: tensor<256x64xf16>):
+    %2 = "mirage_block.input_iterator"(%arg3) {fmap = 1 : i64, imap = array<i64: -1, 1, -1>} : (tensor<4x256xf16>) -> tensor<4x64xf16>
+    %3 = "mirage_block.input_iterator"(%arg4) {fmap = 0 : i64, imap = array<i64: 1, 0, -1>} : (tensor<256x64xf16>) -> tensor<64x32xf16>
+    %4 = "mirage_block.matmul"(%2, %3) : (tensor<4x64xf16>, tensor<64x32xf16>) -> tensor<4x32xf32>
+    %5 = "mirage_block.accum_sum"(%4) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %6 = "mirage_block.output_saver"(%5) {omap = array<i64: 1, 0, -1>} : (tensor<4x32xf32>) -> tensor<8x64xf32>
+    %7 = "mirage_block.input_iterator"(%arg5) {fmap = 0 : i64, imap = array<i64: 1, 0, -1>} : (tensor<256x64xf16>) -> tensor<64x32xf16>
+    %8 = "mirage_block.matmul"(%2, %7) : (tensor<4x64xf16>, tensor<64x32xf16>) -> tensor<4x32xf32>
+    %9 = "mirage_block.accum_sum"(%8) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %10 = "mirage_block.output_saver"(%9) {omap = array<i64: 1, 0, -1>} : (tensor<4x32xf32>) -> tensor<8x64xf32>
+    gpu.yield %6, %10 : tensor<8x64xf32>, tensor<8x64xf32>
+  }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 2 : i64, grid_dim = array<i64: 2, 2, 1>, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>} : (tensor<4x256xf16>, tensor<256x64xf16>, tensor<256x64xf16>) -> (tensor<8x64xf32>, tensor<8x64xf32>)
+  %1 = "mirage_kernel.graph_def"(%0#0, %0#1) ({
+  ^bb0(%arg3: tensor<8x64xf32>, %arg4: tensor<8x64xf32>):
+    %2 = "mirage_block.input_iterator"(%arg3) {fmap = 0 : i64, imap = array<i64: 1, -1, -1>} : (tensor<8x64xf32>) -> tensor<4x32xf32>
+    %3 = "mirage_block.accum_sum"(%2) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %4 = "mirage_block.input_iterator"(%arg4) {fmap = 0 : i64, imap = array<i64: 1, -1, -1>} : (tensor<8x64xf32>) -> tensor<4x32xf32>
+    %5 = "mirage_block.accum_sum"(%4) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %6 = "mirage_block.silu"(%3) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %7 = "mirage_block.mul"(%6, %5) : (tensor<4x32xf32>, tensor<4x32xf32>) -> tensor<4x32xf32>
+    %8 = "mirage_block.cast"(%7) : (tensor<4x32xf32>) -> tensor<4x32xf16>
+    %9 = "mirage_block.output_saver"(%8) {omap = array<i64: 1, -1, -1>} : (tensor<4x32xf16>) -> tensor<4x64xf16>
+    gpu.yield %9 : tensor<4x64xf16>
+  }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 2 : i64, grid_dim = array<i64: 2, 1, 1>, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<8x64xf32>, tensor<8x64xf32>) -> tensor<4x64xf16>
+  return %1 : tensor<4x64xf16>
 }
