@@ -61,7 +61,7 @@ def variant_name(spec: str) -> str:
     """A directory-friendly name for a plan spec NAME:key=value,...: sk_c64_s4_k128_t256."""
     name, _, params = spec.partition(":")
     short = {"col_tile": "c", "splits": "s", "k_tile": "k", "threads": "t", "down_col_tile": "dc",
-             "down_k_tile": "dk", "combine_tile": "ct"}
+             "down_k_tile": "dk"}
     return "sk_" + "_".join(short[k] + v for k, v in (p.split("=") for p in params.split(",")))
 
 
@@ -117,6 +117,9 @@ def main() -> int:
                             if k == 0:  # the same plan as two launches, for comparison
                                 variants[variant_name(spec) + "_unfused"] = ["--plan", spec, "--lower-options",
                                                                              "fuse-split-k=false"]
+                    if dtype == "f16" and args.sweep and name == "ntrans":
+                        for threads in (256, 512, 1024):  # latency-bound rows: fewer elements per thread
+                            variants[f"t{threads}"] = ["--plan", f"published:threads={threads}"]
                     if dtype == "f16" and args.sweep and name in SWEEPS:
                         for col, k, threads in SWEEPS[name]:
                             if args.tiles is not None and f"c{col}_k{k}_t{threads}" not in args.tiles:

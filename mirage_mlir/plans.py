@@ -60,10 +60,12 @@ def gated_mlp(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128, t
 
 
 def _split_k_partials(kb: KernelBuilder, inputs, weights: list[int], col_tile: int, splits: int, k_tile: int,
-                      threads: int) -> list[int]:
+                      threads: int, row_squares: bool = False) -> list[int]:
     """Kernel 1 of a split-K plan: grid (N / col_tile, splits); block (x, y) multiplies X's K slice y
     by each weight's tile (K slice y, columns x) and writes its partial sums as rows y*M .. y*M+M-1
-    of a [splits * M, N] f32 tensor per weight (Mirage's partial outputs, side by side)."""
+    of a [splits * M, N] f32 tensor per weight (Mirage's partial outputs, side by side). With
+    `row_squares`, also the partial sums of squares of X's rows over slice y, as column x of a
+    [splits * M, N / col_tile] tensor (every column the same: each block writes its own)."""
     (_, k), (_, n) = inputs[0].shape, inputs[weights[0]].shape
     bb = BlockBuilder(inputs, (n // col_tile, splits, 1), k // splits // k_tile, (threads, 1, 1))
     x = bb.iterator(0, (-1, 1, -1), 1)
@@ -71,48 +73,50 @@ def _split_k_partials(kb: KernelBuilder, inputs, weights: list[int], col_tile: i
     for w in weights:
         tile = bb.iterator(w, (1, 0, -1), 0)
         saves.append(bb.save(bb.accum("accum_sum", bb.op("matmul", x, tile, dtype="f32")), (1, 0, -1)))
+    if row_squares:
+        squares = bb.op("reduce_sum", bb.op("square", bb.op("cast", x, dtype="f32")), dim=1)
+        saves.append(bb.save(bb.accum("accum_sum", squares), (1, 0, -1)))
     return kb.graph_def(bb.finish(saves), [0] + weights)
 
 
-def _split_k_combine(partial_types: list[TensorType], splits: int, col_tile: int, x_type: TensorType | None = None):
+def _split_k_combine(partial_types: list[TensorType], splits: int, col_tile: int):
     """Kernel 2 of a split-K plan, up to its output: grid over N, a for-loop over the splits adding
-    each partial tile, and (with `x_type`) X's K slices read alongside, for what needs X's rows.
-    With the partials' column tile, the GPU lowering runs both kernels as one launch (fuse_split_k)."""
+    each partial tile. With the partials' column tile, the GPU lowering runs both kernels as one
+    launch (fuse_split_k)."""
     n = partial_types[0].shape[1]
-    extra = [x_type] if x_type is not None else []
-    bb = BlockBuilder(partial_types + extra, (n // col_tile, 1, 1), splits)
+    bb = BlockBuilder(partial_types, (n // col_tile, 1, 1), splits)
     sums = [bb.accum("accum_sum", bb.iterator(i, (1, -1, -1), 0)) for i in range(len(partial_types))]
-    x = bb.iterator(len(partial_types), NO_MAP, 1) if x_type is not None else None
-    return bb, sums, x
+    return bb, sums
 
 
 def rmsnorm_linear_split_k(inputs: list[TensorType], col_tile: int = 64, splits: int = 3, k_tile: int = 128,
-                           threads: int = 128, combine_tile: int | None = None) -> Graph:
-    """Two kernels: the matmul split over K across blocks (partial sums), then a combine kernel
-    that adds the partials, with the rms accumulated over X's K slices beside them, and divides.
-    Splitting K lets wide weight tiles (rows of 128 bytes) keep every SM streaming."""
+                           threads: int = 128) -> Graph:
+    """Two kernels: the matmul split over K across blocks (partial sums, and the partial sums of
+    squares of X's rows), then a combine kernel that adds both and divides by the rms. Splitting K
+    lets wide weight tiles (rows of 128 bytes) keep every SM streaming."""
     x_type, _ = inputs
+    k = x_type.shape[1]
     kb = KernelBuilder(inputs)
-    (partial,) = _split_k_partials(kb, inputs, [1], col_tile, splits, k_tile, threads)
-    bb, (acc,), x = _split_k_combine([kb.types[partial]], splits, combine_tile or col_tile, x_type)
-    rms = bb.accum("accum_rms", x, reduce_dim=1, eps=EPS)
+    partial, squares = _split_k_partials(kb, inputs, [1], col_tile, splits, k_tile, threads, row_squares=True)
+    bb, (acc, total) = _split_k_combine([kb.types[partial], kb.types[squares]], splits, col_tile)
+    rms = bb.op("sqrt", bb.op("add_scalar", bb.op("mul_scalar", total, scalar=1.0 / k), scalar=EPS))
     out = _finish_dtype(bb, bb.op("div", acc, rms), x_type.dtype)
-    return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [partial, 0]))
+    return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [partial, squares]))
 
 
 def gated_mlp_split_k(inputs: list[TensorType], col_tile: int = 64, splits: int = 4, k_tile: int = 128,
-                      threads: int = 128, combine_tile: int | None = None) -> Graph:
+                      threads: int = 128) -> Graph:
     """Two kernels: both matmuls split over K across blocks, then silu(sum) * sum of the partials."""
     x_type = inputs[0]
     kb = KernelBuilder(inputs)
     partials = _split_k_partials(kb, inputs, [1, 2], col_tile, splits, k_tile, threads)
-    bb, (a, b), _ = _split_k_combine([kb.types[p] for p in partials], splits, combine_tile or col_tile)
+    bb, (a, b) = _split_k_combine([kb.types[p] for p in partials], splits, col_tile)
     out = _finish_dtype(bb, bb.op("mul", bb.op("silu", a), b), x_type.dtype)
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), list(partials)))
 
 
 def swiglu_down(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128, threads: int = 128,
-                down_col_tile: int = 64, splits: int = 4, down_k_tile: int = 86, combine_tile: int | None = None) -> Graph:
+                down_col_tile: int = 64, splits: int = 4, down_k_tile: int = 86) -> Graph:
     """(silu(X W1) * (X W3)) W2 in three kernels: the gated product (grid over W1/W3's columns, a
     for-loop over K), then the down projection split over its K across blocks and combined."""
     x_type, w1_type, w3_type, w2_type = inputs
@@ -122,7 +126,7 @@ def swiglu_down(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128,
     down_inputs = [kb.types[h], w2_type]
     sub = KernelBuilder(down_inputs)
     (partial,) = _split_k_partials(sub, down_inputs, [1], down_col_tile, splits, down_k_tile, threads)
-    bb, (acc,), _ = _split_k_combine([sub.types[partial]], splits, combine_tile or down_col_tile)
+    bb, (acc,) = _split_k_combine([sub.types[partial]], splits, down_col_tile)
     out = _finish_dtype(bb, acc, x_type.dtype)
     (p,) = kb.graph_def(sub.nodes[0].body, [h, 3])
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [p]))
@@ -196,12 +200,12 @@ def lora(inputs: list[TensorType]) -> Graph:
     return kb.finish(kb.graph_def(body, args))
 
 
-def ntrans(inputs: list[TensorType]) -> Graph:
+def ntrans(inputs: list[TensorType], threads: int = 128) -> Graph:
     """One kernel, a block per row: both rms_norms and the update run after a one-step loop."""
     h_type = inputs[0]
     rows = h_type.shape[0]
     kb = KernelBuilder(inputs)
-    bb = BlockBuilder(inputs, (rows, 1, 1), 1)
+    bb = BlockBuilder(inputs, (rows, 1, 1), 1, (threads, 1, 1))
     h, x, alpha = (bb.accum("accum_sum", bb.iterator(i, (0, -1, -1), -1), dtype=h_type.dtype) for i in range(3))
     update = bb.op("add", h, bb.op("mul", alpha, bb.op("sub", _rms_norm(bb, x, 1), h)))
     body = bb.finish([bb.save(_rms_norm(bb, update, 1), (0, -1, -1))])

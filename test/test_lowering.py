@@ -353,10 +353,10 @@ def test_mirage_compile_reports_errors(tmp_path):
 
 # Plans beyond Mirage's (plans.VARIANTS) at small shapes: K split across blocks, SwiGLU + down.
 VARIANT_CASES = [
-    ("rmsnorm_linear_split_k", [(4, 512), (512, 256)], dict(col_tile=64, splits=4, k_tile=64, combine_tile=32)),
+    ("rmsnorm_linear_split_k", [(4, 512), (512, 256)], dict(col_tile=64, splits=4, k_tile=64)),
     ("gated_mlp_split_k", [(16, 512), (512, 128), (512, 128)], dict(col_tile=32, splits=2, k_tile=64)),
     ("swiglu_down", [(8, 64), (64, 128), (64, 128), (128, 64)],
-     dict(col_tile=32, k_tile=32, down_col_tile=32, splits=2, down_k_tile=32, combine_tile=32)),
+     dict(col_tile=32, k_tile=32, down_col_tile=32, splits=2, down_k_tile=32)),
 ]
 
 
@@ -393,7 +393,6 @@ def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):
     from mirage_mlir.lowering.fuse_split_k import fused_pairs
     from mirage_mlir.plans import VARIANTS
 
-    tiles = {k: v for k, v in tiles.items() if k != "combine_tile"}
     types = [TensorType(s, "f16") for s in shapes]
     graph = VARIANTS[name](types, **tiles)
     pairs = fused_pairs(graph)
@@ -414,13 +413,15 @@ def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):
 
 def test_a_combine_on_other_tiles_is_not_fused():
     """The combine's blocks must read exactly the tiles one column of partial blocks wrote."""
+    from mirage_mlir import plans
     from mirage_mlir.lowering.fuse_split_k import fused_pairs
-    from mirage_mlir.plans import VARIANTS
 
-    name, shapes, tiles = VARIANT_CASES[0]
-    assert tiles["combine_tile"] != tiles["col_tile"]
-    graph = VARIANTS[name]([TensorType(s, "f16") for s in shapes], **tiles)
-    assert fused_pairs(graph) == []
+    types = [TensorType(s, "f16") for s in ((16, 512), (512, 128), (512, 128))]
+    kb = KernelBuilder(types)
+    partials = plans._split_k_partials(kb, types, [1, 2], col_tile=64, splits=2, k_tile=64, threads=128)
+    bb, (a, b) = plans._split_k_combine([kb.types[p] for p in partials], splits=2, col_tile=32)
+    graph = kb.finish(kb.graph_def(bb.finish([bb.save(bb.op("mul", a, b), (1, -1, -1))]), list(partials)))
+    assert not verify(graph) and fused_pairs(graph) == []
     assert len(lower_graph(graph).launches) == 2
 
 

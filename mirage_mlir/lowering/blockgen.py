@@ -155,8 +155,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
 
     def compute_stage(self, target: tuple, root: int) -> None:
         """Computes value `root` elementwise (or by micro-tiles when it holds matmuls) into target."""
-        self.sync_for(self.reads_of_stage(root) | self.target_reads(target))
         own = target[0] == "buf" and self.plan.value(target[1]) == root
+        # a stage filling root's own buffer reads root's inputs; any other stage reads root (its buffer)
+        self.sync_for((self.reads_of_stage(root) if own else self.reads_of(root)) | self.target_reads(target))
         matmuls = self.plan.inline_matmuls(root)
         if matmuls:
             self.matmul_stage(target, root, matmuls, own)

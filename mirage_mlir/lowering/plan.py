@@ -36,7 +36,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 8  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 9  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -100,6 +100,7 @@ class PlanFigures:
     tensor_core_matmuls: frozenset  # node indices of the matmuls on tensor cores
     mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
     tile_rows: tuple  # per input iterator: (bytes a block loads in all, contiguous bytes per tile row)
+    thread_elements: int = 0  # elements one thread computes one after another, over every CUDA-core stage
 
     @property
     def loop_round_trips(self) -> float:
@@ -261,7 +262,13 @@ class BlockPlan:
             return True
         if kind in ("ew", "acc_id", "matmul"):
             users = self.consumers.get(self.value(i), [])
-            return len(users) != 1 or self.kind[users[0]] == "matmul"
+            if len(users) != 1 or self.kind[users[0]] == "matmul":
+                return True
+            # a value its consumer broadcasts (a row's rsqrt over the row) would be recomputed for
+            # every element of the consumer: computed once into a buffer instead
+            user = users[0]
+            return (self.kind[user] in ("ew", "acc_id")
+                    and numel(self.vtype(self.value(i)).shape) < numel(self.g.nodes[user].types[0].shape))
         return False  # acc (own buffer), saver
 
     def _matmul_chain_ok(self, i: int) -> bool:
@@ -547,7 +554,29 @@ class BlockPlan:
                            frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
                            self.mma_chain(),
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
-                                 for i in tile_bytes))
+                                 for i in tile_bytes),
+                           self.thread_elements())
+
+    def thread_elements(self) -> int:
+        """Elements one thread handles one after another in the stages that run on CUDA cores (each
+        stage spreads its elements, or a reduction its inputs, over the threads), loop iterations
+        counted: the serial work that more threads per block shorten."""
+        total = 0
+        for i, node in enumerate(self.g.nodes):
+            kind = self.kind[i]
+            if kind in ("iter", "matmul") or i in self.reg_accs or (
+                    kind not in ("reduce", "acc_reduce1", "acc", "saver") and not self.buffered[i]):
+                continue  # copies, tensor cores, inline values (computed where they are consumed)
+            if kind in ("reduce", "acc_reduce1") or node.attr("reduce_dim", -1) != -1:
+                n = numel(self.vtype(node.inputs[0]).shape)
+            elif kind == "saver":
+                n = numel(self.vtype(node.inputs[0]).shape)
+            elif self.inline_matmuls(self.value(i)):
+                continue  # a tensor-core or micro-tiled stage: the cost model's arithmetic terms
+            else:
+                n = numel(node.types[0].shape)
+            total += -(-n // self.threads) * (self.loop if self.phase[i] == "loop" else 1)
+        return total
 
     def unrolled_copy(self, geo: CopyGeometry) -> bool:
         """The tile's copy is unrolled: each thread loads its few chunks, then stores them."""

@@ -19,7 +19,8 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
 - loop: each iteration's fixed cost (barriers, the ring's wait) and the latency of its chain of
   dependent mma.sync steps per warp (K split across warps shortens it);
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
-  `simt_flops`, scaled by the SMs the grid fills.
+  `simt_flops`, scaled by the SMs the grid fills; or, when longer, the serial work of one thread
+  (its elements over every CUDA-core stage at `thread_element_us` each: small grids of few threads).
 A block graph whose shared memory exceeds the chip's per-block limit is infeasible (inf). The
 constants are fitted (benchmarks/calibrate.py) to the H200 timings in benchmarks/results/.
 
@@ -66,6 +67,9 @@ class Chip:
     stream_peak: float = 1.0
     row_overhead: float = 32.0
     warps_for_mma: int = 8  # warps per SM needed to hide tensor-core latency
+    # one element of a CUDA-core stage, per thread, one after another (shared-memory loads, math,
+    # stores): ntrans at 128 threads (160 elements a thread) ran 0.9 us slower than at 512 (40)
+    thread_element_us: float = 0.0075
 
     def resident_blocks(self, smem: int, threads: int) -> int:
         """Blocks of this size one SM holds at once."""
@@ -169,7 +173,8 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     warps = threads // 32
     mma_eff = min(1.0, warps * min(resident, math.ceil(blocks / c.sms)) / c.warps_for_mma)
     arithmetic = tensor / (c.tensor_flops * fill * mma_eff) + simt / (c.simt_flops * fill)
-    us = c.launch_us + (max(bandwidth, latency, per_sm, iterations) + arithmetic) * 1e6
+    serial = waves * fig.thread_elements * c.thread_element_us * 1e-6
+    us = c.launch_us + (max(bandwidth, latency, per_sm, iterations) + max(arithmetic, serial)) * 1e6
     return KernelCost("graph_def", us, read, written, blocks, fill, fig.smem, tensor + simt, loop)
 
 

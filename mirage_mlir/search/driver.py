@@ -29,13 +29,16 @@ from dataclasses import dataclass, field, replace
 from .. import finite_field
 from ..graph_verify import verify as verify_structure
 from ..mugraph import Graph, Node, TensorType
-from . import absexpr, cache, cost as costmod
+from . import absexpr, cache, cost as costmod, seeds
 from .generator import (BlockSearch, Config, Context, KTensor, Options, UNARY_SEARCH, build_body,
                         config_table)
-from ..lowering import CODEGEN_VERSION, plan_figures
+from ..lowering import CODEGEN_VERSION
 from ..lowering.fuse_split_k import fused_pairs
 from .space import index_classes
-from .threads import fuse_thread_graphs
+from .threads import fuse_block, fuse_thread_graphs
+
+
+MATMUL_MAX_THREADS = 256
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class SearchStats:
     replays: int = 0  # block tasks that replayed another configuration's block graphs
     proven: bool = False  # the result is the cheapest candidate of the space (the search ran out)
     candidates: int = 0
+    seeds: int = 0  # candidates made by rule (seeds.py)
     verified: int = 0
     rejected: int = 0
     egraph_s: float = 0.0
@@ -100,16 +104,16 @@ def _kernels(ctx: Context, results) -> list:
     chip = costmod.chip(ctx.options.chip)
     out = []
     for body, outs in results:
-        figures = plan_figures(body)
-        kc = costmod.graph_def_cost(body, chip, figures)
-        # block sizes only change tensor-core efficiency and residency: other block graphs keep the
-        # first (the generator's plan is the same at every block size but for its thread count)
+        # costed as it will be lowered: its elementwise chains fused into thread graphs (in registers)
+        # (block sizes change tensor-core efficiency, residency, copies' round trips and each thread's
+        # serial work: the cheapest is kept; kernels with matmuls at the sizes the model was fitted on
+        # with them, benchmarks/NOTES.md: 512 threads ran a streaming matmul 1.8x slower than 256)
+        fused = fuse_block(body)
         has_matmul = any(n.op == "matmul" for n in body.nodes)
-        for bd in ctx.options.block_sizes[1:] if has_matmul else ():
-            alt = Graph(body.inputs, body.nodes, body.outputs, body.grid_dim, (bd, 1, 1), body.forloop_range)
-            ka = costmod.graph_def_cost(alt, chip, replace(figures, threads=bd))
-            if ka.us < kc.us:
-                body, kc = alt, ka
+        sizes = [bd for bd in ctx.options.block_sizes if not has_matmul or bd <= MATMUL_MAX_THREADS]
+        kc, best = min(((costmod.graph_def_cost(replace(fused, block_dim=(bd, 1, 1)), chip), bd)
+                        for bd in sizes), key=lambda e: e[0].us)
+        body = replace(body, block_dim=(best, 1, 1))
         if kc.us == float("inf"):
             continue
         ktensors = tuple(KTensor(body.value_types[v], dims, ecls) for v, (final, dims, ecls) in zip(body.outputs, outs))
@@ -611,6 +615,22 @@ def options_key(o: SearchOptions) -> dict:
             "cost_model": repr(costmod.chip(o.chip)), "codegen": CODEGEN_VERSION}
 
 
+def seed_candidates(reference: Graph, options: SearchOptions) -> list[Graph]:
+    """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
+    model prefers, and the program cut before a matmul that reads a computed tensor, each part
+    searched alone (with a third of the budget) and the best of each composed."""
+    out = []
+    fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
+    if fused:
+        out.append(min(fused, key=lambda g: costmod.cost(g, options.chip).total_us))
+    split = seeds.split_before_matmul(reference)
+    if split is not None:
+        part_options = replace(options, time_budget=options.time_budget / 3, progress=False, dump=False)
+        parts = [superoptimize(part, part_options).graph or part for part in split]
+        out.append(seeds.compose(*parts))
+    return out
+
+
 def superoptimize(reference: Graph, options: SearchOptions | None = None) -> SearchResult:
     """Searches mu-graphs equivalent to the kernel graph `reference` and returns the best verified one."""
     options = options or SearchOptions()
@@ -624,8 +644,12 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             stats.cached = True
             g = entry["graph"]
             return SearchResult(g, costmod.cost(g, options.chip), ref_cost, stats)
+    seeds = seed_candidates(reference, options)
     searcher = Searcher(reference, options)
     stats = searcher.stats
+    for seed in seeds:  # verified and ranked with the search's own (and they bound the search)
+        searcher.candidates.setdefault(seed, costmod.cost(seed, options.chip).total_us)
+    stats.seeds = len(seeds)
     # search until the cheapest candidate is proven, verify it; if it fails, resume the search
     best, best_check, dump, checked = None, None, [], set()
     progress = Progress(options.progress, 1.0)

@@ -90,7 +90,7 @@ class Options:
     max_blocks: int = 4096
     max_open_tiles: int = 4  # tiles created but not yet consumed (bounds junk in the block search)
     block_states: int = 4000  # per graph_def configuration
-    block_sizes: tuple = (128, 256)
+    block_sizes: tuple = (128, 256, 512)
     chip: str = "sm_90"
 
 
@@ -645,10 +645,7 @@ def build_body(ctx: Context, cfg: Config, arg_types: list[TensorType], tiles, op
             v = bb.accum(bop.op, x, dtype="f32" if cfg.loop > 1 else bb.types[x].dtype,
                          reduce_dim=attrs.get("reduce_dim", -1), eps=attrs.get("eps"))
         elif bop.op == "rms_norm":
-            x = _as_f32(bb, a[0])
-            dim = len(bb.types[x].shape) - 1
-            mean = bb.op("reduce_mean", bb.op("square", x), dim=dim)
-            v = bb.op("div", x, bb.op("sqrt", bb.op("add_scalar", mean, scalar=attrs["eps"])))
+            v = block_rms_norm(bb, a[0], attrs["eps"])
         elif bop.op == "matmul":
             v = bb.op("matmul", a[0], a[1], dtype="f32")
         elif len(a) == 2:
@@ -670,6 +667,13 @@ def build_body(ctx: Context, cfg: Config, arg_types: list[TensorType], tiles, op
 
 def _as_f32(bb: BlockBuilder, v: int) -> int:
     return v if bb.types[v].dtype == "f32" else bb.op("cast", v, dtype="f32")
+
+
+def block_rms_norm(bb: BlockBuilder, x: int, eps: float) -> int:
+    """rms_norm over the last dim from block ops (block graphs have no rms_norm), in f32."""
+    x = _as_f32(bb, x)
+    mean = bb.op("reduce_mean", bb.op("square", x), dim=len(bb.types[x].shape) - 1)
+    return bb.op("div", x, bb.op("sqrt", bb.op("add_scalar", mean, scalar=eps)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Thread graphs by rule-based fusion (as Mirage's code generator does): in every block graph, each
-maximal tree of elementwise ops whose intermediate results have a single elementwise user in the
-same loop phase becomes one `thread_graph` whose body runs the chain on scalars in registers."""
+maximal tree of elementwise ops whose intermediate results have a single elementwise user of the
+same shape in the same loop phase becomes one `thread_graph` whose body runs the chain on scalars in registers."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from ..opset import ELEMENTWISE
 
 
 def fuse_thread_graphs(graph: Graph) -> Graph:
-    nodes = tuple(Node(n.op, n.inputs, n.types, n.attrs, _fuse_block(n.body)) if n.op == "graph_def" else n
+    nodes = tuple(Node(n.op, n.inputs, n.types, n.attrs, fuse_block(n.body)) if n.op == "graph_def" else n
                   for n in graph.nodes)
     return Graph(graph.inputs, nodes, graph.outputs, graph.grid_dim, graph.block_dim, graph.forloop_range)
 
 
-def _fuse_block(body: Graph) -> Graph:
+def fuse_block(body: Graph) -> Graph:
     post = body.after_loop
     users: dict[int, list[int]] = {}
     for i, n in enumerate(body.nodes):
@@ -31,7 +31,10 @@ def _fuse_block(body: Graph) -> Graph:
         if v in body.outputs or len(us) != 1:
             continue
         j = us[0]
-        if body.nodes[j].op in ELEMENTWISE and (i in post) == (j in post):
+        # a value its user broadcasts stays outside (in the thread graph it would be recomputed for
+        # every element of the user)
+        if (body.nodes[j].op in ELEMENTWISE and (i in post) == (j in post)
+                and n.types[0].shape == body.nodes[j].types[0].shape):
             parent[i] = j
 
     def root(i):

@@ -1,0 +1,71 @@
+"""Candidates made by rule (mirage_mlir/search/seeds.py): a row-wise program as one kernel, a program
+cut before a matmul that reads a computed tensor, and the search that ranks them with its own."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mirage_mlir.context import make_context, parse_module
+from mirage_mlir.finite_field import check_equivalent
+from mirage_mlir.graph_verify import verify
+from mirage_mlir.passes import pass_class
+from mirage_mlir.search import SearchOptions, programs, superoptimize
+from mirage_mlir.search.reference import group_graph
+from mirage_mlir.search.seeds import compose, row_fused, split_before_matmul
+
+INPUTS = os.path.join(os.path.dirname(__file__), "inputs")
+
+
+def converted(name: str):
+    """The kernel graph convert-linalg-to-mirage makes of test/inputs/<name>.mlir."""
+    ctx = make_context()
+    with ctx:
+        module = parse_module(open(os.path.join(INPUTS, f"{name}.mlir")).read(), ctx)
+        pass_class("convert-linalg-to-mirage").from_options("").run(module.operation)
+        block = next(iter(module.body.operations)).regions[0].blocks[0]
+        group = [op.operation for op in block.operations if op.operation.name.startswith("mirage_kernel.")]
+        return group_graph(group, block)[0]
+
+
+@pytest.mark.parametrize("name", ["ntrans_small_f16", "ntrans_small_f32"])
+def test_a_row_wise_program_becomes_one_verified_kernel(name):
+    graph = converted(name)
+    fused = row_fused(graph)
+    assert fused is not None and not verify(fused)
+    assert [n.op for n in fused.nodes] == ["graph_def"] and fused.nodes[0].body.block_dim == (512, 1, 1)
+    assert check_equivalent(graph, fused, trials=2).equivalent
+
+
+def test_programs_with_matmuls_are_not_row_wise():
+    assert row_fused(converted("rmsnorm_linear_small_f16")) is None
+
+
+def test_layernorm_linear_is_cut_before_its_projection():
+    """torch-mlir's F.layer_norm (13 ops, f64 variance), then the matmul: the normalization is one row
+    kernel, and composing the parts gives the program back."""
+    graph = converted("layernorm_linear_small_f16")
+    first, second = split_before_matmul(graph)
+    assert [n.op for n in second.nodes] == ["matmul", "cast"]
+    assert len(first.nodes) == 13 and len(first.outputs) == 1
+    assert compose(first, second) == graph
+    norm = row_fused(first)
+    assert norm is not None and check_equivalent(first, norm, trials=2).equivalent
+
+
+def test_no_cut_without_a_matmul_of_a_computed_tensor():
+    assert split_before_matmul(converted("ntrans_small_f16")) is None
+    gated = programs.reference("gated_mlp", programs.small_inputs("gated_mlp"))
+    assert split_before_matmul(gated) is None  # its matmuls read program inputs only
+
+
+def test_the_search_ranks_seeds_with_its_candidates():
+    """LayerNorm + Linear: the search alone finds nothing within its block-op bound; with the seeds
+    the result is two verified kernels (the row kernel, the searched projection)."""
+    graph = converted("layernorm_linear_small_f16")
+    result = superoptimize(graph, SearchOptions(time_budget=6, workers=2, use_cache=False))
+    assert result.graph is not None and result.verification.equivalent
+    assert result.stats.seeds == 1  # the two parts searched alone, composed
+    assert [n.op for n in result.graph.nodes] == ["graph_def", "graph_def"]
+    assert result.cost.total_us < result.reference_cost.total_us
