@@ -69,3 +69,34 @@ def test_the_search_ranks_seeds_with_its_candidates():
     assert result.stats.seeds == 1  # the two parts searched alone, composed
     assert [n.op for n in result.graph.nodes] == ["graph_def", "graph_def"]
     assert result.cost.total_us < result.reference_cost.total_us
+
+
+@pytest.mark.parametrize("name", ["rmsnorm_linear", "gated_mlp"])
+@pytest.mark.parametrize("splits", [2, 4])
+def test_a_loop_split_across_blocks_is_equivalent_and_one_launch(name, splits):
+    """Mirage's published one-kernel plans with their K loop split over a new grid axis: partial sums
+    (the rms accumulator as partial sums of squares), then a combine kernel that the lowering fuses."""
+    from mirage_mlir import plans
+    from mirage_mlir.lowering import lower_graph
+    from mirage_mlir.lowering.fuse_split_k import fused_pairs
+    from mirage_mlir.search.seeds import split_reduction
+
+    inputs = programs.small_inputs(name, "f16")
+    plan = plans.PLANS[name](inputs, k_tile=inputs[0].shape[1] // 8)  # a loop of 8
+    split = split_reduction(plan, 0, splits)
+    assert split is not None and not verify(split)
+    first, second = (n.body for n in split.nodes)
+    assert first.grid_dim[1] == splits and first.forloop_range == plan.nodes[0].body.forloop_range // splits
+    assert second.forloop_range == splits and second.grid_dim == plan.nodes[0].body.grid_dim
+    assert check_equivalent(programs.reference(name, inputs), split, trials=2).equivalent
+    assert fused_pairs(split) == [0] and len(lower_graph(split).launches) == 1
+
+
+def test_no_split_without_a_loop_or_a_free_grid_axis():
+    from mirage_mlir import plans
+    from mirage_mlir.search.seeds import split_reduction
+
+    ntrans = plans.ntrans(programs.small_inputs("ntrans", "f16"))  # a one-step loop
+    assert split_reduction(ntrans, 0, 2) is None
+    gqa = plans.gqa(programs.small_inputs("gqa", "f16"))  # two outputs (partial sums, exp sums)
+    assert split_reduction(gqa, 0, 2) is None

@@ -631,6 +631,29 @@ def seed_candidates(reference: Graph, options: SearchOptions) -> list[Graph]:
     return out
 
 
+SPLITS = (2, 4, 8)
+
+
+def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptions, stats: SearchStats, dump: list):
+    """The best candidate with one of its for-loops split across blocks (seeds.split_reduction), when
+    the model ranks that cheaper and it verifies; else the best as it was."""
+    cost = costmod.cost(best, options.chip).total_us
+    variants = [g for n in range(len(best.nodes)) for splits in SPLITS
+                if (g := seeds.split_reduction(best, n, splits)) is not None and not verify_structure(g)]
+    for us, g in sorted(((costmod.cost(g, options.chip).total_us, g) for g in variants), key=lambda e: e[0]):
+        if us >= cost:
+            break
+        t0 = time.perf_counter()
+        result = _verify_one((reference, g, options.verify_trials, options.seed, options.workers))
+        stats.verify_s += time.perf_counter() - t0
+        dump.append((us, g, result))
+        if result.equivalent:
+            stats.verified += 1
+            return g, result
+        stats.rejected += 1
+    return best, check
+
+
 def superoptimize(reference: Graph, options: SearchOptions | None = None) -> SearchResult:
     """Searches mu-graphs equivalent to the kernel graph `reference` and returns the best verified one."""
     options = options or SearchOptions()
@@ -683,6 +706,8 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             searcher.reject(g)
         progress.update(stats, time.perf_counter(), force=True)
     progress.close()
+    if best is not None:
+        best, best_check = _split_reductions(reference, best, best_check, options, stats, dump)
     stats.total_s = time.perf_counter() - start
     result = SearchResult(best, costmod.cost(best, options.chip) if best is not None else None, ref_cost, stats,
                           best_check, dump if options.dump else [])

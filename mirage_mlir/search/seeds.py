@@ -9,13 +9,19 @@
   program computes (LayerNorm + Linear: the normalization, then the projection; SwiGLU + down: the
   gated product, then the down projection), so that each part is searched alone with the search's
   kernel budget and the best of each composed (`compose`).
+- `split_reduction(graph, n, splits)`: kernel n's for-loop split across a new grid axis (Mirage's
+  split-K form): its accumulators become partial sums written side by side, and a second kernel
+  adds them over a loop of `splits` and runs what came after the loop. When the output tiles alone
+  cannot fill the SMs this streams faster, and the lowering runs the pair as one launch
+  (fuse_split_k). Applied to the search's result (its own space holds these plans, but they lie
+  beyond where the best-first search gets within its budget).
 """
 
 from __future__ import annotations
 
 from ..builder import BlockBuilder, KernelBuilder
 from ..mugraph import Graph, Node, TensorType
-from ..opset import OPS
+from ..opset import ACCUMULATORS, OPS
 from .generator import block_rms_norm
 
 ELEMENTWISE_CATEGORIES = ("unary", "binary")
@@ -119,4 +125,105 @@ def compose(first: Graph, second: Graph) -> Graph:
     return Graph(first.inputs, tuple(nodes), tuple(remap[v] for v in second.outputs))
 
 
-__all__ = ["compose", "row_fused", "split_before_matmul"]
+SPLITTABLE = ("accum_sum", "accum_mean", "accum_rms")
+
+
+def split_reduction(graph: Graph, n: int, splits: int) -> Graph | None:
+    """Kernel-graph node n (a graph_def with a for-loop) as a split reduction and its combine kernel,
+    or None when its block graph does not have that shape (a free grid axis, a loop divisible by
+    `splits`, sum/mean/rms accumulators only, one output saver whose tile has a dim no grid axis
+    maps, nothing after the loop but what the accumulators feed)."""
+    node = graph.nodes[n]
+    if node.op != "graph_def":
+        return None
+    body = node.body
+    loop, grid = body.forloop_range, body.grid_dim
+    free_axes = [a for a in range(3) if grid[a] == 1]
+    savers = [i for i, b in enumerate(body.nodes) if b.op == "output_saver"]
+    accs = [i for i, b in enumerate(body.nodes) if b.op in ACCUMULATORS]
+    if (loop % splits or not free_axes or len(savers) != 1 or not accs
+            or any(body.nodes[i].op not in SPLITTABLE for i in accs)):
+        return None
+    axis = free_axes[0]
+    omap = body.nodes[savers[0]].attr("omap")
+    post = body.after_loop
+    acc_values = {body.first_result[i] for i in accs}
+    for i in post:  # after the loop: only what the accumulators feed (no loop value read again)
+        if any(v not in acc_values and body.producers.get(v, (None,))[0] not in post for v in body.nodes[i].inputs):
+            return None
+    first_tile = body.value_types[body.first_result[accs[0]]]
+    partial_dims = [d for d in range(len(first_tile.shape)) if d not in omap]
+    if not partial_dims:
+        return None
+    partial_dim = partial_dims[0]
+    for i in accs:
+        if len(body.value_types[body.first_result[i]].shape) != len(first_tile.shape):
+            return None
+
+    # kernel 1: the loop over K / splits on grid axis `axis`, each accumulator saved as partial sums
+    grid_a = tuple(splits if a == axis else g for a, g in enumerate(grid))
+    a = BlockBuilder(list(body.inputs), grid_a, loop // splits, body.block_dim)
+    value = {}
+    saves = []
+    for i, b in enumerate(body.nodes):
+        if i in post or b.op == "output_saver":
+            continue
+        args = [value[v] if v in value else v for v in b.inputs]
+        if b.op == "input_iterator":
+            imap = list(b.attr("imap"))
+            fmap = b.attr("fmap")
+            if fmap != -1:
+                imap[axis] = fmap
+            v = a.iterator(b.inputs[0], tuple(imap), fmap)
+        elif b.op == "accum_rms":
+            dim = b.attr("reduce_dim", -1)
+            x = a.op("square", args[0] if a.types[args[0]].dtype == "f32" else a.op("cast", args[0], dtype="f32"))
+            v = a.accum("accum_sum", a.op("reduce_sum", x, dim=dim) if dim != -1 else x)
+        elif b.op in ACCUMULATORS:
+            v = a.accum(b.op, *args, dtype=b.types[0].dtype)
+        else:
+            v = a.add(Node(b.op, tuple(args), b.types, b.attrs, b.body))[0]
+        value[body.first_result[i]] = v
+        if b.op in ACCUMULATORS:
+            saves.append(a.save(v, tuple(partial_dim if k == axis else omap[k] for k in range(3))))
+    kb = KernelBuilder(list(graph.inputs))
+    for k in range(n):
+        kb.add(graph.nodes[k])
+    partials = kb.graph_def(a.finish(saves), list(node.inputs))
+
+    # kernel 2: a loop over the splits adding each partial tile, then what came after the loop
+    c = BlockBuilder([kb.types[p] for p in partials], grid, splits, body.block_dim)
+    value = {}
+    for j, i in enumerate(accs):
+        b = body.nodes[i]
+        imap = tuple(-1 if k == axis else omap[k] for k in range(3))
+        total = c.accum("accum_sum", c.iterator(j, imap, partial_dim))
+        if b.op == "accum_mean":
+            total = c.op("mul_scalar", total, scalar=1.0 / splits)
+        elif b.op == "accum_rms":
+            dim = b.attr("reduce_dim", -1)
+            count = loop * (body.value_types[b.inputs[0]].shape[dim] if dim != -1 else 1)
+            mean = c.op("mul_scalar", total, scalar=1.0 / count)
+            total = c.op("sqrt", c.op("add_scalar", mean, scalar=b.attr("eps")))
+        value[body.first_result[i]] = total
+    out = None
+    for i in sorted(post | set(savers)):
+        b = body.nodes[i]
+        args = [value[v] for v in b.inputs]
+        if b.op == "output_saver":
+            out = c.save(args[0], omap)
+        else:
+            value[body.first_result[i]] = c.add(Node(b.op, tuple(args), b.types, b.attrs, b.body))[0]
+    results = kb.graph_def(c.finish([out]), list(partials))
+    # the rest of the program, reading the combine's output where it read node n's
+    remap = {graph.first_result[n]: results[0]}
+    for k in range(n + 1, len(graph.nodes)):
+        later = graph.nodes[k]
+        made = kb.add(Node(later.op, tuple(remap.get(v, v) for v in later.inputs), later.types, later.attrs,
+                           later.body))
+        for r, v in enumerate(made):
+            remap[graph.first_result[k] + r] = v
+    return kb.finish([remap.get(v, v) for v in graph.outputs])
+
+
+__all__ = ["compose", "row_fused", "split_before_matmul", "split_reduction"]
