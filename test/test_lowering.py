@@ -411,18 +411,50 @@ def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):
     assert rel_err(fused, evaluate(graph, inputs)[0]) < 2e-3
 
 
-def test_a_combine_on_other_tiles_is_not_fused():
-    """The combine's blocks must read exactly the tiles one column of partial blocks wrote."""
+@pytest.mark.parametrize("combine_tile,fused", [(32, True), (128, False)])
+def test_a_combine_on_finer_tiles_is_fused_coarser_not(combine_tile, fused):
+    """The last partial block of a tile runs every combine block that reads only that tile (here two
+    of 32 columns in a tile of 64, one after another); a combine block that needs two tiles cannot
+    run in either."""
     from mirage_mlir import plans
     from mirage_mlir.lowering.fuse_split_k import fused_pairs
 
     types = [TensorType(s, "f16") for s in ((16, 512), (512, 128), (512, 128))]
     kb = KernelBuilder(types)
     partials = plans._split_k_partials(kb, types, [1, 2], col_tile=64, splits=2, k_tile=64, threads=128)
-    bb, (a, b) = plans._split_k_combine([kb.types[p] for p in partials], splits=2, col_tile=32)
+    bb, (a, b) = plans._split_k_combine([kb.types[p] for p in partials], splits=2, col_tile=combine_tile)
     graph = kb.finish(kb.graph_def(bb.finish([bb.save(bb.op("mul", a, b), (1, -1, -1))]), list(partials)))
-    assert not verify(graph) and fused_pairs(graph) == []
-    assert len(lower_graph(graph).launches) == 2
+    assert not verify(graph) and fused_pairs(graph) == ([0] if fused else [])
+    assert len(lower_graph(graph).launches) == (1 if fused else 2)
+    inputs = random_inputs(types, seed=3)
+    inputs = [inputs[0]] + [round_to(x * 0.1, "f16") for x in inputs[1:]]
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
+def test_a_combine_on_another_grid_axis_is_fused():
+    """The search's own split-K form for gated_mlp: the K split on grid x and the columns on grid y,
+    the combine's columns on its grid x, two combine blocks per partial tile."""
+    from mirage_mlir.builder import BlockBuilder
+    from mirage_mlir.lowering.fuse_split_k import split_k_pair
+
+    types = [TensorType(s, "f16") for s in ((8, 256), (256, 128), (256, 128))]
+    kb = KernelBuilder(types)
+    bb = BlockBuilder(types, (2, 2, 1), 2, (128, 1, 1))
+    x = bb.iterator(0, (1, -1, -1), 1)
+    saves = [bb.save(bb.accum("accum_sum", bb.op("matmul", x, bb.iterator(w, (0, 1, -1), 0), dtype="f32")),
+                     (0, 1, -1)) for w in (1, 2)]
+    partials = kb.graph_def(bb.finish(saves), [0, 1, 2])
+    cb = BlockBuilder([kb.types[p] for p in partials], (4, 1, 1), 2, (128, 1, 1))
+    a, b = (cb.accum("accum_sum", cb.iterator(i, (1, -1, -1), 0)) for i in range(2))
+    out = cb.op("cast", cb.op("mul", cb.op("silu", a), b), dtype="f16")
+    graph = kb.finish(kb.graph_def(cb.finish([cb.save(out, (1, -1, -1))]), list(partials)))
+    assert not verify(graph)
+    pair = split_k_pair(graph, 0)
+    assert pair is not None and pair.axis == 0 and pair.combine_axes[0] == (1, 2) and pair.combine_blocks == 2
+    inputs = random_inputs(types, seed=4)
+    inputs = [inputs[0]] + [round_to(v * 0.1, "f16") for v in inputs[1:]]
+    assert len(lower_graph(graph).launches) == 1
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
 
 
 def test_emulator_catches_counters_left_dirty():

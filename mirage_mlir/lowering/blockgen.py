@@ -71,6 +71,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.scratch = own(self.plan.scratch) if self.plan.scratch is not None else None
         self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
+        self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
         self.dirty: set[str] = set()
         self.scratch_reads: set[str] = set()  # the scratch, when read since the last barrier
         self.it: Index = 0  # the for-loop induction variable inside the loop
@@ -83,8 +84,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         they dominate every use."""
         em, g = self.em, self.g
         self.tid = em.op("gpu.thread_id x", "tid")
-        self.bid = [em.op(f"gpu.block_id {axis}", "bid") if g.grid_dim[n] > 1 else 0
-                    for n, axis in enumerate("xyz")]
+        self.bid = self.block_ids or [em.op(f"gpu.block_id {axis}", "bid") if g.grid_dim[n] > 1 else 0
+                                      for n, axis in enumerate("xyz")]
         self.lane = em.rem(self.tid, 32)
         self.warp = em.div(self.tid, 32)
         self.lane_zero = em.cmp_eq(self.lane, 0)

@@ -11,13 +11,15 @@ the second kernel's block, reading the S partials from L2 after an acquire fence
 counter to zero for the next launch. The mu-graph is unchanged: only its launches are.
 
 `split_k_pair` says when two consecutive kernels have that shape: every tensor the first writes is
-read only by the second, through an iterator whose grid mapping equals the first kernel's saver on
-every axis but s and whose for-loop walks the S partials (so block x of the second reads exactly
-what blocks (x, 0..S-1) of the first wrote); the second runs on the first's thread count.
+read only by the second, whose for-loop walks the S partials and whose grid axes each cut a dim the
+first kernel's blocks cut as finely or less (any axis order): then the second kernel's blocks that
+read one tile of the first are known, and the tile's last block runs them one after another. The
+second runs on the first's thread count, within its shared memory where its ring allows.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from ..mugraph import Graph
@@ -31,7 +33,14 @@ FLAG_ALIGN = 16
 class SplitKPair:
     axis: int  # the first kernel's grid axis that splits the reduction
     splits: int
-    tiles: int  # output tiles (the second kernel's blocks): one counter each
+    tiles: int  # the first kernel's output tiles (its blocks along the other axes): one counter each
+    # per grid axis of the second kernel: (the first kernel's axis over the same dim or -1, how many
+    # of its blocks one first-kernel tile holds along it); the last block of a tile runs them all
+    combine_axes: tuple = ()
+
+    @property
+    def combine_blocks(self) -> int:
+        return math.prod(ratio for _, ratio in self.combine_axes)
 
 
 def _savers(body: Graph) -> list:
@@ -46,35 +55,49 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
     if first.op != "graph_def" or second.op != "graph_def":
         return None
     a, b = first.body, second.body
+    if b.block_dim[1:] != (1, 1) or a.block_dim[1:] != (1, 1):
+        return None
     written = list(range(graph.first_result[n], graph.first_result[n] + len(first.types)))
     later_reads = [v for node in graph.nodes[n + 2:] for v in node.inputs]
     if any(v in graph.outputs or v in later_reads or v not in second.inputs for v in written):
         return None
     saver_omap = [s.attr("omap") for s in _savers(a)]
-    # the split axis: the one grid axis of the first kernel the second does not have
-    axes = [k for k in range(3) if a.grid_dim[k] != b.grid_dim[k]]
-    if len(axes) != 1 or b.grid_dim[axes[0]] != 1:
+    reads = [(saver_omap[written.index(second.inputs[node.inputs[0]])], node.attr("imap"), node.attr("fmap"))
+             for node in b.nodes if node.op == "input_iterator" and second.inputs[node.inputs[0]] in written]
+    if not reads:
         return None
-    axis = axes[0]
-    splits = a.grid_dim[axis]
-    if b.forloop_range != splits:
+    # the split axis: the first kernel's axis along which its blocks write the partials the second
+    # kernel's for-loop walks
+    omap, _, fmap = reads[0]
+    axis = omap.index(fmap) if fmap in omap else -1
+    if axis == -1 or a.grid_dim[axis] != b.forloop_range or b.forloop_range < 2:
         return None
-    reads = 0
-    for node in b.nodes:
-        if node.op != "input_iterator":
+    combine_axes = []
+    for k in range(3):  # each axis of the second kernel, against the first's over the same dim
+        dims = {imap[k] for _, imap, _ in reads}
+        if b.grid_dim[k] == 1:
+            combine_axes.append((-1, 1))
             continue
-        value = second.inputs[node.inputs[0]]
-        if value not in written:
-            continue
-        omap, imap, fmap = saver_omap[written.index(value)], node.attr("imap"), node.attr("fmap")
-        if omap[axis] == -1 or fmap != omap[axis] or imap[axis] != -1:
+        if len(dims) != 1 or -1 in dims:
             return None
-        if any(imap[k] != omap[k] for k in range(3) if k != axis):
+        (dim,) = dims
+        owners = {om.index(dim) if dim in om else -1 for om, _, _ in reads}
+        if len(owners) != 1:
             return None
-        reads += 1
-    if reads == 0 or b.block_dim[1:] != (1, 1) or a.block_dim[1:] != (1, 1):
-        return None
-    return SplitKPair(axis, splits, b.grid_dim[0] * b.grid_dim[1] * b.grid_dim[2])
+        (owner,) = owners
+        per_tile = b.grid_dim[k] // (a.grid_dim[owner] if owner != -1 else 1)
+        if owner == axis or per_tile < 1 or b.grid_dim[k] % (a.grid_dim[owner] if owner != -1 else 1):
+            return None
+        combine_axes.append((owner, per_tile))
+    for om, imap, fm in reads:
+        if om[axis] != fm or fm in imap:  # the loop, not a grid axis, walks the partials
+            return None
+        mapped = {owner for owner, _ in combine_axes if owner != -1}
+        # every first-kernel axis that splits the partials must be matched by one of the second's
+        if any(om[k] != -1 and a.grid_dim[k] > 1 and k not in mapped for k in range(3) if k != axis):
+            return None
+    tiles = math.prod(a.grid_dim) // a.grid_dim[axis]
+    return SplitKPair(axis, a.grid_dim[axis], tiles, tuple(combine_axes))
 
 
 def fused_pairs(graph: Graph) -> list[int]:
@@ -119,7 +142,7 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     last_block = _emit_fixup_vote(em, gen_a, a, pair, counters, flag_offset)
     with em.region(f"scf.if {last_block} {{"):
         em.emit('llvm.fence syncscope("device") acquire')
-        gen_b.emit_body()
+        _emit_combine_blocks(em, gen_a, gen_b, pair)
     em.emit("gpu.return")
 
     types = [graph.value_types[v] for v in values]
@@ -127,6 +150,29 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     args.append(f"{counters}: {memref_type((pair.tiles,), 'i32')}")
     code = kernel_code(name, args, em, a.grid_dim, gen_a.plan.threads, flag_offset + FLAG_ALIGN, types, [])
     return code, values + ["counters"]
+
+
+def _emit_combine_blocks(em: Emitter, gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair) -> None:
+    """The second kernel's blocks that read this tile's partials, one after another (a barrier
+    between: each reuses the shared memory), with their block ids made from the first kernel's."""
+    count = pair.combine_blocks
+
+    def run(j) -> None:
+        ids = []
+        for k, (owner, per_tile) in enumerate(pair.combine_axes):
+            sub = em.rem(em.div(j, math.prod(r for _, r in pair.combine_axes[k + 1:])), per_tile)
+            base = em.mul(gen_a.bid[owner], per_tile) if owner != -1 else 0
+            ids.append(em.add(base, sub) if per_tile > 1 else base)
+        gen_b.block_ids = ids
+        gen_b.emit_body()
+
+    if count == 1:
+        run(0)
+        return
+    j = em.fresh("j")
+    with em.region(f"scf.for {j} = {em.idx(0)} to {em.idx(count)} step {em.idx(1)} {{"):
+        run(j)
+        em.emit("gpu.barrier")
 
 
 def _emit_fixup_vote(em: Emitter, gen: BlockKernelGen, a: Graph, pair: SplitKPair, counters: str,

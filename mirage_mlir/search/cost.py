@@ -5,6 +5,7 @@ memory per block (so how many blocks an SM holds), the bytes each iteration copi
 cp.async ring or through registers, and the memory latencies its copies wait. Per kernel:
 
   launch + max(bandwidth, latency, per-SM, loop) + arithmetic
+  (latency + the rest, not the larger, when one block per SM copies synchronously: nothing overlaps)
 
 (no launch for a combine kernel the lowering fuses into the split reduction before it).
 
@@ -174,7 +175,13 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     mma_eff = min(1.0, warps * min(resident, math.ceil(blocks / c.sms)) / c.warps_for_mma)
     arithmetic = tensor / (c.tensor_flops * fill * mma_eff) + simt / (c.simt_flops * fill)
     serial = waves * fig.thread_elements * c.thread_element_us * 1e-6
-    us = c.launch_us + (max(bandwidth, latency, per_sm, iterations) + max(arithmetic, serial)) * 1e6
+    if resident == 1 and fig.stages == 1 and loop > 1:
+        # one block per SM copying synchronously: the SM streams nothing while it waits for a copy's
+        # round trips, so the latencies add to the streaming time instead of hiding under it
+        memory = latency + max(bandwidth, per_sm, iterations)
+    else:
+        memory = max(bandwidth, latency, per_sm, iterations)
+    us = c.launch_us + (memory + max(arithmetic, serial)) * 1e6
     return KernelCost("graph_def", us, read, written, blocks, fill, fig.smem, tensor + simt, loop)
 
 
