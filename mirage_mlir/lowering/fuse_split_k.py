@@ -11,15 +11,16 @@ the second kernel's block, reading the S partials from L2 after an acquire fence
 counter to zero for the next launch. The mu-graph is unchanged: only its launches are.
 
 `split_k_pair` says when two consecutive kernels have that shape: every tensor the first writes is
-read only by the second, whose for-loop walks the S partials and whose grid axes each cut a dim the
-first kernel's blocks cut as finely or less (any axis order): then the second kernel's blocks that
-read one tile of the first are known, and the tile's last block runs them one after another. The
-second runs on the first's thread count, within its shared memory where its ring allows.
+read only by the second, which reads nothing else, whose for-loop walks the S partials and whose
+grid axes each cut a dim as the first kernel's blocks do (in any axis order): then one block of the
+second reads exactly one tile of the first, and the tile's last block runs it. The second runs on
+the first's thread count, within its shared memory where its ring allows. (Combines that read a
+weight of their own, or several combine blocks per tile run in the tail, measured slower: run 17 in
+benchmarks/NOTES.md.)
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from ..mugraph import Graph
@@ -34,13 +35,8 @@ class SplitKPair:
     axis: int  # the first kernel's grid axis that splits the reduction
     splits: int
     tiles: int  # the first kernel's output tiles (its blocks along the other axes): one counter each
-    # per grid axis of the second kernel: (the first kernel's axis over the same dim or -1, how many
-    # of its blocks one first-kernel tile holds along it); the last block of a tile runs them all
+    # per grid axis of the second kernel: the first kernel's axis over the same dim (-1: none)
     combine_axes: tuple = ()
-
-    @property
-    def combine_blocks(self) -> int:
-        return math.prod(ratio for _, ratio in self.combine_axes)
 
 
 def _savers(body: Graph) -> list:
@@ -61,6 +57,8 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
     later_reads = [v for node in graph.nodes[n + 2:] for v in node.inputs]
     if any(v in graph.outputs or v in later_reads or v not in second.inputs for v in written):
         return None
+    if any(v not in written for v in second.inputs):
+        return None  # a combine that reads more (a weight to stream) is a kernel of its own, not a tail
     saver_omap = [s.attr("omap") for s in _savers(a)]
     reads = [(saver_omap[written.index(second.inputs[node.inputs[0]])], node.attr("imap"), node.attr("fmap"))
              for node in b.nodes if node.op == "input_iterator" and second.inputs[node.inputs[0]] in written]
@@ -76,7 +74,7 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
     for k in range(3):  # each axis of the second kernel, against the first's over the same dim
         dims = {imap[k] for _, imap, _ in reads}
         if b.grid_dim[k] == 1:
-            combine_axes.append((-1, 1))
+            combine_axes.append(-1)
             continue
         if len(dims) != 1 or -1 in dims:
             return None
@@ -85,18 +83,17 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
         if len(owners) != 1:
             return None
         (owner,) = owners
-        per_tile = b.grid_dim[k] // (a.grid_dim[owner] if owner != -1 else 1)
-        if owner == axis or per_tile < 1 or b.grid_dim[k] % (a.grid_dim[owner] if owner != -1 else 1):
-            return None
-        combine_axes.append((owner, per_tile))
+        if owner in (-1, axis) or b.grid_dim[k] != a.grid_dim[owner]:
+            return None  # several combine blocks per tile, run one after another in the tail: slower (run 17)
+        combine_axes.append(owner)
     for om, imap, fm in reads:
         if om[axis] != fm or fm in imap:  # the loop, not a grid axis, walks the partials
             return None
-        mapped = {owner for owner, _ in combine_axes if owner != -1}
+        mapped = {owner for owner in combine_axes if owner != -1}
         # every first-kernel axis that splits the partials must be matched by one of the second's
         if any(om[k] != -1 and a.grid_dim[k] > 1 and k not in mapped for k in range(3) if k != axis):
             return None
-    tiles = math.prod(a.grid_dim) // a.grid_dim[axis]
+    tiles = a.grid_dim[0] * a.grid_dim[1] * a.grid_dim[2] // a.grid_dim[axis]
     return SplitKPair(axis, a.grid_dim[axis], tiles, tuple(combine_axes))
 
 
@@ -142,7 +139,7 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     last_block = _emit_fixup_vote(em, gen_a, a, pair, counters, flag_offset)
     with em.region(f"scf.if {last_block} {{"):
         em.emit('llvm.fence syncscope("device") acquire')
-        _emit_combine_blocks(em, gen_a, gen_b, pair)
+        _emit_combine_block(gen_a, gen_b, pair)
     em.emit("gpu.return")
 
     types = [graph.value_types[v] for v in values]
@@ -152,27 +149,11 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     return code, values + ["counters"]
 
 
-def _emit_combine_blocks(em: Emitter, gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair) -> None:
-    """The second kernel's blocks that read this tile's partials, one after another (a barrier
-    between: each reuses the shared memory), with their block ids made from the first kernel's."""
-    count = pair.combine_blocks
-
-    def run(j) -> None:
-        ids = []
-        for k, (owner, per_tile) in enumerate(pair.combine_axes):
-            sub = em.rem(em.div(j, math.prod(r for _, r in pair.combine_axes[k + 1:])), per_tile)
-            base = em.mul(gen_a.bid[owner], per_tile) if owner != -1 else 0
-            ids.append(em.add(base, sub) if per_tile > 1 else base)
-        gen_b.block_ids = ids
-        gen_b.emit_body()
-
-    if count == 1:
-        run(0)
-        return
-    j = em.fresh("j")
-    with em.region(f"scf.for {j} = {em.idx(0)} to {em.idx(count)} step {em.idx(1)} {{"):
-        run(j)
-        em.emit("gpu.barrier")
+def _emit_combine_block(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair) -> None:
+    """The second kernel's block that reads this tile's partials, its block ids the first kernel's
+    over the same dims."""
+    gen_b.block_ids = [gen_a.bid[owner] if owner != -1 else 0 for owner in pair.combine_axes]
+    gen_b.emit_body()
 
 
 def _emit_fixup_vote(em: Emitter, gen: BlockKernelGen, a: Graph, pair: SplitKPair, counters: str,
