@@ -7,7 +7,7 @@
 //           the slice either a contiguous range of rows or every splits-th k_tile of rows (interleaved);
 // each timed as a CUDA graph of 8 launches over 8 copies of W (past the 50 MB L2), median of 20
 // replays per launch, and as a graph of 1 launch (the time gpu.py's replays see).
-//   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o gemv_probe gemv_probe.cu && ./gemv_probe
+//   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o gemv_probe gemv_probe.cu && ./gemv_probe (beside probe_ring.cuh)
 #include <algorithm>
 #include <cstdlib>
 #include <cstdio>
@@ -17,45 +17,26 @@
 
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
-constexpr int THREADS = 256;
-constexpr int STAGES = 4;
-constexpr int COPIES = 8;
+#include "probe_ring.cuh"
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(s), "l"(gmem));
-}
+constexpr int COPIES = 8;
 
 // Block (x, y) streams `iters` tiles of k_tile rows x row_bytes; tile i starts at row
 // first_row + i * row_step (a contiguous slice: row_step = k_tile; interleaved: k_tile * splits).
 __global__ void strip_kernel(const char* __restrict__ w, size_t pitch, int row_bytes, int k_tile, int iters,
                              int interleave, float* out) {
-  extern __shared__ __align__(16) char ring[];
+  extern __shared__ __align__(128) char ring[];
   int splits = gridDim.y;
   size_t first_row = interleave ? (size_t)blockIdx.y * k_tile : (size_t)blockIdx.y * k_tile * iters;
   size_t row_step = interleave ? (size_t)k_tile * splits : k_tile;
   const char* p = w + (size_t)blockIdx.x * row_bytes + first_row * pitch;
   int chunks_per_row = row_bytes / 16, stage = k_tile * row_bytes;
-  float acc = 0.f;
-  auto issue = [&](int i) {
+  float acc = ring_stream(ring, stage, iters, [&](int i) {
     for (int c = threadIdx.x; c < stage / 16; c += THREADS) {
       int r = c / chunks_per_row, q = c % chunks_per_row;
       cp_async16(ring + (i % STAGES) * stage + c * 16, p + ((size_t)i * row_step + r) * pitch + q * 16);
     }
-  };
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < iters) issue(s);
-    asm volatile("cp.async.commit_group;\n");
-  }
-  for (int it = 0; it < iters; ++it) {
-    if (it + STAGES - 1 < iters) issue(it + STAGES - 1);
-    asm volatile("cp.async.commit_group;\n");
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(STAGES - 1));
-    __syncthreads();
-    const float* f = (const float*)(ring + (it % STAGES) * stage);
-    for (int c = threadIdx.x; c < stage / 4; c += THREADS) acc += f[c];
-    __syncthreads();
-  }
+  });
   if (acc == 1.2345f) out[0] = acc;
 }
 

@@ -13,9 +13,9 @@
 
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); return 1; } } while (0)
 
-constexpr int THREADS = 256;
+#include "probe_ring.cuh"
+
 constexpr int STAGE = 16384;  // bytes per ring stage
-constexpr int STAGES = 4;
 
 __global__ void ld_kernel(const uint4* __restrict__ in, size_t per_block, float* out) {
   const uint4* p = in + blockIdx.x * (per_block / 16);
@@ -31,32 +31,13 @@ __global__ void ld_kernel(const uint4* __restrict__ in, size_t per_block, float*
   if (acc == 1.2345f) out[0] = acc;
 }
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(s), "l"(gmem));
-}
-
 __global__ void cpasync_kernel(const char* __restrict__ in, size_t per_block, float* out) {
-  extern __shared__ __align__(16) char ring[];
+  extern __shared__ __align__(128) char ring[];
   const char* p = in + blockIdx.x * per_block;
-  int iters = per_block / STAGE;
-  float acc = 0.f;
-  for (int s = 0; s < STAGES - 1; ++s) {
-    for (int c = threadIdx.x; c < STAGE / 16; c += THREADS) cp_async16(ring + s * STAGE + c * 16, p + (size_t)s * STAGE + c * 16);
-    asm volatile("cp.async.commit_group;\n");
-  }
-  for (int it = 0; it < iters; ++it) {
-    int ahead = it + STAGES - 1;
-    if (ahead < iters)
-      for (int c = threadIdx.x; c < STAGE / 16; c += THREADS)
-        cp_async16(ring + (ahead % STAGES) * STAGE + c * 16, p + (size_t)ahead * STAGE + c * 16);
-    asm volatile("cp.async.commit_group;\n");
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(STAGES - 1));
-    __syncthreads();
-    const float* f = (const float*)(ring + (it % STAGES) * STAGE);
-    for (int c = threadIdx.x; c < STAGE / 4; c += THREADS) acc += f[c];
-    __syncthreads();
-  }
+  float acc = ring_stream(ring, STAGE, per_block / STAGE, [&](int i) {
+    for (int c = threadIdx.x; c < STAGE / 16; c += THREADS)
+      cp_async16(ring + (i % STAGES) * STAGE + c * 16, p + (size_t)i * STAGE + c * 16);
+  });
   if (acc == 1.2345f) out[0] = acc;
 }
 
@@ -64,30 +45,15 @@ __global__ void cpasync_kernel(const char* __restrict__ in, size_t per_block, fl
 // holds STAGE / row_bytes rows of `row_bytes` contiguous bytes, as a weight tile does.
 __global__ void cpasync2d_kernel(const char* __restrict__ in, size_t per_block, int row_bytes, size_t pitch,
                                  float* out) {
-  extern __shared__ __align__(16) char ring[];
+  extern __shared__ __align__(128) char ring[];
   const char* p = in + (size_t)blockIdx.x * row_bytes;  // this block's columns
   int rows_per_stage = STAGE / row_bytes, chunks_per_row = row_bytes / 16;
-  int iters = per_block / STAGE;
-  float acc = 0.f;
-  auto issue = [&](int i) {
+  float acc = ring_stream(ring, STAGE, per_block / STAGE, [&](int i) {
     for (int c = threadIdx.x; c < STAGE / 16; c += THREADS) {
       int r = c / chunks_per_row, q = c % chunks_per_row;
       cp_async16(ring + (i % STAGES) * STAGE + c * 16, p + ((size_t)i * rows_per_stage + r) * pitch + q * 16);
     }
-  };
-  for (int s = 0; s < STAGES - 1; ++s) {
-    issue(s);
-    asm volatile("cp.async.commit_group;\n");
-  }
-  for (int it = 0; it < iters; ++it) {
-    if (it + STAGES - 1 < iters) issue(it + STAGES - 1);
-    asm volatile("cp.async.commit_group;\n");
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(STAGES - 1));
-    __syncthreads();
-    const float* f = (const float*)(ring + (it % STAGES) * STAGE);
-    for (int c = threadIdx.x; c < STAGE / 4; c += THREADS) acc += f[c];
-    __syncthreads();
-  }
+  });
   if (acc == 1.2345f) out[0] = acc;
 }
 

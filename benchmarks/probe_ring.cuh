@@ -1,0 +1,31 @@
+// The cp.async ring both streaming probes use (stream_probe.cu, gemv_probe.cu): STAGES shared-memory
+// stages of `stage` bytes, STAGES - 1 filled ahead; `issue(i)` copies stage i's bytes into its slot
+// (ring + (i % STAGES) * stage); each stage is summed once it lands, so the loads are not dead.
+#pragma once
+
+constexpr int THREADS = 256;
+constexpr int STAGES = 4;
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(s), "l"(gmem));
+}
+
+template <typename Issue>
+__device__ float ring_stream(const char* ring, int stage, int iters, Issue issue) {
+  float acc = 0.f;
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < iters) issue(s);
+    asm volatile("cp.async.commit_group;\n");
+  }
+  for (int it = 0; it < iters; ++it) {
+    if (it + STAGES - 1 < iters) issue(it + STAGES - 1);
+    asm volatile("cp.async.commit_group;\n");
+    asm volatile("cp.async.wait_group %0;\n" :: "n"(STAGES - 1));
+    __syncthreads();
+    const float* f = (const float*)(ring + (it % STAGES) * stage);
+    for (int c = threadIdx.x; c < stage / 4; c += THREADS) acc += f[c];
+    __syncthreads();
+  }
+  return acc;
+}
