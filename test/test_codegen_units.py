@@ -232,3 +232,35 @@ def test_small_tile_copies_share_one_round_trip():
     first_store = text.index("vector.store")
     assert text[:first_store].count("vector.load %arg") == 12
     assert plan.BlockPlan(body).figures().pre_round_trips == 1
+
+
+def test_a_broadcast_value_is_computed_once_into_a_buffer():
+    """x * rsqrt(mean(x^2) + eps): the row's rsqrt, broadcast over the row by the multiply, gets a
+    buffer of its own instead of being recomputed for every element of the row."""
+    bb = BlockBuilder([TensorType((2, 256), "f32")], (1, 1, 1), 1)
+    x = bb.iterator(0, NO_MAP, -1)
+    mean = bb.op("reduce_mean", bb.op("square", x), dim=1)
+    scale = bb.op("rsqrt", bb.op("add_scalar", mean, scalar=1e-6))
+    body = bb.finish([bb.save(bb.op("mul", x, scale), NO_MAP)])
+    p = plan.BlockPlan(body)
+    rsqrt = next(i for i, n in enumerate(body.nodes) if n.op == "rsqrt")
+    add = next(i for i, n in enumerate(body.nodes) if n.op == "add_scalar")
+    assert p.buffered[rsqrt] and not p.buffered[add]  # the add is inline in the rsqrt's stage
+    assert len(re.findall(r"math\.rsqrt", BlockKernelGen(body, "k").generate(list(body.inputs), [body.value_types[body.outputs[0]]]).text)) == 1
+
+
+def test_thread_elements_count_each_threads_serial_work():
+    """Per thread: the elements of each CUDA-core stage (a reduction: its inputs) over the threads;
+    more threads, fewer elements; tensor-core accumulators are not CUDA-core work."""
+    bb = BlockBuilder([TensorType((1, 4096), "f32")], (1, 1, 1), 1, (128, 1, 1))
+    x = bb.iterator(0, NO_MAP, -1)
+    body = bb.finish([bb.save(bb.op("mul_scalar", bb.op("reduce_sum", x, dim=1), scalar=2.0), NO_MAP)])
+    # the reduction (4096 inputs / 128 threads) and the saver's one element
+    assert plan.BlockPlan(body).figures().thread_elements == 4096 // 128 + 1
+    wide = BlockBuilder([TensorType((1, 4096), "f32")], (1, 1, 1), 1, (512, 1, 1))
+    y = wide.iterator(0, NO_MAP, -1)
+    wide_body = wide.finish([wide.save(wide.op("mul_scalar", wide.op("reduce_sum", y, dim=1), scalar=2.0), NO_MAP)])
+    assert plan.BlockPlan(wide_body).figures().thread_elements == 4096 // 512 + 1
+    mm = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"), col_tile=64, k_tile=128)
+    mm_plan = plan.BlockPlan(mm)
+    assert mm_plan.reg_accs and mm_plan.figures().thread_elements < mm.forloop_range * 4
