@@ -8,10 +8,11 @@
 // at grids of 66, 96, 132, 264 and 1056 blocks. Prints GB/s in all and per block.
 //   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o stream_probe stream_probe.cu && ./stream_probe
 #include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <cuda_runtime.h>
 
-#define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); return 1; } } while (0)
+#define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
 #include "probe_ring.cuh"
 
@@ -104,25 +105,31 @@ int main() {
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
+  auto best_ms = [&](auto launch) {  // the fastest of 5 launches, in milliseconds
+    float best = 1e30f;
+    for (int rep = 0; rep < 5; ++rep) {
+      cudaEventRecord(a);
+      launch();
+      cudaEventRecord(b);
+      CHECK(cudaEventSynchronize(b));
+      CHECK(cudaGetLastError());
+      float ms;
+      cudaEventElapsedTime(&ms, a, b);
+      if (ms < best) best = ms;
+    }
+    return best;
+  };
   const char* names[3] = {"ld", "cpasync", "bulk"};
   int grids[5] = {66, 96, 132, 264, 1056};
   printf("| kernel | blocks | GB/s | GB/s per block |\n|---|---|---|---|\n");
   for (int k = 0; k < 3; ++k) {
     for (int g : grids) {
       size_t per_block = (total / g) / STAGE * STAGE;
-      float best = 1e30f;
-      for (int rep = 0; rep < 5; ++rep) {
-        cudaEventRecord(a);
+      float best = best_ms([&] {
         if (k == 0) ld_kernel<<<g, THREADS>>>((const uint4*)in, per_block, out);
         if (k == 1) cpasync_kernel<<<g, THREADS, STAGES * STAGE>>>(in, per_block, out);
         if (k == 2) bulk_kernel<<<g, THREADS, STAGES * STAGE>>>(in, per_block, out);
-        cudaEventRecord(b);
-        CHECK(cudaEventSynchronize(b));
-        CHECK(cudaGetLastError());
-        float ms;
-        cudaEventElapsedTime(&ms, a, b);
-        if (ms < best) best = ms;
-      }
+      });
       double gbs = per_block * (double)g / (best * 1e-3) / 1e9;
       printf("| %s | %d | %.0f | %.1f |\n", names[k], g, gbs, gbs / g);
     }
@@ -136,17 +143,7 @@ int main() {
       size_t pitch = (size_t)rb * g;  // the blocks' strips side by side make up each row
       size_t rows = total / pitch / (STAGE / rb) * (STAGE / rb);
       size_t per_block = rows * rb;
-      float best = 1e30f;
-      for (int rep = 0; rep < 5; ++rep) {
-        cudaEventRecord(a);
-        cpasync2d_kernel<<<g, THREADS, STAGES * STAGE>>>(in, per_block, rb, pitch, out);
-        cudaEventRecord(b);
-        CHECK(cudaEventSynchronize(b));
-        CHECK(cudaGetLastError());
-        float ms;
-        cudaEventElapsedTime(&ms, a, b);
-        if (ms < best) best = ms;
-      }
+      float best = best_ms([&] { cpasync2d_kernel<<<g, THREADS, STAGES * STAGE>>>(in, per_block, rb, pitch, out); });
       double gbs = per_block * (double)g / (best * 1e-3) / 1e9;
       printf("| %d B | %d | %.0f | %.1f |\n", rb, g, gbs, gbs / g);
     }

@@ -89,7 +89,7 @@ def test_a_loop_split_across_blocks_is_equivalent_and_one_launch(name, splits):
     assert first.grid_dim[1] == splits and first.forloop_range == plan.nodes[0].body.forloop_range // splits
     assert second.forloop_range == splits and second.grid_dim == plan.nodes[0].body.grid_dim
     assert check_equivalent(programs.reference(name, inputs), split, trials=2).equivalent
-    assert fused_pairs(split) == [0] and len(lower_graph(split).launches) == 1
+    assert list(fused_pairs(split)) == [0] and len(lower_graph(split).launches) == 1
 
 
 def test_no_split_without_a_loop_or_a_free_grid_axis():

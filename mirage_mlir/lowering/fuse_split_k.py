@@ -86,10 +86,10 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
         if owner in (-1, axis) or b.grid_dim[k] != a.grid_dim[owner]:
             return None  # several combine blocks per tile, run one after another in the tail: slower (run 17)
         combine_axes.append(owner)
+    mapped = {owner for owner in combine_axes if owner != -1}
     for om, imap, fm in reads:
         if om[axis] != fm or fm in imap:  # the loop, not a grid axis, walks the partials
             return None
-        mapped = {owner for owner in combine_axes if owner != -1}
         # every first-kernel axis that splits the partials must be matched by one of the second's
         if any(om[k] != -1 and a.grid_dim[k] > 1 and k not in mapped for k in range(3) if k != axis):
             return None
@@ -97,13 +97,14 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
     return SplitKPair(axis, a.grid_dim[axis], tiles, tuple(combine_axes))
 
 
-def fused_pairs(graph: Graph) -> list[int]:
-    """The nodes n whose pair (n, n + 1) runs as one launch, taken greedily from the first node (as
-    the lowering takes them)."""
-    pairs, n = [], 0
+def fused_pairs(graph: Graph) -> dict[int, SplitKPair]:
+    """The nodes n whose pair (n, n + 1) runs as one launch, with its shape, taken greedily from the
+    first node (as the lowering takes them)."""
+    pairs, n = {}, 0
     while n < len(graph.nodes):
-        if split_k_pair(graph, n) is not None:
-            pairs.append(n)
+        pair = split_k_pair(graph, n)
+        if pair is not None:
+            pairs[n] = pair
             n += 2
         else:
             n += 1
@@ -123,7 +124,7 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
         raise ValueError("fused kernels compute in one type")
     em = gen_a.em
     written = list(range(graph.first_result[n], graph.first_result[n] + len(first.types)))
-    values = list(first.inputs) + written + [v for v in second.inputs if v not in first.inputs and v not in written]
+    values = list(first.inputs) + written  # the second kernel reads nothing else (split_k_pair)
     first_out = graph.first_result[n + 1]
     values += list(range(first_out, first_out + len(second.types)))
     names = {v: f"%arg{k}" for k, v in enumerate(values)}
@@ -176,5 +177,5 @@ def _emit_fixup_vote(em: Emitter, gen: BlockKernelGen, a: Graph, pair: SplitKPai
             em.emit(f"memref.store {em.i32(0)}, {counters}[{em.idx(tile)}] : memref<{pair.tiles}xi32>")
         em.emit(f"memref.store {em.op(f'arith.extui {last} : i1 to i32', 'f')}, {flag}[{em.idx(0)}] : {flag_type}")
     em.emit("gpu.barrier")
-    return em.op(f"arith.cmpi ne, {em.op(f'memref.load {flag}[{em.idx(0)}] : {flag_type}', 'f')}, "
-                           f"{em.i32(0)} : i32", "is_last")
+    flag_value = em.op(f"memref.load {flag}[{em.idx(0)}] : {flag_type}", "f")
+    return em.op(f"arith.cmpi ne, {flag_value}, {em.i32(0)} : i32", "is_last")

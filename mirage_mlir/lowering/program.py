@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
 from .blockgen import KernelCode, generate_kernel
-from .fuse_split_k import fused_pairs, generate_fused, split_k_pair
+from .fuse_split_k import fused_pairs, generate_fused
 from .emitter import STORAGE_TYPES, memref_type
 from .plan import LoweringError
 from .predefined import predefined_block_graph
@@ -128,11 +128,11 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True) -> LoweredP
             if t.dtype not in STORAGE_TYPES:
                 raise LoweringError(f"'{node.op}' on {t}: {t.dtype} tensors have no GPU lowering "
                                     f"(f16, bf16, f32 and f64 do)", (n,))
-    pairs = set(fused_pairs(graph)) if fuse else set()
+    pairs = fused_pairs(graph) if fuse else {}
     n = 0
     while n < len(graph.nodes):
         if n in pairs:
-            pair = split_k_pair(graph, n)
+            pair = pairs[n]
             kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,))
             program.zeroed.add(len(program.temps))
             args = [where[v] for v in values[:-1]] + [("temp", len(program.temps))]

@@ -553,7 +553,6 @@ class Machine:
             raise SimtError(f"vector.bitcast {it[0]} to {ot[0]} is not emulated")
         return [np.asarray(a[0]).reshape(self.T, 1, 2)]
 
-
     # cp.async: global -> shared copies that complete at a wait
     def op_nvgpu_device_async_copy(self, a, mask, ot, it, regions, op):
         # operands: dst, its indices, src, its indices (the printed form lists src first)

@@ -130,8 +130,7 @@ def sm_fill(blocks: int, c: Chip) -> float:
 
 
 def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
-    """`figures`: the generator's plan figures when the caller has them (those of the same graph
-    at another block size, with `threads` replaced: the rest does not depend on it)."""
+    """`figures`: the generator's plan figures (plan_figures(body)) when the caller has them."""
     from ..lowering import plan_figures
 
     fig = plan_figures(body) if figures is None else figures
@@ -219,10 +218,10 @@ def predefined_cost(graph: Graph, node, c: Chip) -> KernelCost:
     return KernelCost(node.op, us, read, written, flops=flops)
 
 
-def fused_combine_cost(kc: KernelCost, c: Chip) -> KernelCost:
+def fused_combine_us(us: float, c: Chip) -> float:
     """A combine kernel run by the last blocks of the split reduction before it (the lowering's
-    fuse_split_k): no launch of its own."""
-    return replace(kc, op="graph_def (fused)", us=kc.us - c.launch_us)
+    fuse_split_k): its time without a launch of its own."""
+    return us - c.launch_us
 
 
 def cost(graph: Graph, c: Chip | str = "sm_90") -> Cost:
@@ -235,7 +234,7 @@ def cost(graph: Graph, c: Chip | str = "sm_90") -> Cost:
     for n, node in enumerate(graph.nodes):
         if node.op == "graph_def":
             kc = graph_def_cost(node.body, c)
-            kernels.append(fused_combine_cost(kc, c) if n in combines else kc)
+            kernels.append(replace(kc, op="graph_def (fused)", us=fused_combine_us(kc.us, c)) if n in combines else kc)
         else:
             kernels.append(predefined_cost(graph, node, c))
     return Cost(sum(k.us for k in kernels), kernels)

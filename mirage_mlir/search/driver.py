@@ -479,7 +479,7 @@ class Searcher:
             # a combine the lowering fuses into the split reduction before it costs no launch (the bounds
             # still count one: without it the search drowns in split states, as with a cheap launch)
             if s.nodes and len(s.nodes) - 1 in fused_pairs(Graph(self.reference.inputs, s.nodes + (node,), ())):
-                us = costmod.fused_combine_cost(costmod.KernelCost("graph_def", us), self.chip).us
+                us = costmod.fused_combine_us(us, self.chip)
             ns = self.add_node(s, node, list(ktensors), us)
             self.push(ns.cost + self.remaining(ns), "state", ns)
 
@@ -667,12 +667,12 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             stats.cached = True
             g = entry["graph"]
             return SearchResult(g, costmod.cost(g, options.chip), ref_cost, stats)
-    seeds = seed_candidates(reference, options)
+    seeded = seed_candidates(reference, options)
     searcher = Searcher(reference, options)
     stats = searcher.stats
-    for seed in seeds:  # verified and ranked with the search's own (and they bound the search)
+    for seed in seeded:  # verified and ranked with the search's own (and they bound the search)
         searcher.candidates.setdefault(seed, costmod.cost(seed, options.chip).total_us)
-    stats.seeds = len(seeds)
+    stats.seeds = len(seeded)
     # search until the cheapest candidate is proven, verify it; if it fails, resume the search
     best, best_check, dump, checked = None, None, [], set()
     progress = Progress(options.progress, 1.0)

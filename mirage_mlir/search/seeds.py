@@ -94,35 +94,34 @@ def split_before_matmul(graph: Graph) -> tuple[Graph, Graph] | None:
         return None
     crossing = sorted({v for node in graph.nodes[cut:] for v in node.inputs if n_in <= v < boundary})
     first = Graph(graph.inputs, graph.nodes[:cut], tuple(crossing))
+    kb = KernelBuilder(list(graph.inputs) + [graph.value_types[v] for v in crossing])
     remap = {v: v for v in range(n_in)}
     remap.update({v: n_in + k for k, v in enumerate(crossing)})
-    next_id = n_in + len(crossing)
-    nodes = []
-    for n in range(cut, len(graph.nodes)):
+    _copy_nodes(kb, graph, range(cut, len(graph.nodes)), remap)
+    return first, kb.finish([remap[v] for v in graph.outputs])
+
+
+def _copy_nodes(kb: KernelBuilder, graph: Graph, indices, remap: dict) -> None:
+    """Adds `graph`'s nodes `indices` to `kb`, their operands renamed by `remap`, which learns the new
+    names of their results."""
+    for n in indices:
         node = graph.nodes[n]
-        nodes.append(Node(node.op, tuple(remap[v] for v in node.inputs), node.types, node.attrs, node.body))
-        for r in range(len(node.types)):
-            remap[graph.first_result[n] + r] = next_id
-            next_id += 1
-    second = Graph(graph.inputs + tuple(graph.value_types[v] for v in crossing), tuple(nodes),
-                   tuple(remap[v] for v in graph.outputs))
-    return first, second
+        made = kb.add(Node(node.op, tuple(remap[v] for v in node.inputs), node.types, node.attrs, node.body))
+        for r, v in enumerate(made):
+            remap[graph.first_result[n] + r] = v
 
 
 def compose(first: Graph, second: Graph) -> Graph:
     """The program `second` after `first` (as split_before_matmul cut it): second's extra inputs
     are first's outputs."""
     n_in = len(first.inputs)
-    nodes = list(first.nodes)
+    kb = KernelBuilder(list(first.inputs))
+    for node in first.nodes:
+        kb.add(node)
     remap = {v: v for v in range(n_in)}
     remap.update({n_in + k: v for k, v in enumerate(first.outputs)})
-    next_id = len(first.value_types)
-    for n, node in enumerate(second.nodes):
-        nodes.append(Node(node.op, tuple(remap[v] for v in node.inputs), node.types, node.attrs, node.body))
-        for r in range(len(node.types)):
-            remap[second.first_result[n] + r] = next_id
-            next_id += 1
-    return Graph(first.inputs, tuple(nodes), tuple(remap[v] for v in second.outputs))
+    _copy_nodes(kb, second, range(len(second.nodes)), remap)
+    return kb.finish([remap[v] for v in second.outputs])
 
 
 SPLITTABLE = ("accum_sum", "accum_mean", "accum_rms")
@@ -216,14 +215,10 @@ def split_reduction(graph: Graph, n: int, splits: int) -> Graph | None:
             value[body.first_result[i]] = c.add(Node(b.op, tuple(args), b.types, b.attrs, b.body))[0]
     results = kb.graph_def(c.finish([out]), list(partials))
     # the rest of the program, reading the combine's output where it read node n's
-    remap = {graph.first_result[n]: results[0]}
-    for k in range(n + 1, len(graph.nodes)):
-        later = graph.nodes[k]
-        made = kb.add(Node(later.op, tuple(remap.get(v, v) for v in later.inputs), later.types, later.attrs,
-                           later.body))
-        for r, v in enumerate(made):
-            remap[graph.first_result[k] + r] = v
-    return kb.finish([remap.get(v, v) for v in graph.outputs])
+    remap = {v: v for v in range(graph.first_result[n])}
+    remap[graph.first_result[n]] = results[0]
+    _copy_nodes(kb, graph, range(n + 1, len(graph.nodes)), remap)
+    return kb.finish([remap[v] for v in graph.outputs])
 
 
 __all__ = ["compose", "row_fused", "split_before_matmul", "split_reduction"]
