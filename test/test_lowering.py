@@ -24,7 +24,7 @@ from mirage_mlir.lowering.ptx import compile_gpu_module, find_ptxas, run_ptxas
 from mirage_mlir.lowering.simt import SimtError, run_lowered
 from mirage_mlir.mugraph import Node, TensorType
 from mirage_mlir.plans import PLANS, SMALL_SHAPES, benchmark_inputs
-from mirage_mlir.builder import KernelBuilder
+from mirage_mlir.builder import BlockBuilder, KernelBuilder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INPUTS = os.path.join(ROOT, "test", "inputs")
@@ -208,14 +208,54 @@ def test_predefined_kernel_ops(op, shapes, attrs, dtype):
     assert rel_err(out[0], ref[0]) < (1e-5 if dtype == "f32" else 2e-3)
 
 
-def test_short_row_counts_split_rows_across_warps():
+def test_short_row_counts_split_rows_across_warps(monkeypatch):
     """A block reducing fewer rows than it has warps gives each row several warps (a shared
-    scratch and one barrier), and each lane four independent partial sums over a long row."""
+    scratch and one barrier), and each lane four independent partial sums over a long row (row
+    kernels turned off: they would keep ntrans in registers)."""
+    monkeypatch.setattr(plan, "MAX_ROW_SLOTS", 0)
     text = lower_graph(PLANS["ntrans"](benchmark_inputs("ntrans", 1, "f16"))).gpu_module_text()
     assert "%scratch" in text and ":4 = scf.for" in text
     graph = kernel_op_graph("reduce_sum", [TensorType((2, 4096), "f32")], dim=1)
     inputs = random_inputs([TensorType((2, 4096), "f32")], seed=4)
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-5
+
+
+@pytest.mark.parametrize("threads,small_threads", [(128, 32), (512, 64)])
+def test_row_kernel_keeps_values_in_registers(threads, small_threads):
+    """ntrans's plan is a row kernel: 16-byte loads straight to registers, no tile in shared
+    memory, one barrier per rms reduction; it matches the interpreter in the emulator."""
+    types = benchmark_inputs("ntrans", 1, "f16")
+    graph = PLANS["ntrans"](types, threads=threads)
+    text = lower_graph(graph).gpu_module_text()
+    assert "vector.load %arg0" in text and "%tile" not in text
+    assert text.count("gpu.barrier") == 2
+    small = [TensorType((2, 512), "f16")] * 3  # 64 chunks of 8: two per thread at 32 threads, one at 64
+    inputs = random_inputs(small, seed=5)
+    small_graph = PLANS["ntrans"](small, threads=small_threads)
+    assert plan.BlockPlan(small_graph.nodes[0].body).rows is not None
+    assert rel_err(run_on_cpu(small_graph, inputs)[0], evaluate(small_graph, inputs)[0]) < 2e-3
+
+
+def test_row_kernel_of_several_rows_per_block():
+    """Tiles of several rows (each thread's two chunks in different rows), sum, mean and max along
+    the rows sharing one barrier, a row value broadcast over its row, and a row value saved."""
+    x_type = TensorType((8, 128), "f32")
+    kb = KernelBuilder([x_type])
+    bb = BlockBuilder([x_type], (2, 1, 1), 1, (64, 1, 1))
+    x = bb.accum("accum_sum", bb.iterator(0, (0, -1, -1), -1))
+    total = bb.op("reduce_sum", x, dim=1)
+    top = bb.op("reduce_max", x, dim=1)
+    centred = bb.op("sub", bb.op("exp", bb.op("sub", x, top)), bb.op("reduce_mean", x, dim=1))
+    both = bb.op("add", total, top)
+    body = bb.finish([bb.save(centred, (0, -1, -1)), bb.save(both, (0, -1, -1))])
+    graph = kb.finish(kb.graph_def(body, [0]))
+    layout = plan.BlockPlan(body).rows
+    assert layout is not None and layout.shape == (4, 128) and layout.slots == 2
+    text = lower_graph(graph).gpu_module_text()
+    assert text.count("gpu.barrier") == 1
+    inputs = random_inputs([x_type], seed=6)
+    out, ref = run_on_cpu(graph, inputs), evaluate(graph, inputs)
+    assert rel_err(out[0], ref[0]) < 1e-5 and rel_err(out[1], ref[1]) < 1e-5
 
 
 def test_missing_barrier_is_caught(monkeypatch):

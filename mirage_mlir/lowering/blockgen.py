@@ -13,6 +13,8 @@ generated kernel keeps the block graph's structure:
              barrier, the block ops as stages, accumulator updates, a closing barrier
   epilogue   register accumulators stored, the ops after the accumulators, then the output savers
 
+A row kernel (plan.RowLayout) has none of this: emit_rows computes it in registers.
+
 A *stage* computes one value that has a place of its own (a buffer, an accumulator or a saver's
 output) over all its elements, its inline inputs recomputed in registers. Barriers are placed where
 a stage reads a buffer written since the last barrier (`dirty`, by SSA name of the buffer's view),
@@ -29,6 +31,7 @@ from .emit_copies import CopyEmitter
 from .emit_elementwise import ElementwiseEmitter
 from .emit_matmul import MatmulEmitter
 from .emit_reduction import ReductionEmitter
+from .emit_rows import RowEmitter
 from .emit_savers import SaverEmitter
 from .emitter import Emitter, Index, memref_type
 from .plan import UNROLL, BlockPlan, PlanFigures, numel
@@ -49,7 +52,7 @@ class KernelCode:
 
 
 class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEmitter, AccumulatorEmitter,
-                     SaverEmitter):
+                     SaverEmitter, RowEmitter):
     """The emitters' shared state: the plan, the Emitter `em`, the buffers (copies of the plan's,
     named by their views), the SSA names of ids and arguments, the for-loop's induction variable `it`
     and the buffers written since the last barrier."""
@@ -69,6 +72,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.buffers = {i: own(buf) for i, buf in self.plan.buffers.items()}
         self.max_buffers = {i: own(buf) for i, buf in self.plan.max_buffers.items()}
         self.scratch = own(self.plan.scratch) if self.plan.scratch is not None else None
+        self.row_scratch = {i: own(buf) for i, buf in self.plan.row_scratch.items()}
         self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
         self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
@@ -89,7 +93,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.lane = em.rem(self.tid, 32)
         self.warp = em.div(self.tid, 32)
         self.lane_zero = em.cmp_eq(self.lane, 0)
-        scratch = [self.scratch] if self.scratch is not None else []
+        scratch = ([self.scratch] if self.scratch is not None else []) + list(self.row_scratch.values())
         if self.buffers or scratch:
             self.smem = smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>",
                                      "smem")
@@ -218,6 +222,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         plan = self.plan
         plan.check_shared_memory()
         self.emit_entry()
+        if plan.rows is not None:
+            self.emit_register_rows()
+            return
         self.ring_fill()  # in flight while the prologue runs
         self.init_accumulators()
         self.copy_stage([i for i, kind in enumerate(plan.kind) if kind == "iter" and plan.phase[i] == "pre"])

@@ -84,7 +84,7 @@ class ReductionEmitter:
         count = length // stride
         even = length % stride == 0
         if even and count <= 8:
-            return _tree([element(em.add(first, stride * q)) for q in range(count)], combine)
+            return combine_tree([element(em.add(first, stride * q)) for q in range(count)], combine)
         ways = 4 if even and count % 4 == 0 else 1
         j, res = em.fresh("j"), em.fresh("r")
         accs = [em.fresh("s") for _ in range(ways)]
@@ -93,7 +93,7 @@ class ReductionEmitter:
                        f"iter_args({', '.join(f'{a} = {identity}' for a in accs)}) -> ({types}) {{"):
             new = [combine(a, element(em.add(j, stride * w))) for w, a in enumerate(accs)]
             em.emit(f"scf.yield {', '.join(new)} : {types}")
-        return _tree([f"{res}#{w}" for w in range(ways)], combine)
+        return combine_tree([f"{res}#{w}" for w in range(ways)], combine)
 
     def warp_allreduce(self, value: str, combine) -> str:
         em = self.em
@@ -125,7 +125,7 @@ class ReductionEmitter:
         def combine_row(r):
             parts = [em.op(f"memref.load {scratch.name}[{em.idx(em.add(em.mul(r, split), w))}] : {scratch.type}", "l")
                      for w in range(split)]
-            finish(em.unflatten(r, out_shape), _tree(parts, combine), {})
+            finish(em.unflatten(r, out_shape), combine_tree(parts, combine), {})
 
         self.for_each(rows, combine_row)
         self.scratch_reads = {scratch.name}
@@ -133,7 +133,7 @@ class ReductionEmitter:
             self.dirty.add(self.buffers[target[1]].name)
 
 
-def _tree(values: list[str], combine) -> str:
+def combine_tree(values: list[str], combine) -> str:
     """The values combined pairwise (independent operations, not a chain)."""
     while len(values) > 1:
         values = [combine(values[k], values[k + 1]) if k + 1 < len(values) else values[k]

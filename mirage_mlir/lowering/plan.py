@@ -21,6 +21,10 @@ copies issue a thread's loads before its stores: all of them for small tiles (co
 tiles together), COPY_BATCH at a time for large ones. Reductions with fewer rows than warps give
 each row several warps (a shared scratch combines them).
 
+A block graph of one iteration whose values are all tiles [R, C] or their rows [R, 1] (elementwise
+ops and reductions along rows, no matmul) is a *row kernel* (`RowLayout`): no buffers at all, every
+value in registers, each thread holding the same chunks of every tile (emit_rows).
+
 Matmuls whose operands are f16 or bf16 buffers (K % 16, N % 8) run on tensor cores (mma.sync
 m16n8k16); an f32 accum_sum of such a matmul is carried in registers across the loop when its warp
 tiles split evenly over the warps (K sliced across warps when there are fewer tiles than warps).
@@ -36,7 +40,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 10  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 11  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -47,6 +51,7 @@ PREFETCH_DEPTH = 4  # most iterations loaded ahead
 # deepest cp.async ring for the for-loop's iterator tiles (MIRAGE_MAX_STAGES: for experiments)
 MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
 TWO_BLOCKS_BYTES = 113 * 1024  # shared memory per block that still lets two blocks share an SM
+MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
 
 
@@ -160,6 +165,29 @@ class RegisterAccumulator:
         return self.per_warp * self.wm * self.wn
 
 
+@dataclass(frozen=True)
+class RowLayout:
+    """A row kernel's layout: the tile `shape` [..., C] in chunks of `width` consecutive elements;
+    thread t holds chunks t, t + threads, ... (`slots` of them), so a warp's 32 chunks of one slot
+    lie side by side in one row (C is a multiple of 32 chunks)."""
+
+    shape: tuple[int, ...]
+    width: int
+    slots: int
+
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        return self.shape[:-1] + (self.shape[-1] // self.width,)
+
+    @property
+    def warp_chunks_per_row(self) -> int:
+        return self.shape[-1] // (32 * self.width)
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.shape[:-1] + (1,)
+
+
 def numel(shape) -> int:
     return math.prod(shape)
 
@@ -221,6 +249,18 @@ class BlockPlan:
         self.stages = 1
         if pipeline:
             self._choose_stages()
+        self.rows = self._row_layout()
+        # a row kernel's reductions: each warp's total per node (one slot after another), else none
+        self.row_scratch: dict[int, Buffer] = {}
+        if self.rows is not None:
+            self.buffers, self.max_buffers, self.scratch, self.reg_accs = {}, {}, None, {}
+            self.shared_bytes = 0
+            for i, kind in enumerate(self.kind):
+                if kind in ("reduce", "acc_reduce1"):
+                    warp_totals = numel(self.rows.chunk_shape) // 32
+                    self.row_scratch[i] = Buffer(f"%rowsum{i}", (warp_totals,), self.ctype, self.shared_bytes)
+                    self.shared_bytes += self.row_scratch[i].stage_bytes
+            return
         # node index -> buffer (iterators, buffered values, accumulators); accum_rescaled_sum's running max
         self.buffers, self.max_buffers, self.shared_bytes = self._allocate(self.stages)
         # split-row reductions' per-warp results, after everything else
@@ -330,6 +370,39 @@ class BlockPlan:
                 out += self.inline_matmuls(a, root=False)
             return out
         return []
+
+    def _row_layout(self) -> RowLayout | None:
+        """The row-kernel layout when this block graph is one (see the module doc), else None: one
+        iteration; input tiles all of one shape [..., C]; every value that shape or its rows [..., 1];
+        reductions along the last dim; each thread the same number (at most MAX_ROW_SLOTS) of chunks."""
+        iters = [i for i, kind in enumerate(self.kind) if kind == "iter"]
+        if self.loop != 1 or not iters:
+            return None
+        full = self.g.nodes[iters[0]].types[0].shape
+        row = full[:-1] + (1,)
+        widths = []
+        for i, node in enumerate(self.g.nodes):
+            kind = self.kind[i]
+            shape = self.vtype(node.inputs[0]).shape if kind == "saver" else node.types[0].shape
+            inputs = [self.vtype(v).shape for v in node.inputs]
+            if kind == "iter":
+                if shape != full:
+                    return None
+                widths.append(vector_width(node.types[0].dtype, full[-1], inputs[0][-1]))
+            elif kind in ("reduce", "acc_reduce1"):
+                dim = node.attr("dim") if node.op in OPS else node.attr("reduce_dim")
+                if node.op == "accum_rescaled_sum" or inputs[0] != full or dim % len(full) != len(full) - 1:
+                    return None
+            elif kind in ("ew", "acc_id"):
+                if shape not in (full, row) or any(s not in (shape, row) for s in inputs):
+                    return None
+            elif kind != "saver" or shape not in (full, row):
+                return None
+        width = min(widths)
+        chunks = numel(full) // width
+        if full[-1] % (32 * width) or chunks % self.threads or chunks // self.threads > MAX_ROW_SLOTS:
+            return None
+        return RowLayout(full, width, chunks // self.threads)
 
     # -- shared memory ---------------------------------------------------------------------------
     def _async_chunk_ok(self, i: int) -> bool:
@@ -541,14 +614,17 @@ class BlockPlan:
         geos = self.loop_copies()
         sync = [geo.i for geo in geos]
         depth = self.prefetch_depth(geos) if self.loop > 1 else 0
-        tile_bytes = {i: numel(self.buffers[i].shape) * BYTES[self.buffers[i].dtype]
+        tile_bytes = {i: numel(self.g.nodes[i].types[0].shape) * BYTES[self.g.nodes[i].types[0].dtype]
                       for i, k in enumerate(self.kind) if k == "iter"}
         sync_bytes = sum(tile_bytes[i] for i in sync)
         # synchronous copies run one after the other, each waiting for its loads; prefetching into
         # registers `depth` iterations ahead hides all but 1 / depth of that
         sync_round_trips = self.copies_round_trips(geos) / (depth or 1)
-        pre_round_trips = self.copies_round_trips([self.copy_geometry(i) for i, k in enumerate(self.kind)
-                                                   if k == "iter" and i not in loop_iters])
+        if self.rows is not None:
+            pre_round_trips = 1  # every thread's loads of every tile issued together
+        else:
+            pre_round_trips = self.copies_round_trips([self.copy_geometry(i) for i, k in enumerate(self.kind)
+                                                       if k == "iter" and i not in loop_iters])
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
                            sum(tile_bytes[i] for i in self.ring), sync_bytes, sync_round_trips, pre_round_trips,
                            frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
@@ -560,7 +636,10 @@ class BlockPlan:
     def thread_elements(self) -> int:
         """Elements one thread handles one after another in the stages that run on CUDA cores (each
         stage spreads its elements, or a reduction its inputs, over the threads), loop iterations
-        counted: the serial work that more threads per block shorten."""
+        counted: the serial work that more threads per block shorten. A row kernel's are its
+        elements in registers, one pass."""
+        if self.rows is not None:
+            return self.rows.slots * self.rows.width
         total = 0
         for i, node in enumerate(self.g.nodes):
             kind = self.kind[i]

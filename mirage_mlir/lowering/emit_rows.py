@@ -1,0 +1,167 @@
+"""Row kernels (plan.RowLayout): every value in registers, no tile in shared memory.
+
+Each thread loads its chunks (`width` consecutive elements, 16 bytes where alignment allows) of every
+input tile at once (one memory latency), then computes node after node on its chunks. A reduction
+along the rows costs one barrier: a warp's 32 chunks of a slot lie in one row, so the lanes combine
+their partial results with shuffles, lane 0 stores the warp's total to the node's scratch, and after
+the barrier every thread adds up the totals of its rows itself (no thread-0 step, no second barrier).
+Barriers are taken lazily, when a value is first needed: reductions whose inputs are ready by then
+(independent ones) share one.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .emit_reduction import combine_tree
+from .emitter import BYTES, Index, indices
+from .plan import CopyGeometry, vector_width
+
+
+class RowEmitter:
+    """A row kernel's body. `self.rowvals[v]`: per slot, value v's elements (a list) for a tile
+    value, or one name for a row value; a reduction waiting for its barrier is in `self.pending`."""
+
+    def emit_register_rows(self) -> None:
+        em, plan, layout = self.em, self.plan, self.plan.rows
+        self.rowvals: dict[int, list] = {}
+        self.pending: list[int] = []
+        chunks = [em.add(self.tid, s * plan.threads) for s in range(layout.slots)]
+        self.row_where = []  # per slot: the index of its chunk's first element in the tile
+        for c in chunks:
+            where = em.unflatten(c, layout.chunk_shape)
+            where[-1] = em.mul(where[-1], layout.width)
+            self.row_where.append(where)
+        self.row_load_inputs()
+        reductions = [i for i, kind in enumerate(plan.kind) if kind in ("reduce", "acc_reduce1")]
+        for i, node in enumerate(self.g.nodes):
+            kind = plan.kind[i]
+            if kind == "iter" or plan.value(i) in self.rowvals or plan.value(i) in self.pending:
+                continue
+            if any(v in self.pending for v in node.inputs):
+                # later reductions whose input is ready share the barrier
+                for j in reductions:
+                    ready = self.g.nodes[j].inputs[0] in self.rowvals
+                    if j > i and ready and plan.value(j) not in self.pending:
+                        self.row_reduce_partials(j)
+                self.finish_row_reductions()
+            if kind == "saver":
+                self.row_save(i, node.inputs[0])
+            elif kind in ("reduce", "acc_reduce1"):
+                self.row_reduce_partials(i)
+            else:
+                self.row_elementwise(i)
+
+    def row_element(self, v: int, s: int, k: int) -> str:
+        """Element k of slot s of value v (a row value is the same for every element of its slot)."""
+        val = self.rowvals[v][s]
+        return val if isinstance(val, str) else val[k]
+
+    def row_load_inputs(self) -> None:
+        """Every chunk of every input tile: all loads issued, then unpacked."""
+        em, plan, layout = self.em, self.plan, self.plan.rows
+        loaded = {}
+        for i, kind in enumerate(plan.kind):
+            if kind != "iter":
+                continue
+            node = self.g.nodes[i]
+            geo = CopyGeometry(i, node.inputs[0], layout.shape, node.types[0].dtype, plan.vtype(node.inputs[0]),
+                               layout.width)
+            loaded[i] = (geo, [self.copy_load(geo, where) for where in self.row_where])
+        for i, (geo, chunks) in loaded.items():
+            if geo.width == 1:
+                self.rowvals[plan.value(i)] = [[em.extend(c, geo.dtype)] for c in chunks]
+                continue
+            self.rowvals[plan.value(i)] = [
+                [em.extend(em.op(f"vector.extract {c}[{k}] : {geo.dtype} from {geo.vec}", "l"), geo.dtype)
+                 for k in range(geo.width)] for c in chunks]
+
+    def row_elementwise(self, i: int) -> None:
+        """An elementwise node (or a one-iteration accumulator without reduce_dim) on every element
+        this thread holds: once per slot for a row value."""
+        em, node = self.em, self.g.nodes[i]
+        layout, dtype = self.plan.rows, node.types[0].dtype
+        per_slot = 1 if node.types[0].shape == layout.row_shape else layout.width
+
+        def at(k: int, s: int) -> str:
+            args = [self.row_element(v, s, k) for v in node.inputs]
+            if self.plan.kind[i] == "acc_id":
+                return em.round(self.acc_identity(node, args), dtype)
+            if node.op == "thread_graph":
+                return self.thread_graph(node.body, args)
+            return em.round(self.elementwise(node, args), dtype)
+
+        values = [[at(k, s) for k in range(per_slot)] for s in range(layout.slots)]
+        self.rowvals[self.plan.value(i)] = [vals[0] if per_slot == 1 else vals for vals in values]
+
+    def row_reduce_partials(self, i: int) -> None:
+        """This warp's total of each slot's chunks into the node's scratch (finished after a barrier)."""
+        em, node = self.em, self.g.nodes[i]
+        layout, scratch = self.plan.rows, self.row_scratch[i]
+        combine = self.row_combine(node)
+        squares = node.op == "accum_rms"
+        for s in range(layout.slots):
+            xs = [self.row_element(node.inputs[0], s, k) for k in range(layout.width)]
+            if squares:
+                xs = [em.round(em.fbin("mulf", x, x), node.types[0].dtype) for x in xs]
+            total = self.warp_allreduce(combine_tree(xs, combine), combine)
+            with em.region(f"scf.if {self.lane_zero} {{"):
+                em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.row_warp_total(s))}] : {scratch.type}")
+        self.pending.append(self.plan.value(i))
+
+    def row_combine(self, node):
+        is_max = node.op in ("reduce_max", "accum_max")
+        return lambda a, b: self.em.fbin("maximumf" if is_max else "addf", a, b)
+
+    def row_warp_total(self, s: int) -> Index:
+        """Where this warp's total of slot s goes: its chunks' place among the tile's warp-sized runs."""
+        return self.em.add(self.warp, s * self.plan.warps)
+
+    def finish_row_reductions(self) -> None:
+        """One barrier, then every pending reduction's row totals in every thread."""
+        em, layout = self.em, self.plan.rows
+        self.barrier()
+        per_row = layout.warp_chunks_per_row
+        for v in self.pending:
+            i = self.plan.node_of[v]
+            node, scratch = self.g.nodes[i], self.row_scratch[i]
+            combine = self.row_combine(node)
+            totals = []
+            for s in range(layout.slots):
+                first = em.mul(em.div(self.row_warp_total(s), per_row), per_row)
+                width = vector_width(scratch.dtype, per_row)
+                vec = f"vector<{width}x{scratch.dtype}>"
+                parts = []
+                for q in range(0, per_row, width):
+                    where = f"{scratch.name}[{indices(em, [em.add(first, q)])}]"
+                    if width == 1:
+                        parts.append(em.op(f"memref.load {where} : {scratch.type}", "l"))
+                        continue
+                    loaded = em.op(f"vector.load {where} {{alignment = {width * BYTES[scratch.dtype]}}} : {scratch.type}, {vec}", "rs")
+                    parts += [em.op(f"vector.extract {loaded}[{k}] : {scratch.dtype} from {vec}", "l")
+                              for k in range(width)]
+                total = em.round(combine_tree(parts, combine), node.types[0].dtype)
+                totals.append(self.finish_total(node, total, layout.shape[-1]))
+            self.rowvals[v] = totals
+        self.pending = []
+
+    def row_save(self, i: int, v: int) -> None:
+        """A tile value stored chunk by chunk (vectors as wide as the output allows); a row value by
+        the thread holding the row's first chunk."""
+        em, layout = self.em, self.plan.rows
+        out = self.g.nodes[i].types[0]
+        if self.plan.vtype(v).shape == layout.row_shape:
+            for s, where in enumerate(self.row_where):
+                x = self.row_element(v, s, 0)
+                index = where[:-1] + [0]
+                if where[-1] == 0:
+                    self.store_global(i, index, [x])
+                    continue
+                with em.region(f"scf.if {em.cmp_eq(where[-1], 0)} {{"):
+                    self.store_global(i, index, [x])
+            return
+        piece = math.gcd(layout.width, vector_width(out.dtype, layout.shape[-1], out.shape[-1]))
+        for s, where in enumerate(self.row_where):
+            for k in range(0, layout.width, piece):
+                xs = [self.row_element(v, s, k + j) for j in range(piece)]
+                self.store_global(i, where[:-1] + [em.add(where[-1], k)], xs)
