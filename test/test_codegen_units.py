@@ -234,9 +234,11 @@ def test_small_tile_copies_share_one_round_trip():
     assert plan.BlockPlan(body).figures().pre_round_trips == 1
 
 
-def test_a_broadcast_value_is_computed_once_into_a_buffer():
+def test_a_broadcast_value_is_computed_once_into_a_buffer(monkeypatch):
     """x * rsqrt(mean(x^2) + eps): the row's rsqrt, broadcast over the row by the multiply, gets a
-    buffer of its own instead of being recomputed for every element of the row."""
+    buffer of its own instead of being recomputed for every element of the row (through shared
+    memory: as a row kernel each thread computes it once per chunk)."""
+    monkeypatch.setattr(plan, "MAX_ROW_SLOTS", 0)
     bb = BlockBuilder([TensorType((2, 256), "f32")], (1, 1, 1), 1)
     x = bb.iterator(0, NO_MAP, -1)
     mean = bb.op("reduce_mean", bb.op("square", x), dim=1)
@@ -253,17 +255,19 @@ def test_thread_elements_count_each_threads_serial_work():
     """Per thread: the elements of each CUDA-core stage (a reduction: its inputs) over the threads;
     more threads, fewer elements; a row kernel's elements once; tensor-core accumulators are not
     CUDA-core work."""
-    bb = BlockBuilder([TensorType((1, 4096), "f32")], (1, 1, 1), 1, (128, 1, 1))
-    x = bb.iterator(0, NO_MAP, -1)
-    body = bb.finish([bb.save(bb.op("mul_scalar", bb.op("reduce_sum", x, dim=1), scalar=2.0), NO_MAP)])
-    # the reduction (4096 inputs / 128 threads) and the saver's one element
-    assert plan.BlockPlan(body).figures().thread_elements == 4096 // 128 + 1
-    wide = BlockBuilder([TensorType((1, 4096), "f32")], (1, 1, 1), 1, (512, 1, 1))
-    y = wide.iterator(0, NO_MAP, -1)
-    wide_body = wide.finish([wide.save(wide.op("mul_scalar", wide.op("reduce_sum", y, dim=1), scalar=2.0), NO_MAP)])
-    # at 512 threads it is a row kernel (two chunks of 4 a thread): one pass over its registers
-    assert plan.BlockPlan(wide_body).rows is not None
-    assert plan.BlockPlan(wide_body).figures().thread_elements == 4096 // 512
+    def reduce_and_scale(cols, threads):
+        bb = BlockBuilder([TensorType((1, cols), "f32")], (1, 1, 1), 1, (threads, 1, 1))
+        x = bb.iterator(0, NO_MAP, -1)
+        return bb.finish([bb.save(bb.op("mul_scalar", bb.op("reduce_sum", x, dim=1), scalar=2.0), NO_MAP)])
+
+    # rows of 4000 (not a whole number of warps' chunks: through shared memory): the reduction's
+    # 4000 inputs over the threads and the saver's one element
+    assert plan.BlockPlan(reduce_and_scale(4000, 128)).figures().thread_elements == -(-4000 // 128) + 1
+    assert plan.BlockPlan(reduce_and_scale(4000, 512)).figures().thread_elements == -(-4000 // 512) + 1
+    # rows of 4096 make a row kernel, on 256 threads of four chunks of 4 whatever the block size
+    for threads in (128, 512):
+        figures = plan.BlockPlan(reduce_and_scale(4096, threads)).figures()
+        assert (figures.threads, figures.thread_elements) == (256, 16)
     mm = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"), col_tile=64, k_tile=128)
     mm_plan = plan.BlockPlan(mm)
     assert mm_plan.reg_accs and mm_plan.figures().thread_elements < mm.forloop_range * 4

@@ -220,39 +220,44 @@ def test_short_row_counts_split_rows_across_warps(monkeypatch):
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-5
 
 
-@pytest.mark.parametrize("threads,small_threads", [(128, 32), (512, 64)])
-def test_row_kernel_keeps_values_in_registers(threads, small_threads):
+@pytest.mark.parametrize("threads", [128, 512])
+def test_row_kernel_keeps_values_in_registers(threads):
     """ntrans's plan is a row kernel: 16-byte loads straight to registers, no tile in shared
-    memory, one barrier per rms reduction; it matches the interpreter in the emulator."""
+    memory, one barrier per rms reduction, on 128 threads of four chunks whatever its block size;
+    it matches the interpreter in the emulator."""
     types = benchmark_inputs("ntrans", 1, "f16")
-    graph = PLANS["ntrans"](types, threads=threads)
-    text = lower_graph(graph).gpu_module_text()
-    assert "vector.load %arg0" in text and "%tile" not in text
-    assert text.count("gpu.barrier") == 2
-    small = [TensorType((2, 512), "f16")] * 3  # 64 chunks of 8: two per thread at 32 threads, one at 64
+    kernel = lower_graph(PLANS["ntrans"](types, threads=threads)).launches[0].kernel
+    assert kernel.block == (128, 1, 1)
+    assert "vector.load %arg0" in kernel.text and "%tile" not in kernel.text
+    assert kernel.text.count("gpu.barrier") == 2
+    small = [TensorType((2, 512), "f16")] * 3  # a row of 64 chunks of 8: 32 threads of two
     inputs = random_inputs(small, seed=5)
-    small_graph = PLANS["ntrans"](small, threads=small_threads)
-    assert plan.BlockPlan(small_graph.nodes[0].body).rows is not None
+    small_graph = PLANS["ntrans"](small, threads=threads)
+    assert plan.BlockPlan(small_graph.nodes[0].body).rows.slots == 2
     assert rel_err(run_on_cpu(small_graph, inputs)[0], evaluate(small_graph, inputs)[0]) < 2e-3
 
 
 def test_row_kernel_of_several_rows_per_block():
-    """Tiles of several rows (each thread's two chunks in different rows), sum, mean and max along
-    the rows sharing one barrier, a row value broadcast over its row, and a row value saved."""
+    """Tiles of several rows (each thread's four chunks in different rows): a softmax less the row's
+    mean, and the row's sum plus its max saved. The sum, mean and max share one barrier, the sum of
+    the exponentials takes a second, and its division is a multiply by one reciprocal per row."""
     x_type = TensorType((8, 128), "f32")
     kb = KernelBuilder([x_type])
     bb = BlockBuilder([x_type], (2, 1, 1), 1, (64, 1, 1))
     x = bb.accum("accum_sum", bb.iterator(0, (0, -1, -1), -1))
     total = bb.op("reduce_sum", x, dim=1)
     top = bb.op("reduce_max", x, dim=1)
-    centred = bb.op("sub", bb.op("exp", bb.op("sub", x, top)), bb.op("reduce_mean", x, dim=1))
+    e = bb.op("exp", bb.op("sub", x, top))
+    softmax = bb.op("div", e, bb.op("reduce_sum", e, dim=1))
+    centred = bb.op("sub", softmax, bb.op("reduce_mean", x, dim=1))
     both = bb.op("add", total, top)
     body = bb.finish([bb.save(centred, (0, -1, -1)), bb.save(both, (0, -1, -1))])
     graph = kb.finish(kb.graph_def(body, [0]))
     layout = plan.BlockPlan(body).rows
-    assert layout is not None and layout.shape == (4, 128) and layout.slots == 2
+    assert layout is not None and layout.shape == (4, 128) and layout.slots == 4
     text = lower_graph(graph).gpu_module_text()
-    assert text.count("gpu.barrier") == 1
+    # per slot: the mean's division by the count and one reciprocal (not one division per element)
+    assert text.count("gpu.barrier") == 2 and text.count("arith.divf") == 2 * layout.slots
     inputs = random_inputs([x_type], seed=6)
     out, ref = run_on_cpu(graph, inputs), evaluate(graph, inputs)
     assert rel_err(out[0], ref[0]) < 1e-5 and rel_err(out[1], ref[1]) < 1e-5

@@ -77,6 +77,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
         self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
         self.dirty: set[str] = set()
+        self.reciprocals: dict[str, str] | None = None  # divisor -> its reciprocal, in a row kernel (divide)
         self.scratch_reads: set[str] = set()  # the scratch, when read since the last barrier
         self.it: Index = 0  # the for-loop induction variable inside the loop
         # loop-carried mma accumulators of the register accumulators: at the loop's top, at its yield

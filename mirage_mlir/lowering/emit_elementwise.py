@@ -103,12 +103,24 @@ class ElementwiseEmitter:
             return em.fbin("addf", x, em.fconst(node.attr("scalar")))
         if op == "cast":
             return x
-        binary = {"add": "addf", "sub": "subf", "mul": "mulf", "div": "divf", "max": "maximumf"}
+        if op == "div":
+            return self.divide(args[0], args[1])
+        binary = {"add": "addf", "sub": "subf", "mul": "mulf", "max": "maximumf"}
         if op in binary:
             return em.fbin(binary[op], args[0], args[1])
         if op == "pow":
             return em.op(f"math.powf {args[0]}, {args[1]} : {em.ctype}", "f")
         raise LoweringError(f"no lowering for elementwise op '{op}'", self.plan.path)
+
+    def divide(self, a: str, b: str) -> str:
+        """a / b. Where a row kernel divides many elements by one value (a row's rms), it takes that
+        value's reciprocal once and multiplies (within 1.5 ulp of the quotient, in the compute type):
+        an IEEE division per element had ntrans at 3.7 us against 1.8 (NOTES.md, run 20)."""
+        if self.reciprocals is None:
+            return self.em.fbin("divf", a, b)
+        if b not in self.reciprocals:
+            self.reciprocals[b] = self.em.fbin("divf", self.em.fconst(1.0), b)
+        return self.em.fbin("mulf", a, self.reciprocals[b])
 
     def thread_graph(self, body: Graph, args: list[str]) -> str:
         values = list(args)

@@ -26,6 +26,7 @@ class RowEmitter:
         em, plan, layout = self.em, self.plan, self.plan.rows
         self.rowvals: dict[int, list] = {}
         self.pending: list[int] = []
+        self.reciprocals = {}  # straight-line code: a divisor's reciprocal serves every later division
         chunks = [em.add(self.tid, s * plan.threads) for s in range(layout.slots)]
         self.row_where = []  # per slot: the index of its chunk's first element in the tile
         for c in chunks:
@@ -42,7 +43,8 @@ class RowEmitter:
                 # later reductions whose input is ready share the barrier
                 for j in reductions:
                     ready = self.g.nodes[j].inputs[0] in self.rowvals
-                    if j > i and ready and plan.value(j) not in self.pending:
+                    done = plan.value(j) in self.pending or plan.value(j) in self.rowvals
+                    if j > i and ready and not done:
                         self.row_reduce_partials(j)
                 self.finish_row_reductions()
             if kind == "saver":

@@ -23,7 +23,8 @@ each row several warps (a shared scratch combines them).
 
 A block graph of one iteration whose values are all tiles [R, C] or their rows [R, 1] (elementwise
 ops and reductions along rows, no matmul) is a *row kernel* (`RowLayout`): no buffers at all, every
-value in registers, each thread holding the same chunks of every tile (emit_rows).
+value in registers, each thread holding the same chunks of every tile (emit_rows), on as few threads
+as hold the tile in at most MAX_ROW_SLOTS chunks each, whatever the block graph's block_dim.
 
 Matmuls whose operands are f16 or bf16 buffers (K % 16, N % 8) run on tensor cores (mma.sync
 m16n8k16); an f32 accum_sum of such a matmul is carried in registers across the loop when its warp
@@ -168,8 +169,8 @@ class RegisterAccumulator:
 @dataclass(frozen=True)
 class RowLayout:
     """A row kernel's layout: the tile `shape` [..., C] in chunks of `width` consecutive elements;
-    thread t holds chunks t, t + threads, ... (`slots` of them), so a warp's 32 chunks of one slot
-    lie side by side in one row (C is a multiple of 32 chunks)."""
+    thread t of the chunks / slots threads holds chunks t, t + threads, ... (`slots` of them), so a
+    warp's 32 chunks of one slot lie side by side in one row (C is a multiple of 32 chunks)."""
 
     shape: tuple[int, ...]
     width: int
@@ -250,6 +251,9 @@ class BlockPlan:
         if pipeline:
             self._choose_stages()
         self.rows = self._row_layout()
+        if self.rows is not None:  # a row kernel runs on the threads its layout needs (any count computes the same)
+            self.threads = numel(self.rows.chunk_shape) // self.rows.slots
+            self.warps = self.threads // 32
         # a row kernel's reductions: each warp's total per node (one slot after another), else none
         self.row_scratch: dict[int, Buffer] = {}
         if self.rows is not None:
@@ -400,9 +404,16 @@ class BlockPlan:
                 return None
         width = min(widths)
         chunks = numel(full) // width
-        if full[-1] % (32 * width) or chunks % self.threads or chunks // self.threads > MAX_ROW_SLOTS:
+        if full[-1] % (32 * width):
             return None
-        return RowLayout(full, width, chunks // self.threads)
+        # the fewest threads (each with the most chunks) that hold the tile: the block's fixed work
+        # (addresses, each reduction's totals) repeats in every warp; ntrans ran 1.85 us at 128
+        # threads of 4 chunks against 2.43 at 512 of 1 (NOTES.md, run 19)
+        for slots in range(MAX_ROW_SLOTS, 0, -1):
+            threads = chunks // slots
+            if chunks % slots == 0 and threads % 32 == 0 and 32 <= threads <= 1024:
+                return RowLayout(full, width, slots)
+        return None
 
     # -- shared memory ---------------------------------------------------------------------------
     def _async_chunk_ok(self, i: int) -> bool:

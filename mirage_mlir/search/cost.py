@@ -135,7 +135,7 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
 
     fig = plan_figures(body) if figures is None else figures
     blocks = body.grid_dim[0] * body.grid_dim[1] * body.grid_dim[2]
-    threads = body.block_dim[0] * body.block_dim[1] * body.block_dim[2]
+    threads = fig.threads  # the plan's (a row kernel picks its own)
     loop = body.forloop_range
     read = written = unique = 0
     tensor = simt = 0.0
