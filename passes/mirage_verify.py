@@ -3,7 +3,10 @@ function it names (mirage_mlir/search/reference.py gives the convention): random
 fields (mirage_mlir/finite_field.py: fresh inputs and generators per trial, primes near 2^31 and
 2^29, exp nesting handled by a prime tower), then a floating-point check with the reference
 semantics (evaluate.FloatDomain). It fails with an error at the group's first graph_def naming the
-first output that differs; ops without the attribute are not checked.
+first output that differs; ops without the attribute are not checked. An accepted group's first
+graph_def records what was established in `mirage.verified`: "finite-field: N trials, false-positive
+bound B; float max relative error E", or "float-only: ..." where a max's value reaches an output
+(finite fields decide max only where it stabilises; mirage_mlir/finite_field.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from mirage_mlir.graph_verify import verify as verify_structure
 from mirage_mlir.search.reference import REFERENCE_ATTR, find_function, functions, group_graph, reference_graph
 
 from .registry import Pass, PassError, option
+
+VERDICT_ATTR = "mirage.verified"
 
 
 @dataclasses.dataclass
@@ -59,5 +64,17 @@ class MirageVerify(Pass):
         result = check_equivalent(reference, candidate, trials=self.trials, seed=self.seed,
                                   float_check_too=self.float_check)
         if not result.equivalent:
-            where = f"output #{result.first_mismatch}" if result.first_mismatch is not None else "the group"
-            raise PassError(anchor, f"mirage-verify: {where} differs from the reference @{name}: {result.reason}")
+            if result.first_mismatch is None:
+                raise PassError(anchor, f"mirage-verify: the group tagged @{name} was not compared with its "
+                                        f"reference: {result.reason}")
+            raise PassError(anchor, f"mirage-verify: output #{result.first_mismatch} differs from the reference "
+                                    f"@{name}: {result.reason}")
+        anchor.attributes[VERDICT_ATTR] = ir.StringAttr.get(verdict(result))
+
+
+def verdict(result) -> str:
+    """What an accepted group's check established, as recorded in mirage.verified."""
+    floats = f"; float max relative error {result.float_error:.2g}" if result.float_checked else ""
+    if result.method == "float-only":
+        return f"float-only (max relative error {result.float_error:.2g}): {result.details['why']}"
+    return f"finite-field: {result.trials} trials, false-positive bound {result.bound:.2g}{floats}"

@@ -5,7 +5,7 @@ import pytest
 
 from mirage_mlir import finite_field as ff
 from mirage_mlir import plans
-from mirage_mlir.builder import KernelBuilder
+from mirage_mlir.builder import BlockBuilder, KernelBuilder
 from mirage_mlir.mugraph import TensorType
 from mirage_mlir.search import programs
 
@@ -74,11 +74,65 @@ def test_nested_exp_uses_a_third_prime():
     assert ff.check_equivalent(a, a, trials=2, float_check_too=False).equivalent
 
 
-def test_max_is_reported_not_guessed():
-    t = [TensorType((3, 5), "f32")]
-    a = _kernel(t, lambda kb: kb.op("reduce_max", 0, dim=1))
-    r = ff.check_equivalent(a, a, trials=1)
-    assert not r.equivalent and "cannot verify" in r.reason
+def _softmax(kb, x, stable=True, scale=1.0):
+    """softmax over dim 1, subtracting the row's max when `stable`, the result times `scale`."""
+    shifted = kb.op("sub", x, kb.op("reduce_max", x, dim=1)) if stable else x
+    e = kb.op("exp", shifted)
+    return kb.op("mul_scalar", kb.op("div", e, kb.op("reduce_sum", e, dim=1)), scalar=scale)
+
+
+def _online_softmax(t):
+    """Softmax over rows of 64 as one kernel of online partial maxes and rescaled sums (a for-loop
+    over four column tiles: accum_max, accum_rescaled_sum), then exp(x - max) / sum."""
+    kb = KernelBuilder(t)
+    bb = BlockBuilder(t, (t[0].shape[0], 1, 1), 4)
+    tile = bb.iterator(0, (0, -1, -1), 1)
+    local_max = bb.op("reduce_max", tile, dim=1)
+    local_sum = bb.op("reduce_sum", bb.op("exp", bb.op("sub", tile, local_max)), dim=1)
+    row_max = bb.accum("accum_max", local_max)
+    row_sum = bb.accum("accum_rescaled_sum", local_sum, local_max)
+    body = bb.finish([bb.save(row_max, (0, -1, -1)), bb.save(row_sum, (0, -1, -1))])
+    m, total = kb.graph_def(body, [0])
+    return kb.finish([kb.op("div", kb.op("exp", kb.op("sub", 0, m)), total)])
+
+
+def test_online_softmax_is_verified_over_the_finite_fields():
+    """max only stabilises a softmax: under any order max is taken the outputs agree, so the
+    finite fields decide it with a bound, partial maxes and rescaled sums against one max."""
+    t = [TensorType((4, 64), "f32")]
+    reference = _kernel(t, lambda kb: _softmax(kb, 0))
+    assert ff.uses_max(reference)
+    r = ff.check_equivalent(reference, _online_softmax(t), trials=3)
+    assert r.equivalent and r.method == "finite-field", r.reason
+    # the comparison's bound (five exps: the paper's weak q^(-1/k^2) term) doubled for the max test
+    q, p = r.primes[1], r.primes[0]
+    assert r.bound == pytest.approx(2 * ff.false_positive_bound(r.degree, r.exp_ops, q, p, 3)) and r.bound < 0.1
+    wrong = _kernel(t, lambda kb: _softmax(kb, 0, scale=1.5))
+    r = ff.check_equivalent(reference, wrong, trials=3)
+    assert not r.equivalent and r.method == "finite-field" and "finite-field trial" in r.reason
+
+
+def test_dropping_the_max_is_caught_as_overflow():
+    """exp(x) / sum(exp(x)) is softmax over the fields and on small inputs, but overflows on large
+    ones where the original, subtracting the max, stays finite."""
+    t = [TensorType((4, 64), "f16")]
+    r = ff.check_equivalent(_kernel(t, lambda kb: _softmax(kb, 0)), _kernel(t, lambda kb: _softmax(kb, 0, False)),
+                            trials=2)
+    assert not r.equivalent and "overflows" in r.reason
+
+
+def test_a_max_whose_value_is_the_output_is_checked_in_floats_only():
+    """relu(x) against max(x, 0): the max's value is the output, which the finite fields cannot
+    decide; the float check does, and the result says so and claims no bound."""
+    t = [TensorType((4, 8), "f32")]
+    relu = _kernel(t, lambda kb: kb.op("relu", 0))
+    as_max = _kernel(t, lambda kb: kb.op("max", 0, kb.op("mul_scalar", 0, scalar=0.0)))
+    r = ff.check_equivalent(relu, as_max, trials=2)
+    assert r.equivalent and r.method == "float-only" and r.bound == 1.0
+    assert "floating point only" in r.reason and "output #0 of the candidate" in r.reason
+    wrong = _kernel(t, lambda kb: kb.op("max", 0, kb.op("mul_scalar", 0, scalar=0.5)))
+    r = ff.check_equivalent(relu, wrong, trials=2)
+    assert not r.equivalent and r.method == "float-only" and r.first_mismatch == 0
 
 
 def test_float_check_catches_precision_only_differences():

@@ -603,8 +603,14 @@ class Progress:
 
 # ---------------------------------------------------------------------------------------------
 def _verify_one(payload):
+    """The candidate's verification; a float-only verdict (a max's value reaching an output, which the
+    finite fields cannot decide) never counts as verified here: the search replaces nothing on a
+    float check alone."""
     reference, candidate, trials, seed, workers = payload
-    return finite_field.check_equivalent(reference, candidate, trials=trials, seed=seed, workers=workers)
+    result = finite_field.check_equivalent(reference, candidate, trials=trials, seed=seed, workers=workers)
+    if result.method != "finite-field":
+        result.equivalent = False
+    return result
 
 
 def options_key(o: SearchOptions) -> dict:

@@ -1,10 +1,10 @@
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-verify)' -verify-diagnostics | FileCheck %s
 
 // Mirage's RMSNorm+Linear plan (grid over W's columns, a for-loop over K, an rms accumulator beside
-// the matmul's) against the rms_norm + matmul it replaced: accepted, the IR is unchanged.
+// the matmul's) against the rms_norm + matmul it replaced: accepted, the verdict recorded.
 // CHECK-LABEL: func.func @main
 // CHECK: "mirage_kernel.graph_def"
-// CHECK: mirage.reference = @main__mirage_ref0
+// CHECK: mirage.reference = @main__mirage_ref0, mirage.verified = "finite-field: 4 trials, false-positive bound {{[0-9.e-]+}}; float max relative error
 func.func @main(%x: tensor<4x64xf32>, %w: tensor<64x128xf32>) -> tensor<4x128xf32> {
   %0 = "mirage_kernel.graph_def"(%x, %w) ({
   ^bb0(%a: tensor<4x64xf32>, %b: tensor<64x128xf32>):
@@ -70,4 +70,76 @@ func.func @copy(%x: tensor<4x64xf32>) -> tensor<4x64xf32> {
 func.func private @copy_ref(%x: tensor<4x64xf32>) -> tensor<4x64xf32> attributes {mirage.reference_function} {
   %0 = "mirage_kernel.exp"(%x) : (tensor<4x64xf32>) -> tensor<4x64xf32>
   return %0 : tensor<4x64xf32>
+}
+
+// -----
+
+// Online softmax (partial maxes and rescaled sums over a for-loop, then exp(x - max) / sum) against
+// the stable softmax torch-mlir writes: max only stabilises both, so the finite fields decide it.
+// CHECK-LABEL: func.func @online_softmax
+// CHECK: "mirage_kernel.graph_def"
+// CHECK: mirage.reference = @softmax_ref, mirage.verified = "finite-field: 4 trials
+func.func @online_softmax(%arg0: tensor<4x64xf32>) -> tensor<4x64xf32> {
+  %0:2 = "mirage_kernel.graph_def"(%arg0) ({
+  ^bb0(%arg1: tensor<4x64xf32>):
+    %4 = "mirage_block.input_iterator"(%arg1) {fmap = 1 : i64, imap = array<i64: 0, -1, -1>} : (tensor<4x64xf32>) -> tensor<1x16xf32>
+    %5 = "mirage_block.reduce_max"(%4) {dim = 1 : i64} : (tensor<1x16xf32>) -> tensor<1x1xf32>
+    %6 = "mirage_block.sub"(%4, %5) : (tensor<1x16xf32>, tensor<1x1xf32>) -> tensor<1x16xf32>
+    %7 = "mirage_block.exp"(%6) : (tensor<1x16xf32>) -> tensor<1x16xf32>
+    %8 = "mirage_block.reduce_sum"(%7) {dim = 1 : i64} : (tensor<1x16xf32>) -> tensor<1x1xf32>
+    %9 = "mirage_block.accum_max"(%5) : (tensor<1x1xf32>) -> tensor<1x1xf32>
+    %10 = "mirage_block.accum_rescaled_sum"(%8, %5) : (tensor<1x1xf32>, tensor<1x1xf32>) -> tensor<1x1xf32>
+    %11 = "mirage_block.output_saver"(%9) {omap = array<i64: 0, -1, -1>} : (tensor<1x1xf32>) -> tensor<4x1xf32>
+    %12 = "mirage_block.output_saver"(%10) {omap = array<i64: 0, -1, -1>} : (tensor<1x1xf32>) -> tensor<4x1xf32>
+    gpu.yield %11, %12 : tensor<4x1xf32>, tensor<4x1xf32>
+  }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 4 : i64, grid_dim = array<i64: 4, 1, 1>, mirage.reference = @softmax_ref, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>} : (tensor<4x64xf32>) -> (tensor<4x1xf32>, tensor<4x1xf32>)
+  %1 = "mirage_kernel.sub"(%arg0, %0#0) {mirage.reference = @softmax_ref} : (tensor<4x64xf32>, tensor<4x1xf32>) -> tensor<4x64xf32>
+  %2 = "mirage_kernel.exp"(%1) {mirage.reference = @softmax_ref} : (tensor<4x64xf32>) -> tensor<4x64xf32>
+  %3 = "mirage_kernel.div"(%2, %0#1) {mirage.reference = @softmax_ref} : (tensor<4x64xf32>, tensor<4x1xf32>) -> tensor<4x64xf32>
+  return %3 : tensor<4x64xf32>
+}
+func.func private @softmax_ref(%x: tensor<4x64xf32>) -> tensor<4x64xf32> attributes {mirage.reference_function} {
+  %0 = "mirage_kernel.reduce_max"(%x) {dim = 1 : i64} : (tensor<4x64xf32>) -> tensor<4x1xf32>
+  %1 = "mirage_kernel.sub"(%x, %0) : (tensor<4x64xf32>, tensor<4x1xf32>) -> tensor<4x64xf32>
+  %2 = "mirage_kernel.exp"(%1) : (tensor<4x64xf32>) -> tensor<4x64xf32>
+  %3 = "mirage_kernel.reduce_sum"(%2) {dim = 1 : i64} : (tensor<4x64xf32>) -> tensor<4x1xf32>
+  %4 = "mirage_kernel.div"(%2, %3) : (tensor<4x64xf32>, tensor<4x1xf32>) -> tensor<4x64xf32>
+  return %4 : tensor<4x64xf32>
+}
+
+// -----
+
+// relu as max(x, 0): the max's value is the output, which the finite fields cannot decide; accepted
+// on the float check alone, and the verdict says so.
+// CHECK-LABEL: func.func @relu_as_max
+// CHECK: "mirage_kernel.mul_scalar"
+// CHECK-SAME: mirage.verified = "float-only (max relative error 0): the value of a max reaches output #0 of the candidate
+func.func @relu_as_max(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %0 = "mirage_kernel.mul_scalar"(%x) {scalar = 0.0 : f64, mirage.reference = @relu_ref} : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  %1 = "mirage_kernel.max"(%x, %0) {mirage.reference = @relu_ref} : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %1 : tensor<4x8xf32>
+}
+func.func private @relu_ref(%x: tensor<4x8xf32>) -> tensor<4x8xf32> attributes {mirage.reference_function} {
+  %0 = "mirage_kernel.relu"(%x) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+// exp(x) / sum(exp(x)) in place of the stable softmax: equal over the finite fields and on small
+// inputs, but it overflows where the original stays finite.
+func.func @unstable(%x: tensor<4x64xf16>) -> tensor<4x64xf16> {
+  // expected-error @+1 {{mirage-verify: output #0 differs from the reference @unstable_ref: output #0 agrees over the finite fields but overflows in floating point}}
+  %0 = "mirage_kernel.exp"(%x) {mirage.reference = @unstable_ref} : (tensor<4x64xf16>) -> tensor<4x64xf16>
+  %1 = "mirage_kernel.reduce_sum"(%0) {dim = 1 : i64, mirage.reference = @unstable_ref} : (tensor<4x64xf16>) -> tensor<4x1xf16>
+  %2 = "mirage_kernel.div"(%0, %1) {mirage.reference = @unstable_ref} : (tensor<4x64xf16>, tensor<4x1xf16>) -> tensor<4x64xf16>
+  return %2 : tensor<4x64xf16>
+}
+func.func private @unstable_ref(%x: tensor<4x64xf16>) -> tensor<4x64xf16> attributes {mirage.reference_function} {
+  %0 = "mirage_kernel.reduce_max"(%x) {dim = 1 : i64} : (tensor<4x64xf16>) -> tensor<4x1xf16>
+  %1 = "mirage_kernel.sub"(%x, %0) : (tensor<4x64xf16>, tensor<4x1xf16>) -> tensor<4x64xf16>
+  %2 = "mirage_kernel.exp"(%1) : (tensor<4x64xf16>) -> tensor<4x64xf16>
+  %3 = "mirage_kernel.reduce_sum"(%2) {dim = 1 : i64} : (tensor<4x64xf16>) -> tensor<4x1xf16>
+  %4 = "mirage_kernel.div"(%2, %3) : (tensor<4x64xf16>, tensor<4x1xf16>) -> tensor<4x64xf16>
+  return %4 : tensor<4x64xf16>
 }
