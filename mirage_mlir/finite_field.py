@@ -520,6 +520,11 @@ class EquivalenceResult:
     def __bool__(self) -> bool:
         return self.equivalent
 
+    @property
+    def verified(self) -> bool:
+        """Equivalent with the finite-field bound behind it (not on a float check alone)."""
+        return self.equivalent and self.method == "finite-field"
+
 
 def _same_interface(a: Graph, b: Graph) -> str:
     if tuple(a.inputs) != tuple(b.inputs):

@@ -132,11 +132,52 @@ def swiglu_down(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128,
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [p]))
 
 
+def stable_attention(inputs: list[TensorType], scale: float = 0.125, q_tile: int = 64, splits: int = 16,
+                     loop: int = 4, threads: int = 128) -> Graph:
+    """softmax(Q K * scale) V with the row max subtracted, as online softmax (FlashDecoding with the
+    max, which Mirage cannot express): kernel 1 splits the KV length over grid y and a for-loop; each
+    block keeps its rows' running max (accum_max) and their exp-sums and outputs rescaled to it
+    (accum_rescaled_sum: sum_i x_i exp(m_i - max_j m_j)), and writes the three per split, side by
+    side; kernel 2 loops over the splits rescaling each one's sums and outputs to the global max,
+    then divides. The scores are rounded as torch-mlir's program rounds them (f32 product, scaled in
+    the input type, softmax in f32)."""
+    q_type, k_type, _ = inputs
+    batch, seq, _ = q_type.shape
+    kv_len, dtype = k_type.shape[2], q_type.dtype
+    q_tile = min(q_tile, seq)
+    kb = KernelBuilder(inputs)
+    bb = BlockBuilder(inputs, (batch, splits, seq // q_tile), loop, (threads, 1, 1))
+    q = bb.iterator(0, (0, -1, 1), -1)
+    k = bb.iterator(1, (0, 2, -1), 2)
+    v = bb.iterator(2, (0, 1, -1), 1)
+    product = bb.op("cast", bb.op("matmul", q, k, dtype="f32"), dtype=dtype)
+    scores = bb.op("cast", bb.op("mul_scalar", product, scalar=scale), dtype="f32")
+    tile_max = bb.op("reduce_max", scores, dim=2)
+    p = bb.op("exp", bb.op("sub", scores, tile_max))
+    tile_sum = bb.op("reduce_sum", p, dim=2)
+    tile_out = bb.op("matmul", bb.op("cast", p, dtype=dtype), v, dtype="f32")
+    row_max = bb.accum("accum_max", tile_max)
+    row_sum = bb.accum("accum_rescaled_sum", tile_sum, tile_max)
+    row_out = bb.accum("accum_rescaled_sum", tile_out, tile_max)
+    body1 = bb.finish([bb.save(row_max, (0, 2, 1)), bb.save(row_sum, (0, 2, 1)), bb.save(row_out, (0, 2, 1))])
+    assert kv_len % (splits * loop) == 0, "the KV length must split into splits x loop tiles"
+    partials = kb.graph_def(body1, [0, 1, 2])
+
+    rows = min(16, seq)
+    cb = BlockBuilder([kb.types[p] for p in partials], (batch, seq // rows, 1), splits, (threads, 1, 1))
+    split_max, split_sum, split_out = (cb.iterator(i, (0, 1, -1), 2) for i in range(3))
+    total = cb.accum("accum_rescaled_sum", split_sum, split_max)
+    out = cb.accum("accum_rescaled_sum", split_out, split_max)
+    body2 = cb.finish([cb.save(_finish_dtype(cb, cb.op("div", out, total), dtype), (0, 1, -1))])
+    return kb.finish(kb.graph_def(body2, list(partials)))
+
+
 # Plans beyond Mirage's published ones (mirage-compile --plan NAME[:params]), for the benchmarks
 VARIANTS = {
     "rmsnorm_linear_split_k": rmsnorm_linear_split_k,
     "gated_mlp_split_k": gated_mlp_split_k,
     "swiglu_down": swiglu_down,
+    "stable_attention": stable_attention,
 }
 
 

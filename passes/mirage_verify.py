@@ -5,8 +5,9 @@ fields (mirage_mlir/finite_field.py: fresh inputs and generators per trial, prim
 semantics (evaluate.FloatDomain). It fails with an error at the group's first graph_def naming the
 first output that differs; ops without the attribute are not checked. An accepted group's first
 graph_def records what was established in `mirage.verified`: "finite-field: N trials, false-positive
-bound B; float max relative error E", or "float-only: ..." where a max's value reaches an output
-(finite fields decide max only where it stabilises; mirage_mlir/finite_field.py).
+bound B; float max relative error E". Where a max's value reaches an output the finite fields cannot
+decide (they decide max only where it stabilises; mirage_mlir/finite_field.py): an error, or with
+accept-float-only=true the float check's verdict, recorded as "float-only (...)".
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class MirageVerify(Pass):
     trials: int = option(4, "finite-field tests per group")
     seed: int = option(0, "seed of the random tests")
     float_check: bool = option(True, "also compare in floating point")
+    accept_float_only: bool = option(False, "accept a group on the float check alone where a max's value reaches "
+                                            "an output (the finite fields cannot decide it)")
 
     def run(self, module) -> None:
         root = module.operation if hasattr(module, "operation") else module
@@ -63,6 +66,10 @@ class MirageVerify(Pass):
             raise PassError(anchor, f"mirage-verify: the group tagged @{name} is malformed: {problems[0].message}")
         result = check_equivalent(reference, candidate, trials=self.trials, seed=self.seed,
                                   float_check_too=self.float_check)
+        if result.equivalent and result.method == "float-only" and not self.accept_float_only:
+            raise PassError(anchor, f"mirage-verify: the group tagged @{name} cannot be verified: "
+                                    f"{result.details['why']}; the float check alone agrees (max relative error "
+                                    f"{result.float_error:.2g}; accept-float-only=true accepts that)")
         if not result.equivalent:
             if result.first_mismatch is None:
                 raise PassError(anchor, f"mirage-verify: the group tagged @{name} was not compared with its "

@@ -128,7 +128,7 @@ def test_a_max_whose_value_is_the_output_is_checked_in_floats_only():
     relu = _kernel(t, lambda kb: kb.op("relu", 0))
     as_max = _kernel(t, lambda kb: kb.op("max", 0, kb.op("mul_scalar", 0, scalar=0.0)))
     r = ff.check_equivalent(relu, as_max, trials=2)
-    assert r.equivalent and r.method == "float-only" and r.bound == 1.0
+    assert r.equivalent and not r.verified and r.method == "float-only" and r.bound == 1.0
     assert "floating point only" in r.reason and "output #0 of the candidate" in r.reason
     wrong = _kernel(t, lambda kb: kb.op("max", 0, kb.op("mul_scalar", 0, scalar=0.5)))
     r = ff.check_equivalent(relu, wrong, trials=2)
@@ -203,3 +203,73 @@ def test_lanes_no_output_reads_are_skipped_without_changing_outputs():
             skipping.use_lanes(ff.needed_lanes(graph, lanes)[0])
             for a, b in zip(ev.evaluate(graph, args, full), ev.evaluate(graph, args, skipping)):
                 assert np.array_equal(np.asarray(a)[..., 0], np.asarray(b)[..., 0])
+
+
+def _attention_reference(inputs, scale=0.125):
+    """softmax(Q K * scale) V as torch-mlir writes it (f32 product rounded to the input type, scaled
+    there, the softmax in f32 with the row max subtracted)."""
+    dtype = inputs[0].dtype
+    kb = KernelBuilder(inputs)
+    product = kb.op("cast", kb.op("matmul", 0, 1, dtype="f32"), dtype=dtype)
+    scores = kb.op("cast", kb.op("mul_scalar", product, scalar=scale), dtype="f32")
+    e = kb.op("exp", kb.op("sub", scores, kb.op("reduce_max", scores, dim=2)))
+    p = kb.op("cast", kb.op("div", e, kb.op("reduce_sum", e, dim=2)), dtype=dtype)
+    return kb.finish([kb.op("cast", kb.op("matmul", p, 2, dtype="f32"), dtype=dtype)])
+
+
+ATTENTION = [TensorType((2, 64, 16), "f16"), TensorType((2, 16, 128), "f16"), TensorType((2, 128, 16), "f16")]
+
+
+def _attention_plan():
+    return plans.stable_attention(ATTENTION, q_tile=32, splits=4, loop=2)
+
+
+def _mutated(graph, kernel: int, op: str, change):
+    """graph with the first `op` node of kernel `kernel`'s block graph replaced by change(node)."""
+    from dataclasses import replace
+
+    outer = graph.nodes[kernel]
+    body = outer.body
+    index = next(i for i, n in enumerate(body.nodes) if n.op == op)
+    nodes = list(body.nodes)
+    nodes[index] = change(nodes[index])
+    outer_nodes = list(graph.nodes)
+    outer_nodes[kernel] = replace(outer, body=replace(body, nodes=tuple(nodes)))
+    return replace(graph, nodes=tuple(outer_nodes))
+
+
+def test_online_softmax_attention_plan_is_verified():
+    """The two-kernel online-softmax plan against the stable softmax it replaces: over the finite
+    fields (f16: the float check within tolerance)."""
+    r = ff.check_equivalent(_attention_reference(ATTENTION), _attention_plan(), trials=3)
+    assert r.verified, r.reason
+
+
+def _rescale_dropped(node):
+    return type(node)("accum_sum", node.inputs[:1], node.types, node.attrs, node.body)
+
+
+MAX_MUTATIONS = {
+    "max replaced by sum": (0, "reduce_max", lambda n: type(n)("reduce_sum", n.inputs, n.types, n.attrs)),
+    "the rescale of the sums dropped": (0, "accum_rescaled_sum", _rescale_dropped),
+    "the combine's rescale dropped": (1, "accum_rescaled_sum", _rescale_dropped),
+    "the combine rescaled by the sums, not the maxima": (
+        1, "accum_rescaled_sum", lambda n: type(n)(n.op, (n.inputs[0], n.inputs[0]), n.types, n.attrs)),
+    "the tile's scores not shifted by its max": (
+        0, "sub", lambda n: type(n)("mul_scalar", n.inputs[:1], n.types, (("scalar", 1.0),))),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MAX_MUTATIONS))
+def test_max_mutations_are_rejected(mutation):
+    """No mutant of the online-softmax plan is verified: the structure check, the finite fields or
+    the float checks reject it, or (a dropped rescale lets the max's value reach the output) the
+    finite fields say they cannot decide it, which is no verification."""
+    from mirage_mlir.graph_verify import verify
+
+    kernel, op, change = MAX_MUTATIONS[mutation]
+    mutant = _mutated(_attention_plan(), kernel, op, change)
+    if verify(mutant):
+        return  # malformed: the structure check rejects it before any test
+    r = ff.check_equivalent(_attention_reference(ATTENTION), mutant, trials=3)
+    assert not r.verified, mutation

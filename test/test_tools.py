@@ -467,3 +467,27 @@ def test_dialect_tests_cover_every_verifier_message():
             missing.append(f"{file}: {text}")
     assert not missing, "messages without a test in test/dialects/*.mlir:\n" + "\n".join(missing)
     assert used_unreachable == set(UNREACHABLE), "stale UNREACHABLE entries"
+
+
+RELU_AS_MAX = """
+func.func @relu_as_max(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %0 = "mirage_kernel.mul_scalar"(%x) {scalar = 0.0 : f64, mirage.reference = @relu_ref} : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  %1 = "mirage_kernel.max"(%x, %0) {mirage.reference = @relu_ref} : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %1 : tensor<4x8xf32>
+}
+func.func private @relu_ref(%x: tensor<4x8xf32>) -> tensor<4x8xf32> attributes {mirage.reference_function} {
+  %0 = "mirage_kernel.relu"(%x) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+"""
+
+
+def test_verify_accepts_a_float_only_check_only_when_asked():
+    """relu as max(x, 0): the finite fields cannot decide a max whose value is the output; by
+    default that is an error, with accept-float-only=true the float check's verdict, named so."""
+    refused = run_tool("mirage-opt", "-", "-p", "builtin.module(mirage-verify)", stdin=RELU_AS_MAX)
+    assert refused.returncode == 1 and "cannot be verified" in refused.stderr and "Traceback" not in refused.stderr
+    accepted = run_tool("mirage-opt", "-", "-p", "builtin.module(mirage-verify{accept-float-only=true})",
+                        stdin=RELU_AS_MAX)
+    assert accepted.returncode == 0, accepted.stderr
+    assert 'mirage.verified = "float-only (max relative error 0): the value of a max reaches output #0' in accepted.stdout

@@ -608,8 +608,7 @@ def _verify_one(payload):
     float check alone."""
     reference, candidate, trials, seed, workers = payload
     result = finite_field.check_equivalent(reference, candidate, trials=trials, seed=seed, workers=workers)
-    if result.method != "finite-field":
-        result.equivalent = False
+    result.equivalent = result.verified
     return result
 
 
