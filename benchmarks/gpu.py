@@ -144,16 +144,17 @@ def fmt(x) -> str:
     return "-" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
 
 
-# the programs issue #7 sets targets for: (program, bs)
+# the programs issues set targets for: (program, bs)
 TARGETS = [("rmsnorm_linear", 1), ("rmsnorm_linear", 8), ("gated_mlp", 1), ("gated_mlp", 8), ("lora", 1),
            ("lora", 8), ("ntrans", 1), ("ntrans", 8), ("swiglu_down", 1), ("layernorm_linear16", 1)]
+ATTENTION_TARGETS = [("gqa", 1), ("gqa", 8), ("qknorm_gqa", 1), ("qknorm_gqa", 8), ("stable_attention", 1)]
 
 
 def geomean(xs: list) -> float:
     return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else math.nan
 
 
-def print_summary(rows: list, variants: list) -> None:
+def print_summary(rows: list, variants: list, targets: list, title: str) -> None:
     """The target programs: the default pipeline (searched) and the fastest compiled variant."""
     by_key = {(r["program"], r["bs"], r["dtype"]): r for r in rows}
     best: dict = {}
@@ -161,11 +162,11 @@ def print_summary(rows: list, variants: list) -> None:
         key = (v["program"], v["bs"], v["dtype"])
         if v.get("us") is not None and v["us"] < best.get(key, (math.inf, ""))[0]:
             best[key] = (v["us"], v["variant"])
-    print("\nTarget programs: x = torch.compile / ours (> 1: ours faster); bw = floor / ours")
+    print(f"\n{title}: x = torch.compile / ours (> 1: ours faster); bw = floor / ours")
     print("| program | bs | dtype | floor | eager | torch.compile | default pipeline | x | bw | best plan | x | bw |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     default_x, best_x = [], []
-    for name, bs in TARGETS:
+    for name, bs in targets:
         for dtype in ("f16", "bf16"):
             r = by_key.get((name, bs, dtype))
             if r is None or (name, bs, dtype) not in best or not r.get("compile_us"):
@@ -219,7 +220,8 @@ def print_tables(rows: list, variants: list, ceil: dict) -> None:
             ours, comp = r.get(f"{name}_us"), r.get("compile_us")
             line += " - | - |" if ours is None else f" {fmt(ours)} | {(comp / ours if comp else math.nan):.2f} |"
         print(line)
-    print_summary(rows, variants)
+    print_summary(rows, variants, ATTENTION_TARGETS, "Attention (issue #8)")
+    print_summary(rows, variants, TARGETS, "Target programs (issue #7)")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ EPS = 1e-6
 EXTRA_SHAPES = {
     "swiglu_down": [(8, 4096), (4096, 11008), (4096, 11008), (11008, 4096)],
     "layernorm_linear16": [(16, 4096), (4096, 4096)],
+    "stable_attention": [(2, 256, 64), (2, 64, 4096), (2, 4096, 64)],  # gqa's at bs 1 (the one exported file)
 }
-EXTRA_OUTPUTS = {"swiglu_down": (8, 4096), "layernorm_linear16": (16, 4096)}
+EXTRA_OUTPUTS = {"swiglu_down": (8, 4096), "layernorm_linear16": (16, 4096), "stable_attention": (2, 256, 64)}
 
 
 def shapes(name: str, bs: int) -> list[tuple[int, ...]]:
@@ -34,6 +35,7 @@ SCALES = {
     "ntrans": [1.0, 1.0, None],
     "swiglu_down": [1.0, 0.02, 0.02, 0.02],
     "layernorm_linear16": [1.0, 0.02],
+    "stable_attention": [1.0, 1.0, 1.0],
 }
 
 NAMES = list(SCALES)
@@ -71,9 +73,12 @@ def functions(torch):
     def layernorm_linear16(x, w):
         return F.layer_norm(x, (x.shape[-1],), eps=1e-5) @ w
 
+    def stable_attention(q, k, v):
+        return torch.softmax(q @ k * 0.125, -1) @ v
+
     return {"gqa": gqa, "qknorm_gqa": qknorm_gqa, "rmsnorm_linear": rmsnorm_linear, "lora": lora,
             "gated_mlp": gated_mlp, "ntrans": ntrans, "swiglu_down": swiglu_down,
-            "layernorm_linear16": layernorm_linear16}
+            "layernorm_linear16": layernorm_linear16, "stable_attention": stable_attention}
 
 
 def make_inputs(torch, name: str, bs: int, dtype, generator, device="cuda"):

@@ -23,7 +23,7 @@ from mirage_mlir.lowering.predefined import predefined_block_graph
 from mirage_mlir.lowering.ptx import compile_gpu_module, find_ptxas, run_ptxas
 from mirage_mlir.lowering.simt import SimtError, run_lowered
 from mirage_mlir.mugraph import Node, TensorType
-from mirage_mlir.plans import PLANS, SMALL_SHAPES, benchmark_inputs
+from mirage_mlir.plans import PLANS, SMALL_SHAPES, VARIANTS, benchmark_inputs
 from mirage_mlir.builder import BlockBuilder, KernelBuilder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -412,8 +412,6 @@ VARIANT_CASES = [
 def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
     """The split-K plans equal the published one-kernel plans (and SwiGLU + down its formula), and
     their kernels, executed thread by thread, compute the mu-graph."""
-    from mirage_mlir.plans import VARIANTS
-
     types = [TensorType(s, dtype) for s in shapes]
     graph = VARIANTS[name](types, **tiles)
     assert not verify(graph)
@@ -580,3 +578,13 @@ def test_node_helper_is_hashable():
     node = Node.make("exp", [0], [TensorType((2, 2), "f32")])
     graph = predefined_block_graph(node, [TensorType((2, 2), "f32")])
     assert hash(graph) == hash(predefined_block_graph(node, [TensorType((2, 2), "f32")]))
+
+
+def test_online_softmax_attention_runs_in_the_emulator():
+    """The two kernels of plans.stable_attention (running maxima and rescaled sums in shared-memory
+    accumulators, tensor-core matmuls, a combine over the splits) match the interpreter."""
+    types = [TensorType((2, 64, 16), "f16"), TensorType((2, 16, 128), "f16"), TensorType((2, 128, 16), "f16")]
+    graph = VARIANTS["stable_attention"](types, q_tile=32, splits=4, loop=2)
+    assert len(lower_graph(graph).launches) == 2
+    inputs = random_inputs(types, seed=7)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-3

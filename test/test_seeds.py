@@ -1,5 +1,6 @@
 """Candidates made by rule (mirage_mlir/search/seeds.py): a row-wise program as one kernel, a program
-cut before a matmul that reads a computed tensor, and the search that ranks them with its own."""
+cut before a matmul that reads a computed tensor, attention with a max as online softmax, and the
+search that ranks them with its own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from mirage_mlir.graph_verify import verify
 from mirage_mlir.passes import pass_class
 from mirage_mlir.search import SearchOptions, programs, superoptimize
 from mirage_mlir.search.reference import group_graph
-from mirage_mlir.search.seeds import compose, row_fused, split_before_matmul
+from mirage_mlir.search.seeds import compose, online_softmax_attention, row_fused, split_before_matmul
 
 INPUTS = os.path.join(os.path.dirname(__file__), "inputs")
 
@@ -100,3 +101,26 @@ def test_no_split_without_a_loop_or_a_free_grid_axis():
     assert split_reduction(ntrans, 0, 2) is None
     gqa = plans.gqa(programs.small_inputs("gqa", "f16"))  # two outputs (partial sums, exp sums)
     assert split_reduction(gqa, 0, 2) is None
+
+
+@pytest.mark.parametrize("name", ["stable_attention_small_f16", "stable_attention_small_f32"])
+def test_stable_attention_becomes_online_softmax(name):
+    """torch.softmax(Q K * 0.125) V from torch-mlir: two kernels (a KV split keeping running maxima
+    and rescaled sums, then a combine), verified over the finite fields; without a max (gqa) or
+    with a scale the program does not have, no such candidate or none that verifies."""
+    graph = converted(name)
+    seed = online_softmax_attention(graph)
+    assert seed is not None and not verify(seed) and [n.op for n in seed.nodes] == ["graph_def", "graph_def"]
+    assert check_equivalent(graph, seed, trials=2).verified
+    assert online_softmax_attention(converted("gqa_small_f16")) is None
+    from mirage_mlir import plans
+    wrong_scale = plans.stable_attention(list(graph.inputs), scale=0.25, q_tile=16, splits=1, loop=4)
+    assert not check_equivalent(graph, wrong_scale, trials=2).verified
+
+
+def test_the_search_finds_stable_attention():
+    """mirage-superoptimize on stable attention: the online-softmax candidate, verified, 2 kernels."""
+    graph = converted("stable_attention_small_f16")
+    result = superoptimize(graph, SearchOptions(time_budget=5, workers=1, progress=False))
+    kernels = [n for n in result.graph.nodes if n.op == "graph_def"]
+    assert result.graph is not None and result.verification.verified and len(kernels) == len(result.graph.nodes) == 2

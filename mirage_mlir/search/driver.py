@@ -622,12 +622,16 @@ def options_key(o: SearchOptions) -> dict:
 
 def seed_candidates(reference: Graph, options: SearchOptions) -> list[Graph]:
     """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
-    model prefers, and the program cut before a matmul that reads a computed tensor, each part
-    searched alone (with a third of the budget) and the best of each composed."""
+    model prefers, attention with a max as online softmax, and the program cut before a matmul that
+    reads a computed tensor, each part searched alone (with a third of the budget) and the best of
+    each composed."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
         out.append(min(fused, key=lambda g: costmod.cost(g, options.chip).total_us))
+    attention = seeds.online_softmax_attention(reference, costmod.chip(options.chip).sms)
+    if attention is not None:
+        out.append(attention)
     split = seeds.split_before_matmul(reference)
     if split is not None:
         part_options = replace(options, time_budget=options.time_budget / 3, progress=False, dump=False)
