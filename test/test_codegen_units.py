@@ -62,14 +62,14 @@ def test_loop_tiles_go_through_a_ring_as_deep_as_two_blocks_per_sm_allow():
     loop_iterators = [i for i, k in enumerate(p.kind) if k == "iter" and p.phase[i] == "loop"]
     assert p.ring == loop_iterators and len(loop_iterators) == 2
     assert p.stages == 2 < plan.MAX_STAGES
-    assert p.shared_bytes == p._allocate(2)[2] <= plan.TWO_BLOCKS_BYTES < p._allocate(3)[2]
+    assert p.shared_bytes == p._allocate(2)[-1] <= plan.TWO_BLOCKS_BYTES < p._allocate(3)[-1]
     assert all(p.buffers[i].stages == 2 for i in p.ring)
 
 
 def test_ring_is_the_deepest_that_fits_when_two_blocks_cannot_share_an_sm():
     p = plan.BlockPlan(rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"), col_tile=128, k_tile=256))
     assert p.stages == 3
-    assert plan.TWO_BLOCKS_BYTES < p.shared_bytes <= plan.MAX_SHARED_BYTES < p._allocate(4)[2]
+    assert plan.TWO_BLOCKS_BYTES < p.shared_bytes <= plan.MAX_SHARED_BYTES < p._allocate(4)[-1]
 
 
 def test_no_ring_without_pipelining_or_with_max_stages_1(monkeypatch):

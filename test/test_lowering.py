@@ -586,5 +586,31 @@ def test_online_softmax_attention_runs_in_the_emulator():
     types = [TensorType((2, 64, 16), "f16"), TensorType((2, 16, 128), "f16"), TensorType((2, 128, 16), "f16")]
     graph = VARIANTS["stable_attention"](types, q_tile=32, splits=4, loop=2)
     assert len(lower_graph(graph).launches) == 2
+    # at full size, two tensor-core K loops in kernel 1 (Q K and P V): the P V product, with a buffer
+    # of its own for the rescaled accumulator, is not computed a second time in the accumulator's stage
+    full = [TensorType((2, 256, 64), "f16"), TensorType((2, 64, 4096), "f16"), TensorType((2, 4096, 64), "f16")]
+    text = lower_graph(VARIANTS["stable_attention"](full)).launches[0].kernel.text
+    assert text.count("= scf.for %k") == 2
+    # the rescaled output [64, 64] takes its running max per row: two exps a row, not two an element
+    first = plan.BlockPlan(VARIANTS["stable_attention"](full).nodes[0].body)
+    (rescaled,) = [i for i, buf in first.max_buffers.items() if first.rescales_rows(i)]
+    assert first.max_buffers[rescaled].shape == (1, 64, 1) and first.scale_buffers[rescaled].shape == (2, 1, 64, 1)
     inputs = random_inputs(types, seed=7)
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-3
+
+
+def test_many_short_rows_take_a_few_lanes_each():
+    """64 rows of 32 on 128 threads: two lanes a row (one shuffle step), a warp finishing 16 rows at
+    once, not a warp per row one after another; sum and max match the interpreter."""
+    x_type = TensorType((128, 32), "f32")
+    kb = KernelBuilder([x_type])
+    bb = BlockBuilder([x_type], (2, 1, 1), 1, (128, 1, 1))
+    x = bb.iterator(0, (0, -1, -1), -1)
+    total = bb.accum("accum_sum", bb.op("add", bb.op("reduce_sum", x, dim=1), bb.op("reduce_max", x, dim=1)))
+    body = bb.finish([bb.save(total, (0, -1, -1))])
+    graph = kb.finish(kb.graph_def(body, [0]))
+    assert plan.BlockPlan(body).lanes_per_row(64, 32) == 2
+    text = lower_graph(graph).gpu_module_text()
+    assert "gpu.shuffle xor" in text and "%c16_i32" not in text  # one step (offset 1), not five
+    inputs = random_inputs([x_type], seed=8)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-6

@@ -71,6 +71,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
 
         self.buffers = {i: own(buf) for i, buf in self.plan.buffers.items()}
         self.max_buffers = {i: own(buf) for i, buf in self.plan.max_buffers.items()}
+        self.scale_buffers = {i: own(buf) for i, buf in self.plan.scale_buffers.items()}
         self.scratch = own(self.plan.scratch) if self.plan.scratch is not None else None
         self.row_scratch = {i: own(buf) for i, buf in self.plan.row_scratch.items()}
         self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
@@ -98,7 +99,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         if self.buffers or scratch:
             self.smem = smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>",
                                      "smem")
-            for buf in [*self.buffers.values(), *self.max_buffers.values(), *scratch]:
+            for buf in [*self.buffers.values(), *self.max_buffers.values(), *self.scale_buffers.values(), *scratch]:
                 if buf.stages == 1:
                     em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : "
                             f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
@@ -155,6 +156,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         if target[0] != "acc":
             return set()
         reads = {self.buffers[target[1]].name}
+        if target[1] in self.scale_buffers:
+            reads.add(self.scale_buffers[target[1]].name)
         for extra in self.g.nodes[target[1]].inputs[1:]:
             reads |= self.reads_of(extra)
         return reads
@@ -164,7 +167,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         own = target[0] == "buf" and self.plan.value(target[1]) == root
         # a stage filling root's own buffer reads root's inputs; any other stage reads root (its buffer)
         self.sync_for((self.reads_of_stage(root) if own else self.reads_of(root)) | self.target_reads(target))
-        matmuls = self.plan.inline_matmuls(root)
+        # a matmul with a buffer of its own is computed in its own stage only (others read the buffer)
+        matmuls = self.plan.inline_matmuls(root, root=own)
         if matmuls:
             self.matmul_stage(target, root, matmuls, own)
         elif target[0] == "saver":
@@ -203,6 +207,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
                 return lambda: self.register_accumulator_stage(i)
             if node.attr("reduce_dim", -1) != -1:
                 return lambda: self.reduce_stage(("acc", i), node, node.inputs[0])
+            if i in self.scale_buffers:
+                return lambda: (self.rescale_stage(i), self.compute_stage(("acc", i), node.inputs[0]))
             return lambda: self.compute_stage(("acc", i), node.inputs[0])
         if kind in ("reduce", "acc_reduce1"):
             return lambda: self.reduce_stage(("buf", i), node, node.inputs[0])

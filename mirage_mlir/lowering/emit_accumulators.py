@@ -54,6 +54,12 @@ class AccumulatorEmitter:
             x = em.round(em.fbin("mulf", x, x), dtype)
         if node.op == "accum_max":
             new = em.fbin("maximumf", cur, x)
+        elif i in self.scale_buffers:  # per-row rescale factors, taken once per row (rescale_stage)
+            sbuf = self.scale_buffers[i]
+            row = broadcast_index(index, self.plan.vtype(node.inputs[1]).shape, node.types[0].shape)
+            scale_old, scale_new = (em.op(f"memref.load {sbuf.name}[{indices(em, [k] + row)}] : {sbuf.type}", "l")
+                                    for k in (0, 1))
+            new = em.fbin("addf", em.fbin("mulf", cur, scale_old), em.fbin("mulf", x, scale_new))
         elif node.op == "accum_rescaled_sum":
             m_val = node.inputs[1]
             m = self.value_at(m_val, broadcast_index(index, self.plan.vtype(m_val).shape, node.types[0].shape), memo)
@@ -68,6 +74,26 @@ class AccumulatorEmitter:
         else:
             new = em.fbin("addf", cur, x)
         em.emit(f"memref.store {em.round(new, dtype)}, {where}")
+
+    def rescale_stage(self, i: int) -> None:
+        """Per row of accum_rescaled_sum i's broadcast max m: the new running max, and the factors
+        exp(old - new) and exp(m - new) that this iteration's element updates apply."""
+        em, node = self.em, self.g.nodes[i]
+        m_val, mbuf, sbuf = node.inputs[1], self.max_buffers[i], self.scale_buffers[i]
+        self.sync_for(self.reads_of(m_val) | {sbuf.name})
+
+        def body(e):
+            index = em.unflatten(e, mbuf.shape)
+            m = self.value_at(m_val, index, {})
+            where = f"{mbuf.name}[{indices(em, index)}] : {mbuf.type}"
+            old = em.op(f"memref.load {where}", "l")
+            new = em.fbin("maximumf", old, m)
+            em.emit(f"memref.store {new}, {where}")
+            for k, shift in enumerate((em.fbin("subf", old, new), em.fbin("subf", m, new))):
+                em.emit(f"memref.store {em.fun('math.exp', shift)}, {sbuf.name}[{indices(em, [k] + index)}] : {sbuf.type}")
+
+        self.for_each(numel(mbuf.shape), body)
+        self.dirty.add(sbuf.name)
 
     def init_accumulators(self) -> None:
         em = self.em

@@ -1,7 +1,8 @@
-"""Reductions (reduce ops, and accumulators with reduce_dim): an output row of 32 or more elements
-goes to a warp, whose lanes combine their partial results with `gpu.shuffle xor` (when a block has
-fewer rows than warps, several warps share each row and combine through a shared scratch); shorter
-rows go to one thread each. Lanes keep four independent partial results over long rows.
+"""Reductions (reduce ops, and accumulators with reduce_dim): each output row goes to an aligned group
+of lanes (`BlockPlan.lanes_per_row`: a whole warp for few long rows, fewer lanes when rows are many,
+one thread for short rows), whose lanes combine their partial results with `gpu.shuffle xor`; when a
+block has fewer rows than warps, several warps share each row and combine through a shared scratch.
+Lanes keep four independent partial results over long rows.
 """
 
 from __future__ import annotations
@@ -48,20 +49,25 @@ class ReductionEmitter:
             else:
                 self.write(target, oidx, self.finish_total(node, em.round(total, acc_dtype), length), memo)
 
+        rows = numel(out_shape)
         if length >= 32:
-            rows = numel(out_shape)
+            lanes = self.plan.lanes_per_row(rows, length)
             split = self.plan.warps_per_row(rows, length)
             if split > 1:
                 return self.split_row_reduction(target, out_shape, length, split, element, combine, identity, finish)
+            # `lanes` lanes per row (a whole warp, or an aligned group of one): strided partial results,
+            # then shuffles within the group; the group's first lane finishes the row
+            lane = em.rem(self.tid, lanes)
+            first_lane = self.lane_zero if lanes == 32 else em.cmp_eq(lane, 0)
 
-            def warp_body(o):
+            def group_body(o):
                 oidx = em.unflatten(o, out_shape)
-                total = self.lane_partial(lambda j: element(oidx, j, {}), self.lane, length, 32, combine, identity)
-                total = self.warp_allreduce(total, combine)
-                with em.region(f"scf.if {self.lane_zero} {{"):
+                total = self.lane_partial(lambda j: element(oidx, j, {}), lane, length, lanes, combine, identity)
+                total = self.warp_allreduce(total, combine, lanes)
+                with em.region(f"scf.if {first_lane} {{"):
                     finish(oidx, total, {})
 
-            self.for_each(rows, warp_body, ids=self.warp, count=self.plan.warps)
+            self.for_each(rows, group_body, ids=em.div(self.tid, lanes), count=self.plan.threads // lanes)
         else:
             def thread_body(o):
                 oidx = em.unflatten(o, out_shape)
@@ -95,9 +101,10 @@ class ReductionEmitter:
             em.emit(f"scf.yield {', '.join(new)} : {types}")
         return combine_tree([f"{res}#{w}" for w in range(ways)], combine)
 
-    def warp_allreduce(self, value: str, combine) -> str:
+    def warp_allreduce(self, value: str, combine, lanes: int = 32) -> str:
+        """value combined over each aligned group of `lanes` lanes (the whole warp by default)."""
         em = self.em
-        for offset in (16, 8, 4, 2, 1):
+        for offset in (16, 8, 4, 2, 1)[5 - (lanes.bit_length() - 1):]:
             other = em.fresh("sh")
             em.emit(f"{other}, {em.fresh('ok')} = gpu.shuffle xor {value}, {em.i32(offset)}, {em.i32(32)} : {em.ctype}")
             value = combine(value, other)

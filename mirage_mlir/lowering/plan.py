@@ -257,7 +257,7 @@ class BlockPlan:
         # a row kernel's reductions: each warp's total per node (one slot after another), else none
         self.row_scratch: dict[int, Buffer] = {}
         if self.rows is not None:
-            self.buffers, self.max_buffers, self.scratch, self.reg_accs = {}, {}, None, {}
+            self.buffers, self.max_buffers, self.scale_buffers, self.scratch, self.reg_accs = {}, {}, {}, None, {}
             self.shared_bytes = 0
             for i, kind in enumerate(self.kind):
                 if kind in ("reduce", "acc_reduce1"):
@@ -266,7 +266,7 @@ class BlockPlan:
                     self.shared_bytes += self.row_scratch[i].stage_bytes
             return
         # node index -> buffer (iterators, buffered values, accumulators); accum_rescaled_sum's running max
-        self.buffers, self.max_buffers, self.shared_bytes = self._allocate(self.stages)
+        self.buffers, self.max_buffers, self.scale_buffers, self.shared_bytes = self._allocate(self.stages)
         # split-row reductions' per-warp results, after everything else
         self.scratch = (Buffer("%scratch", (self.warps,), self.ctype, self.shared_bytes) if self.splits_rows() else None)
         if self.scratch is not None:
@@ -431,7 +431,7 @@ class BlockPlan:
                      if k == "iter" and i not in self.invariant and self._async_chunk_ok(i)]
         best = 1
         for stages in range(min(MAX_STAGES, self.loop), 1, -1):
-            size = self._allocate(stages)[2]
+            size = self._allocate(stages)[-1]
             if self.smem_budget is not None:
                 if size <= self.smem_budget:
                     best = stages
@@ -446,8 +446,17 @@ class BlockPlan:
         if best == 1:
             self.ring = []
 
-    def _allocate(self, stages: int) -> tuple[dict[int, Buffer], dict[int, Buffer], int]:
-        """The shared-memory layout with the ring `stages` deep: (buffers, running-max buffers, bytes)."""
+    def rescales_rows(self, i: int) -> bool:
+        """accum_rescaled_sum node i takes its running max per row of a broadcast max (online
+        softmax's output: one max per row of a [rows, d] sum): its rescale factors are computed once
+        per row into a buffer (`scale_buffers`: old and new scale), and each element's update only
+        multiplies (two exps per row, not per element)."""
+        node = self.g.nodes[i]
+        return node.op == "accum_rescaled_sum" and numel(self.vtype(node.inputs[1]).shape) < numel(node.types[0].shape)
+
+    def _allocate(self, stages: int) -> tuple[dict[int, Buffer], dict[int, Buffer], dict[int, Buffer], int]:
+        """The shared-memory layout with the ring `stages` deep: (buffers, running-max buffers, per-row
+        rescale buffers, bytes)."""
         offset = 0
 
         def new(shape, dtype, hint, pad=0, stages=1) -> Buffer:
@@ -461,18 +470,33 @@ class BlockPlan:
             if kind == "matmul" and self.mma_eligible(i):
                 padded |= {self.node_of[v] for v in self.g.nodes[i].inputs}
 
-        buffers, max_buffers = {}, {}
+        buffers, max_buffers, scale_buffers = {}, {}, {}
         for i, node in enumerate(self.g.nodes):
             t = node.types[0]
             if self.kind[i] == "acc":
                 buffers[i] = new(t.shape, self.ctype, f"acc{i}")
                 if node.op == "accum_rescaled_sum":
-                    max_buffers[i] = new(t.shape, self.ctype, f"accmax{i}")
+                    m_shape = self.vtype(node.inputs[1]).shape
+                    max_buffers[i] = new(m_shape, self.ctype, f"accmax{i}")
+                    if self.rescales_rows(i):
+                        scale_buffers[i] = new((2,) + m_shape, self.ctype, f"accscale{i}")
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
                 buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0,
                                  stages if i in self.ring else 1)
-        return buffers, max_buffers, offset
+        return buffers, max_buffers, scale_buffers, offset
+
+    def lanes_per_row(self, rows: int, length: int) -> int:
+        """Lanes that reduce one row of 32 or more together (a power of two up to a warp; 1: a
+        thread per row): enough to keep every thread busy, no more (each halving of the group
+        saves a shuffle step per row, and a warp then finishes 32 / lanes rows at once instead of
+        one after another: 64 rows of 32 took ~1.6 us per reduction a warp per row, NOTES.md).
+        Groups fill whole warps (rows a multiple of 32 / lanes), so every shuffle has its whole
+        warp. (Rows shorter than 32 go to single threads, fully unrolled.)"""
+        lanes = 32
+        while lanes > 1 and rows * lanes > self.threads and length % (lanes // 2) == 0 and rows % (64 // lanes) == 0:
+            lanes //= 2
+        return lanes
 
     def warps_per_row(self, rows: int, length: int) -> int:
         """Warps that share one row of a reduction: all of them when rows are fewer than warps

@@ -629,9 +629,9 @@ def seed_candidates(reference: Graph, options: SearchOptions) -> list[Graph]:
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
         out.append(min(fused, key=lambda g: costmod.cost(g, options.chip).total_us))
-    attention = seeds.online_softmax_attention(reference, costmod.chip(options.chip).sms)
-    if attention is not None:
-        out.append(attention)
+    attention = seeds.online_softmax_attention(reference)
+    if attention:
+        out.append(min(attention, key=lambda g: costmod.cost(g, options.chip).total_us))
     split = seeds.split_before_matmul(reference)
     if split is not None:
         part_options = replace(options, time_budget=options.time_budget / 3, progress=False, dump=False)

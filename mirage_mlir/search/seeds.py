@@ -15,11 +15,12 @@
   cannot fill the SMs this streams faster, and the lowering runs the pair as one launch
   (fuse_split_k). Applied to the search's result (its own space holds these plans, but they lie
   beyond where the best-first search gets within its budget).
-- `online_softmax_attention(graph, sms)`: a program with attention's interface (Q [B, M, D],
+- `online_softmax_attention(graph)`: a program with attention's interface (Q [B, M, D],
   K [B, D, N], V [B, N, Dv]) that takes a max, as the two-kernel online-softmax plan
-  (plans.stable_attention: running maxima and rescaled sums over a KV split, then a combine), its
-  split chosen to fill the SMs. The search's block graphs hold neither accumulator yet; the
-  verification (max over the finite fields) decides whether the program is that attention.
+  (plans.stable_attention: running maxima and rescaled sums over a KV split, then a combine), at a
+  few splits and block sizes for the cost model to choose from. The search's block graphs hold
+  neither accumulator yet; the verification (max over the finite fields) decides whether the
+  program is that attention.
 """
 
 from __future__ import annotations
@@ -230,31 +231,26 @@ def split_reduction(graph: Graph, n: int, splits: int) -> Graph | None:
 __all__ = ["compose", "row_fused", "split_before_matmul", "split_reduction"]
 
 
-def online_softmax_attention(graph: Graph, sms: int = 132) -> Graph | None:
-    """The online-softmax attention plan for `graph`'s interface and score scale, or None when the
-    graph cannot be attention with a max (its inputs, its ops)."""
+def online_softmax_attention(graph: Graph) -> list[Graph]:
+    """The online-softmax attention plan for `graph`'s interface and score scale, at a few KV splits
+    and block sizes (the caller ranks them), or none when the graph cannot be attention with a max
+    (its inputs, its ops)."""
     if len(graph.inputs) != 3 or len(graph.outputs) != 1:
-        return None
+        return []
     q, k, v = graph.inputs
     if any(len(t.shape) != 3 or not t.is_static() for t in (q, k, v)) or len({q.dtype, k.dtype, v.dtype}) != 1:
-        return None
+        return []
     (batch, seq, head), (kb_, kh, kv_len), (vb, vn, _) = q.shape, k.shape, v.shape
     if not (batch == kb_ == vb and head == kh and kv_len == vn):
-        return None
+        return []
     ops = [node.op for node in graph.nodes]
     scales = [node.attr("scalar") for node in graph.nodes if node.op == "mul_scalar"]
     if "reduce_max" not in ops or ops.count("matmul") != 2 or len(scales) > 1:
-        return None
-    q_tile = min(64, seq)
+        return []
+    q_tile, loop = min(64, seq), 4
     if seq % q_tile:
-        return None
-    loop = 4
-    tiles = batch * (seq // q_tile)
-    # the fewest splits whose blocks fill the SMs, each split at least `loop` tiles of 16 keys
-    for splits in (1, 2, 4, 8, 16, 32):
-        if tiles * splits >= sms or kv_len // (splits * 2) < loop * 16:
-            break
-    if kv_len % (splits * loop) or (kv_len // (splits * loop)) % 16:
-        return None
-    return plans.stable_attention(list(graph.inputs), scale=scales[0] if scales else 1.0, q_tile=q_tile,
-                                  splits=splits, loop=loop)
+        return []
+    return [plans.stable_attention(list(graph.inputs), scale=scales[0] if scales else 1.0, q_tile=q_tile,
+                                   splits=splits, loop=loop, threads=threads)
+            for splits in (1, 2, 4, 8, 16, 32) for threads in (128, 256)
+            if kv_len % (splits * loop) == 0 and (kv_len // (splits * loop)) % 16 == 0]
