@@ -21,42 +21,14 @@ from .opset import ACCUMULATORS, OPS
 class FloatDomain:
     """IEEE arithmetic: computes in f32 (f64 for f64 data) and rounds every result to its element type."""
 
-    @staticmethod
-    def _math(op: str, x: np.ndarray, attrs: dict) -> np.ndarray:
-        if op == "exp":
-            return np.exp(x)
-        if op == "square":
-            return x * x
-        if op == "sqrt":
-            return np.sqrt(x)
-        if op == "rsqrt":
-            return 1 / np.sqrt(x)
-        if op == "silu":
-            return x / (1 + np.exp(-x))
-        if op == "gelu":
-            return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-        if op == "relu":
-            return np.maximum(x, 0)
-        if op == "neg":
-            return -x
-        if op == "mul_scalar":
-            return x * attrs["scalar"]
-        if op == "add_scalar":
-            return x + attrs["scalar"]
-        if op == "cast":
-            return x
-        raise KeyError(op)
-
     def unary(self, op: str, x, attrs: dict, dtype: str):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return round_to(self._math(op, np.asarray(x, compute_dtype(dtype)), attrs), dtype)
+            return round_to(OPS[op].numpy(np.asarray(x, compute_dtype(dtype)), **attrs), dtype)
 
     def binary(self, op: str, a, b, dtype: str):
         a, b = np.asarray(a, compute_dtype(dtype)), np.asarray(b, compute_dtype(dtype))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            result = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-                      "pow": np.power, "max": np.maximum}[op](a, b)
-        return round_to(result, dtype)
+            return round_to(OPS[op].numpy(a, b), dtype)
 
     def reduce(self, op: str, x, dim: int, dtype: str):
         fn = {"reduce_sum": np.sum, "reduce_mean": np.mean, "reduce_max": np.max}[op]

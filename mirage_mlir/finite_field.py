@@ -59,6 +59,7 @@ import numpy as np
 
 from . import evaluate as ev
 from .mugraph import Graph
+from .opset import OPS
 
 BITS = 31  # m_0 < 2^31, so a product of two residues fits in int64
 
@@ -282,47 +283,34 @@ class FieldDomain:
             out[..., lane] = _hash_to(x[..., lane], self._key(name, lane), int(m))
         return out
 
+    # -- what the op records (opset.OpInfo.field) build on --------------------------------------
+    def exp(self, x: np.ndarray) -> np.ndarray:
+        return self._exp(x)
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        return _inverse(x, self.moduli)
+
+    def max(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self._max(a, b)
+
+    def random_function(self, name: str, *args: np.ndarray) -> np.ndarray:
+        """A keyed random function of the operands (the same on both sides of a trial)."""
+        x = args[0]
+        for y in args[1:]:
+            x, y = np.broadcast_arrays(x, y)
+            x = (x * 0x9E3779B1 + y) % (1 << 62)
+        return self._uninterpreted(name, x)
+
     # -- the Domain interface of evaluate.py ---------------------------------------------------
     def unary(self, op: str, x, attrs: dict, dtype: str):
+        info = OPS[op]
         x = np.asarray(x)
-        m = self.moduli
-        if op == "exp":
-            return self._exp(x)
-        if op == "square":
-            return x * x % m
-        if op == "neg":
-            return (m - x) % m
-        if op == "cast":
-            return x
-        if op == "sqrt":
-            return self._uninterpreted("sqrt", x)
-        if op == "rsqrt":
-            return _inverse(self._uninterpreted("sqrt", x), m)
-        if op in ("silu", "gelu", "relu"):
-            return self._uninterpreted(op, x)
-        if op == "mul_scalar":
-            return x * self.constant(attrs["scalar"]) % m
-        if op == "add_scalar":
-            return (x + self.constant(attrs["scalar"])) % m
-        raise FieldUnsupported(f"'{op}' has no finite-field model")
+        return info.field(self, x, **attrs) if info.field else self.random_function(op, x)
 
     def binary(self, op: str, a, b, dtype: str):
+        info = OPS[op]
         a, b = np.asarray(a), np.asarray(b)
-        m = self.moduli
-        if op == "add":
-            return (a + b) % m
-        if op == "sub":
-            return (a - b) % m
-        if op == "mul":
-            return a * b % m
-        if op == "div":
-            return a * _inverse(b, m) % m
-        if op == "pow":
-            a, b = np.broadcast_arrays(a, b)
-            return self._uninterpreted("pow", (a * 0x9E3779B1 + b) % (1 << 62))
-        if op == "max":
-            return self._max(a, b)
-        raise FieldUnsupported(f"'{op}' has no finite-field model")
+        return info.field(self, a, b) if info.field else self.random_function(op, a, b)
 
     def reduce(self, op: str, x, dim: int, dtype: str):
         x = np.asarray(x)
@@ -415,6 +403,10 @@ _REFERENCE_MEMO: dict = {}  # (graph, lanes, seed, trial) -> lane-0 outputs of t
 
 # ---------------------------------------------------------------------------------------------
 # static analyses of a kernel graph: exp nesting depth, rational degree, exp count
+def _applies_exp(op: str) -> bool:
+    return op == "accum_rescaled_sum" or (op in OPS and OPS[op].exps > 0)
+
+
 def exp_depth(graph: Graph) -> int:
     """The most exps on any input-to-output path (through block and thread graphs)."""
 
@@ -426,7 +418,7 @@ def exp_depth(graph: Graph) -> int:
                 outs = walk(node.body, args)
                 d.extend(outs)
                 continue
-            base = max(args, default=0) + (1 if node.op in ("exp", "accum_rescaled_sum") else 0)
+            base = max(args, default=0) + (1 if _applies_exp(node.op) else 0)
             d.extend([base] * len(node.types))
         return [d[v] for v in g.outputs]
 
@@ -448,30 +440,21 @@ def degree_and_exps(graph: Graph) -> tuple[int, int]:
             if node.body is not None:
                 d.extend(walk(node.body, args))
                 continue
-            if op in ("exp", "accum_rescaled_sum"):
+            info = OPS.get(op)
+            if info is not None and info.category in ("unary", "binary"):
+                exps += info.exps
+                r = info.degree(*args) if info.degree else (1, 0)
+            elif op == "accum_rescaled_sum":
                 exps += 1
-            if op in ("add", "sub", "max"):
-                (na, da), (nb, db) = args
-                r = (max(na + db, nb + da), da + db)
-            elif op in ("mul", "matmul"):
+                r = args[0]
+            elif op == "matmul":
                 (na, da), (nb, db) = args
                 r = (na + nb, da + db)
-            elif op == "div":
-                (na, da), (nb, db) = args
-                r = (na + db, da + nb)
-            elif op == "square":
-                r = (2 * args[0][0], 2 * args[0][1])
-            elif op in ("exp", "sqrt", "silu", "gelu", "relu", "pow"):
-                r = (1, 0)
-            elif op == "rsqrt":
-                r = (0, 1)
             elif op in ("rms_norm",):
                 r = (args[0][0], 1)
             elif op == "accum_rms":
                 r = (1, 0)
-            elif op == "add_scalar":
-                r = args[0]
-            else:  # unary linear ops, reductions, iterators, accumulators, savers, casts
+            else:  # reductions, iterators, accumulators, savers
                 r = args[0] if args else (1, 0)
             d.extend([r] * len(node.types))
         return [d[v] for v in g.outputs]
@@ -602,7 +585,7 @@ def needed_lanes(graph: Graph, lanes: int, table: dict | None = None, out_lanes=
             _, inner = needed_lanes(node.body, lanes, table, results)
             for v, s in zip(node.inputs, inner):
                 need[v] |= s
-        elif node.op == "exp":
+        elif node.op in OPS and OPS[node.op].exps:
             for v in node.inputs:
                 need[v] |= {i + 1 for i in res if i + 1 < lanes}
         elif node.op in MAX_OPS and res:

@@ -43,6 +43,12 @@ from . import idioms, shapes
 from .dtypes import FLOAT_TYPES, round_to
 from .graph_verify import verify
 from .mugraph import Graph, Node, TensorType
+from .opset import OPS
+
+# generic-body ops that are one opset op each (opset.OpInfo.linalg): a math function of a tensor,
+# and the binary arithmetic (whose constant operands become scalar ops below)
+LINALG_UNARY = {name: info.name for info in OPS.values() if info.category == "unary" for name in info.linalg}
+LINALG_BINARY = {name: info.name for info in OPS.values() if info.category == "binary" for name in info.linalg}
 
 # -------------------------------------------------------------------------------------------------
 # Plain data
@@ -545,10 +551,8 @@ class _GenericReader:
             if self.uniform or x.dtype == dtype:
                 return x
             return unary("cast", x)
-        if name == "arith.negf":
-            return unary("neg", args[0])
-        if name in ("math.exp", "math.sqrt", "math.rsqrt"):
-            return unary(name.split(".")[1], args[0])
+        if name in LINALG_UNARY:
+            return unary(LINALG_UNARY[name], args[0])
         if name == "math.fpowi":
             x, n = args
             if not isinstance(n, _C):
@@ -566,12 +570,10 @@ class _GenericReader:
             if n in forms:
                 return unary(forms[n], x)
             raise Unsupported(f"'math.powf' with exponent {n}")
-        binary = {"arith.addf": "add", "arith.subf": "sub", "arith.mulf": "mul", "arith.divf": "div",
-                  "arith.maximumf": "max", "arith.maxnumf": "max", "math.powf": "pow"}
-        if name not in binary:
+        if name not in LINALG_BINARY:
             raise Unsupported(f"'{name}' in the body has no opset form")
         a, c = args
-        kind = binary[name]
+        kind = LINALG_BINARY[name]
         if isinstance(a, _T) and isinstance(c, _T):
             if kind == "mul" and a.id == c.id and a.shape == c.shape:
                 return unary("square", a)

@@ -10,6 +10,7 @@ interpreter on the original program.
 
 from __future__ import annotations
 
+import math
 import pathlib
 import re
 from collections import Counter
@@ -479,3 +480,34 @@ def test_idioms_keep_inputs_and_outputs():
     out, _ = idioms.apply_idioms(graph)
     assert out.inputs == graph.inputs
     assert [out.value_types[v] for v in out.outputs] == [graph.value_types[v] for v in graph.outputs]
+
+
+MATH_FUNCTIONS = """
+#map = affine_map<(d0, d1) -> (d0, d1)>
+func.func @main(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %e = tensor.empty() : tensor<4x8xf32>
+  %c = arith.constant 0.70710678 : f32
+  %0 = linalg.generic {indexing_maps = [#map, #map], iterator_types = ["parallel", "parallel"]}
+      ins(%x : tensor<4x8xf32>) outs(%e : tensor<4x8xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %s = arith.mulf %in, %c : f32
+    %t = math.erf %s : f32
+    %u = math.tanh %t : f32
+    linalg.yield %u : f32
+  } -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+"""
+
+
+def test_math_functions_import_through_their_op_records():
+    """math.erf and math.tanh in a generic body (what torch-mlir writes for F.gelu and F.tanh) become
+    the erf and tanh ops of their opset records; the converted program means what the body does."""
+    _, module = convert(MATH_FUNCTIONS)
+    main = function(module)
+    assert mirage_names(main) == ["mul_scalar", "erf", "tanh"]
+    graph = graph_from_ops([op for op in body_ops(main) if op.name.startswith("mirage_kernel.")])[0]
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    (out,) = evaluate(graph, [x])
+    expected = np.tanh(np.vectorize(math.erf)(x.astype(np.float64) * 0.70710678))
+    assert np.allclose(out, expected, rtol=1e-5, atol=1e-6)

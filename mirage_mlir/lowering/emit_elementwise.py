@@ -7,8 +7,6 @@ element type, as mirage_mlir.evaluate does.
 
 from __future__ import annotations
 
-import math
-
 from ..mugraph import Graph, Node
 from ..opset import OPS
 from .emitter import BYTES, Index, indices
@@ -75,42 +73,11 @@ class ElementwiseEmitter:
         return result
 
     def elementwise(self, node: Node, args: list[str]) -> str:
-        em, op = self.em, node.op
-        x = args[0]
-        if op == "exp":
-            return em.fun("math.exp", x)
-        if op == "square":
-            return em.fbin("mulf", x, x)
-        if op == "sqrt":
-            return em.fun("math.sqrt", x)
-        if op == "rsqrt":
-            return em.fun("math.rsqrt", x)
-        if op == "silu":
-            e = em.fun("math.exp", em.fun("arith.negf", x))
-            return em.fbin("divf", x, em.fbin("addf", em.fconst(1.0), e))
-        if op == "gelu":
-            cube = em.fbin("mulf", em.fbin("mulf", x, x), x)
-            inner = em.fbin("addf", x, em.fbin("mulf", em.fconst(0.044715), cube))
-            t = em.fun("math.tanh", em.fbin("mulf", em.fconst(math.sqrt(2 / math.pi)), inner))
-            return em.fbin("mulf", em.fbin("mulf", em.fconst(0.5), x), em.fbin("addf", em.fconst(1.0), t))
-        if op == "relu":
-            return em.fbin("maximumf", x, em.fconst(0.0))
-        if op == "neg":
-            return em.fun("arith.negf", x)
-        if op == "mul_scalar":
-            return em.fbin("mulf", x, em.fconst(node.attr("scalar")))
-        if op == "add_scalar":
-            return em.fbin("addf", x, em.fconst(node.attr("scalar")))
-        if op == "cast":
-            return x
-        if op == "div":
-            return self.divide(args[0], args[1])
-        binary = {"add": "addf", "sub": "subf", "mul": "mulf", "max": "maximumf"}
-        if op in binary:
-            return em.fbin(binary[op], args[0], args[1])
-        if op == "pow":
-            return em.op(f"math.powf {args[0]}, {args[1]} : {em.ctype}", "f")
-        raise LoweringError(f"no lowering for elementwise op '{op}'", self.plan.path)
+        """The op's GPU code (opset.OpInfo.gpu) on f32 (or f64) SSA values."""
+        info = OPS.get(node.op)
+        if info is None or info.gpu is None:
+            raise LoweringError(f"no lowering for elementwise op '{node.op}'", self.plan.path)
+        return info.gpu(self, *args, **dict(node.attrs))
 
     def divide(self, a: str, b: str) -> str:
         """a / b. Where a row kernel divides many elements by one value (a row's rms), it takes that

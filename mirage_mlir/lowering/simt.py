@@ -25,6 +25,7 @@ import mlir.ir as ir
 import numpy as np
 
 from ..dtypes import round_to
+from ..opset import OPS
 
 
 class SimtError(Exception):
@@ -381,6 +382,9 @@ class Machine:
 
     def op_math_tanh(self, a, mask, ot, *r):
         return [self._f(np.tanh(a[0]), ot[0])]
+
+    def op_math_erf(self, a, mask, ot, *r):
+        return [self._f(OPS["erf"].numpy(np.asarray(a[0], np.float64)), ot[0])]
 
     def op_math_powf(self, a, mask, ot, *r):
         return [self._f(np.power(a[0], a[1]), ot[0])]

@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from ..finite_field import exact_fraction
 from ..mugraph import Graph
+from ..opset import OPS
 
 SCHEMA = """
 (datatype E
@@ -119,38 +120,12 @@ def apply_op(tb, op: str, args: list, attrs: dict, shapes: list[tuple]):
     (a TermBuilder or an Oracle, which returns e-classes or None). `shapes` are the operand shapes."""
     if any(a is None for a in args):
         return None
-    if op == "cast":
-        return args[0]
-    if op == "exp":
-        return tb.exp(args[0])
-    if op == "square":
-        return tb.mul(args[0], args[0])
-    if op == "sqrt":
-        return tb.sqrt(args[0])
-    if op == "rsqrt":
-        s = tb.sqrt(args[0])
-        return None if s is None else tb.div(tb.cst("1/1"), s)
-    if op in ("silu", "gelu", "relu"):
-        return tb.fn(op, args[0])
-    if op == "neg":
-        return tb.mul(tb.cst("-1/1"), args[0])
-    if op == "mul_scalar":
-        return tb.mul(args[0], tb.cst(const_key(attrs["scalar"])))
-    if op == "add_scalar":
-        return tb.add(args[0], tb.cst(const_key(attrs["scalar"])))
-    if op == "add":
-        return tb.add(args[0], args[1])
-    if op == "sub":
-        m = tb.mul(tb.cst("-1/1"), args[1])
-        return None if m is None else tb.add(args[0], m)
-    if op == "mul":
-        return tb.mul(args[0], args[1])
-    if op == "div":
-        return tb.div(args[0], args[1])
-    if op == "pow":
-        return tb.fn2("pow", args[0], args[1])
-    if op == "max":
-        return tb.fn2("max", args[0], args[1])
+    info = OPS[op]
+    if info.category in ("unary", "binary"):
+        if info.term is None:  # an uninterpreted function of the operands
+            return tb.fn(op, args[0]) if len(args) == 1 else tb.fn2(op, args[0], args[1])
+        scalars = {k: tb.cst(const_key(v)) for k, v in attrs.items() if k == "scalar"}
+        return info.term(tb, *args, **scalars)
     if op in ("reduce_sum", "reduce_mean", "reduce_max"):
         n = shapes[0][attrs["dim"] % len(shapes[0])]
         if op == "reduce_max":

@@ -28,15 +28,15 @@ from .. import shapes
 from ..builder import BlockBuilder
 from ..dtypes import BYTES
 from ..mugraph import Graph, Node, TensorType
+from ..opset import OPS
 from . import absexpr, cost as costmod
 from .space import IndexInfo, dim_size, divisors, split_outer
 
-UNARY_SEARCH = ("exp", "square", "sqrt", "rsqrt", "silu", "gelu", "relu", "neg")
+UNARY_SEARCH = tuple(name for name, info in OPS.items() if info.search)  # opset.OpInfo.search
 LINEAR_UNARY = ("neg", "mul_scalar", "cast")
 OPCODE = {name: i for i, name in enumerate(
-    ("matmul", "exp", "square", "sqrt", "rsqrt", "silu", "gelu", "relu", "neg", "mul_scalar", "add_scalar",
-     "rms_norm", "add", "sub", "mul", "div", "reduce_sum", "reduce_mean",
-     "accum_sum", "accum_mean", "accum_rms"))}
+    ("matmul",) + UNARY_SEARCH + ("mul_scalar", "add_scalar", "rms_norm", "add", "sub", "mul", "div", "reduce_sum",
+                                  "reduce_mean", "accum_sum", "accum_mean", "accum_rms"))}
 
 
 @dataclass(frozen=True)
