@@ -37,8 +37,13 @@ def rmsnorm_linear_body(inputs, **tiles):
 
 
 def started(body, **options) -> BlockKernelGen:
-    """A generator that has emitted its ids and views: ready for any one emitter."""
-    gen = BlockKernelGen(body, "k", **options)
+    """A generator that has emitted its ids and views: ready for any one of the shared-memory
+    emitters (with row kernels off: a row kernel has none of their stages)."""
+    saved, plan.MAX_ROW_SLOTS = plan.MAX_ROW_SLOTS, 0
+    try:
+        gen = BlockKernelGen(body, "k", **options)
+    finally:
+        plan.MAX_ROW_SLOTS = saved
     gen.emit_entry()
     return gen
 

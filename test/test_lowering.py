@@ -585,7 +585,10 @@ def test_online_softmax_attention_runs_in_the_emulator():
     accumulators, tensor-core matmuls, a combine over the splits) match the interpreter."""
     types = [TensorType((2, 64, 16), "f16"), TensorType((2, 16, 128), "f16"), TensorType((2, 128, 16), "f16")]
     graph = VARIANTS["stable_attention"](types, q_tile=32, splits=4, loop=2)
-    assert len(lower_graph(graph).launches) == 2
+    launches = lower_graph(graph).launches
+    # the combine is a row kernel: its loop over the splits unrolled in registers, no barrier
+    assert len(launches) == 2 and plan.BlockPlan(graph.nodes[1].body).rows is not None
+    assert "gpu.barrier" not in launches[1].kernel.text
     # at full size, two tensor-core K loops in kernel 1 (Q K and P V): the P V product, with a buffer
     # of its own for the rescaled accumulator, is not computed a second time in the accumulator's stage
     full = [TensorType((2, 256, 64), "f16"), TensorType((2, 64, 4096), "f16"), TensorType((2, 4096, 64), "f16")]
@@ -614,3 +617,19 @@ def test_many_short_rows_take_a_few_lanes_each():
     assert "gpu.shuffle xor" in text and "%c16_i32" not in text  # one step (offset 1), not five
     inputs = random_inputs([x_type], seed=8)
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-6
+
+
+def test_a_fused_combine_runs_in_registers_on_the_threads_it_needs():
+    """rmsnorm_linear's split-K combine, run by the last block of each tile (fuse_split_k): a row
+    kernel on the launch's threads, those beyond its chunks idle, its loop over the splits unrolled;
+    the fused kernel matches the interpreter."""
+    types = [TensorType((4, 512), "f16"), TensorType((512, 256), "f16")]
+    graph = VARIANTS["rmsnorm_linear_split_k"](types, col_tile=64, splits=4, k_tile=64)
+    combine = plan.BlockPlan(graph.nodes[1].body, fixed_threads=True)
+    assert combine.rows is not None and combine.rows.threads < combine.threads == 128
+    (launch,) = lower_graph(graph).launches
+    tail = launch.kernel.text.split('llvm.fence syncscope("device") acquire')[1]
+    assert "gpu.barrier" not in tail  # the combine after the last block's acquire: no barrier at all
+    inputs = random_inputs(types, seed=12)
+    inputs = [inputs[0], round_to(inputs[1] * 0.1, "f16")]
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3

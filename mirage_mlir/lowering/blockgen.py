@@ -59,8 +59,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
 
     def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
                  prefetch: bool = True, pipeline: bool = True, em: Emitter | None = None, prefix: str = "",
-                 smem_budget: int | None = None):
-        self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline, smem_budget)
+                 smem_budget: int | None = None, fixed_threads: bool = False):
+        self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline, smem_budget, fixed_threads)
         self.g = graph
         self.name = name
         # a shared emitter `em`: this block graph follows another in one kernel, its buffers' names prefixed

@@ -1,7 +1,9 @@
 """Row kernels (plan.RowLayout): every value in registers, no tile in shared memory.
 
 Each thread loads its chunks (`width` consecutive elements, 16 bytes where alignment allows) of every
-input tile at once (one memory latency), then computes node after node on its chunks. A reduction
+input tile at once (one memory latency), then computes node after node on its chunks. A for-loop is
+unrolled: each iteration's tiles loaded, its values computed, its accumulators updated in registers
+(a combine over split partials needs no barrier at all). A reduction
 along the rows costs one barrier: a warp's 32 chunks of a slot lie in one row, so the lanes combine
 their partial results with shuffles, lane 0 stores the warp's total to the node's scratch, and after
 the barrier every thread adds up the totals of its rows itself (no thread-0 step, no second barrier).
@@ -27,16 +29,46 @@ class RowEmitter:
         self.rowvals: dict[int, list] = {}
         self.pending: list[int] = []
         self.reciprocals = {}  # straight-line code: a divisor's reciprocal serves every later division
-        chunks = [em.add(self.tid, s * plan.threads) for s in range(layout.slots)]
+        if layout.threads < plan.threads:  # a launch of more threads (fuse_split_k): the rest idle
+            with em.region(f"scf.if {em.cmp_lt(self.tid, layout.threads)} {{"):
+                self.emit_row_body()
+        else:
+            self.emit_row_body()
+
+    def emit_row_body(self) -> None:
+        em, plan, layout = self.em, self.plan, self.plan.rows
+        chunks = [em.add(self.tid, s * layout.threads) for s in range(layout.slots)]
         self.row_where = []  # per slot: the index of its chunk's first element in the tile
         for c in chunks:
             where = em.unflatten(c, layout.chunk_shape)
             where[-1] = em.mul(where[-1], layout.width)
             self.row_where.append(where)
-        self.row_load_inputs()
-        reductions = [i for i, kind in enumerate(plan.kind) if kind in ("reduce", "acc_reduce1")]
-        for i, node in enumerate(self.g.nodes):
-            kind = plan.kind[i]
+        self.row_phase([i for i in range(len(self.g.nodes)) if plan.phase[i] == "pre"])
+        if plan.loop > 1:
+            # the loop unrolled: every iteration's loads can be in flight at once
+            self.acc_state: dict[int, list] = {}  # per accumulator, per slot: its running value(s)
+            self.acc_maxima: dict[int, list] = {}  # per accum_rescaled_sum, per slot: its running max(es)
+            loop_nodes = [i for i in range(len(self.g.nodes)) if plan.phase[i] == "loop"]
+            for it in range(plan.loop):
+                self.it = it
+                self.row_phase(loop_nodes, fresh=True)
+            self.it = 0
+            for i, totals in self.acc_state.items():
+                self.rowvals[plan.value(i)] = [[self.acc_final(i, t) for t in slot] if isinstance(slot, list)
+                                               else self.acc_final(i, slot) for slot in totals]
+            self.row_phase([i for i in range(len(self.g.nodes)) if plan.phase[i] == "post"])
+
+    def row_phase(self, nodes: list[int], fresh: bool = False) -> None:
+        """The nodes of one phase (or one loop iteration, `fresh`: its values computed anew): their
+        input tiles loaded first, then each node in order, reductions finished lazily."""
+        plan = self.plan
+        if fresh:
+            for i in nodes:
+                self.rowvals.pop(plan.value(i), None)
+        self.row_load_inputs([i for i in nodes if plan.kind[i] == "iter"])
+        reductions = [i for i in nodes if plan.kind[i] in ("reduce", "acc_reduce1")]
+        for i in nodes:
+            node, kind = self.g.nodes[i], plan.kind[i]
             if kind == "iter" or plan.value(i) in self.rowvals or plan.value(i) in self.pending:
                 continue
             if any(v in self.pending for v in node.inputs):
@@ -51,24 +83,70 @@ class RowEmitter:
                 self.row_save(i, node.inputs[0])
             elif kind in ("reduce", "acc_reduce1"):
                 self.row_reduce_partials(i)
+            elif kind == "acc":
+                self.row_accumulate(i)
             else:
                 self.row_elementwise(i)
+
+    def row_accumulate(self, i: int) -> None:
+        """One iteration's update of an elementwise accumulator, in registers (the first iteration's
+        value starts it); accum_rescaled_sum keeps its running max beside it, per row when its max is
+        a row value (two exps a row)."""
+        em, node = self.em, self.g.nodes[i]
+        layout, dtype = self.plan.rows, node.types[0].dtype
+        per_slot = 1 if node.types[0].shape == layout.row_shape else layout.width
+        state = self.acc_state.get(i)
+        if node.op == "accum_rescaled_sum":
+            maxima = self.acc_maxima.setdefault(i, [None] * layout.slots)
+        new_state = []
+        for s in range(layout.slots):
+            xs = [self.row_element(node.inputs[0], s, k) for k in range(per_slot)]
+            if node.op == "accum_rms":
+                xs = [em.round(em.fbin("mulf", x, x), dtype) for x in xs]
+            old = None if state is None else ([state[s]] if per_slot == 1 else state[s])
+            if node.op == "accum_rescaled_sum":
+                m_v = node.inputs[1]
+                per_max = 1 if self.plan.vtype(m_v).shape == layout.row_shape else per_slot
+                ms = [self.row_element(m_v, s, k) for k in range(per_max)]
+                if old is None:
+                    new, maxima[s] = xs, ms
+                else:
+                    factors = []
+                    for j, m in enumerate(ms):
+                        top = em.fbin("maximumf", maxima[s][j], m)
+                        factors.append((em.fun("math.exp", em.fbin("subf", maxima[s][j], top)),
+                                        em.fun("math.exp", em.fbin("subf", m, top))))
+                        maxima[s][j] = top
+                    new = [em.round(em.fbin("addf", em.fbin("mulf", prev, factors[k % per_max][0]),
+                                            em.fbin("mulf", x, factors[k % per_max][1])), dtype)
+                           for k, (prev, x) in enumerate(zip(old, xs))]
+            elif old is None:
+                new = xs
+            else:
+                combine = "maximumf" if node.op == "accum_max" else "addf"
+                new = [em.round(em.fbin(combine, prev, x), dtype) for prev, x in zip(old, xs)]
+            new_state.append(new[0] if per_slot == 1 else new)
+        self.acc_state[i] = new_state
 
     def row_element(self, v: int, s: int, k: int) -> str:
         """Element k of slot s of value v (a row value is the same for every element of its slot)."""
         val = self.rowvals[v][s]
         return val if isinstance(val, str) else val[k]
 
-    def row_load_inputs(self) -> None:
-        """Every chunk of every input tile: all loads issued, then unpacked."""
+    def row_load_inputs(self, iterators: list[int]) -> None:
+        """Every chunk of these input tiles (of iteration self.it): all loads issued, then unpacked;
+        a tile of rows [..., 1] gives each slot its row's one element."""
         em, plan, layout = self.em, self.plan, self.plan.rows
         loaded = {}
-        for i, kind in enumerate(plan.kind):
-            if kind != "iter":
-                continue
+        for i in iterators:
             node = self.g.nodes[i]
-            geo = CopyGeometry(i, node.inputs[0], layout.shape, node.types[0].dtype, plan.vtype(node.inputs[0]),
-                               layout.width)
+            dtype, whole = node.types[0].dtype, plan.vtype(node.inputs[0])
+            if node.types[0].shape == layout.row_shape:
+                geo = CopyGeometry(i, node.inputs[0], layout.row_shape, dtype, whole, 1)
+                rows = [self.copy_load(geo, where[:-1] + [0]) for where in self.row_where]
+                self.rowvals[plan.value(i)] = [em.extend(r, dtype) for r in rows]
+                continue
+            geo = CopyGeometry(i, node.inputs[0], layout.shape, dtype, whole, layout.width)
             loaded[i] = (geo, [self.copy_load(geo, where) for where in self.row_where])
         for i, (geo, chunks) in loaded.items():
             if geo.width == 1:

@@ -119,7 +119,7 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     b = replace(second.body, block_dim=a.block_dim)  # the block size never changes a block graph's value
     gen_a = BlockKernelGen(a, name, path)
     gen_b = BlockKernelGen(b, name, path + (1,), em=gen_a.em, prefix="combine_",
-                           smem_budget=gen_a.plan.shared_bytes)
+                           smem_budget=gen_a.plan.shared_bytes, fixed_threads=True)
     if gen_a.plan.ctype != gen_b.plan.ctype:
         raise ValueError("fused kernels compute in one type")
     em = gen_a.em

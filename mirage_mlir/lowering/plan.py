@@ -21,10 +21,11 @@ copies issue a thread's loads before its stores: all of them for small tiles (co
 tiles together), COPY_BATCH at a time for large ones. Reductions with fewer rows than warps give
 each row several warps (a shared scratch combines them).
 
-A block graph of one iteration whose values are all tiles [R, C] or their rows [R, 1] (elementwise
-ops and reductions along rows, no matmul) is a *row kernel* (`RowLayout`): no buffers at all, every
-value in registers, each thread holding the same chunks of every tile (emit_rows), on as few threads
-as hold the tile in at most MAX_ROW_SLOTS chunks each, whatever the block graph's block_dim.
+A block graph whose values are all tiles [R, C] or their rows [R, 1] (elementwise ops, reductions
+along rows outside the for-loop, elementwise accumulators over it, no matmul) is a *row kernel*
+(`RowLayout`): no buffers at all, every value in registers, each thread holding the same chunks of
+every tile, the for-loop unrolled (emit_rows), on as few threads as hold the tile in at most
+MAX_ROW_SLOTS chunks each, whatever the block graph's block_dim.
 
 Matmuls whose operands are f16 or bf16 buffers (K % 16, N % 8) run on tensor cores (mma.sync
 m16n8k16); an f32 accum_sum of such a matmul is carried in registers across the loop when its warp
@@ -53,6 +54,7 @@ PREFETCH_DEPTH = 4  # most iterations loaded ahead
 MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
 TWO_BLOCKS_BYTES = 113 * 1024  # shared memory per block that still lets two blocks share an SM
 MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
+MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unrolls
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
 
 
@@ -188,6 +190,11 @@ class RowLayout:
     def row_shape(self) -> tuple[int, ...]:
         return self.shape[:-1] + (1,)
 
+    @property
+    def threads(self) -> int:
+        """The threads that hold chunks (a launch with more leaves the rest idle)."""
+        return numel(self.chunk_shape) // self.slots
+
 
 def numel(shape) -> int:
     return math.prod(shape)
@@ -206,7 +213,7 @@ class BlockPlan:
     phases, the cp.async ring, tensor-core matmuls and their warp tiling, register accumulators."""
 
     def __init__(self, graph: Graph, path: tuple[int, ...] = (), use_mma: bool = True, prefetch: bool = True,
-                 pipeline: bool = True, smem_budget: int | None = None):
+                 pipeline: bool = True, smem_budget: int | None = None, fixed_threads: bool = False):
         self.use_mma = use_mma
         # the shared memory this block graph should stay within (a combine fused into a kernel must not
         # cost that kernel resident blocks): it then gets no deeper ring than the budget allows
@@ -250,15 +257,16 @@ class BlockPlan:
         self.stages = 1
         if pipeline:
             self._choose_stages()
-        self.rows = self._row_layout()
-        if self.rows is not None:  # a row kernel runs on the threads its layout needs (any count computes the same)
-            self.threads = numel(self.rows.chunk_shape) // self.rows.slots
+        self.rows = self._row_layout(fixed_threads)
+        if self.rows is not None and not fixed_threads:
+            # a row kernel runs on the threads its layout needs (any count computes the same)
+            self.threads = self.rows.threads
             self.warps = self.threads // 32
         # a row kernel's reductions: each warp's total per node (one slot after another), else none
         self.row_scratch: dict[int, Buffer] = {}
         if self.rows is not None:
             self.buffers, self.max_buffers, self.scale_buffers, self.scratch, self.reg_accs = {}, {}, {}, None, {}
-            self.shared_bytes = 0
+            self.ring, self.stages, self.shared_bytes = [], 1, 0
             for i, kind in enumerate(self.kind):
                 if kind in ("reduce", "acc_reduce1"):
                     warp_totals = numel(self.rows.chunk_shape) // 32
@@ -375,27 +383,39 @@ class BlockPlan:
             return out
         return []
 
-    def _row_layout(self) -> RowLayout | None:
-        """The row-kernel layout when this block graph is one (see the module doc), else None: one
-        iteration; input tiles all of one shape [..., C]; every value that shape or its rows [..., 1];
-        reductions along the last dim; each thread the same number (at most MAX_ROW_SLOTS) of chunks."""
+    def _row_layout(self, fixed_threads: bool) -> RowLayout | None:
+        """The row-kernel layout when this block graph is one (see the module doc), else None: input
+        tiles of one shape [..., C] or its rows [..., 1]; every value that shape or its rows;
+        reductions along the last dim, and only outside the for-loop; accumulators over the loop
+        elementwise (no reduce_dim); each thread the same number (at most MAX_ROW_SLOTS) of chunks,
+        the loop unrolled (loop x chunks at most MAX_ROW_STEPS)."""
         iters = [i for i, kind in enumerate(self.kind) if kind == "iter"]
-        if self.loop != 1 or not iters:
+        if not iters:
             return None
-        full = self.g.nodes[iters[0]].types[0].shape
+        full = max((self.g.nodes[i].types[0].shape for i in iters), key=numel)
         row = full[:-1] + (1,)
-        widths = []
+        if full == row:
+            return None
+        widths, reduces = [], False
         for i, node in enumerate(self.g.nodes):
             kind = self.kind[i]
             shape = self.vtype(node.inputs[0]).shape if kind == "saver" else node.types[0].shape
             inputs = [self.vtype(v).shape for v in node.inputs]
             if kind == "iter":
-                if shape != full:
+                if shape not in (full, row):
                     return None
-                widths.append(vector_width(node.types[0].dtype, full[-1], inputs[0][-1]))
+                if shape == full:
+                    widths.append(vector_width(node.types[0].dtype, full[-1], inputs[0][-1]))
             elif kind in ("reduce", "acc_reduce1"):
                 dim = node.attr("dim") if node.op in OPS else node.attr("reduce_dim")
-                if node.op == "accum_rescaled_sum" or inputs[0] != full or dim % len(full) != len(full) - 1:
+                if (node.op == "accum_rescaled_sum" or inputs[0] != full or dim % len(full) != len(full) - 1
+                        or self.phase[i] == "loop"):
+                    return None
+                reduces = True
+            elif kind == "acc":
+                if node.attr("reduce_dim", -1) != -1 or shape not in (full, row):
+                    return None
+                if any(s not in (shape, row) for s in inputs):
                     return None
             elif kind in ("ew", "acc_id"):
                 if shape not in (full, row) or any(s not in (shape, row) for s in inputs):
@@ -404,14 +424,24 @@ class BlockPlan:
                 return None
         width = min(widths)
         chunks = numel(full) // width
-        if full[-1] % (32 * width):
+        if reduces and full[-1] % (32 * width):
+            return None  # a warp's chunks of one slot must lie in one row
+        if fixed_threads:
+            # the launch's threads are given (a combine run by the last block of a split, fuse_split_k):
+            # as many of them as hold the tile in the fewest chunks each, the others idle (no
+            # barrier may then run: no reductions)
+            for slots in range(1, MAX_ROW_SLOTS + 1):
+                if not reduces and chunks % slots == 0 and chunks // slots <= self.threads and \
+                        slots * self.loop <= MAX_ROW_STEPS:
+                    return RowLayout(full, width, slots)
             return None
         # the fewest threads (each with the most chunks) that hold the tile: the block's fixed work
         # (addresses, each reduction's totals) repeats in every warp; ntrans ran 1.85 us at 128
         # threads of 4 chunks against 2.43 at 512 of 1 (NOTES.md, run 19)
         for slots in range(MAX_ROW_SLOTS, 0, -1):
             threads = chunks // slots
-            if chunks % slots == 0 and threads % 32 == 0 and 32 <= threads <= 1024:
+            if chunks % slots == 0 and threads % 32 == 0 and 32 <= threads <= 1024 and \
+                    slots * self.loop <= MAX_ROW_STEPS:
                 return RowLayout(full, width, slots)
         return None
 
@@ -646,7 +676,7 @@ class BlockPlan:
     def figures(self) -> PlanFigures:
         """What the cost model needs to know of this kernel's memory pipeline."""
         loop_iters = [i for i, k in enumerate(self.kind) if k == "iter" and self.phase[i] == "loop"]
-        geos = self.loop_copies()
+        geos = self.loop_copies() if self.rows is None else []  # a row kernel's loads: all issued up front
         sync = [geo.i for geo in geos]
         depth = self.prefetch_depth(geos) if self.loop > 1 else 0
         tile_bytes = {i: numel(self.g.nodes[i].types[0].shape) * BYTES[self.g.nodes[i].types[0].dtype]
