@@ -49,9 +49,17 @@ class RowEmitter:
             self.acc_state: dict[int, list] = {}  # per accumulator, per slot: its running value(s)
             self.acc_maxima: dict[int, list] = {}  # per accum_rescaled_sum, per slot: its running max(es)
             loop_nodes = [i for i in range(len(self.g.nodes)) if plan.phase[i] == "loop"]
+            tiles = [i for i in loop_nodes if plan.kind[i] == "iter"]
+            # every iteration's loads issued before any iteration's arithmetic: in program order the
+            # loads of step k + 1 would wait behind step k's use of its own (run 26: a 16-step
+            # combine took 12 us, a memory latency per step)
+            issued = []
             for it in range(plan.loop):
                 self.it = it
-                self.row_phase(loop_nodes, fresh=True)
+                issued.append(self.row_issue_loads(tiles))
+            for it in range(plan.loop):
+                self.row_unpack(issued[it])
+                self.row_phase([i for i in loop_nodes if plan.kind[i] != "iter"], fresh=True)
             self.it = 0
             for i, totals in self.acc_state.items():
                 self.rowvals[plan.value(i)] = [[self.acc_final(i, t) for t in slot] if isinstance(slot, list)
@@ -134,27 +142,38 @@ class RowEmitter:
         return val if isinstance(val, str) else val[k]
 
     def row_load_inputs(self, iterators: list[int]) -> None:
-        """Every chunk of these input tiles (of iteration self.it): all loads issued, then unpacked;
-        a tile of rows [..., 1] gives each slot its row's one element."""
-        em, plan, layout = self.em, self.plan, self.plan.rows
-        loaded = {}
+        """Every chunk of these input tiles (of iteration self.it): all loads issued, then unpacked."""
+        self.row_unpack(self.row_issue_loads(iterators))
+
+    def row_issue_loads(self, iterators: list[int]) -> list:
+        """The loads of this thread's chunks of these tiles (of iteration self.it), issued; a tile of
+        rows [..., 1] gives each slot its row's one element."""
+        plan, layout = self.plan, self.plan.rows
+        issued = []
         for i in iterators:
             node = self.g.nodes[i]
             dtype, whole = node.types[0].dtype, plan.vtype(node.inputs[0])
             if node.types[0].shape == layout.row_shape:
                 geo = CopyGeometry(i, node.inputs[0], layout.row_shape, dtype, whole, 1)
-                rows = [self.copy_load(geo, where[:-1] + [0]) for where in self.row_where]
-                self.rowvals[plan.value(i)] = [em.extend(r, dtype) for r in rows]
-                continue
-            geo = CopyGeometry(i, node.inputs[0], layout.shape, dtype, whole, layout.width)
-            loaded[i] = (geo, [self.copy_load(geo, where) for where in self.row_where])
-        for i, (geo, chunks) in loaded.items():
-            if geo.width == 1:
-                self.rowvals[plan.value(i)] = [[em.extend(c, geo.dtype)] for c in chunks]
-                continue
-            self.rowvals[plan.value(i)] = [
-                [em.extend(em.op(f"vector.extract {c}[{k}] : {geo.dtype} from {geo.vec}", "l"), geo.dtype)
-                 for k in range(geo.width)] for c in chunks]
+                issued.append((geo, True, [self.copy_load(geo, where[:-1] + [0]) for where in self.row_where]))
+            else:
+                geo = CopyGeometry(i, node.inputs[0], layout.shape, dtype, whole, layout.width)
+                issued.append((geo, False, [self.copy_load(geo, where) for where in self.row_where]))
+        return issued
+
+    def row_unpack(self, issued: list) -> None:
+        """Issued loads as the values of their tiles, per slot (a row tile: one value a slot)."""
+        em = self.em
+        for geo, row, chunks in issued:
+            v = self.plan.value(geo.i)
+            if row:
+                self.rowvals[v] = [em.extend(c, geo.dtype) for c in chunks]
+            elif geo.width == 1:
+                self.rowvals[v] = [[em.extend(c, geo.dtype)] for c in chunks]
+            else:
+                self.rowvals[v] = [
+                    [em.extend(em.op(f"vector.extract {c}[{k}] : {geo.dtype} from {geo.vec}", "l"), geo.dtype)
+                     for k in range(geo.width)] for c in chunks]
 
     def row_elementwise(self, i: int) -> None:
         """An elementwise node (or a one-iteration accumulator without reduce_dim) on every element
