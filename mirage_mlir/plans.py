@@ -133,7 +133,7 @@ def swiglu_down(inputs: list[TensorType], col_tile: int = 64, k_tile: int = 128,
 
 
 def stable_attention(inputs: list[TensorType], scale: float = 0.125, q_tile: int = 64, splits: int = 16,
-                     loop: int = 4, threads: int = 128) -> Graph:
+                     loop: int = 4, threads: int = 128, combine_rows: int = 4) -> Graph:
     """softmax(Q K * scale) V with the row max subtracted, as online softmax (FlashDecoding with the
     max, which Mirage cannot express): kernel 1 splits the KV length over grid y and a for-loop; each
     block keeps its rows' running max (accum_max) and their exp-sums and outputs rescaled to it
@@ -163,7 +163,9 @@ def stable_attention(inputs: list[TensorType], scale: float = 0.125, q_tile: int
     assert kv_len % (splits * loop) == 0, "the KV length must split into splits x loop tiles"
     partials = kb.graph_def(body1, [0, 1, 2])
 
-    rows = min(16, seq)
+    # the combine's blocks: rows of 4 (a few warps each, all of a thread's loads over the splits in
+    # flight at once): 16-row tiles left 32 blocks waiting on memory (NOTES.md, run 27)
+    rows = min(combine_rows, seq)
     cb = BlockBuilder([kb.types[p] for p in partials], (batch, seq // rows, 1), splits, (threads, 1, 1))
     split_max, split_sum, split_out = (cb.iterator(i, (0, 1, -1), 2) for i in range(3))
     total = cb.accum("accum_rescaled_sum", split_sum, split_max)

@@ -584,7 +584,7 @@ def test_online_softmax_attention_runs_in_the_emulator():
     """The two kernels of plans.stable_attention (running maxima and rescaled sums in shared-memory
     accumulators, tensor-core matmuls, a combine over the splits) match the interpreter."""
     types = [TensorType((2, 64, 16), "f16"), TensorType((2, 16, 128), "f16"), TensorType((2, 128, 16), "f16")]
-    graph = VARIANTS["stable_attention"](types, q_tile=32, splits=4, loop=2)
+    graph = VARIANTS["stable_attention"](types, q_tile=32, splits=4, loop=2, combine_rows=16)
     launches = lower_graph(graph).launches
     # the combine is a row kernel: its loop over the splits unrolled in registers, no barrier
     assert len(launches) == 2 and plan.BlockPlan(graph.nodes[1].body).rows is not None
