@@ -252,7 +252,7 @@ class FieldDomain:
 
         return powers(w, 1 << 16), powers(pow(w, 1 << 16, m), (order >> 16) + 1)
 
-    def _exp(self, x: np.ndarray) -> np.ndarray:
+    def exp(self, x: np.ndarray) -> np.ndarray:
         out = np.zeros_like(x)
         for lane in range(self.lanes - 1):
             lo_table, hi_table = self._tables[lane]
@@ -269,7 +269,7 @@ class FieldDomain:
                 z = z * np.uint64(0x9E3779B97F4A7C15) + _mix64(x[..., lane], self._key("max-order", lane))
         return ~z if self.reverse_max else z
 
-    def _max(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def max(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a, b = np.broadcast_arrays(a, b)
         return np.where((self._order(a) >= self._order(b))[..., None], a, b)
 
@@ -284,14 +284,8 @@ class FieldDomain:
         return out
 
     # -- what the op records (opset.OpInfo.field) build on --------------------------------------
-    def exp(self, x: np.ndarray) -> np.ndarray:
-        return self._exp(x)
-
     def inverse(self, x: np.ndarray) -> np.ndarray:
         return _inverse(x, self.moduli)
-
-    def max(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self._max(a, b)
 
     def random_function(self, name: str, *args: np.ndarray) -> np.ndarray:
         """A keyed random function of the operands (the same on both sides of a trial)."""

@@ -27,6 +27,7 @@ class ReductionEmitter:
         length = x_shape[dim]
         out_shape = node.types[0].shape
         is_max = node.op in ("reduce_max", "accum_max")
+        combine = self.reduction_combine(node)
         squares = node.op == "accum_rms"
         acc_dtype = node.types[0].dtype
         self.sync_for(self.reads_of(x_v) | self.target_reads(target))
@@ -36,9 +37,6 @@ class ReductionEmitter:
             index[dim] = j
             x = self.value_at(x_v, index, memo)
             return em.round(em.fbin("mulf", x, x), acc_dtype) if squares else x
-
-        def combine(a: str, b: str) -> str:
-            return em.fbin("maximumf" if is_max else "addf", a, b)
 
         identity = em.fconst(-math.inf if is_max else 0.0)
 
@@ -81,6 +79,11 @@ class ReductionEmitter:
             self.for_each(numel(out_shape), thread_body)
         if target[0] == "buf":
             self.dirty.add(self.buffers[target[1]].name)
+
+    def reduction_combine(self, node: Node):
+        """How partial results of reduction or accumulator `node` combine: max, or a sum."""
+        op = "maximumf" if node.op in ("reduce_max", "accum_max") else "addf"
+        return lambda a, b: self.em.fbin(op, a, b)
 
     def lane_partial(self, element, first: Index, length: int, stride: int, combine, identity: str) -> str:
         """This lane's combination of elements first, first + stride, ... < length (`first` is below

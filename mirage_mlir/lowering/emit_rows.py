@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from .emit_reduction import combine_tree
-from .emitter import BYTES, Index, indices
+from .emitter import Index
 from .plan import CopyGeometry, vector_width
 
 
@@ -131,8 +131,8 @@ class RowEmitter:
             elif old is None:
                 new = xs
             else:
-                combine = "maximumf" if node.op == "accum_max" else "addf"
-                new = [em.round(em.fbin(combine, prev, x), dtype) for prev, x in zip(old, xs)]
+                combine = self.reduction_combine(node)
+                new = [em.round(combine(prev, x), dtype) for prev, x in zip(old, xs)]
             new_state.append(new[0] if per_slot == 1 else new)
         self.acc_state[i] = new_state
 
@@ -197,7 +197,7 @@ class RowEmitter:
         """This warp's total of each slot's chunks into the node's scratch (finished after a barrier)."""
         em, node = self.em, self.g.nodes[i]
         layout, scratch = self.plan.rows, self.row_scratch[i]
-        combine = self.row_combine(node)
+        combine = self.reduction_combine(node)
         squares = node.op == "accum_rms"
         for s in range(layout.slots):
             xs = [self.row_element(node.inputs[0], s, k) for k in range(layout.width)]
@@ -207,10 +207,6 @@ class RowEmitter:
             with em.region(f"scf.if {self.lane_zero} {{"):
                 em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.row_warp_total(s))}] : {scratch.type}")
         self.pending.append(self.plan.value(i))
-
-    def row_combine(self, node):
-        is_max = node.op in ("reduce_max", "accum_max")
-        return lambda a, b: self.em.fbin("maximumf" if is_max else "addf", a, b)
 
     def row_warp_total(self, s: int) -> Index:
         """Where this warp's total of slot s goes: its chunks' place among the tile's warp-sized runs."""
@@ -224,21 +220,16 @@ class RowEmitter:
         for v in self.pending:
             i = self.plan.node_of[v]
             node, scratch = self.g.nodes[i], self.row_scratch[i]
-            combine = self.row_combine(node)
+            combine = self.reduction_combine(node)
             totals = []
             for s in range(layout.slots):
                 first = em.mul(em.div(self.row_warp_total(s), per_row), per_row)
                 width = vector_width(scratch.dtype, per_row)
-                vec = f"vector<{width}x{scratch.dtype}>"
                 parts = []
                 for q in range(0, per_row, width):
-                    where = f"{scratch.name}[{indices(em, [em.add(first, q)])}]"
-                    if width == 1:
-                        parts.append(em.op(f"memref.load {where} : {scratch.type}", "l"))
-                        continue
-                    loaded = em.op(f"vector.load {where} {{alignment = {width * BYTES[scratch.dtype]}}} : {scratch.type}, {vec}", "rs")
-                    parts += [em.op(f"vector.extract {loaded}[{k}] : {scratch.dtype} from {vec}", "l")
-                              for k in range(width)]
+                    where = [em.add(first, q)]
+                    parts += ([self.load(scratch, where)] if width == 1 else
+                              self.load_vector(scratch, where, width, "rs"))
                 total = em.round(combine_tree(parts, combine), node.types[0].dtype)
                 totals.append(self.finish_total(node, total, layout.shape[-1]))
             self.rowvals[v] = totals
