@@ -35,7 +35,7 @@ def check_entry(torch, entry: dict, programs_dir: str, trials: int, seed: int) -
 
     from mirage_mlir.runtime import load
 
-    program = load(os.path.join(programs_dir, entry["dir"]))
+    program = load(os.path.join(programs_dir, entry["dir"]), candidate=entry.get("candidate"))
     dtype = torch_dtype(torch, entry["dtype"])
     errors, nonfinite = [], 0
     for trial in range(trials):

@@ -10,6 +10,12 @@ replays (triton.testing.do_bench_cudagraph); each replay runs the program on R i
 such that the inputs exceed twice the L2 cache), so no run reads its inputs from L2. The floor is
 (input + output bytes) / the measured read bandwidth. Prints the tables last; --json keeps it all.
 
+The searched variant (the default pipeline) runs as a user's program does: its first call times the
+candidate plans mirage-compile kept and the runtime keeps the fastest (the first call's and a fresh
+load's seconds are recorded); each candidate is also checked and timed on its own (searched_c<k>),
+and the "Tuning (issue #9)" table sets the runtime's choice beside the fastest candidate and the
+cost model's pick.
+
   python benchmarks/gpu.py [--programs .device/programs] [--only NAME ...] [--json t.json]
   python benchmarks/gpu.py --from-json benchmarks/results/h200_run8_final.json   # the tables again
 """
@@ -21,6 +27,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -85,7 +92,8 @@ def main() -> int:
     groups = defaultdict(list)
     for e in index:
         if args.only is None or e["program"] in args.only:
-            groups[(e["program"], e["bs"], e["dtype"])].append(e)
+            groups[(e["program"], e["bs"], e["dtype"])] += with_candidates(e, args.programs)
+    os.environ["MIRAGE_CACHE_DIR"] = tempfile.mkdtemp()  # a fresh tuning cache: first use tunes
     l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20)
     ceil = ceilings(torch)
     print(f"device: {torch.cuda.get_device_name()}, L2 {l2 / 2**20:.0f} MiB, torch {torch.__version__}, "
@@ -110,17 +118,21 @@ def main() -> int:
             row["compile_us"] = bench(lambda: [cf(*s) for s in sets], reps)
         for e in entries:
             v = {**e, "floor_us": floor_us}
+            if e["variant"] == "searched":  # before anything else loads it: its first use tunes
+                v.update(first_use(torch, load, os.path.join(args.programs, e["dir"]), sets[0]))
             try:
                 check = check_entry(torch, e, args.programs, 1, seed + 13)
             except Exception as exc:  # noqa: BLE001 - a launch failure is reported, not fatal
                 check = {"ok": False, "rel_err": float("nan"), "error": f"{type(exc).__name__}: {exc}"}
             v["rel_err"] = check["rel_err"]
             if check["ok"]:
-                prog = load(os.path.join(args.programs, e["dir"]))
+                prog = load(os.path.join(args.programs, e["dir"]), candidate=e.get("candidate"))
                 outs = [prog(*s) for s in sets]
                 torch.cuda.synchronize()
                 v["us"] = bench(lambda: [prog(*s, out=o) for s, o in zip(sets, outs)], reps)
-                v["estimate_us"] = sum(k.get("estimate_us", 0.0) for k in prog.kernel_specs)
+                v["choice"], v["model_choice"] = prog.choice[torch.cuda.current_device()], prog.model_choice
+                plan = prog.candidates[v["choice"]]
+                v["estimate_us"] = plan.get("estimate_us") or sum(k.get("estimate_us", 0.0) for k in plan["kernels"])
             else:
                 print(f"  {e['dir']}: FAILED the check ({check.get('error') or check['rel_err']}); not timed",
                       flush=True)
@@ -138,6 +150,28 @@ def main() -> int:
                        "rows": rows, "variants": variants}, fh, indent=1)
     print_tables(rows, variants, ceil)
     return 0
+
+
+def with_candidates(entry: dict, programs: str) -> list[dict]:
+    """The entry, then (for a program with candidate plans) one entry per candidate: searched_c<k>."""
+    with open(os.path.join(programs, entry["dir"], "manifest.json")) as f:
+        spec = json.load(f)["functions"]["main"]
+    return [entry] + [{**entry, "variant": f"{entry['variant']}_c{c}", "candidate": c}
+                      for c in range(len(spec.get("candidates", [])))]
+
+
+def first_use(torch, load, directory: str, inputs) -> dict:
+    """Seconds of the first call of a fresh load (the run's tuning cache is empty: the candidates are
+    timed) and of another fresh load's first call (the choice read from the cache)."""
+    seconds, programs = [], []
+    for _ in range(2):
+        programs.append(load(directory))
+        t0 = time.perf_counter()
+        programs[-1](*inputs)
+        torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - t0)
+    return {"first_call_s": seconds[0], "cached_call_s": seconds[1],
+            "tuned_times_us": programs[0].tuning.get(torch.cuda.current_device(), {}).get("times_us")}
 
 
 def fmt(x) -> str:
@@ -220,8 +254,36 @@ def print_tables(rows: list, variants: list, ceil: dict) -> None:
             ours, comp = r.get(f"{name}_us"), r.get("compile_us")
             line += " - | - |" if ours is None else f" {fmt(ours)} | {(comp / ours if comp else math.nan):.2f} |"
         print(line)
+    print_tuning(variants)
     print_summary(rows, variants, ATTENTION_TARGETS, "Attention (issue #8)")
     print_summary(rows, variants, TARGETS, "Target programs (issue #7)")
+
+
+def print_tuning(variants: list) -> None:
+    """Per searched program with candidates: each candidate's estimate and replay time, the runtime's
+    choice and the model's pick against the fastest."""
+    searched = [v for v in variants if v["variant"] == "searched" and v.get("first_call_s") is not None]
+    if not searched:
+        return
+    print("\nTuning (issue #9): candidates of the default pipeline, replay us (estimate); "
+          "tuned = the runtime's first-use choice; ratios to the fastest candidate")
+    print("| program | bs | dtype | candidates | tuned | model's pick | tuned / fastest | model / fastest | first call s | cached call s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for v in searched:
+        key = (v["program"], v["bs"], v["dtype"])
+        cands = sorted((c for c in variants if (c["program"], c["bs"], c["dtype"]) == key and "candidate" in c),
+                       key=lambda c: c["candidate"])
+        times = [c.get("us") for c in cands]
+        alive = [t for t in times if t is not None]
+        if not alive:
+            continue
+        fastest = min(alive)
+        listed = " / ".join(f"{fmt(t)} ({fmt(c.get('estimate_us'))})" for t, c in zip(times, cands))
+
+        def ratio(k):
+            return f"{times[k] / fastest:.2f}" if k is not None and k < len(times) and times[k] else "-"
+        print(f"| {v['program']} | {v['bs']} | {v['dtype']} | {listed} | c{v['choice']} | c{v['model_choice']} | "
+              f"{ratio(v['choice'])} | {ratio(v['model_choice'])} | {v['first_call_s']:.2f} | {v['cached_call_s']:.3f} |")
 
 
 if __name__ == "__main__":

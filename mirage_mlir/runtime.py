@@ -14,15 +14,27 @@ two streams at once. With PyTorch tensors the kernels run on torch's current str
 capture with torch.cuda.graph works; with CuPy arrays, on CuPy's current stream.
 bf16 has no CuPy dtype: pass bf16 data as PyTorch tensors (or as uint16 CuPy arrays of bf16 bits).
 The kernels are loaded with CuPy (`cupy.RawModule(path=...)`); CuPy is imported on first use.
+
+A function compiled with several candidate plans (manifest "candidates", `mirage-compile
+--candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
+candidate on the call's own buffers (CUDA events, L2 flushed before each sample, the median of
+repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch (with a
+warning), and remembers the choice in a per-user cache (mirage_mlir/tuning.py) so that later loads
+skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
+first call made during CUDA-graph capture (nothing can be timed then). `Program.tune(*args)` times
+the candidates explicitly and returns the table (as `mirage-tune` prints it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 
 import numpy as np
+
+from . import tuning
 
 __all__ = ["Program", "RuntimeError_", "load"]
 
@@ -30,6 +42,9 @@ _NUMPY = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "bf16": np.ui
 _TORCH = {"f16": "float16", "f32": "float32", "f64": "float64", "bf16": "bfloat16", "i32": "int32"}
 _BYTES = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8, "i32": 4}
 MAX_STATIC_SHARED = 48 * 1024
+TUNE_BUDGET_S = 1.5  # seconds of timing per function on first use (module loads included)
+TUNE_SAMPLE_US = 50.0  # a sample launches a candidate back to back for about this long
+TUNE_SAMPLES = 15
 
 
 class RuntimeError_(RuntimeError):
@@ -67,7 +82,8 @@ class _Kernel:
 class Program:
     """One function of a compiled directory (the manifest's entry unless `function` names another)."""
 
-    def __init__(self, directory: str, function: str | None = None):
+    def __init__(self, directory: str, function: str | None = None, tune: bool | None = None,
+                 candidate: int | None = None):
         path = os.path.join(directory, "manifest.json")
         try:
             with open(path, encoding="utf-8") as f:
@@ -84,20 +100,33 @@ class Program:
         spec = manifest["functions"][self.name]
         self.inputs = spec["inputs"]
         self.outputs = spec["outputs"]
-        self.temporaries = spec["temporaries"]
-        self.kernel_specs = spec["kernels"]
-        self._kernels: dict[int, list[_Kernel]] = {}  # per device
+        # the candidate plans, the model's pick first; a manifest without candidates has one
+        self.candidates = spec.get("candidates") or [{"kernels": spec["kernels"], "temporaries": spec["temporaries"]}]
+        self.model_choice = int(spec.get("model_choice", 0))
+        self.tune_enabled = tuning.enabled() if tune is None else tune
+        self.choice: dict[int, int] = {}  # per device: the candidate that runs
+        if candidate is not None and not 0 <= candidate < len(self.candidates):
+            raise RuntimeError_(f"{self.name} has {len(self.candidates)} candidate plan(s), not a candidate {candidate}")
+        self.fixed_candidate = candidate
+        self.tuning: dict[int, dict] = {}  # per device: how the choice was made (table of mirage-tune)
+        self._kernels: dict[tuple, list[_Kernel]] = {}  # per (device, candidate)
         self._workspace: dict[tuple, list] = {}
+
+    @property
+    def kernel_specs(self) -> list[dict]:
+        """The kernels of the model's pick (the function's own)."""
+        return self.manifest["functions"][self.name]["kernels"]
 
     def __repr__(self) -> str:
         sig = ", ".join(f"{tuple(t['shape'])}x{t['dtype']}" for t in self.inputs)
         res = ", ".join(f"{tuple(t['shape'])}x{t['dtype']}" for t in self.outputs)
-        return f"<mirage Program {self.name}({sig}) -> {res}; {len(self.kernel_specs)} kernel(s)>"
+        plans = f", {len(self.candidates)} candidate plans" if len(self.candidates) > 1 else ""
+        return f"<mirage Program {self.name}({sig}) -> {res}; {len(self.kernel_specs)} kernel(s){plans}>"
 
     # -- loading -------------------------------------------------------------------------------
-    def _load(self, device: int) -> list[_Kernel]:
-        if device in self._kernels:
-            return self._kernels[device]
+    def _load(self, device: int, candidate: int) -> list[_Kernel]:
+        if (device, candidate) in self._kernels:
+            return self._kernels[device, candidate]
         try:
             import cupy
         except ImportError:
@@ -105,7 +134,7 @@ class Program:
         modules: dict[str, object] = {}
         kernels = []
         with cupy.cuda.Device(device):
-            for spec in self.kernel_specs:
+            for spec in self.candidates[candidate]["kernels"]:
                 ptx = spec["ptx"]
                 if ptx not in modules:
                     modules[ptx] = cupy.RawModule(path=os.path.join(self.directory, ptx))
@@ -113,7 +142,7 @@ class Program:
                 if int(spec["shared_bytes"]) > MAX_STATIC_SHARED:
                     function.max_dynamic_shared_size_bytes = int(spec["shared_bytes"])
                 kernels.append(_Kernel(spec, function))
-        self._kernels[device] = kernels
+        self._kernels[device, candidate] = kernels
         return kernels
 
     # -- arguments -------------------------------------------------------------------------------
@@ -179,24 +208,18 @@ class Program:
             raise ValueError(f"{self.name}: {label}'s data pointer is not 16-byte aligned (the kernels use 128-bit accesses)")
         return device, ptr
 
-    def _alloc(self, spec: dict, like_torch: bool, device: int, poison: bool):
+    def _alloc(self, spec: dict, like_torch: bool, device: int):
         shape, dtype = tuple(spec["shape"]), spec["dtype"]
         zero = spec.get("zero", False)  # counters: zeroed once, the kernels keep them zero
         if like_torch:
             import torch
 
             make = torch.zeros if zero else torch.empty
-            t = make(shape, dtype=getattr(torch, _TORCH[dtype]), device=f"cuda:{device}")
-            if poison:
-                _poison(t)
-            return t
+            return make(shape, dtype=getattr(torch, _TORCH[dtype]), device=f"cuda:{device}")
         import cupy
 
         with cupy.cuda.Device(device):
-            a = (cupy.zeros if zero else cupy.empty)(shape, dtype=_NUMPY[dtype])
-            if poison:
-                _poison(a)
-            return a
+            return (cupy.zeros if zero else cupy.empty)(shape, dtype=_NUMPY[dtype])
 
     @staticmethod
     def _ptr(x) -> int:
@@ -210,6 +233,35 @@ class Program:
         temporaries with NaN first (checks that every element is written). `stream`: a CuPy stream
         (default: torch's current stream for tensors, CuPy's current stream for arrays).
         """
+        like_torch, args, device, pointers = self._arguments(args)
+        if out is None:
+            outs = [self._alloc(spec, like_torch, device) for spec in self.outputs]
+        else:
+            outs = list(out) if isinstance(out, (list, tuple)) else [out]
+            if len(outs) != len(self.outputs):
+                raise TypeError(f"{self.name}: out must hold {len(self.outputs)} array(s), got {len(outs)}")
+            for k, (x, spec) in enumerate(zip(outs, self.outputs)):
+                d, _ = self._check(k, x, spec, "output")
+                if d != device:
+                    raise ValueError(f"{self.name}: output {k} is on device {d}, the arguments on {device}")
+        import cupy
+
+        if stream is None and like_torch:
+            import torch
+
+            with warnings.catch_warnings():  # CuPy 14 deprecates ExternalStream (still the tested path)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device)
+        with cupy.cuda.Device(device):
+            if stream is not None:
+                with stream:
+                    self._run(device, like_torch, pointers, outs, poison)
+            else:
+                self._run(device, like_torch, pointers, outs, poison)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _arguments(self, args) -> tuple:
+        """(like_torch, args as arrays, device, data pointers) after checking them against the manifest."""
         if len(args) != len(self.inputs):
             raise TypeError(f"{self.name}() takes {len(self.inputs)} arguments, got {len(args)}")
         like_torch = any(_is_torch(a) for a in args)
@@ -223,44 +275,127 @@ class Program:
             pointers.append(ptr)
         if len(devices) != 1:
             raise ValueError(f"{self.name}: the arguments are on different devices {sorted(devices)}")
-        device = devices.pop()
-        if out is None:
-            outs = [self._alloc(spec, like_torch, device, poison) for spec in self.outputs]
-        else:
-            outs = list(out) if isinstance(out, (list, tuple)) else [out]
-            if len(outs) != len(self.outputs):
-                raise TypeError(f"{self.name}: out must hold {len(self.outputs)} array(s), got {len(outs)}")
-            for k, (x, spec) in enumerate(zip(outs, self.outputs)):
-                d, _ = self._check(k, x, spec, "output")
-                if d != device:
-                    raise ValueError(f"{self.name}: output {k} is on device {d}, the arguments on {device}")
-                if poison:
-                    _poison(x)
-        key = (device, like_torch)
+        return like_torch, args, devices.pop(), pointers
+
+    def _temporaries(self, device: int, like_torch: bool, candidate: int) -> list:
+        key = (device, like_torch, candidate)
         if key not in self._workspace:
-            self._workspace[key] = [self._alloc(spec, like_torch, device, False) for spec in self.temporaries]
-        temps = self._workspace[key]
-        if poison:
-            for t, spec in zip(temps, self.temporaries):
+            self._workspace[key] = [self._alloc(spec, like_torch, device)
+                                    for spec in self.candidates[candidate]["temporaries"]]
+        return self._workspace[key]
+
+    def _buffers(self, device: int, like_torch: bool, candidate: int, pointers: list, outs: list) -> dict:
+        temps = self._temporaries(device, like_torch, candidate)
+        return {"input": pointers, "output": [self._ptr(o) for o in outs], "temp": [self._ptr(t) for t in temps]}
+
+    def _run(self, device: int, like_torch: bool, pointers: list, outs: list, poison: bool) -> None:
+        """Runs the chosen candidate on the current device and stream (choosing it first if needed)."""
+        if device not in self.choice:
+            self._choose(device, like_torch, pointers, outs)
+        candidate = self.choice[device]
+        if poison:  # after the choice: timing the candidates wrote the outputs
+            for x in outs:
+                _poison(x)
+            for t, spec in zip(self._temporaries(device, like_torch, candidate), self.candidates[candidate]["temporaries"]):
                 if not spec.get("zero"):  # counters the kernels keep at zero
                     _poison(t)
-        buffers = {"input": pointers, "output": [self._ptr(o) for o in outs], "temp": [self._ptr(t) for t in temps]}
+        self._launch(self._load(device, candidate), self._buffers(device, like_torch, candidate, pointers, outs))
+
+    # -- choosing among candidate plans -----------------------------------------------------------
+    def _choose(self, device: int, like_torch: bool, pointers: list, outs: list) -> None:
+        """The model's pick, a cached choice, or the fastest candidate timed now (see the module doc)."""
+        if self.fixed_candidate is not None:
+            self.choice[device] = self.fixed_candidate
+            return
+        if len(self.candidates) == 1 or not self.tune_enabled:
+            self.choice[device] = self.model_choice if len(self.candidates) > 1 else 0
+            return
         import cupy
 
-        kernels = self._load(device)
-        if stream is None and like_torch:
-            import torch
+        if cupy.cuda.get_current_stream().is_capturing():
+            warnings.warn(f"{self.name}: first call during CUDA-graph capture: running the model's pick "
+                          "untimed (call the program once before capturing to tune it)", stacklevel=4)
+            self.choice[device] = self.model_choice
+            return
+        key = self._tuning_key(device)
+        entry = tuning.load(key, len(self.candidates))
+        if entry is not None:
+            self.choice[device] = entry["choice"]
+            self.tuning[device] = {"source": "cache", "times_us": entry["times_us"], "choice": entry["choice"]}
+            return
+        self._measure(device, like_torch, pointers, outs)
+        tuning.store(key, self.choice[device], self.tuning[device]["times_us"])
 
-            with warnings.catch_warnings():  # CuPy 14 deprecates ExternalStream (still the tested path)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device)
-        with cupy.cuda.Device(device):
-            if stream is not None:
-                with stream:
-                    self._launch(kernels, buffers)
-            else:
+    def _tuning_key(self, device: int) -> dict:
+        import cupy
+
+        if not hasattr(self, "_artifact"):
+            self._artifact = tuning.artifact_digest(self.directory, self.manifest)
+        name = cupy.cuda.runtime.getDeviceProperties(device)["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        return tuning.cache_key(self._artifact, self.name, name, cupy.cuda.runtime.driverGetVersion())
+
+    def _measure(self, device: int, like_torch: bool, pointers: list, outs: list,
+                 budget_s: float = TUNE_BUDGET_S) -> None:
+        """Times every candidate on these buffers (current stream): one launch each to load it and
+        catch launch errors, then rounds of samples (L2 flushed, then the candidate back to back for
+        about TUNE_SAMPLE_US) until TUNE_SAMPLES rounds or the budget; the median per launch decides."""
+        import cupy
+
+        start = time.perf_counter()
+        stream = cupy.cuda.get_current_stream()
+        launches: list = []
+        for c in range(len(self.candidates)):
+            try:
+                kernels = self._load(device, c)
+                buffers = self._buffers(device, like_torch, c, pointers, outs)
                 self._launch(kernels, buffers)
-        return outs[0] if len(outs) == 1 else tuple(outs)
+                stream.synchronize()
+                launches.append((kernels, buffers))
+            except Exception as e:  # noqa: BLE001 - a launch failure drops the candidate, whatever CuPy raises
+                warnings.warn(f"{self.name}: candidate plan {c} failed to run and is dropped: {e}", stacklevel=5)
+                launches.append(None)
+        l2 = int(cupy.cuda.runtime.getDeviceProperties(device).get("l2CacheSize", 64 << 20))
+        flush = cupy.empty(2 * l2, dtype=np.uint8)
+        begin, end = cupy.cuda.Event(), cupy.cuda.Event()
+        samples: list[list[float]] = [[] for _ in launches]
+        reps = [1] * len(launches)
+        for round_ in range(TUNE_SAMPLES + 1):
+            for c, launch in enumerate(launches):
+                if launch is None:
+                    continue
+                flush.fill(round_ & 0xFF)
+                begin.record(stream)
+                for _ in range(reps[c]):
+                    self._launch(*launch)
+                end.record(stream)
+                end.synchronize()
+                us = cupy.cuda.get_elapsed_time(begin, end) * 1e3 / reps[c]
+                if round_ == 0:  # the first round only sizes the samples
+                    reps[c] = max(1, min(100, int(TUNE_SAMPLE_US / max(us, 1e-3))))
+                else:
+                    samples[c].append(us)
+            if time.perf_counter() - start > budget_s and all(samples[c] for c, x in enumerate(launches) if x):
+                break
+        choice, times = tuning.fastest(samples)
+        self.choice[device] = choice
+        self.tuning[device] = {"source": "measured", "times_us": times, "choice": choice,
+                               "seconds": time.perf_counter() - start}
+
+    def tune(self, *args, budget_s: float = TUNE_BUDGET_S) -> list[dict]:
+        """Times every candidate on these arguments now (ignoring a cached choice), stores the choice,
+        and returns one row per candidate: estimate_us (the model's), measured_us, chosen, model_choice."""
+        like_torch, args, device, pointers = self._arguments(args)
+        outs = [self._alloc(spec, like_torch, device) for spec in self.outputs]
+        import cupy
+
+        with cupy.cuda.Device(device):
+            self._measure(device, like_torch, pointers, outs, budget_s)
+        tuning.store(self._tuning_key(device), self.choice[device], self.tuning[device]["times_us"])
+        return [{"function": self.name, "candidate": c, "kernels": len(spec["kernels"]),
+                 "estimate_us": spec.get("estimate_us"), "measured_us": self.tuning[device]["times_us"][c],
+                 "chosen": c == self.choice[device], "model_choice": c == self.model_choice}
+                for c, spec in enumerate(self.candidates)]
 
     @staticmethod
     def _launch(kernels: list[_Kernel], buffers: dict) -> None:
@@ -270,12 +405,19 @@ class Program:
 
     def describe(self) -> str:
         lines = [repr(self)]
-        for spec in self.kernel_specs:
-            lines.append(f"  {spec['name']}: grid {tuple(spec['grid'])} block {tuple(spec['block'])} "
-                         f"smem {spec['shared_bytes']} B args {[f'{a}{i}' for a, i in spec['args']]}")
+        for c, candidate in enumerate(self.candidates):
+            if len(self.candidates) > 1:
+                lines.append(f" candidate {c} (model estimate {candidate.get('estimate_us', 0):.1f} us)"
+                             + (" [model's pick]" if c == self.model_choice else ""))
+            for spec in candidate["kernels"]:
+                lines.append(f"  {spec['name']}: grid {tuple(spec['grid'])} block {tuple(spec['block'])} "
+                             f"smem {spec['shared_bytes']} B args {[f'{a}{i}' for a, i in spec['args']]}")
         return "\n".join(lines)
 
 
-def load(directory: str, function: str | None = None) -> Program:
-    """The program that `mirage-compile ... -o directory` wrote."""
-    return Program(directory, function)
+def load(directory: str, function: str | None = None, tune: bool | None = None,
+         candidate: int | None = None) -> Program:
+    """The program that `mirage-compile ... -o directory` wrote. `tune`: choose among its candidate
+    plans by timing them on first use (default: on unless MIRAGE_TUNE=0); `candidate`: run that
+    candidate plan (an index into the manifest's "candidates"), untimed."""
+    return Program(directory, function, tune, candidate)

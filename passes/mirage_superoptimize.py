@@ -41,12 +41,14 @@ class MirageSuperoptimize(Pass):
     progress: bool = option(False, "a progress bar on stderr")
     cache: bool = option(True, "read and write the disk cache ($MIRAGE_CACHE_DIR or ~/.cache/mirage-mlir)")
     dump: str = option("", "write the ranked candidates (JSON) to this file")
+    candidates: int = option(1, "verified plans kept per subgraph (distinct plans, model's order); "
+                                "mirage-compile lowers them all for the runtime to time")
 
     def search_options(self) -> SearchOptions:
         return SearchOptions(time_budget=self.time_budget, max_kernel_ops=self.max_kernel_ops,
                              max_block_ops=self.max_block_ops, seed=self.seed, chip=self.target,
                              workers=self.workers, verify_trials=self.trials, progress=self.progress,
-                             use_cache=self.cache, dump=bool(self.dump))
+                             use_cache=self.cache, dump=bool(self.dump), candidates=self.candidates)
 
     def run(self, module) -> None:
         root = module.operation if hasattr(module, "operation") else module
@@ -58,21 +60,15 @@ class MirageSuperoptimize(Pass):
             chip(self.target)
         except ValueError as e:
             raise PassError(root, f"mirage-superoptimize: {e}") from None
-        dumps = []
-        for fn in list(functions(root)):
-            for block in fn.regions[0].blocks:
-                group = [op.operation for op in block.operations if op.operation.name.startswith("mirage_kernel.")]
-                if not group or any(op.name == "mirage_kernel.graph_def" for op in group):
-                    continue
-                if any(REFERENCE_ATTR in op.attributes for op in group):
-                    continue
-                dumps.append(self.optimize_group(root, fn, block, group))
+        if self.candidates < 1:
+            raise PassError(root, "mirage-superoptimize: candidates must be at least 1")
+        dumps = [self.optimize_group(root, fn, block, group) for fn, block, group in searchable_groups(root)]
         if self.dump:
             with open(self.dump, "w") as f:
                 json.dump([d for d in dumps if d], f, indent=1)
 
     def optimize_group(self, root, fn, block, group):
-        graph, inputs, outputs, _ = group_graph(group, block)
+        graph = group_graph(group, block)[0]
         result = superoptimize(graph, self.search_options())
         self.results.append((ir.StringAttr(fn.attributes["sym_name"]).value, result))
         record = None
@@ -82,37 +78,54 @@ class MirageSuperoptimize(Pass):
                       "candidates": [{"estimated_us": us, "verified": bool(check.equivalent) if check else None,
                                       "bound": check.bound if check else None, "graph": graph_to_json(g)}
                                      for us, g, check in result.ranked]}
-        if result.graph is None:
-            return record
-        fname = ir.StringAttr(fn.attributes["sym_name"]).value
-        ref_name = _fresh_name(root, f"{fname}__mirage_ref")
-        # the reference: the original ops, over the group's inputs, returning its outputs
-        module_block = fn.parent.regions[0].blocks[0] if False else _parent_block(fn)
-        with ir.InsertionPoint(module_block), group[0].location:
-            ref = func.FuncOp(ref_name, ([v.type for v in inputs], [v.type for v in outputs]), visibility="private")
-            ref.attributes[REFERENCE_FUNCTION_ATTR] = ir.UnitAttr.get()
-            entry = ref.add_entry_block()
-            with ir.InsertionPoint(entry):
-                rets = build_graph(graph, list(entry.arguments))
-                func.ReturnOp(rets)
-        # the replacement, right after the last op of the group
-        positions = list(block.operations)
-        last = group[-1]
-        index = next(i for i, op in enumerate(positions) if op.operation == last)
-        after = positions[index + 1].operation
-        before = {op.operation for op in block.operations}
-        with ir.InsertionPoint(after), group[-1].location:
-            new_outputs = build_graph(result.graph, list(inputs))
-        symbol = ir.FlatSymbolRefAttr.get(ref_name)
-        for op in block.operations:
-            op = op.operation
-            if op not in before:
-                op.attributes[REFERENCE_ATTR] = symbol
-        for old, new in zip(outputs, new_outputs):
-            old.replace_all_uses_with(new)
-        for op in reversed(group):
-            op.erase()
+        if result.graph is not None:
+            replace_group(root, fn, block, group, result.graph)
         return record
+
+
+def searchable_groups(root: ir.Operation):
+    """(function, block, ops) of every group of predefined mirage_kernel ops the pass searches, in
+    order: a block's mirage_kernel ops, unless one is a graph_def or a replacement already."""
+    for fn in list(functions(root)):
+        for block in fn.regions[0].blocks:
+            group = [op.operation for op in block.operations if op.operation.name.startswith("mirage_kernel.")]
+            if not group or any(op.name == "mirage_kernel.graph_def" for op in group):
+                continue
+            if any(REFERENCE_ATTR in op.attributes for op in group):
+                continue
+            yield fn, block, group
+
+
+def replace_group(root: ir.Operation, fn, block, group, new_graph) -> None:
+    """Replaces the ops of `group` by `new_graph`, keeping the original ops in a private reference
+    function that the new ops name."""
+    graph, inputs, outputs, _ = group_graph(group, block)
+    fname = ir.StringAttr(fn.attributes["sym_name"]).value
+    ref_name = _fresh_name(root, f"{fname}__mirage_ref")
+    # the reference: the original ops, over the group's inputs, returning its outputs
+    with ir.InsertionPoint(_parent_block(fn)), group[0].location:
+        ref = func.FuncOp(ref_name, ([v.type for v in inputs], [v.type for v in outputs]), visibility="private")
+        ref.attributes[REFERENCE_FUNCTION_ATTR] = ir.UnitAttr.get()
+        entry = ref.add_entry_block()
+        with ir.InsertionPoint(entry):
+            rets = build_graph(graph, list(entry.arguments))
+            func.ReturnOp(rets)
+    # the replacement, right after the last op of the group
+    positions = list(block.operations)
+    index = next(i for i, op in enumerate(positions) if op.operation == group[-1])
+    after = positions[index + 1].operation
+    before = {op.operation for op in block.operations}
+    with ir.InsertionPoint(after), group[-1].location:
+        new_outputs = build_graph(new_graph, list(inputs))
+    symbol = ir.FlatSymbolRefAttr.get(ref_name)
+    for op in block.operations:
+        op = op.operation
+        if op not in before:
+            op.attributes[REFERENCE_ATTR] = symbol
+    for old, new in zip(outputs, new_outputs):
+        old.replace_all_uses_with(new)
+    for op in reversed(group):
+        op.erase()
 
 
 def _parent_block(fn: ir.Operation) -> ir.Block:

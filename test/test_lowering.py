@@ -319,7 +319,7 @@ def compile_dir(tmp_path, source, *extra, search=False):
     return proc, out
 
 
-def check_against_interpreter(path, out, tol16=3e-3):
+def check_against_interpreter(path, out, tol16=3e-3, gpu="gpu.mlir"):
     from mirage_mlir.context import make_context
     from mirage_mlir.interpreter import interpret
 
@@ -331,7 +331,7 @@ def check_against_interpreter(path, out, tol16=3e-3):
     with make_context():
         ref = interpret(path, inputs=[x.astype(storage) for x in inputs])
     with ir.Context():
-        got = run_lowered(ir.Module.parse(open(out / "gpu.mlir").read()), inputs)
+        got = run_lowered(ir.Module.parse(open(out / gpu).read()), inputs)
     assert rel_err(got[0], ref[0]) < (1e-5 if dtype == "f32" else tol16)
     return manifest
 
@@ -358,10 +358,22 @@ def test_search_results_lower_correctly(name, tmp_path):
     if "mirage-superoptimize" not in PASSES:
         pytest.skip("mirage-superoptimize is not registered")
     path = os.path.join(INPUTS, name + ".mlir")
-    proc, out = compile_dir(tmp_path, path, "--search-options", "time-budget=5 workers=2", search=True)
+    proc, out = compile_dir(tmp_path, path, "--search-options", "time-budget=5 workers=2", "--candidates", "3",
+                            search=True)
     assert proc.returncode == 0, proc.stderr
     manifest = check_against_interpreter(path, out)
     assert "mirage-superoptimize" in manifest["pipeline"]
+    # every candidate plan kept for the runtime's timing computes the program too
+    spec = manifest["functions"]["main"]
+    candidates = spec.get("candidates", [])
+    assert name != "rmsnorm_linear_small_f16" or len(candidates) >= 2, "no alternative plan kept"
+    if candidates:
+        assert candidates[0]["kernels"] == spec["kernels"] and spec["model_choice"] == 0
+        assert len(candidates) <= 3
+        assert [c["estimate_us"] for c in candidates] == sorted(c["estimate_us"] for c in candidates)
+    for c, candidate in enumerate(candidates[1:], start=1):
+        assert all((out / k["ptx"]).exists() and k["ptx"].startswith(f"c{c}_") for k in candidate["kernels"])
+        check_against_interpreter(path, out, gpu=f"c{c}_gpu.mlir")
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(INPUTS, "*_f16.mlir"))),

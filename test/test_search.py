@@ -85,6 +85,28 @@ def test_cache_is_instant_and_survives_damage(tmp_path):
     assert json.loads(entry.read_text())["schema"] == cache.SCHEMA
 
 
+def test_candidates_are_verified_distinct_plans_and_cached():
+    """options.candidates keeps the model's pick first and other verified plans of distinct
+    signatures (here: the searched kernel with its loop split across blocks), each equivalent to the
+    program; the cache returns the same list."""
+    from mirage_mlir.search.driver import plan_signature
+
+    inputs = programs.small_inputs("rmsnorm_linear")
+    reference = programs.reference("rmsnorm_linear", inputs)
+    options = SearchOptions(time_budget=10, candidates=3)
+    result = superoptimize(reference, options)
+    estimates = [us for us, _ in result.candidates]
+    assert 2 <= len(result.candidates) <= 3 and result.candidates[0][1] == result.graph
+    assert estimates == sorted(estimates)
+    assert len({plan_signature(g, 132) for _, g in result.candidates}) == len(result.candidates)
+    for _, g in result.candidates:
+        assert check_equivalent(reference, g, trials=2, seed=11).equivalent
+    cached = superoptimize(reference, options)
+    assert cached.stats.cached and [g for _, g in cached.candidates] == [g for _, g in result.candidates]
+    single = superoptimize(reference, SearchOptions(time_budget=10))  # another key: one candidate
+    assert not single.stats.cached and len(single.candidates) == 1
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

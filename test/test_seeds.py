@@ -103,6 +103,29 @@ def test_no_split_without_a_loop_or_a_free_grid_axis():
     assert split_reduction(gqa, 0, 2) is None
 
 
+@pytest.mark.parametrize("name", ["rmsnorm_linear", "gated_mlp"])
+def test_a_loop_over_thinner_tiles_is_equivalent(name):
+    """refine_loop: twice the iterations over tiles half as thick along the loop dim, the kernel's
+    outputs unchanged; with split_reduction, the split-K plan of thin stages."""
+    from mirage_mlir import plans
+    from mirage_mlir.search.seeds import refine_loop, split_reduction
+
+    inputs = programs.small_inputs(name, "f16")
+    plan = plans.PLANS[name](inputs, k_tile=inputs[0].shape[1] // 4)
+    refined = refine_loop(plan, 0, 2)
+    assert refined is not None and not verify(refined)
+    before, after = plan.nodes[0].body, refined.nodes[0].body
+    assert after.forloop_range == 2 * before.forloop_range and after.grid_dim == before.grid_dim
+    tiles = [(b.types[0].numel(), a.types[0].numel()) for b, a in zip(before.nodes, after.nodes)
+             if b.op == "input_iterator" and b.attr("fmap") != -1]
+    assert tiles and all(b == 2 * a for b, a in tiles)
+    reference = programs.reference(name, inputs)
+    assert check_equivalent(reference, refined, trials=2).equivalent
+    assert check_equivalent(reference, split_reduction(refined, 0, 2), trials=2).equivalent
+    assert refine_loop(plan, 0, 1024) is None  # no tile that thin
+    assert refine_loop(plans.ntrans(programs.small_inputs("ntrans", "f16")), 0, 2) is None  # no loop
+
+
 @pytest.mark.parametrize("name", ["stable_attention_small_f16", "stable_attention_small_f32"])
 def test_stable_attention_becomes_online_softmax(name):
     """torch.softmax(Q K * 0.125) V from torch-mlir: two kernels (a KV split keeping running maxima

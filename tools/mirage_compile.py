@@ -1,16 +1,21 @@
 """mirage-compile: an MLIR program (linalg-on-tensors from torch-mlir, or mirage_kernel ops) to a
 directory of PTX and a manifest that `mirage_mlir.runtime` runs on the GPU.
 
-  mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME[:key=value,...]] [--no-search] [--search-options OPTS]
+  mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME[:key=value,...]] [--no-search]
+                 [--search-options OPTS] [--candidates K]
 
 Default pipeline: convert-linalg-to-mirage, mirage-superoptimize (options through --search-options;
 --no-search skips it), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked
-with ptxas when it is installed. `--plan published` replaces the function with Mirage's published
+with ptxas when it is installed. The search keeps up to K verified plans of each subgraph (default
+4, distinct plans in the model's order); each is lowered, and the manifest lists them under the
+function's "candidates" for the runtime to time on its GPU (the function's own "kernels" are the
+model's pick, so a runtime that does not tune runs that). `--plan published` replaces the function with Mirage's published
 plan for the program (mirage_mlir/plans.py; the program is named by the file's header comment
 `// NAME (...` or its file name) instead of converting and searching, keeping the original as a
 reference function (`mirage.reference_function`); `--plan NAME` names the plan, and
 `--plan NAME:col_tile=32,k_tile=256` sets the plan's tile parameters (integers; see plans.py).
-DIR receives manifest.json, one .ptx per gpu.module and gpu.mlir (the gpu-dialect code, before PTX).
+DIR receives manifest.json, one .ptx per gpu.module and gpu.mlir (the gpu-dialect code, before PTX),
+and for candidate c > 0 of the search its own c<c>_*.ptx files and c<c>_gpu.mlir.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ def build_parser():
     p.add_argument("--no-search", action="store_true", help="skip mirage-superoptimize (lower the converted kernel ops as they are)")
     p.add_argument("--search-options", default="", metavar="OPTS",
                    help="options of mirage-superoptimize, e.g. 'time-budget=10 workers=4'")
+    p.add_argument("--candidates", type=int, default=4, metavar="K",
+                   help="verified plans per subgraph kept for the runtime to time (default 4; 1: the model's pick only)")
     p.add_argument("--lower-options", default="", metavar="OPTS",
                    help="mirage-lower-to-gpu options, e.g. 'fuse-split-k=false'")
     p.add_argument("--no-ptxas", action="store_true", help="do not check the PTX with ptxas")
@@ -114,11 +121,44 @@ def apply_plan(module, plan: str, function: str, source_text: str, path: str) ->
     target.attributes["mirage.reference_function"] = ir.UnitAttr.get()
 
 
-def _run_pass(module, name: str, options: str = "") -> None:
+def _run_pass(module, name: str, options: str = ""):
     from mirage_mlir.passes import pass_class
 
     instance = pass_class(name).from_options(options)
     instance.run(module.operation)
+    return instance
+
+
+def install_candidate(module, results: list, c: int) -> dict:
+    """Replaces the searchable groups of `module` (the text the search read) by candidate c of each
+    search result, or by the search's pick where it has fewer; returns {function: estimate} of the
+    functions that got candidate c (none: nothing to lower)."""
+    from mirage_mlir.passes.mirage_superoptimize import replace_group, searchable_groups
+
+    chosen = {}
+    for (fn, block, group), (fname, result) in zip(list(searchable_groups(module.operation)), results):
+        if c < len(result.candidates):
+            estimate, graph = result.candidates[c]
+            chosen[fname] = estimate
+        elif result.graph is not None:
+            graph = result.graph
+        else:
+            continue
+        replace_group(module.operation, fn, block, group, graph)
+    return chosen
+
+
+def add_candidate(manifest: dict, files: dict, lowered: tuple, c: int, chosen: dict) -> None:
+    """Adds the kernels of candidate c (a lowered module's manifest and PTX files) to the functions of
+    `manifest` that it replaced, its PTX files renamed c<c>_<name>."""
+    alternative, alternative_files = lowered
+    for name, data in alternative_files.items():
+        files[f"c{c}_{name}"] = data
+    for fname, estimate in chosen.items():
+        spec = alternative["functions"][fname]
+        kernels = [dict(k, ptx=f"c{c}_{k['ptx']}") for k in spec["kernels"]]
+        manifest["functions"][fname].setdefault("candidates", []).append(
+            {"estimate_us": estimate, "kernels": kernels, "temporaries": spec["temporaries"]})
 
 
 def compile_file(source, args, printer) -> int:
@@ -151,38 +191,73 @@ def compile_file(source, args, printer) -> int:
         elif "convert-linalg-to-mirage" in PASSES:
             stages.append(("convert-linalg-to-mirage", ""))
         if not args.plan and not args.no_search and "mirage-superoptimize" in PASSES:
-            stages.append(("mirage-superoptimize", args.search_options))
-        stages.append(("mirage-lower-to-gpu", args.lower_options))
-        gpu_text = None
-        stages.append(("mirage-gpu-to-ptx", f"chip={args.chip} features={args.features} opt-level={args.opt_level}"))
-        for name, options in stages:
-            try:
-                if name == "plan":
-                    apply_plan(module, args.plan, args.function, source.text, source.name)
-                else:
-                    if name == "mirage-gpu-to-ptx":
-                        gpu_text = str(module)
-                    _run_pass(module, name, options)
-            except PassError as e:
-                target = e.op if e.op is not None else module.operation
-                printer.print(diagnostic_at(target.location, "error", f"{name}: {e}"))
-                return 1
-            except OptionError as e:
-                printer.print(Diagnostic("error", str(e)))
-                return 1
-            if not flush():
-                return 1
-            if not module.operation.verify():
+            options = f"{args.search_options} candidates={args.candidates}".strip()
+            stages.append(("mirage-superoptimize", options))
+        lowering = [("mirage-lower-to-gpu", args.lower_options),
+                    ("mirage-gpu-to-ptx", f"chip={args.chip} features={args.features} opt-level={args.opt_level}")]
+        search, searched_text, gpu_text = None, None, None
+
+        def run_stages(module, stages, main: bool = True) -> bool:
+            nonlocal search, searched_text, gpu_text
+            for name, options in stages:
+                try:
+                    if name == "plan":
+                        apply_plan(module, args.plan, args.function, source.text, source.name)
+                    else:
+                        if name == "mirage-superoptimize":
+                            searched_text = str(module)
+                        if name == "mirage-gpu-to-ptx":
+                            gpu_text = str(module)
+                        instance = _run_pass(module, name, options)
+                        if name == "mirage-superoptimize":
+                            search = instance
+                except PassError as e:
+                    target = e.op if e.op is not None else module.operation
+                    fail(diagnostic_at(target.location, "error", f"{name}: {e}"), main)
+                    return False
+                except OptionError as e:
+                    fail(Diagnostic("error", str(e)), main)
+                    return False
+                if not (flush() if main else not any(d.severity == "error" for d in collector.take())):
+                    return False
+                if not module.operation.verify():
+                    collector.take()
+                    fail(Diagnostic("error", f"the module does not verify after {name}"), main)
+                    return False
+            return True
+
+        def fail(diagnostic, main: bool) -> None:
+            """An error of the main module stops the compile; an alternative candidate that does not
+            lower is dropped with a warning."""
+            if main:
                 flush()
-                printer.print(Diagnostic("error", f"the module does not verify after {name}"))
-                return 1
+                printer.print(diagnostic)
+            else:
+                printer.print(Diagnostic("warning", f"a candidate plan did not lower and was dropped: {diagnostic.message}"))
+
+        if not run_stages(module, stages + lowering):
+            return 1
+        texts = {"gpu.mlir": gpu_text}
         try:
             manifest, files = read_program(module, args.chip)
+            if search is not None:
+                for c in range(1, args.candidates):
+                    alternative = parse_module(searched_text, ctx)
+                    chosen = install_candidate(alternative, search.results, c)
+                    if chosen and run_stages(alternative, lowering, main=False):
+                        add_candidate(manifest, files, read_program(alternative, args.chip), c, chosen)
+                        texts[f"c{c}_gpu.mlir"] = gpu_text
+                for fname, result in search.results:
+                    entry = manifest["functions"][fname]
+                    if entry.get("candidates"):  # the model's pick first
+                        entry["candidates"].insert(0, {"estimate_us": result.candidates[0][0],
+                                                       "kernels": entry["kernels"], "temporaries": entry["temporaries"]})
+                        entry["model_choice"] = 0
         except ManifestError as e:
             printer.print(Diagnostic("error", str(e)))
             return 1
     manifest["source"] = os.path.basename(source.name)
-    manifest["pipeline"] = [n if n != "plan" else f"plan:{args.plan}" for n, _ in stages]
+    manifest["pipeline"] = [n if n != "plan" else f"plan:{args.plan}" for n, _ in stages + lowering]
     if not args.no_ptxas:
         ptxas = find_ptxas()
         if ptxas is None:
@@ -190,20 +265,44 @@ def compile_file(source, args, printer) -> int:
                 sys.stderr.write(f"{PROG}: note: ptxas not found; the PTX was not assembled\n")
         else:
             report = {}
-            for fname, ptx in files.items():
+            for fname, ptx in list(files.items()):
                 result = run_ptxas(ptx, args.chip, ptxas)
-                if not result.ok:
+                if not result.ok and fname in own_files(manifest):
                     sys.stderr.write(f"{PROG}: error: ptxas rejected {fname}:\n{result.log}")
                     return 1
+                if not result.ok:
+                    sys.stderr.write(f"{PROG}: warning: ptxas rejected {fname}; its candidate plan was dropped\n")
+                    drop_candidates_using(manifest, files, fname)
+                    continue
+                prefix = "" if fname in own_files(manifest) else fname.split("_", 1)[0] + ":"
                 for kernel, regs in result.registers.items():
-                    report[kernel] = {"registers": regs, "spill_bytes": result.spills.get(kernel, 0)}
+                    report[prefix + kernel] = {"registers": regs, "spill_bytes": result.spills.get(kernel, 0)}
             manifest["ptxas"] = report
-    write_program(args.output, manifest, files, {"gpu.mlir": gpu_text or ""})
+    kept = {name.split("_", 1)[0] for name in files if name.startswith("c")}  # candidates ptxas accepted
+    texts = {name: text for name, text in texts.items() if name == "gpu.mlir" or name.split("_", 1)[0] in kept}
+    write_program(args.output, manifest, files, texts)
     if not args.quiet:
         for fname, entry in manifest["functions"].items():
             kernels = ", ".join(f"{k['name']} grid {tuple(k['grid'])} smem {k['shared_bytes']}B" for k in entry["kernels"])
             sys.stdout.write(f"{args.output}: @{fname}: {len(entry['kernels'])} kernel(s): {kernels}\n")
     return 0
+
+
+def own_files(manifest: dict) -> set[str]:
+    """The PTX files of the functions' own kernels (the model's picks)."""
+    return {k["ptx"] for entry in manifest["functions"].values() for k in entry["kernels"]}
+
+
+def drop_candidates_using(manifest: dict, files: dict, ptx: str) -> None:
+    """Removes the candidates whose kernels load `ptx` (never the functions' own kernels) and the file."""
+    files.pop(ptx, None)
+    for entry in manifest["functions"].values():
+        kept = [x for x in entry.get("candidates", []) if all(k["ptx"] != ptx for k in x["kernels"])]
+        if len(kept) > 1:
+            entry["candidates"] = kept
+        else:
+            entry.pop("candidates", None)
+            entry.pop("model_choice", None)
 
 
 def _main(argv: list[str]) -> int:

@@ -1,8 +1,9 @@
 """A disk cache of search results keyed by the canonical subgraph and the target.
 
-Location: $MIRAGE_CACHE_DIR, else ~/.cache/mirage-mlir. One JSON file per key; a file that does not
-parse, has another schema, or holds a graph that fails graph_verify or does not match the program's
-interface is ignored (and overwritten by the recomputed result).
+Location: $MIRAGE_CACHE_DIR, else ~/.cache/mirage-mlir. One JSON file per key, holding the search's
+verified candidates (best first); a file that does not parse, has another schema, or holds a graph
+that fails graph_verify or does not match the program's interface is ignored (and overwritten by the
+recomputed result).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from ..graph_verify import verify
 from ..mugraph import Graph, Node, TensorType
 
-SCHEMA = 3
+SCHEMA = 4
 
 
 def cache_dir() -> Path:
@@ -68,28 +69,34 @@ def cache_key(graph: Graph, target: str, options: dict) -> str:
 
 
 def load(key: str, reference: Graph) -> dict | None:
+    """The entry stored under `key`, its "graphs" (the verified candidates, best first) decoded and
+    checked against the program's interface; None when absent or damaged."""
     path = cache_dir() / f"{key}.json"
     try:
         with open(path) as f:
             entry = json.load(f)
         if entry.get("schema") != SCHEMA:
             return None
-        graph = graph_from_json(entry["graph"])
-        if verify(graph) or graph.inputs != reference.inputs:
+        graphs = [graph_from_json(g) for g in entry["graphs"]]
+        outputs = [reference.value_types[v] for v in reference.outputs]
+        for graph in graphs:
+            if verify(graph) or graph.inputs != reference.inputs:
+                return None
+            if [graph.value_types[v] for v in graph.outputs] != outputs:
+                return None
+        if not graphs:
             return None
-        if [graph.value_types[v] for v in graph.outputs] != [reference.value_types[v] for v in reference.outputs]:
-            return None
-        entry["graph"] = graph
+        entry["graphs"] = graphs
         return entry
     except Exception:  # a damaged entry is ignored and recomputed
         return None
 
 
-def store(key: str, graph: Graph, info: dict) -> None:
+def store(key: str, graphs: list[Graph], info: dict) -> None:
     directory = cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        entry = dict(info, schema=SCHEMA, graph=graph_to_json(graph))
+        entry = dict(info, schema=SCHEMA, graphs=[graph_to_json(g) for g in graphs])
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(entry, f)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -61,6 +62,7 @@ class SearchOptions(Options):
     progress: bool = False
     use_cache: bool = True
     dump: bool = False  # keep every candidate (ranked) in the result
+    candidates: int = 1  # verified candidates kept for the clock to choose from (distinct plans)
 
 
 @dataclass
@@ -92,6 +94,8 @@ class SearchResult:
     stats: SearchStats
     verification: finite_field.EquivalenceResult | None = None
     ranked: list = field(default_factory=list)  # [(estimated us, Graph, verified or None)]
+    # up to options.candidates verified plans, the model's order: [(estimated us, Graph)]; the first is .graph
+    candidates: list = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -615,7 +619,7 @@ def _verify_one(payload):
 def options_key(o: SearchOptions) -> dict:
     return {"max_kernel_ops": o.max_kernel_ops, "max_block_ops": o.max_block_ops, "max_blocks": o.max_blocks,
             "max_open_tiles": o.max_open_tiles, "block_states": o.block_states, "block_sizes": list(o.block_sizes),
-            "seed": o.seed, "trials": o.verify_trials, "time_budget": o.time_budget,
+            "seed": o.seed, "trials": o.verify_trials, "time_budget": o.time_budget, "candidates": o.candidates,
             # a result ranked by another cost model or for another code generator is not reused
             "cost_model": repr(costmod.chip(o.chip)), "codegen": CODEGEN_VERSION}
 
@@ -641,6 +645,7 @@ def seed_candidates(reference: Graph, options: SearchOptions) -> list[Graph]:
 
 
 SPLITS = (2, 4, 8)
+REFINEMENTS = (2, 4)
 
 
 def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptions, stats: SearchStats, dump: list):
@@ -663,6 +668,88 @@ def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptio
     return best, check
 
 
+def _emittable(g: Graph) -> Graph | None:
+    """The candidate with its thread graphs fused (as it is when fusing fails the verifier), or None
+    when even that is not a valid mu-graph."""
+    fused = fuse_thread_graphs(g)
+    if verify_structure(fused):
+        fused = g
+    return None if verify_structure(fused) else fused
+
+
+def plan_signature(graph: Graph, sms: int) -> tuple:
+    """What makes two candidates different plans, not tile variants of one: per kernel its op and, for
+    a block graph, its ops, block size, how many waves of blocks it launches, and the bytes a block
+    loads per loop iteration to a factor of 4 (0: no loop)."""
+    sig = []
+    for node in graph.nodes:
+        if node.body is None:
+            sig.append(node.op)
+            continue
+        body = node.body
+        blocks = body.grid_dim[0] * body.grid_dim[1] * body.grid_dim[2]
+        stage = sum(costmod.nbytes(body.value_types[body.first_result[i]]) for i, b in enumerate(body.nodes)
+                    if b.op == "input_iterator" and b.attr("fmap") != -1)
+        sig.append((tuple(sorted(b.op for b in body.nodes)), body.block_dim[0], -(-blocks // sms),
+                    round(math.log(stage, 4)) if body.forloop_range > 1 and stage else 0))
+    return tuple(sig)
+
+
+def _family(signature: tuple) -> tuple:
+    return tuple(kernel[:3] if isinstance(kernel, tuple) else kernel for kernel in signature)
+
+
+def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_check, searcher, checked: set,
+                  options: SearchOptions, stats: SearchStats, dump: list) -> list:
+    """The verified candidates kept for the clock, [(estimate, graph, verification)] cheapest first:
+    `best` and up to options.candidates - 1 others of distinct plan signatures, cheapest under the
+    model first within a family of plans and across families in turn, from the search's other
+    candidates (seeds included) and the searched best's (as found, thread graphs not fused) for-loops
+    split across blocks, each also with its loop over 2 or 4 times thinner tiles (seeds.refine_loop).
+    Verification is cut off after 2 attempts per wanted candidate."""
+    chip = costmod.chip(options.chip)
+    chosen = [(costmod.cost(best, options.chip).total_us, best, best_check)]
+    if options.candidates <= 1:
+        return chosen
+    verdicts = {g: r for _, g, r in dump}
+    signatures = {plan_signature(best, chip.sms)}
+    nodes = range(len(searched_best.nodes))
+    bases = [searched_best] + [g for n in nodes for factor in REFINEMENTS
+                               if (g := seeds.refine_loop(searched_best, n, factor)) is not None]
+    variants = bases + [g for base in bases for n in nodes for splits in SPLITS
+                        if (g := seeds.split_reduction(base, n, splits)) is not None]
+    pool = [e for g in list(searcher.candidates) + variants if g not in checked and (e := _emittable(g)) is not None]
+    pool += [g for g, r in verdicts.items() if r.equivalent]
+    pool = [g for g in dict.fromkeys(pool) if g != best]  # in a fixed order: ties break the same way every run
+    # the cheapest plan of each family first (a family: the signature without the stage size), then
+    # the second cheapest of each, ...: the clock sees split-K beside one kernel before tile variants
+    seen = collections.Counter([_family(plan_signature(best, chip.sms))])
+    order = []
+    for us, k, g in sorted((costmod.cost(g, options.chip).total_us, k, g) for k, g in enumerate(pool)):
+        signature = plan_signature(g, chip.sms)
+        order.append((seen[_family(signature)], us, k, g, signature))
+        seen[_family(signature)] += 1
+    attempts = 2 * (options.candidates - 1)
+    for _, us, _, g, signature in sorted(order, key=lambda e: e[:3]):
+        if len(chosen) >= options.candidates or attempts == 0:
+            break
+        if signature in signatures:
+            continue
+        check = verdicts.get(g)
+        if check is None:
+            attempts -= 1
+            t0 = time.perf_counter()
+            check = _verify_one((reference, g, options.verify_trials, options.seed, options.workers))
+            stats.verify_s += time.perf_counter() - t0
+            dump.append((us, g, check))
+            stats.verified += check.equivalent
+            stats.rejected += not check.equivalent
+        if check.equivalent:
+            chosen.append((us, g, check))
+            signatures.add(signature)
+    return sorted(chosen, key=lambda e: e[0])  # a cheaper alternative (a split not tried before) is the pick
+
+
 def superoptimize(reference: Graph, options: SearchOptions | None = None) -> SearchResult:
     """Searches mu-graphs equivalent to the kernel graph `reference` and returns the best verified one."""
     options = options or SearchOptions()
@@ -674,8 +761,9 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
         if entry is not None:
             stats = SearchStats(**{k: v for k, v in entry.get("stats", {}).items() if k in SearchStats.__dataclass_fields__})
             stats.cached = True
-            g = entry["graph"]
-            return SearchResult(g, costmod.cost(g, options.chip), ref_cost, stats)
+            graphs = entry["graphs"]
+            return SearchResult(graphs[0], costmod.cost(graphs[0], options.chip), ref_cost, stats,
+                                candidates=[(costmod.cost(g, options.chip).total_us, g) for g in graphs])
     seeded = seed_candidates(reference, options)
     searcher = Searcher(reference, options)
     stats = searcher.stats
@@ -695,10 +783,8 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
         checked.add(g)
         proven = searcher.exhausted  # nothing cheaper is left in the space: g is optimal if it passes
         t0 = time.perf_counter()
-        fused = fuse_thread_graphs(g)
-        if verify_structure(fused):
-            fused = g
-        if verify_structure(fused):  # never emit IR the verifier rejects (e.g. mixed element types)
+        fused = _emittable(g)
+        if fused is None:  # never emit IR the verifier rejects (e.g. mixed element types)
             stats.rejected += 1
             searcher.reject(g)
             continue
@@ -708,19 +794,22 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
         if check.equivalent:
             stats.verified += 1
             if best is None:
-                best, best_check = fused, check
+                best, best_check, searched_best = fused, check, g
                 stats.proven = proven
         else:
             stats.rejected += 1
             searcher.reject(g)
         progress.update(stats, time.perf_counter(), force=True)
     progress.close()
+    chosen = []
     if best is not None:
         best, best_check = _split_reductions(reference, best, best_check, options, stats, dump)
+        chosen = _alternatives(reference, searched_best, best, best_check, searcher, checked, options, stats, dump)
+        _, best, best_check = chosen[0]
     stats.total_s = time.perf_counter() - start
     result = SearchResult(best, costmod.cost(best, options.chip) if best is not None else None, ref_cost, stats,
-                          best_check, dump if options.dump else [])
+                          best_check, dump if options.dump else [], [(us, g) for us, g, _ in chosen])
     if best is not None and options.use_cache:
         info = {"stats": {k: v for k, v in vars(stats).items()}, "bound": best_check.bound}
-        cache.store(key, best, info)
+        cache.store(key, [g for _, g, _ in chosen], info)
     return result

@@ -15,6 +15,10 @@
   cannot fill the SMs this streams faster, and the lowering runs the pair as one launch
   (fuse_split_k). Applied to the search's result (its own space holds these plans, but they lie
   beyond where the best-first search gets within its budget).
+- `refine_loop(graph, n, factor)`: kernel n's for-loop over `factor` times as many, thinner tiles
+  (smaller stages in flight: the split-K plans that stream fastest on the H200 load 16 KB stages,
+  the search's pick 48 KB ones). With split_reduction, what the driver offers the runtime's clock
+  beside the model's pick (driver._alternatives).
 - `online_softmax_attention(graph)`: a program with attention's interface (Q [B, M, D],
   K [B, D, N], V [B, N, Dv]) that takes a max, as the two-kernel online-softmax plan
   (plans.stable_attention: running maxima and rescaled sums over a KV split, then a combine), at a
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 from .. import plans
 from ..builder import BlockBuilder, KernelBuilder
+from ..shapes import ShapeError
 from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .generator import block_rms_norm
@@ -228,7 +233,45 @@ def split_reduction(graph: Graph, n: int, splits: int) -> Graph | None:
     return kb.finish([remap[v] for v in graph.outputs])
 
 
-__all__ = ["compose", "row_fused", "split_before_matmul", "split_reduction"]
+def refine_loop(graph: Graph, n: int, factor: int) -> Graph | None:
+    """Kernel n's block graph with `factor` times the for-loop range (each iterated tile `factor`
+    times thinner along its loop dim), or None when it cannot be rebuilt so (no loop, a thread graph,
+    an accumulator with other attributes, a tile the factor does not divide). Whether the program is
+    still computed (a reduction along the loop dim inside the loop would change meaning) is the
+    verifier's to say."""
+    node = graph.nodes[n]
+    if node.op != "graph_def" or node.body.forloop_range == 1:
+        return None
+    body = node.body
+    a = BlockBuilder(list(body.inputs), body.grid_dim, body.forloop_range * factor, body.block_dim)
+    value: dict[int, int] = {}
+    try:
+        for i, b in enumerate(body.nodes):
+            args = [value.get(v, v) for v in b.inputs]
+            if b.body is not None:
+                return None
+            if b.op == "input_iterator":
+                v = a.iterator(args[0], b.attr("imap"), b.attr("fmap"))
+            elif b.op in ACCUMULATORS:
+                v = a.accum(b.op, *args, dtype=b.types[0].dtype, reduce_dim=b.attr("reduce_dim", -1), eps=b.attr("eps"))
+            elif b.op == "output_saver":
+                v = a.save(args[0], b.attr("omap"))
+            else:
+                v = a.op(b.op, *args, dtype=b.types[0].dtype, **dict(b.attrs))
+            if a.nodes[-1].attrs != b.attrs:
+                return None
+            value[body.first_result[i]] = v
+    except ShapeError:
+        return None
+    refined = a.finish([value[v] for v in body.outputs])
+    if [refined.value_types[v] for v in refined.outputs] != list(node.types):
+        return None
+    nodes = list(graph.nodes)
+    nodes[n] = Node(node.op, node.inputs, node.types, node.attrs, refined)
+    return Graph(graph.inputs, tuple(nodes), graph.outputs, graph.grid_dim, graph.block_dim, graph.forloop_range)
+
+
+__all__ = ["compose", "refine_loop", "row_fused", "split_before_matmul", "split_reduction"]
 
 
 def online_softmax_attention(graph: Graph) -> list[Graph]:

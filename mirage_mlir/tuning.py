@@ -1,0 +1,96 @@
+"""The runtime's choice among a compiled function's candidate plans, and the per-user cache of choices.
+
+`mirage-compile --candidates K` keeps up to K verified plans per function (manifest "candidates", the
+model's pick first). On first use on a GPU the runtime times them (mirage_mlir/runtime.py) and runs
+the fastest; the choice is stored here, keyed by the artifact's content (manifest and PTX files), the
+function, the device name and the driver version, so a later load of the same artifact on the same
+kind of GPU skips the timing. An entry that does not parse, has another format, was written for
+another key, or names a candidate the function does not have is ignored (and the timing redone).
+
+Location: $MIRAGE_CACHE_DIR/tuning, else ~/.cache/mirage-mlir/tuning. No MLIR, no GPU needed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+FORMAT = "mirage-tuning"
+VERSION = 1
+
+
+def enabled() -> bool:
+    """Tuning is on unless MIRAGE_TUNE is 0/false/off (then the model's pick runs)."""
+    return os.environ.get("MIRAGE_TUNE", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MIRAGE_CACHE_DIR") or Path.home() / ".cache" / "mirage-mlir") / "tuning"
+
+
+def artifact_digest(directory: str, manifest: dict) -> str:
+    """sha256 over the manifest and every PTX file it names (a recompiled artifact is a new key)."""
+    h = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode())
+    files = sorted({k["ptx"] for entry in manifest["functions"].values()
+                    for spec in [entry] + entry.get("candidates", []) for k in spec["kernels"]})
+    for name in files:
+        h.update(name.encode())
+        with open(os.path.join(directory, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def cache_key(artifact: str, function: str, device: str, driver: int) -> dict:
+    return {"artifact": artifact, "function": function, "device": device, "driver": int(driver)}
+
+
+def _path(key: dict) -> Path:
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return cache_dir() / f"{name}.json"
+
+
+def load(key: dict, candidates: int) -> dict | None:
+    """The stored choice for `key` ({"choice", "times_us"}), or None when absent, damaged or foreign."""
+    try:
+        with open(_path(key), encoding="utf-8") as f:
+            entry = json.load(f)
+        if entry.get("format") != FORMAT or entry.get("version") != VERSION or entry.get("key") != key:
+            return None
+        choice, times = entry["choice"], entry["times_us"]
+        if not isinstance(choice, int) or not 0 <= choice < candidates or len(times) != candidates:
+            return None
+        if times[choice] is None:  # a candidate that failed is never the choice
+            return None
+        return entry
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def store(key: dict, choice: int, times_us: list) -> None:
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        entry = {"format": FORMAT, "version": VERSION, "key": key, "choice": choice, "times_us": times_us}
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(entry, f)
+        os.replace(tmp, _path(key))
+    except OSError:
+        pass  # a read-only cache is not an error: the next load times again
+
+
+def fastest(samples: list) -> tuple[int, list]:
+    """(index of the fastest candidate, median time of each) from per-candidate lists of sampled times;
+    a candidate with no samples (it failed) has time None and is never chosen."""
+    times = [statistics.median(s) if s else None for s in samples]
+    alive = [k for k, t in enumerate(times) if t is not None]
+    if not alive:
+        raise ValueError("no candidate ran")
+    return min(alive, key=lambda k: (times[k], k)), times
+
+
+__all__ = ["artifact_digest", "cache_key", "enabled", "fastest", "load", "store"]

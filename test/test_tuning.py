@@ -1,0 +1,154 @@
+"""The runtime's choice among candidate plans (mirage_mlir/tuning.py, runtime.Program's choosing),
+without a GPU: the cache of choices (damaged and foreign entries), the median rule, the artifact
+key, and when the runtime times, reads the cache, or runs the model's pick (CuPy faked, the timing
+replaced by a table)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+from mirage_mlir import runtime, tuning
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRAGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MIRAGE_TUNE", raising=False)
+
+
+KEY = tuning.cache_key("a" * 64, "main", "NVIDIA H200", 13000)
+
+
+def test_choices_round_trip_and_bad_entries_are_ignored():
+    assert tuning.load(KEY, 3) is None
+    tuning.store(KEY, 2, [5.0, None, 4.0])
+    assert tuning.load(KEY, 3)["choice"] == 2
+    assert tuning.load(KEY, 2) is None  # the artifact has another number of candidates
+    for key in (dict(KEY, device="NVIDIA A100"), dict(KEY, driver=12080), dict(KEY, artifact="b" * 64)):
+        assert tuning.load(key, 3) is None  # another GPU, driver or artifact: not this entry
+    path = next(tuning.cache_dir().glob("*.json"))
+    entry = json.loads(path.read_text())
+    for damage in ("{not json", json.dumps(dict(entry, choice=7)), json.dumps(dict(entry, choice=1)),
+                   json.dumps(dict(entry, key=dict(KEY, function="other"))), json.dumps(dict(entry, version=0)),
+                   json.dumps([1, 2])):
+        path.write_text(damage)
+        assert tuning.load(KEY, 3) is None, damage
+
+
+def test_the_fastest_median_wins_and_failed_candidates_never():
+    choice, times = tuning.fastest([[3.0, 9.0, 3.1], [], [3.2, 3.0, 3.05]])
+    assert choice == 2 and times == [3.1, None, 3.05]
+    with pytest.raises(ValueError):
+        tuning.fastest([[], []])
+
+
+def _artifact(tmp_path, candidates: int = 3):
+    """A compiled-program directory whose function has `candidates` plans (PTX contents are fake:
+    nothing is launched here)."""
+    d = tmp_path / "prog"
+    d.mkdir()
+    kernels = lambda c: [{"name": "main_k0", "ptx": f"c{c}_main.ptx", "grid": [1, 1, 1], "block": [32, 1, 1],
+                          "shared_bytes": 0, "args": [["input", 0], ["output", 0]]}]
+    for c in range(candidates):
+        (d / f"c{c}_main.ptx").write_text(f"// candidate {c}\n")
+    spec = {"inputs": [{"shape": [4], "dtype": "f32"}], "outputs": [{"shape": [4], "dtype": "f32"}],
+            "temporaries": [], "kernels": kernels(0), "model_choice": 0,
+            "candidates": [{"estimate_us": 1.0 + c, "kernels": kernels(c), "temporaries": []} for c in range(candidates)]}
+    manifest = {"format": "mirage-gpu", "version": 1, "chip": "sm_90", "entry": "main", "functions": {"main": spec}}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return d
+
+
+def test_artifact_key_follows_the_ptx(tmp_path):
+    d = _artifact(tmp_path)
+    manifest = json.loads((d / "manifest.json").read_text())
+    before = tuning.artifact_digest(str(d), manifest)
+    (d / "c2_main.ptx").write_text("// recompiled\n")
+    assert tuning.artifact_digest(str(d), manifest) != before
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """A CuPy with one device and a stream that may be capturing; Program._measure replaced by a
+    table of times (recording each call)."""
+    capturing = {"now": False}
+    stream = types.SimpleNamespace(is_capturing=lambda: capturing["now"])
+    cuda = types.SimpleNamespace(
+        get_current_stream=lambda: stream,
+        runtime=types.SimpleNamespace(getDeviceProperties=lambda d: {"name": b"Fake GPU"},
+                                      driverGetVersion=lambda: 13000))
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
+    measured = []
+
+    def measure(self, device, like_torch, pointers, outs, budget_s=runtime.TUNE_BUDGET_S):
+        measured.append(self.name)
+        times = [3.0, 2.0, None]  # candidate 1 fastest, candidate 2 failed to launch
+        self.choice[device] = 1
+        self.tuning[device] = {"source": "measured", "times_us": times, "choice": 1}
+
+    monkeypatch.setattr(runtime.Program, "_measure", measure)
+    return types.SimpleNamespace(measured=measured, capturing=capturing)
+
+
+def _choose(program) -> int:
+    program._choose(0, False, [0], [])
+    return program.choice[0]
+
+
+def test_first_use_times_then_the_cache_answers(tmp_path, fake_gpu):
+    d = str(_artifact(tmp_path))
+    assert _choose(runtime.load(d)) == 1 and len(fake_gpu.measured) == 1
+    again = runtime.load(d)
+    assert _choose(again) == 1 and len(fake_gpu.measured) == 1 and again.tuning[0]["source"] == "cache"
+    for f in tuning.cache_dir().glob("*.json"):
+        f.write_text("damaged")
+    assert _choose(runtime.load(d)) == 1 and len(fake_gpu.measured) == 2  # timed again
+
+
+def test_the_model_pick_runs_untuned(tmp_path, fake_gpu, monkeypatch):
+    d = str(_artifact(tmp_path))
+    assert _choose(runtime.load(d, tune=False)) == 0
+    assert _choose(runtime.load(d, candidate=2)) == 2
+    monkeypatch.setenv("MIRAGE_TUNE", "0")
+    assert _choose(runtime.load(d)) == 0
+    monkeypatch.delenv("MIRAGE_TUNE")
+    fake_gpu.capturing["now"] = True  # nothing can be timed inside a CUDA-graph capture
+    with pytest.warns(UserWarning, match="during CUDA-graph capture"):
+        assert _choose(runtime.load(d)) == 0
+    assert not fake_gpu.measured
+    with pytest.raises(runtime.RuntimeError_, match="not a candidate 3"):
+        runtime.load(d, candidate=3)
+    (tmp_path / "one").mkdir()
+    single = _artifact(tmp_path / "one", candidates=1)
+    assert _choose(runtime.load(str(single))) == 0 and not fake_gpu.measured
+
+
+def test_mirage_tune_reports_errors_in_one_line(tmp_path):
+    def tune(*args):
+        return subprocess.run([sys.executable, "-m", "mirage_mlir.tools.mirage_tune", *args],
+                              capture_output=True, text=True)
+
+    proc = tune(str(tmp_path / "missing"))
+    assert proc.returncode == 1 and "mirage-tune: error: cannot read" in proc.stderr and "Traceback" not in proc.stderr
+    proc = tune(str(_artifact(tmp_path)), "--function", "nope")
+    assert proc.returncode == 1 and "no function 'nope'" in proc.stderr
+
+
+def test_mirage_tune_table():
+    from mirage_mlir.tools.mirage_tune import format_table
+
+    rows = [{"function": "main", "candidate": 0, "kernels": 1, "estimate_us": 19.2, "measured_us": 22.7,
+             "chosen": False, "model_choice": True},
+            {"function": "main", "candidate": 1, "kernels": 1, "estimate_us": 21.2, "measured_us": 18.0,
+             "chosen": True, "model_choice": False},
+            {"function": "main", "candidate": 2, "kernels": 2, "estimate_us": 22.9, "measured_us": None,
+             "chosen": False, "model_choice": False}]
+    table = format_table(rows).splitlines()
+    assert table[2] == "| main | 0 | 1 | 19.20 | 22.70 | (model's pick) |"
+    assert table[3] == "| main | 1 | 1 | 21.20 | 18.00 | yes |"
+    assert table[4] == "| main | 2 | 2 | 22.90 | failed |  |"
