@@ -2,14 +2,16 @@
 """Fits the cost model's constants to GPU timings (benchmarks/gpu.py --json) and reports how well
 it ranks (needs no GPU).
 
-The fitted variants are those whose mu-graph can be rebuilt from their name: the published plans and
-the tile sweeps (`c<C>_k<K>_t<T>`) of benchmarks/build_gpu.py. For each, the model's estimate
+The fitted variants are those whose mu-graph is known: the published plans, the tile sweeps
+(`c<C>_k<K>_t<T>`) and split-K plans of benchmarks/build_gpu.py (rebuilt from their name), and the
+default pipeline's candidate plans (`searched_c<k>`, read from the compiled directory's
+candidates.json under --programs). For each, the model's estimate
 (mirage_mlir.search.cost with the chip's constants replaced) is compared with the measured time; the
 constants minimise the mean squared log ratio (coordinate descent over a grid). Prints, per program and
 batch, the Spearman rank correlation of estimate and measurement, and whether the model's pick is within
 10% of the fastest, for the current constants and the fitted ones.
 
-  python benchmarks/calibrate.py benchmarks/results/h200_run2.json [...more runs]
+  python benchmarks/calibrate.py benchmarks/results/h200_run2.json [...more runs] [--programs .device/programs]
 """
 
 from __future__ import annotations
@@ -36,8 +38,16 @@ FITTED = ("mem_latency_us", "loop_iter_us", "mma_step_us", "sm_bandwidth", "laun
 SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
 
 
-def variant_graph(v: dict):
-    """The mu-graph of a published, sweep or split-K variant, or None."""
+def variant_graph(v: dict, programs: str | None = None):
+    """The mu-graph of a published, sweep, split-K or searched candidate variant, or None."""
+    if "candidate" in v:
+        path = os.path.join(programs or "", v["dir"], "candidates.json")
+        if programs is None or not os.path.exists(path):
+            return None
+        from mirage_mlir.search.cache import graph_from_json
+
+        with open(path) as f:
+            return graph_from_json(json.load(f)["main"][v["candidate"]]["graph"])
     if v["variant"].startswith("sk_"):
         from build_gpu import SPLIT_K, variant_name
         from programs import shapes
@@ -122,6 +132,7 @@ def report(points, chip, title: str) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="JSON files written by benchmarks/gpu.py --json")
+    p.add_argument("--programs", default=None, help="the compiled programs (for the searched candidates' mu-graphs)")
     p.add_argument("--fix", nargs="*", default=[], metavar="NAME=VALUE",
                    help="constants held at a value measured otherwise (e.g. sm_bandwidth=31e9, stream_probe.cu)")
     args = p.parse_args()
@@ -130,7 +141,7 @@ def main() -> int:
         with open(path) as f:
             run = json.load(f)
         for v in run["variants"]:
-            g = variant_graph(v)
+            g = variant_graph(v, args.programs)
             if g is not None and v.get("us"):
                 points.append((g, v["us"], (v["program"], v["bs"], v["dtype"])))
     chip = costmod.chip("sm_90")

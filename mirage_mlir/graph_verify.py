@@ -14,6 +14,10 @@ from .dtypes import FLOAT_TYPES
 from .mugraph import Graph, Node, TensorType
 from .opset import ACCUMULATORS, ELEMENTWISE, OPS
 
+# Bounds on what a value can make explode: a CUDA grid's limits; a loop range far beyond any tile
+# split (the interpreter and the generated code run every iteration).
+MAX_GRID = (2**31 - 1, 65535, 65535)
+MAX_FORLOOP_RANGE = 65536
 LEVEL_DIALECT = {"kernel": "mirage_kernel", "block": "mirage_block", "thread": "mirage_thread"}
 KIND_CHECKS = {
     "i64": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
@@ -129,10 +133,13 @@ class _Verifier:
         if len(body.grid_dim) != 3 or any(g < 1 for g in body.grid_dim):
             self.error(path, f"grid_dim must be three positive sizes, got {list(body.grid_dim)}")
             return
+        if any(g > limit for g, limit in zip(body.grid_dim, MAX_GRID)):
+            self.error(path, f"grid_dim {list(body.grid_dim)} exceeds a CUDA grid ({list(MAX_GRID)})")
+            return
         if len(body.block_dim) != 3 or any(b < 1 for b in body.block_dim) or _prod(body.block_dim) > 1024:
             self.error(path, f"block_dim must be three positive sizes with at most 1024 threads, got {list(body.block_dim)}")
-        if body.forloop_range < 1:
-            self.error(path, f"forloop_range must be positive, got {body.forloop_range}")
+        if not 1 <= body.forloop_range <= MAX_FORLOOP_RANGE:
+            self.error(path, f"forloop_range must be in [1, {MAX_FORLOOP_RANGE}], got {body.forloop_range}")
             return
         operand_types = tuple(graph.value_types[v] for v in node.inputs)
         if body.inputs != operand_types:

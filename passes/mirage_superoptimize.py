@@ -85,15 +85,30 @@ class MirageSuperoptimize(Pass):
 
 def searchable_groups(root: ir.Operation):
     """(function, block, ops) of every group of predefined mirage_kernel ops the pass searches, in
-    order: a block's mirage_kernel ops, unless one is a graph_def or a replacement already."""
+    order. A group is a run of a block's mirage_kernel ops that no other op depends on in between:
+    an op that reads a value of the group ends it (its replacement, inserted after its last op,
+    would not dominate that reader), and the next mirage_kernel op starts another. A run holding a
+    graph_def or a replacement already is left alone."""
     for fn in list(functions(root)):
         for block in fn.regions[0].blocks:
-            group = [op.operation for op in block.operations if op.operation.name.startswith("mirage_kernel.")]
-            if not group or any(op.name == "mirage_kernel.graph_def" for op in group):
-                continue
-            if any(REFERENCE_ATTR in op.attributes for op in group):
-                continue
-            yield fn, block, group
+            group, produced = [], set()
+            for op in list(block.operations) + [None]:
+                op = op.operation if op is not None else None
+                if op is not None and op.name.startswith("mirage_kernel."):
+                    group.append(op)
+                    produced.update(op.results)
+                    continue
+                if group and (op is None or _reads(op, produced)):
+                    if not any(g.name == "mirage_kernel.graph_def" or REFERENCE_ATTR in g.attributes for g in group):
+                        yield fn, block, group
+                    group, produced = [], set()
+
+
+def _reads(op: ir.Operation, values: set) -> bool:
+    """Whether op, or an op nested in its regions, has an operand among `values`."""
+    if any(v in values for v in op.operands):
+        return True
+    return any(_reads(inner.operation, values) for region in op.regions for b in region.blocks for inner in b.operations)
 
 
 def replace_group(root: ir.Operation, fn, block, group, new_graph) -> None:

@@ -15,11 +15,13 @@ plan for the program (mirage_mlir/plans.py; the program is named by the file's h
 reference function (`mirage.reference_function`); `--plan NAME` names the plan, and
 `--plan NAME:col_tile=32,k_tile=256` sets the plan's tile parameters (integers; see plans.py).
 DIR receives manifest.json, one .ptx per gpu.module and gpu.mlir (the gpu-dialect code, before PTX),
-and for candidate c > 0 of the search its own c<c>_*.ptx files and c<c>_gpu.mlir.
+and for candidate c > 0 of the search its own c<c>_*.ptx files and c<c>_gpu.mlir; candidates.json
+holds every candidate's mu-graph and estimate (benchmarks/calibrate.py fits the model to them).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -169,6 +171,7 @@ def compile_file(source, args, printer) -> int:
     from mirage_mlir.lowering.manifest import ManifestError, read_program, write_program
     from mirage_mlir.lowering.ptx import find_ptxas, run_ptxas
     from mirage_mlir.passes import PASSES, OptionError, PassError
+    from mirage_mlir.search.cache import graph_to_json
     from mirage_mlir.tools.driver import diagnostic_at
 
     ctx = make_context()
@@ -247,6 +250,9 @@ def compile_file(source, args, printer) -> int:
                     if chosen and run_stages(alternative, lowering, main=False):
                         add_candidate(manifest, files, read_program(alternative, args.chip), c, chosen)
                         texts[f"c{c}_gpu.mlir"] = gpu_text
+                texts["candidates.json"] = json.dumps({fname: [{"estimate_us": us, "graph": graph_to_json(g)}
+                                                               for us, g in result.candidates]
+                                                       for fname, result in search.results}) + "\n"
                 for fname, result in search.results:
                     entry = manifest["functions"][fname]
                     if entry.get("candidates"):  # the model's pick first
@@ -279,7 +285,8 @@ def compile_file(source, args, printer) -> int:
                     report[prefix + kernel] = {"registers": regs, "spill_bytes": result.spills.get(kernel, 0)}
             manifest["ptxas"] = report
     kept = {name.split("_", 1)[0] for name in files if name.startswith("c")}  # candidates ptxas accepted
-    texts = {name: text for name, text in texts.items() if name == "gpu.mlir" or name.split("_", 1)[0] in kept}
+    texts = {name: text for name, text in texts.items()
+             if name in ("gpu.mlir", "candidates.json") or name.split("_", 1)[0] in kept}
     write_program(args.output, manifest, files, texts)
     if not args.quiet:
         for fname, entry in manifest["functions"].items():
