@@ -39,8 +39,19 @@ def location_parts(location) -> tuple[str | None, int | None, int | None]:
     return match["file"], int(match["line"]), int(match["col"])
 
 
+_ACTIVE: list[DiagnosticCollector] = []  # collectors attached now, innermost last
+
+
+def remark(location, message: str) -> None:
+    """A remark at `location` from Python code (the bindings can emit only errors), to the innermost
+    attached collector; dropped when none is attached (a pass run from a user's script)."""
+    if _ACTIVE:
+        _ACTIVE[-1].diagnostics.append(Diagnostic("remark", message, *location_parts(location)))
+
+
 class DiagnosticCollector:
-    """Collects the diagnostics of a context while attached (use as a context manager)."""
+    """Collects the diagnostics of a context while attached (use as a context manager), and the
+    remarks of our passes (`remark`)."""
 
     def __init__(self, context: ir.Context):
         self.context = context
@@ -50,10 +61,12 @@ class DiagnosticCollector:
     def __enter__(self) -> DiagnosticCollector:
         self.context.emit_error_diagnostics = True
         self._handle = self.context.attach_diagnostic_handler(self._on_diagnostic)
+        _ACTIVE.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
         self._handle.detach()
+        _ACTIVE.remove(self)
 
     def _on_diagnostic(self, diag) -> bool:
         self.diagnostics.append(Diagnostic.from_mlir(diag))

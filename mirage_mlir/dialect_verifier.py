@@ -33,13 +33,27 @@ def verify_dialects(root: ir.Operation) -> bool:
 
 
 def _blocks(op: ir.Operation):
-    """Every block under `op` except the bodies of mirage ops, which the graph reader visits."""
+    """Every block under `op`, in order, except the bodies of mirage ops (the graph reader visits
+    those); a stack of walks instead of recursion, as regions nest deeper than Python recurses."""
+    stack = [_children(op)]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, ir.Block):
+            yield item
+        else:
+            stack.append(_children(item))
+
+
+def _children(op: ir.Operation):
+    """op's blocks, each followed by its ops that are not mirage ops."""
     for region in op.regions:
         for block in region.blocks:
             yield block
             for inner in block.operations:
                 if not inner.operation.name.startswith("mirage_"):
-                    yield from _blocks(inner.operation)
+                    yield inner.operation
 
 
 def _verify_group(ops: list[ir.Operation]) -> bool:

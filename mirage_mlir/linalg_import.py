@@ -839,12 +839,19 @@ def _has_uses(value: ir.Value) -> bool:
 
 
 def _nested_ops(op: ir.Operation):
-    for region in op.regions:
-        for block in region.blocks:
-            for inner in block.operations:
-                inner = inner.operation
-                yield inner
-                yield from _nested_ops(inner)
+    """Every op nested in op's regions, in pre-order; a stack, not recursion (regions nest deep)."""
+    stack = [iter(_ops_of(op))]
+    while stack:
+        inner = next(stack[-1], None)
+        if inner is None:
+            stack.pop()
+            continue
+        yield inner
+        stack.append(iter(_ops_of(inner)))
+
+
+def _ops_of(op: ir.Operation):
+    return [inner.operation for region in op.regions for block in region.blocks for inner in block.operations]
 
 
 def _defined_outside(value: ir.Value, op: ir.Operation) -> bool:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import ClassVar
 
 import mlir.ir as ir
 from mlir.dialects import func
 
 from mirage_mlir.bridge import build_graph, mlir_type
+from mirage_mlir.diagnostics import remark
 from mirage_mlir.search import SearchOptions, superoptimize
 from mirage_mlir.search.cache import graph_to_json
 from mirage_mlir.search.reference import (REFERENCE_ATTR, REFERENCE_FUNCTION_ATTR, find_function, functions,
@@ -41,6 +43,7 @@ class MirageSuperoptimize(Pass):
     progress: bool = option(False, "a progress bar on stderr")
     cache: bool = option(True, "read and write the disk cache ($MIRAGE_CACHE_DIR or ~/.cache/mirage-mlir)")
     dump: str = option("", "write the ranked candidates (JSON) to this file")
+    remarks: bool = option(True, "a remark per group: what it became (or why nothing), whether from the cache")
     candidates: int = option(1, "verified plans kept per subgraph (distinct plans, model's order); "
                                 "mirage-compile lowers them all for the runtime to time")
 
@@ -69,6 +72,11 @@ class MirageSuperoptimize(Pass):
 
     def optimize_group(self, root, fn, block, group):
         graph = group_graph(group, block)[0]
+        reason = unsearchable(graph)
+        if reason:
+            if self.remarks:
+                remark(group[-1].location, f"mirage-superoptimize: not searched: {reason}; kept the original")
+            return None
         result = superoptimize(graph, self.search_options())
         self.results.append((ir.StringAttr(fn.attributes["sym_name"]).value, result))
         record = None
@@ -78,9 +86,47 @@ class MirageSuperoptimize(Pass):
                       "candidates": [{"estimated_us": us, "verified": bool(check.equivalent) if check else None,
                                       "bound": check.bound if check else None, "graph": graph_to_json(g)}
                                      for us, g, check in result.ranked]}
+        if self.remarks:
+            remark(group[-1].location, f"mirage-superoptimize: {describe(result, len(group), self.time_budget)}")
         if result.graph is not None:
             replace_group(root, fn, block, group, result.graph)
         return record
+
+
+def unsearchable(graph) -> str | None:
+    """Why the search cannot take this group, or None: dynamic dims (the search and its cost model
+    need sizes), or a constant that is not finite (an exact field value cannot stand for it)."""
+    if any(not t.is_static() for t in graph.value_types):
+        return "a tensor has a dynamic dim"
+    for node in graph.nodes:
+        for name, value in node.attrs:
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"'{node.op}' has the non-finite constant {name} = {value}"
+    return None
+
+
+def describe(result, ops: int, budget: float) -> str:
+    """What a group became, in one line (the pass's remark)."""
+    stats = result.stats
+    before = f"{ops} op{'s' if ops > 1 else ''}"
+    if result.graph is None:
+        why = (f"the time budget ({budget:g} s) ended before a candidate was verified" if stats.cut_short else
+               f"no verified candidate ({stats.candidates} found, {stats.rejected} rejected, {stats.states} states)")
+        return f"{why}: kept the original {before} (estimate {result.reference_cost.total_us:.1f} us)"
+    kernels = len(result.graph.nodes)
+    text = (f"{before} -> {kernels} kernel{'s' if kernels > 1 else ''}, estimate "
+            f"{result.reference_cost.total_us:.1f} -> {result.cost.total_us:.1f} us")
+    if stats.cached:
+        text += ", from the cache (re-tested over a finite field)"
+    else:
+        bound = result.verification.bound if result.verification is not None else None
+        text += ", verified over finite fields" + (f" (bound {bound:.1e})" if bound is not None else "")
+        text += f", {stats.total_s:.1f} s"
+    if len(result.candidates) > 1:
+        text += f"; {len(result.candidates)} candidate plans kept"
+    if stats.cut_short:
+        text += "; the time budget cut verification short"
+    return text
 
 
 def searchable_groups(root: ir.Operation):

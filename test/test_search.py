@@ -107,6 +107,23 @@ def test_candidates_are_verified_distinct_plans_and_cached():
     assert not single.stats.cached and len(single.candidates) == 1
 
 
+def test_a_cached_graph_that_was_changed_is_not_served():
+    """A well-formed entry whose graph was edited (an op replaced by another of the same shape) fails
+    the finite-field re-test on load: it is recomputed and overwritten."""
+    inputs = programs.small_inputs("rmsnorm_linear")
+    reference = programs.reference("rmsnorm_linear", inputs)
+    first = superoptimize(reference, SearchOptions(time_budget=10))
+    path = next(cache.cache_dir().glob("*.json"))
+    text = path.read_text()
+    assert '"square"' in text
+    path.write_text(text.replace('"square"', '"sqrt"'))
+    entry = cache.load(path.stem, reference)
+    assert entry is not None  # well-formed: only the re-test can tell
+    again = superoptimize(reference, SearchOptions(time_budget=10))
+    assert not again.stats.cached and again.graph == first.graph
+    assert '"square"' in path.read_text()  # overwritten
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -64,7 +64,8 @@ BAD_TEXTS = {
     "dangling value": "%x = ",
     "nested garbage": "module { module { ((((",
     "binary": b"\x00\xff\xfe garbage \x80",
-    "not utf-8": b"func.func @f() { return } // \xff\xfe",
+    "not utf-8": b"func.func @f() { return } \xff\xfe",
+    "not utf-8 in a string": b'func.func @f() attributes {s = "// \xff"} { return }',
     "unknown dialect": "func.func @f() {\n  %x = foo.bar : i32\n  return\n}",
     "unknown mirage op": '"mirage_kernel.nope"() : () -> ()',
     "no operands": 'func.func @f() {\n  %e = "mirage_kernel.exp"() : () -> tensor<4xf32>\n  return\n}',
@@ -75,6 +76,8 @@ BAD_TEXTS = {
     "string reduce_dim": accumulator_graph('reduce_dim = "x"'),
     "huge grid": graph_def("    gpu.yield %bx : tensor<4x16xf32>", grid="9223372036854775807, 1, 1"),
     "negative grid": graph_def("    gpu.yield %bx : tensor<4x16xf32>", grid="-1, -1, -1"),
+    "grid beyond CUDA's": graph_def("    gpu.yield %bx : tensor<4x16xf32>", grid="1, 70000, 1"),
+    "huge loop": graph_def("    gpu.yield %bx : tensor<4x16xf32>", forloop=2**31),
     "empty region": graph_def(""),
     "block op outside": 'func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n  %r = "mirage_block.exp"(%a) : (tensor<4xf32>) -> tensor<4xf32>\n  return %r : tensor<4xf32>\n}',
     "bad split chunk": "func.func @f() { return }\n// -----\nfunc.func @g( {\n",
@@ -130,6 +133,15 @@ def test_diagnostics_point_at_the_source():
     (["-", "--entry", "nope"], VALID),
     (["-", "--dims", "x=1"], VALID),
     (["-", "--inputs", "/nonexistent.npz"], VALID),
+    (["-", "--inputs", "/dev/null"], VALID),
+    (["-", "--seed", "-5"], VALID),
+    (["-", "--seed", "x"], VALID),
+    (["-", "--dims", "arg0.0=4"], VALID),  # a static dim
+    (["-", "--dims", "arg7.0=4"], VALID),  # no such argument
+    (["-", "--dims", "arg0.9=4"], VALID),  # no such dim
+    (["-"], "func.func @f(%a: tensor<?xf32>) -> tensor<?x4xf32> {\n  %c3 = arith.constant 3 : index\n"
+            "  %e = tensor.expand_shape %a [[0, 1]] output_shape [%c3, 4] : tensor<?xf32> into tensor<?x4xf32>\n"
+            "  return %e : tensor<?x4xf32>\n}"),  # 3 x 4 elements from the default 8
     (["-"], "func.func @f( {"),
     (["-"], "func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n  %e = math.cbrt %a : tensor<4xf32>\n  return %e : tensor<4xf32>\n}"),
     (["-"], 'func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n  %r = "mirage_block.exp"(%a) : (tensor<4xf32>) -> tensor<4xf32>\n  return %r : tensor<4xf32>\n}'),
@@ -142,6 +154,49 @@ def test_mirage_run_bad_input(args, stdin):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "error:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_mirage_run_bad_input_is_located_and_plain():
+    """The regressions of issue #10's fuzzing: no internal error, no raw NumPy message."""
+    for args, stdin, message in [
+        (["-", "--dims", "arg0.0=4"], VALID, "<stdin>:1:1: error: --dims arg0.0: dim 0 of argument 0 is static (4)"),
+        (["-", "--seed", "-5"], VALID, "a seed is a non-negative integer, got -5"),
+        (["-"], "func.func @f(%a: tensor<?xf32>) -> tensor<?x4xf32> {\n  %c3 = arith.constant 3 : index\n"
+                "  %e = tensor.expand_shape %a [[0, 1]] output_shape [%c3, 4] : tensor<?xf32> into tensor<?x4xf32>\n"
+                "  return %e : tensor<?x4xf32>\n}", "the output shape (3, 4) does not hold the source's 8 elements"),
+    ]:
+        proc = run_tool("mirage-run", *args, stdin=stdin)
+        assert message in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+
+
+def test_bytes_that_are_not_utf8_are_accepted_in_comments():
+    proc = run_tool("mirage-opt", "-", stdin=b"// caf\xe9 \xff\nfunc.func @f() {\n  return // \xfe\n}\n")
+    assert proc.returncode == 0 and "func.func @f()" in proc.stdout, proc.stderr
+    proc = run_tool("mirage-opt", "-", stdin=b"func.func @f() {\n  return \xff\n}\n")
+    assert proc.returncode == 1 and "<stdin>:2:10: error: invalid UTF-8 byte 0xff" in proc.stderr, proc.stderr
+
+
+def test_regions_nested_deeper_than_python_recursion():
+    depth = 1000
+    text = ("func.func @main(%x: f32) -> f32 {\n" + "".join(f"%r{i} = scf.execute_region -> f32 {{\n" for i in range(depth))
+            + "scf.yield %x : f32\n" + "".join(f"}}\nscf.yield %r{i} : f32\n" for i in reversed(range(1, depth)))
+            + "}\nreturn %r0 : f32\n}\n")
+    proc = run_tool("mirage-opt", "-", "-p", "builtin.module(convert-linalg-to-mirage)", stdin=text)
+    assert proc.returncode == 0 and proc.stdout.count("scf.execute_region") == depth, proc.stderr
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('func.func @f(%x: tensor<?x64xf32>) -> tensor<?x64xf32> {\n  %0 = "mirage_kernel.exp"(%x) : '
+     "(tensor<?x64xf32>) -> tensor<?x64xf32>\n  return %0 : tensor<?x64xf32>\n}", "a tensor has a dynamic dim"),
+    ('func.func @f(%x: tensor<4x64xf32>) -> tensor<4x64xf32> {\n  %0 = "mirage_kernel.add_scalar"(%x) '
+     "{scalar = 0xFF800000 : f32} : (tensor<4x64xf32>) -> tensor<4x64xf32>\n  return %0 : tensor<4x64xf32>\n}",
+     "'add_scalar' has the non-finite constant scalar = -inf"),
+])
+def test_groups_the_search_cannot_take_are_kept_with_a_remark(text, reason):
+    proc = run_tool("mirage-opt", "-", "-p", "builtin.module(mirage-superoptimize{cache=false})", stdin=text)
+    assert proc.returncode == 0, proc.stderr
+    assert f"remark: mirage-superoptimize: not searched: {reason}; kept the original" in proc.stderr
+    assert "graph_def" not in proc.stdout
 
 
 def test_mirage_run_inputs_of_the_wrong_shape(tmp_path):

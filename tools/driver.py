@@ -89,14 +89,45 @@ def read_source(path: str) -> Source:
         else:
             with open(path, "rb") as f:
                 data = f.read()
-        return Source(name, data.decode("utf-8"))
     except OSError as e:
         reason = e.strerror or str(e)
         raise ToolError(f"cannot open input file '{path}': {reason}",
                         Diagnostic("error", f"cannot open input file: {reason}", name)) from None
-    except UnicodeDecodeError as e:
-        raise ToolError(f"'{path}' is not UTF-8 text: {e}",
-                        Diagnostic("error", f"input is not UTF-8 text: {e.reason} at byte {e.start}", name)) from None
+    return Source(name, decode_source(data, name))
+
+
+def decode_source(data: bytes, name: str) -> str:
+    """The text of an MLIR file. Bytes that are not UTF-8 are accepted inside `//` comments (as
+    mlir-opt does; they become U+FFFD) and refused, with their line and column, anywhere else."""
+    text = data.decode("utf-8", errors="surrogateescape")  # an invalid byte b becomes U+DC00 + b
+    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        bad = [i for i, ch in enumerate(line) if "\udc80" <= ch <= "\udcff"]
+        if not bad:
+            continue
+        comment = _comment_start(line)
+        if comment is None or bad[0] < comment:
+            byte = ord(line[bad[0]]) - 0xDC00
+            raise ToolError(f"{name}:{number}:{bad[0] + 1}: invalid UTF-8 byte 0x{byte:02x}",
+                            Diagnostic("error", f"invalid UTF-8 byte 0x{byte:02x} (outside a comment)", name,
+                                       number, bad[0] + 1))
+        lines[number - 1] = "".join("\ufffd" if "\udc80" <= ch <= "\udcff" else ch for ch in line)
+    return "\n".join(lines)
+
+
+def _comment_start(line: str) -> int | None:
+    """Where a `//` comment starts on a line of MLIR, outside string literals; None if none."""
+    in_string = escaped = False
+    for i, ch in enumerate(line):
+        if in_string:
+            escaped, in_string = (not escaped and ch == "\\"), in_string and (escaped or ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif line.startswith("//", i):
+            return i
+    return None
 
 
 @dataclass

@@ -72,6 +72,16 @@ def find_function(module, entry: str | None):
     return defined[0]
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got {value}")
+    return value
+
+
 def parse_dims(items: list[str]) -> dict:
     """`argI.J=SIZE` (dim J of argument I) and `?=SIZE` (every other dynamic dim; the
     interpreter's default is 8)."""
@@ -87,7 +97,23 @@ def parse_dims(items: list[str]) -> dict:
 
 def make_inputs(func_op, dims: dict, seed: int) -> list[np.ndarray]:
     """Seeded random inputs for every argument of `func_op`, made as the interpreter makes its own
-    (mirage_mlir.interpreter.random_inputs), so that mirage-run and interpret(seed=N) agree."""
+    (mirage_mlir.interpreter.random_inputs), so that mirage-run and interpret(seed=N) agree. A --dims
+    entry must name a dynamic dim of an argument."""
+    import mlir.ir as ir
+
+    arg_types = ir.FunctionType(ir.TypeAttr(func_op.attributes["function_type"]).value).inputs
+    for key in dims:
+        if key == "?":
+            continue
+        arg, dim = key
+        if arg >= len(arg_types):
+            raise RunError(f"--dims arg{arg}.{dim}: the function has {len(arg_types)} argument(s)", func_op.location)
+        shaped = arg_types[arg] if isinstance(arg_types[arg], ir.ShapedType) else None
+        if shaped is None or not shaped.has_rank or dim >= shaped.rank:
+            raise RunError(f"--dims arg{arg}.{dim}: argument {arg} ({arg_types[arg]}) has no dim {dim}", func_op.location)
+        if not shaped.is_dynamic_dim(dim):
+            raise RunError(f"--dims arg{arg}.{dim}: dim {dim} of argument {arg} is static "
+                           f"({shaped.get_dim_size(dim)})", func_op.location)
     sized = {k: v for k, v in dims.items() if k != "?"}
     kwargs = {"dynamic_size": dims["?"]} if "?" in dims else {}
     try:
@@ -100,8 +126,10 @@ def load_inputs(path: str, count: int) -> list[np.ndarray]:
     """Inputs saved by --save (input_I) or named argI."""
     try:
         data = np.load(path)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise ToolError(f"cannot read inputs from '{path}': {e}") from None
+    if not hasattr(data, "files"):
+        raise ToolError(f"'{path}' is not an .npz archive of named arrays (as --save writes)")
     inputs = []
     for i in range(count):
         key = next((k for k in (f"input_{i}", f"arg{i}") if k in data.files), None)
@@ -157,7 +185,7 @@ def build_parser() -> ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="FILE", help="MLIR file (- for stdin)")
     p.add_argument("--entry", metavar="NAME", help="function to run (default: @main, else the first function)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs, >= 0 (default: 0)")
     p.add_argument("--save", metavar="OUT.npz", help="write inputs (input_I) and outputs (output_I) to a .npz file")
     p.add_argument("--dims", nargs="+", action="extend", default=[], metavar="argI.J=SIZE",
                    help="sizes of dynamic dims: dim J of argument I, or ?=SIZE for all")

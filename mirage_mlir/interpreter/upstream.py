@@ -407,10 +407,18 @@ def _tensor_cast(interp, op, args):
     return [args[0]]
 
 
+def _reshaped(src: np.ndarray, shape: list[int], what: str) -> np.ndarray:
+    """src in `shape`, or an error that says why not (sizes only known at run time can disagree)."""
+    if any(d < 0 for d in shape) or int(np.prod(shape)) != src.size:
+        raise ValueError(f"{what} {tuple(shape)} does not hold the source's {src.size} elements "
+                         f"(shape {tuple(src.shape)})")
+    return np.reshape(src, shape)
+
+
 @register("tensor.expand_shape")
 def _expand_shape(interp, op, args):
     shape = _fill_dynamic(_i64_array(op, "static_output_shape"), args[1:])
-    return [np.reshape(args[0], shape)]
+    return [_reshaped(args[0], shape, "the output shape")]
 
 
 @register("tensor.collapse_shape")
@@ -423,7 +431,7 @@ def _collapse_shape(interp, op, args):
 
 @register("tensor.reshape")
 def _reshape(interp, op, args):
-    return [np.reshape(args[0], [int(s) for s in np.asarray(args[1]).reshape(-1)])]
+    return [_reshaped(args[0], [int(s) for s in np.asarray(args[1]).reshape(-1)], "the shape operand")]
 
 
 def _slice_params(op, dynamic: list):

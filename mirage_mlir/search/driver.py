@@ -53,7 +53,7 @@ class KState:
 
 @dataclass
 class SearchOptions(Options):
-    time_budget: float = 45.0
+    time_budget: float = 45.0  # seconds for all of it: e-graph, seeds, search, verification
     seed: int = 0
     workers: int = 2
     keep: int = 1  # the search stops once this many cheapest candidates are proven
@@ -84,6 +84,7 @@ class SearchStats:
     verify_s: float = 0.0
     total_s: float = 0.0
     cached: bool = False
+    cut_short: bool = False  # the budget ended verification before every wanted candidate was checked
 
 
 @dataclass
@@ -172,6 +173,8 @@ class Searcher:
         scalars += tuple(("add_scalar", e) for e in rms_eps if ("add_scalar", e) not in scalars)
         self.ctx = Context(target, info, options, rms_eps, scalars)
         self.out_types = [reference.value_types[v] for v in reference.outputs]
+        self.deadline = time.perf_counter() + options.time_budget  # superoptimize sets the search's share
+        self.started = False
         self.heap: list = []
         self.counter = itertools.count()
         self.candidates: dict[Graph, float] = {}
@@ -495,9 +498,9 @@ class Searcher:
         global _CTX
         _CTX = self.ctx
         start = time.perf_counter()
-        if not hasattr(self, "deadline"):
-            self.deadline = start + self.options.time_budget
+        if not self.started:
             self.push(0.0, "state", self.initial_state())
+            self.started = True
         pool = None
         if self.options.workers > 1:
             try:
@@ -616,6 +619,11 @@ def _verify_one(payload):
     return result
 
 
+def _still_equivalent(reference: Graph, graph: Graph, options: SearchOptions) -> bool:
+    """One finite-field trial (and the float check) of a cached graph against the program."""
+    return finite_field.check_equivalent(reference, graph, trials=1, seed=options.seed + 1, workers=1).verified
+
+
 def options_key(o: SearchOptions) -> dict:
     return {"max_kernel_ops": o.max_kernel_ops, "max_block_ops": o.max_block_ops, "max_blocks": o.max_blocks,
             "max_open_tiles": o.max_open_tiles, "block_states": o.block_states, "block_sizes": list(o.block_sizes),
@@ -624,11 +632,43 @@ def options_key(o: SearchOptions) -> dict:
             "cost_model": repr(costmod.chip(o.chip)), "codegen": CODEGEN_VERSION}
 
 
-def seed_candidates(reference: Graph, options: SearchOptions) -> list[Graph]:
+class Budget:
+    """The whole search of a subgraph ends by `deadline` (start + time_budget): the e-graph, the
+    seeds' sub-searches, the search and every verification. The search proper stops at `search_end`,
+    leaving VERIFY_SHARE of the budget for verification. A verification starts only while the longest
+    one so far still fits before the deadline, except while nothing is verified yet: then any that
+    starts before the deadline (without one, nothing can be replaced)."""
+
+    VERIFY_SHARE = 0.3
+
+    def __init__(self, seconds: float):
+        now = time.perf_counter()
+        self.deadline = now + seconds
+        self.search_end = now + (1 - self.VERIFY_SHARE) * seconds
+        self.longest = 0.0
+        self.cut_short = False
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.perf_counter())
+
+    def verify(self, payload, stats: SearchStats, needed: bool = False):
+        """The verification of payload's candidate, or None (and cut_short) when it does not fit."""
+        now = time.perf_counter()
+        if now + (0.0 if needed else self.longest) > self.deadline:
+            self.cut_short = stats.cut_short = True
+            return None
+        result = _verify_one(payload)
+        seconds = time.perf_counter() - now
+        stats.verify_s += seconds
+        self.longest = max(self.longest, seconds)
+        return result
+
+
+def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) -> list[Graph]:
     """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
     model prefers, attention with a max as online softmax, and the program cut before a matmul that
-    reads a computed tensor, each part searched alone (with a third of the budget) and the best of
-    each composed."""
+    reads a computed tensor, each part searched alone (each with a quarter of the time left) and the
+    best of each composed."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
@@ -638,8 +678,8 @@ def seed_candidates(reference: Graph, options: SearchOptions) -> list[Graph]:
         out.append(min(attention, key=lambda g: costmod.cost(g, options.chip).total_us))
     split = seeds.split_before_matmul(reference)
     if split is not None:
-        part_options = replace(options, time_budget=options.time_budget / 3, progress=False, dump=False)
-        parts = [superoptimize(part, part_options).graph or part for part in split]
+        parts = [superoptimize(part, replace(options, time_budget=budget.remaining() / 4, progress=False, dump=False,
+                                             candidates=1)).graph or part for part in split]
         out.append(seeds.compose(*parts))
     return out
 
@@ -648,7 +688,8 @@ SPLITS = (2, 4, 8)
 REFINEMENTS = (2, 4)
 
 
-def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptions, stats: SearchStats, dump: list):
+def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptions, stats: SearchStats, dump: list,
+                      budget: Budget):
     """The best candidate with one of its for-loops split across blocks (seeds.split_reduction), when
     the model ranks that cheaper and it verifies; else the best as it was."""
     cost = costmod.cost(best, options.chip).total_us
@@ -657,9 +698,9 @@ def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptio
     for us, g in sorted(((costmod.cost(g, options.chip).total_us, g) for g in variants), key=lambda e: e[0]):
         if us >= cost:
             break
-        t0 = time.perf_counter()
-        result = _verify_one((reference, g, options.verify_trials, options.seed, options.workers))
-        stats.verify_s += time.perf_counter() - t0
+        result = budget.verify((reference, g, options.verify_trials, options.seed, options.workers), stats)
+        if result is None:
+            break
         dump.append((us, g, result))
         if result.equivalent:
             stats.verified += 1
@@ -700,7 +741,7 @@ def _family(signature: tuple) -> tuple:
 
 
 def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_check, searcher, checked: set,
-                  options: SearchOptions, stats: SearchStats, dump: list) -> list:
+                  options: SearchOptions, stats: SearchStats, dump: list, budget: Budget) -> list:
     """The verified candidates kept for the clock, [(estimate, graph, verification)] cheapest first:
     `best` and up to options.candidates - 1 others of distinct plan signatures, cheapest under the
     model first within a family of plans and across families in turn, from the search's other
@@ -738,9 +779,9 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
         check = verdicts.get(g)
         if check is None:
             attempts -= 1
-            t0 = time.perf_counter()
-            check = _verify_one((reference, g, options.verify_trials, options.seed, options.workers))
-            stats.verify_s += time.perf_counter() - t0
+            check = budget.verify((reference, g, options.verify_trials, options.seed, options.workers), stats)
+            if check is None:
+                break
             dump.append((us, g, check))
             stats.verified += check.equivalent
             stats.rejected += not check.equivalent
@@ -754,18 +795,21 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
     """Searches mu-graphs equivalent to the kernel graph `reference` and returns the best verified one."""
     options = options or SearchOptions()
     start = time.perf_counter()
+    budget = Budget(options.time_budget)
     ref_cost = costmod.cost(reference, options.chip)
     key = cache.cache_key(reference, options.chip, options_key(options))
     if options.use_cache and not options.dump:
         entry = cache.load(key, reference)
-        if entry is not None:
+        # a well-formed entry may still hold a changed graph: each is tested against the program again
+        if entry is not None and all(_still_equivalent(reference, g, options) for g in entry["graphs"]):
             stats = SearchStats(**{k: v for k, v in entry.get("stats", {}).items() if k in SearchStats.__dataclass_fields__})
             stats.cached = True
             graphs = entry["graphs"]
             return SearchResult(graphs[0], costmod.cost(graphs[0], options.chip), ref_cost, stats,
                                 candidates=[(costmod.cost(g, options.chip).total_us, g) for g in graphs])
-    seeded = seed_candidates(reference, options)
+    seeded = seed_candidates(reference, options, budget)
     searcher = Searcher(reference, options)
+    searcher.deadline = budget.search_end
     stats = searcher.stats
     for seed in seeded:  # verified and ranked with the search's own (and they bound the search)
         searcher.candidates.setdefault(seed, costmod.cost(seed, options.chip).total_us)
@@ -782,14 +826,15 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
         g = pending[0][3]
         checked.add(g)
         proven = searcher.exhausted  # nothing cheaper is left in the space: g is optimal if it passes
-        t0 = time.perf_counter()
         fused = _emittable(g)
         if fused is None:  # never emit IR the verifier rejects (e.g. mixed element types)
             stats.rejected += 1
             searcher.reject(g)
             continue
-        check = _verify_one((reference, fused, options.verify_trials, options.seed, options.workers))
-        stats.verify_s += time.perf_counter() - t0
+        check = budget.verify((reference, fused, options.verify_trials, options.seed, options.workers), stats,
+                              needed=best is None)
+        if check is None:
+            break
         dump.append((costmod.cost(fused, options.chip).total_us, fused, check))
         if check.equivalent:
             stats.verified += 1
@@ -803,8 +848,9 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
     progress.close()
     chosen = []
     if best is not None:
-        best, best_check = _split_reductions(reference, best, best_check, options, stats, dump)
-        chosen = _alternatives(reference, searched_best, best, best_check, searcher, checked, options, stats, dump)
+        best, best_check = _split_reductions(reference, best, best_check, options, stats, dump, budget)
+        chosen = _alternatives(reference, searched_best, best, best_check, searcher, checked, options, stats, dump,
+                               budget)
         _, best, best_check = chosen[0]
     stats.total_s = time.perf_counter() - start
     result = SearchResult(best, costmod.cost(best, options.chip) if best is not None else None, ref_cost, stats,

@@ -335,6 +335,20 @@ func.func @grid_dim(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
 
 // -----
 
+func.func @grid_beyond_cuda(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  // expected-error @+1 {{grid_dim [1, 70000, 1] exceeds a CUDA grid ([2147483647, 65535, 65535])}}
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<4x8xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = -1} : (tensor<4x8xf32>) -> tensor<4x8xf32>
+    %s = "mirage_block.accum_sum"(%t) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+    %r = "mirage_block.output_saver"(%s) {omap = array<i64: -1, -1, -1>} : (tensor<4x8xf32>) -> tensor<4x8xf32>
+    gpu.yield %r : tensor<4x8xf32>
+  }) {grid_dim = array<i64: 1, 70000, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 1, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %o : tensor<4x8xf32>
+}
+
+// -----
+
 func.func @block_dim(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
   // expected-error @+1 {{block_dim must be three positive sizes with at most 1024 threads, got [2048, 1, 1]}}
   %o = "mirage_kernel.graph_def"(%x) ({
@@ -350,7 +364,7 @@ func.func @block_dim(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
 // -----
 
 func.func @forloop_range(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
-  // expected-error @+1 {{forloop_range must be positive, got 0}}
+  // expected-error @+1 {{forloop_range must be in [1, 65536], got 0}}
   %o = "mirage_kernel.graph_def"(%x) ({
   ^bb0(%bx: tensor<4x8xf32>):
     %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = -1} : (tensor<4x8xf32>) -> tensor<4x8xf32>
@@ -358,6 +372,20 @@ func.func @forloop_range(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
     %r = "mirage_block.output_saver"(%s) {omap = array<i64: -1, -1, -1>} : (tensor<4x8xf32>) -> tensor<4x8xf32>
     gpu.yield %r : tensor<4x8xf32>
   }) {grid_dim = array<i64: 1, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 0, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %o : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @forloop_range_huge(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  // expected-error @+1 {{forloop_range must be in [1, 65536], got 2147483648}}
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<4x8xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = -1} : (tensor<4x8xf32>) -> tensor<4x8xf32>
+    %s = "mirage_block.accum_sum"(%t) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+    %r = "mirage_block.output_saver"(%s) {omap = array<i64: -1, -1, -1>} : (tensor<4x8xf32>) -> tensor<4x8xf32>
+    gpu.yield %r : tensor<4x8xf32>
+  }) {grid_dim = array<i64: 1, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 2147483648, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x8xf32>) -> tensor<4x8xf32>
   return %o : tensor<4x8xf32>
 }
 
