@@ -13,8 +13,8 @@ config.test_format = lit.formats.ShTest(execute_external=False)
 config.suffixes = [".mlir"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = config.test_source_root  # Output/ folders are git-ignored
-# test/inputs holds torch-mlir programs read by tests, not tests.
-config.excludes = ["inputs", "lit.cfg.py", "__pycache__"]
+# test/inputs holds torch-mlir programs read by tests, test/fuzz the fuzz tests' seeds; neither are tests.
+config.excludes = ["inputs", "fuzz", "lit.cfg.py", "__pycache__"]
 
 config.environment["PYTHONUNBUFFERED"] = "1"
 for name in ("HOME", "TMPDIR", "MIRAGE_DEBUG"):
