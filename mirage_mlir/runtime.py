@@ -43,8 +43,8 @@ _TORCH = {"f16": "float16", "f32": "float32", "f64": "float64", "bf16": "bfloat1
 _BYTES = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8, "i32": 4}
 MAX_STATIC_SHARED = 48 * 1024
 TUNE_BUDGET_S = 1.5  # seconds of timing per function on first use (module loads included)
-TUNE_SAMPLE_US = 50.0  # a sample launches a candidate back to back for about this long
-TUNE_SAMPLES = 15
+TUNE_SAMPLE_US = 20.0  # a sample launches a candidate back to back for about this long (once if longer)
+TUNE_SAMPLES = 25
 
 
 class RuntimeError_(RuntimeError):
@@ -338,8 +338,9 @@ class Program:
     def _measure(self, device: int, like_torch: bool, pointers: list, outs: list,
                  budget_s: float = TUNE_BUDGET_S) -> None:
         """Times every candidate on these buffers (current stream): one launch each to load it and
-        catch launch errors, then rounds of samples (L2 flushed, then the candidate back to back for
-        about TUNE_SAMPLE_US) until TUNE_SAMPLES rounds or the budget; the median per launch decides."""
+        catch launch errors, then rounds of samples (L2 flushed by a read, then the candidate back to
+        back for about TUNE_SAMPLE_US) until TUNE_SAMPLES rounds or the budget; the median per launch
+        decides."""
         import cupy
 
         start = time.perf_counter()
@@ -356,7 +357,8 @@ class Program:
                 warnings.warn(f"{self.name}: candidate plan {c} failed to run and is dropped: {e}", stacklevel=5)
                 launches.append(None)
         l2 = int(cupy.cuda.runtime.getDeviceProperties(device).get("l2CacheSize", 64 << 20))
-        flush = cupy.empty(2 * l2, dtype=np.uint8)
+        # read, not written, to flush L2: dirty lines would be written back during the next sample
+        flush = cupy.zeros(2 * l2 // 4, dtype=np.float32)
         begin, end = cupy.cuda.Event(), cupy.cuda.Event()
         samples: list[list[float]] = [[] for _ in launches]
         reps = [1] * len(launches)
@@ -364,7 +366,7 @@ class Program:
             for c, launch in enumerate(launches):
                 if launch is None:
                     continue
-                flush.fill(round_ & 0xFF)
+                flush.sum()
                 begin.record(stream)
                 for _ in range(reps[c]):
                     self._launch(*launch)

@@ -117,14 +117,14 @@ def test_no_split_without_a_loop_or_a_free_grid_axis():
 
 @pytest.mark.parametrize("name", ["rmsnorm_linear", "gated_mlp"])
 def test_a_loop_over_thinner_tiles_is_equivalent(name):
-    """refine_loop: twice the iterations over tiles half as thick along the loop dim, the kernel's
-    outputs unchanged; with split_reduction, the split-K plan of thin stages."""
+    """retile: twice the iterations over tiles half as thick along the loop dim, the kernel's outputs
+    unchanged; with split_reduction, the split-K plan of thin stages; another grid and block size."""
     from mirage_mlir import plans
-    from mirage_mlir.search.seeds import refine_loop, split_reduction
+    from mirage_mlir.search.seeds import retile, split_reduction
 
     inputs = programs.small_inputs(name, "f16")
     plan = plans.PLANS[name](inputs, k_tile=inputs[0].shape[1] // 4)
-    refined = refine_loop(plan, 0, 2)
+    refined = retile(plan, 0, 2)
     assert refined is not None and not verify(refined)
     before, after = plan.nodes[0].body, refined.nodes[0].body
     assert after.forloop_range == 2 * before.forloop_range and after.grid_dim == before.grid_dim
@@ -134,8 +134,12 @@ def test_a_loop_over_thinner_tiles_is_equivalent(name):
     reference = programs.reference(name, inputs)
     assert check_equivalent(reference, refined, trials=2).equivalent
     assert check_equivalent(reference, split_reduction(refined, 0, 2), trials=2).equivalent
-    assert refine_loop(plan, 0, 1024) is None  # no tile that thin
-    assert refine_loop(plans.ntrans(programs.small_inputs("ntrans", "f16")), 0, 2) is None  # no loop
+    assert retile(plan, 0, 1024) is None  # no tile that thin
+    assert retile(plans.ntrans(programs.small_inputs("ntrans", "f16")), 0, 2) is None  # no loop
+    grid = tuple(g * 2 if g > 1 else g for g in before.grid_dim)
+    wider = retile(plan, 0, grid_dim=grid, threads=64)
+    assert wider is not None and wider.nodes[0].body.grid_dim == grid and wider.nodes[0].body.block_dim == (64, 1, 1)
+    assert check_equivalent(reference, wider, trials=2).equivalent
 
 
 @pytest.mark.parametrize("name", ["stable_attention_small_f16", "stable_attention_small_f32"])

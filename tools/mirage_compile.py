@@ -7,7 +7,7 @@ directory of PTX and a manifest that `mirage_mlir.runtime` runs on the GPU.
 Default pipeline: convert-linalg-to-mirage, mirage-superoptimize (options through --search-options;
 --no-search skips it), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked
 with ptxas when it is installed. The search keeps up to K verified plans of each subgraph (default
-4, distinct plans in the model's order); each is lowered, and the manifest lists them under the
+8, distinct plans in the model's order); each is lowered, and the manifest lists them under the
 function's "candidates" for the runtime to time on its GPU (the function's own "kernels" are the
 model's pick, so a runtime that does not tune runs that). `--plan published` replaces the function with Mirage's published
 plan for the program (mirage_mlir/plans.py; the program is named by the file's header comment
@@ -46,8 +46,8 @@ def build_parser():
     p.add_argument("--no-search", action="store_true", help="skip mirage-superoptimize (lower the converted kernel ops as they are)")
     p.add_argument("--search-options", default="", metavar="OPTS",
                    help="options of mirage-superoptimize, e.g. 'time-budget=10 workers=4'")
-    p.add_argument("--candidates", type=int, default=4, metavar="K",
-                   help="verified plans per subgraph kept for the runtime to time (default 4; 1: the model's pick only)")
+    p.add_argument("--candidates", type=int, default=8, metavar="K",
+                   help="verified plans per subgraph kept for the runtime to time (default 8; 1: the model's pick only)")
     p.add_argument("--lower-options", default="", metavar="OPTS",
                    help="mirage-lower-to-gpu options, e.g. 'fuse-split-k=false'")
     p.add_argument("--no-ptxas", action="store_true", help="do not check the PTX with ptxas")

@@ -685,7 +685,8 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
 
 
 SPLITS = (2, 4, 8)
-REFINEMENTS = (2, 4)
+REFINEMENTS = (2, 4, 8)
+COLUMN_TILES = (64, 128)
 
 
 def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptions, stats: SearchStats, dump: list,
@@ -736,6 +737,31 @@ def plan_signature(graph: Graph, sms: int) -> tuple:
     return tuple(sig)
 
 
+def _retilings(graph: Graph) -> list[Graph]:
+    """Each looping kernel of `graph` retiled (seeds.retile): its loop over 2, 4 or 8 times thinner
+    tiles, at 128 threads, and with output column tiles of 64 or 128 (the shapes of the split-K plans
+    that stream fastest on the H200: 16-32 KB stages, 128 threads, one wave of blocks)."""
+    out = []
+    for n, node in enumerate(graph.nodes):
+        body = node.body
+        if body is None or body.forloop_range == 1:
+            continue
+        grids = [None]
+        for saver in (b for b in body.nodes if b.op == "output_saver"):
+            for axis, dim in enumerate(saver.attr("omap")):
+                size = saver.types[0].shape[dim] if dim != -1 else 0
+                grids += [tuple(size // tile if a == axis else g for a, g in enumerate(body.grid_dim))
+                          for tile in COLUMN_TILES if dim != -1 and body.grid_dim[axis] > 1 and size % tile == 0
+                          and size // tile != body.grid_dim[axis]]
+        for grid in dict.fromkeys(grids):
+            for threads in (None, 128):
+                for factor in (1,) + REFINEMENTS:
+                    if (grid, threads, factor) != (None, None, 1):
+                        g = seeds.retile(graph, n, factor, grid, threads)
+                        out += [g] if g is not None else []
+    return out
+
+
 def _family(signature: tuple) -> tuple:
     return tuple(kernel[:3] if isinstance(kernel, tuple) else kernel for kernel in signature)
 
@@ -745,9 +771,9 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     """The verified candidates kept for the clock, [(estimate, graph, verification)] cheapest first:
     `best` and up to options.candidates - 1 others of distinct plan signatures, cheapest under the
     model first within a family of plans and across families in turn, from the search's other
-    candidates (seeds included) and the searched best's (as found, thread graphs not fused) for-loops
-    split across blocks, each also with its loop over 2 or 4 times thinner tiles (seeds.refine_loop).
-    Verification is cut off after 2 attempts per wanted candidate."""
+    candidates (seeds included) and the searched best's (as found, thread graphs not fused) retilings
+    (_retilings) with each for-loop split across blocks. Verification is cut off after 2 attempts per
+    wanted candidate."""
     chip = costmod.chip(options.chip)
     chosen = [(costmod.cost(best, options.chip).total_us, best, best_check)]
     if options.candidates <= 1:
@@ -755,8 +781,7 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     verdicts = {g: r for _, g, r in dump}
     signatures = {plan_signature(best, chip.sms)}
     nodes = range(len(searched_best.nodes))
-    bases = [searched_best] + [g for n in nodes for factor in REFINEMENTS
-                               if (g := seeds.refine_loop(searched_best, n, factor)) is not None]
+    bases = [searched_best] + _retilings(searched_best)
     variants = bases + [g for base in bases for n in nodes for splits in SPLITS
                         if (g := seeds.split_reduction(base, n, splits)) is not None]
     pool = [e for g in list(searcher.candidates) + variants if g not in checked and (e := _emittable(g)) is not None]

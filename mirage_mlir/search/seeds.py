@@ -15,10 +15,10 @@
   cannot fill the SMs this streams faster, and the lowering runs the pair as one launch
   (fuse_split_k). Applied to the search's result (its own space holds these plans, but they lie
   beyond where the best-first search gets within its budget).
-- `refine_loop(graph, n, factor)`: kernel n's for-loop over `factor` times as many, thinner tiles
-  (smaller stages in flight: the split-K plans that stream fastest on the H200 load 16 KB stages,
-  the search's pick 48 KB ones). With split_reduction, what the driver offers the runtime's clock
-  beside the model's pick (driver._alternatives).
+- `retile(graph, n, loop_factor, grid_dim, threads)`: kernel n's block graph over thinner loop tiles,
+  another grid or block size (the split-K plans that stream fastest on the H200 load 16 KB stages
+  on 128 threads, one wave of blocks; the search's pick 48 KB stages on 256). With split_reduction,
+  what the driver offers the runtime's clock beside the model's pick (driver._alternatives).
 - `online_softmax_attention(graph)`: a program with attention's interface (Q [B, M, D],
   K [B, D, N], V [B, N, Dv]) that takes a max, as the two-kernel online-softmax plan
   (plans.stable_attention: running maxima and rescaled sums over a KV split, then a combine), at a
@@ -233,17 +233,19 @@ def split_reduction(graph: Graph, n: int, splits: int) -> Graph | None:
     return kb.finish([remap[v] for v in graph.outputs])
 
 
-def refine_loop(graph: Graph, n: int, factor: int) -> Graph | None:
-    """Kernel n's block graph with `factor` times the for-loop range (each iterated tile `factor`
-    times thinner along its loop dim), or None when it cannot be rebuilt so (no loop, a thread graph,
-    an accumulator with other attributes, a tile the factor does not divide). Whether the program is
+def retile(graph: Graph, n: int, loop_factor: int = 1, grid_dim=None, threads: int | None = None) -> Graph | None:
+    """Kernel n's block graph rebuilt with `loop_factor` times the for-loop range (each iterated tile
+    that many times thinner along its loop dim), another grid (tiles re-split accordingly) or another
+    block size; None when it cannot be rebuilt so (no loop to refine, a thread graph, an accumulator
+    with other attributes, a tile that does not divide, other result shapes). Whether the program is
     still computed (a reduction along the loop dim inside the loop would change meaning) is the
     verifier's to say."""
     node = graph.nodes[n]
-    if node.op != "graph_def" or node.body.forloop_range == 1:
+    if node.op != "graph_def" or (loop_factor > 1 and node.body.forloop_range == 1):
         return None
     body = node.body
-    a = BlockBuilder(list(body.inputs), body.grid_dim, body.forloop_range * factor, body.block_dim)
+    block = body.block_dim if threads is None else (threads, 1, 1)
+    a = BlockBuilder(list(body.inputs), grid_dim or body.grid_dim, body.forloop_range * loop_factor, block)
     value: dict[int, int] = {}
     try:
         for i, b in enumerate(body.nodes):
@@ -263,15 +265,15 @@ def refine_loop(graph: Graph, n: int, factor: int) -> Graph | None:
             value[body.first_result[i]] = v
     except ShapeError:
         return None
-    refined = a.finish([value[v] for v in body.outputs])
-    if [refined.value_types[v] for v in refined.outputs] != list(node.types):
+    rebuilt = a.finish([value[v] for v in body.outputs])
+    if [rebuilt.value_types[v] for v in rebuilt.outputs] != list(node.types):
         return None
     nodes = list(graph.nodes)
-    nodes[n] = Node(node.op, node.inputs, node.types, node.attrs, refined)
+    nodes[n] = Node(node.op, node.inputs, node.types, node.attrs, rebuilt)
     return Graph(graph.inputs, tuple(nodes), graph.outputs, graph.grid_dim, graph.block_dim, graph.forloop_range)
 
 
-__all__ = ["compose", "refine_loop", "row_fused", "split_before_matmul", "split_reduction"]
+__all__ = ["compose", "retile", "row_fused", "split_before_matmul", "split_reduction"]
 
 
 def online_softmax_attention(graph: Graph) -> list[Graph]:
