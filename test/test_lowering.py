@@ -468,6 +468,24 @@ def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):
     assert rel_err(fused, evaluate(graph, inputs)[0]) < 2e-3
 
 
+def test_a_split_combine_fused_with_its_own_combine_runs_on_the_launchs_threads():
+    """The combine of a split-K plan, itself split across blocks (a candidate the search offers the
+    clock): that split is a row kernel, which picks fewer threads than its block_dim; the combine
+    fused into its last blocks must run on those threads (it ran on block_dim's and left outputs
+    unwritten, NaN, on the H200: run 31)."""
+    from mirage_mlir.lowering.fuse_split_k import fused_pairs
+    from mirage_mlir.plans import VARIANTS
+    from mirage_mlir.search.seeds import split_reduction
+
+    types = [TensorType(s, "f16") for s in [(8, 256), (256, 256), (256, 256)]]
+    graph = split_reduction(VARIANTS["gated_mlp_split_k"](types, col_tile=64, splits=4, k_tile=32), 1, 2)
+    assert [n.body.grid_dim for n in graph.nodes] == [(4, 4, 1), (4, 2, 1), (4, 1, 1)]
+    assert list(fused_pairs(graph)) == [1]
+    inputs = random_inputs(types, seed=5)
+    inputs = [inputs[0]] + [round_to(x * 0.1, "f16") for x in inputs[1:]]
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
 @pytest.mark.parametrize("combine_tile,fused", [(64, True), (32, False), (128, False)])
 def test_a_combine_on_the_partial_tiles_is_fused_other_tiles_not(combine_tile, fused):
     """The last partial block of a tile runs the combine block that reads that tile; finer combine

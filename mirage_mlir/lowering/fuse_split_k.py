@@ -116,8 +116,10 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     last (as the string "counters")."""
     first, second = graph.nodes[n], graph.nodes[n + 1]
     a = first.body
-    b = replace(second.body, block_dim=a.block_dim)  # the block size never changes a block graph's value
     gen_a = BlockKernelGen(a, name, path)
+    # the combine runs on the launch's threads: the first kernel's plan's (a row kernel picks its own
+    # count, fewer than its block_dim); the block size never changes a block graph's value
+    b = replace(second.body, block_dim=(gen_a.plan.threads, 1, 1))
     gen_b = BlockKernelGen(b, name, path + (1,), em=gen_a.em, prefix="combine_",
                            smem_budget=gen_a.plan.shared_bytes, fixed_threads=True)
     if gen_a.plan.ctype != gen_b.plan.ctype:
