@@ -4,9 +4,9 @@ convert, convert + superoptimize) and mirage-run in this process, each outcome c
 The mutations are drawn by hypothesis (test/test_fuzz.py, benchmarks/fuzz.py): `mutate(text, draw)`
 applies a few edits, each one of MUTATIONS, with choices taken from `draw(strategy)`. An outcome is
 acceptable when the tool exits 0, or exits 1 with an error diagnostic that names a line and column
-(or the file, for a file that cannot be read as text); it is a defect when it shows a traceback or an
-internal error, exits otherwise, runs past its time limit (a hang), refuses without a location, or
-prints a module that does not parse and verify again.
+(or only the file, for a problem of the whole file: unreadable, no function); it is a defect when it
+shows a traceback or an internal error, exits otherwise, runs past its time limit (a hang), refuses
+without a location, or prints a module that does not parse and verify again.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ PIPELINES = {
 }
 DEFECTS = ("traceback", "internal error", "hang", "bad exit", "unlocated refusal", "invalid output")
 _LOCATED = re.compile(r"^[^\n:]+:\d+:\d+: error: ", re.M)
-_FILE_ERROR = re.compile(r"^[^\n:]+: error: (input is not UTF-8|cannot open|invalid UTF-8)", re.M)
+_FILE_ERROR = re.compile(r"^[^\n:]+: error: (input is not UTF-8|cannot open|invalid UTF-8|the module has no function)", re.M)
 TYPES = ("f16", "bf16", "f32", "f64", "i32", "i1", "index")
 ATTRIBUTES = ("forloop_range", "grid_dim", "block_dim", "imap", "omap", "fmap", "dim", "eps", "scalar", "reduce_dim")
 ODD_VALUES = ("0", "-1", "2147483648", "9223372036854775807", "0x7FC00000", "0xFF800000", "1.0e+300", "?")
@@ -77,45 +77,32 @@ def swap_tokens(lines, draw, st):
     return lines
 
 
-def change_number(lines, draw, st):
+def _replace_match(lines, draw, st, pattern: str, values, group: int = 0, keep=lambda m: True):
+    """On a drawn line, one match of `pattern` (its `group`) replaced by a drawn value."""
     k = _line(lines, draw, st)
-    numbers = list(re.finditer(r"\b\d+\b", lines[k]))
-    if not numbers:
+    found = [m for m in re.finditer(pattern, lines[k]) if keep(m)]
+    if not found:
         return None
-    m = draw(st.sampled_from(numbers))
-    value = draw(st.sampled_from(ODD_VALUES[:4] + ("1", "3", "7", "64", "1000000")))
-    lines[k] = lines[k][:m.start()] + value + lines[k][m.end():]
+    m = draw(st.sampled_from(found))
+    lines[k] = lines[k][:m.start(group)] + draw(st.sampled_from(values)) + lines[k][m.end(group):]
     return lines
+
+
+def change_number(lines, draw, st):
+    return _replace_match(lines, draw, st, r"\b\d+\b", ODD_VALUES[:4] + ("1", "3", "7", "64", "1000000"))
 
 
 def change_type(lines, draw, st):
-    k = _line(lines, draw, st)
-    found = list(re.finditer(r"\b(f16|bf16|f32|f64|i32|i64)\b", lines[k]))
-    if not found:
-        return None
-    m = draw(st.sampled_from(found))
-    lines[k] = lines[k][:m.start()] + draw(st.sampled_from(TYPES)) + lines[k][m.end():]
-    return lines
+    return _replace_match(lines, draw, st, r"\b(f16|bf16|f32|f64|i32|i64)\b", TYPES)
 
 
 def dynamic_dim(lines, draw, st):
-    k = _line(lines, draw, st)
-    found = list(re.finditer(r"(?<=[<x])\d+(?=x)", lines[k]))
-    if not found:
-        return None
-    m = draw(st.sampled_from(found))
-    lines[k] = lines[k][:m.start()] + "?" + lines[k][m.end():]
-    return lines
+    return _replace_match(lines, draw, st, r"(?<=[<x])\d+(?=x)", ("?",))
 
 
 def attribute_value(lines, draw, st):
-    k = _line(lines, draw, st)
-    found = [m for m in re.finditer(r"\b(\w+) = ([^,}>]+)", lines[k]) if m[1] in ATTRIBUTES]
-    if not found:
-        return None
-    m = draw(st.sampled_from(found))
-    lines[k] = lines[k][:m.start(2)] + draw(st.sampled_from(ODD_VALUES)) + lines[k][m.end(2):]
-    return lines
+    return _replace_match(lines, draw, st, r"\b(\w+) = ([^,}>]+)", ODD_VALUES, group=2,
+                          keep=lambda m: m[1] in ATTRIBUTES)
 
 
 def truncate(lines, draw, st):

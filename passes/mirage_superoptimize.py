@@ -18,7 +18,7 @@ from typing import ClassVar
 import mlir.ir as ir
 from mlir.dialects import func
 
-from mirage_mlir.bridge import build_graph, mlir_type
+from mirage_mlir.bridge import build_graph
 from mirage_mlir.diagnostics import remark
 from mirage_mlir.search import SearchOptions, superoptimize
 from mirage_mlir.search.cache import graph_to_json

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent
 SEEDS = sorted([*(ROOT / "inputs").glob("*_small_f16.mlir"), *(ROOT / "fuzz").glob("*.mlir")])
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_mutated_programs_get_diagnostics_not_defects(data):
@@ -34,7 +34,7 @@ def test_mutated_programs_get_diagnostics_not_defects(data):
 REPLACED = []
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_random_programs_keep_their_outputs(data):

@@ -7,29 +7,17 @@ source line and a caret) and exit code 1; Python tracebacks are shown only with 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import traceback
 from dataclasses import dataclass, field
 
 from mirage_mlir.diagnostics import Diagnostic, DiagnosticCollector, format_diagnostic, location_parts
 
+from .errors import ToolError, debug_enabled, internal_error_message, run_main  # noqa: F401 (the tools' API)
+
 # The bindings name every parsed buffer "-"; diagnostics and printed locations map it to the file.
 BUFFER_NAME = "-"
 SPLIT_MARKER = "// -----"
-
-
-def debug_enabled() -> bool:
-    return os.environ.get("MIRAGE_DEBUG", "") not in ("", "0")
-
-
-class ToolError(Exception):
-    """A failure the tool reports as one diagnostic and exit code 1."""
-
-    def __init__(self, message: str, diagnostic: Diagnostic | None = None):
-        super().__init__(message)
-        self.diagnostic = diagnostic
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -176,13 +164,6 @@ def diagnostic_at(location, severity: str, message: str) -> Diagnostic:
     return Diagnostic(severity, message, file, line, col)
 
 
-def internal_error_message(what: str, error: BaseException) -> str:
-    if debug_enabled():
-        traceback.print_exc()
-    hint = "" if debug_enabled() else " (set MIRAGE_DEBUG=1 for a traceback)"
-    return f"internal error in {what}: {type(error).__name__}: {error}{hint}"
-
-
 def emit_at(location, message: str, collector: DiagnosticCollector | None = None, notes=()) -> None:
     """Emits an error at `location` through MLIR (so handlers and the verifier see it).
 
@@ -203,27 +184,6 @@ def verify_mirage(op) -> bool:
     except Exception as e:  # noqa: BLE001
         op.location.emit_error(internal_error_message("the mirage dialect verifier", e))
         return False
-
-
-def run_main(prog: str, main, argv: list[str] | None) -> int:
-    """Runs a tool's main; any error escaping it becomes a one-line diagnostic and exit code 1."""
-    try:
-        return main(sys.argv[1:] if argv is None else argv)
-    except ToolError as e:
-        sys.stderr.write(f"{prog}: error: {e}\n")
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # A closed stdout (`| head`) is not an error of ours; silence the flush at exit.
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return 1
-    except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
-        sys.stderr.write(f"{prog}: error: {internal_error_message(prog, e)}\n")
-        return 1
 
 
 # -- --verify-diagnostics -----------------------------------------------------------------------

@@ -20,10 +20,6 @@ import numpy as np
 PROG = "mirage-tune"
 
 
-class TuneError(Exception):
-    pass
-
-
 def random_input(spec: dict, rng: np.random.Generator):
     """A CuPy array of the spec's shape and dtype: normal values / sqrt(last dim) (bf16 as uint16 bits)."""
     import cupy
@@ -75,12 +71,14 @@ def _main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from mirage_mlir.runtime import RuntimeError_
 
+    from .errors import ToolError
+
     try:
         rows = tune_directory(args.directory, args.function, args.budget, args.device)
     except RuntimeError_ as e:
-        raise TuneError(str(e)) from None
+        raise ToolError(str(e)) from None
     except ImportError as e:
-        raise TuneError(f"needs CuPy and a CUDA GPU ({e})") from None
+        raise ToolError(f"needs CuPy and a CUDA GPU ({e})") from None
     sys.stdout.write(format_table(rows) + "\n")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -89,16 +87,9 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(sys.argv[1:] if argv is None else argv)
-    except TuneError as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # noqa: BLE001 - no GPU, a CUDA error: one line, no traceback
-        sys.stderr.write(f"{PROG}: error: {type(e).__name__}: {e}\n")
-        return 1
+    from .errors import run_main  # imports no MLIR
+
+    return run_main(PROG, _main, argv)
 
 
 if __name__ == "__main__":

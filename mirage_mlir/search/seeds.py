@@ -32,7 +32,7 @@ from __future__ import annotations
 from .. import plans
 from ..builder import BlockBuilder, KernelBuilder
 from ..shapes import ShapeError
-from ..mugraph import Graph, Node, TensorType
+from ..mugraph import Graph, Node
 from ..opset import ACCUMULATORS, OPS
 from .generator import block_rms_norm
 
