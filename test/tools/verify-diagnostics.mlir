@@ -91,7 +91,7 @@ func.func @valid() {
 // Errors of a pass are matched as well: here the mirage verifier run after parsing.
 
 func.func @nested(%x: tensor<4x16xf32>) -> tensor<4x16xf32> {
-  // expected-error @+1 {{forloop_range must be positive, got 0}}
+  // expected-error @+1 {{forloop_range must be in [1, 65536], got 0}}
   %o = "mirage_kernel.graph_def"(%x) ({
   ^bb0(%bx: tensor<4x16xf32>):
     %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = -1} : (tensor<4x16xf32>) -> tensor<4x16xf32>
