@@ -18,9 +18,9 @@ The kernels are loaded with CuPy (`cupy.RawModule(path=...)`); CuPy is imported 
 A function compiled with several candidate plans (manifest "candidates", `mirage-compile
 --candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
 candidate on the call's own buffers (CUDA events, L2 flushed before each sample, the median of
-repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch (with a
-warning), and remembers the choice in a per-user cache (mirage_mlir/tuning.py) so that later loads
-skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
+repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch or whose
+outputs differ from the model's pick's on those inputs (with a warning), and remembers the choice
+in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
 first call made during CUDA-graph capture (nothing can be timed then). `Program.tune(*args)` times
 the candidates explicitly and returns the table (as `mirage-tune` prints it).
 """
@@ -63,6 +63,18 @@ def _poison(x) -> None:
         x.fill(0x7FC0)
     else:
         x.fill(np.nan)
+
+
+def _host_float(x, dtype: str) -> np.ndarray:
+    """A device array as float host values (bf16 from torch, or from its uint16 bits in CuPy)."""
+    if _is_torch(x):
+        return x.float().cpu().numpy()
+    import cupy
+
+    a = cupy.asnumpy(x)
+    if dtype == "bf16":
+        return (a.astype(np.uint32) << 16).view(np.float32)
+    return a.astype(np.float64) if dtype == "f64" else a.astype(np.float32)
 
 
 def _describe(x) -> str:
@@ -345,17 +357,25 @@ class Program:
 
         start = time.perf_counter()
         stream = cupy.cuda.get_current_stream()
-        launches: list = []
-        for c in range(len(self.candidates)):
+        launches: list = [None] * len(self.candidates)
+        expected = None  # the model's pick's outputs: every other candidate must compute them too
+        dtypes = [spec["dtype"] for spec in self.outputs]
+        for c in [self.model_choice] + [c for c in range(len(self.candidates)) if c != self.model_choice]:
             try:
                 kernels = self._load(device, c)
                 buffers = self._buffers(device, like_torch, c, pointers, outs)
                 self._launch(kernels, buffers)
                 stream.synchronize()
-                launches.append((kernels, buffers))
             except Exception as e:  # noqa: BLE001 - a launch failure drops the candidate, whatever CuPy raises
                 warnings.warn(f"{self.name}: candidate plan {c} failed to run and is dropped: {e}", stacklevel=5)
-                launches.append(None)
+                continue
+            got = [_host_float(x, dtype) for x, dtype in zip(outs, dtypes)]
+            why = None if expected is None else tuning.disagreement(got, expected, dtypes)
+            if why:
+                warnings.warn(f"{self.name}: candidate plan {c} is dropped: {why}", stacklevel=5)
+                continue
+            expected = expected or got
+            launches[c] = (kernels, buffers)
         l2 = int(cupy.cuda.runtime.getDeviceProperties(device).get("l2CacheSize", 64 << 20))
         # read, not written, to flush L2: dirty lines would be written back during the next sample
         flush = cupy.zeros(2 * l2 // 4, dtype=np.float32)

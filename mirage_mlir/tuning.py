@@ -83,6 +83,27 @@ def store(key: dict, choice: int, times_us: list) -> None:
         pass  # a read-only cache is not an error: the next load times again
 
 
+TOLERANCE = {"f16": 1e-2, "bf16": 1e-2, "f32": 1e-4, "f64": 1e-8, "i32": 0.0}
+
+
+def disagreement(got: list, expected: list, dtypes: list[str]) -> str | None:
+    """Why a candidate's outputs (float host arrays) are not the model's pick's on the same inputs,
+    or None: non-finite values where the pick has none, or a relative difference
+    ||got - expected|| / ||expected|| beyond the dtype's tolerance. Every candidate is verified as a
+    mu-graph; this catches one its lowering got wrong before the clock could choose it."""
+    import numpy as np
+
+    for k, (g, e, dtype) in enumerate(zip(got, expected, dtypes)):
+        finite = np.isfinite(e)
+        if not np.isfinite(g[finite]).all():
+            return f"output {k} has non-finite values where the model's pick has none"
+        diff = float(np.linalg.norm((g - e)[finite]))
+        scale = float(np.linalg.norm(e[finite]))
+        if diff > TOLERANCE[dtype] * max(scale, 1e-30):
+            return f"output {k} differs from the model's pick's by {diff / max(scale, 1e-30):.1e} (relative)"
+    return None
+
+
 def fastest(samples: list) -> tuple[int, list]:
     """(index of the fastest candidate, median time of each) from per-candidate lists of sampled times;
     a candidate with no samples (it failed) has time None and is never chosen."""
@@ -93,4 +114,4 @@ def fastest(samples: list) -> tuple[int, list]:
     return min(alive, key=lambda k: (times[k], k)), times
 
 
-__all__ = ["artifact_digest", "cache_key", "enabled", "fastest", "load", "store"]
+__all__ = ["artifact_digest", "cache_key", "disagreement", "enabled", "fastest", "load", "store"]

@@ -47,6 +47,16 @@ def test_the_fastest_median_wins_and_failed_candidates_never():
         tuning.fastest([[], []])
 
 
+def test_a_candidate_whose_outputs_differ_from_the_picks_is_named():
+    import numpy as np
+
+    pick = [np.array([1.0, 2.0, np.inf], np.float32)]
+    assert tuning.disagreement([pick[0] * (1 + 1e-3)], pick, ["f16"]) is None  # rounding
+    assert "non-finite" in tuning.disagreement([np.array([1.0, np.nan, np.inf], np.float32)], pick, ["f16"])
+    assert "differs from the model's pick's by" in tuning.disagreement([pick[0] * 1.1], pick, ["f16"])
+    assert tuning.disagreement([pick[0] * (1 + 1e-3)], pick, ["f32"]) is not None  # f32 is held to 1e-4
+
+
 def _artifact(tmp_path, candidates: int = 3):
     """A compiled-program directory whose function has `candidates` plans (PTX contents are fake:
     nothing is launched here)."""
