@@ -210,7 +210,8 @@ def print_summary(rows: list, variants: list, targets: list, title: str) -> None
             searched = r.get("searched_us")
             if searched:
                 line += f"{fmt(searched)} | {comp / searched:.2f} | {100 * floor / searched:.0f}% | "
-                default_x.append(comp / searched)
+                if dtype == "f16":
+                    default_x.append(comp / searched)
             else:
                 line += "- | - | - | "
             us, variant = best[(name, bs, dtype)]
