@@ -18,6 +18,11 @@ def parse_module(text: str, context: ir.Context, first_line: int = 1) -> ir.Modu
     """Parses `text`; locations report lines as if the text started at `first_line` of its file.
 
     The bindings name every parsed buffer "-", so callers map that name to the real file when
-    printing diagnostics (mirage_mlir.diagnostics does).
+    printing diagnostics (mirage_mlir.diagnostics does). A failure MLIR reports without any
+    diagnostic (an op of an IRDL dialect in custom form) gets one (diagnostics.unexplained_parse_failure).
     """
-    return ir.Module.parse("\n" * (first_line - 1) + text, context)
+    from .diagnostics import unexplained_parse_failure
+
+    text = "\n" * (first_line - 1) + text
+    with unexplained_parse_failure(text):
+        return ir.Module.parse(text, context)

@@ -6,6 +6,7 @@ tools print them uniformly and decide the exit code; nothing reaches the user as
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 
@@ -47,6 +48,32 @@ def remark(location, message: str) -> None:
     attached collector; dropped when none is attached (a pass run from a user's script)."""
     if _ACTIVE:
         _ACTIVE[-1].diagnostics.append(Diagnostic("remark", message, *location_parts(location)))
+
+
+_CUSTOM_FORM = re.compile(r'(?<!["\w.])(mirage_(?:kernel|block|thread)\.\w+)')
+
+
+@contextlib.contextmanager
+def unexplained_parse_failure(text: str):
+    """Around a parse: when it fails and MLIR reported nothing (the parser of an IRDL dialect's op in
+    custom form fails silently), an error for the innermost collector: at the first mirage op written
+    in custom form, else for the whole input."""
+    before = len(_ACTIVE[-1].diagnostics) if _ACTIVE else 0
+    try:
+        yield
+    except ir.MLIRError as e:
+        if _ACTIVE and not e.error_diagnostics and len(_ACTIVE[-1].diagnostics) == before:
+            _ACTIVE[-1].diagnostics.append(_explain(text))
+        raise
+
+
+def _explain(text: str) -> Diagnostic:
+    for number, line in enumerate(text.split("\n"), start=1):
+        m = _CUSTOM_FORM.search(line.split("//", 1)[0])
+        if m:
+            return Diagnostic("error", f"'{m[1]}' in custom form: the mirage dialects have only the generic form "
+                                       f"(\"{m[1]}\"(...) : ...)", "-", number, m.start(1) + 1)
+    return Diagnostic("error", "the input does not parse (MLIR reported no location)")
 
 
 class DiagnosticCollector:
