@@ -67,7 +67,10 @@ def main() -> int:
         if total % 200 == 0:
             print(f"  {total} inputs, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
-    one()
+    try:
+        one()
+    except KeyboardInterrupt:  # a long run stopped by hand still reports what it saw
+        print("interrupted", file=sys.stderr)
     kinds = ["ok", "refused", *DEFECTS]
     print(f"\n{sum(sum(c.values()) for c in counts.values())} mutated inputs in {time.perf_counter() - start:.0f} s")
     print("| tool | " + " | ".join(kinds) + " |")
