@@ -379,19 +379,25 @@ class Program:
         l2 = int(cupy.cuda.runtime.getDeviceProperties(device).get("l2CacheSize", 64 << 20))
         # read, not written, to flush L2: dirty lines would be written back during the next sample
         flush = cupy.zeros(2 * l2 // 4, dtype=np.float32)
-        begin, end = cupy.cuda.Event(), cupy.cuda.Event()
         samples: list[list[float]] = [[] for _ in launches]
         reps = [1] * len(launches)
         for round_ in range(TUNE_SAMPLES + 1):
+            # a round's samples are queued before any is read: while the GPU runs one sample's flush
+            # (~30 us) the CPU queues the next launches, so a candidate of several kernels is timed
+            # without the gaps of the CPU's launch latency (as a CUDA graph replays it)
+            events = []
             for c, launch in enumerate(launches):
                 if launch is None:
                     continue
+                begin, end = cupy.cuda.Event(), cupy.cuda.Event()
                 flush.sum()
                 begin.record(stream)
                 for _ in range(reps[c]):
                     self._launch(*launch)
                 end.record(stream)
-                end.synchronize()
+                events.append((c, begin, end))
+            stream.synchronize()
+            for c, begin, end in events:
                 us = cupy.cuda.get_elapsed_time(begin, end) * 1e3 / reps[c]
                 if round_ == 0:  # the first round only sizes the samples
                     reps[c] = max(1, min(100, int(TUNE_SAMPLE_US / max(us, 1e-3))))
