@@ -179,7 +179,7 @@ class _Reader:
         seen: list[int] = []
         for v in op.operands:
             seen.append(self.vid(v))
-        for inner in _nested_ops(op):
+        for inner in nested_ops(op):
             for v in inner.operands:
                 if _defined_outside(v, op):
                     seen.append(self.vid(v))
@@ -838,7 +838,7 @@ def _has_uses(value: ir.Value) -> bool:
     return False
 
 
-def _nested_ops(op: ir.Operation):
+def nested_ops(op: ir.Operation):
     """Every op nested in op's regions, in pre-order; a stack, not recursion (regions nest deep)."""
     stack = [iter(_ops_of(op))]
     while stack:

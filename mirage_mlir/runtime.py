@@ -349,10 +349,10 @@ class Program:
 
     def _measure(self, device: int, like_torch: bool, pointers: list, outs: list,
                  budget_s: float = TUNE_BUDGET_S) -> None:
-        """Times every candidate on these buffers (current stream): one launch each to load it and
-        catch launch errors, then rounds of samples (L2 flushed by a read, then the candidate back to
-        back for about TUNE_SAMPLE_US) until TUNE_SAMPLES rounds or the budget; the median per launch
-        decides."""
+        """Times every candidate on these buffers (current stream): one launch each to load it, catch
+        launch errors and compare its outputs with the model's pick's, then rounds of samples (L2
+        flushed by a read, then the candidate back to back for about TUNE_SAMPLE_US) until
+        TUNE_SAMPLES rounds or the budget; the median per launch decides."""
         import cupy
 
         start = time.perf_counter()

@@ -20,6 +20,7 @@ from mlir.dialects import func
 
 from mirage_mlir.bridge import build_graph
 from mirage_mlir.diagnostics import remark
+from mirage_mlir.linalg_import import nested_ops
 from mirage_mlir.search import SearchOptions, superoptimize
 from mirage_mlir.search.cache import graph_to_json
 from mirage_mlir.search.reference import (REFERENCE_ATTR, REFERENCE_FUNCTION_ATTR, find_function, functions,
@@ -152,9 +153,7 @@ def searchable_groups(root: ir.Operation):
 
 def _reads(op: ir.Operation, values: set) -> bool:
     """Whether op, or an op nested in its regions, has an operand among `values`."""
-    if any(v in values for v in op.operands):
-        return True
-    return any(_reads(inner.operation, values) for region in op.regions for b in region.blocks for inner in b.operations)
+    return any(v in values for o in (op, *nested_ops(op)) for v in o.operands)
 
 
 def replace_group(root: ir.Operation, fn, block, group, new_graph) -> None:

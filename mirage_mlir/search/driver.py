@@ -646,16 +646,15 @@ class Budget:
         self.deadline = now + seconds
         self.search_end = now + (1 - self.VERIFY_SHARE) * seconds
         self.longest = 0.0
-        self.cut_short = False
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.perf_counter())
 
     def verify(self, payload, stats: SearchStats, needed: bool = False):
-        """The verification of payload's candidate, or None (and cut_short) when it does not fit."""
+        """The verification of payload's candidate, or None (and stats.cut_short) when it does not fit."""
         now = time.perf_counter()
         if now + (0.0 if needed else self.longest) > self.deadline:
-            self.cut_short = stats.cut_short = True
+            stats.cut_short = True
             return None
         result = _verify_one(payload)
         seconds = time.perf_counter() - now

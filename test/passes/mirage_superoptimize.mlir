@@ -2,7 +2,7 @@
 // The result keeps the original ops in a reference function and names it; mirage-verify accepts it.
 // RUN: env MIRAGE_CACHE_DIR=%t mirage-opt %S/../inputs/rmsnorm_linear_small_f32.mlir -pass-pipeline='builtin.module(convert-linalg-to-mirage,mirage-superoptimize{time-budget=10 remarks=false},mirage-verify)' -verify-diagnostics | FileCheck %s
 // One remark per group: what it became, then (run again) that it came from the cache.
-// RUN: env MIRAGE_CACHE_DIR=%t.remarks mirage-opt %s -pass-pipeline='builtin.module(mirage-superoptimize{time-budget=5})' -o /dev/null 2>&1 | FileCheck %s --check-prefix=REMARK
+// RUN: rm -rf %t.remarks && env MIRAGE_CACHE_DIR=%t.remarks mirage-opt %s -pass-pipeline='builtin.module(mirage-superoptimize{time-budget=5})' -o /dev/null 2>&1 | FileCheck %s --check-prefix=REMARK
 // RUN: env MIRAGE_CACHE_DIR=%t.remarks mirage-opt %s -pass-pipeline='builtin.module(mirage-superoptimize{time-budget=5})' -o /dev/null 2>&1 | FileCheck %s --check-prefix=CACHED
 // RUN: env MIRAGE_CACHE_DIR=%t.remarks mirage-opt %s -pass-pipeline='builtin.module(mirage-superoptimize{time-budget=5 remarks=false})' -o /dev/null 2>&1 | FileCheck %s --check-prefix=QUIET --allow-empty
 // An op between two mirage ops that reads the first and feeds the second splits them into two groups,
