@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Whether mirage-superoptimize's time budget bounds the whole pass (issue #10): every benchmark
 program (examples/*_f16.mlir) converted and searched on a cold cache with `time-budget=B`, the pass's
-wall time against B (target: within 10%). Prints a table.
+wall time against B (target: within 10%), and what each group became (kernels of the verified pick,
+or the original kept; "cut short": the budget stopped a verification). Prints a table.
 
   python benchmarks/budget.py [--budget 20] [--only NAME ...]
 """
@@ -28,8 +29,8 @@ def main() -> int:
     from mirage_mlir.context import make_context, parse_module
     from mirage_mlir.passes import pass_class
 
-    print(f"| program | pass seconds | / budget {args.budget:g} s | groups |")
-    print("|---|---|---|---|")
+    print(f"| program | pass seconds | / budget {args.budget:g} s | groups | result |")
+    print("|---|---|---|---|---|")
     worst = 0.0
     for path in sorted((ROOT / "examples").glob("*_f16.mlir")):
         if args.only and not any(path.name.startswith(n) for n in args.only):
@@ -45,7 +46,9 @@ def main() -> int:
         groups = max(1, len(search.results))
         ratio = seconds / (args.budget * groups)
         worst = max(worst, ratio)
-        print(f"| {path.stem} | {seconds:.1f} | {ratio:.2f} | {groups} |", flush=True)
+        became = ", ".join(("original" if r.graph is None else f"{len(r.graph.nodes)} kernels")
+                           + (" (cut short)" if r.stats.cut_short else "") for _, r in search.results)
+        print(f"| {path.stem} | {seconds:.1f} | {ratio:.2f} | {groups} | {became} |", flush=True)
     print(f"worst: {worst:.2f} of the budget per group (target <= 1.10)")
     return 0 if worst <= 1.10 else 1
 

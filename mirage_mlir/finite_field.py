@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 import multiprocessing as mp
 import random
 from dataclasses import dataclass, field
@@ -395,6 +396,52 @@ def _matmul_mod(a: np.ndarray, b: np.ndarray, m) -> np.ndarray:
 _REFERENCE_MEMO: dict = {}  # (graph, lanes, seed, trial) -> lane-0 outputs of the original
 
 
+def _remember_reference(memo_key: tuple, trial: int, reverse: bool, outputs) -> None:
+    if len(_REFERENCE_MEMO) > 32:
+        _REFERENCE_MEMO.clear()
+    _REFERENCE_MEMO[(memo_key, trial, reverse)] = outputs
+
+
+def reference_trial_seconds(original: Graph, seed: int = 0, deadline: float | None = None) -> float:
+    """Seconds of the original's first finite-field trial, which this runs and remembers for
+    check_equivalent (at the lanes its own exps need): what a verification's trials cost. Run as
+    the verification's tasks run (forked, one BLAS thread) and stopped at `deadline`."""
+    start = time.perf_counter()
+    lanes = max(2, exp_depth(original) + 1)
+    tasks = [("ref", 0, reverse) for reverse in ((False, True) if uses_max(original) else (False,))]
+    try:
+        for (_, trial, reverse), outputs in _finished(tasks, (original, original, lanes, seed), 1, deadline):
+            if not isinstance(outputs, str):
+                _remember_reference((hash(original), lanes, seed), trial, reverse, outputs)
+    except mp.TimeoutError:
+        pass
+    return time.perf_counter() - start
+
+
+def _finished(tasks: list, job: tuple, workers: int, deadline: float | None):
+    """(task, result) of each of `tasks` (see _do; job: original, candidate, lanes, seed) as they
+    finish: in `workers` forked processes when there are several to share or a deadline to keep
+    (mp.TimeoutError there), else here."""
+    if (workers > 1 and len(tasks) > 1 or deadline is not None) and not mp.current_process().daemon:
+        global _JOB
+        _JOB = job
+        pool = mp.get_context("fork").Pool(max(1, min(workers, len(tasks))))
+        try:
+            results = pool.imap_unordered(_job, tasks)
+            for _ in tasks:
+                wait = None if deadline is None else deadline - time.perf_counter()
+                if wait is not None and wait <= 0:
+                    raise mp.TimeoutError
+                yield results.next(timeout=wait)
+        finally:
+            pool.terminate()
+            _JOB = None
+    else:
+        with _OneBlasThread():
+            for task in tasks:
+                yield task, _do(task, *job)
+
+
 # ---------------------------------------------------------------------------------------------
 # static analyses of a kernel graph: exp nesting depth, rational degree, exp count
 def _applies_exp(op: str) -> bool:
@@ -493,6 +540,7 @@ class EquivalenceResult:
     # float check decided (no bound; the search never accepts such a result)
     method: str = "finite-field"
     details: dict = field(default_factory=dict)
+    cut_short: bool = False  # a deadline stopped it before a verdict
 
     def __bool__(self) -> bool:
         return self.equivalent
@@ -683,13 +731,16 @@ def _max_reaches(variants: list) -> int | None:
 
 
 def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: int = 0,
-                     float_check_too: bool = True, workers: int = 1) -> EquivalenceResult:
+                     float_check_too: bool = True, workers: int = 1,
+                     deadline: float | None = None) -> EquivalenceResult:
     """Finite-field random tests of `candidate` against `original` (same inputs, same outputs in
     order), then a floating-point check. Fresh inputs, generators w, constants, random functions and
     max orders on every trial; a program with max also runs under the reversed order, and if its
     outputs change (the value of a max reaches them) the finite fields cannot decide: the result is
     the float check's alone (method "float-only", no bound). With `workers` > 1 the trials (and the
-    float check) run in that many forked processes at once; the result is the same."""
+    float check) run in that many forked processes at once; the result is the same. With a
+    `deadline` (time.perf_counter()) they run in forked processes even for one worker, stopped
+    there: the result is then `cut_short` (not equivalent, nothing decided)."""
     problem = _same_interface(original, candidate)
     if problem:
         return EquivalenceResult(False, 0, 1.0, reason=problem, first_mismatch=0)
@@ -729,9 +780,7 @@ def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: i
         outputs[task] = result
         which, trial, reverse = task
         if which == "ref" and not isinstance(result, str):
-            if len(_REFERENCE_MEMO) > 32:
-                _REFERENCE_MEMO.clear()
-            _REFERENCE_MEMO[(memo_key, trial, reverse)] = result
+            _remember_reference(memo_key, trial, reverse, result)
         parts = {w: [outputs.get((w, trial, r)) for r in orders[w]] for w in orders}
         for half in parts["ref"] + parts["cand"]:
             if isinstance(half, str):
@@ -751,22 +800,12 @@ def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: i
                 return True
         return False
 
-    if workers > 1 and len(tasks) > 1 and not mp.current_process().daemon:
-        global _JOB
-        _JOB = (original, candidate, lanes, seed)
-        pool = mp.get_context("fork").Pool(min(workers, len(tasks)))
-        try:
-            for task, result in pool.imap_unordered(_job, tasks):
-                if settle(task, result):
-                    break
-        finally:
-            pool.terminate()
-            _JOB = None
-    else:
-        with _OneBlasThread():
-            for task in tasks:
-                if settle(task, _do(task, original, candidate, lanes, seed)):
-                    break
+    try:
+        for task, result in _finished(tasks, (original, candidate, lanes, seed), workers, deadline):
+            if settle(task, result):
+                break
+    except mp.TimeoutError:
+        return EquivalenceResult(False, 0, 1.0, primes, d, k, reason="cut short by the time budget", cut_short=True)
     if max_reaches:
         return _float_only(original, candidate, max_reaches, float_result, seed, primes, d, k)
     failed = sorted(t for t, v in verdicts.items() if v is not None)
@@ -819,4 +858,4 @@ def _float_only(original: Graph, candidate: Graph, max_reaches: dict, float_resu
 
 
 __all__ = ["EquivalenceResult", "FieldDomain", "FieldUnsupported", "check_equivalent", "exp_depth",
-           "false_positive_bound", "float_check", "prime_tower", "uses_max"]
+           "false_positive_bound", "float_check", "prime_tower", "reference_trial_seconds", "uses_max"]

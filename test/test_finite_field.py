@@ -273,3 +273,32 @@ def test_max_mutations_are_rejected(mutation):
         return  # malformed: the structure check rejects it before any test
     r = ff.check_equivalent(_attention_reference(ATTENTION), mutant, trials=3)
     assert not r.verified, mutation
+
+
+def test_a_verification_stops_at_its_deadline():
+    """Past its deadline a check is cut short (nothing decided, not equivalent); within it, the
+    verdict is the same as without one."""
+    import time
+
+    inputs = programs.small_inputs("rmsnorm_linear", "f16")
+    original, plan = programs.reference("rmsnorm_linear", inputs), plans.PLANS["rmsnorm_linear"](inputs)
+    late = ff.check_equivalent(original, plan, trials=2, deadline=time.perf_counter())
+    assert late.cut_short and not late.equivalent and "time budget" in late.reason
+    timely = ff.check_equivalent(original, plan, trials=2, deadline=time.perf_counter() + 600)
+    assert timely.equivalent and not timely.cut_short
+    assert timely.bound == ff.check_equivalent(original, plan, trials=2).bound
+
+
+def test_the_reference_trial_is_timed_and_remembered():
+    """What the search's budget reserves for verification comes from the original's first trial,
+    which a verification then reuses instead of running it again."""
+    inputs = programs.small_inputs("gated_mlp", "f32")
+    original = programs.reference("gated_mlp", inputs)
+    ff._REFERENCE_MEMO.clear()
+    assert ff.reference_trial_seconds(original, seed=5) > 0
+    lanes = max(2, ff.exp_depth(original) + 1)
+    assert list(ff._REFERENCE_MEMO) == [((hash(original), lanes, 5), 0, False)]
+    memo = ff._REFERENCE_MEMO[((hash(original), lanes, 5), 0, False)]
+    fresh = ff._trial_outputs(original, original.inputs, lanes, 5, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(memo, fresh))
+    assert ff.check_equivalent(original, plans.PLANS["gated_mlp"](inputs), trials=2, seed=5).equivalent

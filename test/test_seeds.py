@@ -163,3 +163,25 @@ def test_the_search_finds_stable_attention():
     result = superoptimize(graph, SearchOptions(time_budget=5, workers=1, progress=False, use_cache=False))
     kernels = [n for n in result.graph.nodes if n.op == "graph_def"]
     assert result.graph is not None and result.verification.verified and len(kernels) == len(result.graph.nodes) == 2
+
+
+def test_a_verification_that_cannot_fit_keeps_the_original():
+    """A program whose finite-field trials outlast the budget: the search ends on time, with nothing
+    replaced and the cut named (issue #10: the budget bounds verification too)."""
+    import time
+
+    importlib.import_module("egglog")  # imported once a process, which is not the search's time
+
+    graph = programs.reference("rmsnorm_linear", programs.full_inputs("rmsnorm_linear", 8))
+    t = time.perf_counter()
+    result = superoptimize(graph, SearchOptions(time_budget=1.0, use_cache=False))
+    assert time.perf_counter() - t <= 1.0 * 1.1
+    assert result.graph is None and result.stats.cut_short
+
+
+def test_the_parts_of_a_cut_program_are_searched_not_verified():
+    """A seed's parts are only searched (their composition is verified with the search's
+    candidates): an unverified result is marked as such."""
+    first, _ = split_before_matmul(converted("layernorm_linear_small_f16"))
+    part = superoptimize(first, SearchOptions(time_budget=3, use_cache=False, verify=False))
+    assert part.graph is not None and part.verification is None and part.stats.verified == 0

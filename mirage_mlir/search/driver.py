@@ -21,7 +21,6 @@ import heapq
 import itertools
 import math
 import multiprocessing as mp
-import os
 import queue
 import sys
 import time
@@ -63,6 +62,9 @@ class SearchOptions(Options):
     use_cache: bool = True
     dump: bool = False  # keep every candidate (ranked) in the result
     candidates: int = 1  # verified candidates kept for the clock to choose from (distinct plans)
+    # False for the seeds' parts only: the cheapest candidate unverified, as their composition is
+    # verified whole (a part's verification at full size cost as much as the program's)
+    verify: bool = True
 
 
 @dataclass
@@ -89,7 +91,7 @@ class SearchStats:
 
 @dataclass
 class SearchResult:
-    graph: Graph | None  # the best verified candidate (None: nothing verified)
+    graph: Graph | None  # the best verified candidate (None: nothing verified; unverified with options.verify off)
     cost: costmod.Cost | None
     reference_cost: costmod.Cost
     stats: SearchStats
@@ -157,11 +159,11 @@ def _block_task(payload):
 
 
 class Searcher:
-    def __init__(self, reference: Graph, options: SearchOptions):
+    def __init__(self, reference: Graph, options: SearchOptions, stats: SearchStats | None = None):
         self.reference = reference
         self.options = options
         self.chip = costmod.chip(options.chip)
-        self.stats = SearchStats()
+        self.stats = stats or SearchStats()
         t0 = time.perf_counter()
         target = absexpr.Target.of(reference)
         self.stats.egraph_s = time.perf_counter() - t0
@@ -293,7 +295,6 @@ class Searcher:
         self.expand_graph_defs(s)
 
     def expand_predefined(self, s: KState) -> None:
-        o = self.ctx.target.oracle
         if sum(1 for n in s.nodes if n.op != "graph_def") >= self.options.max_predefined:
             return
         ts = s.tensors
@@ -379,7 +380,6 @@ class Searcher:
         n_in = len(self.reference.inputs)
         avail = [v for v, t in enumerate(ts) if t.ecls is not None]
         unconsumed = {v for v in range(n_in, len(ts)) if v not in s.consumed and v not in s.finals}
-        o = self.ctx.target.oracle
         have = {ts[v].ecls for v in avail}
         for r in range(1, len(avail) + 1):
             for args in itertools.combinations(avail, r):
@@ -609,12 +609,12 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------------------------
-def _verify_one(payload):
+def _verify_one(reference: Graph, candidate: Graph, options: SearchOptions, deadline: float):
     """The candidate's verification; a float-only verdict (a max's value reaching an output, which the
     finite fields cannot decide) never counts as verified here: the search replaces nothing on a
     float check alone."""
-    reference, candidate, trials, seed, workers = payload
-    result = finite_field.check_equivalent(reference, candidate, trials=trials, seed=seed, workers=workers)
+    result = finite_field.check_equivalent(reference, candidate, trials=options.verify_trials, seed=options.seed,
+                                           workers=options.workers, deadline=deadline)
     result.equivalent = result.verified
     return result
 
@@ -634,10 +634,11 @@ def options_key(o: SearchOptions) -> dict:
 
 class Budget:
     """The whole search of a subgraph ends by `deadline` (start + time_budget): the e-graph, the
-    seeds' sub-searches, the search and every verification. The search proper stops at `search_end`,
-    leaving VERIFY_SHARE of the budget for verification. A verification starts only while the longest
-    one so far still fits before the deadline, except while nothing is verified yet: then any that
-    starts before the deadline (without one, nothing can be replaced)."""
+    seeds' sub-searches, the search and every verification, which is stopped at the deadline. The
+    search proper stops at `search_end`, leaving for verification VERIFY_SHARE of the budget or, when
+    longer, what the first verification is predicted to take (`reserve`). A verification starts only
+    while the longest one so far still fits before the deadline, except while nothing is verified
+    yet: then any that starts before the deadline (without one, nothing can be replaced)."""
 
     VERIFY_SHARE = 0.3
 
@@ -650,16 +651,30 @@ class Budget:
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.perf_counter())
 
-    def verify(self, payload, stats: SearchStats, needed: bool = False):
-        """The verification of payload's candidate, or None (and stats.cut_short) when it does not fit."""
+    def reserve(self, reference: Graph, options: SearchOptions, stats: SearchStats) -> None:
+        """Runs the program's first finite-field trial (kept for the verifications when the
+        candidate needs no more lanes) and ends the search early enough for a first verification:
+        the original's trials and the candidate's (which cost more: block graphs, more lanes) and
+        the float check, each about as long as that trial, shared among the workers."""
+        seconds = finite_field.reference_trial_seconds(reference, options.seed, self.deadline)
+        stats.cut_short = self.remaining() == 0  # the deadline stopped even that trial
+        predicted = (2 * options.verify_trials + 1) * seconds / max(1, options.workers)
+        self.search_end = min(self.search_end, self.deadline - predicted)
+
+    def verify(self, reference: Graph, candidate: Graph, options: SearchOptions, stats: SearchStats,
+               needed: bool = False):
+        """The verification of the candidate, or None (and stats.cut_short) when it does not fit."""
         now = time.perf_counter()
         if now + (0.0 if needed else self.longest) > self.deadline:
             stats.cut_short = True
             return None
-        result = _verify_one(payload)
+        result = _verify_one(reference, candidate, options, self.deadline)
         seconds = time.perf_counter() - now
         stats.verify_s += seconds
         self.longest = max(self.longest, seconds)
+        if result.cut_short:
+            stats.cut_short = True
+            return None
         return result
 
 
@@ -667,7 +682,7 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
     """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
     model prefers, attention with a max as online softmax, and the program cut before a matmul that
     reads a computed tensor, each part searched alone (each with a quarter of the time left) and the
-    best of each composed."""
+    cheapest of each composed (unverified: the composition is verified with the search's candidates)."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
@@ -676,9 +691,10 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
     if attention:
         out.append(min(attention, key=lambda g: costmod.cost(g, options.chip).total_us))
     split = seeds.split_before_matmul(reference)
-    if split is not None:
+    if split is not None and budget.remaining() > 0:
         parts = [superoptimize(part, replace(options, time_budget=budget.remaining() / 4, progress=False, dump=False,
-                                             candidates=1)).graph or part for part in split]
+                                             candidates=1, verify=False, use_cache=False)).graph or part
+                 for part in split]
         out.append(seeds.compose(*parts))
     return out
 
@@ -698,7 +714,7 @@ def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptio
     for us, g in sorted(((costmod.cost(g, options.chip).total_us, g) for g in variants), key=lambda e: e[0]):
         if us >= cost:
             break
-        result = budget.verify((reference, g, options.verify_trials, options.seed, options.workers), stats)
+        result = budget.verify(reference, g, options, stats)
         if result is None:
             break
         dump.append((us, g, result))
@@ -803,7 +819,7 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
         check = verdicts.get(g)
         if check is None:
             attempts -= 1
-            check = budget.verify((reference, g, options.verify_trials, options.seed, options.workers), stats)
+            check = budget.verify(reference, g, options, stats)
             if check is None:
                 break
             dump.append((us, g, check))
@@ -831,10 +847,12 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             graphs = entry["graphs"]
             return SearchResult(graphs[0], costmod.cost(graphs[0], options.chip), ref_cost, stats,
                                 candidates=[(costmod.cost(g, options.chip).total_us, g) for g in graphs])
+    stats = SearchStats()
+    if options.verify:
+        budget.reserve(reference, options, stats)
     seeded = seed_candidates(reference, options, budget)
-    searcher = Searcher(reference, options)
+    searcher = Searcher(reference, options, stats)
     searcher.deadline = budget.search_end
-    stats = searcher.stats
     for seed in seeded:  # verified and ranked with the search's own (and they bound the search)
         searcher.candidates.setdefault(seed, costmod.cost(seed, options.chip).total_us)
     stats.seeds = len(seeded)
@@ -855,7 +873,10 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             stats.rejected += 1
             searcher.reject(g)
             continue
-        check = budget.verify((reference, fused, options.verify_trials, options.seed, options.workers), stats,
+        if not options.verify:
+            best, best_check, searched_best = fused, None, g
+            break
+        check = budget.verify(reference, fused, options, stats,
                               needed=best is None)
         if check is None:
             break
@@ -871,7 +892,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
         progress.update(stats, time.perf_counter(), force=True)
     progress.close()
     chosen = []
-    if best is not None:
+    if best is not None and options.verify:
         best, best_check = _split_reductions(reference, best, best_check, options, stats, dump, budget)
         chosen = _alternatives(reference, searched_best, best, best_check, searcher, checked, options, stats, dump,
                                budget)
