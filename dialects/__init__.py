@@ -4,10 +4,11 @@ import mlir.ir as ir
 
 from .block import BLOCK
 from .declarative import DialectSpec, segment_sizes
+from .host import HOST
 from .kernel import KERNEL
 from .thread import THREAD
 
-DIALECTS: tuple[DialectSpec, ...] = (KERNEL, BLOCK, THREAD)
+DIALECTS: tuple[DialectSpec, ...] = (KERNEL, BLOCK, THREAD, HOST)
 
 
 def load_dialects(context: ir.Context) -> None:
@@ -32,4 +33,4 @@ def op_spec(full_name: str):
     return None
 
 
-__all__ = ["BLOCK", "DIALECTS", "KERNEL", "THREAD", "emit_irdl", "load_dialects", "op_spec", "segment_sizes"]
+__all__ = ["BLOCK", "DIALECTS", "HOST", "KERNEL", "THREAD", "emit_irdl", "load_dialects", "op_spec", "segment_sizes"]

@@ -29,6 +29,7 @@ ATTR_CONSTRAINTS = {
     "f64": 'irdl.base "#builtin.float"',
     "str": 'irdl.base "#builtin.string"',
     "i64_array": 'irdl.base "#builtin.dense_array"',
+    "symbols": 'irdl.base "#builtin.array"',
 }
 
 

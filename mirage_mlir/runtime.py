@@ -23,6 +23,11 @@ outputs differ from the model's pick's on those inputs (with a warning), and rem
 in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
 first call made during CUDA-graph capture (nothing can be timed then). `Program.tune(*args)` times
 the candidates explicitly and returns the table (as `mirage-tune` prints it).
+
+A function compiled for a dynamic size (`tensor<?x4096xf16>`; mirage-compile --sizes) loads as a
+Dispatcher: a call of size n runs the specialization of the smallest compiled size >= n on inputs
+zero-padded to it and returns n rows; a size outside 1..largest, or dynamic dims that disagree,
+raise ValueError naming the argument and the rule.
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ import warnings
 
 import numpy as np
 
-from . import tuning
+from . import dispatch, tuning
 
-__all__ = ["Program", "RuntimeError_", "load"]
+__all__ = ["Dispatcher", "Program", "RuntimeError_", "load"]
 
 _NUMPY = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "bf16": np.uint16, "i32": np.int32}
 _TORCH = {"f16": "float16", "f32": "float32", "f64": "float64", "bf16": "bfloat16", "i32": "int32"}
@@ -112,8 +117,10 @@ class Program:
         spec = manifest["functions"][self.name]
         self.inputs = spec["inputs"]
         self.outputs = spec["outputs"]
-        # the candidate plans, the model's pick first; a manifest without candidates has one
-        self.candidates = spec.get("candidates") or [{"kernels": spec["kernels"], "temporaries": spec["temporaries"]}]
+        # the candidate plans, the model's pick first; a manifest without candidates has one (a
+        # dispatching function has none: load() gives a Dispatcher for it)
+        self.candidates = spec.get("candidates") or [{"kernels": spec.get("kernels", []),
+                                                      "temporaries": spec.get("temporaries", [])}]
         self.model_choice = int(spec.get("model_choice", 0))
         self.tune_enabled = tuning.enabled() if tune is None else tune
         self.choice: dict[int, int] = {}  # per device: the candidate that runs
@@ -443,9 +450,86 @@ class Program:
         return "\n".join(lines)
 
 
+class Dispatcher:
+    """A function compiled for a dynamic size (manifest "dispatch", mirage-specialize-dims): each
+    call runs the specialization mirage_mlir/dispatch.py chooses for the size n of its arguments'
+    dynamic dims, on arguments zero-padded to that specialization's size (copies; none when n is one
+    of the sizes), and returns the first n rows. Each specialization is a Program, loaded and tuned
+    on its first use (its tuning is cached per function, so a choice serves only its own size)."""
+
+    def __init__(self, directory: str, name: str, spec: dict, tune: bool | None, candidate: int | None):
+        self.directory, self.name, self.tune, self.candidate = directory, name, tune, candidate
+        self.inputs, self.outputs = spec["inputs"], spec["outputs"]
+        self.sizes = spec["dispatch"]["sizes"]
+        self.functions = spec["dispatch"]["functions"]
+        self.programs: dict[int, Program] = {}
+
+    def __repr__(self) -> str:
+        return (f"<mirage program {self.name}: sizes 1..{self.sizes[-1]} through "
+                f"{', '.join(self.functions)} in {self.directory}>")
+
+    def specialization(self, n: int) -> Program:
+        """The Program that runs dynamic size n (ValueError outside the compiled range)."""
+        try:
+            index = dispatch.choose(self.sizes, n)
+        except dispatch.DispatchError as e:
+            raise ValueError(f"{self.name}: {e}") from None
+        if index not in self.programs:
+            self.programs[index] = Program(self.directory, self.functions[index], self.tune, self.candidate)
+        return self.programs[index]
+
+    def __call__(self, *args, out=None, poison: bool = False, stream=None):
+        if len(args) != len(self.inputs):
+            raise TypeError(f"{self.name}() takes {len(self.inputs)} arguments, got {len(args)}")
+        patterns = [tuple(t["shape"]) for t in self.inputs]
+        try:
+            n = dispatch.common_size([tuple(getattr(a, "shape", ())) for a in args], patterns)
+        except dispatch.DispatchError as e:
+            raise ValueError(f"{self.name}: {e}") from None
+        program = self.specialization(n)
+        size = self.sizes[dispatch.choose(self.sizes, n)]
+        if size == n:
+            return program(*args, out=out, poison=poison, stream=stream)
+        padded = [_padded(a, p, size) for a, p in zip(args, patterns)]
+        results = program(*padded, poison=poison, stream=stream)
+        results = results if isinstance(results, tuple) else (results,)
+        cropped = [x[_rows(t["shape"], n)] for x, t in zip(results, self.outputs)]
+        if out is None:
+            cropped = [x.contiguous() if _is_torch(x) else x.copy() for x in cropped]
+            return cropped[0] if len(cropped) == 1 else tuple(cropped)
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        for target, x in zip(outs, cropped):
+            target[...] = x
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _rows(pattern, n: int) -> tuple:
+    return tuple(slice(0, n) if d == -1 else slice(None) for d in pattern)
+
+
+def _padded(x, pattern, size: int):
+    """x zero-padded along its dynamic dims to `size` (a new array of the same library)."""
+    shape = dispatch.specialized_shape(tuple(pattern), size)
+    if tuple(x.shape) == shape:
+        return x
+    if _is_torch(x):
+        import torch
+
+        buffer = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    else:
+        import cupy
+
+        buffer = cupy.zeros(shape, dtype=x.dtype)
+    buffer[tuple(slice(0, s) for s in x.shape)] = x
+    return buffer
+
+
 def load(directory: str, function: str | None = None, tune: bool | None = None,
-         candidate: int | None = None) -> Program:
+         candidate: int | None = None) -> Program | Dispatcher:
     """The program that `mirage-compile ... -o directory` wrote. `tune`: choose among its candidate
     plans by timing them on first use (default: on unless MIRAGE_TUNE=0); `candidate`: run that
-    candidate plan (an index into the manifest's "candidates"), untimed."""
-    return Program(directory, function, tune, candidate)
+    candidate plan (an index into the manifest's "candidates"), untimed. A function compiled for a
+    dynamic size gives a Dispatcher over its specializations."""
+    program = Program(directory, function, tune, candidate)
+    spec = program.manifest["functions"][program.name]
+    return Dispatcher(directory, program.name, spec, tune, candidate) if "dispatch" in spec else program

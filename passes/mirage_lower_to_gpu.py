@@ -26,6 +26,7 @@ import dataclasses
 from typing import ClassVar
 
 import mlir.ir as ir
+from mlir.dialects import func as mlir_func
 
 from mirage_mlir.bridge import BridgeError, graph_from_ops
 from mirage_mlir.graph_verify import verify
@@ -72,10 +73,35 @@ class MirageLowerToGpu(Pass):
                 continue
             if LOWERED_ATTR in func.attributes or not len(func.regions[0].blocks):
                 continue
-            self.lower_function(root, func)
+            if any(op.operation.name == "mirage.dispatch" for op in func.regions[0].blocks[0].operations):
+                self.lower_dispatch(func)
+            else:
+                self.lower_function(root, func)
             changed = True
         if changed:
             root.attributes["gpu.container_module"] = ir.UnitAttr.get(root.context)
+
+    def lower_dispatch(self, func: ir.Operation) -> None:
+        """A function that only dispatches to its static specializations (mirage-specialize-dims)
+        becomes a declaration over memrefs, inputs then outputs, whose `mirage.dispatch` attribute
+        (sizes, callees) tells the runtime which lowered specialization runs which size."""
+        block = func.regions[0].blocks[0]
+        ops = [op.operation for op in block.operations]
+        if len(ops) != 2 or ops[0].name != "mirage.dispatch" or list(ops[1].operands) != list(ops[0].results) \
+                or list(ops[0].operands) != list(block.arguments):
+            raise PassError(func, "a function with mirage.dispatch must only dispatch its arguments and return "
+                                  "the results (as mirage-specialize-dims writes it)")
+        dispatch = ops[0]
+        ftype = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
+        with ir.InsertionPoint(func), func.location:
+            memrefs = [ir.MemRefType.get(t.shape, t.element_type) for t in list(ftype.inputs) + list(ftype.results)]
+            decl = mlir_func.FuncOp(_symbol(func), (memrefs, []), visibility="private")
+            i64 = ir.IntegerType.get_signless(64)
+            decl.attributes[LOWERED_ATTR] = ir.IntegerAttr.get(i64, len(ftype.inputs))
+            decl.attributes["mirage.num_outputs"] = ir.IntegerAttr.get(i64, len(ftype.results))
+            decl.attributes["mirage.dispatch"] = ir.DictAttr.get(
+                {"sizes": dispatch.attributes["sizes"], "callees": dispatch.attributes["callees"]})
+        func.erase()
 
     def lower_function(self, root: ir.Operation, func: ir.Operation) -> None:
         blocks = list(func.regions[0].blocks)

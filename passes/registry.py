@@ -19,6 +19,7 @@ PASSES: dict[str, str] = {
     "mirage-lower-to-gpu": "mirage_lower_to_gpu:MirageLowerToGpu",
     "mirage-gpu-to-ptx": "mirage_gpu_to_ptx:MirageGpuToPtx",
     "mirage-superoptimize": "mirage_superoptimize:MirageSuperoptimize",
+    "mirage-specialize-dims": "mirage_specialize_dims:MirageSpecializeDims",
     "mirage-verify": "mirage_verify:MirageVerify",
 }
 

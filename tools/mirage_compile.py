@@ -4,7 +4,8 @@ directory of PTX and a manifest that `mirage_mlir.runtime` runs on the GPU.
   mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME[:key=value,...]] [--no-search]
                  [--search-options OPTS] [--candidates K]
 
-Default pipeline: convert-linalg-to-mirage, mirage-superoptimize (options through --search-options;
+Default pipeline: mirage-specialize-dims (functions with a dynamic dim become static
+specializations at --sizes and a dispatch), convert-linalg-to-mirage, mirage-superoptimize (options through --search-options;
 --no-search skips it), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked
 with ptxas when it is installed. The search keeps up to K verified plans of each subgraph (default
 8, distinct plans in the model's order); each is lowered, and the manifest lists them under the
@@ -48,6 +49,9 @@ def build_parser():
                    help="options of mirage-superoptimize, e.g. 'time-budget=10 workers=4'")
     p.add_argument("--candidates", type=int, default=8, metavar="K",
                    help="verified plans per subgraph kept for the runtime to time (default 8; 1: the model's pick only)")
+    p.add_argument("--sizes", default="1,8,16,32,64", metavar="N,N,...",
+                   help="for a function with a dynamic dim: the sizes it is specialized at (mirage-specialize-dims; "
+                        "default 1,8,16,32,64); a call may have any size up to the largest")
     p.add_argument("--lower-options", default="", metavar="OPTS",
                    help="mirage-lower-to-gpu options, e.g. 'fuse-split-k=false'")
     p.add_argument("--no-ptxas", action="store_true", help="do not check the PTX with ptxas")
@@ -188,7 +192,7 @@ def compile_file(source, args, printer) -> int:
             collector.add_parse_error(e)
             flush()
             return 1
-        stages = []
+        stages = [("mirage-specialize-dims", f"sizes={args.sizes}")] if not args.plan else []
         if args.plan:
             stages.append(("plan", None))
         elif "convert-linalg-to-mirage" in PASSES:
@@ -290,6 +294,11 @@ def compile_file(source, args, printer) -> int:
     write_program(args.output, manifest, files, texts)
     if not args.quiet:
         for fname, entry in manifest["functions"].items():
+            if "dispatch" in entry:
+                table = entry["dispatch"]
+                sys.stdout.write(f"{args.output}: @{fname}: dispatches sizes 1..{table['sizes'][-1]} to "
+                                 f"{', '.join('@' + f for f in table['functions'])}\n")
+                continue
             kernels = ", ".join(f"{k['name']} grid {tuple(k['grid'])} smem {k['shared_bytes']}B" for k in entry["kernels"])
             sys.stdout.write(f"{args.output}: @{fname}: {len(entry['kernels'])} kernel(s): {kernels}\n")
     return 0
@@ -297,7 +306,7 @@ def compile_file(source, args, printer) -> int:
 
 def own_files(manifest: dict) -> set[str]:
     """The PTX files of the functions' own kernels (the model's picks)."""
-    return {k["ptx"] for entry in manifest["functions"].values() for k in entry["kernels"]}
+    return {k["ptx"] for entry in manifest["functions"].values() for k in entry.get("kernels", [])}
 
 
 def drop_candidates_using(manifest: dict, files: dict, ptx: str) -> None:

@@ -35,10 +35,15 @@ def random_input(spec: dict, rng: np.random.Generator):
 
 
 def tune_directory(directory: str, function: str | None, budget_s: float, device: int) -> list[dict]:
-    from mirage_mlir.runtime import Program, load
+    from mirage_mlir.runtime import Program, RuntimeError_, load
 
-    names = [function] if function else list(Program(directory).manifest["functions"])
+    functions = Program(directory).manifest["functions"]
+    # a dispatching function (dynamic size) has no kernels: its specializations are tuned, each a function
+    names = [function] if function else [name for name, spec in functions.items() if "dispatch" not in spec]
     programs = [load(directory, name, tune=True) for name in names]  # bad directories fail before the GPU
+    if any(not isinstance(p, Program) for p in programs):
+        raise RuntimeError_(f"{function} dispatches to its specializations: tune those "
+                            f"({', '.join(programs[0].functions)})")
     import cupy
 
     rows = []

@@ -1,4 +1,4 @@
-"""Interpreter handlers for upstream dialects: func, arith, math, tensor, linalg.
+"""Interpreter handlers for upstream dialects: func, cf (assert), arith, math, tensor, linalg.
 
 Elementwise handlers work on whole arrays, so the same code evaluates scalar ops,
 elementwise ops on tensors, and `linalg.generic` bodies vectorized over the iteration
@@ -91,6 +91,21 @@ def _call(interp, op, args):
     if callee not in interp.functions:
         raise InterpreterError(op.location, f"call to unknown function '@{callee}'")
     return interp.call(interp.functions[callee], args)
+
+
+# --------------------------------------------------------------------------- cf
+
+
+@register("cf.assert")
+def _assert(interp, op, args):
+    """Checks torch-mlir emits around ops on dynamic shapes (e.g. "mismatched size for
+    broadcast" when two `?` dims differ at run time). A false condition is an error of the
+    program at the assert, so it stops the run there instead of failing later in an op
+    whose operand shapes disagree."""
+    if not np.all(np.asarray(args[0])):
+        message = ir.StringAttr(op.attributes["msg"]).value
+        raise InterpreterError(op.location, f"assertion failed: {message}")
+    return []
 
 
 # --------------------------------------------------------------------------- arith

@@ -13,6 +13,9 @@ manifest.json (format "mirage-gpu", version 1):
        "kernels": [{"name": "main_k0", "ptx": "main_kernels.ptx", "grid": [96, 1, 1],
                     "block": [128, 1, 1], "shared_bytes": 8976,
                     "args": [["input", 0], ["input", 1], ["output", 0]]}]}}}
+A function compiled for a dynamic size (mirage-specialize-dims) has -1 for each dynamic dim and,
+instead of kernels, "dispatch": {"sizes": [1, 8, ...], "functions": ["main__n1", ...], "rule": "..."}:
+the runtime runs the function of the smallest size >= the call's (mirage_mlir/dispatch.py).
 Kernel arguments are raw device pointers (bare-pointer ABI), in the order of "args". A temporary
 marked "zero" (the counters of a fused split reduction) is zeroed once when allocated; the kernels
 leave it zero.
@@ -25,6 +28,8 @@ import os
 
 import mlir.ir as ir
 
+from ..dispatch import RULE
+
 FORMAT = "mirage-gpu"
 VERSION = 1
 
@@ -35,7 +40,19 @@ class ManifestError(Exception):
 
 def _memref(t: ir.Type) -> dict:
     mt = ir.MemRefType(t)
-    return {"shape": [mt.get_dim_size(i) for i in range(mt.rank)], "dtype": str(mt.element_type)}
+    return {"shape": [-1 if mt.is_dynamic_dim(i) else mt.get_dim_size(i) for i in range(mt.rank)],
+            "dtype": str(mt.element_type)}
+
+
+def _dispatch(op: ir.Operation, n_in: int) -> dict:
+    """The entry of a function that dispatches to its specializations (mirage.dispatch attribute)."""
+    table = ir.DictAttr(op.attributes["mirage.dispatch"])
+    ftype = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
+    args = [_memref(t) for t in ftype.inputs]
+    sizes = list(ir.DenseI64ArrayAttr(table["sizes"]))
+    return {"inputs": args[:n_in], "outputs": args[n_in:],
+            "dispatch": {"sizes": sizes, "functions": [ir.FlatSymbolRefAttr(c).value for c in ir.ArrayAttr(table["callees"])],
+                         "rule": RULE.format(largest=sizes[-1])}}
 
 
 def _int(value: ir.Value, what: str) -> int:
@@ -70,6 +87,9 @@ def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dic
             continue
         fname = ir.StringAttr(op.attributes["sym_name"]).value
         n_in = ir.IntegerAttr(op.attributes["mirage.num_inputs"]).value
+        if "mirage.dispatch" in op.attributes:
+            functions[fname] = _dispatch(op, n_in)
+            continue
         block = op.regions[0].blocks[0]
         where: dict = {}
         inputs, outputs, temps, kernels = [], [], [], []
