@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Long fuzzing runs of the tools (issue #10): N mutated inputs (hypothesis, mirage_mlir/fuzzing.py)
-through mirage-opt (parse, convert, convert + superoptimize) and mirage-run; prints the count of each
+through mirage-opt (parse, convert, convert + superoptimize, specialize + convert) and mirage-run; prints the count of each
 outcome class per tool and keeps a reproducer of every defect (the input, the tool, its stderr) in
 --out. test/test_fuzz.py runs a fixed sample of the same in CI.
 
@@ -41,6 +41,7 @@ def main() -> int:
     if args.differential:
         return differential_run(args)
     seeds = sorted([*(ROOT / "test" / "inputs").glob("*_small_*.mlir"), *(ROOT / "test" / "fuzz").glob("*.mlir"),
+                    *(ROOT / "test" / "inputs" / "dynamic").glob("*.mlir"),
                     *(ROOT / "examples").glob("*_bs1_f16.mlir")])
     counts: dict = collections.defaultdict(collections.Counter)
     out = Path(args.out)

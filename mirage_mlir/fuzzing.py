@@ -25,6 +25,7 @@ PIPELINES = {
     "mirage-opt": [],
     "convert": ["-p", "builtin.module(convert-linalg-to-mirage)"],
     "search": ["-p", f"builtin.module(convert-linalg-to-mirage,{SEARCH})"],
+    "specialize": ["-p", "builtin.module(mirage-specialize-dims{sizes=1,4},convert-linalg-to-mirage)"],
     "mirage-run": None,
 }
 DEFECTS = ("traceback", "internal error", "hang", "bad exit", "unlocated refusal", "invalid output")

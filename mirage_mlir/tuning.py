@@ -36,7 +36,7 @@ def artifact_digest(directory: str, manifest: dict) -> str:
     """sha256 over the manifest and every PTX file it names (a recompiled artifact is a new key)."""
     h = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode())
     files = sorted({k["ptx"] for entry in manifest["functions"].values()
-                    for spec in [entry] + entry.get("candidates", []) for k in spec["kernels"]})
+                    for spec in [entry] + entry.get("candidates", []) for k in spec.get("kernels", [])})
     for name in files:
         h.update(name.encode())
         with open(os.path.join(directory, name), "rb") as f:

@@ -98,7 +98,7 @@ def unsearchable(graph) -> str | None:
     """Why the search cannot take this group, or None: dynamic dims (the search and its cost model
     need sizes), or a constant that is not finite (an exact field value cannot stand for it)."""
     if any(not t.is_static() for t in graph.value_types):
-        return "a tensor has a dynamic dim"
+        return "a tensor has a dynamic dim (mirage-specialize-dims compiles it at static sizes)"
     for node in graph.nodes:
         for name, value in node.attrs:
             if isinstance(value, float) and not math.isfinite(value):

@@ -102,10 +102,12 @@ def test_odd_sizes_run_padded_in_the_emulator(compiled, n):
 
 def test_the_runtime_refuses_sizes_outside_the_range_and_disagreeing_dims(compiled):
     """Checked before any GPU work: errors name the argument and the rule."""
+    from mirage_mlir import tuning
     from mirage_mlir.runtime import Dispatcher, load
 
     program = load(str(compiled))
     assert isinstance(program, Dispatcher)
+    assert len(tuning.artifact_digest(str(compiled), program.specialization(1).manifest)) == 64  # its cache key
     assert program.specialization(3).name == "main__n4"
     assert program.specialization(8).name == "main__n8"
     with pytest.raises(ValueError, match=r"dynamic size is 9, outside the compiled range 1..8"):

@@ -1,6 +1,7 @@
 """Fuzzing in the suite (issue #10): hypothesis mutates the test programs (lines deleted and
 duplicated, tokens swapped, numbers, types, dims and mirage attributes changed, truncation, random
-text) and runs them through mirage-opt (parse, convert, convert + superoptimize) and mirage-run in
+text) and runs them through mirage-opt (parse, convert, convert + superoptimize, specialize dynamic
+dims + convert) and mirage-run in
 this process (mirage_mlir/fuzzing.py). No outcome may be a traceback, an internal error, a hang, an
 unlocated refusal or printed IR that does not verify. A fixed sample (derandomized) keeps CI under
 a minute; benchmarks/fuzz.py runs thousands."""
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 from mirage_mlir.fuzzing import DEFECTS, PIPELINES, classify, differential, mutate, random_program, run
 
 ROOT = Path(__file__).resolve().parent
-SEEDS = sorted([*(ROOT / "inputs").glob("*_small_f16.mlir"), *(ROOT / "fuzz").glob("*.mlir")])
+SEEDS = sorted([*(ROOT / "inputs").glob("*_small_f16.mlir"), *(ROOT / "inputs" / "dynamic").glob("*.mlir"),
+                *(ROOT / "fuzz").glob("*.mlir")])
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, database=None,
