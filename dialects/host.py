@@ -6,8 +6,8 @@ from .declarative import Attr, DialectSpec, OpSpec, Value
 
 DISPATCH = OpSpec(
     "dispatch",
-    "runs the static specialization for the size n of its operands' dynamic dims: the callee of the "
-    "smallest size >= n, on operands zero-padded along those dims to that size, its results sliced back to n",
+    "runs the static specialization for the size n of its operands' dynamic leading dims: the callee of "
+    "the smallest size >= n, on operands zero-padded along those dims to that size, its results sliced back to n",
     operands=(Value("input", variadic=True, max_count=16),),
     results=(Value("output", variadic=True, max_count=16),),
     attrs=(

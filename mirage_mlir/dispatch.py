@@ -3,10 +3,12 @@ runtime (no MLIR here).
 
 A function whose arguments have dynamic dims (torch.export's dynamic batch: `tensor<?x4096xf16>`)
 is compiled as static specializations at a few sizes (mirage-specialize-dims). Every dynamic dim of
-the arguments and results is one size n (the pass proves that rows along it are computed
-independently, so padding them is exact). A call with size n runs the specialization of the
-smallest size N >= n on its operands zero-padded to N along their dynamic dims and returns the first
-n rows of each result along its dynamic dims.
+the arguments and results is one size n, a leading dim along which rows are computed independently
+(the pass proves it). A call with size n means the specialization of the smallest size N >= n on
+its operands zero-padded to N rows, the first n rows of each result kept: the interpreter runs
+exactly that; the compiled kernels get the same rows without the padding, by taking n and
+neither reading nor writing rows past it (rows are independent, so what the others would hold
+does not matter).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 RULE = ("every dynamic dim of the inputs has the same size n, 1 <= n <= {largest}; a call runs the "
-        "specialization of the smallest size >= n on inputs zero-padded to it")
+        "specialization of the smallest compiled size >= n")
 
 
 class DispatchError(ValueError):

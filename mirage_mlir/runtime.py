@@ -25,9 +25,9 @@ first call made during CUDA-graph capture (nothing can be timed then). `Program.
 the candidates explicitly and returns the table (as `mirage-tune` prints it).
 
 A function compiled for a dynamic size (`tensor<?x4096xf16>`; mirage-compile --sizes) loads as a
-Dispatcher: a call of size n runs the specialization of the smallest compiled size >= n on inputs
-zero-padded to it and returns n rows; a size outside 1..largest, or dynamic dims that disagree,
-raise ValueError naming the argument and the rule.
+Dispatcher: a call of size n runs the specialization of the smallest compiled size >= n on the
+caller's arrays, its kernels told n (no padding, no copies); a size outside 1..largest, or dynamic
+dims that disagree, raise ValueError naming the argument and the rule.
 """
 
 from __future__ import annotations
@@ -117,6 +117,10 @@ class Program:
         spec = manifest["functions"][self.name]
         self.inputs = spec["inputs"]
         self.outputs = spec["outputs"]
+        # a specialization of a dynamic size: per input / output, the dim (the leading one) that may
+        # hold fewer rows than its static size (-1: none); the kernels take the call's row count
+        self.rows = spec.get("rows")
+        self.row_count = None  # the current call's (set by _arguments)
         # the candidate plans, the model's pick first; a manifest without candidates has one (a
         # dispatching function has none: load() gives a Dispatcher for it)
         self.candidates = spec.get("candidates") or [{"kernels": spec.get("kernels", []),
@@ -178,6 +182,31 @@ class Program:
 
             return cupy.from_dlpack(x)
         return x
+
+    def _sized(self, specs: list[dict], key: str) -> list[dict]:
+        """The specs of the inputs or outputs at this call's row count (see self.rows)."""
+        if not self.rows:
+            return specs
+        return [dict(t, shape=[self.row_count] + t["shape"][1:]) if d == 0 else t
+                for t, d in zip(specs, self.rows[key])]
+
+    def _count_rows(self, args) -> None:
+        """The call's row count: the leading dim of the masked inputs, one size, 1 to the static one."""
+        if not self.rows:
+            return
+        counts = [(k, x.shape[0]) for k, (x, d) in enumerate(zip(args, self.rows["inputs"]))
+                  if d == 0 and getattr(x, "shape", None)]
+        if not counts:
+            raise ValueError(f"{self.name}: no argument gives the row count")
+        k0, n = counts[0]
+        limit = self.inputs[k0]["shape"][0]
+        for k, count in counts:
+            if count != n:
+                raise ValueError(f"{self.name}: argument {k} has {count} rows but argument {k0} has {n}: "
+                                 f"the rows of every argument with a dynamic leading dim are one count")
+        if not 1 <= n <= limit:
+            raise ValueError(f"{self.name}: argument {k0} has {n} rows; this specialization takes 1 to {limit}")
+        self.row_count = n
 
     def _check_type(self, index: int, x, spec: dict, what: str) -> None:
         """Shape and dtype only (reported before any placement problem)."""
@@ -253,13 +282,14 @@ class Program:
         (default: torch's current stream for tensors, CuPy's current stream for arrays).
         """
         like_torch, args, device, pointers = self._arguments(args)
+        outputs = self._sized(self.outputs, "outputs")
         if out is None:
-            outs = [self._alloc(spec, like_torch, device) for spec in self.outputs]
+            outs = [self._alloc(spec, like_torch, device) for spec in outputs]
         else:
             outs = list(out) if isinstance(out, (list, tuple)) else [out]
             if len(outs) != len(self.outputs):
                 raise TypeError(f"{self.name}: out must hold {len(self.outputs)} array(s), got {len(outs)}")
-            for k, (x, spec) in enumerate(zip(outs, self.outputs)):
+            for k, (x, spec) in enumerate(zip(outs, outputs)):
                 d, _ = self._check(k, x, spec, "output")
                 if d != device:
                     raise ValueError(f"{self.name}: output {k} is on device {d}, the arguments on {device}")
@@ -284,11 +314,13 @@ class Program:
         if len(args) != len(self.inputs):
             raise TypeError(f"{self.name}() takes {len(self.inputs)} arguments, got {len(args)}")
         like_torch = any(_is_torch(a) for a in args)
-        for k, (x, spec) in enumerate(zip(args, self.inputs)):
+        self._count_rows(args)
+        inputs = self._sized(self.inputs, "inputs")
+        for k, (x, spec) in enumerate(zip(args, inputs)):
             self._check_type(k, x, spec, "argument")
         args = [self._adopt(k, x) for k, x in enumerate(args)]
         devices, pointers = set(), []
-        for k, (x, spec) in enumerate(zip(args, self.inputs)):
+        for k, (x, spec) in enumerate(zip(args, inputs)):
             device, ptr = self._check(k, x, spec, "argument")
             devices.add(device)
             pointers.append(ptr)
@@ -305,7 +337,8 @@ class Program:
 
     def _buffers(self, device: int, like_torch: bool, candidate: int, pointers: list, outs: list) -> dict:
         temps = self._temporaries(device, like_torch, candidate)
-        return {"input": pointers, "output": [self._ptr(o) for o in outs], "temp": [self._ptr(t) for t in temps]}
+        return {"input": pointers, "output": [self._ptr(o) for o in outs], "temp": [self._ptr(t) for t in temps],
+                "rows": [self.row_count]}
 
     def _run(self, device: int, like_torch: bool, pointers: list, outs: list, poison: bool) -> None:
         """Runs the chosen candidate on the current device and stream (choosing it first if needed)."""
@@ -421,7 +454,7 @@ class Program:
         """Times every candidate on these arguments now (ignoring a cached choice), stores the choice,
         and returns one row per candidate: estimate_us (the model's), measured_us, chosen, model_choice."""
         like_torch, args, device, pointers = self._arguments(args)
-        outs = [self._alloc(spec, like_torch, device) for spec in self.outputs]
+        outs = [self._alloc(spec, like_torch, device) for spec in self._sized(self.outputs, "outputs")]
         import cupy
 
         with cupy.cuda.Device(device):
@@ -435,6 +468,7 @@ class Program:
     @staticmethod
     def _launch(kernels: list[_Kernel], buffers: dict) -> None:
         for k in kernels:
+            # pointers and the row count (an index, 64 bits) alike
             params = tuple(np.uint64(buffers[kind][index]) for kind, index in k.spec["args"])
             k.function(k.grid, k.block, params, shared_mem=k.shared)
 
@@ -453,9 +487,9 @@ class Program:
 class Dispatcher:
     """A function compiled for a dynamic size (manifest "dispatch", mirage-specialize-dims): each
     call runs the specialization mirage_mlir/dispatch.py chooses for the size n of its arguments'
-    dynamic dims, on arguments zero-padded to that specialization's size (copies; none when n is one
-    of the sizes), and returns the first n rows. Each specialization is a Program, loaded and tuned
-    on its first use (its tuning is cached per function, so a choice serves only its own size)."""
+    dynamic (leading) dims, the smallest compiled size >= n, directly on the caller's arrays: its
+    kernels take n and neither read nor write rows past it. Each specialization is a Program, loaded
+    and tuned on its first use (its tuning is cached per function)."""
 
     def __init__(self, directory: str, name: str, spec: dict, tune: bool | None, candidate: int | None):
         self.directory, self.name, self.tune, self.candidate = directory, name, tune, candidate
@@ -486,42 +520,7 @@ class Dispatcher:
             n = dispatch.common_size([tuple(getattr(a, "shape", ())) for a in args], patterns)
         except dispatch.DispatchError as e:
             raise ValueError(f"{self.name}: {e}") from None
-        program = self.specialization(n)
-        size = self.sizes[dispatch.choose(self.sizes, n)]
-        if size == n:
-            return program(*args, out=out, poison=poison, stream=stream)
-        padded = [_padded(a, p, size) for a, p in zip(args, patterns)]
-        results = program(*padded, poison=poison, stream=stream)
-        results = results if isinstance(results, tuple) else (results,)
-        cropped = [x[_rows(t["shape"], n)] for x, t in zip(results, self.outputs)]
-        if out is None:
-            cropped = [x.contiguous() if _is_torch(x) else x.copy() for x in cropped]
-            return cropped[0] if len(cropped) == 1 else tuple(cropped)
-        outs = list(out) if isinstance(out, (list, tuple)) else [out]
-        for target, x in zip(outs, cropped):
-            target[...] = x
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-
-def _rows(pattern, n: int) -> tuple:
-    return tuple(slice(0, n) if d == -1 else slice(None) for d in pattern)
-
-
-def _padded(x, pattern, size: int):
-    """x zero-padded along its dynamic dims to `size` (a new array of the same library)."""
-    shape = dispatch.specialized_shape(tuple(pattern), size)
-    if tuple(x.shape) == shape:
-        return x
-    if _is_torch(x):
-        import torch
-
-        buffer = torch.zeros(shape, dtype=x.dtype, device=x.device)
-    else:
-        import cupy
-
-        buffer = cupy.zeros(shape, dtype=x.dtype)
-    buffer[tuple(slice(0, s) for s in x.shape)] = x
-    return buffer
+        return self.specialization(n)(*args, out=out, poison=poison, stream=stream)
 
 
 def load(directory: str, function: str | None = None, tune: bool | None = None,

@@ -129,8 +129,14 @@ class MirageLowerToGpu(Pass):
             first = errors[0]
             raise PassError(index.op_at(first.path, func), f"invalid mu-graph: {first.message}")
         name = _symbol(func)
+        masked = [{}, {}]  # a specialization's dynamic dims (mirage-specialize-dims): rows counted at run time
+        if "mirage.specialization" in func.attributes:
+            spec = ir.DictAttr(func.attributes["mirage.specialization"])
+            masked = [{k: d for k, d in enumerate(ir.DenseI64ArrayAttr(spec[key])) if d >= 0}
+                      for key in ("inputs", "outputs")]
         try:
-            program = lower_graph(graph, name, fuse=self.fuse_split_k)
+            program = lower_graph(graph, name, fuse=self.fuse_split_k, masked_inputs=masked[0],
+                                  masked_outputs=masked[1])
         except LoweringError as e:
             raise PassError(index.op_at(e.path, func), f"GPU lowering failed: {e}") from None
         kernel_locs = {}

@@ -1,16 +1,18 @@
-"""`mirage-specialize-dims`: a function whose arguments have dynamic dims (torch.export's dynamic
-batch: `tensor<?x4096xf16>`, `tensor.dim`, `tensor.empty(%dim)`, `cf.assert` broadcast checks)
-becomes static specializations `@f__n<size>`, one per size in `sizes`, and `@f` a `mirage.dispatch`
-over them (mirage_mlir/dispatch.py: a call of size n runs the smallest size >= n on zero-padded
-inputs and returns the first n rows).
+"""`mirage-specialize-dims`: a function whose arguments have a dynamic leading dim (torch.export's
+dynamic batch: `tensor<?x4096xf16>`, `tensor.dim`, `tensor.empty(%dim)`, `cf.assert` broadcast
+checks) becomes static specializations `@f__n<size>`, one per size in `sizes`, and `@f` a
+`mirage.dispatch` over them (mirage_mlir/dispatch.py: a call of size n means the smallest size >= n
+on zero-padded inputs, the first n rows kept; the compiled kernels instead take n and touch no row
+past it). Each specialization records which argument and result dims are dynamic
+(`mirage.specialization`), for the lowering.
 
-Padding is exact only where rows along the dynamic dim are computed independently; the pass proves
+That is exact only where rows along the dynamic dim are computed independently; the pass proves
 that first and refuses the function otherwise (error at the op that mixes rows): every dynamic dim
-is one size (the `?`s of arguments, results and `tensor.empty` operands all come from it), and every
-linalg op maps it to a parallel loop that every result keeps (a reduction over it, or a loop that
-drops it, mixes rows). In a specialization `tensor.dim` of that dim is the size, and a `cf.assert`
-whose condition is then decided is removed when it holds and an error when it fails. The later
-passes (convert, superoptimize, verify, lower) see static functions only.
+is one size (the `?`s of arguments, results and `tensor.empty` operands all come from it), the
+leading dim of its tensor, and every linalg op maps it to a parallel loop that every result keeps (a
+reduction over it, or a loop that drops it, mixes rows). In a specialization `tensor.dim` of that
+dim is the size, and a `cf.assert` whose condition is then decided is removed when it holds and an
+error when it fails. The later passes (convert, superoptimize, verify, lower) see static functions.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import ClassVar
 import mlir.ir as ir
 from mlir.dialects import arith, func, tensor
 
+from mirage_mlir.diagnostics import remark
 from mirage_mlir.search.reference import functions
 
 from .registry import Pass, PassError, option
@@ -31,6 +34,9 @@ NAMED_MAPS = {
     "linalg.batch_matmul": (((0, 1, 3), (0, 3, 2), (0, 1, 2)), ("parallel",) * 3 + ("reduction",)),
 }
 NEUTRAL = ("arith.constant", "arith.cmpi", "cf.assert", "func.return")
+# on each copy: {of = @f, size = N, inputs / outputs = the dynamic dim of each (-1: none)}, which the
+# lowering masks (rows past the call's count are neither read nor written) and the remarks name
+SPECIALIZATION_ATTR = "mirage.specialization"
 
 
 @dataclasses.dataclass
@@ -40,6 +46,7 @@ class MirageSpecializeDims(Pass):
 
     sizes: str = option("1,8,16,32,64", "the specializations' sizes (comma-separated, increasing); a call "
                                         "may have any size from 1 to the largest")
+    remarks: bool = option(True, "a remark per specialized function: its sizes and why padding is exact")
 
     def run(self, module) -> None:
         root = module.operation if hasattr(module, "operation") else module
@@ -65,6 +72,10 @@ class MirageSpecializeDims(Pass):
             op, why = problem
             raise PassError(op, f"mirage-specialize-dims: cannot specialize @{name}: {why}")
         callees = [_specialization(fn, f"{name}__n{size}", size) for size in sizes]
+        if self.remarks:
+            remark(fn.location, f"mirage-specialize-dims: @{name} compiled at sizes {', '.join(map(str, sizes))} "
+                                f"of its dynamic dims (rows along them are computed independently: a call of "
+                                f"size n runs the smallest size >= n, on n rows)")
         block = fn.regions[0].blocks[0]
         results = list(_function_type(fn).results)
         for op in reversed(list(block.operations)):
@@ -107,6 +118,12 @@ def rows_independent(fn):
     else (op, why). `rows[v]`: the dims of tensor v that run along that size; `sizes`: the index
     values that are it (tensor.dim of such a dim)."""
     block = fn.regions[0].blocks[0]
+    ftype = _function_type(fn)
+    for t in list(ftype.inputs) + list(ftype.results):
+        dims = _dynamic_dims(t)
+        if dims - {0} or (dims and ir.RankedTensorType(t).rank < 2):
+            return fn, (f"{t} has a dynamic dim other than a leading one (of two or more): the compiled kernels "
+                        f"take a row count of the leading dim, the rows laid out one after the other")
     rows = {arg: _dynamic_dims(arg.type) for arg in block.arguments}
     sizes = set()
     for op in block.operations:
@@ -172,6 +189,12 @@ def _structured_rows(op, rows: dict) -> str | None:
     return None
 
 
+def _row_dim(t: ir.Type) -> int:
+    """The dynamic dim of an argument or result type, or -1 (rows_independent allows one)."""
+    dims = _dynamic_dims(t)
+    return dims.pop() if dims else -1
+
+
 def _constant_index(value: ir.Value) -> int | None:
     owner = value.owner
     owner = owner.operation if hasattr(owner, "operation") else owner
@@ -196,6 +219,11 @@ def _specialization(fn, name: str, size: int) -> str:
     copy.attributes["sym_name"] = ir.StringAttr.get(name)
     copy.attributes["sym_visibility"] = ir.StringAttr.get("private")
     ftype = _function_type(fn)
+    copy.attributes[SPECIALIZATION_ATTR] = ir.DictAttr.get({
+        "of": ir.FlatSymbolRefAttr.get(ir.StringAttr(fn.attributes["sym_name"]).value),
+        "size": ir.IntegerAttr.get(ir.IntegerType.get_signless(64), size),
+        "inputs": ir.DenseI64ArrayAttr.get([_row_dim(t) for t in ftype.inputs]),
+        "outputs": ir.DenseI64ArrayAttr.get([_row_dim(t) for t in ftype.results])})
     copy.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(
         [_static(t, size) for t in ftype.inputs], [_static(t, size) for t in ftype.results]))
     block = copy.regions[0].blocks[0]

@@ -88,10 +88,19 @@ class MirageSuperoptimize(Pass):
                                       "bound": check.bound if check else None, "graph": graph_to_json(g)}
                                      for us, g, check in result.ranked]}
         if self.remarks:
-            remark(group[-1].location, f"mirage-superoptimize: {describe(result, len(group), self.time_budget)}")
+            remark(group[-1].location, f"mirage-superoptimize: {_specialized(fn)}{describe(result, len(group), self.time_budget)}")
         if result.graph is not None:
             replace_group(root, fn, block, group, result.graph)
         return record
+
+
+def _specialized(fn) -> str:
+    """For a specialization of a dynamic function (mirage-specialize-dims), which one: the remarks of
+    all of them point at the same source line."""
+    if "mirage.specialization" not in fn.attributes:
+        return ""
+    spec = ir.DictAttr(fn.attributes["mirage.specialization"])
+    return f"@{ir.FlatSymbolRefAttr(spec['of']).value} at size {ir.IntegerAttr(spec['size']).value}: "
 
 
 def unsearchable(graph) -> str | None:

@@ -1,7 +1,7 @@
 """Dynamic batch end to end (issue #11): torch-mlir-style programs with `tensor<?x...>`
 (test/inputs/dynamic/) through mirage-specialize-dims, the search and mirage-verify, compared with
-the original at odd sizes; the compiled specializations run in the SIMT emulator on padded inputs;
-the runtime's dispatch rules (sizes, errors) without a GPU."""
+the original at odd sizes; the compiled specializations run in the SIMT emulator on arrays of the
+call's own row count; the runtime's dispatch rules (sizes, errors) without a GPU."""
 
 from __future__ import annotations
 
@@ -85,19 +85,28 @@ def test_the_manifest_dispatches_to_static_specializations(compiled):
 
 
 @pytest.mark.parametrize("n", [1, 3, 5, 8])
-def test_odd_sizes_run_padded_in_the_emulator(compiled, n):
-    """The generated kernels of the chosen specialization, run by the SIMT emulator on the inputs
-    padded as the runtime pads them, give the original program's rows."""
+def test_odd_sizes_run_in_the_emulator_on_their_own_rows(compiled, n):
+    """The chosen specialization's kernels, run by the SIMT emulator on arrays of exactly n rows
+    (its bounds checks fail any access past them) with the row count, give the original's rows."""
     args = inputs_at(source("rmsnorm_linear"), n)
     with make_context():
         want = interpret(str(source("rmsnorm_linear")), inputs=args)[0]
     sizes = [1, 4, 8]
-    size = sizes[dispatch.choose(sizes, n)]
-    patterns = [(-1, 64), (64, 128)]
     with ir.Context():
         module = ir.Module.parse((compiled / "gpu.mlir").read_text())
-        got = run_lowered(module, [dispatch.pad(a, p, size) for a, p in zip(args, patterns)], name=f"main__n{size}")
-    np.testing.assert_allclose(dispatch.crop(got[0], (-1, 128), n), want, rtol=1e-5, atol=1e-5)
+        got = run_lowered(module, args, name=f"main__n{sizes[dispatch.choose(sizes, n)]}", rows=n)
+    assert got[0].shape == want.shape == (n, 128)
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_kernels_take_the_row_count(compiled):
+    """Loads of a masked input are clamped to its last row, stores of a masked output guarded."""
+    manifest = json.loads((compiled / "manifest.json").read_text())
+    spec = manifest["functions"]["main__n8"]
+    assert spec["rows"] == {"inputs": [0, -1], "outputs": [0]}
+    assert all(kernel["args"][-1] == ["rows", 0] for kernel in spec["kernels"])
+    text = (compiled / "gpu.mlir").read_text()
+    assert ": index) kernel" in text and "arith.minui" in text  # the count, last; rows clamped
 
 
 def test_the_runtime_refuses_sizes_outside_the_range_and_disagreeing_dims(compiled):

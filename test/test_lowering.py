@@ -344,7 +344,8 @@ def test_converted_programs_match_the_interpreter(path, tmp_path):
     proc, out = compile_dir(tmp_path, path)
     assert proc.returncode == 0, proc.stderr
     manifest = check_against_interpreter(path, out)
-    assert manifest["pipeline"] == ["convert-linalg-to-mirage", "mirage-lower-to-gpu", "mirage-gpu-to-ptx"]
+    assert manifest["pipeline"] == ["mirage-specialize-dims", "convert-linalg-to-mirage", "mirage-lower-to-gpu",
+                                    "mirage-gpu-to-ptx"]
     if PTXAS:
         assert "ptxas" in manifest and manifest["ptxas"]
 

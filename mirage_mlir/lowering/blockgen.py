@@ -33,7 +33,7 @@ from .emit_matmul import MatmulEmitter
 from .emit_reduction import ReductionEmitter
 from .emit_rows import RowEmitter
 from .emit_savers import SaverEmitter
-from .emitter import Emitter, Index, memref_type
+from .emitter import ROWS_ARG, Emitter, Index, memref_type
 from .plan import UNROLL, BlockPlan, PlanFigures, numel
 
 
@@ -51,6 +51,21 @@ class KernelCode:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class RowMask:
+    """Dims of a kernel's arguments that run along a dynamic size n up to their static size (a
+    specialization of mirage-specialize-dims serving every smaller size): loads along them are
+    clamped to row n - 1 (rows are computed independently, and what the rows past n compute is never
+    stored) and stores past row n are skipped. n is the kernel's last argument, %rows."""
+
+    inputs: dict = field(default_factory=dict)  # kernel input index -> dim
+    outputs: dict = field(default_factory=dict)  # kernel output index -> dim
+
+    def __bool__(self) -> bool:
+        return bool(self.inputs or self.outputs)
+
+
+
 class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEmitter, AccumulatorEmitter,
                      SaverEmitter, RowEmitter):
     """The emitters' shared state: the plan, the Emitter `em`, the buffers (copies of the plan's,
@@ -59,8 +74,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
 
     def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
                  prefetch: bool = True, pipeline: bool = True, em: Emitter | None = None, prefix: str = "",
-                 smem_budget: int | None = None, fixed_threads: bool = False):
+                 smem_budget: int | None = None, fixed_threads: bool = False, rows: RowMask = RowMask()):
         self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline, smem_budget, fixed_threads)
+        self.rows = rows
         self.g = graph
         self.name = name
         # a shared emitter `em`: this block graph follows another in one kernel, its buffers' names prefixed
@@ -76,6 +92,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.row_scratch = {i: own(buf) for i, buf in self.plan.row_scratch.items()}
         self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
+        self.masked_savers = {self.plan.node_of[graph.outputs[k]]: d for k, d in rows.outputs.items()}
         self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
         self.dirty: set[str] = set()
         self.reciprocals: dict[str, str] | None = None  # divisor -> its reciprocal, in a row kernel (divide)
@@ -95,6 +112,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.lane = em.rem(self.tid, 32)
         self.warp = em.div(self.tid, 32)
         self.lane_zero = em.cmp_eq(self.lane, 0)
+        if self.rows:
+            self.last_row = em.op(f"arith.subi {ROWS_ARG}, {em.idx(1)} : index", "last")
         scratch = ([self.scratch] if self.scratch is not None else []) + list(self.row_scratch.values())
         if self.buffers or scratch:
             self.smem = smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>",
@@ -222,6 +241,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         em.emit("gpu.return")
         args = [f"%arg{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(input_types)]
         args += [f"%out{k}: {memref_type(t.shape, t.dtype)}" for k, t in enumerate(output_types)]
+        args += [f"{ROWS_ARG}: index"] if self.rows else []
         return kernel_code(self.name, args, em, g.grid_dim, plan.threads, plan.shared_bytes, input_types, output_types)
 
     def emit_body(self) -> None:
@@ -318,8 +338,10 @@ def plan_figures(graph: Graph) -> PlanFigures:
     return BlockPlan(graph).figures()
 
 
-def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True) -> KernelCode:
+def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
+                    rows: RowMask = RowMask()) -> KernelCode:
     """The gpu.func text for a block graph (the body of a graph_def). `use_mma`: f16 matmuls on
-    tensor cores (nvgpu.mma.sync, sm_80 and later); otherwise every matmul runs on CUDA cores."""
+    tensor cores (nvgpu.mma.sync, sm_80 and later); otherwise every matmul runs on CUDA cores.
+    `rows`: arguments whose rows past a run-time count are not touched (RowMask)."""
     outputs = [graph.value_types[v] for v in graph.outputs]
-    return BlockKernelGen(graph, name, path, use_mma).generate(list(graph.inputs), outputs)
+    return BlockKernelGen(graph, name, path, use_mma, rows=rows).generate(list(graph.inputs), outputs)

@@ -37,8 +37,14 @@ class CopyEmitter:
         return where
 
     def copy_source(self, geo: CopyGeometry, where: list[Index]) -> list[Index]:
-        """The index into the kernel input of the chunk at `where` of the tile of iteration self.it."""
-        return [self.em.add(a, b) for a, b in zip(where, self.iterator_offsets(geo))]
+        """The index into the kernel input of the chunk at `where` of the tile of iteration self.it
+        (along a masked dim, at most the last row there is: blockgen.RowMask)."""
+        em = self.em
+        src = [em.add(a, b) for a, b in zip(where, self.iterator_offsets(geo))]
+        dim = self.rows.inputs.get(geo.tensor)
+        if dim is not None:
+            src[dim] = em.op(f"arith.minui {em.idx(src[dim])}, {self.last_row} : index", "row")
+        return src
 
     def copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
         """Loads one chunk of the tile for iteration self.it."""

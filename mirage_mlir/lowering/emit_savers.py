@@ -4,7 +4,7 @@ bytes where alignment allows), and `write`, which stores a stage's value to its 
 
 from __future__ import annotations
 
-from .emitter import BYTES, Index, indices, memref_type
+from .emitter import BYTES, ROWS_ARG, Index, indices, memref_type
 from .plan import numel, vector_width
 
 
@@ -41,12 +41,21 @@ class SaverEmitter:
         where = [em.add(a, b) for a, b in zip(index, offsets)]
         mtype = memref_type(t.shape, t.dtype)
         vals = [em.truncate(x, t.dtype) for x in xs]
+        dim = self.masked_savers.get(i)
+        if dim is not None:  # rows past the run-time count are not the caller's (blockgen.RowMask)
+            with em.region(f"scf.if {em.cmp_lt(where[dim], ROWS_ARG)} {{"):
+                self.store_values(out, where, vals, mtype, t.dtype)
+        else:
+            self.store_values(out, where, vals, mtype, t.dtype)
+
+    def store_values(self, out: str, where: list[Index], vals: list[str], mtype: str, dtype: str) -> None:
+        em = self.em
         if len(vals) == 1:
             em.emit(f"memref.store {vals[0]}, {out}[{indices(em, where)}] : {mtype}")
             return
-        vec_type = f"vector<{len(vals)}x{t.dtype}>"
+        vec_type = f"vector<{len(vals)}x{dtype}>"
         vec = em.op(f"vector.from_elements {', '.join(vals)} : {vec_type}", "vec")
-        align = len(vals) * BYTES[t.dtype]
+        align = len(vals) * BYTES[dtype]
         em.emit(f"vector.store {vec}, {out}[{indices(em, where)}] {{alignment = {align}}} : {mtype}, {vec_type}")
 
     def saver_stage(self, i: int, root: int) -> None:

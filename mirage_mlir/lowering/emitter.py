@@ -16,6 +16,9 @@ STORAGE_TYPES = ("f16", "bf16", "f32", "f64")
 BYTES = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8}
 
 
+ROWS_ARG = "%rows"  # a kernel's run-time row count, where it has masked dims (blockgen.RowMask)
+
+
 class Emitter:
     """`ctype`: the type arithmetic runs in (f32; f64 in kernels that hold f64 values)."""
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..mugraph import Graph
-from .blockgen import BlockKernelGen, KernelCode, kernel_code
-from .emitter import Emitter, memref_type
+from .blockgen import BlockKernelGen, KernelCode, RowMask, kernel_code
+from .emitter import ROWS_ARG, Emitter, memref_type
 
 FLAG_ALIGN = 16
 
@@ -111,23 +111,29 @@ def fused_pairs(graph: Graph) -> dict[int, SplitKPair]:
     return pairs
 
 
-def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tuple[int, ...] = ()) -> tuple[KernelCode, list]:
-    """The fused kernel of nodes n, n + 1 and its arguments as kernel-graph value ids, the counters
-    last (as the string "counters")."""
+def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tuple[int, ...] = (),
+                   masked: dict | None = None) -> tuple[KernelCode, list]:
+    """The fused kernel of nodes n, n + 1 and its arguments as kernel-graph value ids, then the
+    counters (the string "counters") and, where `masked` ({value id: dim}, blockgen.RowMask) touches
+    its arguments, the row count ("rows")."""
+    masked = masked or {}
     first, second = graph.nodes[n], graph.nodes[n + 1]
+    first_out = graph.first_result[n + 1]
     a = first.body
-    gen_a = BlockKernelGen(a, name, path)
+    rows_a = RowMask({k: masked[v] for k, v in enumerate(first.inputs) if v in masked})
+    rows_b = RowMask({k: masked[v] for k, v in enumerate(second.inputs) if v in masked},
+                     {r: masked[first_out + r] for r in range(len(second.types)) if first_out + r in masked})
+    gen_a = BlockKernelGen(a, name, path, rows=rows_a)
     # the combine runs on the launch's threads: the first kernel's plan's (a row kernel picks its own
     # count, fewer than its block_dim); the block size never changes a block graph's value
     b = replace(second.body, block_dim=(gen_a.plan.threads, 1, 1))
     gen_b = BlockKernelGen(b, name, path + (1,), em=gen_a.em, prefix="combine_",
-                           smem_budget=gen_a.plan.shared_bytes, fixed_threads=True)
+                           smem_budget=gen_a.plan.shared_bytes, fixed_threads=True, rows=rows_b)
     if gen_a.plan.ctype != gen_b.plan.ctype:
         raise ValueError("fused kernels compute in one type")
     em = gen_a.em
     written = list(range(graph.first_result[n], graph.first_result[n] + len(first.types)))
     values = list(first.inputs) + written  # the second kernel reads nothing else (split_k_pair)
-    first_out = graph.first_result[n + 1]
     values += list(range(first_out, first_out + len(second.types)))
     names = {v: f"%arg{k}" for k, v in enumerate(values)}
     gen_a.input_args = {k: names[v] for k, v in enumerate(first.inputs)}
@@ -148,8 +154,10 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     types = [graph.value_types[v] for v in values]
     args = [f"{names[v]}: {memref_type(t.shape, t.dtype)}" for v, t in zip(values, types)]
     args.append(f"{counters}: {memref_type((pair.tiles,), 'i32')}")
+    rows = ["rows"] if rows_a or rows_b else []
+    args += [f"{ROWS_ARG}: index"] if rows else []
     code = kernel_code(name, args, em, a.grid_dim, gen_a.plan.threads, flag_offset + FLAG_ALIGN, types, [])
-    return code, values + ["counters"]
+    return code, values + ["counters"] + rows
 
 
 def _emit_combine_block(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair) -> None:

@@ -15,7 +15,10 @@ manifest.json (format "mirage-gpu", version 1):
                     "args": [["input", 0], ["input", 1], ["output", 0]]}]}}}
 A function compiled for a dynamic size (mirage-specialize-dims) has -1 for each dynamic dim and,
 instead of kernels, "dispatch": {"sizes": [1, 8, ...], "functions": ["main__n1", ...], "rule": "..."}:
-the runtime runs the function of the smallest size >= the call's (mirage_mlir/dispatch.py).
+the runtime runs the function of the smallest size >= the call's (mirage_mlir/dispatch.py). Each
+such specialization has "rows": {"inputs": [0, -1], "outputs": [0]} (per argument its dim that may
+hold fewer rows than its static size, or -1): its kernels that touch those take the row count, the
+argument ["rows", 0], last (an index: int64).
 Kernel arguments are raw device pointers (bare-pointer ABI), in the order of "args". A temporary
 marked "zero" (the counters of a fused split reduction) is zeroed once when allocated; the kernels
 leave it zero.
@@ -94,7 +97,9 @@ def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dic
         where: dict = {}
         inputs, outputs, temps, kernels = [], [], [], []
         for k, arg in enumerate(block.arguments):
-            if k < n_in:
+            if isinstance(arg.type, ir.IndexType):  # the row count of a specialization (mirage.rows)
+                where[arg] = ["rows", 0]
+            elif k < n_in:
                 where[arg] = ["input", len(inputs)]
                 inputs.append(_memref(arg.type))
             else:
@@ -136,6 +141,9 @@ def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dic
             elif inner.name not in ("arith.constant", "gpu.dealloc", "func.return"):
                 raise ManifestError(f"unexpected '{inner.name}' in host function @{fname}")
         functions[fname] = {"inputs": inputs, "outputs": outputs, "temporaries": temps, "kernels": kernels}
+        if "mirage.rows" in op.attributes:
+            rows = ir.DictAttr(op.attributes["mirage.rows"])
+            functions[fname]["rows"] = {key: list(ir.DenseI64ArrayAttr(rows[key])) for key in ("inputs", "outputs")}
     if not functions:
         raise ManifestError("no lowered host function in the module (run mirage-lower-to-gpu)")
     entry = "main" if "main" in functions else next(iter(functions))

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
-from .blockgen import KernelCode, generate_kernel
+from .blockgen import KernelCode, RowMask, generate_kernel
 from .fuse_split_k import fused_pairs, generate_fused
-from .emitter import STORAGE_TYPES, memref_type
+from .emitter import ROWS_ARG, STORAGE_TYPES, memref_type
 from .plan import LoweringError
 from .predefined import predefined_block_graph
 
@@ -21,7 +21,9 @@ from .predefined import predefined_block_graph
 @dataclass
 class Launch:
     kernel: KernelCode
-    args: list[tuple[str, int]]  # ("input" | "output" | "temp", index), kernel inputs then outputs
+    # ("input" | "output" | "temp", index), kernel inputs then outputs; ("rows", 0) last where the
+    # kernel has masked dims (blockgen.RowMask)
+    args: list[tuple[str, int]]
     source: str  # "graph_def" or the predefined op's name
     nodes: tuple[int, ...] = ()  # the kernel-graph nodes it runs (two: a split reduction fused, fuse_split_k)
     estimate_us: float | None = None  # the cost model's time for this kernel (mirage.estimate_us)
@@ -35,6 +37,10 @@ class LoweredProgram:
     temps: list[TensorType] = field(default_factory=list)
     launches: list[Launch] = field(default_factory=list)
     zeroed: set[int] = field(default_factory=set)  # temps zeroed once, kept zero by their kernels (counters)
+    # dims of inputs / outputs that run along a run-time row count up to their static size
+    # (a specialization of mirage-specialize-dims): {index: dim}; the host function takes %rows last
+    masked_inputs: dict[int, int] = field(default_factory=dict)
+    masked_outputs: dict[int, int] = field(default_factory=dict)
 
     @property
     def module_name(self) -> str:
@@ -54,6 +60,8 @@ class LoweredProgram:
 
         params = [f"%arg{k}: {mtype(t)}" for k, t in enumerate(self.inputs)]
         params += [f"%out{k}: {mtype(t)}" for k, t in enumerate(self.outputs)]
+        masked = bool(self.masked_inputs or self.masked_outputs)
+        params += [f"{ROWS_ARG}: index"] if masked else []
         lines = []
         consts: dict[tuple, str] = {}
 
@@ -77,6 +85,9 @@ class LoweredProgram:
             shared = const(kc.shared_bytes, "i32")
             operands = []
             for kind, index in launch.args:
+                if kind == "rows":
+                    operands.append(f"{ROWS_ARG} : index")
+                    continue
                 name = {"input": "%arg", "output": "%out", "temp": "%tmp"}[kind] + str(index)
                 t = {"input": self.inputs, "output": self.outputs, "temp": self.temps}[kind][index]
                 operands.append(f"{name} : {mtype(t)}")
@@ -87,6 +98,11 @@ class LoweredProgram:
             body.append(f"  gpu.dealloc %tmp{k} : {mtype(t)}")
         body.append("  return")
         attrs = (f"mirage.num_inputs = {len(self.inputs)} : i64, mirage.num_outputs = {len(self.outputs)} : i64")
+        if masked:
+            dims = [[self.masked_inputs.get(k, -1) for k in range(len(self.inputs))],
+                     [self.masked_outputs.get(k, -1) for k in range(len(self.outputs))]]
+            arrays = [f"array<i64{': ' if d else ''}{', '.join(map(str, d))}>" for d in dims]
+            attrs += f", mirage.rows = {{inputs = {arrays[0]}, outputs = {arrays[1]}}}"
         return (f"func.func @{self.name}({', '.join(params)}) attributes {{{attrs}}} {{\n"
                 + "\n".join(lines + body) + "\n}" + (f" {loc}" if loc else ""))
 
@@ -101,9 +117,12 @@ def _indent(text: str, levels: int) -> str:
     return "\n".join(pad + line if line else line for line in text.split("\n"))
 
 
-def lower_graph(graph: Graph, name: str = "main", fuse: bool = True) -> LoweredProgram:
+def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inputs: dict | None = None,
+                masked_outputs: dict | None = None) -> LoweredProgram:
     """Lowers a kernel graph (static shapes, f16/bf16/f32/f64) to kernels and launches; `fuse`: a
-    split reduction and its combine kernel become one launch (fuse_split_k)."""
+    split reduction and its combine kernel become one launch (fuse_split_k). `masked_inputs` /
+    `masked_outputs` ({index: dim}): those dims may hold fewer rows at run time (blockgen.RowMask;
+    rows must be computed independently along them, as mirage-specialize-dims proves)."""
     outputs = list(graph.outputs)
     if len(set(outputs)) != len(outputs):
         raise LoweringError("the program returns the same tensor twice; not supported by the GPU lowering")
@@ -113,7 +132,15 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True) -> LoweredP
     for t in graph.inputs:
         if not t.is_static():
             raise LoweringError(f"argument of type {t}: the GPU lowering needs static shapes")
-    program = LoweredProgram(name, list(graph.inputs), [graph.value_types[v] for v in outputs])
+    program = LoweredProgram(name, list(graph.inputs), [graph.value_types[v] for v in outputs],
+                             masked_inputs=dict(masked_inputs or {}), masked_outputs=dict(masked_outputs or {}))
+    for types, dims in ((program.inputs, program.masked_inputs), (program.outputs, program.masked_outputs)):
+        for k, dim in dims.items():
+            if dim != 0 or len(types[k].shape) < 2:  # the rows' stride is the static one only there
+                raise LoweringError(f"a run-time row count along dim {dim} of {types[k]} (only the leading dim of "
+                                    f"a tensor of two or more dims can have one)")
+    masked = dict(program.masked_inputs)
+    masked.update({outputs[k]: d for k, d in program.masked_outputs.items()})
     where: dict[int, tuple[str, int]] = {k: ("input", k) for k in range(len(graph.inputs))}
     for n, node in enumerate(graph.nodes):
         first = graph.first_result[n]
@@ -133,9 +160,11 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True) -> LoweredP
     while n < len(graph.nodes):
         if n in pairs:
             pair = pairs[n]
-            kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,))
+            kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked)
             program.zeroed.add(len(program.temps))
-            args = [where[v] for v in values[:-1]] + [("temp", len(program.temps))]
+            rows = [("rows", 0)] if values[-1] == "rows" else []
+            values = values[:-1] if rows else values
+            args = [where[v] for v in values[:-1]] + [("temp", len(program.temps))] + rows
             program.temps.append(TensorType((pair.tiles,), "i32"))
             program.launches.append(Launch(kernel, args, "graph_def", (n, n + 1)))
             n += 2
@@ -150,8 +179,11 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True) -> LoweredP
             except LoweringError as e:
                 raise LoweringError(str(e), (n,)) from None
             source = node.op
-        kernel = generate_kernel(body, f"{name}_k{n}", (n,))
-        args = [where[v] for v in node.inputs] + [where[first + r] for r in range(len(node.types))]
+        results = [first + r for r in range(len(node.types))]
+        mask = RowMask({k: masked[v] for k, v in enumerate(node.inputs) if v in masked},
+                       {r: masked[v] for r, v in enumerate(results) if v in masked})
+        kernel = generate_kernel(body, f"{name}_k{n}", (n,), rows=mask)
+        args = [where[v] for v in node.inputs] + [where[v] for v in results] + ([("rows", 0)] if mask else [])
         program.launches.append(Launch(kernel, args, source, (n,)))
         n += 1
     return program

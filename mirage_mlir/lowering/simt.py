@@ -688,19 +688,32 @@ def host_function(module: ir.Module, name: str | None = None) -> ir.Operation:
 
 
 def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = None,
-                check_races: bool = True) -> list[np.ndarray]:
-    """Runs a lowered program's host function on the CPU; returns its outputs as float32 arrays."""
+                check_races: bool = True, rows: int | None = None) -> list[np.ndarray]:
+    """Runs a lowered program's host function on the CPU; returns its outputs as float32 arrays.
+    `rows`: the row count of a specialization's masked leading dims (its `mirage.rows`): those
+    inputs and outputs hold that many rows, and any access past them is out of bounds."""
     func = host_function(module, name)
     n_in = _attr_int(func, "mirage.num_inputs")
     block = func.regions[0].blocks[0]
     args = list(block.arguments)
     if len(inputs) != n_in:
         raise SimtError(f"expected {n_in} inputs, got {len(inputs)}")
+    masked = [-1] * len(args)
+    if "mirage.rows" in func.attributes:
+        spec = ir.DictAttr(func.attributes["mirage.rows"])
+        masked = list(ir.DenseI64ArrayAttr(spec["inputs"])) + list(ir.DenseI64ArrayAttr(spec["outputs"])) + [-1]
+        if rows is None:
+            raise SimtError("the function takes a row count (mirage.rows): pass rows=")
     env: dict = {}
     outputs = []
     for k, arg in enumerate(args):
+        if isinstance(arg.type, ir.IndexType):
+            env[arg] = rows
+            continue
         t = str(arg.type)
         shape, dtype = _memref_shape(t), _elem(t)
+        if masked[k] == 0:
+            shape = (rows,) + shape[1:]
         if k < n_in:
             data = np.asarray(inputs[k], np.float32)
             if tuple(data.shape) != shape:
@@ -738,13 +751,14 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             blk = [env[v] for v in ops[3:6]]
             shared = env[ops[6]]
             kargs = [env[v] for v in ops[7:]]
-            for m in kargs:
+            memories = [m for m in kargs if isinstance(m, MemRef)]  # the rest: a row count (index)
+            for m in memories:
                 m.shadow = Shadow((m.size,))
             machine = Machine(kernels[key], grid, blk, kargs, int(shared), check_races)
             machine.run()
             if machine.async_pending or machine.async_groups:
                 raise SimtError(f"kernel @{kernel_name} returns with asynchronous copies never waited for")
-            for m in kargs:
+            for m in memories:
                 m.shadow = None
         elif op.name == "gpu.dealloc":
             continue

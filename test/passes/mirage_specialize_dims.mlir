@@ -1,10 +1,11 @@
-// RUN: mirage-opt %S/../inputs/dynamic/rmsnorm_linear_dyn_small_f32.mlir -pass-pipeline='builtin.module(mirage-specialize-dims{sizes=1,8})' | FileCheck %s
-// RUN: mirage-opt %s -split-input-file -verify-diagnostics -pass-pipeline='builtin.module(mirage-specialize-dims{sizes=1,4})' -o /dev/null
+// RUN: mirage-opt %S/../inputs/dynamic/rmsnorm_linear_dyn_small_f32.mlir -pass-pipeline='builtin.module(mirage-specialize-dims{sizes=1,8 remarks=false})' | FileCheck %s
+// RUN: mirage-opt %S/../inputs/dynamic/rmsnorm_linear_dyn_small_f32.mlir -pass-pipeline='builtin.module(mirage-specialize-dims{sizes=1,8})' -o /dev/null 2>&1 | FileCheck %s --check-prefix=REMARK
+// RUN: mirage-opt %s -split-input-file -verify-diagnostics -pass-pipeline='builtin.module(mirage-specialize-dims{sizes=1,4 remarks=false})' -o /dev/null
 // RUN: not mirage-opt %s -pass-pipeline='builtin.module(mirage-specialize-dims{sizes=8,1})' -o /dev/null 2>&1 | FileCheck %s --check-prefix=SIZES
 
 // torch-mlir's dynamic batch: one static copy per size (tensor.dim folded, the broadcast check
 // decided and removed, tensor.empty static), and @main a dispatch over them.
-// CHECK: func.func private @main__n1(%arg0: tensor<1x64xf32>, %arg1: tensor<64x128xf32>) -> tensor<1x128xf32>
+// CHECK: func.func private @main__n1(%arg0: tensor<1x64xf32>, %arg1: tensor<64x128xf32>) -> tensor<1x128xf32> attributes {mirage.specialization = {inputs = array<i64: 0, -1>, of = @main, outputs = array<i64: 0>, size = 1 : i64}}
 // CHECK-NOT: tensor.dim
 // CHECK-NOT: cf.assert
 // CHECK: tensor.empty() : tensor<1x64xf32>
@@ -14,6 +15,8 @@
 // CHECK-NEXT: %[[R:.*]] = "mirage.dispatch"(%arg0, %arg1) {callees = [@main__n1, @main__n8]
 // CHECK-SAME: sizes = array<i64: 1, 8>
 // CHECK-NEXT: return %[[R]] : tensor<?x128xf32>
+
+// REMARK: rmsnorm_linear_dyn_small_f32.mlir:5:3: remark: mirage-specialize-dims: @main compiled at sizes 1, 8 of its dynamic dims (rows along them are computed independently: a call of size n runs the smallest size >= n, on n rows)
 
 // SIZES: error: mirage-specialize-dims: sizes must be increasing positive integers, got '8,1'
 
@@ -49,11 +52,19 @@ func.func @at_least_two(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
 // -----
 
 // A transpose moves the dynamic dim where the analysis cannot follow it.
-func.func @transposed(%x: tensor<?x16xf32>) -> tensor<16x?xf32> {
+func.func @transposed(%x: tensor<?x16xf32>, %y: tensor<?x16xf32>) -> tensor<?x16xf32> {
   %c0 = arith.constant 0 : index
   %d = tensor.dim %x, %c0 : tensor<?x16xf32>
-  %e = tensor.empty(%d) : tensor<16x?xf32>
+  %e = tensor.empty(%d) : tensor<?x16xf32>
   // expected-error @+1 {{mirage-specialize-dims: cannot specialize @transposed: 'linalg.transpose' is not known to keep rows along the dynamic dim independent}}
-  %t = linalg.transpose ins(%x : tensor<?x16xf32>) outs(%e : tensor<16x?xf32>) permutation = [1, 0]
-  return %t : tensor<16x?xf32>
+  %t = linalg.transpose ins(%x : tensor<?x16xf32>) outs(%e : tensor<?x16xf32>) permutation = [0, 1]
+  return %t : tensor<?x16xf32>
+}
+
+// -----
+
+// The compiled kernels count the rows of a leading dim: another dynamic dim is refused.
+// expected-error @+1 {{mirage-specialize-dims: cannot specialize @inner: tensor<16x?xf32> has a dynamic dim other than a leading one (of two or more)}}
+func.func @inner(%x: tensor<16x?xf32>) -> tensor<16x?xf32> {
+  return %x : tensor<16x?xf32>
 }
