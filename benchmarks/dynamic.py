@@ -4,6 +4,8 @@ specialized at mirage-compile's default sizes) against the static-shape compile 
 
   python benchmarks/dynamic.py build [-o .device/dynamic] [--search-options 'time-budget=20'] [--force]  # CPU
   python benchmarks/dynamic.py run [-o .device/dynamic] [--json FILE]                          # GPU, no MLIR
+  python benchmarks/dynamic.py candidates --program rmsnorm_linear   # every candidate of every specialization
+                                                                     # at the row counts it serves (GPU)
 
 `build` compiles each dynamic program once, and for every batch in STATIC_BATCHES the static program
 of that batch (the dynamic one specialized at that size alone, as a static export would be) with the
@@ -137,6 +139,43 @@ def run(out: str, json_path: str | None) -> int:
     return 0 if all(r["ok"] for r in rows) else 1
 
 
+def candidates(out: str, name: str) -> int:
+    """Each candidate plan of each specialization of `name`, timed at the row counts it serves."""
+    import torch
+    from gpu import bench
+    from programs import SCALES, functions, shapes
+
+    from mirage_mlir.runtime import Program, load
+
+    dynamic = load(os.path.join(out, f"{name}_dyn"))
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    ref = functions(torch)[name]
+    print("| specialization | candidate | rows | us | rel. error |\n|---|---|---|---|---|")
+    lower = 0
+    for size, function in zip(dynamic.sizes, dynamic.functions):
+        count = len(Program(os.path.join(out, f"{name}_dyn"), function).candidates)
+        for n in sorted({lower + 1, (lower + 1 + size) // 2, size}):
+            sets = []
+            for _ in range(3):  # rotated: 3 weight sets exceed the L2
+                args = []
+                for shape, scale, spec in zip(shapes(name, 1), SCALES[name], dynamic.inputs):
+                    shape = (n,) + tuple(shape[1:]) if spec["shape"][0] == -1 else tuple(shape)
+                    x = (torch.rand(shape, generator=gen, device="cuda") * 0.98 + 0.01 if scale is None
+                         else torch.randn(shape, generator=gen, device="cuda") * scale)
+                    args.append(x.to(torch.float16))
+                sets.append(args)
+            want = ref(*[a.double() for a in sets[0]])
+            for c in range(count):
+                prog = load(os.path.join(out, f"{name}_dyn"), function, candidate=c)
+                got = prog(*sets[0], poison=True).double()
+                err = float(torch.linalg.vector_norm(got - want) / torch.linalg.vector_norm(want))
+                outs = [prog(*a) for a in sets]
+                us = bench(lambda: [prog(*a, out=o) for a, o in zip(sets, outs)], len(sets))
+                print(f"| {function} | {c} | {n} | {us:.1f} | {err:.1e} |", flush=True)
+        lower = size
+    return 0
+
+
 def print_table(rows: list) -> None:
     print("\n| program | batch | rel. error (f16, float64 ref.) | dynamic us | static us | dynamic / static | "
           "torch.compile us |")
@@ -150,7 +189,8 @@ def print_table(rows: list) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=["build", "run", "table"])
+    p.add_argument("mode", choices=["build", "run", "table", "candidates"])
+    p.add_argument("--program", default="rmsnorm_linear", help="candidates: the program")
     p.add_argument("-o", dest="out", default=os.path.join(ROOT, ".device", "dynamic"))
     p.add_argument("--search-options", default="time-budget=20")
     p.add_argument("--force", action="store_true", help="build: recompile what exists")
@@ -158,6 +198,8 @@ def main() -> int:
     args = p.parse_args()
     if args.mode == "build":
         return build(args.out, args.search_options, args.force)
+    if args.mode == "candidates":
+        return candidates(args.out, args.program)
     if args.mode == "table":
         with open(args.json) as f:
             print_table(json.load(f)["rows"])

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from .emitter import Index, indices
+from .emitter import ROWS_ARG, Index, indices
 from .plan import CopyGeometry
 
 
@@ -36,24 +36,31 @@ class CopyEmitter:
         where[-1] = self.em.mul(where[-1], geo.width)
         return where
 
-    def copy_source(self, geo: CopyGeometry, where: list[Index]) -> list[Index]:
-        """The index into the kernel input of the chunk at `where` of the tile of iteration self.it
-        (along a masked dim, at most the last row there is: blockgen.RowMask)."""
+    def copy_source(self, geo: CopyGeometry, where: list[Index]) -> tuple[list[Index], str | None]:
+        """The index into the kernel input of the chunk at `where` of the tile of iteration self.it,
+        and for a masked input (blockgen.RowMask) whether its row is below the call's row count (the
+        index then clamped to a row there is; the chunk is not read: a read of the last row by every
+        row past it made one L2 line the target of every SM, run 38)."""
         em = self.em
         src = [em.add(a, b) for a, b in zip(where, self.iterator_offsets(geo))]
         dim = self.rows.inputs.get(geo.tensor)
-        if dim is not None:
-            src[dim] = em.op(f"arith.minui {em.idx(src[dim])}, {self.last_row} : index", "row")
-        return src
+        if dim is None:
+            return src, None
+        valid = em.cmp_lt(src[dim], ROWS_ARG)
+        src[dim] = em.op(f"arith.minui {em.idx(src[dim])}, {self.last_row} : index", "row")
+        return src, valid
 
     def copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
-        """Loads one chunk of the tile for iteration self.it."""
+        """Loads one chunk of the tile for iteration self.it (zeros past a masked row count)."""
         em = self.em
-        src, arg = self.copy_source(geo, where), self.input_args[geo.tensor]
+        (src, valid), arg = self.copy_source(geo, where), self.input_args[geo.tensor]
         if geo.width == 1:
-            return em.op(f"memref.load {arg}[{indices(em, src)}] : {geo.gmem}", "g")
-        return em.op(f"vector.load {arg}[{indices(em, src)}] {{alignment = {geo.align}}} "
-                     f": {geo.gmem}, {geo.vec}", "g")
+            load = f"memref.load {arg}[{indices(em, src)}] : {geo.gmem}"
+        else:
+            load = f"vector.load {arg}[{indices(em, src)}] {{alignment = {geo.align}}} : {geo.gmem}, {geo.vec}"
+        if valid is None:
+            return em.op(load, "g")
+        return em.if_value(valid, geo.vec, lambda: em.op(load, "g"), em.vconst_zero(geo.vec))
 
     def copy_store(self, geo: CopyGeometry, where: list[Index], val: str) -> None:
         em, buf = self.em, self.buffers[geo.i]
@@ -155,7 +162,11 @@ class CopyEmitter:
 
             def body(c, geo=geo, view=view, bypass=bypass, size=size):
                 where = self.copy_where(geo, c)
-                src = self.copy_source(geo, where)
+                src, valid = self.copy_source(geo, where)
+                if valid is not None:  # past the row count: nothing read, zeros
+                    if live is not None:
+                        valid = em.op(f"arith.andi {valid}, {live} : i1", "p")
+                    size = ", " + em.op(f"arith.select {valid}, {em.idx(geo.width)}, {em.idx(0)} : index", "i")
                 em.op(f"nvgpu.device_async_copy {self.input_args[geo.tensor]}[{indices(em, src)}], "
                       f"{view}[{indices(em, where)}], {geo.width}{size}{bypass} : {geo.gmem} to "
                       f"{self.buffers[geo.i].type}", "cp")

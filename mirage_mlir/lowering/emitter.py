@@ -46,7 +46,8 @@ class Emitter:
 
     @contextmanager
     def region(self, header: str, footer: str = "}"):
-        self.emit(header)
+        if header:  # none: the region continues the line before (an else)
+            self.emit(header)
         self.depth += 1
         try:
             yield
@@ -77,9 +78,20 @@ class Emitter:
         return self._constant(("i32", value), name, f"{value} : i32")
 
     def vconst_zero(self, vtype: str) -> str:
-        """A zero vector constant of type `vtype` (e.g. vector<2x2xf32>)."""
+        """A zero constant of type `vtype`: a vector (e.g. vector<2x2xf32>) or a float scalar."""
+        if not vtype.startswith("vector<"):
+            return self._constant(("zero", vtype), f"%zero_{vtype}", f"0.0 : {vtype}")
         name = "%zero_" + vtype[len("vector<"):-1].replace("x", "_")
         return self._constant(("vzero", vtype), name, f"dense<0.0> : {vtype}")
+
+    def if_value(self, cond: str, vtype: str, then, otherwise: str) -> str:
+        """`scf.if cond` yielding then() (emitted inside) or `otherwise`."""
+        value = self.fresh("if")
+        with self.region(f"{value} = scf.if {cond} -> ({vtype}) {{", "} else {"):
+            self.emit(f"scf.yield {then()} : {vtype}")
+        with self.region("", "}"):
+            self.emit(f"scf.yield {otherwise} : {vtype}")
+        return value
 
     def fconst(self, value: float) -> str:
         """A floating-point constant of the compute type."""

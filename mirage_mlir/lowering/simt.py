@@ -629,7 +629,8 @@ class Machine:
             else_vals = self.exec_block(regions[1][1], mask & ~cond)
         if not ot:
             return []
-        return [np.where(cond, t, e) for t, e in zip(then_vals, else_vals)]
+        # a value per thread, a vector per thread: the condition broadcast over the vector
+        return [np.where(cond.reshape((-1,) + (1,) * (np.ndim(t) - 1)), t, e) for t, e in zip(then_vals, else_vals)]
 
 
 def _mma_m16n8k16(mask, fa, fb, fc, name: str):
