@@ -49,7 +49,8 @@ def _functions(op: ir.Operation):
             for inner in block.operations:
                 inner = inner.operation
                 if inner.name == "func.func":
-                    if len(inner.regions[0].blocks):
+                    # a reference function keeps the program as it was given (mirage.reference_function)
+                    if len(inner.regions[0].blocks) and "mirage.reference_function" not in inner.attributes:
                         yield inner
                 elif inner.name == "builtin.module":
                     yield from _functions(inner)

@@ -4,7 +4,9 @@ checks) becomes static specializations `@f__n<size>`, one per size in `sizes`, a
 `mirage.dispatch` over them (mirage_mlir/dispatch.py: a call of size n means the smallest size >= n
 on zero-padded inputs, the first n rows kept; the compiled kernels instead take n and touch no row
 past it). Each specialization records which argument and result dims are dynamic
-(`mirage.specialization`), for the lowering.
+(`mirage.specialization`), for the lowering; the function as given stays, private, as the
+dispatch's reference (`@f__mirage_dynamic`, `mirage.reference`), which mirage-verify checks the
+dispatch against at sizes between the compiled ones.
 
 That is exact only where rows along the dynamic dim are computed independently; the pass proves
 that first and refuses the function otherwise (error at the op that mixes rows): every dynamic dim
@@ -24,7 +26,7 @@ import mlir.ir as ir
 from mlir.dialects import arith, func, tensor
 
 from mirage_mlir.diagnostics import remark
-from mirage_mlir.search.reference import functions
+from mirage_mlir.search.reference import REFERENCE_ATTR, REFERENCE_FUNCTION_ATTR, functions
 
 from .registry import Pass, PassError, option
 
@@ -72,6 +74,11 @@ class MirageSpecializeDims(Pass):
             op, why = problem
             raise PassError(op, f"mirage-specialize-dims: cannot specialize @{name}: {why}")
         callees = [_specialization(fn, f"{name}__n{size}", size) for size in sizes]
+        with fn.location:  # the program as given, for mirage-verify's checks between the sizes
+            reference = fn.clone(ip=ir.InsertionPoint(fn))
+        reference.attributes["sym_name"] = ir.StringAttr.get(f"{name}__mirage_dynamic")
+        reference.attributes["sym_visibility"] = ir.StringAttr.get("private")
+        reference.attributes[REFERENCE_FUNCTION_ATTR] = ir.UnitAttr.get()
         if self.remarks:
             remark(fn.location, f"mirage-specialize-dims: @{name} compiled at sizes {', '.join(map(str, sizes))} "
                                 f"of its dynamic dims (rows along them are computed independently: a call of "
@@ -89,6 +96,7 @@ class MirageSpecializeDims(Pass):
                     "callees": ir.ArrayAttr.get([ir.FlatSymbolRefAttr.get(c) for c in callees]),
                     "operandSegmentSizes": ir.DenseI32ArrayAttr.get(_segments(len(block.arguments), count)),
                     "resultSegmentSizes": ir.DenseI32ArrayAttr.get(_segments(len(results), count)),
+                    REFERENCE_ATTR: ir.FlatSymbolRefAttr.get(f"{name}__mirage_dynamic"),
                 })
             func.ReturnOp(list(dispatch.results))
 

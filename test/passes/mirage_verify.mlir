@@ -1,4 +1,10 @@
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-verify)' -verify-diagnostics | FileCheck %s
+// RUN: mirage-opt %S/../inputs/dynamic/rmsnorm_linear_dyn_small_f32.mlir -pass-pipeline='builtin.module(mirage-specialize-dims{sizes=1,4,8 remarks=false},convert-linalg-to-mirage,mirage-verify)' | FileCheck %s --check-prefix=DISPATCH
+
+// A dispatch over specializations (mirage-specialize-dims) against the function as given, on the
+// interpreter at sizes between the compiled ones.
+// DISPATCH: "mirage.dispatch"(%arg0, %arg1) {callees = [@main__n1, @main__n4, @main__n8]
+// DISPATCH-SAME: mirage.verified = "float at sizes 3, 5, 8 (between the compiled 1, 4, 8, each verified at its own size): max relative error
 
 // Mirage's RMSNorm+Linear plan (grid over W's columns, a for-loop over K, an rms accumulator beside
 // the matmul's) against the rms_norm + matmul it replaced: accepted, the verdict recorded.
@@ -140,4 +146,21 @@ func.func private @unstable_ref(%x: tensor<4x64xf16>) -> tensor<4x64xf16> attrib
   %3 = "mirage_kernel.reduce_sum"(%2) {dim = 1 : i64} : (tensor<4x64xf16>) -> tensor<4x1xf16>
   %4 = "mirage_kernel.div"(%2, %3) : (tensor<4x64xf16>, tensor<4x1xf16>) -> tensor<4x64xf16>
   return %4 : tensor<4x64xf16>
+}
+
+// -----
+
+// A specialization that computes something else than the function as given (sqrt for exp).
+func.func private @f__n4(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %0 = "mirage_kernel.sqrt"(%x) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+func.func private @f__mirage_dynamic(%x: tensor<?x8xf32>) -> tensor<?x8xf32> attributes {mirage.reference_function} {
+  %0 = "mirage_kernel.exp"(%x) : (tensor<?x8xf32>) -> tensor<?x8xf32>
+  return %0 : tensor<?x8xf32>
+}
+func.func @f(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
+  // expected-error @+1 {{mirage-verify: output #0 of the dispatch differs from @f__mirage_dynamic at size 3 (non-finite values, shape [3, 8])}}
+  %0 = "mirage.dispatch"(%x) {callees = [@f__n4], sizes = array<i64: 4>, mirage.reference = @f__mirage_dynamic, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0>} : (tensor<?x8xf32>) -> tensor<?x8xf32>
+  return %0 : tensor<?x8xf32>
 }
