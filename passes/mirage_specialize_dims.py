@@ -26,7 +26,8 @@ import mlir.ir as ir
 from mlir.dialects import arith, func, tensor
 
 from mirage_mlir.diagnostics import remark
-from mirage_mlir.search.reference import REFERENCE_ATTR, REFERENCE_FUNCTION_ATTR, functions
+from mirage_mlir.dialects.host import DISPATCH
+from mirage_mlir.search.reference import REFERENCE_ATTR, REFERENCE_FUNCTION_ATTR, find_function, functions
 
 from .registry import Pass, PassError, option
 
@@ -39,6 +40,7 @@ NEUTRAL = ("arith.constant", "arith.cmpi", "cf.assert", "func.return")
 # on each copy: {of = @f, size = N, inputs / outputs = the dynamic dim of each (-1: none)}, which the
 # lowering masks (rows past the call's count are neither read nor written) and the remarks name
 SPECIALIZATION_ATTR = "mirage.specialization"
+SLOTS = DISPATCH.operands[0].max_count  # mirage.dispatch's operands (and results) at most
 
 
 @dataclasses.dataclass
@@ -48,7 +50,7 @@ class MirageSpecializeDims(Pass):
 
     sizes: str = option("1,8,16,32,64", "the specializations' sizes (comma-separated, increasing); a call "
                                         "may have any size from 1 to the largest")
-    remarks: bool = option(True, "a remark per specialized function: its sizes and why padding is exact")
+    remarks: bool = option(True, "a remark per specialized function: the sizes it was compiled at")
 
     def run(self, module) -> None:
         root = module.operation if hasattr(module, "operation") else module
@@ -73,6 +75,14 @@ class MirageSpecializeDims(Pass):
         if problem is not None:
             op, why = problem
             raise PassError(op, f"mirage-specialize-dims: cannot specialize @{name}: {why}")
+        args, results = list(_function_type(fn).inputs), list(_function_type(fn).results)
+        if max(len(args), len(results)) > SLOTS:
+            raise PassError(fn, f"mirage-specialize-dims: cannot specialize @{name}: mirage.dispatch takes at most "
+                                f"{SLOTS} operands and results")
+        taken = [n for n in [f"{name}__n{size}" for size in sizes] + [f"{name}__mirage_dynamic"]
+                 if find_function(root, n) is not None]
+        if taken:
+            raise PassError(fn, f"mirage-specialize-dims: cannot specialize @{name}: @{taken[0]} exists already")
         callees = [_specialization(fn, f"{name}__n{size}", size) for size in sizes]
         with fn.location:  # the program as given, for mirage-verify's checks between the sizes
             reference = fn.clone(ip=ir.InsertionPoint(fn))
@@ -84,18 +94,16 @@ class MirageSpecializeDims(Pass):
                                 f"of its dynamic dims (rows along them are computed independently: a call of "
                                 f"size n runs the smallest size >= n, on n rows)")
         block = fn.regions[0].blocks[0]
-        results = list(_function_type(fn).results)
         for op in reversed(list(block.operations)):
             op.operation.erase()
         with ir.InsertionPoint(block), fn.location:
-            count = 16  # the op's slots (dialects/host.py)
             dispatch = ir.Operation.create(
                 "mirage.dispatch", results=results, operands=list(block.arguments),
                 attributes={
                     "sizes": ir.DenseI64ArrayAttr.get(sizes),
                     "callees": ir.ArrayAttr.get([ir.FlatSymbolRefAttr.get(c) for c in callees]),
-                    "operandSegmentSizes": ir.DenseI32ArrayAttr.get(_segments(len(block.arguments), count)),
-                    "resultSegmentSizes": ir.DenseI32ArrayAttr.get(_segments(len(results), count)),
+                    "operandSegmentSizes": ir.DenseI32ArrayAttr.get(_segments(len(block.arguments), SLOTS)),
+                    "resultSegmentSizes": ir.DenseI32ArrayAttr.get(_segments(len(results), SLOTS)),
                     REFERENCE_ATTR: ir.FlatSymbolRefAttr.get(f"{name}__mirage_dynamic"),
                 })
             func.ReturnOp(list(dispatch.results))

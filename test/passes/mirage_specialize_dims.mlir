@@ -68,3 +68,14 @@ func.func @transposed(%x: tensor<?x16xf32>, %y: tensor<?x16xf32>) -> tensor<?x16
 func.func @inner(%x: tensor<16x?xf32>) -> tensor<16x?xf32> {
   return %x : tensor<16x?xf32>
 }
+
+// -----
+
+// A specialization's name is taken already.
+func.func private @taken__n1(%x: tensor<1x16xf32>) -> tensor<1x16xf32> {
+  return %x : tensor<1x16xf32>
+}
+// expected-error @+1 {{mirage-specialize-dims: cannot specialize @taken: @taken__n1 exists already}}
+func.func @taken(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  return %x : tensor<?x16xf32>
+}
