@@ -4,6 +4,7 @@ search that ranks them with its own."""
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
