@@ -81,7 +81,7 @@ def _only_specialization(module, n: int) -> str:
 def run(out: str, json_path: str | None) -> int:
     import torch
     from gpu import bench, ceilings
-    from programs import SCALES, functions, shapes
+    from programs import functions
 
     from mirage_mlir.runtime import load
 
@@ -94,16 +94,9 @@ def run(out: str, json_path: str | None) -> int:
     rows = []
     for name in PROGRAMS:
         dynamic = load(os.path.join(out, f"{name}_dyn"))
-        dyn_args = [t["shape"][0] == -1 for t in dynamic.inputs]
 
         def inputs(n, gen):
-            made = []
-            for shape, scale, dyn in zip(shapes(name, 1), SCALES[name], dyn_args):
-                shape = (n,) + tuple(shape[1:]) if dyn else tuple(shape)
-                x = (torch.rand(shape, generator=gen, device="cuda") * 0.98 + 0.01 if scale is None
-                     else torch.randn(shape, generator=gen, device="cuda") * scale)
-                made.append(x.to(torch.float16))
-            return made
+            return batch_inputs(torch, name, dynamic, n, gen)
 
         for n in sorted(set(CHECK_BATCHES) | set(STATIC_BATCHES)):
             gen = torch.Generator(device="cuda").manual_seed(1000 + n)
@@ -139,11 +132,25 @@ def run(out: str, json_path: str | None) -> int:
     return 0 if all(r["ok"] for r in rows) else 1
 
 
+def batch_inputs(torch, name: str, dynamic, n: int, gen) -> list:
+    """Fresh f16 inputs of program `name` (programs.py's scales) with n rows in each dynamic argument
+    of the Dispatcher `dynamic`."""
+    from programs import SCALES, shapes
+
+    made = []
+    for shape, scale, spec in zip(shapes(name, 1), SCALES[name], dynamic.inputs):
+        shape = (n,) + tuple(shape[1:]) if spec["shape"][0] == -1 else tuple(shape)
+        x = (torch.rand(shape, generator=gen, device="cuda") * 0.98 + 0.01 if scale is None
+             else torch.randn(shape, generator=gen, device="cuda") * scale)
+        made.append(x.to(torch.float16))
+    return made
+
+
 def candidates(out: str, name: str) -> int:
     """Each candidate plan of each specialization of `name`, timed at the row counts it serves."""
     import torch
     from gpu import bench
-    from programs import SCALES, functions, shapes
+    from programs import functions
 
     from mirage_mlir.runtime import Program, load
 
@@ -155,15 +162,7 @@ def candidates(out: str, name: str) -> int:
     for size, function in zip(dynamic.sizes, dynamic.functions):
         count = len(Program(os.path.join(out, f"{name}_dyn"), function).candidates)
         for n in sorted({lower + 1, (lower + 1 + size) // 2, size}):
-            sets = []
-            for _ in range(3):  # rotated: 3 weight sets exceed the L2
-                args = []
-                for shape, scale, spec in zip(shapes(name, 1), SCALES[name], dynamic.inputs):
-                    shape = (n,) + tuple(shape[1:]) if spec["shape"][0] == -1 else tuple(shape)
-                    x = (torch.rand(shape, generator=gen, device="cuda") * 0.98 + 0.01 if scale is None
-                         else torch.randn(shape, generator=gen, device="cuda") * scale)
-                    args.append(x.to(torch.float16))
-                sets.append(args)
+            sets = [batch_inputs(torch, name, dynamic, n, gen) for _ in range(3)]  # 3 weight sets exceed the L2
             want = ref(*[a.double() for a in sets[0]])
             for c in range(count):
                 prog = load(os.path.join(out, f"{name}_dyn"), function, candidate=c)

@@ -53,10 +53,6 @@ def choose(sizes: list[int], n: int, what: str = "the dynamic size") -> int:
                         f"{RULE.format(largest=sizes[-1])}")
 
 
-def specialized_shape(pattern: tuple, size: int) -> tuple:
-    return tuple(size if d == -1 else d for d in pattern)
-
-
 def pad(x: np.ndarray, pattern: tuple, size: int) -> np.ndarray:
     """x zero-padded along its dynamic dims (-1 in pattern) to `size`."""
     widths = [(0, size - x.shape[d] if want == -1 else 0) for d, want in enumerate(pattern)]

@@ -33,6 +33,7 @@ from mirage_mlir.graph_verify import verify
 from mirage_mlir.lowering import LoweringError, lower_graph
 from mirage_mlir.search.cost import cost
 
+from .mirage_specialize_dims import specialization
 from .registry import Pass, PassError, option
 
 # mirage_mlir/search/reference.py's convention: replaced programs live in private functions tagged
@@ -130,10 +131,9 @@ class MirageLowerToGpu(Pass):
             raise PassError(index.op_at(first.path, func), f"invalid mu-graph: {first.message}")
         name = _symbol(func)
         masked = [{}, {}]  # a specialization's dynamic dims (mirage-specialize-dims): rows counted at run time
-        if "mirage.specialization" in func.attributes:
-            spec = ir.DictAttr(func.attributes["mirage.specialization"])
-            masked = [{k: d for k, d in enumerate(ir.DenseI64ArrayAttr(spec[key])) if d >= 0}
-                      for key in ("inputs", "outputs")]
+        spec = specialization(func)
+        if spec is not None:
+            masked = [{k: d for k, d in enumerate(dims) if d >= 0} for dims in (spec.inputs, spec.outputs)]
         try:
             program = lower_graph(graph, name, fuse=self.fuse_split_k, masked_inputs=masked[0],
                                   masked_outputs=masked[1])

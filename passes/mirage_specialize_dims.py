@@ -109,6 +109,26 @@ class MirageSpecializeDims(Pass):
             func.ReturnOp(list(dispatch.results))
 
 
+@dataclasses.dataclass(frozen=True)
+class Specialization:
+    """What SPECIALIZATION_ATTR records on a copy: the function it specializes, its size, and per
+    argument and result the dynamic dim (-1: none)."""
+
+    of: str
+    size: int
+    inputs: tuple
+    outputs: tuple
+
+
+def specialization(fn) -> Specialization | None:
+    """The record of a specialization made by this pass, or None for any other function."""
+    if SPECIALIZATION_ATTR not in fn.attributes:
+        return None
+    spec = ir.DictAttr(fn.attributes[SPECIALIZATION_ATTR])
+    return Specialization(ir.FlatSymbolRefAttr(spec["of"]).value, ir.IntegerAttr(spec["size"]).value,
+                          tuple(ir.DenseI64ArrayAttr(spec["inputs"])), tuple(ir.DenseI64ArrayAttr(spec["outputs"])))
+
+
 def _function_type(fn) -> ir.FunctionType:
     return ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
 

@@ -26,6 +26,7 @@ from mirage_mlir.search.cache import graph_to_json
 from mirage_mlir.search.reference import (REFERENCE_ATTR, REFERENCE_FUNCTION_ATTR, find_function, functions,
                                           group_graph)
 
+from .mirage_specialize_dims import specialization
 from .registry import Pass, PassError, option
 
 
@@ -97,10 +98,8 @@ class MirageSuperoptimize(Pass):
 def _specialized(fn) -> str:
     """For a specialization of a dynamic function (mirage-specialize-dims), which one: the remarks of
     all of them point at the same source line."""
-    if "mirage.specialization" not in fn.attributes:
-        return ""
-    spec = ir.DictAttr(fn.attributes["mirage.specialization"])
-    return f"@{ir.FlatSymbolRefAttr(spec['of']).value} at size {ir.IntegerAttr(spec['size']).value}: "
+    spec = specialization(fn)
+    return "" if spec is None else f"@{spec.of} at size {spec.size}: "
 
 
 def unsearchable(graph) -> str | None:

@@ -86,7 +86,6 @@ class MirageVerify(Pass):
                                     f"@{name}: {result.reason}")
         anchor.attributes[VERDICT_ATTR] = ir.StringAttr.get(verdict(result))
 
-
     def check_dispatch(self, root, op) -> None:
         """A dispatch over specializations (mirage-specialize-dims) against the function as given, in
         floating point on the interpreter, at sizes between the compiled ones (each specialization is

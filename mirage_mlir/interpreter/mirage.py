@@ -13,7 +13,7 @@ from mirage_mlir.bridge import BridgeError, graph_from_ops
 from mirage_mlir.dialects import KERNEL
 from mirage_mlir.evaluate import evaluate
 
-from .core import InterpreterError, register
+from .core import InterpreterError, register, shape_of
 
 
 def run_kernel_op(interp, op, args: list) -> list:
@@ -50,5 +50,5 @@ def run_dispatch(interp, op, args: list) -> list:
 
 
 def _pattern(t) -> tuple:
-    """A tensor type's shape with -1 for each dynamic dim."""
-    return tuple(-1 if t.is_dynamic_dim(d) else t.get_dim_size(d) for d in range(t.rank))
+    """A tensor type's shape with -1 for each dynamic dim (mirage_mlir/dispatch.py's form)."""
+    return tuple(-1 if d is None else d for d in shape_of(t))

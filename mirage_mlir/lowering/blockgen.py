@@ -54,16 +54,22 @@ class KernelCode:
 @dataclass(frozen=True)
 class RowMask:
     """Dims of a kernel's arguments that run along a dynamic size n up to their static size (a
-    specialization of mirage-specialize-dims serving every smaller size): loads along them are
-    clamped to row n - 1 (rows are computed independently, and what the rows past n compute is never
-    stored) and stores past row n are skipped. n is the kernel's last argument, %rows."""
+    specialization of mirage-specialize-dims serving every smaller size): past row n nothing is read
+    (zeros instead; rows are computed independently, and what the rows past n compute is never
+    stored) and nothing is stored. n is the kernel's last argument, %rows."""
 
     inputs: dict = field(default_factory=dict)  # kernel input index -> dim
     outputs: dict = field(default_factory=dict)  # kernel output index -> dim
 
+    @classmethod
+    def of(cls, masked: dict, inputs, outputs) -> RowMask:
+        """The mask of a kernel reading kernel-graph values `inputs` and writing `outputs`, where
+        `masked` ({value id: dim}) says which program values have a run-time row count."""
+        return cls({k: masked[v] for k, v in enumerate(inputs) if v in masked},
+                   {k: masked[v] for k, v in enumerate(outputs) if v in masked})
+
     def __bool__(self) -> bool:
         return bool(self.inputs or self.outputs)
-
 
 
 class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEmitter, AccumulatorEmitter,

@@ -120,9 +120,8 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     first, second = graph.nodes[n], graph.nodes[n + 1]
     first_out = graph.first_result[n + 1]
     a = first.body
-    rows_a = RowMask({k: masked[v] for k, v in enumerate(first.inputs) if v in masked})
-    rows_b = RowMask({k: masked[v] for k, v in enumerate(second.inputs) if v in masked},
-                     {r: masked[first_out + r] for r in range(len(second.types)) if first_out + r in masked})
+    rows_a = RowMask.of(masked, first.inputs, [])  # its outputs are the partials, temporaries
+    rows_b = RowMask.of(masked, second.inputs, range(first_out, first_out + len(second.types)))
     gen_a = BlockKernelGen(a, name, path, rows=rows_a)
     # the combine runs on the launch's threads: the first kernel's plan's (a row kernel picks its own
     # count, fewer than its block_dim); the block size never changes a block graph's value

@@ -180,8 +180,7 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
                 raise LoweringError(str(e), (n,)) from None
             source = node.op
         results = [first + r for r in range(len(node.types))]
-        mask = RowMask({k: masked[v] for k, v in enumerate(node.inputs) if v in masked},
-                       {r: masked[v] for r, v in enumerate(results) if v in masked})
+        mask = RowMask.of(masked, node.inputs, results)
         kernel = generate_kernel(body, f"{name}_k{n}", (n,), rows=mask)
         args = [where[v] for v in node.inputs] + [where[v] for v in results] + ([("rows", 0)] if mask else [])
         program.launches.append(Launch(kernel, args, source, (n,)))
