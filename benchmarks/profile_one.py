@@ -2,7 +2,9 @@
 """Runs one compiled benchmark variant a few times on fresh inputs, for a profiler to watch
 (imports no MLIR). Its directory name says the program, batch and type: <program>_bs<bs>_<dtype>_...
 
-  ncu --clock-control none --section SpeedOfLight -k regex:_k -c 1 python3 benchmarks/profile_one.py DIR
+  ncu --clock-control none --section SpeedOfLight -k regex:_k -c 1 python3 benchmarks/profile_one.py DIR [CANDIDATE]
+
+CANDIDATE: an index into the manifest's candidates (default: the model's pick, untuned).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def main() -> int:
     base = os.path.basename(directory.rstrip("/"))
     name = next(n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_"))
     bs, dtype = re.match(rf"{name}_bs(\d+)_(\w+?)_", base).groups()
-    program = load(directory)
+    candidate = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    program = load(directory, tune=False, candidate=candidate)
     gen = torch.Generator(device="cuda").manual_seed(0)
     inputs = make_inputs(torch, name, int(bs), torch_dtype(torch, dtype), gen)
     for _ in range(3):

@@ -3,6 +3,7 @@ emitter's text, on small block graphs, without lowering whole programs."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -63,18 +64,32 @@ def node_index(body, op: str) -> int:
 
 def test_loop_tiles_go_through_a_ring_as_deep_as_two_blocks_per_sm_allow():
     body = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=64, k_tile=256)
-    p = plan.BlockPlan(body)
+    p = plan.BlockPlan(body)  # 96 blocks: one wave at any depth, so at least two blocks per SM
     loop_iterators = [i for i, k in enumerate(p.kind) if k == "iter" and p.phase[i] == "loop"]
     assert p.ring == loop_iterators and len(loop_iterators) == 2
     assert p.stages == 2 < plan.MAX_STAGES
-    assert p.shared_bytes == p._allocate(2)[-1] <= plan.TWO_BLOCKS_BYTES < p._allocate(3)[-1]
+    assert p.shared_bytes == p._allocate(2)[-1]
+    assert plan.resident_blocks(p.shared_bytes, p.threads) == 2 > plan.resident_blocks(p._allocate(3)[-1], p.threads)
     assert all(p.buffers[i].stages == 2 for i in p.ring)
 
 
 def test_ring_is_the_deepest_that_fits_when_two_blocks_cannot_share_an_sm():
     p = plan.BlockPlan(rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"), col_tile=128, k_tile=256))
     assert p.stages == 3
-    assert plan.TWO_BLOCKS_BYTES < p.shared_bytes <= plan.MAX_SHARED_BYTES < p._allocate(4)[-1]
+    assert plan.resident_blocks(p._allocate(2)[-1], p.threads) == 1
+    assert p.shared_bytes <= plan.MAX_SHARED_BYTES < p._allocate(4)[-1]
+
+
+@pytest.mark.parametrize("bs,stages", [(1, 4), (8, 3)])
+def test_ring_keeps_the_grid_in_one_wave(bs, stages):
+    """384 blocks need three to an SM: at 16 rows the fourth stage (X's tile too) would leave two."""
+    graph = plans.rmsnorm_linear_split_k(benchmark_inputs("rmsnorm_linear", bs, "f16"), col_tile=64, splits=4,
+                                         k_tile=128, threads=128)
+    p = plan.BlockPlan(graph.nodes[0].body)
+    assert math.prod(graph.nodes[0].body.grid_dim) == 384 and p.stages == stages
+    assert plan.resident_blocks(p.shared_bytes, p.threads) == 3
+    if stages < plan.MAX_STAGES:
+        assert plan.resident_blocks(p._allocate(stages + 1)[-1], p.threads) == 2
 
 
 def test_no_ring_without_pipelining_or_with_max_stages_1(monkeypatch):

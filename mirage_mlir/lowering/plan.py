@@ -42,7 +42,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 11  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 12  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -52,10 +52,27 @@ PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for comi
 PREFETCH_DEPTH = 4  # most iterations loaded ahead
 # deepest cp.async ring for the for-loop's iterator tiles (MIRAGE_MAX_STAGES: for experiments)
 MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
-TWO_BLOCKS_BYTES = 113 * 1024  # shared memory per block that still lets two blocks share an SM
+SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
+SHARED_PER_SM = 228 * 1024
+SHARED_RESERVED = 1024  # per resident block
+THREADS_PER_SM = 2048
+BLOCKS_PER_SM = 32
 MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
 MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unrolls
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
+
+
+def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED_PER_SM,
+                    threads_per_sm: int = THREADS_PER_SM, blocks_per_sm: int = BLOCKS_PER_SM) -> int:
+    """Blocks of this size one SM holds at once (registers aside)."""
+    return max(1, min(shared_per_sm // (shared_bytes + SHARED_RESERVED), threads_per_sm // threads, blocks_per_sm))
+
+
+def wave_slots(blocks: int, resident: int) -> int:
+    """Block slots a grid occupies over its waves: a bandwidth-bound grid takes about this many
+    times the time of one block (the last wave's empty slots included)."""
+    capacity = resident * SMS
+    return -(-blocks // capacity) * min(capacity, blocks)
 
 
 class LoweringError(Exception):
@@ -452,14 +469,19 @@ class BlockPlan:
         return vector_width(tile.dtype, tile.shape[-1], whole.shape[-1]) * BYTES[tile.dtype] >= 4
 
     def _choose_stages(self) -> None:
-        """The cp.async ring's depth: the deepest (at most MAX_STAGES, at most the loop's trip count)
-        that still lets two blocks share an SM, else the deepest that fits at all, else none; with a
-        budget, the deepest within it, else none."""
+        """The cp.async ring's depth (at most MAX_STAGES, at most the loop's trip count). A grid
+        that needs a second wave of blocks streams that wave while the slots it leaves idle wait
+        (rmsnorm_linear's 384 blocks ran 1.34x slower two to an SM than three: benchmarks/NOTES.md
+        run 41). So: two blocks per SM where any depth allows it (one's loads overlap the other's
+        barriers; one block per SM streamed slowest in every measurement), then the fewest slot-waves
+        (waves x slots in use), then the deepest ring; with a budget, the deepest within it, else
+        none."""
         if self.loop == 1:
             return
         self.ring = [i for i, k in enumerate(self.kind)
                      if k == "iter" and i not in self.invariant and self._async_chunk_ok(i)]
-        best = 1
+        blocks = math.prod(self.g.grid_dim)
+        best, best_key = 1, None
         for stages in range(min(MAX_STAGES, self.loop), 1, -1):
             size = self._allocate(stages)[-1]
             if self.smem_budget is not None:
@@ -467,11 +489,10 @@ class BlockPlan:
                     best = stages
                     break
                 continue
-            if size <= TWO_BLOCKS_BYTES:
-                best = stages
-                break
-            if size <= MAX_SHARED_BYTES and best == 1:
-                best = stages
+            resident = resident_blocks(size, self.threads)
+            key = (min(resident, 2), -wave_slots(blocks, resident), stages)
+            if size <= MAX_SHARED_BYTES and (best_key is None or key > best_key):
+                best, best_key = stages, key
         self.stages = best
         if best == 1:
             self.ring = []

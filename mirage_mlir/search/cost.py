@@ -12,6 +12,7 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
 - bandwidth: DRAM bytes (every input byte once, every output byte once) at `bandwidth`, slowed for
   tiles of short rows (measured: a tile with 64-byte rows streams at ~55% of a plain read), and all
   the bytes the blocks load (replicated tiles included: they come from L2) at `l2_bandwidth`;
+  stretched by the idle slots of a grid's last wave when it needs more than one;
 - latency: the memory latencies (`mem_latency_us` each) a block cannot hide, times the waves of
   resident blocks: 1 / (stages - 1) per iteration behind a cp.async ring, one per batch of a
   synchronous copy (fewer when prefetched into registers), and those of the loop-invariant copies;
@@ -36,6 +37,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from ..dtypes import BYTES
+from ..lowering import plan
 from ..mugraph import Graph, TensorType
 from ..opset import ACCUMULATORS
 
@@ -43,7 +45,7 @@ from ..opset import ACCUMULATORS
 @dataclass(frozen=True)
 class Chip:
     name: str = "sm_90"
-    sms: int = 132
+    sms: int = plan.SMS
     bandwidth: float = 4.05e12  # B/s, streaming read measured on the H200 (torch.sum, graph replays)
     # B/s, L2 -> SM: a reduction whose 2048 rows all read one 128 KiB - 8 MiB vector (so every read
     # after the first hits L2) ran 3.9-4.5 TB/s on an H200, 1.2x its DRAM-bound rate; a lower bound
@@ -51,10 +53,9 @@ class Chip:
     sm_bandwidth: float = 31e9  # B/s one SM streams from a column strip (benchmarks/stream_probe.cu)
     mem_latency_us: float = 1.0  # a load's latency under load (fitted)
     smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
-    smem_per_sm: int = 228 * 1024
-    smem_reserved: int = 1024  # per resident block
-    threads_per_sm: int = 2048
-    blocks_per_sm: int = 32
+    smem_per_sm: int = plan.SHARED_PER_SM
+    threads_per_sm: int = plan.THREADS_PER_SM
+    blocks_per_sm: int = plan.BLOCKS_PER_SM
     # per kernel, with its ramp-up and tail: the fit says 1.5, but at 1.5 chains of small kernels look
     # nearly free and the best-first search spends its budget on them (ntrans: no candidate in 60 s,
     # one in 4 s at 2.5); the converted ntrans measures ~1.75 us a kernel
@@ -74,8 +75,7 @@ class Chip:
 
     def resident_blocks(self, smem: int, threads: int) -> int:
         """Blocks of this size one SM holds at once."""
-        return max(1, min(self.smem_per_sm // (smem + self.smem_reserved), self.threads_per_sm // threads,
-                          self.blocks_per_sm))
+        return plan.resident_blocks(smem, threads, self.smem_per_sm, self.threads_per_sm, self.blocks_per_sm)
 
 
 CHIPS = {"sm_90": Chip(), "h100": Chip()}
@@ -165,6 +165,9 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     slowed = sum(b * (r + c.row_overhead) / (c.stream_peak * r) for b, r in fig.tile_rows)
     efficiency = loaded / slowed if slowed else 1.0
     bandwidth = max((min(unique, read) / efficiency + written) / c.bandwidth, (read + written) / c.l2_bandwidth)
+    # the last wave's blocks stream while the rest of the SMs' slots sit idle (measured: 384 blocks
+    # two to an SM, 1.34x the time of three to an SM, benchmarks/NOTES.md run 41)
+    bandwidth *= plan.wave_slots(blocks, resident) / blocks if c.sms == plan.SMS else 1.0
     loop_trips = fig.loop_round_trips * loop if loop > 1 else 0.0
     latency = waves * c.mem_latency_us * 1e-6 * (loop_trips + fig.pre_round_trips)
     per_block = (read + written) / blocks
