@@ -85,7 +85,7 @@ def main() -> int:
     from check_gpu import check_entry, torch_dtype
     from programs import functions, io_bytes, make_inputs
 
-    from mirage_mlir.runtime import load
+    from mirage_mlir.runtime import load, overlap_supported
 
     with open(os.path.join(args.programs, "index.json")) as f:
         index = json.load(f)
@@ -96,8 +96,10 @@ def main() -> int:
     os.environ["MIRAGE_CACHE_DIR"] = tempfile.mkdtemp()  # a fresh tuning cache: first use tunes
     l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20)
     ceil = ceilings(torch)
+    ceil["overlap"] = overlap_supported(torch.cuda.current_device())
     print(f"device: {torch.cuda.get_device_name()}, L2 {l2 / 2**20:.0f} MiB, torch {torch.__version__}, "
-          f"read bandwidth {ceil['bandwidth'] / 1e12:.2f} TB/s, empty kernel {ceil['empty_us']:.2f} us", flush=True)
+          f"read bandwidth {ceil['bandwidth'] / 1e12:.2f} TB/s, empty kernel {ceil['empty_us']:.2f} us, "
+          f"overlapping launches {'on' if ceil['overlap'] else 'off'}", flush=True)
     fns = functions(torch)
     rows, variants = [], []
     seed = int(time.time()) % 100000

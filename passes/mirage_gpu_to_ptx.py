@@ -4,7 +4,9 @@ The upstream path (../shared/PLATFORM.md): nvvm-attach-target, then inside the g
 canonicalize/cse, convert-scf-to-cf and convert-gpu-to-nvvm with bare-pointer memref arguments,
 reconcile-unrealized-casts, and gpu-module-to-binary{format=isa}. It runs in a context of its own
 (see mirage_mlir.lowering.ptx for why); the host functions keep their gpu.launch_func ops, which now
-name kernels of the gpu.binary. sm_80 works as well (PTX ISA 8.0 covers both).
+name kernels of the gpu.binary. sm_80 works as well (PTX ISA 8.0 covers both); it has no
+programmatic dependent launch, so for it the kernels' griddepcontrol ops and the launches'
+`mirage.overlap` are dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import ClassVar
 
 import mlir.ir as ir
 
-from mirage_mlir.lowering.ptx import DEFAULT_CHIP, DEFAULT_FEATURES, PTXError, compile_gpu_module
+from mirage_mlir.lowering.ptx import DEFAULT_CHIP, DEFAULT_FEATURES, PTXError, compile_gpu_module, has_grid_dependencies
 
 from .registry import Pass, PassError, option
 
@@ -44,3 +46,17 @@ class MirageGpuToPtx(Pass):
             for new in list(parsed.body.operations):
                 new.operation.move_before(op)
             op.erase()
+        if not has_grid_dependencies(self.chip):
+            _plain_launches(root)
+
+
+def _plain_launches(op: ir.Operation) -> None:
+    """Drops `mirage.overlap` from every gpu.launch_func: kernels compiled without their grid-dependency
+    waits must be launched plainly."""
+    for region in op.regions:
+        for block in region.blocks:
+            for inner in block.operations:
+                inner = inner.operation
+                if inner.name == "gpu.launch_func" and "mirage.overlap" in inner.attributes:
+                    del inner.attributes["mirage.overlap"]
+                _plain_launches(inner)

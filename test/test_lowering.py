@@ -665,3 +665,23 @@ def test_a_fused_combine_runs_in_registers_on_the_threads_it_needs():
     inputs = random_inputs(types, seed=12)
     inputs = [inputs[0], round_to(inputs[1] * 0.1, "f16")]
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
+def test_later_kernels_wait_for_the_kernel_before():
+    """Programmatic dependent launch (blockgen.GridDependency): the down projection copies its weight
+    W2 before its griddepcontrol.wait and the gated product after it; the emulator runs it so, and a
+    kernel without its wait touches what the kernel before it writes too early."""
+    types = [TensorType(s, "f16") for s in [(8, 256), (256, 512), (256, 512), (512, 256)]]
+    graph = VARIANTS["swiglu_down"](types, col_tile=64, k_tile=64, down_col_tile=64, splits=4, down_k_tile=32)
+    program = lower_graph(graph)
+    first, second = (launch.kernel.text for launch in program.launches)
+    assert [launch.overlap for launch in program.launches] == [False, True]
+    assert "griddepcontrol  wait" not in first and "launch_dependents" in first
+    before_wait = second[:second.index("nvvm.griddepcontrol wait")]
+    assert "device_async_copy %arg1" in before_wait and "device_async_copy %arg0" not in before_wait
+    inputs = random_inputs(types, seed=3)
+    with ir.Context():
+        assert rel_err(run_lowered(ir.Module.parse(program.text()), inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+        early = ir.Module.parse(program.text().replace("nvvm.griddepcontrol wait\n", "", 1))
+        with pytest.raises(SimtError, match="before its griddepcontrol.wait"):
+            run_lowered(early, inputs)

@@ -72,6 +72,30 @@ class RowMask:
         return bool(self.inputs or self.outputs)
 
 
+@dataclass(frozen=True)
+class GridDependency:
+    """A kernel's part in overlapping the kernels of one program (programmatic dependent launch,
+    sm_90). A kernel that `waits` is launched as a dependent of the kernel before it: its blocks start
+    while that one finishes, issue the cp.async ring's first stages of the program's inputs
+    (`early`: block-graph input indices; the weights), then `griddepcontrol.wait` (that grid done, its
+    writes visible) before anything that kernel may write is touched. A kernel that `triggers` lets
+    the next one launch so (`griddepcontrol.launch_dependents` at entry). Only a kernel with such
+    copies overlaps (`early_ring`): without them its blocks would only sit waiting on SMs the kernel
+    before still uses, and be placed where that one's blocks happened to finish (H200 run 43:
+    attention's combine 9% slower so, LayerNorm + Linear's projection 5% faster)."""
+
+    triggers: bool = False
+    waits: bool = False
+    early: frozenset = frozenset()
+
+
+def early_ring(plan: BlockPlan, early: frozenset) -> list[int]:
+    """The ring iterators of `plan` that copy tiles of block-graph inputs `early`."""
+    if plan.rows is not None:
+        return []
+    return [i for i in plan.ring if plan.g.nodes[i].inputs[0] in early]
+
+
 class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEmitter, AccumulatorEmitter,
                      SaverEmitter, RowEmitter):
     """The emitters' shared state: the plan, the Emitter `em`, the buffers (copies of the plan's,
@@ -80,9 +104,11 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
 
     def __init__(self, graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
                  prefetch: bool = True, pipeline: bool = True, em: Emitter | None = None, prefix: str = "",
-                 smem_budget: int | None = None, fixed_threads: bool = False, rows: RowMask = RowMask()):
+                 smem_budget: int | None = None, fixed_threads: bool = False, rows: RowMask = RowMask(),
+                 dependency: GridDependency | None = None):
         self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline, smem_budget, fixed_threads)
         self.rows = rows
+        self.dependency = dependency
         self.g = graph
         self.name = name
         # a shared emitter `em`: this block graph follows another in one kernel, its buffers' names prefixed
@@ -255,10 +281,16 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         plan = self.plan
         plan.check_shared_memory()
         self.emit_entry()
+        dependency = self.dependency or GridDependency()
+        early = early_ring(plan, dependency.early) if dependency.waits else []
+        if dependency.triggers:
+            self.em.emit("nvvm.griddepcontrol launch_dependents")
+        if dependency.waits and not early:
+            self.grid_dependency_wait()
         if plan.rows is not None:
             self.emit_register_rows()
             return
-        self.ring_fill()  # in flight while the prologue runs
+        self.ring_fill(early)  # in flight while the prologue runs
         self.init_accumulators()
         self.copy_stage([i for i, kind in enumerate(plan.kind) if kind == "iter" and plan.phase[i] == "pre"])
         self.emit_stages("pre")
@@ -267,6 +299,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
                 self.barrier()
             self.emit_loop()
             self.emit_stages("post")
+
+    def grid_dependency_wait(self) -> None:
+        self.em.emit("nvvm.griddepcontrol wait")
 
     def emit_stages(self, phase: str) -> None:
         for i in range(len(self.g.nodes)):
@@ -345,9 +380,11 @@ def plan_figures(graph: Graph) -> PlanFigures:
 
 
 def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
-                    rows: RowMask = RowMask()) -> KernelCode:
+                    rows: RowMask = RowMask(), dependency: GridDependency | None = None) -> KernelCode:
     """The gpu.func text for a block graph (the body of a graph_def). `use_mma`: f16 matmuls on
     tensor cores (nvgpu.mma.sync, sm_80 and later); otherwise every matmul runs on CUDA cores.
-    `rows`: arguments whose rows past a run-time count are not touched (RowMask)."""
+    `rows`: arguments whose rows past a run-time count are not touched (RowMask); `dependency`: its
+    place among the program's launches (GridDependency)."""
     outputs = [graph.value_types[v] for v in graph.outputs]
-    return BlockKernelGen(graph, name, path, use_mma, rows=rows).generate(list(graph.inputs), outputs)
+    return BlockKernelGen(graph, name, path, use_mma, rows=rows, dependency=dependency).generate(
+        list(graph.inputs), outputs)

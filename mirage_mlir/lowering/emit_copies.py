@@ -145,14 +145,16 @@ class CopyEmitter:
         return em.op(f"memref.view {self.smem}[{em.idx(offset)}][] : "
                      f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}", "ring")
 
-    def async_copy_stage(self, iteration: Index, slot: Index, live: str | None = None) -> str:
-        """Issues the cp.async copies of the ring iterators' tiles of `iteration` into stage `slot`
-        and commits them as one group (each thread commits its own copies); returns its token.
-        `live` (an i1, the same in every thread): when false the copies read nothing (src-size 0)."""
+    def async_copy_stage(self, iteration: Index, slot: Index, live: str | None = None,
+                         iterators: list[int] | None = None, commit: bool = True) -> str | None:
+        """Issues the cp.async copies of the ring iterators' tiles (`iterators`, default all) of
+        `iteration` into stage `slot` and commits them as one group (each thread commits its own
+        copies); returns its token (None when not `commit`: they join the next group). `live` (an
+        i1, the same in every thread): when false the copies read nothing (src-size 0)."""
         em = self.em
         saved = self.it
         self.it = iteration
-        for i in self.plan.ring:
+        for i in self.plan.ring if iterators is None else iterators:
             geo = self.plan.copy_geometry(i)
             view = self.ring_view(i, slot)
             bypass = " {bypassL1}" if geo.align == 16 else ""
@@ -173,12 +175,21 @@ class CopyEmitter:
 
             self.for_each(geo.n_chunks, body, attr=f"mirage.stage = \"cp.async {i}\"")
         self.it = saved
-        return self.commit_group()
+        return self.commit_group() if commit else None
 
-    def ring_fill(self) -> None:
-        """Issues the copies of the ring's first stages - 1 iterations (before the loop)."""
-        for d in range(self.plan.stages - 1):
-            self.async_copy_stage(d, d)
+    def ring_fill(self, early: list[int]) -> None:
+        """Issues the copies of the ring's first stages - 1 iterations (before the loop). The `early`
+        iterators' copies of all of them go first, then the grid-dependency wait (GridDependency),
+        then the rest stage by stage: the first group holds every early copy, so each iteration's
+        wait still covers its tiles."""
+        stages = range(self.plan.stages - 1)
+        if early:
+            for d in stages:
+                self.async_copy_stage(d, d, iterators=early, commit=False)
+            self.grid_dependency_wait()
+        late = [i for i in self.plan.ring if i not in early]
+        for d in stages:
+            self.async_copy_stage(d, d, iterators=late)
 
     def ring_advance(self, it: str) -> None:
         """At the top of iteration `it`: refills the stage iteration it - 1 used (the closing barrier

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..mugraph import Graph
-from .blockgen import BlockKernelGen, KernelCode, RowMask, kernel_code
+from .blockgen import BlockKernelGen, GridDependency, KernelCode, RowMask, kernel_code
 from .emitter import ROWS_ARG, Emitter, memref_type
 
 FLAG_ALIGN = 16
@@ -112,17 +112,17 @@ def fused_pairs(graph: Graph) -> dict[int, SplitKPair]:
 
 
 def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tuple[int, ...] = (),
-                   masked: dict | None = None) -> tuple[KernelCode, list]:
+                   masked: dict | None = None, dependency: GridDependency | None = None) -> tuple[KernelCode, list]:
     """The fused kernel of nodes n, n + 1 and its arguments as kernel-graph value ids, then the
     counters (the string "counters") and, where `masked` ({value id: dim}, blockgen.RowMask) touches
-    its arguments, the row count ("rows")."""
+    its arguments, the row count ("rows"). `dependency`: its place among the program's launches."""
     masked = masked or {}
     first, second = graph.nodes[n], graph.nodes[n + 1]
     first_out = graph.first_result[n + 1]
     a = first.body
     rows_a = RowMask.of(masked, first.inputs, [])  # its outputs are the partials, temporaries
     rows_b = RowMask.of(masked, second.inputs, range(first_out, first_out + len(second.types)))
-    gen_a = BlockKernelGen(a, name, path, rows=rows_a)
+    gen_a = BlockKernelGen(a, name, path, rows=rows_a, dependency=dependency)
     # the combine runs on the launch's threads: the first kernel's plan's (a row kernel picks its own
     # count, fewer than its block_dim); the block size never changes a block graph's value
     b = replace(second.body, block_dim=(gen_a.plan.threads, 1, 1))

@@ -21,7 +21,9 @@ hold fewer rows than its static size, or -1): its kernels that touch those take 
 argument ["rows", 0], last (an index: int64).
 Kernel arguments are raw device pointers (bare-pointer ABI), in the order of "args". A temporary
 marked "zero" (the counters of a fused split reduction) is zeroed once when allocated; the kernels
-leave it zero.
+leave it zero. A kernel marked "overlap": true may be launched as a programmatic dependent of the
+kernel before it (sm_90: its blocks start while that one finishes; its code waits for it before
+touching what it wrote); launched plainly it runs the same.
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dic
                 })
                 if "mirage.estimate_us" in inner.attributes:
                     kernels[-1]["estimate_us"] = ir.FloatAttr(inner.attributes["mirage.estimate_us"]).value
+                if "mirage.overlap" in inner.attributes:
+                    kernels[-1]["overlap"] = True
             elif inner.name not in ("arith.constant", "gpu.dealloc", "func.return"):
                 raise ManifestError(f"unexpected '{inner.name}' in host function @{fname}")
         functions[fname] = {"inputs": inputs, "outputs": outputs, "temporaries": temps, "kernels": kernels}

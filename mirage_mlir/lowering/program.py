@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
-from .blockgen import KernelCode, RowMask, generate_kernel
+from .blockgen import GridDependency, KernelCode, RowMask, early_ring, generate_kernel
 from .fuse_split_k import fused_pairs, generate_fused
 from .emitter import ROWS_ARG, STORAGE_TYPES, memref_type
-from .plan import LoweringError
+from .plan import BlockPlan, LoweringError
 from .predefined import predefined_block_graph
 
 
@@ -27,6 +27,9 @@ class Launch:
     source: str  # "graph_def" or the predefined op's name
     nodes: tuple[int, ...] = ()  # the kernel-graph nodes it runs (two: a split reduction fused, fuse_split_k)
     estimate_us: float | None = None  # the cost model's time for this kernel (mirage.estimate_us)
+    # launched as a programmatic dependent of the kernel before it (its code waits for that one:
+    # blockgen.GridDependency); the host function marks it {mirage.overlap}
+    overlap: bool = False
 
 
 @dataclass
@@ -93,7 +96,7 @@ class LoweredProgram:
                 operands.append(f"{name} : {mtype(t)}")
             body.append(f"  gpu.launch_func @{self.module_name}::@{kc.name} blocks in ({grid}) threads in ({block}) "
                         f"dynamic_shared_memory_size {shared} args({', '.join(operands)})"
-                        + ("" if launch.estimate_us is None else f" {{mirage.estimate_us = {launch.estimate_us:.6g} : f64}}"))
+                        + _attr_dict(launch))
         for k, t in enumerate(self.temps):
             body.append(f"  gpu.dealloc %tmp{k} : {mtype(t)}")
         body.append("  return")
@@ -110,6 +113,23 @@ class LoweredProgram:
         """A complete module: the kernels and the host function (with optional printed locations)."""
         return ("module attributes {gpu.container_module} {\n" + _indent(self.gpu_module_text(kernel_locs), 1)
                 + "\n" + _indent(self.host_func_text(host_loc), 1) + "\n}\n")
+
+
+def _block_graph(graph: Graph, n: int) -> Graph:
+    """Kernel-graph node n's block graph (a predefined kernel op's, from predefined.py)."""
+    node = graph.nodes[n]
+    if node.op == "graph_def":
+        return node.body
+    try:
+        return predefined_block_graph(node, [graph.value_types[v] for v in node.inputs])
+    except LoweringError as e:
+        raise LoweringError(str(e), (n,)) from None
+
+
+def _attr_dict(launch: Launch) -> str:
+    attrs = ([] if launch.estimate_us is None else [f"mirage.estimate_us = {launch.estimate_us:.6g} : f64"])
+    attrs += ["mirage.overlap"] if launch.overlap else []
+    return f" {{{', '.join(attrs)}}}" if attrs else ""
 
 
 def _indent(text: str, levels: int) -> str:
@@ -156,33 +176,28 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
                 raise LoweringError(f"'{node.op}' on {t}: {t.dtype} tensors have no GPU lowering "
                                     f"(f16, bf16, f32 and f64 do)", (n,))
     pairs = fused_pairs(graph) if fuse else {}
-    n = 0
-    while n < len(graph.nodes):
+    starts = [n for n in range(len(graph.nodes)) if n - 1 not in pairs]  # one launch each
+    bodies = [_block_graph(graph, n) for n in starts]
+    early = [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v < len(graph.inputs)) for n in starts]
+    overlaps = [j > 0 and bool(early_ring(BlockPlan(body), early[j])) for j, body in enumerate(bodies)]
+    for j, (n, body) in enumerate(zip(starts, bodies)):
+        triggers = j + 1 < len(starts) and overlaps[j + 1]
+        dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
         if n in pairs:
             pair = pairs[n]
-            kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked)
+            kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked, dependency)
             program.zeroed.add(len(program.temps))
             rows = [("rows", 0)] if values[-1] == "rows" else []
             values = values[:-1] if rows else values
             args = [where[v] for v in values[:-1]] + [("temp", len(program.temps))] + rows
             program.temps.append(TensorType((pair.tiles,), "i32"))
-            program.launches.append(Launch(kernel, args, "graph_def", (n, n + 1)))
-            n += 2
+            program.launches.append(Launch(kernel, args, "graph_def", (n, n + 1), overlap=overlaps[j]))
             continue
         node = graph.nodes[n]
-        first = graph.first_result[n]
-        if node.op == "graph_def":
-            body, source = node.body, "graph_def"
-        else:
-            try:
-                body = predefined_block_graph(node, [graph.value_types[v] for v in node.inputs])
-            except LoweringError as e:
-                raise LoweringError(str(e), (n,)) from None
-            source = node.op
-        results = [first + r for r in range(len(node.types))]
+        results = [graph.first_result[n] + r for r in range(len(node.types))]
         mask = RowMask.of(masked, node.inputs, results)
-        kernel = generate_kernel(body, f"{name}_k{n}", (n,), rows=mask)
+        kernel = generate_kernel(body, f"{name}_k{n}", (n,), rows=mask, dependency=dependency)
         args = [where[v] for v in node.inputs] + [where[v] for v in results] + ([("rows", 0)] if mask else [])
-        program.launches.append(Launch(kernel, args, source, (n,)))
-        n += 1
+        source = "graph_def" if node.op == "graph_def" else node.op
+        program.launches.append(Launch(kernel, args, source, (n,), overlap=overlaps[j]))
     return program

@@ -53,6 +53,25 @@ class Binary:
     binary_text: str  # the `gpu.binary` op, printed
 
 
+def has_grid_dependencies(chip: str) -> bool:
+    """Programmatic dependent launch (griddepcontrol) exists from sm_90 on."""
+    digits = "".join(c for c in chip.removeprefix("sm_") if c.isdigit())
+    return int(digits or 0) >= 90
+
+
+def _drop_grid_dependencies(op: ir.Operation) -> None:
+    """Erases the griddepcontrol ops (blockgen.GridDependency) for a chip without them: a kernel then
+    needs a plain launch, which the host function's launches say (mirage-gpu-to-ptx drops their
+    mirage.overlap)."""
+    for region in op.regions:
+        for block in region.blocks:
+            for inner in list(block.operations):
+                if inner.operation.name == "nvvm.griddepcontrol":
+                    inner.operation.erase()
+                else:
+                    _drop_grid_dependencies(inner.operation)
+
+
 def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATURES,
                        opt_level: int = 3) -> Binary:
     """PTX for the printed `gpu.module` op (upstream dialects only)."""
@@ -60,6 +79,8 @@ def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features:
         ctx.allow_unregistered_dialects = True  # discardable mirage.* attributes only
         try:
             module = ir.Module.parse("module attributes {gpu.container_module} {\n" + gpu_module_text + "\n}")
+            if not has_grid_dependencies(chip):
+                _drop_grid_dependencies(module.operation)
             PassManager.parse(conversion_pipeline(chip, features, opt_level)).run(module.operation)
             _external_dynamic_shared(module.operation)
             PassManager.parse("builtin.module(gpu-module-to-binary{format=isa})").run(module.operation)

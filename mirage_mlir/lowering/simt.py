@@ -12,7 +12,9 @@ mu-graph means. Beyond values, it checks what a GPU would not report:
 - outputs and temporaries start as NaN, so an element no thread writes fails the comparison;
 - asynchronous copies (`nvgpu.device_async_copy`, cp.async) land in shared memory only when a
   `device_async_wait` completes their group, so a read before the wait sees stale data and a read by
-  another thread before the following barrier is a race.
+  another thread before the following barrier is a race;
+- a kernel launched as a programmatic dependent (`{mirage.overlap}`) that touches a buffer other
+  than the program's inputs before its `nvvm.griddepcontrol wait`.
 
 Values are arrays over all threads (shape [T], vectors [T, n]). Divergent loops (`scf.for` from a
 thread id) and `scf.if` run with an activity mask. Floats follow the kernel's types: f32 in
@@ -131,8 +133,12 @@ def _attr_int(op, name: str) -> int:
 
 
 class Machine:
-    def __init__(self, kernel: Kernel, grid, block, args: list, shared_bytes: int, check_races: bool = True):
+    def __init__(self, kernel: Kernel, grid, block, args: list, shared_bytes: int, check_races: bool = True,
+                 gated: frozenset = frozenset()):
         self.kernel = kernel
+        # a kernel launched as a programmatic dependent: the global buffers (by id) a thread may touch
+        # only after its griddepcontrol.wait (what the kernels before it write)
+        self.gated = gated
         self.grid = tuple(grid)
         self.nthreads = int(np.prod(block))
         if block[1] != 1 or block[2] != 1:
@@ -152,6 +158,7 @@ class Machine:
         self.async_pending: list = []  # cp.async copies issued since the last commit
         self.async_groups: list[list] = []  # committed, not yet completed groups, oldest first
         self.env: list = [None] * len(kernel.slots)
+        self.waited = np.zeros(self.T, bool)
         for s, a in zip(kernel.args, args):
             self.env[s] = a
 
@@ -166,7 +173,15 @@ class Machine:
         tid = np.repeat(self.tid[mask][:, None], nslots, axis=1).ravel()
         self._record(self.smem_shadow, (blk, slots.ravel()), tid, write, "shared memory")
 
+    def _gate(self, mem: MemRef, mask: np.ndarray, write: bool) -> None:
+        if id(mem) in self.gated and np.any(mask & ~self.waited):
+            t = int(np.nonzero(mask & ~self.waited)[0][0])
+            raise SimtError(f"block {int(self.blk[t])}, thread {int(self.tid[t])} {'writes' if write else 'reads'} "
+                            f"{mem.shape}x{mem.dtype}, which the kernel before it may write, before its "
+                            f"griddepcontrol.wait")
+
     def _global_access(self, mem: MemRef, lin: np.ndarray, mask: np.ndarray, width: int, write: bool):
+        self._gate(mem, mask, write)
         if not self.check or mem.shadow is None:
             return
         elems = (lin[mask][:, None] + np.arange(width)[None, :]).ravel()
@@ -449,6 +464,7 @@ class Machine:
         if _attr_int(op, "kind") != ATOMIC_ADDI:
             raise SimtError("only memref.atomic_rmw addi is emulated")
         mem = a[1]
+        self._gate(mem, mask, True)
         lin = self._linear(mem, a[2:], mask)
         value = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))
         old = np.zeros(self.T, np.int64)
@@ -456,6 +472,13 @@ class Machine:
             old[t] = mem.data[lin[t]]
             mem.data[lin[t]] += value[t]
         return [old]
+
+    def op_nvvm_griddepcontrol(self, a, mask, ot, it, regions, op):
+        """wait: the kernel before has completed (lockstep: it ran first), so from here the thread may
+        touch what it wrote; launch_dependents changes nothing here."""
+        if "wait" in str(op.attributes["kind"]):
+            self.waited |= mask
+        return []
 
     def op_llvm_fence(self, a, mask, ot, it, regions, op):
         """An acquire fence after the release fences and the atomic of every other block (lockstep
@@ -726,6 +749,7 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             outputs.append(mem)
     kernels: dict = {}
     zeroed: list = []
+    program_inputs = {id(env[arg]) for arg in args[:n_in]}
     for op in block.operations:
         op = op.operation
         if op.name == "arith.constant":
@@ -755,7 +779,9 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             memories = [m for m in kargs if isinstance(m, MemRef)]  # the rest: a row count (index)
             for m in memories:
                 m.shadow = Shadow((m.size,))
-            machine = Machine(kernels[key], grid, blk, kargs, int(shared), check_races)
+            gated = frozenset(id(m) for m in memories if id(m) not in program_inputs) \
+                if "mirage.overlap" in op.attributes else frozenset()
+            machine = Machine(kernels[key], grid, blk, kargs, int(shared), check_races, gated)
             machine.run()
             if machine.async_pending or machine.async_groups:
                 raise SimtError(f"kernel @{kernel_name} returns with asynchronous copies never waited for")

@@ -19,6 +19,16 @@
 // SM80: gpu.binary @main_kernels [#gpu.object<#nvvm.target<chip = "sm_80", features = "+ptx80">, properties = {{.*}}O = 2 : i32}
 // SM80-SAME: .target sm_80
 
+// A program of two kernels: on sm_90 they overlap (griddepcontrol in the PTX, the second launch marked
+// mirage.overlap); sm_80 has no programmatic dependent launch, so neither is there.
+// CHECK: gpu.binary @g_kernels
+// CHECK-SAME: griddepcontrol.launch_dependents
+// CHECK-SAME: griddepcontrol.wait
+// CHECK: gpu.launch_func @g_kernels::@g_k1 {{.*}}mirage.overlap
+// SM80: gpu.binary @g_kernels
+// SM80-NOT: griddepcontrol
+// SM80-NOT: mirage.overlap
+
 // The PTX file mirage-compile writes: one entry per kernel, dynamic shared memory declared extern (not
 // demoted to a one-byte static variable), 16-byte asynchronous copies and global stores, tensor-core MMAs,
 // warp shuffles.
@@ -55,3 +65,8 @@ func.func @main(%arg0: tensor<4x256xf16>, %arg1: tensor<256x128xf16>) -> tensor<
   return %0 : tensor<4x128xf16>
 }
 
+func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16> {
+  %0 = "mirage_kernel.exp"(%a) : (tensor<16x256xf16>) -> tensor<16x256xf16>
+  %1 = "mirage_kernel.matmul"(%0, %b) : (tensor<16x256xf16>, tensor<256x64xf16>) -> tensor<16x64xf16>
+  return %1 : tensor<16x64xf16>
+}

@@ -72,6 +72,7 @@ func.func @main(%arg0: tensor<4x256xf16>, %arg1: tensor<256x128xf16>) -> tensor<
 // CHECK-LABEL: gpu.module @f_kernels
 // CHECK: gpu.func @f_k0(%{{.*}}: memref<16x64xf32>, %{{.*}}: memref<64x32xf32>, %{{.*}}: memref<16x32xf32>) kernel
 // CHECK: gpu.func @f_k1(%{{.*}}: memref<16x32xf32>, %{{.*}}: memref<16x32xf32>) kernel
+// CHECK-NOT: griddepcontrol
 // CHECK: math.exp
 // CHECK: func.func @f(%{{.*}}: memref<16x64xf32>, %{{.*}}: memref<64x32xf32>, %[[OUT:.*]]: memref<16x32xf32>)
 // CHECK: %[[TMP:.*]] = gpu.alloc () : memref<16x32xf32>
@@ -88,6 +89,35 @@ func.func private @f__mirage_ref0(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>) 
   %0 = "mirage_kernel.matmul"(%a, %b) : (tensor<16x64xf32>, tensor<64x32xf32>) -> tensor<16x32xf32>
   %1 = "mirage_kernel.exp"(%0) : (tensor<16x32xf32>) -> tensor<16x32xf32>
   return %1 : tensor<16x32xf32>
+}
+
+// -----
+
+// Kernels of one program overlap (programmatic dependent launch) where the later one has work to do
+// before it needs the earlier one's results: the matmul copies the tiles of the program's input %b
+// for its ring's first stages, then waits for the kernel before it, then copies the tiles that
+// kernel wrote (exp(%a)). The kernel before lets it launch early; the host launches it marked
+// {mirage.overlap}. (In @f above the exp reads only what the matmul wrote: plain launches.)
+
+// CHECK-LABEL: gpu.module @g_kernels
+// CHECK: gpu.func @g_k0(
+// CHECK: nvvm.griddepcontrol  launch_dependents
+// CHECK-NOT: nvvm.griddepcontrol  wait
+// CHECK: gpu.func @g_k1(%[[H:.*]]: memref<16x256xf16>, %[[B:.*]]: memref<256x64xf16>, %{{.*}}: memref<16x64xf16>)
+// CHECK-NOT: launch_dependents
+// CHECK-NOT: device_async_copy %[[H]]
+// CHECK: nvgpu.device_async_copy %[[B]]
+// CHECK-NOT: device_async_copy %[[H]]
+// CHECK: nvvm.griddepcontrol  wait
+// CHECK-NOT: gpu.barrier
+// CHECK: nvgpu.device_async_copy %[[H]]
+// CHECK: func.func @g(
+// CHECK: gpu.launch_func @g_kernels::@g_k0 {{.*}} {mirage.estimate_us = {{[^,]*}}}{{$}}
+// CHECK: gpu.launch_func @g_kernels::@g_k1 {{.*}} {mirage.estimate_us = {{.*}}, mirage.overlap}
+func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16> {
+  %0 = "mirage_kernel.exp"(%a) : (tensor<16x256xf16>) -> tensor<16x256xf16>
+  %1 = "mirage_kernel.matmul"(%0, %b) : (tensor<16x256xf16>, tensor<256x64xf16>) -> tensor<16x64xf16>
+  return %1 : tensor<16x64xf16>
 }
 
 // -----
