@@ -48,11 +48,15 @@ SWEEPS = {name: [(c, k, t) for c in (16, 32, 64, 128) for k in (64, 128, 256) fo
 
 # Plans beyond the published ones (plans.VARIANTS): K split across blocks, then a combine kernel
 SPLIT_K = {
-    "rmsnorm_linear": [f"rmsnorm_linear_split_k:col_tile={c},splits={sp},k_tile=128,threads={t}"
-                       for c, sp, t in ((64, 2, 256), (64, 4, 256), (64, 8, 256), (128, 4, 256), (128, 8, 256),
-                                        (64, 4, 128), (128, 4, 128))],
-    "gated_mlp": [f"gated_mlp_split_k:col_tile={c},splits={sp},k_tile=128,threads={t}"
-                  for c, sp, t in ((64, 2, 256), (64, 4, 256), (128, 4, 256), (128, 8, 256), (64, 4, 128))],
+    # wider column tiles over thinner k tiles: fewer blocks re-read X's K slice (session 6)
+    "rmsnorm_linear": [f"rmsnorm_linear_split_k:col_tile={c},splits={sp},k_tile={k},threads={t}"
+                       for c, sp, k, t in ((64, 2, 128, 256), (64, 4, 128, 256), (64, 8, 128, 256),
+                                           (128, 4, 128, 256), (128, 8, 128, 256), (64, 4, 128, 128),
+                                           (128, 4, 128, 128), (128, 8, 64, 128), (128, 4, 64, 128),
+                                           (256, 8, 64, 256), (256, 16, 32, 256))],
+    "gated_mlp": [f"gated_mlp_split_k:col_tile={c},splits={sp},k_tile={k},threads={t}"
+                  for c, sp, k, t in ((64, 2, 128, 256), (64, 4, 128, 256), (128, 4, 128, 256), (128, 8, 128, 256),
+                                      (64, 4, 128, 128), (128, 4, 64, 128), (128, 8, 64, 128), (256, 8, 64, 256))],
     "stable_attention": [f"stable_attention:splits={sp},threads={t}" for sp in (32, 16) for t in (128, 256)],
     "swiglu_down": [f"swiglu_down:col_tile={c},down_col_tile={dc},splits={sp},down_k_tile={dk},threads={t}"
                     for c, dc, sp, dk, t in ((64, 64, 4, 64, 128), (64, 64, 8, 32, 128), (64, 128, 8, 32, 256),
