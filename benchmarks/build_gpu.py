@@ -56,7 +56,7 @@ SPLIT_K = {
                                            (256, 8, 64, 256), (256, 16, 32, 256))],
     "gated_mlp": [f"gated_mlp_split_k:col_tile={c},splits={sp},k_tile={k},threads={t}"
                   for c, sp, k, t in ((64, 2, 128, 256), (64, 4, 128, 256), (128, 4, 128, 256), (128, 8, 128, 256),
-                                      (64, 4, 128, 128), (128, 4, 64, 128), (128, 8, 64, 128), (256, 8, 64, 256))],
+                                      (64, 4, 128, 128), (128, 4, 64, 128), (128, 8, 64, 128))],
     "stable_attention": [f"stable_attention:splits={sp},threads={t}" for sp in (32, 16) for t in (128, 256)],
     "swiglu_down": [f"swiglu_down:col_tile={c},down_col_tile={dc},splits={sp},down_k_tile={dk},threads={t}"
                     for c, dc, sp, dk, t in ((64, 64, 4, 64, 128), (64, 64, 8, 32, 128), (64, 128, 8, 32, 256),
