@@ -80,6 +80,12 @@ def test_ring_is_the_deepest_that_fits_when_two_blocks_cannot_share_an_sm():
     assert p.shared_bytes <= plan.MAX_SHARED_BYTES < p._allocate(4)[-1]
 
 
+def test_wave_slots_count_the_last_waves_idle_slots():
+    assert plan.wave_slots(384, 3) == 384  # one wave of 396 slots
+    assert plan.wave_slots(384, 2) == 2 * 264  # a second wave of 120 blocks leaves 144 slots idle
+    assert plan.wave_slots(96, 1) == 96 and plan.wave_slots(96, 2, sms=40) == 2 * 80
+
+
 @pytest.mark.parametrize("bs,stages", [(1, 4), (8, 3)])
 def test_ring_keeps_the_grid_in_one_wave(bs, stages):
     """384 blocks need three to an SM: at 16 rows the fourth stage (X's tile too) would leave two."""

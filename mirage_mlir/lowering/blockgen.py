@@ -5,7 +5,9 @@ which matmuls use tensor cores) and drives the emitters, one concern per module 
 emit_matmul, emit_reduction, emit_elementwise, emit_accumulators, emit_savers), mixed into it. The
 generated kernel keeps the block graph's structure:
 
-  prologue   thread and block ids; shared-memory views; the cp.async ring's first stages issued;
+  prologue   thread and block ids; shared-memory views; the cp.async ring's first stages issued
+             (in a kernel that overlaps the one before it, the weights' tiles, the grid-dependency
+             wait, then the rest: GridDependency);
              accumulators initialised; loop-invariant iterators (fmap = -1) copied and
              loop-invariant stages computed once
   for-loop   `scf.for` over forloop_range {mirage.forloop}: the ring refilled and waited for, the

@@ -68,10 +68,10 @@ def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED
     return max(1, min(shared_per_sm // (shared_bytes + SHARED_RESERVED), threads_per_sm // threads, blocks_per_sm))
 
 
-def wave_slots(blocks: int, resident: int) -> int:
+def wave_slots(blocks: int, resident: int, sms: int = SMS) -> int:
     """Block slots a grid occupies over its waves: a bandwidth-bound grid takes about this many
     times the time of one block (the last wave's empty slots included)."""
-    capacity = resident * SMS
+    capacity = resident * sms
     return -(-blocks // capacity) * min(capacity, blocks)
 
 

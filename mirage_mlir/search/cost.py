@@ -167,7 +167,7 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     bandwidth = max((min(unique, read) / efficiency + written) / c.bandwidth, (read + written) / c.l2_bandwidth)
     # the last wave's blocks stream while the rest of the SMs' slots sit idle (measured: 384 blocks
     # two to an SM, 1.34x the time of three to an SM, benchmarks/NOTES.md run 41)
-    bandwidth *= plan.wave_slots(blocks, resident) / blocks if c.sms == plan.SMS else 1.0
+    bandwidth *= plan.wave_slots(blocks, resident, c.sms) / blocks
     loop_trips = fig.loop_round_trips * loop if loop > 1 else 0.0
     latency = waves * c.mem_latency_us * 1e-6 * (loop_trips + fig.pre_round_trips)
     per_block = (read + written) / blocks
