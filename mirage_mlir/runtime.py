@@ -158,7 +158,7 @@ class _DependentLaunch:
 def overlap_supported(device: int) -> bool:
     """Programmatic dependent launches: asked for (MIRAGE_OVERLAP), sm_90 or later, and a driver with
     cuLaunchKernelEx."""
-    if os.environ.get("MIRAGE_OVERLAP", "1").strip().lower() in ("0", "false", "off", "no"):
+    if not tuning.switched_on("MIRAGE_OVERLAP"):
         return False
     import cupy
 

@@ -23,9 +23,14 @@ FORMAT = "mirage-tuning"
 VERSION = 1
 
 
+def switched_on(variable: str) -> bool:
+    """An environment switch: on unless set to 0/false/off/no."""
+    return os.environ.get(variable, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
 def enabled() -> bool:
     """Tuning is on unless MIRAGE_TUNE is 0/false/off (then the model's pick runs)."""
-    return os.environ.get("MIRAGE_TUNE", "1").strip().lower() not in ("0", "false", "off", "no")
+    return switched_on("MIRAGE_TUNE")
 
 
 def cache_dir() -> Path:

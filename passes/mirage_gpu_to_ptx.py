@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import mlir.ir as ir
 
+from mirage_mlir.linalg_import import nested_ops
 from mirage_mlir.lowering.ptx import DEFAULT_CHIP, DEFAULT_FEATURES, PTXError, compile_gpu_module, has_grid_dependencies
 
 from .registry import Pass, PassError, option
@@ -53,10 +54,6 @@ class MirageGpuToPtx(Pass):
 def _plain_launches(op: ir.Operation) -> None:
     """Drops `mirage.overlap` from every gpu.launch_func: kernels compiled without their grid-dependency
     waits must be launched plainly."""
-    for region in op.regions:
-        for block in region.blocks:
-            for inner in block.operations:
-                inner = inner.operation
-                if inner.name == "gpu.launch_func" and "mirage.overlap" in inner.attributes:
-                    del inner.attributes["mirage.overlap"]
-                _plain_launches(inner)
+    for inner in nested_ops(op):
+        if inner.name == "gpu.launch_func" and "mirage.overlap" in inner.attributes:
+            del inner.attributes["mirage.overlap"]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import mlir.ir as ir
 from mlir.passmanager import PassManager
 
+from ..linalg_import import nested_ops
+
 DEFAULT_CHIP = "sm_90"
 DEFAULT_FEATURES = "+ptx80"
 
@@ -63,13 +65,8 @@ def _drop_grid_dependencies(op: ir.Operation) -> None:
     """Erases the griddepcontrol ops (blockgen.GridDependency) for a chip without them: a kernel then
     needs a plain launch, which the host function's launches say (mirage-gpu-to-ptx drops their
     mirage.overlap)."""
-    for region in op.regions:
-        for block in region.blocks:
-            for inner in list(block.operations):
-                if inner.operation.name == "nvvm.griddepcontrol":
-                    inner.operation.erase()
-                else:
-                    _drop_grid_dependencies(inner.operation)
+    for inner in [o for o in nested_ops(op) if o.name == "nvvm.griddepcontrol"]:
+        inner.erase()
 
 
 def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATURES,
