@@ -149,6 +149,32 @@ def test_loop_carried_tensor_core_sum_stays_in_registers():
     assert p.figures().mma_chain > 0
 
 
+def test_k_slices_meet_in_memory_only_the_loop_tiles_use():
+    graph = plans.rmsnorm_linear_split_k(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=64, splits=4,
+                                         k_tile=128, threads=128)
+    p = plan.BlockPlan(graph.nodes[0].body)
+    (acc, info), = p.reg_accs.items()
+    scratch = p.slice_scratch(acc)
+    assert info.kslices == 4 and scratch.shape == (p.warps, info.count * 4, 32)
+    tiles = [b for j, b in p.buffers.items() if p.kind[j] == "iter" and p.phase[j] == "loop"]
+    others = [b for j, b in p.buffers.items() if b not in tiles]
+    assert min(b.offset for b in tiles) <= scratch.offset
+    assert scratch.offset + scratch.nbytes <= max(b.offset + b.stage_bytes * b.stages for b in tiles)
+    assert all(b.offset >= scratch.offset + scratch.nbytes or b.offset + b.nbytes <= scratch.offset for b in others)
+
+
+def test_row_sums_into_a_sum_accumulator_are_carried_in_registers():
+    inputs = benchmark_inputs("rmsnorm_linear", 1, "f16")
+    for body, ops in ((plans.rmsnorm_linear_split_k(inputs, splits=4).nodes[0].body, ("accum_sum", "reduce_sum")),
+                      (rmsnorm_linear_body(inputs), ("accum_rms", "accum_rms"))):  # reduce_dim: sums itself
+        carried = plan.BlockPlan(body).carried_rows
+        assert [(body.nodes[a].op, body.nodes[r].op) for a, r in carried.items()] == [ops]
+    bb = BlockBuilder([TensorType((16, 1024), "f32")], (1, 1, 1), 8, (128, 1, 1))
+    x = bb.iterator(0, NO_MAP, 1)
+    peak = bb.accum("accum_max", bb.op("reduce_max", x, dim=1))
+    assert not plan.BlockPlan(bb.finish([bb.save(peak, NO_MAP)])).carried_rows  # sums only
+
+
 # -- the emitters ------------------------------------------------------------------------------------
 
 def test_copies_use_cp_async_bypassing_l1_for_16_byte_chunks_and_read_nothing_past_the_end():
@@ -210,7 +236,7 @@ def test_reduction_shuffles_rows_of_at_least_32(length, shuffles):
     body = row_body((4, length), "f32", "reduce_sum", dim=1)
     gen = started(body)
     i = node_index(body, "reduce_sum")
-    text = emitted(gen, lambda: gen.reduce_stage(("buf", i), body.nodes[i], body.nodes[i].inputs[0]))
+    text = emitted(gen, lambda: gen.reduce_stage(("buf", i), body.nodes[i]))
     assert text.count("gpu.shuffle xor") == shuffles
     assert [int(o) for o in re.findall(r"gpu.shuffle xor %\w+, %c(\d+)_i32", text)] == [16, 8, 4, 2, 1][:shuffles]
     assert "memref.store" in text and gen.buffers[i].name in gen.dirty

@@ -443,6 +443,44 @@ def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
 
 
 
+@pytest.mark.parametrize("tiles,room,even", [(dict(col_tile=64, splits=4, k_tile=64), True, True),
+                                             (dict(col_tile=8, splits=2, k_tile=128, threads=256), True, False),
+                                             (dict(col_tile=64, splits=4, k_tile=64), False, True)],
+                         ids=["shares", "uneven-shares", "turns"])
+def test_k_slices_of_an_mma_tile_meet_once(tiles, room, even, monkeypatch):
+    """Warps that share an mma tile by K slices add up their registers after the loop: in the loop
+    tiles' shared memory, every thread adding a share of the registers (also when they do not divide
+    evenly among the slices), or, where that memory is too small, one slice after another."""
+    types = [TensorType((4, 1024), "f16"), TensorType((1024, 64), "f16")]
+    graph = VARIANTS["rmsnorm_linear_split_k"](types, **tiles)
+    body_plan = plan.BlockPlan(graph.nodes[0].body)
+    (info,) = body_plan.reg_accs.values()
+    assert info.kslices > 1 and (info.count * 4 % info.kslices == 0) == even
+    if not room:
+        monkeypatch.setattr(plan.BlockPlan, "slice_scratch", lambda self, i: None)
+    assert ("%slices" in lower_graph(graph).gpu_module_text()) == room
+    inputs = random_inputs(types, seed=3)
+    inputs[1] = round_to(inputs[1] * 0.1, "f16")
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
+@pytest.mark.parametrize("rows,k_tile", [(16, 128), (2, 128), (4, 16), (6, 64)],
+                         ids=["lane-groups", "warps-share-a-row", "thread-per-row", "idle-lanes"])
+def test_row_sums_are_carried_across_the_loop(rows, k_tile):
+    """X's sums of squares (a row reduction feeding a sum accumulator) stay in loop-carried
+    registers, combined once after the loop: no shuffle and only the loop's two barriers in its
+    body, and the result is the mu-graph's however the rows spread over the threads."""
+    types = [TensorType((rows, 1024), "f16"), TensorType((1024, 64), "f16")]
+    graph = VARIANTS["rmsnorm_linear_split_k"](types, col_tile=64, splits=2, k_tile=k_tile)
+    assert plan.BlockPlan(graph.nodes[0].body).carried_rows
+    text = lower_graph(graph).gpu_module_text()
+    loop = text[text.index("iter_args(%lc"):text.index("mirage.forloop")]
+    assert "gpu.shuffle" not in loop and loop.count("gpu.barrier") == 2
+    inputs = random_inputs(types, seed=rows)
+    inputs[1] = round_to(inputs[1] * 0.1, "f16")
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
 # A split reduction and its combine kernel as one launch (lowering/fuse_split_k.py).
 @pytest.mark.parametrize("name,shapes,tiles", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
 def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):

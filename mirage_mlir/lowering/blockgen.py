@@ -13,7 +13,8 @@ generated kernel keeps the block graph's structure:
   for-loop   `scf.for` over forloop_range {mirage.forloop}: the ring refilled and waited for, the
              other iterators copied global -> shared (or stored from prefetched registers), a
              barrier, the block ops as stages, accumulator updates, a closing barrier
-  epilogue   register accumulators stored, the ops after the accumulators, then the output savers
+  epilogue   register accumulators stored, carried row sums combined, the ops after the accumulators,
+             then the output savers
 
 A row kernel (plan.RowLayout) has none of this: emit_rows computes it in registers.
 
@@ -135,6 +136,10 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         # loop-carried mma accumulators of the register accumulators: at the loop's top, at its yield
         self.reg_in: dict[int, list[str]] = {}
         self.reg_out: dict[int, list[str]] = {}
+        # the same for the carried-row accumulators' partial sums, and the rows each thread sums
+        self.row_in: dict[int, list[str]] = {}
+        self.row_out: dict[int, list[str]] = {}
+        self.row_slots: dict[int, list] = {}
 
     def emit_entry(self) -> None:
         """Thread and block ids, the shared-memory views and the cp.async token, up front so that
@@ -258,13 +263,17 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         if kind == "acc":
             if i in self.plan.reg_accs:
                 return lambda: self.register_accumulator_stage(i)
+            if i in self.plan.carried_rows:
+                return lambda: self.carried_rows_stage(i)
             if node.attr("reduce_dim", -1) != -1:
-                return lambda: self.reduce_stage(("acc", i), node, node.inputs[0])
+                return lambda: self.reduce_stage(("acc", i), node)
             if i in self.scale_buffers:
                 return lambda: (self.rescale_stage(i), self.compute_stage(("acc", i), node.inputs[0]))
             return lambda: self.compute_stage(("acc", i), node.inputs[0])
         if kind in ("reduce", "acc_reduce1"):
-            return lambda: self.reduce_stage(("buf", i), node, node.inputs[0])
+            if i in self.plan.carried_rows.values():
+                return None  # its carried-row accumulator sums it
+            return lambda: self.reduce_stage(("buf", i), node)
         if self.plan.buffered[i]:
             return lambda: self.compute_stage(("buf", i), v)
         return None
@@ -332,6 +341,10 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         for info in plan.reg_accs.values():
             init += [em.vconst_zero("vector<2x2xf32>")] * info.count
             types += ["vector<2x2xf32>"] * info.count
+        for i in plan.carried_rows:
+            self.row_slots[i] = self.carried_slots(i)
+            init += [em.fconst(0.0)] * len(self.row_slots[i])
+            types += [em.ctype] * len(self.row_slots[i])
         carried = [em.fresh("lc") for _ in init]
         res = em.fresh("loop")
         if init:
@@ -341,6 +354,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         for i, info in plan.reg_accs.items():
             self.reg_in[i] = carried[position:position + info.count]
             position += info.count
+        for i in plan.carried_rows:
+            self.row_in[i] = carried[position:position + len(self.row_slots[i])]
+            position += len(self.row_slots[i])
         with em.region(header + " {", "} {mirage.forloop}"):
             self.it = it
             following = []
@@ -356,6 +372,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             self.barrier()
             for i in plan.reg_accs:
                 following += self.reg_out[i]
+            for i in plan.carried_rows:
+                following += self.row_out[i]
             if init:
                 em.emit(f"scf.yield {', '.join(following)} : {', '.join(types)}")
         self.it = 0
@@ -364,6 +382,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         for i, info in plan.reg_accs.items():
             self.register_accumulator_flush(i, [f"{res}#{j}" for j in range(position, position + info.count)])
             position += info.count
+        for i in plan.carried_rows:
+            self.carried_rows_finish(i, [f"{res}#{j}" for j in range(position, position + len(self.row_slots[i]))])
+            position += len(self.row_slots[i])
 
 def kernel_code(name: str, args: list[str], em: Emitter, grid: tuple, threads: int, shared_bytes: int,
                 input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:

@@ -6,11 +6,13 @@
   ldmatrix; f16 through nvgpu.mma.sync, bf16 through nvvm.mma.sync (MLIR 22's nvgpu op cannot
   type bf16);
 - register accumulators: an accum_sum of a tensor-core matmul whose mma accumulators the for-loop
-  carries; its totals are stored to the accumulator's buffer once, after the loop.
+  carries; its totals are stored to the accumulator's buffer once, after the loop (warps that split
+  a tile's K meet once, in shared memory the loop's tiles no longer need).
 """
 
 from __future__ import annotations
 
+from .emit_reduction import combine_tree
 from .emitter import Index, indices
 from .plan import RegisterAccumulator, numel
 
@@ -310,45 +312,74 @@ class MatmulEmitter:
         self.reg_out[i] = outs
 
     def register_accumulator_flush(self, i: int, values: list[str]) -> None:
-        """Writes the totals this thread holds into the accumulator's buffer (f32); warps that
-        shared a tile by K slices add theirs in turn, a barrier apart."""
-        info = self.plan.reg_accs[i]
+        """Writes the totals this thread holds into the accumulator's buffer (f32). Warps that shared a
+        tile by K slices meet in shared memory the loop's tiles are done with (plan.slice_scratch):
+        each stores its registers there, and after one barrier every thread adds up the slices of a
+        kslices-th of its tile's registers and writes those totals. Where no such memory is large
+        enough, the slices add theirs into the buffer in turn, a barrier apart."""
+        em, info = self.em, self.plan.reg_accs[i]
+        scalars = [em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f")
+                   for acc in values for half in range(2) for c in range(2)]
         if info.kslices == 1:
-            return self.register_accumulator_store(i, values, add=False)
-        k_slice = self.em.div(self.warp, numel(info.tiles))
-        for turn in range(info.kslices):
-            if turn:
-                self.barrier()
-            with self.em.region(f"scf.if {self.em.cmp_eq(k_slice, turn)} {{"):
-                self.register_accumulator_store(i, values, add=turn > 0)
+            return self.register_accumulator_store(i, scalars)
+        scratch = self.plan.slice_scratch(i)
+        k_slice = em.div(self.warp, numel(info.tiles))
+        if scratch is None:
+            for turn in range(info.kslices):
+                if turn:
+                    self.barrier()
+                with em.region(f"scf.if {em.cmp_eq(k_slice, turn)} {{"):
+                    self.register_accumulator_store(i, scalars, add=turn > 0)
+            return
+        view = em.op(f"memref.view {self.smem}[{em.idx(scratch.offset)}][] : "
+                     f"memref<?xi8, #gpu.address_space<workgroup>> to {scratch.type}", "slices")
+        self.barrier()  # the ring's empty refills past the loop's end land in this memory
+        for r, x in enumerate(scalars):
+            em.emit(f"memref.store {x}, {view}[{em.idx(self.warp)}, {em.idx(r)}, {em.idx(self.lane)}] : {scratch.type}")
+        self.barrier()
+        tile = em.rem(self.warp, numel(info.tiles))
+        registers = len(scalars)
+        for j in range(-(-registers // info.kslices)):
+            r = em.add(j * info.kslices, k_slice)
 
-    def register_accumulator_store(self, i: int, values: list[str], add: bool) -> None:
-        em = self.em
-        info = self.plan.reg_accs[i]
-        buf = self.buffers[i]
+            def add_slices(r=r):
+                parts = [em.op(f"memref.load {view}[{em.idx(em.add(q * numel(info.tiles), tile))}, {em.idx(r)}, "
+                               f"{em.idx(self.lane)}] : {scratch.type}", "l") for q in range(info.kslices)]
+                self.store_fragment_value(i, 0, r, combine_tree(parts, lambda a, b: em.fbin("addf", a, b)))
+
+            if registers % info.kslices:
+                with em.region(f"scf.if {em.cmp_lt(r, registers)} {{"):
+                    add_slices()
+            else:
+                add_slices()
+        self.dirty.add(self.buffers[i].name)
+
+    def register_accumulator_store(self, i: int, scalars: list[str], add: bool = False) -> None:
+        """Stores (or adds) this thread's register values, in register order, into the buffer."""
+        size = self.plan.reg_accs[i].wm * self.plan.reg_accs[i].wn * 4
+        for r, x in enumerate(scalars):
+            self.store_fragment_value(i, r // size, r % size, x, add)
+        self.dirty.add(self.buffers[i].name)
+
+    def store_fragment_value(self, i: int, k: int, r: Index, x: str, add: bool = False) -> None:
+        """Stores the value x of register r (static or not) of this thread's k-th warp tile of register
+        accumulator i at its place in the buffer: mma tile (a, b), half and column c of the thread's
+        vector<2x2xf32> with r = ((a * wn + b) * 2 + half) * 2 + c. Rows past the matmul's are none."""
+        em, info, buf = self.em, self.plan.reg_accs[i], self.buffers[i]
         m = self.plan.vtype(self.plan.value(info.mm)).shape[-2]
+        batch, m0, n0 = self.reg_tile_origin(info, k)
         group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
-        wm, wn = info.wm, info.wn
-        for k in range(info.per_warp):
-            batch, m0, n0 = self.reg_tile_origin(info, k)
-            for a in range(wm):
-                for b in range(wn):
-                    acc = values[(k * wm + a) * wn + b]
-                    for half in range(2):
-                        row = em.add(em.add(m0, 16 * a + 8 * half), group)
+        a, b = em.div(r, 4 * info.wn), em.rem(em.div(r, 4), info.wn)
+        row = em.add(em.add(m0, em.add(em.mul(a, 16), em.mul(em.rem(em.div(r, 2), 2), 8))), group)
+        col = em.add(em.add(n0, em.mul(b, 8)), em.add(em.mul(tig, 2), em.rem(r, 2)))
+        where = f"{buf.name}[{indices(em, batch + [row, col])}] : {buf.type}"
 
-                        def store(row=row, acc=acc, half=half, b=b):
-                            for c in range(2):
-                                col = em.add(em.add(n0, 8 * b), em.add(em.mul(tig, 2), c))
-                                x = em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f")
-                                where = f"{buf.name}[{indices(em, batch + [row, col])}] : {buf.type}"
-                                if add:
-                                    x = em.fbin("addf", em.op(f"memref.load {where}", "l"), x)
-                                em.emit(f"memref.store {x}, {where}")
+        def store():
+            value = em.fbin("addf", em.op(f"memref.load {where}", "l"), x) if add else x
+            em.emit(f"memref.store {value}, {where}")
 
-                        if m % 16:
-                            with em.region(f"scf.if {em.cmp_lt(row, m)} {{"):
-                                store()
-                        else:
-                            store()
-        self.dirty.add(buf.name)
+        if m % 16:
+            with em.region(f"scf.if {em.cmp_lt(row, m)} {{"):
+                store()
+        else:
+            store()

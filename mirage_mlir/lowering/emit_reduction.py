@@ -2,12 +2,16 @@
 of lanes (`BlockPlan.lanes_per_row`: a whole warp for few long rows, fewer lanes when rows are many,
 one thread for short rows), whose lanes combine their partial results with `gpu.shuffle xor`; when a
 block has fewer rows than warps, several warps share each row and combine through a shared scratch.
-Lanes keep four independent partial results over long rows.
+Lanes keep four independent partial results over long rows. A row reduction that feeds a sum
+accumulator over the for-loop (plan.carried_rows) keeps each lane's partial sums in loop-carried
+registers instead, and combines the lanes once, after the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import NamedTuple
 
 from ..mugraph import Node
 from ..opset import OPS
@@ -15,30 +19,51 @@ from .emitter import Index
 from .plan import numel
 
 
+class CarriedSlot(NamedTuple):
+    """One row a thread sums for a carried-row accumulator: `row` (its number; `index` the same,
+    clamped to the last row when `clamped`: a thread past the rows sums the last one and never
+    finishes it), the thread's first element and stride along the row, the lanes that combine it
+    (1: the thread alone), the warps that share it (`split`), and who finishes it (`finisher`: an
+    i1, or None for every thread)."""
+
+    row: Index
+    index: Index
+    clamped: bool
+    first: Index
+    stride: int
+    lanes: int
+    split: int
+    finisher: str | None
+
+
 class ReductionEmitter:
     """Reduction stages into a buffer or an accumulator."""
 
-    def reduce_stage(self, target: tuple, node: Node, x_v: int) -> None:
-        """A reduction over `reduce_dim`/`dim` of value x_v into a buffer or an accumulator."""
-        em = self.em
+    def reduction_parts(self, node: Node):
+        """Reduction `node` (a reduce op, or an accumulator with reduce_dim) of its input x:
+        (out_shape, length, element(oidx, j, memo): x's element j along the reduced dim (squared
+        for rms), combine, identity)."""
+        em, x_v = self.em, node.inputs[0]
         dim = node.attr("dim") if node.op in OPS else node.attr("reduce_dim")
         x_shape = self.plan.vtype(x_v).shape
         dim %= len(x_shape)
-        length = x_shape[dim]
-        out_shape = node.types[0].shape
-        is_max = node.op in ("reduce_max", "accum_max")
-        combine = self.reduction_combine(node)
-        squares = node.op == "accum_rms"
         acc_dtype = node.types[0].dtype
-        self.sync_for(self.reads_of(x_v) | self.target_reads(target))
 
         def element(oidx: list[Index], j: Index, memo: dict) -> str:
             index = list(oidx)
             index[dim] = j
             x = self.value_at(x_v, index, memo)
-            return em.round(em.fbin("mulf", x, x), acc_dtype) if squares else x
+            return em.round(em.fbin("mulf", x, x), acc_dtype) if node.op == "accum_rms" else x
 
-        identity = em.fconst(-math.inf if is_max else 0.0)
+        identity = em.fconst(-math.inf if node.op in ("reduce_max", "accum_max") else 0.0)
+        return node.types[0].shape, x_shape[dim], element, self.reduction_combine(node), identity
+
+    def reduce_stage(self, target: tuple, node: Node) -> None:
+        """Reduction `node` of its input into a buffer or an accumulator."""
+        em, x_v = self.em, node.inputs[0]
+        out_shape, length, element, combine, identity = self.reduction_parts(node)
+        acc_dtype = node.types[0].dtype
+        self.sync_for(self.reads_of(x_v) | self.target_reads(target))
 
         def finish(oidx: list[Index], total: str, memo: dict) -> None:
             if target[0] == "acc":
@@ -79,6 +104,94 @@ class ReductionEmitter:
             self.for_each(numel(out_shape), thread_body)
         if target[0] == "buf":
             self.dirty.add(self.buffers[target[1]].name)
+
+    # -- sums carried across the for-loop (plan.carried_rows) ---------------------------------------
+    def carried_slots(self, i: int) -> list[CarriedSlot]:
+        """Where carried-row accumulator i's reduction runs in this thread, one slot per row it takes
+        part in, the rows spread as the reduction's stage spreads them: lane groups, warps sharing
+        a row, or a thread per row (emitted before the loop: the loop and what follows it use them)."""
+        em, plan = self.em, self.plan
+        rows, length = self.carried_size(i)
+        split = plan.warps_per_row(rows, length) if length >= 32 else 1
+        if length < 32:
+            workers, count, first, stride, lanes, finisher = self.tid, plan.threads, 0, 1, 1, None
+        elif split > 1:
+            workers, count, stride, lanes, finisher = em.div(self.warp, split), plan.warps // split, 32 * split, 32, \
+                self.lane_zero
+            first = em.add(self.lane, em.mul(em.rem(self.warp, split), 32))
+        else:
+            lanes = plan.lanes_per_row(rows, length)
+            workers, count, first, stride = em.div(self.tid, lanes), plan.threads // lanes, em.rem(self.tid, lanes), lanes
+            finisher = self.lane_zero if lanes == 32 else em.cmp_eq(first, 0)
+        slots = []
+        for k in range(-(-rows // count)):
+            row = em.add(workers, k * count)
+            clamped = (k + 1) * count > rows
+            index = em.op(f"arith.minui {em.idx(row)}, {em.idx(rows - 1)} : index", "i") if clamped else row
+            slots.append(CarriedSlot(row, index, clamped, first, stride, lanes, split, finisher))
+        return slots
+
+    def carried_size(self, i: int) -> tuple[int, int]:
+        """(rows, length) of carried-row accumulator i's reduction."""
+        out_shape, length, *_ = self.reduction_parts(self.g.nodes[self.plan.carried_rows[i]])
+        return numel(out_shape), length
+
+    def carried_rows_stage(self, i: int) -> None:
+        """One iteration of carried-row accumulator i: each thread adds its partial sums over this
+        iteration's elements to its loop-carried registers (no shuffle, no barrier)."""
+        reduction = self.g.nodes[self.plan.carried_rows[i]]
+        self.sync_for(self.reads_of(reduction.inputs[0]))
+        out_shape, length, element, combine, identity = self.reduction_parts(reduction)
+        out = []
+        for carried, slot in zip(self.row_in[i], self.row_slots[i]):
+            oidx = self.em.unflatten(slot.index, out_shape)
+            if length < 32:
+                part = combine_tree([element(oidx, j, {}) for j in range(length)], combine)
+            else:
+                part = self.lane_partial(lambda j: element(oidx, j, {}), slot.first, length, slot.stride, combine,
+                                         identity)
+            out.append(combine(carried, part))
+        self.row_out[i] = out
+
+    def carried_rows_finish(self, i: int, partials: list[str]) -> None:
+        """After the loop: the lanes' partial sums of accumulator i combined (shuffles; through the
+        scratch, a barrier apart, where warps share a row) and added to the accumulator."""
+        em = self.em
+        reduction = self.g.nodes[self.plan.carried_rows[i]]
+        out_shape, length, _, combine, _ = self.reduction_parts(reduction)
+        rows = numel(out_shape)
+
+        def finish(row: Index, total: str) -> None:
+            if reduction is not self.g.nodes[i]:  # a reduce op's result (a mean divides) feeds the sum
+                total = self.finish_total(reduction, total, length)
+            self.acc_update(i, em.unflatten(row, out_shape), total, {})
+
+        slots = self.row_slots[i]
+        split = slots[0].split
+        if split > 1 and self.scratch.name in self.scratch_reads:
+            self.barrier()  # the previous split reduction's combine still reads the scratch
+        for partial, slot in zip(partials, slots):
+            total = self.warp_allreduce(partial, combine, slot.lanes) if slot.lanes > 1 else partial
+            conditions = [slot.finisher] if slot.finisher else []
+            conditions += [em.cmp_lt(slot.row, rows)] if slot.clamped else []
+            if len(conditions) == 2:
+                conditions = [em.op(f"arith.andi {conditions[0]}, {conditions[1]} : i1", "p")]
+            with em.region(f"scf.if {conditions[0]} {{") if conditions else contextlib.nullcontext():
+                if split > 1:
+                    em.emit(f"memref.store {total}, {self.scratch.name}[{em.idx(self.warp)}] : {self.scratch.type}")
+                else:
+                    finish(slot.index, total)
+        if split > 1:
+            self.barrier()
+
+            def combine_row(r):
+                parts = [em.op(f"memref.load {self.scratch.name}[{em.idx(em.add(em.mul(r, split), w))}] : "
+                               f"{self.scratch.type}", "l") for w in range(split)]
+                finish(r, combine_tree(parts, combine))
+
+            self.for_each(rows, combine_row)
+            self.scratch_reads = {self.scratch.name}
+        self.dirty.add(self.buffers[i].name)
 
     def reduction_combine(self, node: Node):
         """How partial results of reduction or accumulator `node` combine: max, or a sum."""

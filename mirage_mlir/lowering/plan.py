@@ -283,6 +283,7 @@ class BlockPlan:
         self.row_scratch: dict[int, Buffer] = {}
         if self.rows is not None:
             self.buffers, self.max_buffers, self.scale_buffers, self.scratch, self.reg_accs = {}, {}, {}, None, {}
+            self.carried_rows = {}
             self.ring, self.stages, self.shared_bytes = [], 1, 0
             for i, kind in enumerate(self.kind):
                 if kind in ("reduce", "acc_reduce1"):
@@ -297,6 +298,7 @@ class BlockPlan:
         if self.scratch is not None:
             self.shared_bytes += self.scratch.stage_bytes
         self.reg_accs = self._register_accumulators()
+        self.carried_rows = self._carried_rows()
 
     # -- values ----------------------------------------------------------------------------------
     def value(self, i: int) -> int:
@@ -667,6 +669,24 @@ class BlockPlan:
                 return wm, wn, tiles, self.warps // n_tiles
         return None
 
+    def slice_scratch(self, i: int) -> Buffer | None:
+        """Where the K slices of register accumulator i meet after the loop: every thread's registers,
+        [warp, register, lane] f32, in shared memory that only the loop's iterator tiles use (free once
+        the loop is over). None: no such span is large enough."""
+        shape = (self.warps, self.reg_accs[i].count * 4, 32)
+        need = Buffer("%slices", shape, "f32", 0).nbytes
+        spans: list[list[int]] = []
+        for j in sorted((j for j, kind in enumerate(self.kind) if kind == "iter" and self.phase[j] == "loop"),
+                        key=lambda j: self.buffers[j].offset):
+            buf = self.buffers[j]
+            start, end = buf.offset, buf.offset + buf.stage_bytes * buf.stages
+            if spans and spans[-1][1] == start:
+                spans[-1][1] = end
+            else:
+                spans.append([start, end])
+        start = next((a for a, b in spans if b - a >= need), None)
+        return None if start is None else Buffer(f"%slices{i}", shape, "f32", start)
+
     def _register_accumulators(self) -> dict[int, RegisterAccumulator]:
         """Accumulators kept in registers across the for-loop: an f32 accum_sum of a tensor-core
         matmul (f32) whose warp tiles split evenly over the warps. The loop carries the mma
@@ -691,6 +711,29 @@ class BlockPlan:
                 continue
             wm, wn, tiles, kslices = split
             out[i] = RegisterAccumulator(mm, wm, wn, tiles, numel(tiles) * kslices // self.warps, kslices)
+        return out
+
+    def _carried_rows(self) -> dict[int, int]:
+        """Sum accumulators fed by a row reduction (the reduction node: a reduce_sum or reduce_mean
+        whose only consumer the accumulator is, or the accumulator itself with reduce_dim), all in
+        f32: each lane keeps its partial sums over the rows' elements in loop-carried registers, and
+        the lanes are combined (shuffles, a barrier where warps share a row) once, after the loop.
+        Sums only: a sum of per-iteration sums is the sum of the partial sums."""
+        out = {}
+        for i, node in enumerate(self.g.nodes):
+            if self.kind[i] != "acc" or self.phase[i] != "loop" or (node.types[0].dtype, self.ctype) != ("f32", "f32"):
+                continue
+            if node.attr("reduce_dim", -1) != -1:
+                if node.op in ("accum_sum", "accum_mean", "accum_rms"):
+                    out[i] = i
+                continue
+            v = node.inputs[0]
+            if node.op != "accum_sum" or v < self.n_in:
+                continue
+            r = self.node_of[v]
+            if (self.g.nodes[r].op in ("reduce_sum", "reduce_mean") and self.consumers[v] == [i]
+                    and self.phase[r] == "loop" and self.vtype(v).dtype == "f32"):
+                out[i] = r
         return out
 
     # -- what the cost model reads ---------------------------------------------------------------

@@ -346,6 +346,9 @@ class Machine:
               6: np.less, 7: np.less_equal, 8: np.greater, 9: np.greater_equal}[pred]
         return [fn(x, y)]
 
+    def op_arith_andi(self, a, *r):
+        return [np.logical_and(a[0], a[1]) if np.asarray(a[0]).dtype == bool else np.asarray(a[0], np.int64) & a[1]]
+
     def op_arith_select(self, a, *r):
         return [np.where(a[0], a[1], a[2])]
 
