@@ -647,7 +647,14 @@ def build_body(ctx: Context, cfg: Config, arg_types: list[TensorType], tiles, op
         elif bop.op == "rms_norm":
             v = block_rms_norm(bb, a[0], attrs["eps"])
         elif bop.op == "matmul":
-            v = bb.op("matmul", a[0], a[1], dtype="f32")
+            x, y = a
+            narrow = {bb.types[x].dtype, bb.types[y].dtype} - {"f32"}
+            if len(narrow) == 1 and len({bb.types[x].dtype, bb.types[y].dtype}) == 2:
+                # an f32 value times an f16/bf16 tile: the program's matmul takes both in the narrow
+                # type (torch's do), so the value is rounded to it, as the program rounds it (the
+                # float check confirms), and the matmul can run on tensor cores
+                x, y = (bb.op("cast", v, dtype=next(iter(narrow))) if bb.types[v].dtype == "f32" else v for v in (x, y))
+            v = bb.op("matmul", x, y, dtype="f32")
         elif len(a) == 2:
             x, y = a
             if bb.types[x].dtype != bb.types[y].dtype:
