@@ -34,7 +34,7 @@ from mirage_mlir.plans import PLANS, VARIANTS, benchmark_inputs  # noqa: E402
 from mirage_mlir.search import cost as costmod  # noqa: E402
 
 FITTED = ("mem_latency_us", "loop_iter_us", "mma_step_us", "sm_bandwidth", "launch_us", "stream_peak",
-          "row_overhead")
+          "row_overhead", "thread_element_us")
 SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
 
 
@@ -91,10 +91,11 @@ def loss(points, chip) -> float:
 
 
 def fit(points, chip, names=FITTED):
-    grids = {"mem_latency_us": np.geomspace(0.2, 5, 15), "loop_iter_us": np.geomspace(0.01, 2, 15),
+    grids = {"mem_latency_us": np.geomspace(0.05, 5, 21), "loop_iter_us": np.geomspace(0.01, 2, 15),
              "mma_step_us": np.geomspace(0.002, 0.2, 15),
              "stream_peak": np.linspace(0.5, 1.0, 11), "row_overhead": np.geomspace(4, 256, 13),
-             "sm_bandwidth": np.geomspace(2e10, 4e11, 15), "launch_us": np.linspace(0.5, 4, 8)}
+             "sm_bandwidth": np.geomspace(2e10, 4e11, 15), "launch_us": np.linspace(0.5, 4, 8),
+             "thread_element_us": np.geomspace(0.002, 0.05, 15)}
     best = loss(points, chip)
     for _ in range(3):
         for name in names:

@@ -235,7 +235,8 @@ def test_replayed_block_graphs_match_a_fresh_search(name):
 
 def test_a_matmul_of_a_computed_f32_value_and_an_f16_tile_rounds_the_value_to_f16():
     """Block matmuls accumulate in f32; exp(Q K) (f32) times V (f16) takes exp's values rounded to
-    f16, as the program's matmul (both operands f16) does, so both matmuls run on tensor cores."""
+    f16, as the program's matmul (both operands f16) does, and the row sums read the same rounded
+    values: both matmuls run on tensor cores and exp's f32 values need no buffer."""
     from types import SimpleNamespace
 
     from mirage_mlir.lowering.plan import BlockPlan
@@ -244,13 +245,15 @@ def test_a_matmul_of_a_computed_f32_value_and_an_f16_tile_rounds_the_value_to_f1
 
     whole = (("fmap", -1), ("imap", (-1, -1, -1)))
     ops = [BOp("input_iterator", (k,), whole) for k in range(3)]
-    ops += [BOp("matmul", (0, 1)), BOp("exp", (3,)), BOp("matmul", (4, 2))]
+    ops += [BOp("matmul", (0, 1)), BOp("exp", (3,)), BOp("reduce_sum", (4,), (("dim", 2),)), BOp("matmul", (4, 2))]
     cfg = SimpleNamespace(grid=(1, 1, 1), loop=1, block_dim=(128, 1, 1))
-    body = build_body(None, cfg, [TensorType((1, 64, 64), "f16")] * 3, None, ops, [(5, ((-1, -1, -1), True, ()))],
-                      ["f16"])
+    saves = [(5, ((-1, -1, -1), True, ())), (6, ((-1, -1, -1), True, ()))]
+    body = build_body(None, cfg, [TensorType((1, 64, 64), "f16")] * 3, None, ops, saves, ["f32", "f16"])
+    producer = {v: body.nodes[i] for v, (i, _) in body.producers.items()}
     matmuls = [i for i, node in enumerate(body.nodes) if node.op == "matmul"]
-    second = body.nodes[matmuls[1]]
+    second, row_sum = body.nodes[matmuls[1]], next(n for n in body.nodes if n.op == "reduce_sum")
     assert [body.value_types[v].dtype for v in second.inputs] == ["f16", "f16"]
-    assert body.nodes[body.producers[second.inputs[0]][0]].op == "cast"
+    assert producer[second.inputs[0]].op == "cast" and row_sum.inputs[0] == second.inputs[0]
     block_plan = BlockPlan(body)
     assert all(block_plan.mma_eligible(i) for i in matmuls)
+    assert not block_plan.buffered[next(i for i, node in enumerate(body.nodes) if node.op == "exp")]

@@ -632,9 +632,28 @@ class BlockSearch:
 # ---------------------------------------------------------------------------------------------
 # materialising block graphs
 def build_body(ctx: Context, cfg: Config, arg_types: list[TensorType], tiles, ops, saves, out_dtypes) -> Graph:
-    """The block Graph of a closed search state; `out_dtypes[k]` is the dtype of the k-th saver."""
+    """The block Graph of a closed search state; `out_dtypes[k]` is the dtype of the k-th saver.
+
+    Block matmuls accumulate in f32. A value that a matmul multiplies by an f16/bf16 tile (attention's
+    exp(Q K) by V) is made in that type: rounded once where it is computed, and every consumer (the
+    softmax's row sums too) reads the rounded value, as the program holds it (torch's matmul takes
+    both operands in one type; the float check judges the rounding). The matmul then runs on tensor
+    cores, and the f32 value needs no buffer of its own."""
+    narrowed: dict[int, str] = {}
+    while True:
+        body, wanted = _materialize(cfg, arg_types, ops, saves, out_dtypes, narrowed)
+        new = {k: dtype for k, dtype in wanted.items() if k not in narrowed}
+        if not new:  # (a value two matmuls want in two types is rounded at each of them)
+            return body
+        narrowed |= new
+
+
+def _materialize(cfg: Config, arg_types: list[TensorType], ops, saves, out_dtypes,
+                 narrowed: dict[int, str]) -> tuple[Graph, dict[int, str]]:
+    """build_body's graph with op k's value rounded to narrowed[k]; and the ops whose f32 values a
+    matmul takes beside a narrow tile (rounded at the matmul in this graph)."""
     bb = BlockBuilder(list(arg_types), cfg.grid, cfg.loop, cfg.block_dim)
-    vid = {}
+    vid, wanted = {}, {}
     for index, bop in enumerate(ops):
         a = [vid[x] for x in bop.args] if bop.op != "input_iterator" else list(bop.args)
         attrs = dict(bop.attrs)
@@ -647,14 +666,13 @@ def build_body(ctx: Context, cfg: Config, arg_types: list[TensorType], tiles, op
         elif bop.op == "rms_norm":
             v = block_rms_norm(bb, a[0], attrs["eps"])
         elif bop.op == "matmul":
-            x, y = a
-            narrow = {bb.types[x].dtype, bb.types[y].dtype} - {"f32"}
-            if len(narrow) == 1 and len({bb.types[x].dtype, bb.types[y].dtype}) == 2:
-                # an f32 value times an f16/bf16 tile: the program's matmul takes both in the narrow
-                # type (torch's do), so the value is rounded to it, as the program rounds it (the
-                # float check confirms), and the matmul can run on tensor cores
-                x, y = (bb.op("cast", v, dtype=next(iter(narrow))) if bb.types[v].dtype == "f32" else v for v in (x, y))
-            v = bb.op("matmul", x, y, dtype="f32")
+            dtypes = [bb.types[x].dtype for x in a]
+            narrow = set(dtypes) - {"f32"}
+            if len(narrow) == 1 and "f32" in dtypes:
+                (dtype,) = narrow
+                wanted |= {arg: dtype for arg, t in zip(bop.args, dtypes) if t == "f32"}
+                a = [bb.op("cast", x, dtype=dtype) if t == "f32" else x for x, t in zip(a, dtypes)]
+            v = bb.op("matmul", a[0], a[1], dtype="f32")
         elif len(a) == 2:
             x, y = a
             if bb.types[x].dtype != bb.types[y].dtype:
@@ -662,6 +680,8 @@ def build_body(ctx: Context, cfg: Config, arg_types: list[TensorType], tiles, op
             v = bb.op(bop.op, x, y, **attrs)
         else:
             v = bb.op(bop.op, a[0], **attrs)
+        if index in narrowed and bb.types[v].dtype == "f32":
+            v = bb.op("cast", v, dtype=narrowed[index])
         vid[index] = v
     outs = []
     for (tile_index, (omap, final, dims)), dtype in zip(saves, out_dtypes):
@@ -669,7 +689,7 @@ def build_body(ctx: Context, cfg: Config, arg_types: list[TensorType], tiles, op
         if bb.types[v].dtype != dtype:
             v = bb.op("cast", v, dtype=dtype)
         outs.append(bb.save(v, omap))
-    return bb.finish(outs)
+    return bb.finish(outs), wanted
 
 
 def _as_f32(bb: BlockBuilder, v: int) -> int:
