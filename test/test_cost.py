@@ -113,3 +113,17 @@ def test_synchronous_copies_of_a_lone_block_do_not_overlap_its_streaming():
     lone = cost.graph_def_cost(body, C, fig).us
     overlapped = cost.graph_def_cost(body, C, replace(fig, smem=fig.smem // 3)).us  # three blocks per SM
     assert lone > overlapped + C.mem_latency_us
+
+
+def test_a_row_kernel_loop_costs_no_time_per_iteration():
+    """A row kernel's for-loop (a split combine: one iteration per split) is unrolled, its loads all
+    in flight at once with no barrier between iterations: the per-iteration cost does not apply to
+    it, and does to a shared-memory kernel's loop."""
+    from dataclasses import replace
+
+    graph = plans.stable_attention(plans.benchmark_inputs("gqa", 1, "f16"), splits=16)
+    partials, combine = (node.body for node in graph.nodes)
+    assert plan_figures(combine).unrolled and not plan_figures(partials).unrolled
+    slow = replace(C, loop_iter_us=10 * C.loop_iter_us)
+    assert cost.graph_def_cost(combine, slow).us == pytest.approx(cost.graph_def_cost(combine, C).us)
+    assert cost.graph_def_cost(partials, slow).us > cost.graph_def_cost(partials, C).us

@@ -42,7 +42,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 15  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 16  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -126,6 +126,7 @@ class PlanFigures:
     mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
     tile_rows: tuple  # per input iterator: (bytes a block loads in all, contiguous bytes per tile row)
     thread_elements: int = 0  # elements one thread computes one after another, over every CUDA-core stage
+    unrolled: bool = False  # a row kernel: its for-loop is unrolled, no barrier or wait per iteration
 
     @property
     def loop_round_trips(self) -> float:
@@ -760,7 +761,7 @@ class BlockPlan:
                            self.mma_chain(),
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes),
-                           self.thread_elements())
+                           self.thread_elements(), self.rows is not None)
 
     def thread_elements(self) -> int:
         """Elements one thread handles one after another in the stages that run on CUDA cores (each
