@@ -182,16 +182,22 @@ class ReductionEmitter:
                 else:
                     finish(slot.index, total)
         if split > 1:
-            self.barrier()
-
-            def combine_row(r):
-                parts = [em.op(f"memref.load {self.scratch.name}[{em.idx(em.add(em.mul(r, split), w))}] : "
-                               f"{self.scratch.type}", "l") for w in range(split)]
-                finish(r, combine_tree(parts, combine))
-
-            self.for_each(rows, combine_row)
-            self.scratch_reads = {self.scratch.name}
+            self.combine_warp_totals(rows, split, combine, finish)
         self.dirty.add(self.buffers[i].name)
+
+    def combine_warp_totals(self, rows: int, split: int, combine, finish) -> None:
+        """After a barrier, one thread per row combines the `split` warp totals of row r in the
+        scratch (warp w's at [w]; a row's warps side by side) and calls finish(r, total)."""
+        em, scratch = self.em, self.scratch
+        self.barrier()
+
+        def combine_row(r):
+            parts = [em.op(f"memref.load {scratch.name}[{em.idx(em.add(em.mul(r, split), w))}] : {scratch.type}", "l")
+                     for w in range(split)]
+            finish(r, combine_tree(parts, combine))
+
+        self.for_each(rows, combine_row)
+        self.scratch_reads = {scratch.name}
 
     def reduction_combine(self, node: Node):
         """How partial results of reduction or accumulator `node` combine: max, or a sum."""
@@ -243,15 +249,7 @@ class ReductionEmitter:
             total = self.warp_allreduce(total, combine)
             with em.region(f"scf.if {self.lane_zero} {{"):
                 em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.warp)}] : {scratch.type}")
-        self.barrier()
-
-        def combine_row(r):
-            parts = [em.op(f"memref.load {scratch.name}[{em.idx(em.add(em.mul(r, split), w))}] : {scratch.type}", "l")
-                     for w in range(split)]
-            finish(em.unflatten(r, out_shape), combine_tree(parts, combine), {})
-
-        self.for_each(rows, combine_row)
-        self.scratch_reads = {scratch.name}
+        self.combine_warp_totals(rows, split, combine, lambda r, total: finish(em.unflatten(r, out_shape), total, {}))
         if target[0] == "buf":
             self.dirty.add(self.buffers[target[1]].name)
 
