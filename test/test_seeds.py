@@ -74,6 +74,18 @@ def test_no_cut_without_a_matmul_of_a_computed_tensor():
     assert split_before_matmul(gated) is None  # its matmuls read program inputs only
 
 
+def test_the_cut_where_the_fewest_bytes_cross():
+    """QK-norm attention has two cuts: after Q's normalization (Q's bytes cross) and before P @ V
+    (the scores cross): the first is taken. Plain attention's only cut writes the scores out, more
+    bytes than the program reads: no cut."""
+    qknorm = programs.reference("qknorm_gqa", programs.full_inputs("qknorm_gqa", 1))
+    first, second = split_before_matmul(qknorm)
+    assert [n.op for n in first.nodes] == ["rms_norm"]
+    assert [n.op for n in second.nodes] == ["matmul", "cast", "exp", "reduce_sum", "div", "matmul", "cast"]
+    assert compose(first, second) == qknorm
+    assert split_before_matmul(programs.reference("gqa", programs.full_inputs("gqa", 1))) is None
+
+
 def test_the_search_ranks_seeds_with_its_candidates():
     """LayerNorm + Linear: the search alone finds nothing within its block-op bound; with the seeds
     the result is two verified kernels (the row kernel, the searched projection)."""

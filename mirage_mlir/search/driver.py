@@ -39,6 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
+SEARCH_VERSION = 1  # raise when the search can find other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -629,7 +630,7 @@ def options_key(o: SearchOptions) -> dict:
             "max_open_tiles": o.max_open_tiles, "block_states": o.block_states, "block_sizes": list(o.block_sizes),
             "seed": o.seed, "trials": o.verify_trials, "time_budget": o.time_budget, "candidates": o.candidates,
             # a result ranked by another cost model or for another code generator is not reused
-            "cost_model": repr(costmod.chip(o.chip)), "codegen": CODEGEN_VERSION}
+            "cost_model": repr(costmod.chip(o.chip)), "codegen": CODEGEN_VERSION, "search": SEARCH_VERSION}
 
 
 class Budget:
@@ -681,7 +682,7 @@ class Budget:
 def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) -> list[Graph]:
     """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
     model prefers, attention with a max as online softmax, and the program cut before a matmul that
-    reads a computed tensor, each part searched alone (each with a quarter of the time left) and the
+    reads a computed tensor, each part searched alone (each with a third of the time left) and the
     cheapest of each composed (unverified: the composition is verified with the search's candidates)."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
@@ -690,9 +691,10 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
     attention = seeds.online_softmax_attention(reference)
     if attention:
         out.append(min(attention, key=lambda g: costmod.cost(g, options.chip).total_us))
-    split = seeds.split_before_matmul(reference)
+    # one level of cuts: a part (searched unverified) is not cut again
+    split = seeds.split_before_matmul(reference) if options.verify else None
     if split is not None and budget.remaining() > 0:
-        parts = [superoptimize(part, replace(options, time_budget=budget.remaining() / 4, progress=False, dump=False,
+        parts = [superoptimize(part, replace(options, time_budget=budget.remaining() / 3, progress=False, dump=False,
                                              candidates=1, verify=False, use_cache=False)).graph or part
                  for part in split]
         out.append(seeds.compose(*parts))

@@ -5,10 +5,12 @@
   (per few rows), the whole row in shared memory, every op a block op. That is what a fusing
   compiler emits for a normalization; the search cannot, its block graphs being bounded
   (max_block_ops 9: torch-mlir's LayerNorm has 13 ops).
-- `split_before_matmul(graph)`: the program cut before its last matmul that reads a tensor the
-  program computes (LayerNorm + Linear: the normalization, then the projection; SwiGLU + down: the
-  gated product, then the down projection), so that each part is searched alone with the search's
-  kernel budget and the best of each composed (`compose`).
+- `split_before_matmul(graph)`: the program cut before a matmul that reads a tensor the program
+  computes (LayerNorm + Linear: the normalization, then the projection; SwiGLU + down: the gated
+  product, then the down projection; QK-norm attention: Q's normalization, then the attention), so
+  that each part is searched alone with the search's kernel budget and the best of each composed
+  (`compose`). Of the cuts, the one where the fewest bytes cross, and none where more cross than the
+  program reads: a cut that writes attention's scores out is what fusing avoids.
 - `split_reduction(graph, n, splits)`: kernel n's for-loop split across a new grid axis (Mirage's
   split-K form): its accumulators become partial sums written side by side, and a second kernel
   adds them over a loop of `splits` and runs what came after the loop. When the output tiles alone
@@ -34,6 +36,7 @@ from ..builder import BlockBuilder, KernelBuilder
 from ..shapes import ShapeError
 from ..mugraph import Graph, Node
 from ..opset import ACCUMULATORS, OPS
+from .cost import nbytes
 from .generator import block_rms_norm
 
 ELEMENTWISE_CATEGORIES = ("unary", "binary")
@@ -91,20 +94,25 @@ def row_fused(graph: Graph, threads: int = 512) -> Graph | None:
 
 
 def split_before_matmul(graph: Graph) -> tuple[Graph, Graph] | None:
-    """(first, second): the nodes before the program's last matmul that reads a computed tensor,
-    and the rest. `first` takes the program's inputs and returns the tensors `second` reads from it;
-    `second` takes the program's inputs and then those tensors. None when there is no such cut, or
-    when a program output comes before it."""
+    """(first, second): the nodes before a matmul that reads a computed tensor, and the rest.
+    `first` takes the program's inputs and returns the tensors `second` reads from it; `second`
+    takes the program's inputs and then those tensors. Of such cuts, the one the fewest bytes cross
+    (the latest of equals), where no program output comes before it and no more bytes cross than the
+    program's inputs hold; None when there is none."""
     n_in = len(graph.inputs)
-    cuts = [n for n, node in enumerate(graph.nodes)
-            if node.op == "matmul" and n > 0 and any(v >= n_in for v in node.inputs)]
-    if not cuts:
+    input_bytes = sum(nbytes(t) for t in graph.inputs)
+    best = None
+    for cut, node in enumerate(graph.nodes):
+        if node.op != "matmul" or cut == 0 or all(v < n_in for v in node.inputs):
+            continue
+        boundary = graph.first_result[cut]  # values below it are inputs or made before the cut
+        crossing = sorted({v for later in graph.nodes[cut:] for v in later.inputs if n_in <= v < boundary})
+        size = sum(nbytes(graph.value_types[v]) for v in crossing)
+        if all(v >= boundary for v in graph.outputs) and size <= input_bytes and (best is None or size <= best[0]):
+            best = (size, cut, crossing)
+    if best is None:
         return None
-    cut = cuts[-1]
-    boundary = graph.first_result[cut]  # values below it are inputs or made before the cut
-    if any(v < boundary for v in graph.outputs):
-        return None
-    crossing = sorted({v for node in graph.nodes[cut:] for v in node.inputs if n_in <= v < boundary})
+    _, cut, crossing = best
     first = Graph(graph.inputs, graph.nodes[:cut], tuple(crossing))
     kb = KernelBuilder(list(graph.inputs) + [graph.value_types[v] for v in crossing])
     remap = {v: v for v in range(n_in)}
@@ -297,5 +305,5 @@ def online_softmax_attention(graph: Graph) -> list[Graph]:
         return []
     return [plans.stable_attention(list(graph.inputs), scale=scales[0] if scales else 1.0, q_tile=q_tile,
                                    splits=splits, loop=loop, threads=threads)
-            for splits in (1, 2, 4, 8, 16, 32) for threads in (128, 256)
+            for splits in (1, 2, 4, 8, 16, 32) for threads in (128, 256, 512)
             if kv_len % (splits * loop) == 0 and (kv_len // (splits * loop)) % 16 == 0]
