@@ -15,7 +15,8 @@ from mirage_mlir.graph_verify import verify
 from mirage_mlir.passes import pass_class
 from mirage_mlir.search import SearchOptions, programs, superoptimize
 from mirage_mlir.search.reference import group_graph
-from mirage_mlir.search.seeds import compose, online_softmax_attention, row_fused, split_before_matmul
+from mirage_mlir.search.seeds import (compose, fuse_norm_prologue, online_softmax_attention, row_fused,
+                                      split_before_matmul)
 
 INPUTS = os.path.join(os.path.dirname(__file__), "inputs")
 
@@ -84,6 +85,51 @@ def test_the_cut_where_the_fewest_bytes_cross():
     assert [n.op for n in second.nodes] == ["matmul", "cast", "exp", "reduce_sum", "div", "matmul", "cast"]
     assert compose(first, second) == qknorm
     assert split_before_matmul(programs.reference("gqa", programs.full_inputs("gqa", 1))) is None
+
+
+def normalized_q_then_gqa():
+    """(program, plan): QK-norm attention, and rms_norm(Q) as a kernel op followed by Mirage's
+    two-kernel gqa plan, whose blocks load Q's tile of whole rows once."""
+    from mirage_mlir import plans
+    from mirage_mlir.builder import KernelBuilder
+    from mirage_mlir.search.seeds import _copy_nodes
+
+    inputs = programs.small_inputs("qknorm_gqa")
+    gqa = plans.PLANS["gqa"](inputs)
+    kb = KernelBuilder(list(inputs))
+    remap = {0: kb.op("rms_norm", 0, eps=programs.EPS), 1: 1, 2: 2}
+    _copy_nodes(kb, gqa, range(len(gqa.nodes)), remap)
+    return programs.reference("qknorm_gqa", inputs), kb.finish([remap[v] for v in gqa.outputs])
+
+
+def test_a_normalization_moves_into_the_blocks_that_load_whole_rows():
+    """The norm runs on the block's Q tile instead (one kernel fewer) and the result verifies; where a
+    kernel op (not a block graph) reads the norm, it stays."""
+    reference, graph = normalized_q_then_gqa()
+    fused = fuse_norm_prologue(graph)
+    assert [n.op for n in graph.nodes] == ["rms_norm", "graph_def", "graph_def"]
+    assert [n.op for n in fused.nodes] == ["graph_def", "graph_def"] and not verify(fused)
+    assert fused.nodes[0].inputs == (0, 1, 2)  # Q itself, normalised in the block
+    assert check_equivalent(reference, fused, trials=2).verified
+    assert fuse_norm_prologue(reference) is None
+
+
+def test_a_tile_normalized_before_the_loop_runs_in_the_emulator():
+    """The fused plan's kernels (Q's tile normalised once, before the KV loop) in the SIMT emulator
+    match the interpreter."""
+    import mlir.ir as ir
+    import numpy as np
+
+    from mirage_mlir.evaluate import evaluate
+    from mirage_mlir.lowering import lower_graph
+    from mirage_mlir.lowering.simt import run_lowered
+
+    fused = fuse_norm_prologue(normalized_q_then_gqa()[1])
+    rng = np.random.default_rng(3)
+    inputs = [rng.standard_normal(t.shape).astype(np.float32) for t in fused.inputs]
+    with ir.Context():
+        (out,) = run_lowered(ir.Module.parse(lower_graph(fused).text()), inputs)
+    np.testing.assert_allclose(out, evaluate(fused, inputs)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_the_search_ranks_seeds_with_its_candidates():

@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 1  # raise when the search can find other plans: cached results are searched again
+SEARCH_VERSION = 2  # raise when the search can find other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -683,7 +683,9 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
     """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
     model prefers, attention with a max as online softmax, and the program cut before a matmul that
     reads a computed tensor, each part searched alone (each with a third of the time left) and the
-    cheapest of each composed (unverified: the composition is verified with the search's candidates)."""
+    cheapest of each composed (unverified: the composition is verified with the search's candidates),
+    and the second part alone with the first part's normalizations moved into its blocks
+    (seeds.fuse_norm_prologue)."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
@@ -698,6 +700,9 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
                                              candidates=1, verify=False, use_cache=False)).graph or part
                  for part in split]
         out.append(seeds.compose(*parts))
+        # a normalization before the cut, computed instead in the searched second part's blocks
+        fused = seeds.fuse_norm_prologue(seeds.compose(split[0], parts[1]))
+        out += [fused] if fused is not None and costmod.cost(fused, options.chip).total_us < math.inf else []
     return out
 
 

@@ -281,7 +281,65 @@ def retile(graph: Graph, n: int, loop_factor: int = 1, grid_dim=None, threads: i
     return Graph(graph.inputs, tuple(nodes), graph.outputs, graph.grid_dim, graph.block_dim, graph.forloop_range)
 
 
-__all__ = ["compose", "retile", "row_fused", "split_before_matmul", "split_reduction"]
+def fuse_norm_prologue(graph: Graph) -> Graph | None:
+    """The graph with each rms_norm kernel op whose result only graph_defs read, each as tiles of whole
+    rows loaded once per block (iterators with fmap -1 that do not split the last dim), normalised in
+    those block graphs instead (block_rms_norm on the tile: one launch and one trip through memory
+    fewer; QK-norm attention normalises its Q tile before the KV loop); None when there is no such op.
+    The blocks compute the same rows as the kernel op did; the verifier judges the rounding."""
+    fused = {}
+    for n, node in enumerate(graph.nodes):
+        v = graph.first_result[n]
+        readers = [m for m, other in enumerate(graph.nodes) if v in other.inputs]
+        if node.op != "rms_norm" or v in graph.outputs or not readers:
+            continue
+        last = len(graph.value_types[v].shape) - 1
+        if all(graph.nodes[m].op == "graph_def" and all(
+                b.attr("fmap") == -1 and last not in b.attr("imap")
+                for b in graph.nodes[m].body.nodes
+                if b.op == "input_iterator" and graph.nodes[m].inputs[b.inputs[0]] == v) for m in readers):
+            fused[v] = node
+    if not fused:
+        return None
+    kb = KernelBuilder(list(graph.inputs))
+    remap = {v: v for v in range(len(graph.inputs))}
+    for n, node in enumerate(graph.nodes):
+        if graph.first_result[n] in fused:
+            continue
+        if node.op == "graph_def" and any(v in fused for v in node.inputs):
+            node = Node(node.op, node.inputs, node.types, node.attrs, _normalized_tiles(node, fused))
+            inputs = tuple(fused[v].inputs[0] if v in fused else v for v in node.inputs)
+            node = Node(node.op, inputs, node.types, node.attrs, node.body)
+        made = kb.add(Node(node.op, tuple(remap[v] for v in node.inputs), node.types, node.attrs, node.body))
+        for r, v in enumerate(made):
+            remap[graph.first_result[n] + r] = v
+    return kb.finish([remap[v] for v in graph.outputs])
+
+
+def _normalized_tiles(node: Node, fused: dict) -> Graph:
+    """node's block graph with the tiles of the inputs in `fused` (value -> its rms_norm node) loaded
+    from the norm's input and normalised in the block."""
+    body = node.body
+    bb = BlockBuilder(list(body.inputs), body.grid_dim, body.forloop_range, body.block_dim)
+    value = {}
+    for i, b in enumerate(body.nodes):
+        args = [value.get(v, v) for v in b.inputs]
+        if b.op == "input_iterator":
+            v = bb.iterator(b.inputs[0], b.attr("imap"), b.attr("fmap"))
+            norm = fused.get(node.inputs[b.inputs[0]])
+            if norm is not None:
+                v = block_rms_norm(bb, v, norm.attr("eps"))
+                if bb.types[v].dtype != b.types[0].dtype:
+                    v = bb.op("cast", v, dtype=b.types[0].dtype)
+        elif b.op == "output_saver":
+            v = bb.save(args[0], b.attr("omap"))
+        else:
+            v = bb.add(Node(b.op, tuple(args), b.types, b.attrs, b.body))[0]
+        value[body.first_result[i]] = v
+    return bb.finish([value[v] for v in body.outputs])
+
+
+__all__ = ["compose", "fuse_norm_prologue", "retile", "row_fused", "split_before_matmul", "split_reduction"]
 
 
 def online_softmax_attention(graph: Graph) -> list[Graph]:
@@ -300,10 +358,12 @@ def online_softmax_attention(graph: Graph) -> list[Graph]:
     scales = [node.attr("scalar") for node in graph.nodes if node.op == "mul_scalar"]
     if "reduce_max" not in ops or ops.count("matmul") != 2 or len(scales) > 1:
         return []
-    q_tile, loop = min(64, seq), 4
+    q_tile = min(64, seq)
     if seq % q_tile:
         return []
+    # the most threads first: of plans the model prices alike, the one with the fewest elements per
+    # thread in each CUDA-core stage (measured faster: NOTES.md, runs 57-58)
     return [plans.stable_attention(list(graph.inputs), scale=scales[0] if scales else 1.0, q_tile=q_tile,
                                    splits=splits, loop=loop, threads=threads)
-            for splits in (1, 2, 4, 8, 16, 32) for threads in (128, 256, 512)
+            for splits in (1, 2, 4, 8, 16, 32) for loop in (1, 2, 4) for threads in (512, 256, 128)
             if kv_len % (splits * loop) == 0 and (kv_len // (splits * loop)) % 16 == 0]
