@@ -127,7 +127,8 @@ def _block_graph(graph: Graph, n: int) -> Graph:
 
 
 def _attr_dict(launch: Launch) -> str:
-    attrs = ([] if launch.estimate_us is None else [f"mirage.estimate_us = {launch.estimate_us:.6g} : f64"])
+    # exponent form: an estimate of a whole number of us printed as "16" would not parse as an f64
+    attrs = ([] if launch.estimate_us is None else [f"mirage.estimate_us = {launch.estimate_us:.6e} : f64"])
     attrs += ["mirage.overlap"] if launch.overlap else []
     return f" {{{', '.join(attrs)}}}" if attrs else ""
 
