@@ -77,6 +77,24 @@ def test_estimates_reach_the_manifest(tmp_path):
     assert [round(k["estimate_us"], 3) for k in kernels] == [round(e, 3) for e in expected]
 
 
+def test_a_whole_number_estimate_still_parses():
+    """An estimate of exactly 16 us is written as an f64 MLIR reads back (printed "16" it was an
+    integer literal, and mirage-lower-to-gpu failed on its own output: rmsnorm_linear bs8's published
+    plan under stage_us = 0.12)."""
+    import mlir.ir as ir
+
+    from mirage_mlir.lowering import lower_graph
+    from mirage_mlir.mugraph import TensorType
+
+    graph = plans.rmsnorm_linear([TensorType(s, "f16") for s in plans.SMALL_SHAPES["rmsnorm_linear"]])
+    program = lower_graph(graph)
+    for launch in program.launches:
+        launch.estimate_us = 16.0
+    with ir.Context():
+        module = ir.Module.parse(program.text())
+    assert module.operation.verify() and "mirage.estimate_us = 1.600000e+01 : f64" in program.text()
+
+
 def test_a_fused_combine_costs_no_launch():
     """A split-K plan's combine kernel runs inside the partial kernel (lowering/fuse_split_k.py): the
     model charges one launch for the pair, and the manifest's one kernel carries both estimates."""
@@ -127,3 +145,16 @@ def test_a_row_kernel_loop_costs_no_time_per_iteration():
     slow = replace(C, loop_iter_us=10 * C.loop_iter_us)
     assert cost.graph_def_cost(combine, slow).us == pytest.approx(cost.graph_def_cost(combine, C).us)
     assert cost.graph_def_cost(partials, slow).us > cost.graph_def_cost(partials, C).us
+
+
+def test_each_cuda_core_stage_costs_a_barrier_round():
+    """Stable attention over the same 256 KV columns a block, in 4 steps or 1: the same elements per
+    thread, 4x the CUDA-core stages (each ending at a barrier), priced stage_us each; a row kernel
+    (the combine) has no such stage."""
+    inputs = plans.benchmark_inputs("gqa", 1, "f16")
+    four, one = (plans.stable_attention(inputs, splits=16, loop=loop, threads=512) for loop in (4, 1))
+    f4, f1 = plan_figures(four.nodes[0].body), plan_figures(one.nodes[0].body)
+    loop_stages = (f4.stage_rounds - f1.stage_rounds) // 3  # the stages inside the loop, once per step
+    assert loop_stages >= 5 and f4.thread_elements - f1.thread_elements < f4.thread_elements // 2
+    assert plan_figures(one.nodes[1].body).stage_rounds == 0
+    assert cost.cost(one).total_us < cost.cost(four).total_us

@@ -126,6 +126,7 @@ class PlanFigures:
     mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
     tile_rows: tuple  # per input iterator: (bytes a block loads in all, contiguous bytes per tile row)
     thread_elements: int = 0  # elements one thread computes one after another, over every CUDA-core stage
+    stage_rounds: int = 0  # those stages, one after another, each ending at a barrier (loop iterations counted)
     unrolled: bool = False  # a row kernel: its for-loop is unrolled, no barrier or wait per iteration
 
     @property
@@ -761,16 +762,17 @@ class BlockPlan:
                            self.mma_chain(),
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes),
-                           self.thread_elements(), self.rows is not None)
+                           *self.cuda_core_work(), unrolled=self.rows is not None)
 
-    def thread_elements(self) -> int:
-        """Elements one thread handles one after another in the stages that run on CUDA cores (each
-        stage spreads its elements, or a reduction its inputs, over the threads), loop iterations
-        counted: the serial work that more threads per block shorten. A row kernel's are its
-        elements in registers, one pass."""
+    def cuda_core_work(self) -> tuple[int, int]:
+        """(elements one thread handles one after another in the stages that run on CUDA cores, those
+        stages), loop iterations counted. Each stage spreads its elements, or a reduction its inputs,
+        over the threads: the elements are the serial work more threads shorten, the stages the
+        barrier rounds they do not. A row kernel's elements are those it holds in registers, one
+        pass, and no stage."""
         if self.rows is not None:
-            return self.rows.slots * self.rows.width
-        total = 0
+            return self.rows.slots * self.rows.width, 0
+        total = stages = 0
         for i, node in enumerate(self.g.nodes):
             kind = self.kind[i]
             if kind in ("iter", "matmul") or i in self.reg_accs or (
@@ -784,8 +786,10 @@ class BlockPlan:
                 continue  # a tensor-core or micro-tiled stage: the cost model's arithmetic terms
             else:
                 n = numel(node.types[0].shape)
-            total += -(-n // self.threads) * (self.loop if self.phase[i] == "loop" else 1)
-        return total
+            rounds = self.loop if self.phase[i] == "loop" else 1
+            total += -(-n // self.threads) * rounds
+            stages += rounds
+        return total, stages
 
     def unrolled_copy(self, geo: CopyGeometry) -> bool:
         """The tile's copy is unrolled: each thread loads its few chunks, then stores them."""

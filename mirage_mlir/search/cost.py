@@ -22,7 +22,8 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
   dependent mma.sync steps per warp (K split across warps shortens it);
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
   `simt_flops`, scaled by the SMs the grid fills; or, when longer, the serial work of one thread
-  (its elements over every CUDA-core stage at `thread_element_us` each: small grids of few threads).
+  (its elements over every CUDA-core stage at `thread_element_us` each: small grids of few threads)
+  plus `stage_us` per such stage (a barrier round whatever the stage's size).
 A block graph whose shared memory exceeds the chip's per-block limit is infeasible (inf). The
 constants are fitted (benchmarks/calibrate.py) to the H200 timings in benchmarks/results/.
 
@@ -72,6 +73,13 @@ class Chip:
     # one element of a CUDA-core stage, per thread, one after another (shared-memory loads, math,
     # stores): ntrans at 128 threads (160 elements a thread) ran 0.9 us slower than at 512 (40)
     thread_element_us: float = 0.0075
+    # one CUDA-core stage of a block, whatever its size (its barrier, every warp waiting for the
+    # slowest, the shared-memory round trips): stable attention's 4 KV steps a block ran 6 us slower
+    # than 1 step of 4x the columns (H200 run 58, 21 stages more); fitted alone on runs 58 and 62
+    # with the other constants held (benchmarks/calibrate.py): the model's pick within 10% of the
+    # fastest in 19 -> 21 of 22 groups (rmsnorm_linear bs8's single-kernel plans, an rms stage in
+    # every iteration, no longer ranked first)
+    stage_us: float = 0.12
 
     def resident_blocks(self, smem: int, threads: int) -> int:
         """Blocks of this size one SM holds at once."""
@@ -177,7 +185,7 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     warps = threads // 32
     mma_eff = min(1.0, warps * min(resident, math.ceil(blocks / c.sms)) / c.warps_for_mma)
     arithmetic = tensor / (c.tensor_flops * fill * mma_eff) + simt / (c.simt_flops * fill)
-    serial = waves * fig.thread_elements * c.thread_element_us * 1e-6
+    serial = waves * (fig.thread_elements * c.thread_element_us + fig.stage_rounds * c.stage_us) * 1e-6
     if resident == 1 and fig.stages == 1 and loop > 1:
         # one block per SM copying synchronously: the SM streams nothing while it waits for a copy's
         # round trips, so the latencies add to the streaming time instead of hiding under it
