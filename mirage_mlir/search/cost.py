@@ -23,7 +23,7 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
   `simt_flops`, scaled by the SMs the grid fills; or, when longer, the serial work of one thread
   (its elements over every CUDA-core stage at `thread_element_us` each: small grids of few threads)
-  plus `stage_us` per such stage (a barrier round whatever the stage's size).
+  plus `stage_us` per such stage (a barrier round whatever the stage's size; 0 by default, see Chip).
 A block graph whose shared memory exceeds the chip's per-block limit is infeasible (inf). The
 constants are fitted (benchmarks/calibrate.py) to the H200 timings in benchmarks/results/.
 
@@ -75,11 +75,11 @@ class Chip:
     thread_element_us: float = 0.0075
     # one CUDA-core stage of a block, whatever its size (its barrier, every warp waiting for the
     # slowest, the shared-memory round trips): stable attention's 4 KV steps a block ran 6 us slower
-    # than 1 step of 4x the columns (H200 run 58, 21 stages more); fitted alone on runs 58 and 62
-    # with the other constants held (benchmarks/calibrate.py): the model's pick within 10% of the
-    # fastest in 19 -> 21 of 22 groups (rmsnorm_linear bs8's single-kernel plans, an rms stage in
-    # every iteration, no longer ranked first)
-    stage_us: float = 0.12
+    # than 1 step of 4x the columns (H200 run 58, 21 stages more). Fitted alone on runs 58 and 62
+    # (benchmarks/calibrate.py) it is 0.12 us and puts the model's pick within 10% of the fastest in
+    # 21 of 22 groups (19 at 0); not the default yet: at 0.12 the search's own ranking moved (small
+    # rmsnorm_linear: its best 8% above Mirage's plan; small ntrans f16: nothing verified in 20 s)
+    stage_us: float = 0.0
 
     def resident_blocks(self, smem: int, threads: int) -> int:
         """Blocks of this size one SM holds at once."""
