@@ -291,7 +291,7 @@ def fuse_norm_prologue(graph: Graph) -> Graph | None:
     for n, node in enumerate(graph.nodes):
         v = graph.first_result[n]
         readers = [m for m, other in enumerate(graph.nodes) if v in other.inputs]
-        if node.op != "rms_norm" or v in graph.outputs or not readers:
+        if node.op != "rms_norm" or v in graph.outputs or not readers or node.inputs[0] in fused:
             continue
         last = len(graph.value_types[v].shape) - 1
         if all(graph.nodes[m].op == "graph_def" and all(
@@ -307,9 +307,12 @@ def fuse_norm_prologue(graph: Graph) -> Graph | None:
         if graph.first_result[n] in fused:
             continue
         if node.op == "graph_def" and any(v in fused for v in node.inputs):
-            node = Node(node.op, node.inputs, node.types, node.attrs, _normalized_tiles(node, fused))
-            inputs = tuple(fused[v].inputs[0] if v in fused else v for v in node.inputs)
-            node = Node(node.op, inputs, node.types, node.attrs, node.body)
+            try:
+                body = _normalized_tiles(node, fused)
+            except ShapeError:  # a block graph that cannot hold the norm's ops: no such candidate
+                return None
+            node = Node(node.op, tuple(fused[v].inputs[0] if v in fused else v for v in node.inputs), node.types,
+                        node.attrs, body)
         made = kb.add(Node(node.op, tuple(remap[v] for v in node.inputs), node.types, node.attrs, node.body))
         for r, v in enumerate(made):
             remap[graph.first_result[n] + r] = v
