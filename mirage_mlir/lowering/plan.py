@@ -756,13 +756,14 @@ class BlockPlan:
         else:
             pre_round_trips = self.copies_round_trips([self.copy_geometry(i) for i, k in enumerate(self.kind)
                                                        if k == "iter" and i not in loop_iters])
+        elements, stages = self.cuda_core_work()
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
                            sum(tile_bytes[i] for i in self.ring), sync_bytes, sync_round_trips, pre_round_trips,
                            frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
                            self.mma_chain(),
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes),
-                           *self.cuda_core_work(), unrolled=self.rows is not None)
+                           thread_elements=elements, stage_rounds=stages, unrolled=self.rows is not None)
 
     def cuda_core_work(self) -> tuple[int, int]:
         """(elements one thread handles one after another in the stages that run on CUDA cores, those

@@ -702,7 +702,7 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
         out.append(seeds.compose(*parts))
         # a normalization before the cut, computed instead in the searched second part's blocks
         fused = seeds.fuse_norm_prologue(seeds.compose(split[0], parts[1]))
-        out += [fused] if fused is not None and costmod.cost(fused, options.chip).total_us < math.inf else []
+        out += [fused] if fused is not None else []
     return out
 
 
@@ -861,7 +861,9 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
     searcher = Searcher(reference, options, stats)
     searcher.deadline = budget.search_end
     for seed in seeded:  # verified and ranked with the search's own (and they bound the search)
-        searcher.candidates.setdefault(seed, costmod.cost(seed, options.chip).total_us)
+        us = costmod.cost(seed, options.chip).total_us
+        if us < math.inf:  # a seed no block of the chip can hold (shared memory) is no candidate
+            searcher.candidates.setdefault(seed, us)
     stats.seeds = len(seeded)
     # search until the cheapest candidate is proven, verify it; if it fails, resume the search
     best, best_check, dump, checked = None, None, [], set()

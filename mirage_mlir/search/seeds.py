@@ -290,8 +290,10 @@ def fuse_norm_prologue(graph: Graph) -> Graph | None:
     fused = {}
     for n, node in enumerate(graph.nodes):
         v = graph.first_result[n]
+        if node.op != "rms_norm" or v in graph.outputs or node.inputs[0] in fused:
+            continue
         readers = [m for m, other in enumerate(graph.nodes) if v in other.inputs]
-        if node.op != "rms_norm" or v in graph.outputs or not readers or node.inputs[0] in fused:
+        if not readers:
             continue
         last = len(graph.value_types[v].shape) - 1
         if all(graph.nodes[m].op == "graph_def" and all(
@@ -307,12 +309,8 @@ def fuse_norm_prologue(graph: Graph) -> Graph | None:
         if graph.first_result[n] in fused:
             continue
         if node.op == "graph_def" and any(v in fused for v in node.inputs):
-            try:
-                body = _normalized_tiles(node, fused)
-            except ShapeError:  # a block graph that cannot hold the norm's ops: no such candidate
-                return None
             node = Node(node.op, tuple(fused[v].inputs[0] if v in fused else v for v in node.inputs), node.types,
-                        node.attrs, body)
+                        node.attrs, _normalized_tiles(node, fused))
         made = kb.add(Node(node.op, tuple(remap[v] for v in node.inputs), node.types, node.attrs, node.body))
         for r, v in enumerate(made):
             remap[graph.first_result[n] + r] = v
@@ -324,20 +322,14 @@ def _normalized_tiles(node: Node, fused: dict) -> Graph:
     from the norm's input and normalised in the block."""
     body = node.body
     bb = BlockBuilder(list(body.inputs), body.grid_dim, body.forloop_range, body.block_dim)
-    value = {}
+    value = {}  # the body's values in the rebuilt graph (its inputs keep their indices)
     for i, b in enumerate(body.nodes):
-        args = [value.get(v, v) for v in b.inputs]
-        if b.op == "input_iterator":
-            v = bb.iterator(b.inputs[0], b.attr("imap"), b.attr("fmap"))
-            norm = fused.get(node.inputs[b.inputs[0]])
-            if norm is not None:
-                v = block_rms_norm(bb, v, norm.attr("eps"))
-                if bb.types[v].dtype != b.types[0].dtype:
-                    v = bb.op("cast", v, dtype=b.types[0].dtype)
-        elif b.op == "output_saver":
-            v = bb.save(args[0], b.attr("omap"))
-        else:
-            v = bb.add(Node(b.op, tuple(args), b.types, b.attrs, b.body))[0]
+        v = bb.add(Node(b.op, tuple(value.get(x, x) for x in b.inputs), b.types, b.attrs, b.body))[0]
+        norm = fused.get(node.inputs[b.inputs[0]]) if b.op == "input_iterator" else None
+        if norm is not None:
+            v = block_rms_norm(bb, v, norm.attr("eps"))
+            if bb.types[v].dtype != b.types[0].dtype:
+                v = bb.op("cast", v, dtype=b.types[0].dtype)
         value[body.first_result[i]] = v
     return bb.finish([value[v] for v in body.outputs])
 
