@@ -57,11 +57,13 @@ SPLIT_K = {
     "gated_mlp": [f"gated_mlp_split_k:col_tile={c},splits={sp},k_tile={k},threads={t}"
                   for c, sp, k, t in ((64, 2, 128, 256), (64, 4, 128, 256), (128, 4, 128, 256), (128, 8, 128, 256),
                                       (64, 4, 128, 128), (128, 4, 64, 128), (128, 8, 64, 128))],
+    # (16, 512, 1, 64): the CUDA-core stages plan (its 256-column KV tile holds too many registers for
+    # warp rows); the rest warp-rows kernels (plan.WarpRows: threads follow the Q tile's rows)
     "stable_attention": [f"stable_attention:splits={sp},threads={t},loop={lp},q_tile={q}"
-                         for sp, t, lp, q in ((16, 256, 4, 64), (16, 512, 4, 64), (32, 512, 4, 64), (8, 512, 4, 64),
-                                              (16, 512, 2, 64), (16, 512, 1, 64), (32, 512, 2, 64),
-                                              (32, 512, 1, 64), (16, 512, 2, 32), (16, 1024, 4, 64),
-                                              (16, 1024, 2, 64), (8, 1024, 2, 64))],
+                         for sp, t, lp, q in ((16, 512, 1, 64), (16, 128, 4, 64), (16, 128, 2, 64), (32, 128, 2, 64),
+                                              (32, 128, 1, 64), (8, 128, 4, 64), (8, 128, 8, 64), (32, 128, 4, 64),
+                                              (16, 128, 4, 32), (32, 128, 2, 32), (16, 128, 4, 128),
+                                              (16, 128, 2, 128), (64, 128, 1, 64), (64, 128, 2, 64))],
     "swiglu_down": [f"swiglu_down:col_tile={c},down_col_tile={dc},splits={sp},down_k_tile={dk},threads={t}"
                     for c, dc, sp, dk, t in ((64, 64, 4, 64, 128), (64, 64, 8, 32, 128), (64, 128, 8, 32, 256),
                                              (32, 64, 4, 64, 256), (64, 64, 4, 64, 256))],

@@ -36,6 +36,7 @@ from .emit_matmul import MatmulEmitter
 from .emit_reduction import ReductionEmitter
 from .emit_rows import RowEmitter
 from .emit_savers import SaverEmitter
+from .emit_warp_rows import WarpRowsEmitter
 from .emitter import ROWS_ARG, Emitter, Index, memref_type
 from .plan import UNROLL, BlockPlan, PlanFigures, numel
 
@@ -100,7 +101,7 @@ def early_ring(plan: BlockPlan, early: frozenset) -> list[int]:
 
 
 class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEmitter, AccumulatorEmitter,
-                     SaverEmitter, RowEmitter):
+                     SaverEmitter, RowEmitter, WarpRowsEmitter):
     """The emitters' shared state: the plan, the Emitter `em`, the buffers (copies of the plan's,
     named by their views), the SSA names of ids and arguments, the for-loop's induction variable `it`
     and the buffers written since the last barrier."""
@@ -151,6 +152,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.lane = em.rem(self.tid, 32)
         self.warp = em.div(self.tid, 32)
         self.lane_zero = em.cmp_eq(self.lane, 0)
+        # the mma.sync fragment layouts: a lane's group of four and place in it; ldmatrix's row and matrix
+        self.group, self.tig = em.div(self.lane, 4), em.rem(self.lane, 4)
+        self.lrow, self.lmat = em.rem(self.lane, 8), em.div(self.lane, 8)
         if self.rows:
             self.last_row = em.op(f"arith.subi {ROWS_ARG}, {em.idx(1)} : index", "last")
         scratch = ([self.scratch] if self.scratch is not None else []) + list(self.row_scratch.values())
@@ -300,6 +304,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             self.grid_dependency_wait()
         if plan.rows is not None:
             self.emit_register_rows()
+            return
+        if plan.warp_rows is not None:
+            self.emit_warp_rows(early)
             return
         self.ring_fill(early)  # in flight while the prologue runs
         self.init_accumulators()

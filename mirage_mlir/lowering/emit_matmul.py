@@ -145,8 +145,7 @@ class MatmulEmitter:
         wm, wn = self.plan.pick_warp_tile(shape)
         mt = -(-m // 16)
         tiles = shape[:-2] + (mt // wm, (n // 8) // wn)
-        group = em.div(self.lane, 4)
-        tig = em.rem(self.lane, 4)
+        group, tig = self.group, self.tig
         mma = [i for i in matmuls if self.plan.mma_eligible(i)]
         rest = [i for i in matmuls if i not in mma]
 
@@ -154,7 +153,7 @@ class MatmulEmitter:
             where = em.unflatten(wt, tiles)
             batch = where[:-2]
             m0, n0 = em.mul(where[-2], 16 * wm), em.mul(where[-1], 8 * wn)
-            results = {i: self.mma_k_loop(i, batch, m0, n0, wm, wn, group, tig) for i in mma}
+            results = {i: self.mma_k_loop(i, batch, m0, n0, wm, wn) for i in mma}
             for a in range(wm):
                 for b in range(wn):
                     for half in range(2):
@@ -181,7 +180,7 @@ class MatmulEmitter:
 
         self.for_each(numel(tiles), body, ids=self.warp, count=self.plan.warps)
 
-    def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, group, tig, init: list[str] | None = None,
+    def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, init: list[str] | None = None,
                    raw: bool = False, k_range: tuple[Index, int] | None = None):
         """[a][b][half][c] f32 results (rounded to the matmul's type) of matmul node i's tiles;
         `k_range` (first, length): a slice of K only (raw partial sums)."""
@@ -193,30 +192,9 @@ class MatmulEmitter:
         k_first, k_dim = k_range or (0, k_dim)
         dtype = abuf.dtype
 
-        # ldmatrix: lane l gives the address of row l % 8 of 8x8 matrix l // 8 (16 bytes each).
-        # A (x4): matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15)
-        # give the m16n8k16 A registers a0..a3 in order. Rows past M read row M-1 (clamped): they only
-        # feed output rows past M, which are never written.
-        lrow, lmat = em.rem(self.lane, 8), em.div(self.lane, 8)
-
-        def a_frag(a: int, k0: Index) -> str:
-            row = em.add(em.add(m0, 16 * a), em.add(lrow, em.mul(em.rem(lmat, 2), 8)))
-            if m % 16:
-                row = em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
-            col = em.add(k0, em.mul(em.div(lmat, 2), 8))
-            return em.op(f"nvgpu.ldmatrix {abuf.name}[{indices(em, batch + [row, col])}] "
-                         f"{{numTiles = 4 : i32, transpose = false}} : {abuf.type} -> vector<4x2x{dtype}>", "fa")
-
-        # B (x2, transposed): matrices (k 0-7) and (k 8-15) of columns n0 + 8b .. + 7, stored [k][n].
-        def b_frag(b: int, k0: Index) -> str:
-            row = em.add(k0, em.add(lrow, em.mul(em.rem(lmat, 2), 8)))
-            col = em.add(n0, 8 * b)
-            return em.op(f"nvgpu.ldmatrix {bbuf.name}[{indices(em, batch + [row, col])}] "
-                         f"{{numTiles = 2 : i32, transpose = true}} : {bbuf.type} -> vector<2x2x{dtype}>", "fb")
-
         def step(k0: Index, accs: list[str]) -> list[str]:
-            af = [a_frag(a, k0) for a in range(wm)]
-            bf = [b_frag(b, k0) for b in range(wn)]
+            af = [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m) for a in range(wm)]
+            bf = [self.ldmatrix_b(bbuf, batch, k0, em.add(n0, 8 * b)) for b in range(wn)]
             out = []
             for a in range(wm):
                 for b in range(wn):
@@ -249,6 +227,28 @@ class MatmulEmitter:
                              for c in range(2)] for half in range(2)])
             out.append(row)
         return out
+
+    # ldmatrix: lane l gives the address of row l % 8 of 8x8 matrix l // 8 (16 bytes each).
+    def ldmatrix_a(self, buf, batch: list[Index], row0: Index, k0: Index, m: int) -> str:
+        """The m16n8k16 A fragment of rows row0.. and K columns k0.. of `buf` (x4: matrices (rows 0-7,
+        k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) give registers a0..a3 in
+        order). Rows past M read row M-1 (clamped): they only feed output rows past M, which are never
+        written."""
+        em = self.em
+        row = em.add(row0, em.add(self.lrow, em.mul(em.rem(self.lmat, 2), 8)))
+        if m % 16:
+            row = em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
+        col = em.add(k0, em.mul(em.div(self.lmat, 2), 8))
+        return em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col])}] "
+                     f"{{numTiles = 4 : i32, transpose = false}} : {buf.type} -> vector<4x2x{buf.dtype}>", "fa")
+
+    def ldmatrix_b(self, buf, batch: list[Index], k0: Index, col0: Index) -> str:
+        """The B fragment of K rows k0.. and columns col0..col0 + 7 of `buf`, stored [k][n] (x2,
+        transposed: matrices k 0-7 and k 8-15)."""
+        em = self.em
+        row = em.add(k0, em.add(self.lrow, em.mul(em.rem(self.lmat, 2), 8)))
+        return em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col0])}] "
+                     f"{{numTiles = 2 : i32, transpose = true}} : {buf.type} -> vector<2x2x{buf.dtype}>", "fb")
 
     def mma_sync(self, a: str, b: str, c: str, dtype: str) -> str:
         """D = A B + C for one m16n8k16 tile (fragments from ldmatrix, C and D vector<2x2xf32>).
@@ -294,19 +294,17 @@ class MatmulEmitter:
 
     def register_accumulator_stage(self, i: int) -> None:
         """One iteration's matmul, accumulated into the loop-carried mma accumulators."""
-        em = self.em
         info = self.plan.reg_accs[i]
         mm = info.mm
         reads: set[str] = set()
         for v in self.g.nodes[mm].inputs:
             reads |= self.reads_of(v)
         self.sync_for(reads)
-        group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
         size = info.wm * info.wn
         outs = []
         for k in range(info.per_warp):
             batch, m0, n0 = self.reg_tile_origin(info, k)
-            outs += self.mma_k_loop(mm, batch, m0, n0, info.wm, info.wn, group, tig,
+            outs += self.mma_k_loop(mm, batch, m0, n0, info.wm, info.wn,
                                     init=self.reg_in[i][k * size:(k + 1) * size], raw=True,
                                     k_range=self.reg_k_range(info))
         self.reg_out[i] = outs
@@ -368,7 +366,7 @@ class MatmulEmitter:
         em, info, buf = self.em, self.plan.reg_accs[i], self.buffers[i]
         m = self.plan.vtype(self.plan.value(info.mm)).shape[-2]
         batch, m0, n0 = self.reg_tile_origin(info, k)
-        group, tig = em.div(self.lane, 4), em.rem(self.lane, 4)
+        group, tig = self.group, self.tig
         a, b = em.div(r, 4 * info.wn), em.rem(em.div(r, 4), info.wn)
         row = em.add(em.add(m0, em.add(em.mul(a, 16), em.mul(em.rem(em.div(r, 2), 2), 8))), group)
         col = em.add(em.add(n0, em.mul(b, 8)), em.add(em.mul(tig, 2), em.rem(r, 2)))

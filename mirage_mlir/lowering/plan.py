@@ -30,6 +30,13 @@ MAX_ROW_SLOTS chunks each, whatever the block graph's block_dim.
 Matmuls whose operands are f16 or bf16 buffers (K % 16, N % 8) run on tensor cores (mma.sync
 m16n8k16); an f32 accum_sum of such a matmul is carried in registers across the loop when its warp
 tiles split evenly over the warps (K sliced across warps when there are fewer tiles than warps).
+
+A block graph whose matmuls are chained through row-wise CUDA-core ops (attention: exp(Q K) then
+P V, with the row max and sums between) is a *warp-rows kernel* (`WarpRows`, FlashAttention 2's
+layout): each warp owns 16-row slabs of every value, which live in registers in the mma
+accumulator layout; row reductions are a thread's own elements plus two shuffles, the second
+matmul takes P from registers, accumulators are loop-carried registers, and only the iterator
+tiles use shared memory (emit_warp_rows). No barrier but the ring's.
 """
 
 from __future__ import annotations
@@ -215,6 +222,22 @@ class RowLayout:
         return numel(self.chunk_shape) // self.slots
 
 
+@dataclass(frozen=True)
+class WarpRows:
+    """A warp-rows kernel's layout: every value is [..., rows, C] or its rows [..., rows, 1] (leading
+    dims 1); warp w owns rows 16 * wm * w .. + 16 * wm, as wm mma tiles of 16 rows."""
+
+    rows: int
+    wm: int
+
+    @property
+    def warps(self) -> int:
+        return self.rows // (16 * self.wm)
+
+
+MAX_WARP_ROW_REGISTERS = 64  # f32 values of one [rows, C] value a thread may hold (wm * C / 2)
+
+
 def numel(shape) -> int:
     return math.prod(shape)
 
@@ -272,11 +295,16 @@ class BlockPlan:
                 self.buffered[i] = True
         self.invariant = self._invariants()
         self.phase = [self._phase_of(i) for i in range(len(graph.nodes))]
+        self.warp_rows = self._warp_rows() if smem_budget is None and not fixed_threads else None
+        if self.warp_rows is not None:
+            # its own thread count (one warp per slab of rows); only the iterators need shared memory
+            self.threads, self.warps = 32 * self.warp_rows.warps, self.warp_rows.warps
+            self.buffered = [k == "iter" for k in self.kind]
         self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
         self.stages = 1
         if pipeline:
             self._choose_stages()
-        self.rows = self._row_layout(fixed_threads)
+        self.rows = self._row_layout(fixed_threads) if self.warp_rows is None else None
         if self.rows is not None and not fixed_threads:
             # a row kernel runs on the threads its layout needs (any count computes the same)
             self.threads = self.rows.threads
@@ -296,11 +324,12 @@ class BlockPlan:
         # node index -> buffer (iterators, buffered values, accumulators); accum_rescaled_sum's running max
         self.buffers, self.max_buffers, self.scale_buffers, self.shared_bytes = self._allocate(self.stages)
         # split-row reductions' per-warp results, after everything else
-        self.scratch = (Buffer("%scratch", (self.warps,), self.ctype, self.shared_bytes) if self.splits_rows() else None)
+        self.scratch = (Buffer("%scratch", (self.warps,), self.ctype, self.shared_bytes)
+                        if self.warp_rows is None and self.splits_rows() else None)
         if self.scratch is not None:
             self.shared_bytes += self.scratch.stage_bytes
-        self.reg_accs = self._register_accumulators()
-        self.carried_rows = self._carried_rows()
+        self.reg_accs = self._register_accumulators() if self.warp_rows is None else {}
+        self.carried_rows = self._carried_rows() if self.warp_rows is None else {}
 
     # -- values ----------------------------------------------------------------------------------
     def value(self, i: int) -> int:
@@ -466,6 +495,66 @@ class BlockPlan:
                 return RowLayout(full, width, slots)
         return None
 
+    def _warp_rows(self) -> WarpRows | None:
+        """The warp-rows layout when this block graph is one (see the module doc), else None: matmuls
+        on tensor cores, at least one of them reading a value computed from another matmul (a chain
+        of CUDA-core ops between them, the case the layout exists for) and all of them inside the
+        for-loop; every computed value [..., R, C] (C % 8 == 0) or [..., R, 1] with the same R (a
+        multiple of 16) and leading dims 1; reductions along rows; accumulators elementwise over
+        the loop; a matmul's A an iterator tile or a computed value, its B an iterator tile (f16 or
+        bf16, K % 16 == 0, N % 8 == 0)."""
+        if not self.use_mma or self.ctype != "f32":
+            return None
+        matmuls = [i for i, k in enumerate(self.kind) if k == "matmul"]
+        loop_phase = "loop" if self.loop > 1 else "pre"
+        if not matmuls or any(self.phase[i] != loop_phase for i in matmuls):
+            return None
+        rows = self.vtype(self.value(matmuls[0])).shape[-2]
+        if rows % 16:
+            return None
+
+        def row_tile(shape: tuple[int, ...]) -> bool:
+            return (len(shape) >= 2 and numel(shape[:-2]) == 1 and shape[-2] == rows
+                    and (shape[-1] == 1 or shape[-1] % 8 == 0))
+
+        def after_matmul(v: int, seen: set) -> bool:
+            if v < self.n_in or v in seen:
+                return False
+            seen.add(v)
+            j = self.node_of[v]
+            return self.kind[j] == "matmul" or any(after_matmul(a, seen) for a in self.g.nodes[j].inputs)
+
+        widest, chained = 1, False
+        for i, node in enumerate(self.g.nodes):
+            kind = self.kind[i]
+            if kind == "iter":
+                continue
+            shape = self.vtype(node.inputs[0]).shape if kind == "saver" else node.types[0].shape
+            operands = node.inputs[:1] if kind == "matmul" else node.inputs  # B: a [K, N] tile
+            if not row_tile(shape) or not all(row_tile(self.vtype(v).shape) for v in operands):
+                return None
+            widest = max(widest, shape[-1])
+            if kind == "matmul":
+                a, b = node.inputs
+                b_node = self.node_of.get(b)
+                if b_node is None or self.kind[b_node] != "iter" or a < self.n_in:
+                    return None
+                dtype = self.vtype(b).dtype
+                k, n = self.vtype(a).shape[-1], self.vtype(b).shape[-1]
+                if dtype not in ("f16", "bf16") or self.vtype(a).dtype != dtype or k % 16 or n % 8:
+                    return None
+                chained |= after_matmul(a, set())
+            elif kind == "reduce" or node.attr("reduce_dim", -1) != -1:
+                dim = node.attr("dim") if node.op in OPS else node.attr("reduce_dim")
+                x_shape = self.vtype(node.inputs[0]).shape
+                if dim % len(x_shape) != len(x_shape) - 1 or node.op == "accum_rescaled_sum":
+                    return None
+        # the widest value a thread holds: wm * C / 2 registers; one warp per 16 rows up to 16 warps
+        wm = next((w for w in (1, 2, 4) if rows % (16 * w) == 0 and rows // (16 * w) <= 16), None)
+        if not chained or wm is None or wm * widest // 2 > MAX_WARP_ROW_REGISTERS:
+            return None
+        return WarpRows(rows, wm)
+
     # -- shared memory ---------------------------------------------------------------------------
     def _async_chunk_ok(self, i: int) -> bool:
         """Iterator i's tile can be copied by cp.async: chunks of 4, 8 or 16 bytes."""
@@ -523,12 +612,12 @@ class BlockPlan:
         padded = set()
         for i, kind in enumerate(self.kind):
             if kind == "matmul" and self.mma_eligible(i):
-                padded |= {self.node_of[v] for v in self.g.nodes[i].inputs}
+                padded |= {self.node_of[v] for v in self.g.nodes[i].inputs if v >= self.n_in}
 
         buffers, max_buffers, scale_buffers = {}, {}, {}
         for i, node in enumerate(self.g.nodes):
             t = node.types[0]
-            if self.kind[i] == "acc":
+            if self.kind[i] == "acc" and self.warp_rows is None:
                 buffers[i] = new(t.shape, self.ctype, f"acc{i}")
                 if node.op == "accum_rescaled_sum":
                     m_shape = self.vtype(node.inputs[1]).shape
@@ -617,6 +706,8 @@ class BlockPlan:
         """Matmul node i runs on tensor cores (mma.sync m16n8k16, f16 or bf16 operands, f32
         accumulation): both operands buffers in shared memory of one of those types, K a multiple
         of 16 and N of 8."""
+        if self.warp_rows is not None:
+            return True  # _warp_rows checked every matmul
         if not self.use_mma or self.ctype != "f32":
             return False
         node = self.g.nodes[i]
@@ -773,6 +864,9 @@ class BlockPlan:
         pass, and no stage."""
         if self.rows is not None:
             return self.rows.slots * self.rows.width, 0
+        if self.warp_rows is not None:  # each thread its elements of every value, in registers
+            return sum(-(-numel(node.types[0].shape) // self.threads) * (self.loop if self.phase[i] == "loop" else 1)
+                       for i, node in enumerate(self.g.nodes) if self.kind[i] not in ("iter", "matmul", "saver")), 0
         total = stages = 0
         for i, node in enumerate(self.g.nodes):
             kind = self.kind[i]
@@ -837,7 +931,9 @@ class BlockPlan:
             if kind != "matmul" or not self.mma_eligible(i) or self.phase[i] != ("loop" if self.loop > 1 else "pre"):
                 continue
             k_dim = self.vtype(self.g.nodes[i].inputs[0]).shape[-1]
-            if i in by_matmul:
+            if self.warp_rows is not None:  # a warp computes every column of its rows
+                chain += self.warp_rows.wm * (self.vtype(self.value(i)).shape[-1] // 8) * (k_dim // 16)
+            elif i in by_matmul:
                 info = by_matmul[i]
                 chain += info.per_warp * k_dim // (16 * info.kslices)
             else:
