@@ -61,9 +61,9 @@ SPLIT_K = {
     # warp rows); the rest warp-rows kernels (plan.WarpRows: threads follow the Q tile's rows)
     "stable_attention": [f"stable_attention:splits={sp},threads={t},loop={lp},q_tile={q}"
                          for sp, t, lp, q in ((16, 512, 1, 64), (16, 128, 4, 64), (16, 128, 2, 64), (32, 128, 2, 64),
-                                              (32, 128, 1, 64), (8, 128, 4, 64), (8, 128, 8, 64), (32, 128, 4, 64),
-                                              (16, 128, 4, 32), (32, 128, 2, 32), (16, 128, 4, 128),
-                                              (16, 128, 2, 128), (64, 128, 1, 64), (64, 128, 2, 64))],
+                                              (8, 128, 4, 64), (8, 128, 8, 64), (16, 128, 4, 32), (16, 128, 4, 16),
+                                              (8, 128, 8, 16), (32, 128, 2, 16), (16, 128, 4, 128),
+                                              (16, 128, 2, 128), (8, 128, 4, 128))],
     "swiglu_down": [f"swiglu_down:col_tile={c},down_col_tile={dc},splits={sp},down_k_tile={dk},threads={t}"
                     for c, dc, sp, dk, t in ((64, 64, 4, 64, 128), (64, 64, 8, 32, 128), (64, 128, 8, 32, 256),
                                              (32, 64, 4, 64, 256), (64, 64, 4, 64, 256))],

@@ -67,14 +67,14 @@ def _gelu_gpu(g, x):
 
 def _silu_gpu(g, x):
     em = g.em
-    return em.fbin("divf", x, em.fbin("addf", em.fconst(1.0), em.fun("math.exp", em.fun("arith.negf", x))))
+    return em.fbin("divf", x, em.fbin("addf", em.fconst(1.0), em.exp(em.fun("arith.negf", x))))
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 ELEMENTWISE_OPS = [
     OpInfo("exp", "unary", summary="elementwise e^x", numpy=np.exp, field=lambda d, x: d.exp(x),
-           term=lambda tb, x: tb.exp(x), gpu=lambda g, x: g.em.fun("math.exp", x), linalg=("math.exp",),
+           term=lambda tb, x: tb.exp(x), gpu=lambda g, x: g.em.exp(x), linalg=("math.exp",),
            search=True, exps=1),
     OpInfo("tanh", "unary", summary="elementwise hyperbolic tangent", numpy=np.tanh,
            gpu=lambda g, x: g.em.fun("math.tanh", x), linalg=("math.tanh",)),

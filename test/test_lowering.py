@@ -651,25 +651,69 @@ def test_node_helper_is_hashable():
 
 
 def test_online_softmax_attention_runs_in_the_emulator():
-    """The two kernels of plans.stable_attention (running maxima and rescaled sums in shared-memory
-    accumulators, tensor-core matmuls, a combine over the splits) match the interpreter."""
+    """The two kernels of plans.stable_attention (running maxima and rescaled sums, tensor-core
+    matmuls, a combine over the splits) match the interpreter: kernel 1 as a warp-rows kernel (KV
+    tiles of 32 columns) and through shared-memory stages (a 256-column tile: too many registers)."""
     types = [TensorType((2, 64, 16), "f16"), TensorType((2, 16, 128), "f16"), TensorType((2, 128, 16), "f16")]
     graph = VARIANTS["stable_attention"](types, q_tile=32, splits=4, loop=2, combine_rows=16)
     launches = lower_graph(graph).launches
+    assert plan.BlockPlan(graph.nodes[0].body).warp_rows == plan.WarpRows(rows=32, wm=1)
     # the combine is a row kernel: its loop over the splits unrolled in registers, no barrier
     assert len(launches) == 2 and plan.BlockPlan(graph.nodes[1].body).rows is not None
     assert "gpu.barrier" not in launches[1].kernel.text
-    # at full size, two tensor-core K loops in kernel 1 (Q K and P V): the P V product, with a buffer
-    # of its own for the rescaled accumulator, is not computed a second time in the accumulator's stage
-    full = [TensorType((2, 256, 64), "f16"), TensorType((2, 64, 4096), "f16"), TensorType((2, 4096, 64), "f16")]
-    text = lower_graph(VARIANTS["stable_attention"](full)).launches[0].kernel.text
-    assert text.count("= scf.for %k") == 2
-    # the rescaled output [64, 64] takes its running max per row: two exps a row, not two an element
-    first = plan.BlockPlan(VARIANTS["stable_attention"](full).nodes[0].body)
-    (rescaled,) = [i for i, buf in first.max_buffers.items() if first.rescales_rows(i)]
-    assert first.max_buffers[rescaled].shape == (1, 64, 1) and first.scale_buffers[rescaled].shape == (2, 1, 64, 1)
     inputs = random_inputs(types, seed=7)
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-3
+    # at full size with 256-column KV tiles, two tensor-core K loops in kernel 1 (Q K and P V): the P V
+    # product, with a buffer of its own for the rescaled accumulator, is not computed a second time in
+    # the accumulator's stage
+    full = [TensorType((2, 256, 64), "f16"), TensorType((2, 64, 4096), "f16"), TensorType((2, 4096, 64), "f16")]
+    wide = VARIANTS["stable_attention"](full, splits=4, loop=4, threads=512)
+    first = plan.BlockPlan(wide.nodes[0].body)
+    assert first.warp_rows is None
+    assert lower_graph(wide).launches[0].kernel.text.count("= scf.for %k") == 2
+    # the rescaled output [64, 64] takes its running max per row: two exps a row, not two an element
+    (rescaled,) = [i for i, buf in first.max_buffers.items() if first.rescales_rows(i)]
+    assert first.max_buffers[rescaled].shape == (1, 64, 1) and first.scale_buffers[rescaled].shape == (2, 1, 64, 1)
+    long = [TensorType((2, 64, 16), "f16"), TensorType((2, 16, 256), "f16"), TensorType((2, 256, 16), "f16")]
+    wide_small = VARIANTS["stable_attention"](long, q_tile=32, splits=1, loop=1, combine_rows=16)
+    assert plan.BlockPlan(wide_small.nodes[0].body).warp_rows is None
+    inputs = random_inputs(long, seed=7)
+    assert rel_err(run_on_cpu(wide_small, inputs)[0], evaluate(wide_small, inputs)[0]) < 1e-3
+
+
+@pytest.mark.parametrize("dtype,loop,q_tile", [("f16", 4, 32), ("bf16", 2, 64), ("f16", 1, 16)])
+def test_warp_rows_attention_matches_the_interpreter(dtype, loop, q_tile):
+    """Warp-rows kernels (one and several warps, bf16 through nvvm.mma.sync, a loop of one whose
+    accumulators are their inputs) match the interpreter; the kernel's one barrier is the tiles'
+    (in the loop: after the ring's copies land, before it refills the stage the last iteration read)."""
+    types = [TensorType((2, 64, 16), dtype), TensorType((2, 16, 256), dtype), TensorType((2, 256, 16), dtype)]
+    graph = VARIANTS["stable_attention"](types, q_tile=q_tile, splits=2, loop=loop, combine_rows=16)
+    body = graph.nodes[0].body
+    warp_rows = plan.BlockPlan(body).warp_rows
+    assert warp_rows is not None and plan.BlockPlan(body).threads == 32 * q_tile // 16
+    kernel = lower_graph(graph, fuse=False).launches[0].kernel.text
+    assert kernel.count("gpu.barrier") == 1 and "gpu.shuffle xor" in kernel
+    inputs = random_inputs(types, seed=11)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < (1e-3 if dtype == "f16" else 1e-2)
+
+
+def test_warp_rows_row_sums_over_the_loop_meet_once():
+    """gqa as the search writes it: the exp row sums an accumulator with reduce_dim (each thread's
+    part carried, the row's four threads meeting after the loop) beside the P V sum; it matches the
+    interpreter."""
+    types = [TensorType((2, 32, 16), "f16"), TensorType((2, 16, 256), "f16"), TensorType((2, 256, 16), "f16")]
+    kb = KernelBuilder(types)
+    bb = BlockBuilder(types, (2, 2, 1), 4, (256, 1, 1))
+    q, k, v = bb.iterator(0, (0, -1, 1), -1), bb.iterator(1, (0, 2, -1), 2), bb.iterator(2, (0, 1, -1), 1)
+    p = bb.op("cast", bb.op("exp", bb.op("matmul", q, k, dtype="f32")), dtype="f16")
+    row_sum = bb.accum("accum_sum", p, reduce_dim=2)
+    out = bb.accum("accum_sum", bb.op("matmul", p, v, dtype="f32"))
+    body = bb.finish([bb.save(row_sum, (0, 2, 1)), bb.save(out, (0, 2, 1))])
+    graph = kb.finish(kb.graph_def(body, [0, 1, 2]))
+    assert plan.BlockPlan(body).warp_rows == plan.WarpRows(rows=32, wm=1)
+    inputs = random_inputs(types, seed=3, scale=0.3)
+    for got, want in zip(run_on_cpu(graph, inputs), evaluate(graph, inputs)):
+        assert rel_err(got, want) < 1e-3
 
 
 def test_many_short_rows_take_a_few_lanes_each():

@@ -67,8 +67,8 @@ class AccumulatorEmitter:
             mwhere = f"{mbuf.name}[{indices(em, index)}] : {mbuf.type}"
             old_max = em.op(f"memref.load {mwhere}", "l")
             new_max = em.fbin("maximumf", old_max, m)
-            scale_old = em.fun("math.exp", em.fbin("subf", old_max, new_max))
-            scale_new = em.fun("math.exp", em.fbin("subf", m, new_max))
+            scale_old = em.exp(em.fbin("subf", old_max, new_max))
+            scale_new = em.exp(em.fbin("subf", m, new_max))
             new = em.fbin("addf", em.fbin("mulf", cur, scale_old), em.fbin("mulf", x, scale_new))
             em.emit(f"memref.store {new_max}, {mwhere}")
         else:
@@ -90,7 +90,7 @@ class AccumulatorEmitter:
             new = em.fbin("maximumf", old, m)
             em.emit(f"memref.store {new}, {where}")
             for k, shift in enumerate((em.fbin("subf", old, new), em.fbin("subf", m, new))):
-                em.emit(f"memref.store {em.fun('math.exp', shift)}, {sbuf.name}[{indices(em, [k] + index)}] : {sbuf.type}")
+                em.emit(f"memref.store {em.exp(shift)}, {sbuf.name}[{indices(em, [k] + index)}] : {sbuf.type}")
 
         self.for_each(numel(mbuf.shape), body)
         self.dirty.add(sbuf.name)

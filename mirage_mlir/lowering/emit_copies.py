@@ -209,6 +209,21 @@ class CopyEmitter:
             self.buffers[i].name = self.ring_view(i, slot)
             self.dirty.add(self.buffers[i].name)
 
+    def ring_wait_then_refill(self, it: str) -> None:
+        """The ring with one barrier an iteration (for loops whose iteration ends with no barrier of
+        its own): wait for iteration `it`'s group, a barrier (every thread's copies visible, and
+        every thread done with iteration it - 1), then refill the stage iteration it - 1 used with
+        iteration it + stages - 1 (reading nothing past the loop's end) and view this one's."""
+        plan, em = self.plan, self.em
+        self.async_wait(self.no_token, plan.stages - 2)
+        self.barrier()
+        ahead = em.add(it, plan.stages - 1)
+        clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(plan.loop - 1)} : index", "i")
+        self.async_copy_stage(clamped, em.rem(ahead, plan.stages), em.cmp_lt(ahead, plan.loop))
+        slot = em.rem(it, plan.stages)
+        for i in plan.ring:
+            self.buffers[i].name = self.ring_view(i, slot)
+
     def ring_drain(self) -> None:
         """After the loop: waits for the empty refills past its end."""
         if self.plan.ring:

@@ -7,8 +7,8 @@ tile b, half h and c in {0, 1}, element (16 a + 8 h + g, 8 b + 2 t + c) of its w
 value [R, 1] holds the same rows' values. So a matmul's result needs no move, a row reduction is a
 thread's own elements and two shuffles among the four threads of a row, and a computed A operand
 (P in P V) is the accumulator layout's consecutive column pairs, packed. Only the iterator tiles use
-shared memory (the cp.async ring; ldmatrix to the tensor cores): the ring's barriers are the only
-ones. Accumulators are loop-carried registers. Every op result is rounded to its type, as
+shared memory (the cp.async ring; ldmatrix to the tensor cores): one barrier an iteration, the
+ring's (ring_wait_then_refill). Accumulators are loop-carried registers. Every op result is rounded to its type, as
 mirage_mlir.evaluate does.
 """
 
@@ -178,7 +178,8 @@ class WarpRowsEmitter:
                   f"iter_args({', '.join(f'{c} = {v}' for c, v in zip(carried, init))}) -> ({types}) {{")
         with em.region(header, "} {mirage.forloop}"):
             self.it = it
-            self.ring_advance(it)
+            if plan.ring:
+                self.ring_wait_then_refill(it)
             self.copy_stage([geo.i for geo in plan.loop_copies()])
             inner = dict(values)  # this iteration's values stay inside the loop's region
             self.warp_rows_phase("loop", inner)
@@ -191,8 +192,8 @@ class WarpRowsEmitter:
                 mk = key if (("max", m), key) in state else (key[0], key[2])
                 if (m, mk) not in scales:
                     new = new_max[m, mk]
-                    scales[m, mk] = (em.fun("math.exp", em.fbin("subf", state[("max", m), mk], new)),
-                                     em.fun("math.exp", em.fbin("subf", self.operand(m, mk, inner), new)))
+                    scales[m, mk] = (em.exp(em.fbin("subf", state[("max", m), mk], new)),
+                                     em.exp(em.fbin("subf", self.operand(m, mk, inner), new)))
                 return scales[m, mk]
 
             # a reducing accumulator carries the thread's own part of each row; its four threads meet
@@ -219,7 +220,8 @@ class WarpRowsEmitter:
                         x = em.round(em.fbin("mulf", x, x), node.types[0].dtype)
                     new = em.fbin("addf", cur, x)
                 following.append(em.round(new, node.types[0].dtype))
-            self.barrier()  # the ring refills the stage this iteration read
+            if plan.loop_copies():
+                self.barrier()  # the next iteration's copies overwrite this one's tiles
             em.emit(f"scf.yield {', '.join(following)} : {types}")
         self.it = 0
         self.ring_drain()

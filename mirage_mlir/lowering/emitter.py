@@ -173,6 +173,13 @@ class Emitter:
     def fun(self, op: str, a: str) -> str:
         return self.op(f"{op} {a} : {self.ctype}", "f")
 
+    def exp(self, a: str) -> str:
+        """e^a. In f32 as ex2.approx of a * log2(e) (afn: two instructions; the accurate expansion took
+        eight, a third of an attention iteration's: NOTES.md, run 64), within a few ulp."""
+        if self.ctype == "f32":
+            return self.op(f"math.exp {a} fastmath<afn> : f32", "f")
+        return self.fun("math.exp", a)
+
     def extend(self, value: str, dtype: str) -> str:
         """A loaded scalar of storage type `dtype` in the compute type."""
         if dtype == self.ctype:

@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 16  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 17  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -135,6 +135,7 @@ class PlanFigures:
     thread_elements: int = 0  # elements one thread computes one after another, over every CUDA-core stage
     stage_rounds: int = 0  # those stages, one after another, each ending at a barrier (loop iterations counted)
     unrolled: bool = False  # a row kernel: its for-loop is unrolled, no barrier or wait per iteration
+    in_registers: bool = False  # a warp-rows kernel: its CUDA-core elements are register values
 
     @property
     def loop_round_trips(self) -> float:
@@ -235,6 +236,7 @@ class WarpRows:
         return self.rows // (16 * self.wm)
 
 
+REGISTERS_PER_SM = 65536
 MAX_WARP_ROW_REGISTERS = 64  # f32 values of one [rows, C] value a thread may hold (wm * C / 2)
 
 
@@ -549,11 +551,14 @@ class BlockPlan:
                 x_shape = self.vtype(node.inputs[0]).shape
                 if dim % len(x_shape) != len(x_shape) - 1 or node.op == "accum_rescaled_sum":
                     return None
-        # the widest value a thread holds: wm * C / 2 registers; one warp per 16 rows up to 16 warps
-        wm = next((w for w in (1, 2, 4) if rows % (16 * w) == 0 and rows // (16 * w) <= 16), None)
-        if not chained or wm is None or wm * widest // 2 > MAX_WARP_ROW_REGISTERS:
-            return None
-        return WarpRows(rows, wm)
+        # a thread holds wm * C / 2 registers of a [rows, C] value, about two such values at once plus
+        # addresses: the fewest rows a warp (most warps) whose registers fit the register file
+        for wm in (1, 2, 4):
+            warps = rows // (16 * wm)
+            if (chained and rows % (16 * wm) == 0 and warps <= 32 and wm * widest // 2 <= MAX_WARP_ROW_REGISTERS
+                    and 32 * warps * (wm * widest + 40) <= REGISTERS_PER_SM):
+                return WarpRows(rows, wm)
+        return None
 
     # -- shared memory ---------------------------------------------------------------------------
     def _async_chunk_ok(self, i: int) -> bool:
@@ -854,7 +859,8 @@ class BlockPlan:
                            self.mma_chain(),
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes),
-                           thread_elements=elements, stage_rounds=stages, unrolled=self.rows is not None)
+                           thread_elements=elements, stage_rounds=stages, unrolled=self.rows is not None,
+                           in_registers=self.warp_rows is not None)
 
     def cuda_core_work(self) -> tuple[int, int]:
         """(elements one thread handles one after another in the stages that run on CUDA cores, those

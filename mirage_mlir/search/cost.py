@@ -22,7 +22,8 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
   dependent mma.sync steps per warp (K split across warps shortens it);
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
   `simt_flops`, scaled by the SMs the grid fills; or, when longer, the serial work of one thread
-  (its elements over every CUDA-core stage at `thread_element_us` each: small grids of few threads)
+  (its elements over every CUDA-core stage at `thread_element_us` each, `register_element_us` in a
+  warp-rows kernel, whose values stay in registers: small grids of few threads)
   plus `stage_us` per such stage (a barrier round whatever the stage's size; 0 by default, see Chip).
 A block graph whose shared memory exceeds the chip's per-block limit is infeasible (inf). The
 constants are fitted (benchmarks/calibrate.py) to the H200 timings in benchmarks/results/.
@@ -80,6 +81,10 @@ class Chip:
     # 21 of 22 groups (19 at 0); not the default yet: at 0.12 the search's own ranking moved (small
     # rmsnorm_linear: its best 8% above Mirage's plan; small ntrans f16: nothing verified in 20 s)
     stage_us: float = 0.0
+    # one element of a warp-rows kernel (lowering.plan.WarpRows), per thread: its values live in
+    # registers, no shared-memory round trip or barrier per stage (fitted on stable attention's
+    # warp-rows plans, H200 run 65: the model's error flat below ~0.003)
+    register_element_us: float = 0.002
 
     def resident_blocks(self, smem: int, threads: int) -> int:
         """Blocks of this size one SM holds at once."""
@@ -185,7 +190,8 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     warps = threads // 32
     mma_eff = min(1.0, warps * min(resident, math.ceil(blocks / c.sms)) / c.warps_for_mma)
     arithmetic = tensor / (c.tensor_flops * fill * mma_eff) + simt / (c.simt_flops * fill)
-    serial = waves * (fig.thread_elements * c.thread_element_us + fig.stage_rounds * c.stage_us) * 1e-6
+    element_us = c.register_element_us if fig.in_registers else c.thread_element_us
+    serial = waves * (fig.thread_elements * element_us + fig.stage_rounds * c.stage_us) * 1e-6
     if resident == 1 and fig.stages == 1 and loop > 1:
         # one block per SM copying synchronously: the SM streams nothing while it waits for a copy's
         # round trips, so the latencies add to the streaming time instead of hiding under it

@@ -32,14 +32,14 @@ from ..mugraph import Graph, Node, TensorType
 from . import absexpr, cache, cost as costmod, seeds
 from .generator import (BlockSearch, Config, Context, KTensor, Options, UNARY_SEARCH, build_body,
                         config_table)
-from ..lowering import CODEGEN_VERSION
+from ..lowering import CODEGEN_VERSION, plan_figures
 from ..lowering.fuse_split_k import fused_pairs
 from .space import index_classes
 from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 2  # raise when the search can find other plans: cached results are searched again
+SEARCH_VERSION = 3  # raise when the search can find other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -679,20 +679,27 @@ class Budget:
         return result
 
 
-def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) -> list[Graph]:
+def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) -> tuple[list[Graph], list[Graph]]:
     """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
-    model prefers, attention with a max as online softmax, and the program cut before a matmul that
+    model prefers, attention with a max as online softmax (a warp-rows plan and a shared-memory one),
+    and the program cut before a matmul that
     reads a computed tensor, each part searched alone (each with a third of the time left) and the
     cheapest of each composed (unverified: the composition is verified with the search's candidates),
     and the second part alone with the first part's normalizations moved into its blocks
-    (seeds.fuse_norm_prologue)."""
+    (seeds.fuse_norm_prologue). Returns them all, and the online-softmax ones apart."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
         out.append(min(fused, key=lambda g: costmod.cost(g, options.chip).total_us))
-    attention = seeds.online_softmax_attention(reference)
-    if attention:
-        out.append(min(attention, key=lambda g: costmod.cost(g, options.chip).total_us))
+    # online softmax: the cheapest plan of each kernel strategy (values in registers, warp-rows, or
+    # in shared-memory stages): the model prices the two apart, the clock chooses (NOTES.md, run 65)
+    attention = []
+    softmax_plans = seeds.online_softmax_attention(reference)
+    for strategy in (True, False):
+        same = [g for g in softmax_plans if plan_figures(g.nodes[0].body).in_registers == strategy]
+        if same:
+            attention.append(min(same, key=lambda g: costmod.cost(g, options.chip).total_us))
+    out += attention
     # one level of cuts: a part (searched unverified) is not cut again
     split = seeds.split_before_matmul(reference) if options.verify else None
     if split is not None and budget.remaining() > 0:
@@ -703,7 +710,7 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
         # a normalization before the cut, computed instead in the searched second part's blocks
         fused = seeds.fuse_norm_prologue(seeds.compose(split[0], parts[1]))
         out += [fused] if fused is not None else []
-    return out
+    return out, attention
 
 
 SPLITS = (2, 4, 8)
@@ -857,7 +864,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
     stats = SearchStats()
     if options.verify:
         budget.reserve(reference, options, stats)
-    seeded = seed_candidates(reference, options, budget)
+    seeded, attention = seed_candidates(reference, options, budget)
     searcher = Searcher(reference, options, stats)
     searcher.deadline = budget.search_end
     for seed in seeded:  # verified and ranked with the search's own (and they bound the search)
@@ -866,39 +873,52 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
             searcher.candidates.setdefault(seed, us)
     stats.seeds = len(seeded)
     # search until the cheapest candidate is proven, verify it; if it fails, resume the search
-    best, best_check, dump, checked = None, None, [], set()
+    best, best_check, searched_best, dump, checked = None, None, None, [], set()
     progress = Progress(options.progress, 1.0)
-    while True:
-        searcher.run()
-        pending = sorted(((c, len(g.nodes), k, g) for k, (g, c) in enumerate(searcher.candidates.items())
-                          if g not in checked), key=lambda e: e[:3])
-        if not pending or (best is not None and not options.dump):
-            break
-        g = pending[0][3]
+
+    def check_candidate(g: Graph) -> bool:
+        """Verifies candidate g (cheapest first); False when the budget cannot."""
+        nonlocal best, best_check, searched_best
         checked.add(g)
         proven = searcher.exhausted  # nothing cheaper is left in the space: g is optimal if it passes
         fused = _emittable(g)
         if fused is None:  # never emit IR the verifier rejects (e.g. mixed element types)
             stats.rejected += 1
             searcher.reject(g)
-            continue
+            return True
         if not options.verify:
             best, best_check, searched_best = fused, None, g
-            break
-        check = budget.verify(reference, fused, options, stats,
-                              needed=best is None)
+            return True
+        check = budget.verify(reference, fused, options, stats, needed=best is None)
         if check is None:
-            break
+            return False
         dump.append((costmod.cost(fused, options.chip).total_us, fused, check))
         if check.equivalent:
             stats.verified += 1
-            if best is None:
+            if best is None or searcher.candidates[g] < searcher.candidates[searched_best]:
                 best, best_check, searched_best = fused, check, g
                 stats.proven = proven
         else:
             stats.rejected += 1
             searcher.reject(g)
         progress.update(stats, time.perf_counter(), force=True)
+        return True
+
+    # the online-softmax seeds (one plan per kernel strategy) first: no plan of the search's own space
+    # is cheaper (stable attention: 76k states, none found), and the clock needs both to choose from,
+    # where one verification takes ~9 s (NOTES.md, run 65)
+    for seed in sorted(attention, key=lambda g: searcher.candidates.get(g, math.inf)):
+        if seed in searcher.candidates and options.verify and not check_candidate(seed):
+            break
+    while True:
+        searcher.run()
+        pending = sorted(((c, len(g.nodes), k, g) for k, (g, c) in enumerate(searcher.candidates.items())
+                          if g not in checked), key=lambda e: e[:3])
+        if not pending or (best is not None and not options.dump
+                           and pending[0][0] >= searcher.candidates[searched_best]):
+            break
+        if not check_candidate(pending[0][3]) or not options.verify:
+            break
     progress.close()
     chosen = []
     if best is not None and options.verify:
