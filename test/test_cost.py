@@ -147,10 +147,12 @@ def test_a_row_kernel_loop_costs_no_time_per_iteration():
     assert cost.graph_def_cost(partials, slow).us > cost.graph_def_cost(partials, C).us
 
 
-def test_each_cuda_core_stage_costs_a_barrier_round():
-    """Stable attention over the same 256 KV columns a block, in 4 steps or 1: about the same elements
+def test_each_cuda_core_stage_costs_a_barrier_round(monkeypatch):
+    """Stable attention over the same 256 KV columns a block, in 4 steps or 1, in shared-memory stages
+    (warp-rows kernels off: the 64-column steps would be one, with no stage): about the same elements
     per thread, 4x the CUDA-core stages (each ending at a barrier), priced stage_us each; a row kernel
     (the combine) has no such stage."""
+    monkeypatch.setattr(plan, "MAX_WARP_ROW_REGISTERS", 0)
     inputs = plans.benchmark_inputs("gqa", 1, "f16")
     four, one = (plans.stable_attention(inputs, splits=16, loop=loop, threads=512) for loop in (4, 1))
     f4, f1 = plan_figures(four.nodes[0].body), plan_figures(one.nodes[0].body)
