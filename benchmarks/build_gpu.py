@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
-from programs import NAMES  # noqa: E402
+from programs import BATCHES, NAMES, shapes  # noqa: E402
 
 from mirage_mlir.plans import PLANS  # noqa: E402
 
@@ -78,14 +78,27 @@ def variant_name(spec: str) -> str:
     return "sk_" + "_".join(short[k] + v for k, v in (p.split("=") for p in params.split(",")))
 
 
-def bf16_source(name: str, bs: int, directory: str) -> str:
-    """The f16 torch-mlir example with its f16 types (and constants) written bf16."""
-    with open(os.path.join(ROOT, "examples", f"{name}_bs{bs}_f16.mlir")) as f:
+def source(name: str, bs: int, dtype: str, directory: str) -> str:
+    """The torch-mlir example of the program, or one derived from it: bf16 is the f16 file with its
+    f16 types (and constants) written bf16; a batch size without an export of its own (stable
+    attention at bs 8, programs.BATCHES) is the bs-1 file with its leading (batch) dim scaled."""
+    exported = os.path.join(ROOT, "examples", f"{name}_bs{bs}_{dtype}.mlir")
+    if os.path.exists(exported):
+        return exported
+    f16 = os.path.join(ROOT, "examples", f"{name}_bs{bs}_f16.mlir")
+    with open(f16 if os.path.exists(f16) else os.path.join(ROOT, "examples", f"{name}_bs1_f16.mlir")) as f:
         text = f.read()
+    if dtype == "bf16":
+        text = re.sub(r"\bf16\b", "bf16", text).replace("xf16>", "xbf16>")
+    if not os.path.exists(f16):
+        batch = shapes(name, 1)[0][0]
+        text = re.sub(rf"(tensor<){batch}x", rf"\g<1>{batch * bs}x", text)
+        text = text.replace(f"output_shape [{batch}, ", f"output_shape [{batch * bs}, ")
+    text = f"// derived by benchmarks/build_gpu.py (source): {name} at bs {bs}, {dtype}\n" + text
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{name}_bs{bs}_bf16.mlir")
+    path = os.path.join(directory, f"{name}_bs{bs}_{dtype}.mlir")
     with open(path, "w") as f:
-        f.write(re.sub(r"\bf16\b", "bf16", text).replace("xf16>", "xbf16>"))
+        f.write(text)
     return path
 
 
@@ -107,16 +120,15 @@ def main() -> int:
     jobs = []
     for name in args.only or NAMES:
         published = name in PLANS
-        for bs in (1, 8) if published else (1,):
+        for bs in (1, 8) if published else BATCHES.get(name, (1,)):
             for dtype in args.dtypes:
+                src = source(name, bs, dtype, os.path.join(args.out, "sources"))
                 if dtype == "bf16":
-                    src = bf16_source(name, bs, os.path.join(args.out, "sources"))
                     variants = {"published": ["--plan", "published"]} if published else {}
                     if not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
                     ring_depth = {}  # variant -> MIRAGE_MAX_STAGES for its compile
                 else:
-                    src = os.path.join(ROOT, "examples", f"{name}_bs{bs}_{dtype}.mlir")
                     variants = {"published": ["--plan", "published"]} if published else {}
                     variants["converted"] = ["--no-search"]
                     ring_depth = {}

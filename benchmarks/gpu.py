@@ -183,7 +183,8 @@ def fmt(x) -> str:
 # the programs issues set targets for: (program, bs)
 TARGETS = [("rmsnorm_linear", 1), ("rmsnorm_linear", 8), ("gated_mlp", 1), ("gated_mlp", 8), ("lora", 1),
            ("lora", 8), ("ntrans", 1), ("ntrans", 8), ("swiglu_down", 1), ("layernorm_linear16", 1)]
-ATTENTION_TARGETS = [("gqa", 1), ("gqa", 8), ("qknorm_gqa", 1), ("qknorm_gqa", 8), ("stable_attention", 1)]
+ATTENTION_TARGETS = [("gqa", 1), ("gqa", 8), ("qknorm_gqa", 1), ("qknorm_gqa", 8), ("stable_attention", 1),
+                     ("stable_attention", 8)]
 
 
 def geomean(xs: list) -> float:

@@ -323,3 +323,54 @@ def test_thread_elements_count_each_threads_serial_work():
     mm = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"), col_tile=64, k_tile=128)
     mm_plan = plan.BlockPlan(mm)
     assert mm_plan.reg_accs and mm_plan.figures().thread_elements < mm.forloop_range * 4
+
+
+def attention_body(q_rows: int, kv_tile: int, loop: int = 2, dtype: str = "f16", threads: int = 128):
+    """Online-softmax attention's first kernel (plans.stable_attention) for Q tiles of q_rows rows and
+    KV tiles of kv_tile columns."""
+    inputs = [TensorType((2, 256, 64), dtype), TensorType((2, 64, 4 * loop * kv_tile), dtype),
+              TensorType((2, 4 * loop * kv_tile, 64), dtype)]
+    return plans.stable_attention(inputs, q_tile=q_rows, splits=4, loop=loop, threads=threads).nodes[0].body
+
+
+def test_warp_rows_for_chained_matmuls_within_the_register_file():
+    """Chained matmuls with row-wise ops between them: warp-rows, one warp per 16 rows whatever the
+    block size, only the iterator tiles in shared memory (no accumulator or score buffer), no CUDA-core
+    stage; a tile too wide for the registers, f32 operands (no tensor cores) or a weight-streaming
+    matmul (nothing chained) stay with the shared-memory stages."""
+    p = plan.BlockPlan(attention_body(64, 64, threads=512))
+    assert p.warp_rows == plan.WarpRows(rows=64, wm=1) and p.threads == 128
+    assert all(p.kind[i] == "iter" for i in p.buffers) and not p.reg_accs and not p.max_buffers
+    figures = p.figures()
+    assert figures.in_registers and figures.stage_rounds == 0
+    # 256 rows of 128 columns: 16 warps would need ~170 registers each, more than the file holds
+    assert plan.BlockPlan(attention_body(256, 128)).warp_rows is None
+    assert plan.BlockPlan(attention_body(64, 256)).warp_rows is None  # 128 f32 of S a thread
+    assert plan.BlockPlan(attention_body(64, 64, dtype="f32")).warp_rows is None
+    assert plan.BlockPlan(rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"))).warp_rows is None
+
+
+def test_warp_rows_loop_waits_then_refills_behind_one_barrier():
+    """Each iteration: wait for its tiles, one barrier, then the refill of the stage the iteration
+    before read; scores and P never touch shared memory (loads only ldmatrix of K, V and Q)."""
+    body = attention_body(64, 64, loop=4)
+    gen = BlockKernelGen(body, "k")
+    text = gen.generate(list(body.inputs), [body.value_types[v] for v in body.outputs]).text
+    loop = text[text.index("scf.for %it"):text.index("{mirage.forloop}")]
+    wait, barrier, refill = (loop.index(s) for s in ("nvgpu.device_async_wait", "gpu.barrier", "nvgpu.device_async_copy"))
+    assert wait < barrier < refill and loop.count("gpu.barrier") == 1
+    assert "memref.load" not in loop and "memref.store" not in loop
+    assert loop.count("nvgpu.mma.sync") == 2 * (64 // 8) * (64 // 16)  # Q K and P V, one warp's 16 rows
+
+
+def test_a_rescaled_sum_over_splits_is_one_maximum_then_independent_factors():
+    """A combine's accum_rescaled_sum (its loop unrolled in a row kernel) takes the maximum over every
+    split first: one exp per split and row slot, none chained through a running max."""
+    types = [TensorType((2, 256, 64), "f16"), TensorType((2, 64, 4096), "f16"), TensorType((2, 4096, 64), "f16")]
+    combine = plans.stable_attention(types, splits=16, loop=1).nodes[1].body
+    gen = BlockKernelGen(combine, "k")
+    assert gen.plan.rows is not None
+    text = gen.generate(list(combine.inputs), [combine.value_types[v] for v in combine.outputs]).text
+    slots = gen.plan.rows.slots
+    # per slot: each split's factor, for the sums and the outputs (two accumulators, one max each)
+    assert text.count("math.exp") == 2 * 16 * slots
