@@ -149,15 +149,14 @@ def test_missing_async_wait_is_caught(monkeypatch):
 
 
 def test_async_copies_land_at_the_wait(monkeypatch):
-    """A wait that leaves this iteration's group in flight is caught: its copies land at a later wait,
-    into a stage other threads read since the last barrier (a race the emulator reports)."""
+    """A wait that leaves this iteration's group in flight computes on stale tiles: a wrong result."""
     original = blockgen.BlockKernelGen.async_wait
     monkeypatch.setattr(blockgen.BlockKernelGen, "async_wait",
-                        lambda self, group, pending: original(self, group, pending + 1))
+                        lambda self, group, pending: original(self, group, pending and pending + 1))
     types = [TensorType(s, "f32") for s in MEDIUM["rmsnorm_linear"]]
     graph = PLANS["rmsnorm_linear"](types)
-    with pytest.raises(SimtError, match="race"):
-        run_on_cpu(graph, random_inputs(types, 1))
+    inputs = random_inputs(types, 1)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) > 0.1
 
 
 def test_full_size_plans_use_128_bit_accesses():
@@ -469,14 +468,14 @@ def test_k_slices_of_an_mma_tile_meet_once(tiles, room, even, monkeypatch):
                          ids=["lane-groups", "warps-share-a-row", "thread-per-row", "idle-lanes"])
 def test_row_sums_are_carried_across_the_loop(rows, k_tile):
     """X's sums of squares (a row reduction feeding a sum accumulator) stay in loop-carried
-    registers, combined once after the loop: no shuffle and only the loop's one barrier in its
+    registers, combined once after the loop: no shuffle and only the loop's two barriers in its
     body, and the result is the mu-graph's however the rows spread over the threads."""
     types = [TensorType((rows, 1024), "f16"), TensorType((1024, 64), "f16")]
     graph = VARIANTS["rmsnorm_linear_split_k"](types, col_tile=64, splits=2, k_tile=k_tile)
     assert plan.BlockPlan(graph.nodes[0].body).carried_rows
     text = lower_graph(graph).gpu_module_text()
     loop = text[text.index("iter_args(%lc"):text.index("mirage.forloop")]
-    assert "gpu.shuffle" not in loop and loop.count("gpu.barrier") == 1  # the ring's, once an iteration
+    assert "gpu.shuffle" not in loop and loop.count("gpu.barrier") == 2
     inputs = random_inputs(types, seed=rows)
     inputs[1] = round_to(inputs[1] * 0.1, "f16")
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3

@@ -10,10 +10,9 @@ generated kernel keeps the block graph's structure:
              wait, then the rest: GridDependency);
              accumulators initialised; loop-invariant iterators (fmap = -1) copied and
              loop-invariant stages computed once
-  for-loop   `scf.for` over forloop_range {mirage.forloop}: the ring waited for, a barrier, the ring
-             refilled, the other iterators copied global -> shared (or stored from prefetched
-             registers), the block ops as stages, accumulator updates (without a ring: a closing
-             barrier instead)
+  for-loop   `scf.for` over forloop_range {mirage.forloop}: the ring refilled and waited for, the
+             other iterators copied global -> shared (or stored from prefetched registers), a
+             barrier, the block ops as stages, accumulator updates, a closing barrier
   epilogue   register accumulators stored, carried row sums combined, the ops after the accumulators,
              then the output savers
 
@@ -22,8 +21,7 @@ A row kernel (plan.RowLayout) has none of this: emit_rows computes it in registe
 A *stage* computes one value that has a place of its own (a buffer, an accumulator or a saver's
 output) over all its elements, its inline inputs recomputed in registers. Barriers are placed where
 a stage reads a buffer written since the last barrier (`dirty`, by SSA name of the buffer's view),
-and once per loop iteration: at its top after the ring's wait (every thread is then done with the
-last iteration's tiles and buffers), or at its end in a loop without a ring.
+and at the end of each loop iteration (the next iteration overwrites the iterator tiles).
 """
 
 from __future__ import annotations
@@ -369,10 +367,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         with em.region(header + " {", "} {mirage.forloop}"):
             self.it = it
             following = []
-            if plan.ring:
-                # one barrier an iteration: after it every thread is done with the last iteration's
-                # tiles and buffers, so the refill and this iteration's stores may overwrite them
-                self.ring_wait_then_refill(it)
+            self.ring_advance(it)
             if depth:
                 self.prefetch_stores(geos, carried[:slots])
                 self.it = em.op(f"arith.minui {em.add(it, depth)}, {em.idx(plan.loop - 1)} : index", "i")
@@ -381,8 +376,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             else:
                 self.copy_stage([geo.i for geo in geos])
             self.emit_stages("loop")
-            if not plan.ring:
-                self.barrier()  # the next iteration's copies overwrite this one's tiles
+            self.barrier()
             for i in plan.reg_accs:
                 following += self.reg_out[i]
             for i in plan.carried_rows:
@@ -390,8 +384,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             if init:
                 em.emit(f"scf.yield {', '.join(following)} : {', '.join(types)}")
         self.it = 0
-        if plan.ring:
-            self.barrier()  # the last iteration's stages and accumulator updates, before other threads read them
         self.ring_drain()
         position = n_prefetch
         for i, info in plan.reg_accs.items():

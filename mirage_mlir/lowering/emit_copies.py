@@ -191,11 +191,29 @@ class CopyEmitter:
         for d in stages:
             self.async_copy_stage(d, d, iterators=late)
 
+    def ring_advance(self, it: str) -> None:
+        """At the top of iteration `it`: refills the stage iteration it - 1 used (the closing barrier
+        ended its reads) with iteration it + stages - 1, whose copies read nothing past the loop's
+        end (their empty groups keep the wait's count); waits for this iteration's group and views
+        its stage. The barrier before the next read makes every thread's copies visible."""
+        plan, em = self.plan, self.em
+        if not plan.ring:
+            return
+        ahead = em.add(it, plan.stages - 1)
+        clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(plan.loop - 1)} : index", "i")
+        live = em.cmp_lt(ahead, plan.loop)
+        group = self.async_copy_stage(clamped, em.rem(ahead, plan.stages), live)
+        self.async_wait(group, plan.stages - 1)
+        slot = em.rem(it, plan.stages)
+        for i in plan.ring:
+            self.buffers[i].name = self.ring_view(i, slot)
+            self.dirty.add(self.buffers[i].name)
+
     def ring_wait_then_refill(self, it: str) -> None:
-        """At the top of iteration `it`, the loop's one barrier: wait for the iteration's group, the
-        barrier (every thread's copies visible, and every thread done with iteration it - 1), then
-        refill the stage iteration it - 1 used with iteration it + stages - 1 (its copies read
-        nothing past the loop's end; their empty groups keep the wait's count) and view this one's."""
+        """The ring with one barrier an iteration (for loops whose iteration ends with no barrier of
+        its own): wait for iteration `it`'s group, a barrier (every thread's copies visible, and
+        every thread done with iteration it - 1), then refill the stage iteration it - 1 used with
+        iteration it + stages - 1 (reading nothing past the loop's end) and view this one's."""
         plan, em = self.plan, self.em
         self.async_wait(self.no_token, plan.stages - 2)
         self.barrier()

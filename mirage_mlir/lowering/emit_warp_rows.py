@@ -220,7 +220,7 @@ class WarpRowsEmitter:
                         x = em.round(em.fbin("mulf", x, x), node.types[0].dtype)
                     new = em.fbin("addf", cur, x)
                 following.append(em.round(new, node.types[0].dtype))
-            if not plan.ring:
+            if plan.loop_copies():
                 self.barrier()  # the next iteration's copies overwrite this one's tiles
             em.emit(f"scf.yield {', '.join(following)} : {types}")
         self.it = 0

@@ -5,8 +5,8 @@ partial sums side by side along a dim of a temporary P, and the second, on the g
 axis s, loops over the S partial tiles of its block x, adding them. On an H200 the second launch and
 its chain of dependent loads cost 3-5 us beside ~14 us of weight streaming (benchmarks/NOTES.md).
 
-Fused, each block of the first kernel publishes its partial tile (a barrier, then one thread's
-release fence), then counts itself on its output tile's counter (an atomic add); the block that arrives last for that tile runs
+Fused, each block of the first kernel publishes its partial tile (a release fence), then counts
+itself on its output tile's counter (an atomic add); the block that arrives last for that tile runs
 the second kernel's block, reading the S partials from L2 after an acquire fence, and resets the
 counter to zero for the next launch. The mu-graph is unchanged: only its launches are.
 
@@ -170,7 +170,8 @@ def _emit_fixup_vote(em: Emitter, gen: BlockKernelGen, a: Graph, pair: SplitKPai
                      flag_offset: int) -> str:
     """Publishes this block's partials and finds out whether it is its tile's last: an i1 SSA value,
     the same in every thread of the block."""
-    em.emit("gpu.barrier")  # every thread's partials written (as CUTLASS's split-K semaphore)
+    em.emit('llvm.fence syncscope("device") release')
+    em.emit("gpu.barrier")
     tile = em.linearize([gen.bid[k] for k in (2, 1, 0) if k != pair.axis],
                         tuple(a.grid_dim[k] for k in (2, 1, 0) if k != pair.axis))  # the block index without s
     smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>", "smem")
@@ -178,10 +179,6 @@ def _emit_fixup_vote(em: Emitter, gen: BlockKernelGen, a: Graph, pair: SplitKPai
     flag = em.op(f"memref.view {smem}[{em.idx(flag_offset)}][] : memref<?xi8, #gpu.address_space<workgroup>> "
                  f"to {flag_type}", "flag")
     with em.region(f"scf.if {em.cmp_eq(gen.tid, 0)} {{"):
-        # one thread's release fence orders the block's writes before its count: cumulative through
-        # the barrier (PTX memory model); a fence in every thread cost ~5% of rmsnorm_linear bs8's
-        # split kernel (NOTES.md, run 48)
-        em.emit('llvm.fence syncscope("device") release')
         before = em.op(f"memref.atomic_rmw addi {em.i32(1)}, {counters}[{em.idx(tile)}] : "
                        f"(i32, memref<{pair.tiles}xi32>) -> i32", "arrived")
         last = em.op(f"arith.cmpi eq, {before}, {em.i32(pair.splits - 1)} : i32", "last")
