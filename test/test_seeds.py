@@ -246,3 +246,24 @@ def test_the_parts_of_a_cut_program_are_searched_not_verified():
     first, _ = split_before_matmul(converted("layernorm_linear_small_f16"))
     part = superoptimize(first, SearchOptions(time_budget=3, use_cache=False, verify=False))
     assert part.graph is not None and part.verification is None and part.stats.verified == 0
+
+
+def test_both_online_softmax_strategies_reach_the_clock():
+    """Attention with a max whose KV length allows 256-column steps: the search verifies the cheapest
+    warp-rows plan and the cheapest shared-memory-stage plan before its own search, and keeps both
+    for the runtime's clock (the model ranks them apart from the measurements: NOTES.md, run 65)."""
+    from mirage_mlir.builder import KernelBuilder
+    from mirage_mlir.lowering import plan_figures
+    from mirage_mlir.mugraph import TensorType
+
+    types = [TensorType((1, 64, 16), "f16"), TensorType((1, 16, 1024), "f16"), TensorType((1, 1024, 16), "f16")]
+    kb = KernelBuilder(types)
+    scores = kb.op("cast", kb.op("mul_scalar", kb.op("cast", kb.op("matmul", 0, 1, dtype="f32"), dtype="f16"),
+                                 scalar=0.25), dtype="f32")
+    e = kb.op("exp", kb.op("sub", scores, kb.op("reduce_max", scores, dim=2)))
+    p = kb.op("cast", kb.op("div", e, kb.op("reduce_sum", e, dim=2)), dtype="f16")
+    graph = kb.finish([kb.op("cast", kb.op("matmul", p, 2, dtype="f32"), dtype="f16")])
+    result = superoptimize(graph, SearchOptions(time_budget=20, workers=2, use_cache=False, candidates=4))
+    assert result.graph is not None and result.verification.equivalent and result.stats.verified >= 2
+    strategies = {plan_figures(g.nodes[0].body).in_registers for _, g in result.candidates}
+    assert strategies == {True, False}

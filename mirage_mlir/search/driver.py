@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 3  # raise when the search can find other plans: cached results are searched again
+SEARCH_VERSION = 4  # raise when the search can find other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -750,8 +750,9 @@ def _emittable(g: Graph) -> Graph | None:
 
 def plan_signature(graph: Graph, sms: int) -> tuple:
     """What makes two candidates different plans, not tile variants of one: per kernel its op and, for
-    a block graph, its ops, block size, how many waves of blocks it launches, and the bytes a block
-    loads per loop iteration to a factor of 4 (0: no loop)."""
+    a block graph, its ops, block size, how many waves of blocks it launches, whether the generator
+    keeps its values in registers (a warp-rows kernel) and the bytes a block loads per loop
+    iteration to a factor of 4 (0: no loop)."""
     sig = []
     for node in graph.nodes:
         if node.body is None:
@@ -762,6 +763,7 @@ def plan_signature(graph: Graph, sms: int) -> tuple:
         stage = sum(costmod.nbytes(body.value_types[body.first_result[i]]) for i, b in enumerate(body.nodes)
                     if b.op == "input_iterator" and b.attr("fmap") != -1)
         sig.append((tuple(sorted(b.op for b in body.nodes)), body.block_dim[0], -(-blocks // sms),
+                    plan_figures(body).in_registers,
                     round(math.log(stage, 4)) if body.forloop_range > 1 and stage else 0))
     return tuple(sig)
 
@@ -792,7 +794,8 @@ def _retilings(graph: Graph) -> list[Graph]:
 
 
 def _family(signature: tuple) -> tuple:
-    return tuple(kernel[:3] if isinstance(kernel, tuple) else kernel for kernel in signature)
+    """The signature without the stage size."""
+    return tuple(kernel[:-1] if isinstance(kernel, tuple) else kernel for kernel in signature)
 
 
 def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_check, searcher, checked: set,
