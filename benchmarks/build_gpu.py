@@ -85,12 +85,14 @@ def source(name: str, bs: int, dtype: str, directory: str) -> str:
     exported = os.path.join(ROOT, "examples", f"{name}_bs{bs}_{dtype}.mlir")
     if os.path.exists(exported):
         return exported
-    f16 = os.path.join(ROOT, "examples", f"{name}_bs{bs}_f16.mlir")
-    with open(f16 if os.path.exists(f16) else os.path.join(ROOT, "examples", f"{name}_bs1_f16.mlir")) as f:
+    base_dtype = "f16" if dtype == "bf16" else dtype
+    base = os.path.join(ROOT, "examples", f"{name}_bs{bs}_{base_dtype}.mlir")
+    scaled = not os.path.exists(base)
+    with open(os.path.join(ROOT, "examples", f"{name}_bs1_{base_dtype}.mlir") if scaled else base) as f:
         text = f.read()
     if dtype == "bf16":
         text = re.sub(r"\bf16\b", "bf16", text).replace("xf16>", "xbf16>")
-    if not os.path.exists(f16):
+    if scaled:
         batch = shapes(name, 1)[0][0]
         text = re.sub(rf"(tensor<){batch}x", rf"\g<1>{batch * bs}x", text)
         text = text.replace(f"output_shape [{batch}, ", f"output_shape [{batch * bs}, ")
