@@ -44,36 +44,47 @@ class AccumulatorEmitter:
             total = em.round(em.fun("math.sqrt", total), dtype)
         return total
 
-    def acc_update(self, i: int, index: list[Index], x: str, memo: dict) -> None:
-        em = self.em
-        node = self.g.nodes[i]
-        buf, dtype = self.buffers[i], node.types[0].dtype
-        where = f"{buf.name}[{indices(em, index)}] : {buf.type}"
-        cur = em.op(f"memref.load {where}", "l")
+    def acc_step(self, node: Node, cur: str, x: str, factors: tuple[str, str] | None = None) -> str:
+        """The accumulator's next value (rounded to its type) from its running value and this
+        iteration's input x; `factors` (exp(old max - new max), exp(m - new max): rescale_factors)
+        for a rescaled sum. A reducing accumulator's x is already its row's total."""
+        em, dtype = self.em, node.types[0].dtype
         if node.op == "accum_rms" and node.attr("reduce_dim", -1) == -1:
             x = em.round(em.fbin("mulf", x, x), dtype)
         if node.op == "accum_max":
             new = em.fbin("maximumf", cur, x)
-        elif i in self.scale_buffers:  # per-row rescale factors, taken once per row (rescale_stage)
+        elif node.op == "accum_rescaled_sum":
+            new = em.fbin("addf", em.fbin("mulf", cur, factors[0]), em.fbin("mulf", x, factors[1]))
+        else:
+            new = em.fbin("addf", cur, x)
+        return em.round(new, dtype)
+
+    def rescale_factors(self, old_max: str, m: str) -> tuple[str, tuple[str, str]]:
+        """Online softmax's step: the new running max, and the factors exp(old - new), exp(m - new)."""
+        em = self.em
+        new = em.fbin("maximumf", old_max, m)
+        return new, (em.exp(em.fbin("subf", old_max, new)), em.exp(em.fbin("subf", m, new)))
+
+    def acc_update(self, i: int, index: list[Index], x: str, memo: dict) -> None:
+        em = self.em
+        node = self.g.nodes[i]
+        buf = self.buffers[i]
+        where = f"{buf.name}[{indices(em, index)}] : {buf.type}"
+        cur = em.op(f"memref.load {where}", "l")
+        factors = None
+        if i in self.scale_buffers:  # per-row rescale factors, taken once per row (rescale_stage)
             sbuf = self.scale_buffers[i]
             row = broadcast_index(index, self.plan.vtype(node.inputs[1]).shape, node.types[0].shape)
-            scale_old, scale_new = (em.op(f"memref.load {sbuf.name}[{indices(em, [k] + row)}] : {sbuf.type}", "l")
-                                    for k in (0, 1))
-            new = em.fbin("addf", em.fbin("mulf", cur, scale_old), em.fbin("mulf", x, scale_new))
+            factors = tuple(em.op(f"memref.load {sbuf.name}[{indices(em, [k] + row)}] : {sbuf.type}", "l")
+                            for k in (0, 1))
         elif node.op == "accum_rescaled_sum":
             m_val = node.inputs[1]
             m = self.value_at(m_val, broadcast_index(index, self.plan.vtype(m_val).shape, node.types[0].shape), memo)
             mbuf = self.max_buffers[i]
             mwhere = f"{mbuf.name}[{indices(em, index)}] : {mbuf.type}"
-            old_max = em.op(f"memref.load {mwhere}", "l")
-            new_max = em.fbin("maximumf", old_max, m)
-            scale_old = em.exp(em.fbin("subf", old_max, new_max))
-            scale_new = em.exp(em.fbin("subf", m, new_max))
-            new = em.fbin("addf", em.fbin("mulf", cur, scale_old), em.fbin("mulf", x, scale_new))
+            new_max, factors = self.rescale_factors(em.op(f"memref.load {mwhere}", "l"), m)
             em.emit(f"memref.store {new_max}, {mwhere}")
-        else:
-            new = em.fbin("addf", cur, x)
-        em.emit(f"memref.store {em.round(new, dtype)}, {where}")
+        em.emit(f"memref.store {self.acc_step(node, cur, x, factors)}, {where}")
 
     def rescale_stage(self, i: int) -> None:
         """Per row of accum_rescaled_sum i's broadcast max m: the new running max, and the factors
@@ -84,13 +95,11 @@ class AccumulatorEmitter:
 
         def body(e):
             index = em.unflatten(e, mbuf.shape)
-            m = self.value_at(m_val, index, {})
             where = f"{mbuf.name}[{indices(em, index)}] : {mbuf.type}"
-            old = em.op(f"memref.load {where}", "l")
-            new = em.fbin("maximumf", old, m)
+            new, factors = self.rescale_factors(em.op(f"memref.load {where}", "l"), self.value_at(m_val, index, {}))
             em.emit(f"memref.store {new}, {where}")
-            for k, shift in enumerate((em.fbin("subf", old, new), em.fbin("subf", m, new))):
-                em.emit(f"memref.store {em.exp(shift)}, {sbuf.name}[{indices(em, [k] + index)}] : {sbuf.type}")
+            for k, factor in enumerate(factors):
+                em.emit(f"memref.store {factor}, {sbuf.name}[{indices(em, [k] + index)}] : {sbuf.type}")
 
         self.for_each(numel(mbuf.shape), body)
         self.dirty.add(sbuf.name)

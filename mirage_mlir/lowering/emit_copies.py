@@ -196,33 +196,36 @@ class CopyEmitter:
         ended its reads) with iteration it + stages - 1, whose copies read nothing past the loop's
         end (their empty groups keep the wait's count); waits for this iteration's group and views
         its stage. The barrier before the next read makes every thread's copies visible."""
-        plan, em = self.plan, self.em
-        if not plan.ring:
+        if not self.plan.ring:
             return
-        ahead = em.add(it, plan.stages - 1)
-        clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(plan.loop - 1)} : index", "i")
-        live = em.cmp_lt(ahead, plan.loop)
-        group = self.async_copy_stage(clamped, em.rem(ahead, plan.stages), live)
-        self.async_wait(group, plan.stages - 1)
-        slot = em.rem(it, plan.stages)
-        for i in plan.ring:
-            self.buffers[i].name = self.ring_view(i, slot)
-            self.dirty.add(self.buffers[i].name)
+        self.async_wait(self.ring_refill(it), self.plan.stages - 1)
+        for name in self.ring_views(it):
+            self.dirty.add(name)
 
     def ring_wait_then_refill(self, it: str) -> None:
         """The ring with one barrier an iteration (for loops whose iteration ends with no barrier of
         its own): wait for iteration `it`'s group, a barrier (every thread's copies visible, and
-        every thread done with iteration it - 1), then refill the stage iteration it - 1 used with
-        iteration it + stages - 1 (reading nothing past the loop's end) and view this one's."""
-        plan, em = self.plan, self.em
-        self.async_wait(self.no_token, plan.stages - 2)
+        every thread done with iteration it - 1), then refill the stage iteration it - 1 used and
+        view this one's."""
+        self.async_wait(self.no_token, self.plan.stages - 2)
         self.barrier()
+        self.ring_refill(it)
+        self.ring_views(it)
+
+    def ring_refill(self, it: str) -> str:
+        """Issues iteration it + stages - 1's copies into the stage iteration it - 1 used (reading
+        nothing past the loop's end); returns their group."""
+        plan, em = self.plan, self.em
         ahead = em.add(it, plan.stages - 1)
         clamped = em.op(f"arith.minui {em.idx(ahead)}, {em.idx(plan.loop - 1)} : index", "i")
-        self.async_copy_stage(clamped, em.rem(ahead, plan.stages), em.cmp_lt(ahead, plan.loop))
-        slot = em.rem(it, plan.stages)
-        for i in plan.ring:
+        return self.async_copy_stage(clamped, em.rem(ahead, plan.stages), em.cmp_lt(ahead, plan.loop))
+
+    def ring_views(self, it: str) -> list[str]:
+        """Points the ring buffers at iteration `it`'s stage; their new names."""
+        slot = self.em.rem(it, self.plan.stages)
+        for i in self.plan.ring:
             self.buffers[i].name = self.ring_view(i, slot)
+        return [self.buffers[i].name for i in self.plan.ring]
 
     def ring_drain(self) -> None:
         """After the loop: waits for the empty refills past its end."""

@@ -8,7 +8,8 @@ value [R, 1] holds the same rows' values. So a matmul's result needs no move, a 
 thread's own elements and two shuffles among the four threads of a row, and a computed A operand
 (P in P V) is the accumulator layout's consecutive column pairs, packed. Only the iterator tiles use
 shared memory (the cp.async ring; ldmatrix to the tensor cores): one barrier an iteration, the
-ring's (ring_wait_then_refill). Accumulators are loop-carried registers. Every op result is rounded to its type, as
+ring's (ring_wait_then_refill). Accumulators are loop-carried registers, updated by the shared-memory
+kernels' rules (AccumulatorEmitter.acc_step). Every op result is rounded to its type, as
 mirage_mlir.evaluate does.
 """
 
@@ -26,6 +27,7 @@ class WarpRowsEmitter:
 
     def emit_warp_rows(self, early: list[int]) -> None:
         plan = self.plan
+        self.warp_row0 = self.em.mul(self.warp, 16 * plan.warp_rows.wm)  # the first of this warp's rows
         self.ring_fill(early)
         self.copy_stage([i for i, k in enumerate(plan.kind) if k == "iter" and plan.phase[i] == "pre"])
         values: dict[int, Frag] = {}
@@ -42,9 +44,8 @@ class WarpRowsEmitter:
         return [(a, b, h, c) for a in range(wm) for b in range(shape[-1] // 8) for h in range(2) for c in range(2)]
 
     def frag_index(self, shape: tuple[int, ...], key: Key) -> list[Index]:
-        em, wm = self.em, self.plan.warp_rows.wm
-        row = em.add(em.add(em.mul(self.warp, 16 * wm), 16 * key[0] + 8 * key[-2 if len(key) == 4 else 1]),
-                     self.group)
+        em = self.em
+        row = em.add(em.add(self.warp_row0, 16 * key[0] + 8 * key[-2 if len(key) == 4 else 1]), self.group)
         col: Index = 0 if len(key) == 2 else em.add(8 * key[1] + key[3], em.mul(self.tig, 2))
         return [0] * (len(shape) - 2) + [row, col]
 
@@ -125,9 +126,9 @@ class WarpRowsEmitter:
         dtype = bbuf.dtype
         lead = [0] * (len(bbuf.shape) - 2)
         accs = {(a, b): em.vconst_zero("vector<2x2xf32>") for a in range(wm) for b in range(n // 8)}
+        rows = [em.add(self.warp_row0, 16 * a) for a in range(wm)]
         for k0 in range(0, k_dim, 16):
             if abuf is not None:
-                rows = [em.add(em.mul(self.warp, 16 * wm), 16 * a) for a in range(wm)]
                 a_frags = [self.ldmatrix_a(abuf, lead, row, k0, self.plan.vtype(a_v).shape[-2]) for row in rows]
             else:
                 a_frags = [self.packed_a(values[a_v], a, k0, dtype) for a in range(wm)]
@@ -184,17 +185,9 @@ class WarpRowsEmitter:
             inner = dict(values)  # this iteration's values stay inside the loop's region
             self.warp_rows_phase("loop", inner)
             state = dict(zip(slots, carried))
-            new_max = {(m, k): em.fbin("maximumf", state[("max", m), k], self.operand(m, k, inner))
-                       for m in maxes for k in self.frag_keys(plan.vtype(m).shape)}
-            scales: dict = {}  # (m, row key) -> (exp(old - new), exp(m - new))
-
-            def rescale(m: int, key: Key) -> tuple[str, str]:
-                mk = key if (("max", m), key) in state else (key[0], key[2])
-                if (m, mk) not in scales:
-                    new = new_max[m, mk]
-                    scales[m, mk] = (em.exp(em.fbin("subf", state[("max", m), mk], new)),
-                                     em.exp(em.fbin("subf", self.operand(m, mk, inner), new)))
-                return scales[m, mk]
+            # (m, key of m) -> (new running max, (exp(old - new), exp(m - new)))
+            rescales = {(m, k): self.rescale_factors(state[("max", m), k], self.operand(m, k, inner))
+                        for m in maxes for k in self.frag_keys(plan.vtype(m).shape)}
 
             # a reducing accumulator carries the thread's own part of each row; its four threads meet
             # once, after the loop
@@ -202,24 +195,18 @@ class WarpRowsEmitter:
             following = []
             for (what, key), cur in zip(slots, carried):
                 if what[0] == "max":
-                    following.append(new_max[what[1], key])
+                    following.append(rescales[what[1], key][0])
                     continue
                 node = g.nodes[what[1]]
                 if what[1] in row_parts:
                     following.append(em.round(self.reduction_combine(node)(cur, row_parts[what[1]][key]),
                                               node.types[0].dtype))
                     continue
-                x = self.operand(node.inputs[0], key, inner)
-                if node.op == "accum_max":
-                    new = em.fbin("maximumf", cur, x)
-                elif node.op == "accum_rescaled_sum":
-                    scale_old, scale_new = rescale(node.inputs[1], key)
-                    new = em.fbin("addf", em.fbin("mulf", cur, scale_old), em.fbin("mulf", x, scale_new))
-                else:
-                    if node.op == "accum_rms":
-                        x = em.round(em.fbin("mulf", x, x), node.types[0].dtype)
-                    new = em.fbin("addf", cur, x)
-                following.append(em.round(new, node.types[0].dtype))
+                factors = None
+                if node.op == "accum_rescaled_sum":
+                    m = node.inputs[1]
+                    factors = rescales[m, key if (("max", m), key) in state else (key[0], key[2])][1]
+                following.append(self.acc_step(node, cur, self.operand(node.inputs[0], key, inner), factors))
             if plan.loop_copies():
                 self.barrier()  # the next iteration's copies overwrite this one's tiles
             em.emit(f"scf.yield {', '.join(following)} : {types}")

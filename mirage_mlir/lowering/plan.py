@@ -551,11 +551,13 @@ class BlockPlan:
                 x_shape = self.vtype(node.inputs[0]).shape
                 if dim % len(x_shape) != len(x_shape) - 1 or node.op == "accum_rescaled_sum":
                     return None
+        if not chained:
+            return None
         # a thread holds wm * C / 2 registers of a [rows, C] value, about two such values at once plus
         # addresses: the fewest rows a warp (most warps) whose registers fit the register file
         for wm in (1, 2, 4):
             warps = rows // (16 * wm)
-            if (chained and rows % (16 * wm) == 0 and warps <= 32 and wm * widest // 2 <= MAX_WARP_ROW_REGISTERS
+            if (rows % (16 * wm) == 0 and warps <= 32 and wm * widest // 2 <= MAX_WARP_ROW_REGISTERS
                     and 32 * warps * (wm * widest + 40) <= REGISTERS_PER_SM):
                 return WarpRows(rows, wm)
         return None
