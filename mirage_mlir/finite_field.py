@@ -59,6 +59,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import evaluate as ev
+from .batch_slice import one_chunk
 from .mugraph import Graph
 from .opset import OPS
 
@@ -407,6 +408,11 @@ def reference_trial_seconds(original: Graph, seed: int = 0, deadline: float | No
     check_equivalent (at the lanes its own exps need): what a verification's trials cost. Run as
     the verification's tasks run (forked, one BLAS thread) and stopped at `deadline`."""
     start = time.perf_counter()
+    (cut,), _, _ = one_chunk(original)
+    if 2 * _elements(cut) <= _elements(original):
+        # the batch is most of the work (attention): candidates are cut alike and share this trial;
+        # where weights are (a projection), its candidates read every row and the whole costs the same
+        original = cut
     lanes = max(2, exp_depth(original) + 1)
     tasks = [("ref", 0, reverse) for reverse in ((False, True) if uses_max(original) else (False,))]
     try:
@@ -416,6 +422,10 @@ def reference_trial_seconds(original: Graph, seed: int = 0, deadline: float | No
     except mp.TimeoutError:
         pass
     return time.perf_counter() - start
+
+
+def _elements(graph: Graph) -> int:
+    return sum(t.numel() for t in graph.value_types)
 
 
 def _finished(tasks: list, job: tuple, workers: int, deadline: float | None):
@@ -541,9 +551,18 @@ class EquivalenceResult:
     method: str = "finite-field"
     details: dict = field(default_factory=dict)
     cut_short: bool = False  # a deadline stopped it before a verdict
+    # (batch, rows): the programs were compared on `rows` of dim 0's `batch` (batch_slice.py)
+    batch_rows: tuple[int, int] | None = None
 
     def __bool__(self) -> bool:
         return self.equivalent
+
+    @property
+    def scope(self) -> str:
+        """Where the trials ran, when not on the whole program."""
+        if self.batch_rows is None:
+            return ""
+        return f" on {self.batch_rows[1]} of dim 0's {self.batch_rows[0]} rows (chunks computed alike and apart)"
 
     @property
     def verified(self) -> bool:
@@ -740,10 +759,20 @@ def check_equivalent(original: Graph, candidate: Graph, trials: int = 4, seed: i
     the float check's alone (method "float-only", no bound). With `workers` > 1 the trials (and the
     float check) run in that many forked processes at once; the result is the same. With a
     `deadline` (time.perf_counter()) they run in forked processes even for one worker, stopped
-    there: the result is then `cut_short` (not equivalent, nothing decided)."""
+    there: the result is then `cut_short` (not equivalent, nothing decided). Programs proven to
+    compute chunks of their batch alike and apart are compared on one chunk (batch_slice.py;
+    `batch_rows` says so)."""
     problem = _same_interface(original, candidate)
     if problem:
         return EquivalenceResult(False, 0, 1.0, reason=problem, first_mismatch=0)
+    (original, candidate), batch, rows = one_chunk(original, candidate)
+    result = _decide(original, candidate, trials, seed, float_check_too, workers, deadline)
+    result.batch_rows = (batch, rows) if rows < batch else None
+    return result
+
+
+def _decide(original: Graph, candidate: Graph, trials: int, seed: int, float_check_too: bool, workers: int,
+            deadline: float | None) -> EquivalenceResult:
     depth = max(exp_depth(original), exp_depth(candidate))
     lanes = max(2, depth + 1)
     primes = prime_tower(lanes)

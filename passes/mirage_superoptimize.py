@@ -130,6 +130,7 @@ def describe(result, ops: int, budget: float) -> str:
     else:
         bound = result.verification.bound if result.verification is not None else None
         text += ", verified over finite fields" + (f" (bound {bound:.1e})" if bound is not None else "")
+        text += result.verification.scope if result.verification is not None else ""
         text += f", {stats.total_s:.1f} s"
     if len(result.candidates) > 1:
         text += f"; {len(result.candidates)} candidate plans kept"

@@ -131,4 +131,4 @@ def verdict(result) -> str:
     floats = f"; float max relative error {result.float_error:.2g}" if result.float_checked else ""
     if result.method == "float-only":
         return f"float-only (max relative error {result.float_error:.2g}): {result.details['why']}"
-    return f"finite-field: {result.trials} trials, false-positive bound {result.bound:.2g}{floats}"
+    return f"finite-field: {result.trials} trials{result.scope}, false-positive bound {result.bound:.2g}{floats}"

@@ -293,7 +293,7 @@ def test_the_reference_trial_is_timed_and_remembered():
     """What the search's budget reserves for verification comes from the original's first trial,
     which a verification then reuses instead of running it again."""
     inputs = programs.small_inputs("gated_mlp", "f32")
-    original = programs.reference("gated_mlp", inputs)
+    original = programs.reference("gated_mlp", inputs)  # weights are most of its work: timed uncut
     ff._REFERENCE_MEMO.clear()
     assert ff.reference_trial_seconds(original, seed=5) > 0
     lanes = max(2, ff.exp_depth(original) + 1)

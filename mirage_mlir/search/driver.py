@@ -140,7 +140,7 @@ def _block_task(payload):
     seen = set()
     for tiles, ops, saves in results:
         key = (ops, saves)
-        if key in seen:
+        if key in seen or time.perf_counter() > deadline:
             continue
         seen.add(key)
         dtypes = []
@@ -528,7 +528,9 @@ class Searcher:
                                  error_callback=lambda e, k=key: done.put((k, e)))
         try:
             while time.perf_counter() < self.deadline:
-                while len(self.inflight) < depth and self.heap and self.heap[0][0] < self.bound():
+                # replays run here, not on the pool: the deadline is checked between them too
+                while (len(self.inflight) < depth and self.heap and self.heap[0][0] < self.bound()
+                       and time.perf_counter() < self.deadline):
                     lb, _, kind, payload = heapq.heappop(self.heap)
                     if kind == "state":
                         self.handle_state(payload)

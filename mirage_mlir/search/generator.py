@@ -249,13 +249,16 @@ class BlockSearch:
         """The block graphs `templates` ((ops, saves) found for another configuration of the same
         structure) re-derived for this configuration: every op is applied again by the same rules
         (shapes, cuts, partial sums, e-graph lookups at this configuration's sizes) and every output
-        saved again; a template that fails anywhere is dropped."""
+        saved again; a template that fails anywhere is dropped. Stops at the deadline, as the
+        search does."""
         start = self._start()
         if start is None:
             return []
         tiles0, ops0 = start
         self.found = {}
         for ops, saves in templates:
+            if time.perf_counter() > self.deadline:
+                break
             if tuple(ops[:len(ops0)]) != tuple(ops0):
                 continue
             tiles = list(tiles0)
