@@ -257,7 +257,10 @@ class _Verifier:
         try:
             expected = x.shape if dim == -1 else shapes.reduce(x.shape, dim)
             if arity == 2:
-                shapes.broadcast(x.shape, graph.value_types[node.inputs[1]].shape)
+                scale = graph.value_types[node.inputs[1]].shape
+                if shapes.broadcast(x.shape, scale) != tuple(x.shape):
+                    # the maxima rescale x elementwise: they broadcast into x, never widen it
+                    raise shapes.ShapeError(f"its maxima {list(scale)} do not broadcast into its operand {list(x.shape)}")
         except shapes.ShapeError as e:
             self.error(path, f"'{node.op}': {e}")
             return

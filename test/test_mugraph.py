@@ -142,3 +142,19 @@ def test_bridge_round_trips_through_text(name):
         body = reparsed.body.operations[0].regions[0].blocks[0]
         read, _, _, _ = graph_from_ops([op.operation for op in body.operations][:-1], inputs=list(body.arguments))
     assert read == graph
+
+
+def test_verifier_rejects_maxima_wider_than_the_rescaled_value():
+    """accum_rescaled_sum(x, m): m rescales x elementwise, so it must broadcast into x's shape (a
+    wider m made the evaluator's result wider than the declared type)."""
+    from mirage_mlir.plans import stable_attention
+
+    inputs = [TensorType((2, 64, 16), "f16"), TensorType((2, 16, 128), "f16"), TensorType((2, 128, 16), "f16")]
+    graph = stable_attention(inputs, q_tile=32, splits=4, loop=2)
+    body = graph.nodes[0].body
+    index = next(i for i, n in enumerate(body.nodes) if n.op == "accum_rescaled_sum")
+    q_tile = body.first_result[0]  # [1, 32, 16]: broadcasts with the [1, 32, 1] sums, but wider
+    assert verify(graph) == []
+    first = replace_block_node(graph, index, inputs=(body.nodes[index].inputs[0], q_tile)).nodes[0]
+    errors = verify(dataclasses.replace(graph, nodes=(first,) + graph.nodes[1:]))
+    assert any("do not broadcast into its operand" in e.message for e in errors), errors

@@ -1,5 +1,6 @@
-"""Mutation tests: Mirage's published plans (verified) broken one way at a time (a swapped map, a changed
-reduction dim, a dropped or changed accumulator, a changed loop range); the verifier rejects every
+"""Mutation tests: Mirage's published plans and the online-softmax attention plan (verified) broken one
+way at a time (a swapped map, a changed reduction dim, a max taken over another dim, a dropped or
+changed accumulator, a rescale by another value, a changed loop range); the verifier rejects every
 mutant and accepts every plan, in Python and through the mirage-verify pass."""
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def body_mutants(body: Graph):
             for f in range(-1, rank(node.inputs[0])):
                 if f != node.attr("fmap"):
                     yield f"fmap {f} of node {i}", replay(body, lambda k, n, i=i, f=f: _with_node(n, fmap=f) if k == i else n)
-        if node.op in ("reduce_sum", "reduce_mean") or (node.op in ACCUMULATORS and node.attr("reduce_dim", -1) != -1):
+        if node.op in ("reduce_sum", "reduce_mean", "reduce_max") or (node.op in ACCUMULATORS and node.attr("reduce_dim", -1) != -1):
             key = "dim" if node.op.startswith("reduce") else "reduce_dim"
             shape = body.value_types[node.inputs[0]].shape
             for d in range(rank(node.inputs[0])):
@@ -82,9 +83,18 @@ def body_mutants(body: Graph):
                     yield f"{key} {d} of node {i}", replay(body, lambda k, n, i=i, d=d: _with_node(n, **{key: d}) if k == i else n)
         if node.op in ACCUMULATORS:
             yield f"drop accumulator {i}", replay(body, lambda k, n, i=i: None if k == i else n)
-            other = {"accum_sum": "accum_mean", "accum_mean": "accum_sum", "accum_rms": "accum_mean"}[node.op]
+            other = {"accum_sum": "accum_mean", "accum_mean": "accum_sum", "accum_rms": "accum_mean",
+                     "accum_max": "accum_sum", "accum_rescaled_sum": "accum_sum"}[node.op]
             if other != "accum_mean" or node.attr("reduce_dim", -1) != -1 or body.forloop_range > 1:
-                yield f"{node.op} -> {other} at {i}", replay(body, lambda k, n, i=i, o=other: _with_node(n, op=o) if k == i else n)
+                # accum_rescaled_sum -> accum_sum: the rescale to the running max dropped
+                yield f"{node.op} -> {other} at {i}", replay(
+                    body, lambda k, n, i=i, o=other: Node.make(o, n.inputs[:1], n.types, **dict(n.attrs)) if k == i else n)
+        if node.op == "accum_rescaled_sum":
+            # rescaled by another value than its maxima (the sums, or a tile the block also holds)
+            for v in range(len(body.inputs), len(body.value_types)):
+                if v != node.inputs[1] and v < body.first_result[i] and rank(v) == rank(node.inputs[1]):
+                    yield f"rescale {i} by value {v}", replay(
+                        body, lambda k, n, i=i, v=v: Node(n.op, (n.inputs[0], v), n.types, n.attrs) if k == i else n)
     for r in (2, 4, 8):
         if r != body.forloop_range:
             # the tiles keep their shapes: the loop covers a different part of the data
@@ -104,22 +114,32 @@ def plan_mutants(graph: Graph):
 
 
 def accepted(reference: Graph, candidate: Graph) -> bool:
-    """What mirage-verify decides: structurally valid, then finite fields and float."""
+    """What mirage-verify decides: structurally valid, then finite fields and float (a max whose value
+    reaches an output, which only the float check could decide, is refused)."""
     if verify(candidate):
         return False
     if [candidate.value_types[v] for v in candidate.outputs] != [reference.value_types[v] for v in reference.outputs]:
         return False
-    return check_equivalent(reference, candidate, trials=2).equivalent
+    return check_equivalent(reference, candidate, trials=2).verified  # a float-only verdict is refused
 
 
-CASES = [(name, dtype) for name in programs.NAMES for dtype in ("f32",)]
+CASES = [(name, dtype) for name in programs.NAMES for dtype in ("f32",)] + [("stable_attention", "f16")]
+
+
+def _case(name: str, dtype: str) -> tuple[Graph, Graph]:
+    """(program, plan): a published plan, or softmax(Q K * 0.125) V (the max subtracted) and its
+    online-softmax plan (a KV split of 4 with 2 steps each, then the combine)."""
+    if name == "stable_attention":
+        from test_finite_field import ATTENTION, _attention_reference
+
+        return _attention_reference(ATTENTION), plans.stable_attention(ATTENTION, q_tile=32, splits=4, loop=2)
+    inputs = programs.small_inputs(name, dtype)
+    return programs.reference(name, inputs), plans.PLANS[name](inputs)
 
 
 @pytest.mark.parametrize("name,dtype", CASES)
 def test_plans_accepted_and_mutants_rejected(name, dtype):
-    inputs = programs.small_inputs(name, dtype)
-    reference = programs.reference(name, inputs)
-    plan = plans.PLANS[name](inputs)
+    reference, plan = _case(name, dtype)
     assert accepted(reference, plan)
     mutants = list(plan_mutants(plan))
     assert len(mutants) >= 5
