@@ -424,6 +424,21 @@ func.func @rescaled_sum_broadcast(%x: tensor<4x16xf32>) -> tensor<4x8xf32> {
 
 // -----
 
+func.func @rescaled_sum_wider_maxima(%x: tensor<4x16xf32>) -> tensor<4x2xf32> {
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<4x16xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: 1, -1, -1>, fmap = 1} : (tensor<4x16xf32>) -> tensor<4x4xf32>
+    %r = "mirage_block.reduce_sum"(%t) {dim = 1} : (tensor<4x4xf32>) -> tensor<4x1xf32>
+    // expected-error @+1 {{'accum_rescaled_sum': its maxima [4, 4] do not broadcast into its operand [4, 1]}}
+    %a = "mirage_block.accum_rescaled_sum"(%r, %t) : (tensor<4x1xf32>, tensor<4x4xf32>) -> tensor<4x1xf32>
+    %s = "mirage_block.output_saver"(%a) {omap = array<i64: 1, -1, -1>} : (tensor<4x1xf32>) -> tensor<4x2xf32>
+    gpu.yield %s : tensor<4x2xf32>
+  }) {grid_dim = array<i64: 2, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 2, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x16xf32>) -> tensor<4x2xf32>
+  return %o : tensor<4x2xf32>
+}
+
+// -----
+
 func.func @accumulator_result(%x: tensor<4x16xf32>) -> tensor<4x8xf32> {
   %o = "mirage_kernel.graph_def"(%x) ({
   ^bb0(%bx: tensor<4x16xf32>):
