@@ -104,14 +104,6 @@ def test_ptx_for_sm80():
     assert run_ptxas(binary.ptx, "sm_80").ok
 
 
-@pytest.mark.skipif(PTXAS is None, reason="ptxas not installed")
-def test_bf16_roundings_are_packed_conversions():
-    """f32 -> bf16 as cvt.rn.bf16x2.f32 (an ALU instruction), never the scalar cvt.rn.bf16.f32 (the
-    conversion unit, a quarter of the rate): gqa rounds its scores to the input type."""
-    ptx = compile_gpu_module(lower_graph(PLANS["gqa"](benchmark_inputs("gqa", 1, "bf16"))).gpu_module_text()).ptx
-    assert b"cvt.rn.bf16x2.f32" in ptx and b"cvt.rn.bf16.f32" not in ptx
-
-
 def test_tensor_core_paths_are_exercised():
     """The medium shapes go through ldmatrix/mma.sync, loop-carried accumulators and a cp.async ring."""
     for name in ("gqa", "rmsnorm_linear", "gated_mlp"):

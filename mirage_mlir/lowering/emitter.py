@@ -190,13 +190,6 @@ class Emitter:
         """A compute-type value in storage type `dtype`."""
         if dtype == self.ctype:
             return value
-        if dtype == "bf16" and self.ctype == "f32":
-            # as a pair: cvt.rn.bf16x2.f32 runs on the ALU (F2FP), the scalar cvt.rn.bf16.f32 on the
-            # conversion unit (F2F) at a quarter of the rate (NOTES.md, run 71)
-            # (the intrinsic: LLVM narrows a vector truncf whose one lane is read back to the scalar)
-            packed = self.op(f"nvvm.convert.f32x2.to.bf16x2 {value}, {value} {{rnd = #nvvm.fp_rnd_mode<rn>}} "
-                             f": vector<2xbf16>", "h")
-            return self.op(f"vector.extract {packed}[0] : bf16 from vector<2xbf16>", "h")
         return self.op(f"arith.truncf {value} : {self.ctype} to {dtype}", "h")
 
     def round(self, value: str, dtype: str) -> str:
