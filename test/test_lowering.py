@@ -716,6 +716,33 @@ def test_warp_rows_row_sums_over_the_loop_meet_once():
         assert rel_err(got, want) < 1e-3
 
 
+@pytest.mark.skipif(PTXAS is None, reason="ptxas not installed")
+def test_warp_rows_round_bf16_in_pairs():
+    """gqa as the search writes it in bf16 (exp and the cast in one thread graph): a thread's column
+    pairs are rounded together, cvt.rn.bf16x2.f32 (ALU), never one by one with cvt.rn.bf16.f32 (the
+    conversion unit, a quarter of the rate: NOTES.md, runs 71-73); it matches the interpreter."""
+    from mirage_mlir.builder import GraphBuilder
+
+    types = [TensorType((2, 32, 16), "bf16"), TensorType((2, 16, 256), "bf16"), TensorType((2, 256, 16), "bf16")]
+    tb = GraphBuilder([TensorType((), "f32")])
+    exp_cast = tb.finish([tb.op("cast", tb.op("exp", 0), dtype="bf16")])
+    kb = KernelBuilder(types)
+    bb = BlockBuilder(types, (2, 2, 1), 4, (256, 1, 1))
+    q, k, v = bb.iterator(0, (0, -1, 1), -1), bb.iterator(1, (0, 2, -1), 2), bb.iterator(2, (0, 1, -1), 1)
+    s = bb.op("matmul", q, k, dtype="f32")
+    p = bb.add(Node.make("thread_graph", [s], [TensorType(bb.types[s].shape, "bf16")], exp_cast))[0]
+    row_sum = bb.accum("accum_sum", p, reduce_dim=2)
+    out = bb.accum("accum_sum", bb.op("matmul", p, v, dtype="f32"))
+    body = bb.finish([bb.save(row_sum, (0, 2, 1)), bb.save(out, (0, 2, 1))])
+    graph = kb.finish(kb.graph_def(body, [0, 1, 2]))
+    assert plan.BlockPlan(body).warp_rows is not None
+    ptx = compile_gpu_module(lower_graph(graph).gpu_module_text()).ptx
+    assert b"cvt.rn.bf16x2.f32" in ptx and b"cvt.rn.bf16.f32" not in ptx
+    inputs = random_inputs(types, seed=3, scale=0.3)
+    for got, want in zip(run_on_cpu(graph, inputs), evaluate(graph, inputs)):
+        assert rel_err(got, want) < 1e-2
+
+
 def test_many_short_rows_take_a_few_lanes_each():
     """64 rows of 32 on 128 threads: two lanes a row (one shuffle step), a warp finishing 16 rows at
     once, not a warp per row one after another; sum and max match the interpreter."""

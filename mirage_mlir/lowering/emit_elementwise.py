@@ -90,9 +90,16 @@ class ElementwiseEmitter:
         return self.em.fbin("mulf", a, self.reciprocals[b])
 
     def thread_graph(self, body: Graph, args: list[str]) -> str:
-        values = list(args)
+        return self.thread_graph_all(body, [args])[0]
+
+    def thread_graph_all(self, body: Graph, args: list[list[str]]) -> list[str]:
+        """The thread graph on several elements (operands per element), each op's results rounded
+        together (Emitter.round_all: in pairs)."""
+        values = [list(a) for a in args]
         for node in body.nodes:
             if node.op not in OPS or OPS[node.op].category not in ("unary", "binary"):
                 raise LoweringError(f"'{node.op}' cannot appear in a thread graph", self.plan.path)
-            values.append(self.em.round(self.elementwise(node, [values[v] for v in node.inputs]), node.types[0].dtype))
-        return values[body.outputs[0]]
+            results = [self.elementwise(node, [vals[v] for v in node.inputs]) for vals in values]
+            for vals, r in zip(values, self.em.round_all(results, node.types[0].dtype)):
+                vals.append(r)
+        return [vals[body.outputs[0]] for vals in values]

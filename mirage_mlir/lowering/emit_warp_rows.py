@@ -77,16 +77,12 @@ class WarpRowsEmitter:
     def warp_rows_elementwise(self, i: int, values: dict[int, Frag]) -> Frag:
         em, node = self.em, self.g.nodes[i]
         dtype = node.types[0].dtype
-        out = {}
-        for key in self.frag_keys(node.types[0].shape):
-            args = [self.operand(v, key, values) for v in node.inputs]
-            if self.plan.kind[i] == "acc_id":
-                out[key] = em.round(self.acc_identity(node, args), dtype)
-            elif node.op == "thread_graph":
-                out[key] = self.thread_graph(node.body, args)
-            else:
-                out[key] = em.round(self.elementwise(node, args), dtype)
-        return out
+        keys = self.frag_keys(node.types[0].shape)  # column pairs adjacent: rounded together
+        args = [[self.operand(v, key, values) for v in node.inputs] for key in keys]
+        if node.op == "thread_graph" and self.plan.kind[i] != "acc_id":
+            return dict(zip(keys, self.thread_graph_all(node.body, args)))
+        compute = self.acc_identity if self.plan.kind[i] == "acc_id" else self.elementwise
+        return dict(zip(keys, em.round_all([compute(node, a) for a in args], dtype)))
 
     def warp_rows_reduce(self, i: int, values: dict[int, Frag]) -> Frag:
         """A row reduction: the thread's elements of each of its rows, then the row's four threads."""
@@ -137,13 +133,9 @@ class WarpRowsEmitter:
                 for a in range(wm):
                     accs[a, b] = self.mma_sync(a_frags[a], b_frag, accs[a, b], dtype)
         out_dtype = node.types[0].dtype
-        out = {}
-        for (a, b), acc in accs.items():
-            for h in range(2):
-                for c in range(2):
-                    x = em.op(f"vector.extract {acc}[{h}, {c}] : f32 from vector<2x2xf32>", "f")
-                    out[(a, b, h, c)] = em.round(x, out_dtype)
-        return out
+        keys = [(a, b, h, c) for (a, b) in accs for h in range(2) for c in range(2)]
+        raw = [em.op(f"vector.extract {accs[k[:2]]}[{k[2]}, {k[3]}] : f32 from vector<2x2xf32>", "f") for k in keys]
+        return dict(zip(keys, em.round_all(raw, out_dtype)))
 
     def packed_a(self, frag: Frag, a: int, k0: int, dtype: str) -> str:
         """The m16n8k16 A fragment of K columns k0.. of a register value: registers a0..a3 hold

@@ -199,6 +199,24 @@ class Emitter:
             return value
         return self.extend(self.truncate(value, dtype), dtype)
 
+    def round_all(self, values: list[str], dtype: str) -> list[str]:
+        """round() of values a thread holds in pairs (an mma fragment's column pairs): f32 to bf16 two
+        at a time as one cvt.rn.bf16x2.f32 on the ALU (F2FP). LLVM converts such values one by one
+        with cvt.rn.bf16.f32, on the conversion unit (F2F) at a quarter of the rate: gqa bs8's
+        attention kernel took 28.3 us in bf16 against 23.7 in f16 (NOTES.md, runs 71-73). Converting
+        values alone through the packed form slowed kernels whose pairs LLVM merges itself (run 73):
+        pairs only."""
+        if dtype != "bf16" or self.ctype != "f32":
+            return [self.round(v, dtype) for v in values]
+        out = []
+        for lo, hi in zip(values[0::2], values[1::2]):
+            # the intrinsic: LLVM would narrow a vector truncf read back lane by lane to scalars
+            pair = self.op(f"nvvm.convert.f32x2.to.bf16x2 {hi}, {lo} {{rnd = #nvvm.fp_rnd_mode<rn>}} "
+                           f": vector<2xbf16>", "h")
+            out += [self.extend(self.op(f"vector.extract {pair}[{k}] : bf16 from vector<2xbf16>", "h"), dtype)
+                    for k in range(2)]
+        return out + [self.round(v, dtype) for v in values[len(out):]]
+
 
 def memref_type(shape: tuple[int, ...], dtype: str, space: str | None = None) -> str:
     dims = "x".join(str(d) for d in shape)

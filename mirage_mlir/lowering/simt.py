@@ -379,6 +379,13 @@ class Machine:
     def op_arith_extf(self, a, mask, ot, it, *r):
         return [self._f(a[0], ot[0])]
 
+    def op_nvvm_convert_f32x2_to_bf16x2(self, a, mask, ot, it, regions, op):
+        """cvt.rn.bf16x2.f32 d, hi, lo: lane 0 of the pair is the second operand (the low half)."""
+        if "rn" not in str(op.attributes["rnd"]) or len(a) != 2:
+            raise SimtError("only round-to-nearest f32x2 -> bf16x2 conversions are emulated")
+        pair = np.stack([np.broadcast_to(np.asarray(x, np.float64), (self.T,)) for x in (a[1], a[0])], axis=1)
+        return [round_to(pair, "bf16")]
+
     def op_arith_truncf(self, a, mask, ot, *r):
         if ot[0] == "f16":  # from f32, or from f64 rounded once (not through f32)
             return [round_to(np.asarray(a[0], np.float64), "f16").astype(np.float16)]
