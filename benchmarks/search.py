@@ -1,10 +1,11 @@
 """Search benchmark: for each program of ../shared/BENCHMARKS.md at bs 1 and 8 (f16), starting from
 torch-mlir's linalg (examples/<name>_bs<bs>_f16.mlir; stable attention at bs 8 derived from its bs-1
-export by build_gpu.source), `convert-linalg-to-mirage` and then `mirage-superoptimize` with a cold cache; reports the time of the whole search (e-graph, search,
-full-size verification), states explored, candidates verified / found, kernels in the result, the
-cost-model estimate and the same estimate for Mirage's published plan written by hand
-(mirage_mlir/plans.py), and checks that the interpreter (what `mirage-run` runs) gives the same
-outputs for the original and the optimized module on the same seeded inputs.
+export by build_gpu.source), `convert-linalg-to-mirage` and then `mirage-superoptimize` with a cold
+cache; reports the time of the whole search (e-graph, search, verification), states explored,
+candidates verified / found, kernels in the result, the cost-model estimate and the same estimate
+for Mirage's published plan written by hand (mirage_mlir/plans.py), and checks that the interpreter
+(what `mirage-run` runs) gives the same outputs for the original and the optimized module on the
+same seeded inputs.
 
     python benchmarks/search.py [--only gqa,lora] [--bs 1,8] [--budget 45] [--no-run] [--plans]
 

@@ -139,8 +139,10 @@ def _block_task(payload):
     out = []
     seen = set()
     for tiles, ops, saves in results:
+        if time.perf_counter() > deadline:
+            break
         key = (ops, saves)
-        if key in seen or time.perf_counter() > deadline:
+        if key in seen:
             continue
         seen.add(key)
         dtypes = []
