@@ -464,6 +464,21 @@ def test_k_slices_of_an_mma_tile_meet_once(tiles, room, even, monkeypatch):
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
 
 
+@pytest.mark.parametrize("columns,threads,split", [(88, 128, (1, 3, 4, 1, 88)), (48, 256, (1, 3, 2, 4, 0))],
+                         ids=["padded", "three-tile-shares"])
+def test_mma_tiles_of_odd_counts_stay_in_registers(columns, threads, split):
+    """88 columns are 11 mma tiles, a prime: 4 warps take 3 each, and the 12th tile (padding) reads
+    the last real columns and stores nothing. 48 columns are 6 tiles: 2 warp tiles of 3, each shared
+    by 4 warps' K slices. Either way the accumulator stays in registers across the loop."""
+    types = [TensorType((4, 1024), "f16"), TensorType((1024, 2 * columns), "f16")]
+    graph = VARIANTS["rmsnorm_linear_split_k"](types, col_tile=columns, splits=2, k_tile=64, threads=threads)
+    (info,) = plan.BlockPlan(graph.nodes[0].body).reg_accs.values()
+    assert (info.wm, info.wn, info.tiles[-1], info.kslices, info.columns) == split
+    inputs = random_inputs(types, seed=5)
+    inputs[1] = round_to(inputs[1] * 0.1, "f16")
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
 @pytest.mark.parametrize("rows,k_tile", [(16, 128), (2, 128), (4, 16), (6, 64)],
                          ids=["lane-groups", "warps-share-a-row", "thread-per-row", "idle-lanes"])
 def test_row_sums_are_carried_across_the_loop(rows, k_tile):

@@ -181,9 +181,10 @@ class MatmulEmitter:
         self.for_each(numel(tiles), body, ids=self.warp, count=self.plan.warps)
 
     def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, init: list[str] | None = None,
-                   raw: bool = False, k_range: tuple[Index, int] | None = None):
+                   raw: bool = False, k_range: tuple[Index, int] | None = None, columns: int = 0):
         """[a][b][half][c] f32 results (rounded to the matmul's type) of matmul node i's tiles;
-        `k_range` (first, length): a slice of K only (raw partial sums)."""
+        `k_range` (first, length): a slice of K only (raw partial sums); `columns`: N, where tiles
+        past it (padding) read its last 8 columns instead."""
         em = self.em
         node = self.g.nodes[i]
         a_v, b_v = node.inputs
@@ -194,7 +195,10 @@ class MatmulEmitter:
 
         def step(k0: Index, accs: list[str]) -> list[str]:
             af = [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m) for a in range(wm)]
-            bf = [self.ldmatrix_b(bbuf, batch, k0, em.add(n0, 8 * b)) for b in range(wn)]
+            cols = [em.add(n0, 8 * b) for b in range(wn)]
+            if columns:
+                cols = [em.op(f"arith.minui {em.idx(col)}, {em.idx(columns - 8)} : index", "i") for col in cols]
+            bf = [self.ldmatrix_b(bbuf, batch, k0, col) for col in cols]
             out = []
             for a in range(wm):
                 for b in range(wn):
@@ -306,7 +310,7 @@ class MatmulEmitter:
             batch, m0, n0 = self.reg_tile_origin(info, k)
             outs += self.mma_k_loop(mm, batch, m0, n0, info.wm, info.wn,
                                     init=self.reg_in[i][k * size:(k + 1) * size], raw=True,
-                                    k_range=self.reg_k_range(info))
+                                    k_range=self.reg_k_range(info), columns=info.columns)
         self.reg_out[i] = outs
 
     def register_accumulator_flush(self, i: int, values: list[str]) -> None:
@@ -362,7 +366,8 @@ class MatmulEmitter:
     def store_fragment_value(self, i: int, k: int, r: Index, x: str, add: bool = False) -> None:
         """Stores the value x of register r (static or not) of this thread's k-th warp tile of register
         accumulator i at its place in the buffer: mma tile (a, b), half and column c of the thread's
-        vector<2x2xf32> with r = ((a * wn + b) * 2 + half) * 2 + c. Rows past the matmul's are none."""
+        vector<2x2xf32> with r = ((a * wn + b) * 2 + half) * 2 + c. Rows past the matmul's and the
+        padding tiles' columns are none."""
         em, info, buf = self.em, self.plan.reg_accs[i], self.buffers[i]
         m = self.plan.vtype(self.plan.value(info.mm)).shape[-2]
         batch, m0, n0 = self.reg_tile_origin(info, k)
@@ -376,8 +381,10 @@ class MatmulEmitter:
             value = em.fbin("addf", em.op(f"memref.load {where}", "l"), x) if add else x
             em.emit(f"memref.store {value}, {where}")
 
-        if m % 16:
-            with em.region(f"scf.if {em.cmp_lt(row, m)} {{"):
+        guards = ([em.cmp_lt(row, m)] if m % 16 else []) + ([em.cmp_lt(col, info.columns)] if info.columns else [])
+        if guards:
+            inside = guards[0] if len(guards) == 1 else em.op(f"arith.andi {guards[0]}, {guards[1]} : i1", "p")
+            with em.region(f"scf.if {inside} {{"):
                 store()
         else:
             store()

@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 17  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 18  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -188,6 +188,7 @@ class RegisterAccumulator:
     tiles: tuple[int, ...]
     per_warp: int
     kslices: int
+    columns: int = 0  # the matmul's N when the tiles cover more (padding tiles): 0 when they cover N exactly
 
     @property
     def count(self) -> int:
@@ -756,9 +757,13 @@ class BlockPlan:
         """How the warps share a loop-carried tensor-core matmul: (wm, wn, tiles, kslices). Each warp
         owns wm x wn mma tiles (independent accumulators: the larger, the more mma in flight); when
         there are fewer warp tiles than warps, `kslices` warps share a tile, each taking a slice of
-        K, and their partial sums are added once, after the loop. None: no even split."""
+        K, and their partial sums are added once, after the loop. Where the N tiles split no way
+        evenly (344 columns: 43 tiles, a prime), they are padded to one warp tile per warp: the padding
+        tiles compute on clamped columns and store nothing (RegisterAccumulator.columns). None: no split."""
         batch, mt, nt = numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
-        for wm, wn in ((2, 4), (4, 2), (1, 8), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1), (1, 1)):
+        # the usual shapes first, then those that fit N tiles of 3, 5, 6, 7 (48 columns: 6 tiles)
+        for wm, wn in ((2, 4), (4, 2), (1, 8), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1), (1, 1),
+                       (1, 6), (2, 3), (1, 3), (1, 5), (1, 7)):
             if mt % wm or nt % wn:
                 continue
             n_tiles = batch * (mt // wm) * (nt // wn)
@@ -767,6 +772,20 @@ class BlockPlan:
                 return wm, wn, tiles, 1
             if self.warps % n_tiles == 0 and k_dim % (16 * (self.warps // n_tiles)) == 0:
                 return wm, wn, tiles, self.warps // n_tiles
+        return self.padded_warp_tiles(shape)
+
+    def padded_warp_tiles(self, shape: tuple[int, ...]):
+        """(wm, wn, tiles, 1) of one warp tile per warp whose N tiles cover N with padding, or None.
+        Without it such a matmul's accumulator goes through shared memory and each warp walks its
+        tiles one dependent mma chain at a time (H200 run 75: ~5 us per loop iteration)."""
+        batch, mt, nt = numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
+        for wm in (1, 2, 4):
+            if mt % wm or self.warps % (batch * (mt // wm)):
+                continue
+            across = self.warps // (batch * (mt // wm))  # warp tiles along N
+            wn = -(-nt // across)
+            if wm * wn <= 8 and across * wn - nt < wn:
+                return wm, wn, shape[:-2] + (mt // wm, across), 1
         return None
 
     def slice_scratch(self, i: int) -> Buffer | None:
@@ -810,7 +829,9 @@ class BlockPlan:
             if split is None:
                 continue
             wm, wn, tiles, kslices = split
-            out[i] = RegisterAccumulator(mm, wm, wn, tiles, numel(tiles) * kslices // self.warps, kslices)
+            n = self.vtype(v).shape[-1]
+            out[i] = RegisterAccumulator(mm, wm, wn, tiles, numel(tiles) * kslices // self.warps, kslices,
+                                         n if tiles[-1] * wn * 8 > n else 0)
         return out
 
     def _carried_rows(self) -> dict[int, int]:
