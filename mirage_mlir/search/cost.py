@@ -16,8 +16,8 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
 - latency: the memory latencies (`mem_latency_us` each) a block cannot hide, times the waves of
   resident blocks: 1 / (stages - 1) per iteration behind a cp.async ring, one per batch of a
   synchronous copy (fewer when prefetched into registers), and those of the loop-invariant copies;
-- per-SM: the busiest SM's bytes at `sm_bandwidth` (a block streaming a column strip tops out near
-  31 GB/s: benchmarks/stream_probe.cu);
+- per-SM: the busiest SM's blocks, each streaming at most `sm_bandwidth` (a block streaming a column
+  strip tops out near 31 GB/s: benchmarks/stream_probe.cu), those resident together side by side;
 - loop: each iteration's fixed cost (barriers, the ring's wait) and the latency of its chain of
   dependent mma.sync steps per warp (K split across warps shortens it);
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
@@ -52,7 +52,7 @@ class Chip:
     # B/s, L2 -> SM: a reduction whose 2048 rows all read one 128 KiB - 8 MiB vector (so every read
     # after the first hits L2) ran 3.9-4.5 TB/s on an H200, 1.2x its DRAM-bound rate; a lower bound
     l2_bandwidth: float = 4.5e12
-    sm_bandwidth: float = 31e9  # B/s one SM streams from a column strip (benchmarks/stream_probe.cu)
+    sm_bandwidth: float = 31e9  # B/s one block streams from a column strip (benchmarks/stream_probe.cu)
     mem_latency_us: float = 1.0  # a load's latency under load (fitted)
     smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
     smem_per_sm: int = plan.SHARED_PER_SM
@@ -184,7 +184,9 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     loop_trips = fig.loop_round_trips * loop if loop > 1 else 0.0
     latency = waves * c.mem_latency_us * 1e-6 * (loop_trips + fig.pre_round_trips)
     per_block = (read + written) / blocks
-    per_sm = math.ceil(blocks / c.sms) * per_block / c.sm_bandwidth
+    # the busiest SM's blocks in turns of `resident` streaming side by side (SwiGLU's 172-block gate
+    # kernel, two on 40 SMs: 57.6 us, where one block's rate for both would take 68; NOTES.md run 79)
+    per_sm = math.ceil(math.ceil(blocks / c.sms) / resident) * per_block / c.sm_bandwidth
     per_iteration = 0.0 if fig.unrolled else c.loop_iter_us * (loop > 1)
     iterations = waves * (loop * per_iteration + loop * fig.mma_chain * c.mma_step_us) * 1e-6
     warps = threads // 32
