@@ -45,10 +45,12 @@ def test_synchronous_copies_cost_a_latency_per_batch():
     assert ring.pre_round_trips == 0 and ring.loop_round_trips == 1 / 3
 
 
-@pytest.mark.parametrize("col,k", list(itertools.product((16, 32, 64, 128), (64, 256, 1024))))
-def test_configuration_lower_bound_holds(col, k):
-    """The search prunes configurations by config_lower_bound: it never exceeds the full estimate."""
-    graph = rmsnorm_linear(col_tile=col, k_tile=k)
+@pytest.mark.parametrize("col,k,bs", [(c, k, 1) for c, k in itertools.product((16, 32, 64, 128), (64, 256, 1024))]
+                         + [(16, 256, 8), (32, 64, 8)])
+def test_configuration_lower_bound_holds(col, k, bs):
+    """The search prunes configurations by config_lower_bound: it never exceeds the full estimate
+    (also for grids of more blocks than SMs, several resident on one)."""
+    graph = rmsnorm_linear(bs, col_tile=col, k_tile=k)
     body = graph.nodes[0].body
     blocks = body.grid_dim[0]
     read = sum(cost.nbytes(n.types[0]) * blocks * (body.forloop_range if n.attr("fmap") != -1 else 1)

@@ -181,8 +181,9 @@ class CopyEmitter:
         tile), spread over the threads. A tile that takes a loop and whose rows hold a number of
         chunks C that is no power of two (344 columns: 43) is walked by rows: thread t copies column
         chunk t % C of rows t // C, t // C + threads // C, ... (threads // C * C threads busy), so a
-        chunk's place costs an addition, not a division by C (~30 instructions a chunk in the
-        cp.async loop: a third of the SwiGLU gate kernel's samples, NOTES.md run 78)."""
+        chunk's place costs an addition, not a division by C (~30 instructions a chunk before; ncu
+        run 78 found 42% of SwiGLU's gate kernel's samples there, though under its memory latency:
+        the kernel gained ~1%, NOTES.md run 79)."""
         rows, cols = numel(geo.chunk_shape[:-1]), geo.chunk_shape[-1]
         count = self.plan.threads
         unrolled = geo.n_chunks <= count or (geo.n_chunks % count == 0 and geo.n_chunks // count <= UNROLL)

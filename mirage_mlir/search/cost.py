@@ -211,7 +211,7 @@ def config_lower_bound(c: Chip, blocks: int, read: int, unique: int, loop: int) 
     waves = math.ceil(blocks / (c.blocks_per_sm * c.sms))
     iterations = waves * loop * c.loop_iter_us * 1e-6 if loop > 1 else 0.0
     latency = c.mem_latency_us * 1e-6  # every block waits for its first tile at least once
-    per_sm = math.ceil(blocks / c.sms) * read / blocks / c.sm_bandwidth
+    per_sm = math.ceil(math.ceil(blocks / c.sms) / c.blocks_per_sm) * read / blocks / c.sm_bandwidth
     return c.launch_us + max(bandwidth, iterations, latency, per_sm) * 1e6
 
 
