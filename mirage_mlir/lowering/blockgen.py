@@ -179,7 +179,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             else:
                 with em.region(f"scf.if {em.cmp_lt(ids, n)} {{"):
                     body(ids)
-        elif n % count == 0 and n // count <= UNROLL:
+        elif not self.loops(n, count):
             for k in range(n // count):
                 body(em.add(ids, k * count))
         else:
@@ -188,6 +188,11 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             footer = f"}} {{{attr}}}" if attr else "}"
             with em.region(header, footer):
                 body(e)
+
+    @staticmethod
+    def loops(n: int, count: int) -> bool:
+        """for_each(n) over `count` workers is an scf.for (not one guarded step or unrolled steps)."""
+        return n > count and (n % count or n // count > UNROLL)
 
     def barrier(self) -> None:
         self.em.emit("gpu.barrier")

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from .emitter import ROWS_ARG, Index, indices
-from .plan import UNROLL, CopyGeometry, numel
+from .plan import CopyGeometry, numel
 
 
 class CopyEmitter:
@@ -186,8 +186,8 @@ class CopyEmitter:
         the kernel gained ~1%, NOTES.md run 79)."""
         rows, cols = numel(geo.chunk_shape[:-1]), geo.chunk_shape[-1]
         count = self.plan.threads
-        unrolled = geo.n_chunks <= count or (geo.n_chunks % count == 0 and geo.n_chunks // count <= UNROLL)
-        if unrolled or cols & (cols - 1) == 0 or cols > count or numel(geo.chunk_shape[:-2]) > 1:
+        walk_rows = cols & (cols - 1) and cols <= count and numel(geo.chunk_shape[:-2]) == 1
+        if not (walk_rows and self.loops(geo.n_chunks, count)):
             return self.for_each(geo.n_chunks, lambda c: body(self.copy_where(geo, c)), attr=attr)
         em = self.em
         per_pass = count // cols

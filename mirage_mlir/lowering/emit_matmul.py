@@ -382,9 +382,5 @@ class MatmulEmitter:
             em.emit(f"memref.store {value}, {where}")
 
         guards = ([em.cmp_lt(row, m)] if m % 16 else []) + ([em.cmp_lt(col, info.columns)] if info.columns else [])
-        if guards:
-            inside = guards[0] if len(guards) == 1 else em.op(f"arith.andi {guards[0]}, {guards[1]} : i1", "p")
-            with em.region(f"scf.if {inside} {{"):
-                store()
-        else:
+        with em.guarded(guards):
             store()

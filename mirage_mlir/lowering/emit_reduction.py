@@ -9,7 +9,6 @@ registers instead, and combines the lanes once, after the loop.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import NamedTuple
 
@@ -174,9 +173,7 @@ class ReductionEmitter:
             total = self.warp_allreduce(partial, combine, slot.lanes) if slot.lanes > 1 else partial
             conditions = [slot.finisher] if slot.finisher else []
             conditions += [em.cmp_lt(slot.row, rows)] if slot.clamped else []
-            if len(conditions) == 2:
-                conditions = [em.op(f"arith.andi {conditions[0]}, {conditions[1]} : i1", "p")]
-            with em.region(f"scf.if {conditions[0]} {{") if conditions else contextlib.nullcontext():
+            with em.guarded(conditions):
                 if split > 1:
                     em.emit(f"memref.store {total}, {self.scratch.name}[{em.idx(self.warp)}] : {self.scratch.type}")
                 else:

@@ -55,6 +55,18 @@ class Emitter:
             self.depth -= 1
             self.emit(footer)
 
+    @contextmanager
+    def guarded(self, conditions: list[str]):
+        """A region that runs where every i1 of `conditions` holds (no region for none)."""
+        if not conditions:
+            yield
+            return
+        inside = conditions[0]
+        for cond in conditions[1:]:
+            inside = self.op(f"arith.andi {inside}, {cond} : i1", "p")
+        with self.region(f"scf.if {inside} {{"):
+            yield
+
     def text(self) -> str:
         pad = "  " * self.base_depth
         return "\n".join([pad + c for c in self.constant_lines] + self.lines)
