@@ -16,8 +16,9 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
 - latency: the memory latencies (`mem_latency_us` each) a block cannot hide, times the waves of
   resident blocks: 1 / (stages - 1) per iteration behind a cp.async ring, one per batch of a
   synchronous copy (fewer when prefetched into registers), and those of the loop-invariant copies;
-- per-SM: the busiest SM's blocks, each streaming at most `sm_bandwidth` (a block streaming a column
-  strip tops out near 31 GB/s: benchmarks/stream_probe.cu), those resident together side by side;
+- per-SM: the busiest SM's blocks, each streaming at most `sm_bandwidth` (a block alone on its SM
+  takes in ~22 GB/s in one launch of a weight-sized stream: benchmarks/gemv_probe.cu; 31 GB/s only in
+  a long steady state), those resident together side by side;
 - loop: each iteration's fixed cost (barriers, the ring's wait) and the latency of its chain of
   dependent mma.sync steps per warp (K split across warps shortens it);
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
@@ -52,7 +53,11 @@ class Chip:
     # B/s, L2 -> SM: a reduction whose 2048 rows all read one 128 KiB - 8 MiB vector (so every read
     # after the first hits L2) ran 3.9-4.5 TB/s on an H200, 1.2x its DRAM-bound rate; a lower bound
     l2_bandwidth: float = 4.5e12
-    sm_bandwidth: float = 31e9  # B/s one block streams from a column strip (benchmarks/stream_probe.cu)
+    # B/s one block streams from a column strip within one launch of a weight-sized stream: the 50 MB
+    # probe (gemv_probe.cu, run 11) one block per SM 22-27 GB/s, our one-per-SM kernels 19-26 under ncu
+    # (run 81: LayerNorm + Linear's projection, gated_mlp bs8, SwiGLU's gate kernel); two side by side
+    # reach the chip's bandwidth (the probe at 264 blocks: 31 GB/s an SM)
+    sm_bandwidth: float = 22e9
     mem_latency_us: float = 1.0  # a load's latency under load (fitted)
     smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
     smem_per_sm: int = plan.SHARED_PER_SM
