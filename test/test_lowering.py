@@ -470,7 +470,9 @@ def test_k_slices_of_an_mma_tile_meet_once(tiles, room, even, monkeypatch):
 def test_mma_tiles_of_odd_counts_stay_in_registers(columns, threads, split):
     """88 columns are 11 mma tiles, a prime: 4 warps take 3 each, and the 12th tile (padding) reads
     the last real columns and stores nothing. 48 columns are 6 tiles: 2 warp tiles of 3, each shared
-    by 4 warps' K slices. Either way the accumulator stays in registers across the loop."""
+    by 4 warps' K slices. Either way the accumulator stays in registers across the loop, and a warp
+    loads its 3 B tiles as a pair (one ldmatrix.x4.trans, the padding tile clamped lane by lane) and
+    one alone."""
     types = [TensorType((4, 1024), "f16"), TensorType((1024, 2 * columns), "f16")]
     graph = VARIANTS["rmsnorm_linear_split_k"](types, col_tile=columns, splits=2, k_tile=64, threads=threads)
     (info,) = plan.BlockPlan(graph.nodes[0].body).reg_accs.values()
@@ -479,6 +481,7 @@ def test_mma_tiles_of_odd_counts_stay_in_registers(columns, threads, split):
     text = lower_graph(graph).gpu_module_text()
     loops = re.findall(r'scf\.for %r\d+ = .*?\} \{mirage\.stage = "cp\.async \d+"\}', text, re.S)
     assert loops and not any("divui" in loop or "remui" in loop for loop in loops)
+    assert "numTiles = 4 : i32, transpose = true" in text and "numTiles = 2 : i32, transpose = true" in text
     inputs = random_inputs(types, seed=5)
     inputs[1] = round_to(inputs[1] * 0.1, "f16")
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3

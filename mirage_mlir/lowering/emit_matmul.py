@@ -195,10 +195,16 @@ class MatmulEmitter:
 
         def step(k0: Index, accs: list[str]) -> list[str]:
             af = [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m) for a in range(wm)]
-            cols = [em.add(n0, 8 * b) for b in range(wn)]
-            if columns:
-                cols = [em.op(f"arith.minui {em.idx(col)}, {em.idx(columns - 8)} : index", "i") for col in cols]
-            bf = [self.ldmatrix_b(bbuf, batch, k0, col) for col in cols]
+            # B's tiles two at a time (one x4 load instead of two x2: fewer shared-memory instructions
+            # queued beside the A loads and the cp.async ring), an odd last one alone
+            bf = []
+            for b in range(0, wn - 1, 2):
+                bf += self.ldmatrix_b_pair(bbuf, batch, k0, em.add(n0, 8 * b), columns)
+            if wn % 2:
+                col = em.add(n0, 8 * (wn - 1))
+                if columns:
+                    col = em.op(f"arith.minui {em.idx(col)}, {em.idx(columns - 8)} : index", "i")
+                bf.append(self.ldmatrix_b(bbuf, batch, k0, col))
             out = []
             for a in range(wm):
                 for b in range(wn):
@@ -253,6 +259,24 @@ class MatmulEmitter:
         row = em.add(k0, em.add(self.lrow, em.mul(em.rem(self.lmat, 2), 8)))
         return em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col0])}] "
                      f"{{numTiles = 2 : i32, transpose = true}} : {buf.type} -> vector<2x2x{buf.dtype}>", "fb")
+
+    def ldmatrix_b_pair(self, buf, batch: list[Index], k0: Index, col0: Index, columns: int = 0) -> list[str]:
+        """The B fragments of columns col0.. and col0 + 8.. (x4, transposed: matrices (k 0-7, n 0-7),
+        (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)); with `columns` (N), a tile past it reads
+        N's last 8 columns (each lane addresses its own row, so the two tiles clamp separately)."""
+        em = self.em
+        row = em.add(k0, em.add(self.lrow, em.mul(em.rem(self.lmat, 2), 8)))
+        col = em.add(col0, em.mul(em.div(self.lmat, 2), 8))
+        if columns:
+            col = em.op(f"arith.minui {em.idx(col)}, {em.idx(columns - 8)} : index", "i")
+        quad = em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col])}] "
+                     f"{{numTiles = 4 : i32, transpose = true}} : {buf.type} -> vector<4x2x{buf.dtype}>", "fb")
+        halves = []
+        for h in range(2):
+            values = [em.op(f"vector.extract {quad}[{2 * h + r}, {c}] : {buf.dtype} from vector<4x2x{buf.dtype}>", "b")
+                      for r in range(2) for c in range(2)]
+            halves.append(em.op(f"vector.from_elements {', '.join(values)} : vector<2x2x{buf.dtype}>", "fb"))
+        return halves
 
     def mma_sync(self, a: str, b: str, c: str, dtype: str) -> str:
         """D = A B + C for one m16n8k16 tile (fragments from ldmatrix, C and D vector<2x2xf32>).
