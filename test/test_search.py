@@ -111,6 +111,31 @@ def test_candidates_are_verified_distinct_plans_and_cached():
     assert not single.stats.cached and len(single.candidates) == 1
 
 
+def test_plans_verified_already_are_kept_when_the_budget_is_spent():
+    """_alternatives verifies other plans while the budget lasts; once it cannot, it still keeps the
+    plans verified already (SwiGLU's one-kernel gate seed, verified first, was dropped when an
+    unverified alternative ranked before it met the spent budget: NOTES.md, run 84)."""
+    from mirage_mlir.search.driver import Searcher, SearchStats, _alternatives
+    from mirage_mlir.search.seeds import split_reduction
+
+    inputs = programs.small_inputs("rmsnorm_linear")
+    reference = programs.reference("rmsnorm_linear", inputs)
+    best = plans.PLANS["rmsnorm_linear"](inputs, k_tile=inputs[0].shape[1] // 8)
+    split = split_reduction(best, 0, 2)
+    options = SearchOptions(time_budget=10, candidates=4)
+    checks = {g: check_equivalent(reference, g, trials=1) for g in (best, split)}
+    assert all(c.equivalent for c in checks.values())
+
+    class Spent:  # the budget: nothing more fits
+        def verify(self, *args, **kwargs):
+            return None
+
+    searcher = Searcher(reference, options, SearchStats())
+    chosen = _alternatives(reference, best, best, checks[best], searcher, {best}, options, SearchStats(),
+                           [(1.0, split, checks[split])], Spent())
+    assert [g for _, g, _ in chosen].count(split) == 1 and any(g == best for _, g, _ in chosen)
+
+
 def test_a_cached_graph_that_was_changed_is_not_served():
     """A well-formed entry whose graph was edited (rms_norm's epsilon made 1.0) fails the finite-field
     re-test on load: it is recomputed and overwritten."""

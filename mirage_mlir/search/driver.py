@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 7  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 8  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -688,9 +688,12 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
     model prefers, attention with a max as online softmax (a warp-rows plan and a shared-memory one),
     and the program cut before a matmul that
     reads a computed tensor, each part searched alone (each with a third of the time left) and the
-    cheapest of each composed (unverified: the composition is verified with the search's candidates),
+    cheapest of each composed, and the first part's cheapest one-kernel plan before the second's
+    (unverified: the compositions are verified with the search's candidates),
     and the second part alone with the first part's normalizations moved into its blocks
-    (seeds.fuse_norm_prologue). Returns them all, and the online-softmax ones apart."""
+    (seeds.fuse_norm_prologue). Returns them all, and apart those to verify before the search's own
+    (one plan per kernel strategy, for the clock to choose from: the online-softmax ones and the
+    one-kernel first part's composition)."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
@@ -704,17 +707,27 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
         if same:
             attention.append(min(same, key=lambda g: costmod.cost(g, options.chip).total_us))
     out += attention
+    first = list(attention)
     # one level of cuts: a part (searched unverified) is not cut again
     split = seeds.split_before_matmul(reference) if options.verify else None
     if split is not None and budget.remaining() > 0:
-        parts = [superoptimize(part, replace(options, time_budget=budget.remaining() / 3, progress=False, dump=False,
-                                             candidates=1, verify=False, use_cache=False)).graph or part
-                 for part in split]
+        def searched(part: Graph, **changes) -> Graph | None:  # each with a third of the time left
+            return superoptimize(part, replace(options, time_budget=budget.remaining() / 3, progress=False, dump=False,
+                                               candidates=1, verify=False, use_cache=False, **changes)).graph
+
+        parts = [searched(part) or part for part in split]
+        # the first part also as one kernel (SwiGLU's gate kernel streaming its weights, its epilogue
+        # fused: a hand-written plan of that form ran 82.9 us where the searched split form ran 94.1,
+        # NOTES.md run 83); the clock chooses
+        one_kernel = searched(split[0], max_kernel_ops=1)
         out.append(seeds.compose(*parts))
+        if one_kernel not in (None, parts[0]):
+            first.append(seeds.compose(one_kernel, parts[1]))
+            out.append(first[-1])
         # a normalization before the cut, computed instead in the searched second part's blocks
         fused = seeds.fuse_norm_prologue(seeds.compose(split[0], parts[1]))
         out += [fused] if fused is not None else []
-    return out, attention
+    return out, first
 
 
 SPLITS = (2, 4, 8)
@@ -809,7 +822,7 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     model first within a family of plans and across families in turn, from the search's other
     candidates (seeds included) and the searched best's (as found, thread graphs not fused) retilings
     (_retilings) with each for-loop split across blocks. Verification is cut off after 2 attempts per
-    wanted candidate."""
+    wanted candidate or when the budget ends; plans verified already are kept either way."""
     chip = costmod.chip(options.chip)
     chosen = [(costmod.cost(best, options.chip).total_us, best, best_check)]
     if options.candidates <= 1:
@@ -833,16 +846,19 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
         seen[_family(signature)] += 1
     attempts = 2 * (options.candidates - 1)
     for _, us, _, g, signature in sorted(order, key=lambda e: e[:3]):
-        if len(chosen) >= options.candidates or attempts == 0:
+        if len(chosen) >= options.candidates:
             break
         if signature in signatures:
             continue
         check = verdicts.get(g)
         if check is None:
+            if attempts == 0:  # out of attempts or time: only plans verified already from here on
+                continue
             attempts -= 1
             check = budget.verify(reference, g, options, stats)
             if check is None:
-                break
+                attempts = 0
+                continue
             dump.append((us, g, check))
             stats.verified += check.equivalent
             stats.rejected += not check.equivalent
@@ -871,7 +887,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
     stats = SearchStats()
     if options.verify:
         budget.reserve(reference, options, stats)
-    seeded, attention = seed_candidates(reference, options, budget)
+    seeded, first = seed_candidates(reference, options, budget)
     searcher = Searcher(reference, options, stats)
     searcher.deadline = budget.search_end
     for seed in seeded:  # verified and ranked with the search's own (and they bound the search)
@@ -911,10 +927,10 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
         progress.update(stats, time.perf_counter(), force=True)
         return True
 
-    # the online-softmax seeds (one plan per kernel strategy) first: no plan of the search's own space
-    # is cheaper (stable attention: 76k states, none found), and the clock needs both to choose from,
-    # where one verification takes ~9 s (NOTES.md, run 65)
-    for seed in sorted(attention, key=lambda g: searcher.candidates.get(g, math.inf)):
+    # the seeds of one plan per kernel strategy first: the clock needs them to choose from, and the
+    # model ranks them low (SwiGLU's one-kernel gate) or no plan of the search's own space is cheaper
+    # (stable attention: 76k states, none found) where one verification takes ~9 s (NOTES.md, run 65)
+    for seed in sorted(first, key=lambda g: searcher.candidates.get(g, math.inf)):
         if seed in searcher.candidates and options.verify and not check_candidate(seed):
             break
     while True:
