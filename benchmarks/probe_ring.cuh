@@ -11,20 +11,21 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(s), "l"(gmem));
 }
 
-template <typename Issue>
+// Stages and Threads: the ring's depth and the block size (ring_probe.cu varies them).
+template <int Stages = STAGES, int Threads = THREADS, typename Issue>
 __device__ float ring_stream(const char* ring, int stage, int iters, Issue issue) {
   float acc = 0.f;
-  for (int s = 0; s < STAGES - 1; ++s) {
+  for (int s = 0; s < Stages - 1; ++s) {
     if (s < iters) issue(s);
     asm volatile("cp.async.commit_group;\n");
   }
   for (int it = 0; it < iters; ++it) {
-    if (it + STAGES - 1 < iters) issue(it + STAGES - 1);
+    if (it + Stages - 1 < iters) issue(it + Stages - 1);
     asm volatile("cp.async.commit_group;\n");
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(STAGES - 1));
+    asm volatile("cp.async.wait_group %0;\n" :: "n"(Stages - 1));
     __syncthreads();
-    const float* f = (const float*)(ring + (it % STAGES) * stage);
-    for (int c = threadIdx.x; c < stage / 4; c += THREADS) acc += f[c];
+    const float* f = (const float*)(ring + (it % Stages) * stage);
+    for (int c = threadIdx.x; c < stage / 4; c += Threads) acc += f[c];
     __syncthreads();
   }
   return acc;

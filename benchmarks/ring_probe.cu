@@ -4,7 +4,9 @@
 // This probe reads column strips of W [4096, N] f16 (row-major, as the weights are) with every
 // combination of strip width, K split, stage size, ring depth and threads, each timed as a CUDA graph
 // of one launch (what gpu.py's replays see; median of 20 replays, 8 copies of W rotated past L2),
-// optionally with a 16-row X tile per stage (the matmul's other operand, L2 hits) beside W's.
+// optionally with a 16-row X tile per stage (the matmul's other operand, L2 hits) beside W's. The
+// ring is probe_ring.cuh's (run 82 timed a first copy of it that summed each stage as float4; run 85
+// this file: the same ceilings, 11.9 and 15.6 us, and one block per SM 18.2-18.9 us on 50 MB).
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o ring_probe ring_probe.cu && ./ring_probe
 #include <algorithm>
 #include <cstdio>
@@ -14,19 +16,16 @@
 
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
+#include "probe_ring.cuh"
+
 constexpr int COPIES = 8;
 constexpr int K = 4096;
 constexpr int X_ROWS = 16;
 
-__device__ __forceinline__ void cp_async16(char* smem, const char* gmem) {
-  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(s), "l"(gmem));
-}
-
 // Block (x, y) streams columns [x row_bytes, (x+1) row_bytes) of K slice y in `iters` stages of
-// k_tile rows, STAGES - 1 stages ahead; with `x_tile`, each stage also copies X [16, k_tile] (f16).
-template <int STAGES, int THREADS>
-__global__ void __launch_bounds__(THREADS) ring_kernel(const char* __restrict__ w, size_t pitch, int row_bytes,
+// k_tile rows, Stages - 1 stages ahead; with `x_tile`, each stage also copies X [16, k_tile] (f16).
+template <int Stages, int Threads>
+__global__ void __launch_bounds__(Threads) ring_kernel(const char* __restrict__ w, size_t pitch, int row_bytes,
                                                       int k_tile, int iters, const char* __restrict__ x, int x_tile,
                                                       float* out) {
   extern __shared__ __align__(128) char ring[];
@@ -34,34 +33,17 @@ __global__ void __launch_bounds__(THREADS) ring_kernel(const char* __restrict__ 
   const int chunks_per_row = row_bytes / 16, x_chunks_per_row = k_tile * 2 / 16;
   const size_t first_row = (size_t)blockIdx.y * k_tile * iters;
   const char* p = w + (size_t)blockIdx.x * row_bytes + first_row * pitch;
-  auto issue = [&](int i) {
-    char* slot = ring + (i % STAGES) * stage;
-    for (int c = threadIdx.x; c < w_bytes / 16; c += THREADS) {
+  float acc = ring_stream<Stages, Threads>(ring, stage, iters, [&](int i) {
+    char* slot = ring + (i % Stages) * stage;
+    for (int c = threadIdx.x; c < w_bytes / 16; c += Threads) {
       int r = c / chunks_per_row, q = c % chunks_per_row;
       cp_async16(slot + c * 16, p + ((size_t)i * k_tile + r) * pitch + q * 16);
     }
-    for (int c = threadIdx.x; c < x_bytes / 16; c += THREADS) {
+    for (int c = threadIdx.x; c < x_bytes / 16; c += Threads) {
       int r = c / x_chunks_per_row, q = c % x_chunks_per_row;
       cp_async16(slot + w_bytes + c * 16, x + (size_t)r * K * 2 + (first_row + (size_t)i * k_tile) * 2 + q * 16);
     }
-  };
-  float acc = 0.f;
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < iters) issue(s);
-    asm volatile("cp.async.commit_group;\n");
-  }
-  for (int it = 0; it < iters; ++it) {
-    if (it + STAGES - 1 < iters) issue(it + STAGES - 1);
-    asm volatile("cp.async.commit_group;\n");
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(STAGES - 1));
-    __syncthreads();
-    const float4* f = (const float4*)(ring + (it % STAGES) * stage);
-    for (int c = threadIdx.x; c < stage / 16; c += THREADS) {
-      float4 v = f[c];
-      acc += v.x + v.y + v.z + v.w;
-    }
-    __syncthreads();
-  }
+  });
   if (acc == 1.2345f) out[0] = acc;  // keeps the loads alive
 }
 
