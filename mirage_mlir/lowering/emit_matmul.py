@@ -201,10 +201,7 @@ class MatmulEmitter:
             for b in range(0, wn - 1, 2):
                 bf += self.ldmatrix_b_pair(bbuf, batch, k0, em.add(n0, 8 * b), columns)
             if wn % 2:
-                col = em.add(n0, 8 * (wn - 1))
-                if columns:
-                    col = em.op(f"arith.minui {em.idx(col)}, {em.idx(columns - 8)} : index", "i")
-                bf.append(self.ldmatrix_b(bbuf, batch, k0, col))
+                bf.append(self.ldmatrix_b(bbuf, batch, k0, self.clamp_column(em.add(n0, 8 * (wn - 1)), columns)))
             out = []
             for a in range(wm):
                 for b in range(wn):
@@ -260,15 +257,19 @@ class MatmulEmitter:
         return em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col0])}] "
                      f"{{numTiles = 2 : i32, transpose = true}} : {buf.type} -> vector<2x2x{buf.dtype}>", "fb")
 
+    def clamp_column(self, col: Index, columns: int) -> Index:
+        """A B tile's first column, a padding tile's (past N = `columns`; 0: none) clamped to N's last 8."""
+        if not columns:
+            return col
+        return self.em.op(f"arith.minui {self.em.idx(col)}, {self.em.idx(columns - 8)} : index", "i")
+
     def ldmatrix_b_pair(self, buf, batch: list[Index], k0: Index, col0: Index, columns: int = 0) -> list[str]:
         """The B fragments of columns col0.. and col0 + 8.. (x4, transposed: matrices (k 0-7, n 0-7),
         (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)); with `columns` (N), a tile past it reads
         N's last 8 columns (each lane addresses its own row, so the two tiles clamp separately)."""
         em = self.em
         row = em.add(k0, em.add(self.lrow, em.mul(em.rem(self.lmat, 2), 8)))
-        col = em.add(col0, em.mul(em.div(self.lmat, 2), 8))
-        if columns:
-            col = em.op(f"arith.minui {em.idx(col)}, {em.idx(columns - 8)} : index", "i")
+        col = self.clamp_column(em.add(col0, em.mul(em.div(self.lmat, 2), 8)), columns)
         quad = em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col])}] "
                      f"{{numTiles = 4 : i32, transpose = true}} : {buf.type} -> vector<4x2x{buf.dtype}>", "fb")
         halves = []
