@@ -277,7 +277,8 @@ def test_the_first_part_is_also_composed_as_one_kernel():
     from mirage_mlir.search.driver import Budget, seed_candidates
 
     graph = converted("swiglu_down_bs1_f16", os.path.join(os.path.dirname(INPUTS), "..", "examples"))
-    gated = split_before_matmul(graph)[0].value_types[split_before_matmul(graph)[0].outputs[0]]
+    first_part = split_before_matmul(graph)[0]
+    gated = first_part.value_types[first_part.outputs[0]]
     out, first = seed_candidates(graph, SearchOptions(time_budget=30, workers=2, use_cache=False), Budget(30))
     (one_kernel,) = first  # no attention here
     assert one_kernel in out and len(out) >= 2

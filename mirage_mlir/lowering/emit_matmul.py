@@ -253,9 +253,14 @@ class MatmulEmitter:
         """The B fragment of K rows k0.. and columns col0..col0 + 7 of `buf`, stored [k][n] (x2,
         transposed: matrices k 0-7 and k 8-15)."""
         em = self.em
-        row = em.add(k0, em.add(self.lrow, em.mul(em.rem(self.lmat, 2), 8)))
+        row = self.b_row(k0)
         return em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col0])}] "
                      f"{{numTiles = 2 : i32, transpose = true}} : {buf.type} -> vector<2x2x{buf.dtype}>", "fb")
+
+    def b_row(self, k0: Index) -> Index:
+        """The K row a lane addresses in a transposed B load: row l % 8 of matrix l // 8, the even
+        matrices K 0-7 and the odd ones K 8-15."""
+        return self.em.add(k0, self.em.add(self.lrow, self.em.mul(self.em.rem(self.lmat, 2), 8)))
 
     def clamp_column(self, col: Index, columns: int) -> Index:
         """A B tile's first column, a padding tile's (past N = `columns`; 0: none) clamped to N's last 8."""
@@ -268,7 +273,7 @@ class MatmulEmitter:
         (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)); with `columns` (N), a tile past it reads
         N's last 8 columns (each lane addresses its own row, so the two tiles clamp separately)."""
         em = self.em
-        row = em.add(k0, em.add(self.lrow, em.mul(em.rem(self.lmat, 2), 8)))
+        row = self.b_row(k0)
         col = self.clamp_column(em.add(col0, em.mul(em.div(self.lmat, 2), 8)), columns)
         quad = em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col])}] "
                      f"{{numTiles = 4 : i32, transpose = true}} : {buf.type} -> vector<4x2x{buf.dtype}>", "fb")
