@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -61,6 +62,45 @@ def node_index(body, op: str) -> int:
 
 
 # -- the planner -------------------------------------------------------------------------------------
+
+def lora_body(threads: int = 128):
+    return plans.lora_fused(benchmark_inputs("lora", 1, "f16"), threads=threads).nodes[0].body
+
+
+def test_accumulators_over_a_loop_of_one_are_their_inputs():
+    """lora's one-kernel form: its four accum_sums over the loop of one are dropped, so its matmuls
+    read the iterators' tiles (padded for ldmatrix) instead of copies of them; (X A) B's chain has
+    no row reduction, so the block's warps share the matmuls (no warp-rows layout)."""
+    body = lora_body()
+    p = plan.BlockPlan(body)
+    assert p.origin == tuple(i for i, node in enumerate(body.nodes) if node.op != "accum_sum")
+    assert not any(node.op == "accum_sum" for node in p.g.nodes) and p.warp_rows is None
+    assert all(p.buffers[i].pad == plan.MMA_PAD for i, kind in enumerate(p.kind) if kind == "iter")
+    text = BlockKernelGen(body, "k").generate(list(body.inputs), [body.value_types[v] for v in body.outputs]).text
+    assert "memref.load %tile" not in text  # no element copies between shared buffers
+    looped = plans.lora_fused(benchmark_inputs("lora", 1, "f16")).nodes[0].body
+    assert plan.without_identity_accumulators(replace(looped, forloop_range=2))[0] == replace(looped, forloop_range=2)
+
+
+def test_a_tile_that_does_not_split_over_the_threads_joins_its_groups_round_trip():
+    """B's strip (32 chunks, 128 threads) is loaded with the other tiles, under a guard: the
+    prologue waits one memory latency, not two."""
+    p = plan.BlockPlan(lora_body())
+    b = next(plan_i for plan_i, node in enumerate(p.g.nodes) if node.op == "input_iterator" and node.inputs == (3,))
+    assert p.copy_geometry(b).n_chunks < p.threads and p.unrolled_copy(p.copy_geometry(b))
+    assert p.figures().pre_round_trips == 1
+
+
+@pytest.mark.parametrize("threads,kslices,chain", [(128, 2, 8 + 8 + 1), (256, 4, 4 + 4 + 1), (512, 8, 2 + 2 + 1)])
+def test_tensor_core_stages_split_k_across_idle_warps(threads, kslices, chain):
+    """lora's stages hold two 16 x 8 mma tiles: the block's other warps each take a slice of X A's
+    and X W's K (256), not of (X A) B's (16), and the slices meet in `k_slices`."""
+    p = plan.BlockPlan(lora_body(threads))
+    splits = [p.stage_kslices(root, matmuls) for root, matmuls in p.matmul_stages()]
+    assert [(k, len(split)) for k, split in splits] == [(kslices, 1), (kslices, 1)]
+    assert p.mma_chain() == chain and p.k_slices.shape == (p.warps, 4, 32)
+    assert plan.BlockPlan(matmul_body(64, 256, 64, "f16")).k_slices is None  # 32 tiles: every warp busy
+
 
 def test_loop_tiles_go_through_a_ring_as_deep_as_two_blocks_per_sm_allow():
     body = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=64, k_tile=256)

@@ -113,7 +113,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline, smem_budget, fixed_threads)
         self.rows = rows
         self.dependency = dependency
-        self.g = graph
+        self.g = graph = self.plan.g  # without its identity accumulators
         self.name = name
         # a shared emitter `em`: this block graph follows another in one kernel, its buffers' names prefixed
         self.em = em or Emitter(ctype=self.plan.ctype)
@@ -125,6 +125,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.max_buffers = {i: own(buf) for i, buf in self.plan.max_buffers.items()}
         self.scale_buffers = {i: own(buf) for i, buf in self.plan.scale_buffers.items()}
         self.scratch = own(self.plan.scratch) if self.plan.scratch is not None else None
+        self.k_slices = own(self.plan.k_slices) if self.plan.k_slices is not None else None
         self.row_scratch = {i: own(buf) for i, buf in self.plan.row_scratch.items()}
         self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
@@ -157,7 +158,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.lrow, self.lmat = em.rem(self.lane, 8), em.div(self.lane, 8)
         if self.rows:
             self.last_row = em.op(f"arith.subi {ROWS_ARG}, {em.idx(1)} : index", "last")
-        scratch = ([self.scratch] if self.scratch is not None else []) + list(self.row_scratch.values())
+        scratch = [b for b in (self.scratch, self.k_slices) if b is not None] + list(self.row_scratch.values())
         if self.buffers or scratch:
             self.smem = smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>",
                                      "smem")

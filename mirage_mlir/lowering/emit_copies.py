@@ -82,7 +82,7 @@ class CopyEmitter:
         geos = [self.plan.copy_geometry(i) for i in iterators]
         for group in self.plan.copy_groups(geos):
             if self.plan.unrolled_copy(group[0]):
-                self.copy_chunks([(geo, c) for geo in group for c, _ in self.copy_slots(geo)])
+                self.copy_chunks([(geo, c, partial) for geo in group for c, partial in self.copy_slots(geo)])
             else:
                 self.copy_loop(group[0])
             for geo in group:
@@ -97,7 +97,7 @@ class CopyEmitter:
             e = self.em.fresh("e")
             with self.em.region(f"scf.for {e} = {self.tid} to {self.em.idx(n)} step {self.em.idx(count * batch)} {{",
                                 f"}} {{mirage.stage = \"copy {geo.i}\"}}"):
-                self.copy_chunks([(geo, self.em.add(e, q * count)) for q in range(batch)])
+                self.copy_chunks([(geo, self.em.add(e, q * count), False) for q in range(batch)])
         else:
             def body(c):
                 where = self.copy_where(geo, c)
@@ -105,14 +105,23 @@ class CopyEmitter:
 
             self.for_each(n, body, attr=f"mirage.stage = \"copy {geo.i}\"")
 
-    def copy_chunks(self, chunks: list[tuple[CopyGeometry, Index]]) -> None:
-        """Copies these (tile, chunk) pairs, every load issued before the first store."""
+    def copy_chunks(self, chunks: list[tuple[CopyGeometry, Index, bool]]) -> None:
+        """Copies these (tile, chunk, may be past the end) chunks, every load issued before the first
+        store (a chunk that may be past the end loaded and stored under a guard)."""
+        em = self.em
         pending = []
-        for geo, c in chunks:
+        for geo, c, partial in chunks:
             where = self.copy_where(geo, c)
-            pending.append((geo, where, self.copy_load(geo, where)))
-        for geo, where, val in pending:
-            self.copy_store(geo, where, val)
+            if partial:
+                inside = em.cmp_lt(c, geo.n_chunks)
+                val = em.if_value(inside, geo.vec, lambda geo=geo, where=where: self.copy_load(geo, where),
+                                  em.vconst_zero(geo.vec))
+            else:
+                inside, val = None, self.copy_load(geo, where)
+            pending.append((geo, where, val, inside))
+        for geo, where, val, inside in pending:
+            with em.guarded([inside] if inside else []):
+                self.copy_store(geo, where, val)
 
     def prefetch_loads(self, geos: list[CopyGeometry]) -> list[str]:
         """Every chunk this thread copies, loaded for iteration self.it (past-the-end chunks clamped)."""

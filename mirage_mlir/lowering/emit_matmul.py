@@ -141,19 +141,20 @@ class MatmulEmitter:
         (e.g. K = 1) are computed per output element."""
         em = self.em
         shape = self.plan.vtype(root).shape
-        m, n = shape[-2], shape[-1]
-        wm, wn = self.plan.pick_warp_tile(shape)
+        m = shape[-2]
         mt = -(-m // 16)
-        tiles = shape[:-2] + (mt // wm, (n // 8) // wn)
+        wm, wn, tiles = self.plan.stage_warp_tiles(shape)
         group, tig = self.group, self.tig
         mma = [i for i in matmuls if self.plan.mma_eligible(i)]
         rest = [i for i in matmuls if i not in mma]
 
-        def body(wt):
+        def origin(wt):
             where = em.unflatten(wt, tiles)
-            batch = where[:-2]
-            m0, n0 = em.mul(where[-2], 16 * wm), em.mul(where[-1], 8 * wn)
-            results = {i: self.mma_k_loop(i, batch, m0, n0, wm, wn) for i in mma}
+            return where[:-2], em.mul(where[-2], 16 * wm), em.mul(where[-1], 8 * wn)
+
+        def body(wt, sliced=None):
+            batch, m0, n0 = origin(wt)
+            results = {i: (sliced or {}).get(i) or self.mma_k_loop(i, batch, m0, n0, wm, wn) for i in mma}
             for a in range(wm):
                 for b in range(wn):
                     for half in range(2):
@@ -178,7 +179,53 @@ class MatmulEmitter:
                                 with em.region(f"scf.if {guard} {{"):
                                     epilogue()
 
-        self.for_each(numel(tiles), body, ids=self.warp, count=self.plan.warps)
+        kslices, split = self.plan.stage_kslices(root, matmuls)
+        if kslices == 1:
+            self.for_each(numel(tiles), body, ids=self.warp, count=self.plan.warps)
+            return
+        # warp w: tile w % tiles, K slice w // tiles; slice 0's warps add up the others' and finish
+        tile, k_slice = em.rem(self.warp, numel(tiles)), em.div(self.warp, numel(tiles))
+        batch, m0, n0 = origin(tile)
+        partial = {}
+        for i in split:
+            share = self.plan.vtype(self.g.nodes[i].inputs[0]).shape[-1] // kslices
+            partial[i] = self.mma_k_loop(i, batch, m0, n0, wm, wn, raw=True, k_range=(em.mul(k_slice, share), share))
+        totals = self.meet_k_slices([partial[i] for i in split], numel(tiles), kslices, k_slice)
+        with em.region(f"scf.if {em.cmp_eq(k_slice, 0)} {{"):
+            body(tile, {i: self.rounded_fragments(i, accs, wm, wn) for i, accs in zip(split, totals())})
+
+    def meet_k_slices(self, partials: list[list[str]], n_tiles: int, kslices: int, k_slice: Index):
+        """Each warp of K slice 1.. stores its partial mma accumulators (per matmul, vector<2x2xf32>
+        each) in the plan's `k_slices` buffer; after a barrier, a function that (in slice 0's warps)
+        returns the totals: its own accumulators plus the other slices' of the same tile."""
+        em, buf = self.em, self.k_slices
+        scalars = [em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f")
+                   for accs in partials for acc in accs for half in range(2) for c in range(2)]
+        if buf.name in self.scratch_reads:
+            self.barrier()  # an earlier stage's slice 0 still reads the buffer
+        with em.region(f"scf.if {em.cmp_lt(0, k_slice)} {{"):
+            for r, x in enumerate(scalars):
+                em.emit(f"memref.store {x}, {buf.name}[{em.idx(self.warp)}, {em.idx(r)}, {em.idx(self.lane)}] : {buf.type}")
+        self.barrier()
+        self.scratch_reads.add(buf.name)
+
+        def totals() -> list[list[str]]:
+            out, r = [], 0
+            for accs in partials:
+                sums = []
+                for acc in accs:
+                    values = []
+                    for j in range(4):
+                        parts = [scalars[r]] + [
+                            em.op(f"memref.load {buf.name}[{em.idx(em.add(self.warp, q * n_tiles))}, {em.idx(r)}, "
+                                  f"{em.idx(self.lane)}] : {buf.type}", "l") for q in range(1, kslices)]
+                        values.append(combine_tree(parts, lambda a, b: em.fbin("addf", a, b)))
+                        r += 1
+                    sums.append(em.op(f"vector.from_elements {', '.join(values)} : vector<2x2xf32>", "mma"))
+                out.append(sums)
+            return out
+
+        return totals
 
     def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, init: list[str] | None = None,
                    raw: bool = False, k_range: tuple[Index, int] | None = None, columns: int = 0):
@@ -222,18 +269,13 @@ class MatmulEmitter:
                            f"iter_args({iter_args}) -> ({types}) {{"):
                 em.emit(f"scf.yield {', '.join(step(k, args))} : {types}")
             accs = [f"{res}#{j}" for j in range(len(init))]
-        if raw:
-            return accs
-        dtype = node.types[0].dtype
-        out = []
-        for a in range(wm):
-            row = []
-            for b in range(wn):
-                acc = accs[a * wn + b]
-                row.append([[em.round(em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f"), dtype)
-                             for c in range(2)] for half in range(2)])
-            out.append(row)
-        return out
+        return accs if raw else self.rounded_fragments(i, accs, wm, wn)
+
+    def rounded_fragments(self, i: int, accs: list[str], wm: int, wn: int) -> list:
+        """[a][b][half][c]: the mma accumulators of matmul i's wm x wn tiles, rounded to its type."""
+        em, dtype = self.em, self.g.nodes[i].types[0].dtype
+        return [[[[em.round(em.op(f"vector.extract {accs[a * wn + b]}[{half}, {c}] : f32 from vector<2x2xf32>", "f"),
+                            dtype) for c in range(2)] for half in range(2)] for b in range(wn)] for a in range(wm)]
 
     # ldmatrix: lane l gives the address of row l % 8 of 8x8 matrix l // 8 (16 bytes each).
     def ldmatrix_a(self, buf, batch: list[Index], row0: Index, k0: Index, m: int) -> str:

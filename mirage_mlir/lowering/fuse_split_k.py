@@ -136,9 +136,9 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     values += list(range(first_out, first_out + len(second.types)))
     names = {v: f"%arg{k}" for k, v in enumerate(values)}
     gen_a.input_args = {k: names[v] for k, v in enumerate(first.inputs)}
-    gen_a.output_args = {gen_a.plan.node_of[o]: names[v] for o, v in zip(a.outputs, written)}
+    gen_a.output_args = {gen_a.plan.node_of[o]: names[v] for o, v in zip(gen_a.g.outputs, written)}
     gen_b.input_args = {k: names[v] for k, v in enumerate(second.inputs)}
-    gen_b.output_args = {gen_b.plan.node_of[o]: names[first_out + r] for r, o in enumerate(b.outputs)}
+    gen_b.output_args = {gen_b.plan.node_of[o]: names[first_out + r] for r, o in enumerate(gen_b.g.outputs)}
     counters = "%counters"
     shared = max(gen_a.plan.shared_bytes, gen_b.plan.shared_bytes)
     flag_offset = -(-shared // FLAG_ALIGN) * FLAG_ALIGN

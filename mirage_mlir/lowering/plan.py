@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 18  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 19  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -66,6 +66,7 @@ THREADS_PER_SM = 2048
 BLOCKS_PER_SM = 32
 MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
 MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unrolls
+MIN_SLICE_STEPS = 2  # fewest mma steps in a K slice of a tensor-core stage (plan.stage_kslices)
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
 
 
@@ -129,7 +130,7 @@ class PlanFigures:
     sync_bytes: int  # per iteration, copied through registers (loads, then stores)
     sync_round_trips: float  # memory latencies those copies wait per iteration (less when prefetched)
     pre_round_trips: int  # memory latencies the copies of loop-invariant tiles wait, one after another
-    tensor_core_matmuls: frozenset  # node indices of the matmuls on tensor cores
+    tensor_core_matmuls: frozenset  # node indices of the matmuls on tensor cores (in the block graph given)
     mma_chain: int  # dependent mma.sync steps a warp runs per loop iteration (the arithmetic's latency)
     tile_rows: tuple  # per input iterator: (bytes a block loads in all, contiguous bytes per tile row)
     thread_elements: int = 0  # elements one thread computes one after another, over every CUDA-core stage
@@ -253,6 +254,36 @@ def vector_width(dtype: str, *dims: int) -> int:
     return width
 
 
+IDENTITY_ACCUMULATORS = ("accum_sum", "accum_mean", "accum_max")
+
+
+def without_identity_accumulators(graph: Graph) -> tuple[Graph, tuple[int, ...]]:
+    """`graph` less its accumulators that are their input (a sum, mean or max over a loop of one
+    iteration, in the input's own type): their uses read the input. Else a matmul operand would be
+    copied element by element from its tile into a padded buffer of the accumulator's (lora's
+    kernel: three such copy loops before its first mma). Also each kept node's index in `graph`."""
+    if graph.forloop_range != 1:
+        return graph, tuple(range(len(graph.nodes)))
+    types = graph.value_types
+    n_in = len(graph.inputs)
+    source: dict[int, int] = {}  # value of graph -> value of the new graph
+    source.update((v, v) for v in range(n_in))
+    nodes, origin = [], []
+    for i, node in enumerate(graph.nodes):
+        first = graph.first_result[i]
+        inputs = tuple(source[v] for v in node.inputs)
+        if (node.op in IDENTITY_ACCUMULATORS and node.attr("reduce_dim", -1) == -1 and inputs[0] >= n_in
+                and types[node.inputs[0]] == node.types[0]):
+            source[first] = inputs[0]
+            continue
+        source.update((first + r, n_in + sum(len(n.types) for n in nodes) + r) for r in range(len(node.types)))
+        nodes.append(replace(node, inputs=inputs))
+        origin.append(i)
+    if len(nodes) == len(graph.nodes):
+        return graph, tuple(origin)
+    return replace(graph, nodes=tuple(nodes), outputs=tuple(source[v] for v in graph.outputs)), tuple(origin)
+
+
 class BlockPlan:
     """The decisions for block graph `graph`: node kinds, buffers and their shared-memory layout,
     phases, the cp.async ring, tensor-core matmuls and their warp tiling, register accumulators."""
@@ -264,11 +295,22 @@ class BlockPlan:
         # cost that kernel resident blocks): it then gets no deeper ring than the budget allows
         self.smem_budget = smem_budget
         self.prefetch = prefetch
-        self.g = graph
         self.path = path
         bx, by, bz = graph.block_dim
         if by != 1 or bz != 1 or bx % 32 or not 32 <= bx <= 1024:
             raise LoweringError(f"block_dim {graph.block_dim} is not supported (need (32k,1,1), k <= 32)", path)
+        for i, node in enumerate(graph.nodes):
+            if len(node.types) != 1:
+                raise LoweringError(f"'{node.op}' with {len(node.types)} results is not supported", path + (i,))
+            for t in node.types:
+                if t.dtype not in STORAGE_TYPES or not t.is_static():
+                    raise LoweringError(f"'{node.op}' has type {t}: static f16/bf16/f32/f64 tensors only", path + (i,))
+        for t in graph.inputs:
+            if t.dtype not in STORAGE_TYPES or not t.is_static():
+                raise LoweringError(f"kernel tensor of type {t}: static f16/bf16/f32/f64 tensors only", path)
+        # the graph the kernel computes; origin[i]: node i's index in the block graph given (for diagnostics)
+        self.g, self.origin = without_identity_accumulators(graph)
+        graph = self.g
         self.threads = bx
         self.warps = bx // 32
         self.loop = graph.forloop_range
@@ -279,15 +321,6 @@ class BlockPlan:
         for i, node in enumerate(graph.nodes):
             for v in node.inputs:
                 self.consumers.setdefault(v, []).append(i)
-        for i, node in enumerate(graph.nodes):
-            if len(node.types) != 1:
-                raise LoweringError(f"'{node.op}' with {len(node.types)} results is not supported", path + (i,))
-            for t in node.types:
-                if t.dtype not in STORAGE_TYPES or not t.is_static():
-                    raise LoweringError(f"'{node.op}' has type {t}: static f16/bf16/f32/f64 tensors only", path + (i,))
-        for t in graph.inputs:
-            if t.dtype not in STORAGE_TYPES or not t.is_static():
-                raise LoweringError(f"kernel tensor of type {t}: static f16/bf16/f32/f64 tensors only", path)
         # arithmetic in f32, or in f64 when the kernel holds f64 values (each result is still rounded
         # to its own type, so an f32 op computed in f64 and rounded gives the f32 result)
         self.ctype = "f64" if any(t.dtype == "f64" for t in graph.value_types) else "f32"
@@ -316,7 +349,7 @@ class BlockPlan:
         self.row_scratch: dict[int, Buffer] = {}
         if self.rows is not None:
             self.buffers, self.max_buffers, self.scale_buffers, self.scratch, self.reg_accs = {}, {}, {}, None, {}
-            self.carried_rows = {}
+            self.carried_rows, self.k_slices = {}, None
             self.ring, self.stages, self.shared_bytes = [], 1, 0
             for i, kind in enumerate(self.kind):
                 if kind in ("reduce", "acc_reduce1"):
@@ -333,8 +366,18 @@ class BlockPlan:
             self.shared_bytes += self.scratch.stage_bytes
         self.reg_accs = self._register_accumulators() if self.warp_rows is None else {}
         self.carried_rows = self._carried_rows() if self.warp_rows is None else {}
+        # where the K slices of tensor-core stages meet: [warp, register, lane] f32, after everything else
+        registers = max((self.k_slice_registers(root, matmuls) for root, matmuls in self.matmul_stages()), default=0)
+        self.k_slices = (Buffer("%kslices", (self.warps, registers, 32), "f32", self.shared_bytes)
+                         if registers and self.warp_rows is None else None)
+        if self.k_slices is not None:
+            self.shared_bytes += self.k_slices.stage_bytes
 
     # -- values ----------------------------------------------------------------------------------
+    def node_path(self, i: int) -> tuple[int, ...]:
+        """Where node i is, for a diagnostic (in the block graph given, not the one computed)."""
+        return self.path + (self.origin[i],)
+
     def value(self, i: int) -> int:
         return self.g.first_result[i]
 
@@ -355,7 +398,7 @@ class BlockPlan:
         if op == "thread_graph":
             return "ew"
         if op not in OPS or op == "rms_norm":
-            raise LoweringError(f"'{op}' cannot appear in a block graph", self.path + (i,))
+            raise LoweringError(f"'{op}' cannot appear in a block graph", self.node_path(i))
         category = OPS[op].category
         if category in ("unary", "binary"):
             return "ew"
@@ -501,7 +544,7 @@ class BlockPlan:
     def _warp_rows(self) -> WarpRows | None:
         """The warp-rows layout when this block graph is one (see the module doc), else None: matmuls
         on tensor cores, at least one of them reading a value computed from another matmul (a chain
-        of CUDA-core ops between them, the case the layout exists for) and all of them inside the
+        of CUDA-core ops between them with row reductions, the case the layout exists for) and all of them inside the
         for-loop; every computed value [..., R, C] (C % 8 == 0) or [..., R, 1] with the same R (a
         multiple of 16) and leading dims 1; reductions along rows; accumulators elementwise over
         the loop; a matmul's A an iterator tile or a computed value, its B an iterator tile (f16 or
@@ -527,7 +570,7 @@ class BlockPlan:
             j = self.node_of[v]
             return self.kind[j] == "matmul" or any(after_matmul(a, seen) for a in self.g.nodes[j].inputs)
 
-        widest, chained = 1, False
+        widest, chained, row_wise = 1, False, False
         for i, node in enumerate(self.g.nodes):
             kind = self.kind[i]
             if kind == "iter":
@@ -552,8 +595,9 @@ class BlockPlan:
                 x_shape = self.vtype(node.inputs[0]).shape
                 if dim % len(x_shape) != len(x_shape) - 1 or node.op == "accum_rescaled_sum":
                     return None
-        if not chained:
-            return None
+                row_wise = True
+        if not (chained and row_wise):
+            return None  # without row reductions (lora's (X A) B) the block's warps share every matmul
         # a thread holds wm * C / 2 registers of a [rows, C] value, about two such values at once plus
         # addresses: the fewest rows a warp (most warps) whose registers fit the register file
         for wm in (1, 2, 4):
@@ -774,6 +818,52 @@ class BlockPlan:
                 return wm, wn, tiles, self.warps // n_tiles
         return self.padded_warp_tiles(shape)
 
+    def matmul_stages(self) -> list[tuple[int, list[int]]]:
+        """(root value, matmul nodes) of each stage that computes matmuls (blockgen.compute_stage's):
+        a saver's or an accumulator's input, a buffered value."""
+        stages = []
+        for i, node in enumerate(self.g.nodes):
+            kind = self.kind[i]
+            if kind == "saver" or (kind == "acc" and i not in self.reg_accs and i not in self.carried_rows
+                                   and node.attr("reduce_dim", -1) == -1):
+                root, own = node.inputs[0], False
+            elif kind in ("ew", "acc_id", "matmul") and self.buffered[i]:
+                root, own = self.value(i), True
+            else:
+                continue
+            matmuls = self.inline_matmuls(root, root=own)
+            if matmuls:
+                stages.append((root, matmuls))
+        return stages
+
+    def stage_warp_tiles(self, shape: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]]:
+        """(wm, wn, tiles) of a tensor-core stage computing a value of `shape`: the warps' tiles."""
+        wm, wn = self.pick_warp_tile(shape)
+        return wm, wn, shape[:-2] + (-(-shape[-2] // 16) // wm, (shape[-1] // 8) // wn)
+
+    def stage_kslices(self, root: int, matmuls: list[int]) -> tuple[int, list[int]]:
+        """(warps sharing each warp tile, the matmuls whose K they split) of a tensor-core stage: where
+        its warp tiles are fewer than the warps, each of `kslices` warps takes a slice of K of every
+        matmul with a long K (each slice MIN_SLICE_STEPS mma steps or more), and they meet in shared
+        memory (`k_slices`). Else (1, []): a warp walks a tile's whole K, the other warps idle (lora's
+        16 x 16 outputs over K = 256: two warps of eight, 16 dependent mma steps each)."""
+        if self.warp_rows is not None or not any(self.mma_eligible(i) for i in matmuls):
+            return 1, []
+        _, _, tiles = self.stage_warp_tiles(self.vtype(root).shape)
+        n_tiles = numel(tiles)
+        if not 0 < n_tiles < self.warps or self.warps % n_tiles:
+            return 1, []
+        kslices = self.warps // n_tiles
+        split = [i for i in matmuls if self.mma_eligible(i)
+                 and self.vtype(self.g.nodes[i].inputs[0]).shape[-1] % (16 * MIN_SLICE_STEPS * kslices) == 0]
+        return (kslices, split) if split else (1, [])
+
+    def k_slice_registers(self, root: int, matmuls: list[int]) -> int:
+        """f32 registers a warp of this stage leaves in `k_slices` (0: the stage splits no K)."""
+        kslices, split = self.stage_kslices(root, matmuls)
+        wm, wn, _ = self.stage_warp_tiles(self.vtype(root).shape)
+        return 4 * wm * wn * len(split)
+
     def padded_warp_tiles(self, shape: tuple[int, ...]):
         """(wm, wn, tiles, 1) of one warp tile per warp whose N tiles cover N with padding, or None.
         Without it such a matmul's accumulator goes through shared memory and each warp walks its
@@ -878,7 +968,7 @@ class BlockPlan:
         elements, stages = self.cuda_core_work()
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
                            sum(tile_bytes[i] for i in self.ring), sync_bytes, sync_round_trips, pre_round_trips,
-                           frozenset(i for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
+                           frozenset(self.origin[i] for i, k in enumerate(self.kind) if k == "matmul" and self.mma_eligible(i)),
                            self.mma_chain(),
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes),
@@ -916,8 +1006,9 @@ class BlockPlan:
         return total, stages
 
     def unrolled_copy(self, geo: CopyGeometry) -> bool:
-        """The tile's copy is unrolled: each thread loads its few chunks, then stores them."""
-        return geo.n_chunks % self.threads == 0 and self.chunks_per_thread(geo) <= COPY_UNROLL
+        """The tile's copy is unrolled: each thread loads its few chunks (the last of a tile that does
+        not split evenly under a guard), then stores them."""
+        return self.chunks_per_thread(geo) <= COPY_UNROLL
 
     def copy_groups(self, geos: list[CopyGeometry]) -> list[list[CopyGeometry]]:
         """Copies issued together: consecutive unrolled copies share one round trip (all their loads,
@@ -966,8 +1057,8 @@ class BlockPlan:
                 info = by_matmul[i]
                 chain += info.per_warp * k_dim // (16 * info.kslices)
             else:
-                shape = self.vtype(self.value(i)).shape
-                wm, wn = self.pick_warp_tile(shape)
-                tiles = numel(shape[:-2]) * (-(-shape[-2] // 16) // wm) * ((shape[-1] // 8) // wn)
-                chain += -(-tiles // self.warps) * (k_dim // 16)
+                kslices = next((n for root, matmuls in self.matmul_stages() if i in matmuls
+                                for n, split in [self.stage_kslices(root, matmuls)] if i in split), 1)
+                _, _, tiles = self.stage_warp_tiles(self.vtype(self.value(i)).shape)
+                chain += -(-numel(tiles) // self.warps) * (k_dim // 16) // kslices
         return chain
