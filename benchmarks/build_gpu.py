@@ -64,6 +64,8 @@ SPLIT_K = {
                                               (8, 128, 4, 64), (8, 128, 8, 64), (16, 128, 4, 32), (16, 128, 4, 16),
                                               (8, 128, 8, 16), (32, 128, 2, 16), (16, 128, 4, 128),
                                               (16, 128, 2, 128), (8, 128, 4, 128))],
+    # the search's one-kernel form (a loop of one) at other strip widths and block sizes
+    "lora": [f"lora_fused:col_tile={c},threads={t}" for c in (16, 32, 64) for t in (128, 256, 512)],
     "swiglu_down": [f"swiglu_down:col_tile={c},down_col_tile={dc},splits={sp},down_k_tile={dk},threads={t}"
                     for c, dc, sp, dk, t in ((64, 64, 4, 64, 128), (64, 64, 8, 32, 128), (64, 128, 8, 32, 256),
                                              (32, 64, 4, 64, 256), (64, 64, 4, 64, 256))],
@@ -139,7 +141,7 @@ def main() -> int:
                     if dtype == "f16" and (args.sweep or args.split_k):
                         for k, spec in enumerate(SPLIT_K.get(name, [])):
                             variants[variant_name(spec)] = ["--plan", spec]
-                            if k == 0:  # the same plan as two launches, for comparison
+                            if k == 0 and "splits=" in spec:  # the same plan as two launches, for comparison
                                 variants[variant_name(spec) + "_unfused"] = ["--plan", spec, "--lower-options",
                                                                              "fuse-split-k=false"]
                     if dtype == "f16" and args.sweep and name == "ntrans":

@@ -177,11 +177,26 @@ def stable_attention(inputs: list[TensorType], scale: float = 0.125, q_tile: int
 
 
 # Plans beyond Mirage's published ones (mirage-compile --plan NAME[:params]), for the benchmarks
+def lora_fused(inputs: list[TensorType], col_tile: int = 16, threads: int = 128) -> Graph:
+    """The search's form: one kernel, a loop of one, a block per col_tile columns; each block computes
+    X A itself (rounded to X's type, as the unfused program does), then X W + (X A) B."""
+    x_type, w_type, _, _ = inputs
+    kb = KernelBuilder(inputs)
+    bb = BlockBuilder(inputs, (w_type.shape[1] // col_tile, 1, 1), 1, (threads, 1, 1))
+    x, w, a, b = (bb.accum("accum_sum", bb.iterator(i, imap, -1), dtype=inputs[i].dtype)
+                  for i, imap in enumerate((NO_MAP, (1, -1, -1), NO_MAP, (1, -1, -1))))
+    xa = bb.op("cast", bb.op("matmul", x, a, dtype="f32"), dtype=x_type.dtype)
+    both = bb.op("add", bb.op("matmul", x, w, dtype="f32"), bb.op("matmul", xa, b, dtype="f32"))
+    body = bb.finish([bb.save(_finish_dtype(bb, both, x_type.dtype), (1, -1, -1))])
+    return kb.finish(kb.graph_def(body, [0, 1, 2, 3]))
+
+
 VARIANTS = {
     "rmsnorm_linear_split_k": rmsnorm_linear_split_k,
     "gated_mlp_split_k": gated_mlp_split_k,
     "swiglu_down": swiglu_down,
     "stable_attention": stable_attention,
+    "lora_fused": lora_fused,
 }
 
 

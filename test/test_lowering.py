@@ -419,14 +419,16 @@ VARIANT_CASES = [
     ("gated_mlp_split_k", [(16, 512), (512, 128), (512, 128)], dict(col_tile=32, splits=2, k_tile=64)),
     ("swiglu_down", [(8, 64), (64, 128), (64, 128), (128, 64)],
      dict(col_tile=32, k_tile=32, down_col_tile=32, splits=2, down_k_tile=32)),
+    # eight warps over two mma tiles: X A's and X W's K split four ways (plan.stage_kslices)
+    ("lora_fused", [(16, 128), (128, 128), (128, 16), (16, 128)], dict(col_tile=16, threads=256)),
 ]
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
 @pytest.mark.parametrize("name,shapes,tiles", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
 def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
-    """The split-K plans equal the published one-kernel plans (and SwiGLU + down its formula), and
-    their kernels, executed thread by thread, compute the mu-graph."""
+    """The split-K plans and lora's one-kernel form equal the published plans (and SwiGLU + down its
+    formula), and their kernels, executed thread by thread, compute the mu-graph."""
     types = [TensorType(s, dtype) for s in shapes]
     graph = VARIANTS[name](types, **tiles)
     assert not verify(graph)
@@ -438,7 +440,7 @@ def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
         h = x @ w1
         expected = ((h / (1 + np.exp(-h))) * (x @ w3)) @ w2
     else:
-        expected = evaluate(PLANS[name[: -len("_split_k")]](types), inputs)[0]
+        expected = evaluate(PLANS[name.removesuffix("_split_k").removesuffix("_fused")](types), inputs)[0]
     assert rel_err(ref[0], expected) < (1e-5 if dtype == "f32" else 2e-2)
     assert rel_err(run_on_cpu(graph, inputs)[0], ref[0]) < (1e-5 if dtype == "f32" else 2e-3)
 
@@ -505,7 +507,10 @@ def test_row_sums_are_carried_across_the_loop(rows, k_tile):
 
 
 # A split reduction and its combine kernel as one launch (lowering/fuse_split_k.py).
-@pytest.mark.parametrize("name,shapes,tiles", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
+SPLIT_K_CASES = [c for c in VARIANT_CASES if c[0] != "lora_fused"]
+
+
+@pytest.mark.parametrize("name,shapes,tiles", SPLIT_K_CASES, ids=[c[0] for c in SPLIT_K_CASES])
 def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):
     """With the combine on the partials' column tiles, each split-K pair is one kernel whose last
     block per tile combines; fused and unfused kernels, run thread by thread (the emulator also checks

@@ -137,8 +137,8 @@ def test_plans_verified_already_are_kept_when_the_budget_is_spent():
 
 
 def test_a_cached_graph_that_was_changed_is_not_served():
-    """A well-formed entry whose graph was edited (rms_norm's epsilon made 1.0) fails the finite-field
-    re-test on load: it is recomputed and overwritten."""
+    """A well-formed entry whose graph was edited (rms_norm's epsilon, an attribute or a scalar, made
+    1.0) fails the finite-field re-test on load: it is recomputed and overwritten."""
     import re
 
     inputs = programs.small_inputs("rmsnorm_linear")
@@ -147,7 +147,7 @@ def test_a_cached_graph_that_was_changed_is_not_served():
     edited = {}
     for path in cache.cache_dir().glob("*.json"):  # the program's entry and its parts' (seeds.py)
         text = path.read_text()
-        changed = re.sub(r'"eps", \{"f": "[^"]+"\}', '"eps", {"f": "0x1.0000000000000p+0"}', text)
+        changed = re.sub(r'"(eps|scalar)", \{"f": "[^"]+"\}', r'"\1", {"f": "0x1.0000000000000p+0"}', text)
         if changed != text:
             path.write_text(changed)
             edited[path] = changed

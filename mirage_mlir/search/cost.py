@@ -5,7 +5,8 @@ memory per block (so how many blocks an SM holds), the bytes each iteration copi
 cp.async ring or through registers, and the memory latencies its copies wait. Per kernel:
 
   launch + max(bandwidth, latency, per-SM, loop) + arithmetic
-  (latency + the rest, not the larger, when one block per SM copies synchronously: nothing overlaps)
+  (latency + the rest, not the larger, when one block per SM copies synchronously: nothing overlaps;
+  a loop of one adds its mma chain to its copies' latency: it computes once they have landed)
 
 (no launch for a combine kernel the lowering fuses into the split reduction before it).
 
@@ -199,7 +200,10 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     arithmetic = tensor / (c.tensor_flops * fill * mma_eff) + simt / (c.simt_flops * fill)
     element_us = c.register_element_us if fig.in_registers else c.thread_element_us
     serial = waves * (fig.thread_elements * element_us + fig.stage_rounds * c.stage_us) * 1e-6
-    if resident == 1 and fig.stages == 1 and loop > 1:
+    if loop == 1:
+        # a loop of one computes only once its copies have landed: its mma chain follows the latency
+        memory = max(bandwidth, per_sm, latency + iterations)
+    elif resident == 1 and fig.stages == 1:
         # one block per SM copying synchronously: the SM streams nothing while it waits for a copy's
         # round trips, so the latencies add to the streaming time instead of hiding under it
         memory = latency + max(bandwidth, per_sm, iterations)
