@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 19  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 20  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -67,6 +67,10 @@ BLOCKS_PER_SM = 32
 MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
 MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unrolls
 MIN_SLICE_STEPS = 2  # fewest mma steps in a K slice of a tensor-core stage (plan.stage_kslices)
+# most bytes a grid asks L2 to hold before its grid-dependency wait (BlockPlan.l2_prefetch_iterations):
+# half the H100's and H200's 50 MB
+L2_PREFETCH_BYTES = 24 << 20
+L2_LINE = 128
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
 
 
@@ -718,6 +722,16 @@ class BlockPlan:
             raise LoweringError(f"the block graph needs {self.shared_bytes} bytes of shared memory for its tiles, "
                                 f"buffers and accumulators (at most {MAX_SHARED_BYTES} per block); smaller tiles "
                                 f"(a larger grid or for-loop) would fit", self.path)
+
+    def l2_prefetch_iterations(self, iterators: list[int]) -> range:
+        """The for-loop iterations whose tiles of ring `iterators` (inputs the kernels before this one
+        do not write) are prefetched into L2 before the grid-dependency wait: those past the ring's
+        first stages, as many as L2_PREFETCH_BYTES over the grid hold."""
+        blocks = numel(self.g.grid_dim)
+        per_iteration = blocks * sum(numel(self.g.nodes[i].types[0].shape) * BYTES[self.g.nodes[i].types[0].dtype]
+                                     for i in iterators)
+        first = self.stages - 1
+        return range(first, min(self.loop, first + L2_PREFETCH_BYTES // max(per_iteration, 1)))
 
     # -- copies ----------------------------------------------------------------------------------
     def copy_geometry(self, i: int) -> CopyGeometry:
