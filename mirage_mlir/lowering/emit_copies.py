@@ -79,6 +79,10 @@ class CopyEmitter:
     def copy_stage(self, iterators: list[int]) -> None:
         """Global -> shared copies of input iterator tiles, all loads issued before the stores (for
         a group of small tiles, all the group's loads: one memory latency for the group)."""
+        if iterators and self.plan.async_prologue:
+            self.async_wait(self.async_copy_stage(0, None, iterators=iterators), 0)
+            self.dirty.update(self.buffers[i].name for i in iterators)
+            return
         geos = [self.plan.copy_geometry(i) for i in iterators]
         for group in self.plan.copy_groups(geos):
             if self.plan.unrolled_copy(group[0]):
@@ -154,10 +158,11 @@ class CopyEmitter:
         return em.op(f"memref.view {self.smem}[{em.idx(offset)}][] : "
                      f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}", "ring")
 
-    def async_copy_stage(self, iteration: Index, slot: Index, live: str | None = None,
+    def async_copy_stage(self, iteration: Index, slot: Index | None, live: str | None = None,
                          iterators: list[int] | None = None, commit: bool = True) -> str | None:
         """Issues the cp.async copies of the ring iterators' tiles (`iterators`, default all) of
-        `iteration` into stage `slot` and commits them as one group (each thread commits its own
+        `iteration` into stage `slot` (None: into the iterators' own buffers, not a ring's) and
+        commits them as one group (each thread commits its own
         copies); returns its token (None when not `commit`: they join the next group). `live` (an
         i1, the same in every thread): when false the copies read nothing (src-size 0)."""
         em = self.em
@@ -165,7 +170,7 @@ class CopyEmitter:
         self.it = iteration
         for i in self.plan.ring if iterators is None else iterators:
             geo = self.plan.copy_geometry(i)
-            view = self.ring_view(i, slot)
+            view = self.buffers[i].name if slot is None else self.ring_view(i, slot)
             bypass = " {bypassL1}" if geo.align == 16 else ""
             size = ""
             if live is not None:
