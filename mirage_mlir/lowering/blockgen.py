@@ -166,7 +166,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
                 if buf.stages == 1:
                     em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : "
                             f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
-        if self.plan.ring or self.plan.async_prologue:
+        if self.plan.ring:
             self.no_token = em.op("ub.poison : !nvgpu.device.async.token", "tok")
 
     def for_each(self, n: int, body, ids: str | None = None, count: int | None = None, attr: str = "") -> None:

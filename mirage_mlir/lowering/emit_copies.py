@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-from .emitter import BYTES, ROWS_ARG, Index, indices
-from .plan import L2_LINE, CopyGeometry, numel
+from .emitter import ROWS_ARG, Index, indices
+from .plan import CopyGeometry, numel
 
 
 class CopyEmitter:
@@ -79,10 +79,6 @@ class CopyEmitter:
     def copy_stage(self, iterators: list[int]) -> None:
         """Global -> shared copies of input iterator tiles, all loads issued before the stores (for
         a group of small tiles, all the group's loads: one memory latency for the group)."""
-        if iterators and self.plan.async_prologue:
-            self.async_wait(self.async_copy_stage(0, None, iterators=iterators), 0)
-            self.dirty.update(self.buffers[i].name for i in iterators)
-            return
         geos = [self.plan.copy_geometry(i) for i in iterators]
         for group in self.plan.copy_groups(geos):
             if self.plan.unrolled_copy(group[0]):
@@ -158,11 +154,10 @@ class CopyEmitter:
         return em.op(f"memref.view {self.smem}[{em.idx(offset)}][] : "
                      f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}", "ring")
 
-    def async_copy_stage(self, iteration: Index, slot: Index | None, live: str | None = None,
+    def async_copy_stage(self, iteration: Index, slot: Index, live: str | None = None,
                          iterators: list[int] | None = None, commit: bool = True) -> str | None:
         """Issues the cp.async copies of the ring iterators' tiles (`iterators`, default all) of
-        `iteration` into stage `slot` (None: into the iterators' own buffers, not a ring's) and
-        commits them as one group (each thread commits its own
+        `iteration` into stage `slot` and commits them as one group (each thread commits its own
         copies); returns its token (None when not `commit`: they join the next group). `live` (an
         i1, the same in every thread): when false the copies read nothing (src-size 0)."""
         em = self.em
@@ -170,7 +165,7 @@ class CopyEmitter:
         self.it = iteration
         for i in self.plan.ring if iterators is None else iterators:
             geo = self.plan.copy_geometry(i)
-            view = self.buffers[i].name if slot is None else self.ring_view(i, slot)
+            view = self.ring_view(i, slot)
             bypass = " {bypassL1}" if geo.align == 16 else ""
             size = ""
             if live is not None:
@@ -220,41 +215,10 @@ class CopyEmitter:
         if early:
             for d in stages:
                 self.async_copy_stage(d, d, iterators=early, commit=False)
-            self.l2_prefetch(early)
             self.grid_dependency_wait()
         late = [i for i in self.plan.ring if i not in early]
         for d in stages:
             self.async_copy_stage(d, d, iterators=late)
-
-    def l2_prefetch(self, iterators: list[int]) -> None:
-        """Asks L2 for ring `iterators`' tiles of the iterations the ring's first stages do not hold
-        (plan.l2_prefetch_iterations), one prefetch per 128-byte line of a tile row: DRAM streams
-        them while the kernel before this one still runs, not only after this one's wait (LayerNorm +
-        Linear's projection waits ~3 us for its row kernel)."""
-        em, plan = self.em, self.plan
-        iterations = plan.l2_prefetch_iterations(iterators)
-        saved = self.it
-        for i in iterators:
-            geo = plan.copy_geometry(i)
-            if not iterations or geo.tensor in self.rows.inputs:
-                continue
-            per_line = L2_LINE // BYTES[geo.dtype]
-            shape = (len(iterations),) + tuple(geo.shape[:-1]) + (-(-geo.shape[-1] // per_line),)
-            base = em.op(f"memref.extract_aligned_pointer_as_index {self.input_args[geo.tensor]} : {geo.gmem} -> index",
-                         "base")
-
-            def body(e, geo=geo, per_line=per_line, shape=shape, base=base):
-                where = em.unflatten(e, shape)
-                self.it = em.add(where[0], iterations.start)
-                tile_index = where[1:-1] + [em.mul(where[-1], per_line)]
-                src = [em.add(a, b) for a, b in zip(tile_index, self.iterator_offsets(geo))]
-                address = em.add(base, em.mul(em.linearize(src, geo.whole.shape), BYTES[geo.dtype]))
-                word = em.op(f"arith.index_cast {em.idx(address)} : index to i64", "addr")
-                pointer = em.op(f"llvm.inttoptr {word} : i64 to !llvm.ptr<1>", "ptr")
-                em.emit(f"nvvm.prefetch level = L2, {pointer} : !llvm.ptr<1>")
-
-            self.for_each(numel(shape), body, attr=f"mirage.stage = \"L2 prefetch {i}\"")
-        self.it = saved
 
     def ring_advance(self, it: str) -> None:
         """At the top of iteration `it`: refills the stage iteration it - 1 used (the closing barrier

@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, memref_type
 
-CODEGEN_VERSION = 21  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 22  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -67,10 +67,6 @@ BLOCKS_PER_SM = 32
 MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
 MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unrolls
 MIN_SLICE_STEPS = 2  # fewest mma steps in a K slice of a tensor-core stage (plan.stage_kslices)
-# most bytes a grid asks L2 to hold before its grid-dependency wait (BlockPlan.l2_prefetch_iterations):
-# half the H100's and H200's 50 MB
-L2_PREFETCH_BYTES = 24 << 20
-L2_LINE = 128
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
 
 
@@ -345,11 +341,6 @@ class BlockPlan:
         if pipeline:
             self._choose_stages()
         self.rows = self._row_layout(fixed_threads) if self.warp_rows is None else None
-        # a loop of one copies its tiles with cp.async, one group: each thread issues its copies and
-        # waits once, where synchronous copies store each chunk only once its load is back (lora's
-        # kernel: 55% of its warp samples on those stores, H200 run 87)
-        self.async_prologue = (pipeline and self.loop == 1 and self.rows is None and self.warp_rows is None
-                               and all(self._async_chunk_ok(i) for i, k in enumerate(self.kind) if k == "iter"))
         if self.rows is not None and not fixed_threads:
             # a row kernel runs on the threads its layout needs (any count computes the same)
             self.threads = self.rows.threads
@@ -728,16 +719,6 @@ class BlockPlan:
                                 f"buffers and accumulators (at most {MAX_SHARED_BYTES} per block); smaller tiles "
                                 f"(a larger grid or for-loop) would fit", self.path)
 
-    def l2_prefetch_iterations(self, iterators: list[int]) -> range:
-        """The for-loop iterations whose tiles of ring `iterators` (inputs the kernels before this one
-        do not write) are prefetched into L2 before the grid-dependency wait: those past the ring's
-        first stages, as many as L2_PREFETCH_BYTES over the grid hold."""
-        blocks = numel(self.g.grid_dim)
-        per_iteration = blocks * sum(numel(self.g.nodes[i].types[0].shape) * BYTES[self.g.nodes[i].types[0].dtype]
-                                     for i in iterators)
-        first = self.stages - 1
-        return range(first, min(self.loop, first + L2_PREFETCH_BYTES // max(per_iteration, 1)))
-
     # -- copies ----------------------------------------------------------------------------------
     def copy_geometry(self, i: int) -> CopyGeometry:
         buf = self.buffers[i]
@@ -979,7 +960,7 @@ class BlockPlan:
         # synchronous copies run one after the other, each waiting for its loads; prefetching into
         # registers `depth` iterations ahead hides all but 1 / depth of that
         sync_round_trips = self.copies_round_trips(geos) / (depth or 1)
-        if self.rows is not None or self.async_prologue:
+        if self.rows is not None:
             pre_round_trips = 1  # every thread's loads of every tile issued together
         else:
             pre_round_trips = self.copies_round_trips([self.copy_geometry(i) for i, k in enumerate(self.kind)
