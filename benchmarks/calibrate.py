@@ -34,7 +34,7 @@ from mirage_mlir.plans import PLANS, VARIANTS, benchmark_inputs  # noqa: E402
 from mirage_mlir.search import cost as costmod  # noqa: E402
 
 FITTED = ("mem_latency_us", "loop_iter_us", "mma_step_us", "sm_bandwidth", "launch_us", "stream_peak",
-          "row_overhead", "thread_element_us", "stage_us")
+          "row_overhead", "thread_element_us", "stage_us", "copy_chunk_us")
 SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
 
 
@@ -96,7 +96,8 @@ def fit(points, chip, names=FITTED):
              "stream_peak": np.linspace(0.5, 1.0, 11), "row_overhead": np.geomspace(4, 256, 13),
              "sm_bandwidth": np.geomspace(2e10, 4e11, 15), "launch_us": np.linspace(0.5, 4, 8),
              "thread_element_us": np.geomspace(0.002, 0.05, 15),
-             "stage_us": np.concatenate([[0.0], np.geomspace(0.02, 1.0, 12)])}
+             "stage_us": np.concatenate([[0.0], np.geomspace(0.02, 1.0, 12)]),
+             "copy_chunk_us": np.concatenate([[0.0], np.geomspace(0.005, 0.2, 12)])}
     best = loss(points, chip)
     for _ in range(3):
         for name in names:

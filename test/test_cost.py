@@ -185,3 +185,12 @@ def test_blocks_resident_together_stream_side_by_side():
     side_by_side = cost.graph_def_cost(gate, streaming, fig).us
     in_turns = cost.graph_def_cost(gate, streaming, replace(fig, smem=120 * 1024)).us
     assert side_by_side >= per_block and in_turns - side_by_side == pytest.approx(per_block, rel=0.02)
+
+
+def test_a_loop_of_one_pays_for_the_chunks_a_thread_copies():
+    """lora's one kernel (H200 run 87): at 128 threads each thread copies 13 chunks before the first
+    mma and the kernel ran 0.7 us slower than at 256 (7 chunks); the model ranks it so."""
+    inputs = plans.benchmark_inputs("lora", 1, "f16")
+    narrow, wide = (plans.lora_fused(inputs, threads=t) for t in (128, 256))
+    assert plan_figures(narrow.nodes[0].body).pre_chunks == 13 and plan_figures(wide.nodes[0].body).pre_chunks == 7
+    assert cost.cost(wide).total_us < cost.cost(narrow).total_us

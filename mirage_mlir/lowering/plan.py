@@ -137,6 +137,7 @@ class PlanFigures:
     stage_rounds: int = 0  # those stages, one after another, each ending at a barrier (loop iterations counted)
     unrolled: bool = False  # a row kernel: its for-loop is unrolled, no barrier or wait per iteration
     in_registers: bool = False  # a warp-rows kernel: its CUDA-core elements are register values
+    pre_chunks: int = 0  # chunks one thread copies synchronously before the loop (loads, then stores)
 
     @property
     def loop_round_trips(self) -> float:
@@ -960,11 +961,13 @@ class BlockPlan:
         # synchronous copies run one after the other, each waiting for its loads; prefetching into
         # registers `depth` iterations ahead hides all but 1 / depth of that
         sync_round_trips = self.copies_round_trips(geos) / (depth or 1)
+        pre_chunks = 0
         if self.rows is not None:
             pre_round_trips = 1  # every thread's loads of every tile issued together
         else:
-            pre_round_trips = self.copies_round_trips([self.copy_geometry(i) for i, k in enumerate(self.kind)
-                                                       if k == "iter" and i not in loop_iters])
+            pre = [self.copy_geometry(i) for i, k in enumerate(self.kind) if k == "iter" and i not in loop_iters]
+            pre_round_trips = self.copies_round_trips(pre)
+            pre_chunks = sum(self.chunks_per_thread(geo) for geo in pre)
         elements, stages = self.cuda_core_work()
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
                            sum(tile_bytes[i] for i in self.ring), sync_bytes, sync_round_trips, pre_round_trips,
@@ -973,7 +976,7 @@ class BlockPlan:
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes),
                            thread_elements=elements, stage_rounds=stages, unrolled=self.rows is not None,
-                           in_registers=self.warp_rows is not None)
+                           in_registers=self.warp_rows is not None, pre_chunks=pre_chunks)
 
     def cuda_core_work(self) -> tuple[int, int]:
         """(elements one thread handles one after another in the stages that run on CUDA cores, those

@@ -6,7 +6,8 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
 
   launch + max(bandwidth, latency, per-SM, loop) + arithmetic
   (latency + the rest, not the larger, when one block per SM copies synchronously: nothing overlaps;
-  a loop of one adds its mma chain to its copies' latency: it computes once they have landed)
+  a loop of one adds its mma chain and `copy_chunk_us` per chunk a thread copies to its copies'
+  latency: it computes once they have landed)
 
 (no launch for a combine kernel the lowering fuses into the split reduction before it).
 
@@ -91,6 +92,12 @@ class Chip:
     # registers, no shared-memory round trip or barrier per stage (fitted on stable attention's
     # warp-rows plans, H200 run 65: the model's error flat below ~0.003)
     register_element_us: float = 0.002
+    # one 16-byte chunk a thread copies synchronously before the loop, in a loop of one (its loads, then
+    # its stores, each waiting for its load): lora's one kernel at 16 / 32 / 64 columns a block ran
+    # 0.3-0.8 us faster at 256 threads (7-13 chunks a thread) than at 128 (13-25; H200 run 87). Not
+    # charged to warp-rows kernels: with it, run 86's stable attention bs1 bf16 pick went 1.00 -> 1.30x
+    # the fastest (benchmarks/calibrate.py)
+    copy_chunk_us: float = 0.05
 
     def resident_blocks(self, smem: int, threads: int) -> int:
         """Blocks of this size one SM holds at once."""
@@ -201,8 +208,10 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     element_us = c.register_element_us if fig.in_registers else c.thread_element_us
     serial = waves * (fig.thread_elements * element_us + fig.stage_rounds * c.stage_us) * 1e-6
     if loop == 1:
-        # a loop of one computes only once its copies have landed: its mma chain follows the latency
-        memory = max(bandwidth, per_sm, latency + iterations)
+        # a loop of one computes only once its copies have landed: its mma chain follows the latency,
+        # and the latency grows with the chunks a thread copies
+        copies = 0.0 if fig.in_registers else fig.pre_chunks * c.copy_chunk_us * 1e-6
+        memory = max(bandwidth, per_sm, latency + copies + iterations)
     elif resident == 1 and fig.stages == 1:
         # one block per SM copying synchronously: the SM streams nothing while it waits for a copy's
         # round trips, so the latencies add to the streaming time instead of hiding under it
