@@ -800,9 +800,11 @@ def _retilings(graph: Graph) -> list[Graph]:
             # a loop of one waits for its copies, then runs its stages: more threads copy fewer chunks
             # each and split the mma chains across more warps (lora's one kernel, H200 run 87: 128 ->
             # 256 threads 3.9 -> 3.2 us); also half as many blocks, each twice the columns
+            # (a row kernel runs on the threads its layout needs, whatever its block size)
+            thread_counts = (None,) if plan_figures(body).unrolled else LOOP_ONE_THREADS
             for grid in [None] + _halved_grids(body):
-                for threads in LOOP_ONE_THREADS:
-                    if (g := seeds.retile(graph, n, 1, grid, threads)) is not None:
+                for threads in thread_counts:
+                    if (grid, threads) != (None, None) and (g := seeds.retile(graph, n, 1, grid, threads)) is not None:
                         out.append(g)
             continue
         grids = [None]
