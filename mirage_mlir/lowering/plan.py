@@ -270,6 +270,7 @@ def without_identity_accumulators(graph: Graph) -> tuple[Graph, tuple[int, ...]]
     source: dict[int, int] = {}  # value of graph -> value of the new graph
     source.update((v, v) for v in range(n_in))
     nodes, origin = [], []
+    kept = n_in  # the new graph's next value
     for i, node in enumerate(graph.nodes):
         first = graph.first_result[i]
         inputs = tuple(source[v] for v in node.inputs)
@@ -277,7 +278,8 @@ def without_identity_accumulators(graph: Graph) -> tuple[Graph, tuple[int, ...]]
                 and types[node.inputs[0]] == node.types[0]):
             source[first] = inputs[0]
             continue
-        source.update((first + r, n_in + sum(len(n.types) for n in nodes) + r) for r in range(len(node.types)))
+        source.update((first + r, kept + r) for r in range(len(node.types)))
+        kept += len(node.types)
         nodes.append(replace(node, inputs=inputs))
         origin.append(i)
     if len(nodes) == len(graph.nodes):
@@ -369,8 +371,7 @@ class BlockPlan:
         self.carried_rows = self._carried_rows() if self.warp_rows is None else {}
         # where the K slices of tensor-core stages meet: [warp, register, lane] f32, after everything else
         registers = max((self.k_slice_registers(root, matmuls) for root, matmuls in self.matmul_stages()), default=0)
-        self.k_slices = (Buffer("%kslices", (self.warps, registers, 32), "f32", self.shared_bytes)
-                         if registers and self.warp_rows is None else None)
+        self.k_slices = Buffer("%kslices", (self.warps, registers, 32), "f32", self.shared_bytes) if registers else None
         if self.k_slices is not None:
             self.shared_bytes += self.k_slices.stage_bytes
 
@@ -861,7 +862,7 @@ class BlockPlan:
 
     def k_slice_registers(self, root: int, matmuls: list[int]) -> int:
         """f32 registers a warp of this stage leaves in `k_slices` (0: the stage splits no K)."""
-        kslices, split = self.stage_kslices(root, matmuls)
+        _, split = self.stage_kslices(root, matmuls)
         wm, wn, _ = self.stage_warp_tiles(self.vtype(root).shape)
         return 4 * wm * wn * len(split)
 
@@ -1049,6 +1050,9 @@ class BlockPlan:
     def mma_chain(self) -> int:
         """Dependent mma.sync steps per warp and loop iteration, over the tensor-core matmuls."""
         by_matmul = {info.mm: info for info in self.reg_accs.values()}
+        # the K slices of each matmul that a tensor-core stage splits
+        sliced = {i: kslices for root, matmuls in self.matmul_stages()
+                  for kslices, split in [self.stage_kslices(root, matmuls)] for i in split}
         chain = 0
         for i, kind in enumerate(self.kind):
             if kind != "matmul" or not self.mma_eligible(i) or self.phase[i] != ("loop" if self.loop > 1 else "pre"):
@@ -1060,8 +1064,6 @@ class BlockPlan:
                 info = by_matmul[i]
                 chain += info.per_warp * k_dim // (16 * info.kslices)
             else:
-                kslices = next((n for root, matmuls in self.matmul_stages() if i in matmuls
-                                for n, split in [self.stage_kslices(root, matmuls)] if i in split), 1)
                 _, _, tiles = self.stage_warp_tiles(self.vtype(self.value(i)).shape)
-                chain += -(-numel(tiles) // self.warps) * (k_dim // 16) // kslices
+                chain += -(-numel(tiles) // self.warps) * (k_dim // 16) // sliced.get(i, 1)
         return chain
