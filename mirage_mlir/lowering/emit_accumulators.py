@@ -69,7 +69,7 @@ class AccumulatorEmitter:
         em = self.em
         node = self.g.nodes[i]
         buf = self.buffers[i]
-        where = f"{buf.name}[{indices(em, index)}] : {buf.type}"
+        where = f"{buf.at(em, index)} : {buf.type}"
         cur = em.op(f"memref.load {where}", "l")
         factors = None
         if i in self.scale_buffers:  # per-row rescale factors, taken once per row (rescale_stage)
@@ -115,7 +115,7 @@ class AccumulatorEmitter:
 
             def body(e, buf=buf, value=value):
                 index = em.unflatten(e, buf.shape)
-                em.emit(f"memref.store {value}, {buf.name}[{indices(em, index)}] : {buf.type}")
+                em.emit(f"memref.store {value}, {buf.at(em, index)} : {buf.type}")
 
             self.for_each(numel(buf.shape), body)
             self.dirty.add(buf.name)

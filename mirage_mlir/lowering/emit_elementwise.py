@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ..mugraph import Graph, Node
 from ..opset import OPS
-from .emitter import BYTES, Index, indices
-from .plan import Buffer, LoweringError
+from .emitter import BYTES, Index
+from .plan import SWIZZLE_CHUNK, Buffer, LoweringError
 
 
 def broadcast_index(index: list[Index], shape: tuple[int, ...], target: tuple[int, ...]) -> list[Index]:
@@ -23,17 +23,21 @@ class ElementwiseEmitter:
 
     def load(self, buf: Buffer, index: list[Index]) -> str:
         em = self.em
-        raw = em.op(f"memref.load {buf.name}[{indices(em, index)}] : {buf.type}", "l")
+        raw = em.op(f"memref.load {buf.at(em, index)} : {buf.type}", "l")
         return em.extend(raw, buf.dtype)
 
     def load_vector(self, buf: Buffer, index: list[Index], length: int, hint: str) -> list[str]:
         """`length` consecutive elements (along the last dim) of a buffer from `index`, as f32."""
         em = self.em
-        vec = f"vector<{length}x{buf.dtype}>"
-        loaded = em.op(f"vector.load {buf.name}[{indices(em, index)}] {{alignment = {length * BYTES[buf.dtype]}}} "
-                       f": {buf.type}, {vec}", hint)
-        return [em.extend(em.op(f"vector.extract {loaded}[{k}] : {buf.dtype} from {vec}", "l"), buf.dtype)
-                for k in range(length)]
+        piece = min(length, SWIZZLE_CHUNK // BYTES[buf.dtype]) if buf.swizzle else length  # a chunk at most
+        vec = f"vector<{piece}x{buf.dtype}>"
+        values = []
+        for start in range(0, length, piece):
+            at = buf.at(em, index[:-1] + [em.add(index[-1], start)])
+            loaded = em.op(f"vector.load {at} {{alignment = {piece * BYTES[buf.dtype]}}} : {buf.type}, {vec}", hint)
+            values += [em.extend(em.op(f"vector.extract {loaded}[{k}] : {buf.dtype} from {vec}", "l"), buf.dtype)
+                       for k in range(piece)]
+        return values
 
     def value_at(self, v: int, index: list[Index], memo: dict, overrides: dict | None = None,
                  compute: bool = False) -> str:

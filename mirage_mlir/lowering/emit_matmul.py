@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from .emit_reduction import combine_tree
-from .emitter import Index, indices
+from .emitter import Index
 from .plan import RegisterAccumulator, numel
 
 
@@ -288,7 +288,7 @@ class MatmulEmitter:
         if m % 16:
             row = em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
         col = em.add(k0, em.mul(em.div(self.lmat, 2), 8))
-        return em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col])}] "
+        return em.op(f"nvgpu.ldmatrix {buf.at(em, batch + [row, col])} "
                      f"{{numTiles = 4 : i32, transpose = false}} : {buf.type} -> vector<4x2x{buf.dtype}>", "fa")
 
     def ldmatrix_b(self, buf, batch: list[Index], k0: Index, col0: Index) -> str:
@@ -296,7 +296,7 @@ class MatmulEmitter:
         transposed: matrices k 0-7 and k 8-15)."""
         em = self.em
         row = self.b_row(k0)
-        return em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col0])}] "
+        return em.op(f"nvgpu.ldmatrix {buf.at(em, batch + [row, col0])} "
                      f"{{numTiles = 2 : i32, transpose = true}} : {buf.type} -> vector<2x2x{buf.dtype}>", "fb")
 
     def b_row(self, k0: Index) -> Index:
@@ -317,7 +317,7 @@ class MatmulEmitter:
         em = self.em
         row = self.b_row(k0)
         col = self.clamp_column(em.add(col0, em.mul(em.div(self.lmat, 2), 8)), columns)
-        quad = em.op(f"nvgpu.ldmatrix {buf.name}[{indices(em, batch + [row, col])}] "
+        quad = em.op(f"nvgpu.ldmatrix {buf.at(em, batch + [row, col])} "
                      f"{{numTiles = 4 : i32, transpose = true}} : {buf.type} -> vector<4x2x{buf.dtype}>", "fb")
         halves = []
         for h in range(2):
@@ -447,7 +447,7 @@ class MatmulEmitter:
         a, b = em.div(r, 4 * info.wn), em.rem(em.div(r, 4), info.wn)
         row = em.add(em.add(m0, em.add(em.mul(a, 16), em.mul(em.rem(em.div(r, 2), 2), 8))), group)
         col = em.add(em.add(n0, em.mul(b, 8)), em.add(em.mul(tig, 2), em.rem(r, 2)))
-        where = f"{buf.name}[{indices(em, batch + [row, col])}] : {buf.type}"
+        where = f"{buf.at(em, batch + [row, col])} : {buf.type}"
 
         def store():
             value = em.fbin("addf", em.op(f"memref.load {where}", "l"), x) if add else x

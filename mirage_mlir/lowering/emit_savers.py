@@ -17,7 +17,7 @@ class SaverEmitter:
         kind, i = target
         if kind == "buf":
             buf = self.buffers[i]
-            em.emit(f"memref.store {em.truncate(x, buf.dtype)}, {buf.name}[{indices(em, index)}] : {buf.type}")
+            em.emit(f"memref.store {em.truncate(x, buf.dtype)}, {buf.at(em, index)} : {buf.type}")
         elif kind == "acc":
             self.acc_update(i, index, x, memo)
         else:

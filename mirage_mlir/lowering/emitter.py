@@ -148,6 +148,15 @@ class Emitter:
             return 0
         return self.op(f"arith.remui {a}, {self.idx(b)} : index", "i")
 
+    def xor(self, a: Index, b: Index) -> Index:
+        if isinstance(a, int) and isinstance(b, int):
+            return a ^ b
+        if b == 0:
+            return a
+        if a == 0:
+            return b
+        return self.op(f"arith.xori {self.idx(a)}, {self.idx(b)} : index", "i")
+
     def unflatten(self, linear: Index, shape: tuple[int, ...]) -> list[Index]:
         """Row-major multi-index of `linear` in `shape` (dims of size 1 give constant 0)."""
         out: list[Index] = []

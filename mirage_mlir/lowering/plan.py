@@ -47,9 +47,9 @@ from dataclasses import dataclass, replace
 
 from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
-from .emitter import BYTES, STORAGE_TYPES, memref_type
+from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 22  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 23  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -67,7 +67,8 @@ BLOCKS_PER_SM = 32
 MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
 MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unrolls
 MIN_SLICE_STEPS = 2  # fewest mma steps in a K slice of a tensor-core stage (plan.stage_kslices)
-MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer (16 bytes: no bank conflicts)
+MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer that cannot be swizzled
+SWIZZLE_CHUNK = 16  # bytes a swizzled buffer moves as a unit (a cp.async chunk, an ldmatrix row)
 
 
 def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED_PER_SM,
@@ -99,6 +100,25 @@ class Buffer:
     offset: int
     pad: int = 0  # extra elements at the end of each row (bank-conflict-free tensor-core fragments)
     stages: int = 1  # copies side by side: a ring that asynchronous copies fill ahead of the loop
+    swizzle: bool = False  # 16-byte chunks of each row permuted by the row (swizzle_term), no padding
+
+    def at(self, em: Emitter, index: list[Index], name: str | None = None) -> str:
+        """`name[indices]` (default: this buffer's name) of the element at logical `index`."""
+        return f"{name or self.name}[{indices(em, self.place(em, index))}]"
+
+    def place(self, em: Emitter, index: list[Index]) -> list[Index]:
+        """Where logical `index` is stored: in a swizzled buffer, 16-byte chunk q of row r holds the
+        row's chunk q ^ swizzle_term(r), so that eight rows of the same chunk (one ldmatrix, or a
+        warp's cp.async copies of a column strip) fall in eight different bank groups while every
+        row stays whole and 128-byte aligned. (Rows padded by 16 bytes also avoid the conflicts, but
+        a warp's cp.async.cg copies into them fetch ~1.5x their bytes from L2: run 93.) An access
+        must stay inside one chunk."""
+        if not self.swizzle:
+            return index
+        chunk = SWIZZLE_CHUNK // BYTES[self.dtype]
+        row = em.linearize(index[:-1], self.shape[:-1])
+        term = swizzle_term(em, row, self.shape[-1] // chunk)
+        return index[:-1] + [em.xor(index[-1], em.mul(term, chunk))]
 
     @property
     def stage_bytes(self) -> int:
@@ -115,6 +135,20 @@ class Buffer:
     @property
     def nbytes(self) -> int:
         return math.prod(self.storage_shape) * BYTES[self.dtype]
+
+
+def swizzle_term(em: Emitter, row: Index, chunks: int) -> Index:
+    """The chunk permutation of a row of `chunks` 16-byte chunks (8 or a multiple, or 1, 2 or 4):
+    eight consecutive rows meet one 128-byte bank line in eight different 16-byte groups."""
+    period = min(chunks, 8)
+    return em.rem(em.div(row, 8 // period), period)
+
+
+def swizzles(shape: tuple[int, ...], dtype: str) -> bool:
+    """Whether a buffer's rows split into chunks that swizzle_term can permute."""
+    chunk = SWIZZLE_CHUNK // BYTES[dtype]
+    chunks = shape[-1] // chunk if shape[-1] % chunk == 0 else 0
+    return chunks in (1, 2, 4) or (chunks > 0 and chunks % 8 == 0)
 
 
 @dataclass(frozen=True)
@@ -657,16 +691,18 @@ class BlockPlan:
         rescale buffers, bytes)."""
         offset = 0
 
-        def new(shape, dtype, hint, pad=0, stages=1) -> Buffer:
+        def new(shape, dtype, hint, operand=False, stages=1) -> Buffer:
             nonlocal offset
-            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages)
+            swizzle = operand and swizzles(shape, dtype)
+            pad = MMA_PAD if operand and not swizzle else 0
+            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages, swizzle)
             offset += buf.stage_bytes * stages
             return buf
 
-        padded = set()
+        operands = set()  # buffers ldmatrix reads
         for i, kind in enumerate(self.kind):
             if kind == "matmul" and self.mma_eligible(i):
-                padded |= {self.node_of[v] for v in self.g.nodes[i].inputs if v >= self.n_in}
+                operands |= {self.node_of[v] for v in self.g.nodes[i].inputs if v >= self.n_in}
 
         buffers, max_buffers, scale_buffers = {}, {}, {}
         for i, node in enumerate(self.g.nodes):
@@ -680,8 +716,7 @@ class BlockPlan:
                         scale_buffers[i] = new((2,) + m_shape, self.ctype, f"accscale{i}")
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
-                buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", MMA_PAD if i in padded else 0,
-                                 stages if i in self.ring else 1)
+                buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", i in operands, stages if i in self.ring else 1)
         return buffers, max_buffers, scale_buffers, offset
 
     def lanes_per_row(self, rows: int, length: int) -> int:

@@ -333,6 +333,9 @@ class Machine:
     def op_arith_minui(self, a, *r):
         return [np.minimum(np.asarray(a[0], np.int64), a[1])]
 
+    def op_arith_xori(self, a, *r):
+        return [np.asarray(a[0], np.int64) ^ a[1]]
+
     def op_arith_extui(self, a, *r):
         return [np.asarray(a[0], np.int64)]
 

@@ -14,20 +14,27 @@
 // Accumulators (f32, shared memory) are zeroed before the loop.
 // CHECK-DAG: memref.view {{.*}} to memref<4x64xf32, #gpu.address_space<workgroup>>
 // CHECK-DAG: memref.view {{.*}} to memref<4x1xf32, #gpu.address_space<workgroup>>
-// Tensor-core operand tiles get rows padded by 8 halves (no bank conflicts on fragment loads).
-// CHECK-DAG: memref.view {{.*}} to memref<64x72xf16, #gpu.address_space<workgroup>>
+// Tensor-core operand tiles (X's 4 x 64, W's 64 x 64) keep whole unpadded rows; their 16-byte chunks
+// are swizzled (chunk q of row r stored at q ^ (r % 8)): no bank conflicts on fragment loads.
 // A cp.async ring (4 stages: the loop's 4 iterations): the tiles of the first 3 iterations are copied
-// global -> shared (16 bytes each, L1 bypassed) before the loop, one commit group per iteration.
-// CHECK: nvgpu.device_async_copy %[[X]][{{.*}}], {{.*}}, 8 {bypassL1} : memref<4x256xf16> to memref<4x72xf16, #gpu.address_space<workgroup>>
-// CHECK: nvgpu.device_async_copy %[[W]][{{.*}}], {{.*}}, 8 {bypassL1} : memref<256x128xf16> to memref<64x72xf16, #gpu.address_space<workgroup>>
+// global -> shared (16 bytes each, L1 bypassed, to their swizzled chunk) before the loop, one
+// commit group per iteration.
+// CHECK: %[[XQ:.*]] = arith.xori
+// CHECK-NEXT: nvgpu.device_async_copy %[[X]][{{.*}}], %{{.*}}[%{{.*}}, %[[XQ]]], 8 {bypassL1} : memref<4x256xf16> to memref<4x64xf16, #gpu.address_space<workgroup>>
+// CHECK: %[[WQ:.*]] = arith.xori
+// CHECK-NEXT: nvgpu.device_async_copy %[[W]][{{.*}}], %{{.*}}[%{{.*}}, %[[WQ]]], 8 {bypassL1} : memref<256x128xf16> to memref<64x64xf16, #gpu.address_space<workgroup>>
 // CHECK: nvgpu.device_async_create_group
 // CHECK: gpu.barrier
 // The loop carries the tensor-core accumulators; each iteration refills the stage the previous one
-// used with iteration it + 3 (past the end a copy reads nothing: the src-size operand), waits for its
-// own group and makes every thread's copies visible with a barrier.
+// used with iteration it + 3 (none past the end: the group stays, empty), waits for its own group
+// and makes every thread's copies visible with a barrier.
 // CHECK: scf.for %[[IT:.*]] = %c0 to %c4 step %c1 iter_args({{.*}}) -> (vector<2x2xf32>,
-// CHECK: nvgpu.device_async_copy %[[W]][{{.*}}], {{.*}}, 8, %{{.*}} {bypassL1}
-// CHECK: nvgpu.device_async_wait %{{.*}} {numGroups = 3 : i32}
+// CHECK: %[[AHEAD:.*]] = arith.addi %[[IT]], %c3 : index
+// CHECK: %[[LIVE:.*]] = arith.cmpi ult, %[[AHEAD]], %c4 : index
+// CHECK-NEXT: scf.if %[[LIVE]] {
+// CHECK: nvgpu.device_async_copy %[[W]][{{.*}}], {{.*}}, 8 {bypassL1}
+// CHECK: nvgpu.device_async_create_group
+// CHECK-NEXT: nvgpu.device_async_wait %{{.*}} {numGroups = 3 : i32}
 // CHECK: gpu.barrier
 // The matmul on tensor cores (f32 accumulators in registers), fused with its accumulator; the rms
 // accumulator's sums of squares stay in loop-carried registers too (no shuffle in the loop); a
