@@ -263,20 +263,16 @@ def fused_combine_us(us: float, c: Chip) -> float:
 
 
 def cost(graph: Graph, c: Chip | str = "sm_90") -> Cost:
-    """Per kernel-graph node (a combine fused into the kernel before it costs no launch; one that only
-    adds the partials reads their one sum: its loop runs once)."""
-    from ..lowering.fuse_split_k import adds_partials, fused_pairs
+    """Per kernel-graph node (a combine fused into the kernel before it costs no launch)."""
+    from ..lowering.fuse_split_k import fused_pairs
 
     c = chip(c) if isinstance(c, str) else c
     combines = {n + 1 for n in fused_pairs(graph)}
     kernels = []
     for n, node in enumerate(graph.nodes):
-        if node.op == "graph_def" and n in combines:
-            body = replace(node.body, forloop_range=1) if adds_partials(graph, n - 1) else node.body
-            kc = graph_def_cost(body, c)
-            kernels.append(replace(kc, op="graph_def (fused)", us=fused_combine_us(kc.us, c)))
-        elif node.op == "graph_def":
-            kernels.append(graph_def_cost(node.body, c))
+        if node.op == "graph_def":
+            kc = graph_def_cost(node.body, c)
+            kernels.append(replace(kc, op="graph_def (fused)", us=fused_combine_us(kc.us, c)) if n in combines else kc)
         else:
             kernels.append(predefined_cost(graph, node, c))
     return Cost(sum(k.us for k in kernels), kernels)
