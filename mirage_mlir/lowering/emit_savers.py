@@ -28,13 +28,12 @@ class SaverEmitter:
         tile = self.plan.vtype(node.inputs[0]).shape
         offsets: list[Index] = [0] * len(tile)
         for axis, dim in enumerate(node.attr("omap")):
-            if dim != -1 and self.g.grid_dim[axis] > 1 and self.adding_savers.get(i) != axis:
+            if dim != -1 and self.g.grid_dim[axis] > 1:
                 offsets[dim] = self.em.add(offsets[dim], self.em.mul(self.bid[axis], tile[dim]))
         return offsets
 
     def store_global(self, i: int, index: list[Index], xs: list[str]) -> None:
-        """Stores len(xs) consecutive values (along the last dim) of saver i's tile at `index` (an
-        adding saver adds each, atomically)."""
+        """Stores len(xs) consecutive values (along the last dim) of saver i's tile at `index`."""
         em = self.em
         out = self.output_args[i]
         t = self.g.nodes[i].types[0]
@@ -42,11 +41,6 @@ class SaverEmitter:
         where = [em.add(a, b) for a, b in zip(index, offsets)]
         mtype = memref_type(t.shape, t.dtype)
         vals = [em.truncate(x, t.dtype) for x in xs]
-        if i in self.adding_savers:
-            for k, x in enumerate(vals):
-                at = where[:-1] + [em.add(where[-1], k)]
-                em.op(f"memref.atomic_rmw addf {x}, {out}[{indices(em, at)}] : ({t.dtype}, {mtype}) -> {t.dtype}", "sum")
-            return
         dim = self.masked_savers.get(i)
         if dim is not None:  # rows past the run-time count are not the caller's (blockgen.RowMask)
             with em.region(f"scf.if {em.cmp_lt(where[dim], ROWS_ARG)} {{"):
@@ -63,26 +57,6 @@ class SaverEmitter:
         vec = em.op(f"vector.from_elements {', '.join(vals)} : {vec_type}", "vec")
         align = len(vals) * BYTES[dtype]
         em.emit(f"vector.store {vec}, {out}[{indices(em, where)}] {{alignment = {align}}} : {mtype}, {vec_type}")
-
-    def zero_saver_tile(self, i: int) -> None:
-        """Zeros where saver i stores its tile (an adding saver's sums, once read, for the next launch)."""
-        em = self.em
-        t = self.g.nodes[i].types[0]
-        shape = self.plan.vtype(self.g.nodes[i].inputs[0]).shape
-        width = vector_width(t.dtype, shape[-1], t.shape[-1])
-        chunk_shape = shape[:-1] + (shape[-1] // width,)
-        mtype = memref_type(t.shape, t.dtype)
-        zero = em.fconst(0.0) if t.dtype == "f32" else None
-        if zero is None:
-            raise ValueError("adding savers store f32")
-
-        def body(c):
-            where = em.unflatten(c, chunk_shape)
-            where[-1] = em.mul(where[-1], width)
-            where = [em.add(a, b) for a, b in zip(where, self.saver_offsets(i))]
-            self.store_values(self.output_args[i], where, [zero] * width, mtype, t.dtype)
-
-        self.for_each(numel(chunk_shape), body)
 
     def saver_stage(self, i: int, root: int) -> None:
         em = self.em

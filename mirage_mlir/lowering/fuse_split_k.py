@@ -7,13 +7,8 @@ its chain of dependent loads cost 3-5 us beside ~14 us of weight streaming (benc
 
 Fused, each block of the first kernel publishes its partial tile (a release fence), then counts
 itself on its output tile's counter (an atomic add); the block that arrives last for that tile runs
-the second kernel's block, reading the S partials from L2 after an acquire fence, and resets
-its counter to zero for the next launch. The mu-graph is unchanged: only its launches are.
-
-Where the second kernel only sums the partials (each partial tile read by an accum_sum and nothing
-else, every partial f32: `adds_partials`), the blocks add their partial tiles atomically into the
-tile of split 0 instead (red.global.add at L2), and the last block reads that one sum (its loop over
-the splits run once) and zeroes it for the next launch: the tail reads one tile, not S.
+the second kernel's block, reading the S partials from L2 after an acquire fence, and resets the
+counter to zero for the next launch. The mu-graph is unchanged: only its launches are.
 
 `split_k_pair` says when two consecutive kernels have that shape: every tensor the first writes is
 read only by the second, which reads nothing else, whose for-loop walks the S partials and whose
@@ -29,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..mugraph import Graph
-from ..opset import ACCUMULATORS
 from .blockgen import BlockKernelGen, GridDependency, KernelCode, RowMask, kernel_code
 from .emitter import ROWS_ARG, Emitter, memref_type
 
@@ -103,22 +97,6 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
     return SplitKPair(axis, a.grid_dim[axis], tiles, tuple(combine_axes))
 
 
-def adds_partials(graph: Graph, n: int) -> bool:
-    """Whether the combine kernel n + 1 of a split-K pair only sums its partials (see the module)."""
-    b = graph.nodes[n + 1].body
-    if any(t.dtype != "f32" for t in graph.nodes[n].types):
-        return False
-    for k, node in enumerate(b.nodes):
-        if node.op in ACCUMULATORS and node.op != "accum_sum":
-            return False
-        if node.op == "input_iterator":
-            tile = b.first_result[k]
-            readers = [r for r in b.nodes if tile in r.inputs]
-            if not readers or any(r.op != "accum_sum" for r in readers):
-                return False
-    return True
-
-
 def fused_pairs(graph: Graph) -> dict[int, SplitKPair]:
     """The nodes n whose pair (n, n + 1) runs as one launch, with its shape, taken greedily from the
     first node (as the lowering takes them)."""
@@ -146,11 +124,8 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     rows_b = RowMask.of(masked, second.inputs, range(first_out, first_out + len(second.types)))
     gen_a = BlockKernelGen(a, name, path, rows=rows_a, dependency=dependency)
     # the combine runs on the launch's threads: the first kernel's plan's (a row kernel picks its own
-    # count, fewer than its block_dim); the block size never changes a block graph's value. With the
-    # partials summed as they arrive, its loop over them reads the one sum.
-    adding = adds_partials(graph, n)
-    loop = 1 if adding else second.body.forloop_range
-    b = replace(second.body, block_dim=(gen_a.plan.threads, 1, 1), forloop_range=loop)
+    # count, fewer than its block_dim); the block size never changes a block graph's value
+    b = replace(second.body, block_dim=(gen_a.plan.threads, 1, 1))
     gen_b = BlockKernelGen(b, name, path + (1,), em=gen_a.em, prefix="combine_",
                            smem_budget=gen_a.plan.shared_bytes, fixed_threads=True, rows=rows_b)
     if gen_a.plan.ctype != gen_b.plan.ctype:
@@ -168,17 +143,11 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     shared = max(gen_a.plan.shared_bytes, gen_b.plan.shared_bytes)
     flag_offset = -(-shared // FLAG_ALIGN) * FLAG_ALIGN
 
-    if adding:
-        gen_a.adding_savers = {gen_a.plan.node_of[o]: pair.axis for o in gen_a.g.outputs}
     gen_a.emit_body()
     last_block = _emit_fixup_vote(em, gen_a, a, pair, counters, flag_offset)
     with em.region(f"scf.if {last_block} {{"):
         em.emit('llvm.fence syncscope("device") acquire')
         _emit_combine_block(gen_a, gen_b, pair)
-        if adding:  # every thread has read the sums: zero them for the next launch
-            em.emit("gpu.barrier")
-            for i in gen_a.adding_savers:
-                gen_a.zero_saver_tile(i)
     em.emit("gpu.return")
 
     types = [graph.value_types[v] for v in values]

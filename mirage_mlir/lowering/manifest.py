@@ -60,14 +60,12 @@ def _dispatch(op: ir.Operation, n_in: int) -> dict:
                          "rule": RULE.format(largest=sizes[-1])}}
 
 
-def _int(value: ir.Value, what: str) -> int | float:
-    """The value of an integer (or, for a memset, float) constant."""
+def _int(value: ir.Value, what: str) -> int:
     owner = value.owner
     owner = owner.operation if hasattr(owner, "operation") else owner
     if not isinstance(owner, ir.Operation) or owner.name != "arith.constant":
         raise ManifestError(f"the {what} of a launch is not a constant")
-    attr = owner.attributes["value"]
-    return ir.FloatAttr(attr).value if isinstance(attr, ir.FloatAttr) else ir.IntegerAttr(attr).value
+    return ir.IntegerAttr(owner.attributes["value"]).value
 
 
 def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dict[str, bytes]]:

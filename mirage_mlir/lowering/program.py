@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
 from .blockgen import GridDependency, KernelCode, RowMask, early_ring, generate_kernel
-from .fuse_split_k import adds_partials, fused_pairs, generate_fused
+from .fuse_split_k import fused_pairs, generate_fused
 from .emitter import ROWS_ARG, STORAGE_TYPES, memref_type
 from .plan import BlockPlan, LoweringError
 from .predefined import predefined_block_graph
@@ -39,7 +39,7 @@ class LoweredProgram:
     outputs: list[TensorType]
     temps: list[TensorType] = field(default_factory=list)
     launches: list[Launch] = field(default_factory=list)
-    zeroed: set[int] = field(default_factory=set)  # temps zeroed once, kept zero by their kernels (counters, summed partials)
+    zeroed: set[int] = field(default_factory=set)  # temps zeroed once, kept zero by their kernels (counters)
     # dims of inputs / outputs that run along a run-time row count up to their static size
     # (a specialization of mirage-specialize-dims): {index: dim}; the host function takes %rows last
     masked_inputs: dict[int, int] = field(default_factory=dict)
@@ -80,8 +80,7 @@ class LoweredProgram:
         for k, t in enumerate(self.temps):
             body.append(f"  %tmp{k} = gpu.alloc () : {mtype(t)}")
             if k in self.zeroed:
-                body.append(f"  gpu.memset %tmp{k}, {const('0.0' if t.dtype.startswith('f') else 0, t.dtype)} "
-                            f": {mtype(t)}, {t.dtype}")
+                body.append(f"  gpu.memset %tmp{k}, {const(0, t.dtype)} : {mtype(t)}, {t.dtype}")
         for launch in self.launches:
             kc = launch.kernel
             grid = ", ".join(const(d) for d in kc.grid)
@@ -188,8 +187,6 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
         if n in pairs:
             pair = pairs[n]
             kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked, dependency)
-            if adds_partials(graph, n):  # the partials' sums, kept zero between launches like the counters
-                program.zeroed |= {where[graph.first_result[n] + r][1] for r in range(len(graph.nodes[n].types))}
             program.zeroed.add(len(program.temps))
             rows = [("rows", 0)] if values[-1] == "rows" else []
             values = values[:-1] if rows else values

@@ -35,7 +35,7 @@ class SimtError(Exception):
 
 
 NP_STORAGE = {"f16": np.float16, "bf16": np.uint16, "f32": np.float32, "f64": np.float64, "i32": np.int32}
-ATOMIC_ADDF, ATOMIC_ADDI = 0, 1  # arith::AtomicRMWKind::addf, addi
+ATOMIC_ADDI = 1  # arith::AtomicRMWKind::addi
 ACQUIRING = (4, 6, 7)  # LLVM's AtomicOrdering acquire, acq_rel, seq_cst
 INT_POISON = -0x2BAD  # what an uninitialised i32 buffer holds
 SLOT = 2  # bytes per race-detection slot in shared memory
@@ -474,15 +474,13 @@ class Machine:
     def op_memref_atomic_rmw(self, a, mask, ot, it, regions, op):
         """Atomic add, in thread order: each thread gets the sum of its address's earlier values.
         Atomics never race, so they are not recorded for race detection."""
-        kind = _attr_int(op, "kind")
-        if kind not in (ATOMIC_ADDI, ATOMIC_ADDF):
-            raise SimtError("only memref.atomic_rmw addi and addf are emulated")
+        if _attr_int(op, "kind") != ATOMIC_ADDI:
+            raise SimtError("only memref.atomic_rmw addi is emulated")
         mem = a[1]
         self._gate(mem, mask, True)
         lin = self._linear(mem, a[2:], mask)
-        dtype = np.int64 if kind == ATOMIC_ADDI else mem.data.dtype
-        value = np.broadcast_to(np.asarray(a[0], dtype), (self.T,))
-        old = np.zeros(self.T, dtype)
+        value = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))
+        old = np.zeros(self.T, np.int64)
         for t in np.nonzero(mask)[0]:
             old[t] = mem.data[lin[t]]
             mem.data[lin[t]] += value[t]
@@ -768,9 +766,7 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
     for op in block.operations:
         op = op.operation
         if op.name == "arith.constant":
-            attr = op.attributes["value"]
-            env[op.results[0]] = (ir.FloatAttr(attr).value if isinstance(attr, ir.FloatAttr)
-                                  else ir.IntegerAttr(attr).value)
+            env[op.results[0]] = ir.IntegerAttr(op.attributes["value"]).value
         elif op.name == "gpu.alloc":
             t = str(op.results[0].type)
             shape, dtype = _memref_shape(t), _elem(t)
