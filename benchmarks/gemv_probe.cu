@@ -17,6 +17,7 @@
 
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
+#include "probe_replay.cuh"
 #include "probe_ring.cuh"
 
 constexpr int COPIES = 8;
@@ -52,11 +53,7 @@ int main(int argc, char** argv) {
   if (argc == 4) sizes = {atoi(argv[1])};
   for (int N : sizes) {
     size_t bytes = (size_t)K * N * 2, pitch = (size_t)N * 2;
-    std::vector<char*> copies(COPIES);
-    for (auto& c : copies) {
-      CHECK(cudaMalloc(&c, bytes));
-      CHECK(cudaMemset(c, 1, bytes));
-    }
+    std::vector<char*> copies = device_copies(COPIES, bytes);
     float* out;
     CHECK(cudaMalloc(&out, 4));
     CHECK(cudaFuncSetAttribute(strip_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));

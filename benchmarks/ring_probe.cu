@@ -16,6 +16,7 @@
 
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
+#include "probe_replay.cuh"
 #include "probe_ring.cuh"
 
 constexpr int COPIES = 8;
@@ -82,11 +83,7 @@ int main() {
   std::vector<Row> rows;
   for (int n : {4096, 6144}) {
     size_t bytes = (size_t)K * n * 2, pitch = (size_t)n * 2;
-    std::vector<char*> copies(COPIES);
-    for (auto& c : copies) {
-      CHECK(cudaMalloc(&c, bytes));
-      CHECK(cudaMemset(c, 1, bytes));
-    }
+    std::vector<char*> copies = device_copies(COPIES, bytes);
     for (int cols : {64, 128, 256})
       for (int splits : {1, 2, 4, 8})
         for (int stage_kb : {8, 16, 32, 64})
@@ -100,33 +97,11 @@ int main() {
               int resident;
               CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, threads, smem));
               dim3 grid(n / cols, splits);
-              cudaGraph_t graph;
-              cudaGraphExec_t exec[COPIES];
-              for (int copy = 0; copy < COPIES; ++copy) {
-                CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-                kernel<<<grid, threads, smem, stream>>>(copies[copy], pitch, row_bytes, k_tile, iters, x, x_tile, out);
-                CHECK(cudaStreamEndCapture(stream, &graph));
-                CHECK(cudaGraphInstantiate(&exec[copy], graph, 0));
-                CHECK(cudaGraphDestroy(graph));
-              }
-              cudaEvent_t a, b;
-              CHECK(cudaEventCreate(&a));
-              CHECK(cudaEventCreate(&b));
-              std::vector<float> times;
-              for (int rep = 0; rep < 23; ++rep) {
-                CHECK(cudaEventRecord(a, stream));
-                CHECK(cudaGraphLaunch(exec[rep % COPIES], stream));
-                CHECK(cudaEventRecord(b, stream));
-                CHECK(cudaEventSynchronize(b));
-                float ms;
-                CHECK(cudaEventElapsedTime(&ms, a, b));
-                if (rep >= 3) times.push_back(ms * 1e3f);
-              }
-              std::sort(times.begin(), times.end());
-              rows.push_back({n, cols, splits, stage_kb, stages, threads, x_tile, resident, times[times.size() / 2]});
-              for (auto& instance : exec) CHECK(cudaGraphExecDestroy(instance));
-              CHECK(cudaEventDestroy(a));
-              CHECK(cudaEventDestroy(b));
+              Kernel run = kernel;  // a structured binding cannot be captured (C++17)
+              float us = median_replay_us(stream, COPIES, [&](int copy) {
+                run<<<grid, threads, smem, stream>>>(copies[copy], pitch, row_bytes, k_tile, iters, x, x_tile, out);
+              });
+              rows.push_back({n, cols, splits, stage_kb, stages, threads, x_tile, resident, us});
             }
     for (auto& c : copies) CHECK(cudaFree(c));
   }

@@ -10,13 +10,14 @@
 // Each variant is timed as a CUDA graph of one launch (median of 20 replays, copies of W rotated past
 // L2); run it under ncu with l1tex__m_xbar2l1tex_read_bytes.sum for the bytes.
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o sector_probe sector_probe.cu && ./sector_probe
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 #include <cuda_runtime.h>
 
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
+
+#include "probe_replay.cuh"
 
 constexpr int K = 4096, N = 6144, COLS = 128, SPLITS = 8, K_TILE = 128, THREADS = 128, STAGES = 2, COPIES = 8;
 constexpr int ROW_BYTES = COLS * 2, ITERS = K / SPLITS / K_TILE, CHUNKS_PER_ROW = ROW_BYTES / 16;
@@ -62,11 +63,7 @@ __global__ void __launch_bounds__(THREADS) ring(const char* __restrict__ w, int 
 
 int main() {
   size_t bytes = (size_t)K * N * 2;
-  std::vector<char*> copies(COPIES);
-  for (auto& c : copies) {
-    CHECK(cudaMalloc(&c, bytes));
-    CHECK(cudaMemset(c, 1, bytes));
-  }
+  std::vector<char*> copies = device_copies(COPIES, bytes);
   float* out;
   CHECK(cudaMalloc(&out, 4));
   cudaStream_t stream;
@@ -80,32 +77,10 @@ int main() {
       for (int dummy : {1, 0}) {
         int smem = STAGES * K_TILE * (ROW_BYTES + pad);
         dim3 grid(N / COLS, SPLITS);
-        cudaGraphExec_t exec[COPIES];
-        for (int copy = 0; copy < COPIES; ++copy) {
-          cudaGraph_t graph;
-          CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+        float us = median_replay_us(stream, COPIES, [&](int copy) {
           kernels[1 - cg]<<<grid, THREADS, smem, stream>>>(copies[copy], pad, dummy, out);
-          CHECK(cudaStreamEndCapture(stream, &graph));
-          CHECK(cudaGraphInstantiate(&exec[copy], graph, 0));
-          CHECK(cudaGraphDestroy(graph));
-        }
-        cudaEvent_t a, b;
-        CHECK(cudaEventCreate(&a));
-        CHECK(cudaEventCreate(&b));
-        std::vector<float> times;
-        for (int rep = 0; rep < 23; ++rep) {
-          CHECK(cudaEventRecord(a, stream));
-          CHECK(cudaGraphLaunch(exec[rep % COPIES], stream));
-          CHECK(cudaEventRecord(b, stream));
-          CHECK(cudaEventSynchronize(b));
-          float ms;
-          CHECK(cudaEventElapsedTime(&ms, a, b));
-          if (rep >= 3) times.push_back(ms * 1e3f);
-        }
-        std::sort(times.begin(), times.end());
-        float us = times[times.size() / 2];
+        });
         printf("| %s | %d | %s | %.2f | %.2f |\n", cg ? "cg" : "ca", pad, dummy ? "yes" : "no", us, bytes / (us * 1e-6) / 1e12);
-        for (auto& instance : exec) CHECK(cudaGraphExecDestroy(instance));
       }
   return 0;
 }
