@@ -6,7 +6,8 @@ The fitted variants are those whose mu-graph is known: the published plans, the 
 (`c<C>_k<K>_t<T>`) and split-K plans of benchmarks/build_gpu.py (rebuilt from their name), and the
 default pipeline's candidate plans (`searched_c<k>`, read from the compiled directory's
 candidates.json under --programs). For each, the model's estimate
-(mirage_mlir.search.cost with the chip's constants replaced) is compared with the measured time; the
+(mirage_mlir.search.cost with the chip's constants replaced; each kernel's residency held to what its
+registers allow, from the ptxas report in the variant's manifest.json) is compared with the measured time; the
 constants minimise the mean squared log ratio (coordinate descent over a grid). Prints, per program and
 batch, the Spearman rank correlation of estimate and measurement, and whether the model's pick is within
 10% of the fastest, for the current constants and the fitted ones.
@@ -73,6 +74,21 @@ def variant_graph(v: dict, programs: str | None = None):
     return None
 
 
+def variant_registers(v: dict, programs: str | None) -> dict[int, int]:
+    """The registers a thread (ptxas -v, in the manifest) per kernel-graph node of the variant's
+    compiled program under --programs, or {} where it is missing or was not assembled."""
+    from mirage_mlir.lowering.manifest import kernel_registers
+
+    path = os.path.join(programs or "", v["dir"], "manifest.json")
+    if programs is None or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        manifest = json.load(f)
+    main = manifest["functions"]["main"]
+    return kernel_registers(manifest, main["candidates"][v["candidate"]]["kernels"] if "candidate" in v
+                            else main["kernels"])
+
+
 def spearman(a, b) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     if len(a) < 3 or np.std(ra) == 0 or np.std(rb) == 0:
@@ -81,12 +97,12 @@ def spearman(a, b) -> float:
 
 
 def estimates(points, chip) -> np.ndarray:
-    return np.array([costmod.cost(g, chip).total_us for g, _, _ in points])
+    return np.array([costmod.cost(g, chip, registers).total_us for g, _, _, registers in points])
 
 
 def loss(points, chip) -> float:
     est = estimates(points, chip)
-    measured = np.array([us for _, us, _ in points])
+    measured = np.array([us for _, us, _, _ in points])
     return float(np.mean(np.log(est / measured) ** 2))
 
 
@@ -112,7 +128,7 @@ def fit(points, chip, names=FITTED):
 def report(points, chip, title: str) -> None:
     est = estimates(points, chip)
     groups = defaultdict(list)
-    for (g, us, key), e in zip(points, est):
+    for (g, us, key, _), e in zip(points, est):
         groups[key].append((e, us))
     print(f"\n{title}: mean squared log error {loss(points, chip):.3f}")
     print("| program | bs | dtype | variants | Spearman | model's pick / fastest |")
@@ -146,7 +162,7 @@ def main() -> int:
         for v in run["variants"]:
             g = variant_graph(v, args.programs)
             if g is not None and v.get("us"):
-                points.append((g, v["us"], (v["program"], v["bs"], v["dtype"])))
+                points.append((g, v["us"], (v["program"], v["bs"], v["dtype"]), variant_registers(v, args.programs)))
     chip = costmod.chip("sm_90")
     report(points, chip, "current constants")
     fixed = dict(item.split("=") for item in args.fix)

@@ -24,10 +24,14 @@ in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing.
 first call made during CUDA-graph capture (nothing can be timed then). `Program.tune(*args)` times
 the candidates explicitly and returns the table (as `mirage-tune` prints it).
 
-A kernel the manifest marks "overlap" (every kernel but the first of a multi-kernel plan) is
-launched as a programmatic dependent of the one before it on GPUs that have it (sm_90; driver
-`cuLaunchKernelEx`): its blocks start, and copy the program's inputs, while that one finishes; its
-code waits for it before touching what it wrote. MIRAGE_OVERLAP=0 launches every kernel plainly.
+A kernel the manifest marks "overlap" (a later kernel of a multi-kernel plan that copies weights
+first) is launched as a programmatic dependent of the one before it on GPUs that have it (sm_90;
+driver `cuLaunchKernelEx`): its blocks start, and copy the program's inputs, while that one
+finishes; its code waits for it before touching what it wrote. In a program compiled with constant
+inputs (`mirage-compile --constant-inputs`: weights) the first kernel is marked too and so overlaps
+whatever the stream ran before the call, copying only those inputs before it waits: the caller must
+not have that work write them. MIRAGE_OVERLAP=inner launches every call's first kernel plainly,
+MIRAGE_OVERLAP=0 every kernel.
 
 A function compiled for a dynamic size (`tensor<?x4096xf16>`; mirage-compile --sizes) loads as a
 Dispatcher: a call of size n runs the specialization of the smallest compiled size >= n on the
@@ -196,8 +200,11 @@ class Program:
         # hold fewer rows than its static size (-1: none); the kernels take the call's row count
         self.rows = spec.get("rows")
         self.row_count = None  # the current call's (set by _arguments)
-        # the candidate plans, the model's pick first; a manifest without candidates has one (a
-        # dispatching function has none: load() gives a Dispatcher for it)
+        # inputs compiled as constant (weights): the work before a call must not write them
+        self.constant_inputs = spec.get("constant_inputs", [])
+        # the candidate plans, the search's pick first (model_choice: the model's, registers
+        # counted); a manifest without candidates has one (a dispatching function has none: load()
+        # gives a Dispatcher for it)
         self.candidates = spec.get("candidates") or [{"kernels": spec.get("kernels", []),
                                                       "temporaries": spec.get("temporaries", [])}]
         self.model_choice = int(spec.get("model_choice", 0))
@@ -212,7 +219,7 @@ class Program:
 
     @property
     def kernel_specs(self) -> list[dict]:
-        """The kernels of the model's pick (the function's own)."""
+        """The kernels of the search's pick (the function's own)."""
         return self.manifest["functions"][self.name]["kernels"]
 
     def __repr__(self) -> str:
@@ -240,7 +247,9 @@ class Program:
                 function = modules[ptx].get_function(spec["name"])
                 if int(spec["shared_bytes"]) > MAX_STATIC_SHARED:
                     function.max_dynamic_shared_size_bytes = int(spec["shared_bytes"])
-                kernels.append(_Kernel(spec, function, overlap))
+                # MIRAGE_OVERLAP=inner: a call's first kernel waits for the work before it
+                first_waits = not kernels and os.environ.get("MIRAGE_OVERLAP", "").strip().lower() == "inner"
+                kernels.append(_Kernel(spec, function, overlap and not first_waits))
         self._kernels[device, candidate] = kernels
         return kernels
 

@@ -13,6 +13,11 @@ A split reduction followed by its combine kernel (Mirage's partial sums, then a 
 becomes one kernel whose last block per output tile combines (mirage_mlir.lowering.fuse_split_k),
 unless `fuse-split-k=false`.
 
+`constant-inputs=1,2` declares arguments that no work before a call writes (weights): the first
+kernel is then launched as a programmatic dependent of whatever precedes the call and copies its
+first tiles of those while that finishes (`mirage.constant_inputs` on the host function; see
+mirage_mlir.lowering.program.lower_graph). A call whose preceding work writes them races.
+
 Functions tagged `mirage.reference_function` (the original programs mirage-superoptimize keeps beside
 its result, see mirage_mlir/search/reference.py) are dropped: only the optimized program reaches the
 GPU; the `mirage.reference` attributes on the optimized ops are ignored. Functions already lowered (they
@@ -34,7 +39,7 @@ from mirage_mlir.lowering import LoweringError, lower_graph
 from mirage_mlir.search.cost import cost
 
 from .mirage_specialize_dims import specialization
-from .registry import Pass, PassError, option
+from .registry import OptionError, Pass, PassError, option
 
 # mirage_mlir/search/reference.py's convention: replaced programs live in private functions tagged
 # `mirage.reference_function`; a function tagged `mirage.reference` is treated the same way.
@@ -63,6 +68,15 @@ class MirageLowerToGpu(Pass):
     keep_references: bool = option(False, "keep the reference functions (mirage.reference_function) instead of dropping them")
     fuse_split_k: bool = option(True, "run a split reduction and its combine kernel as one launch "
                                       "(the last block of each output tile combines)")
+    constant_inputs: str = option("", "indices of the arguments no work before a call writes (weights), e.g. "
+                                      "'1,2': the first kernel copies their tiles while that work finishes")
+
+    def __post_init__(self):
+        try:
+            self.constant = frozenset(int(k) for k in self.constant_inputs.split(",") if k.strip())
+        except ValueError:
+            raise OptionError(f"option 'constant-inputs' expects argument indices such as '1,2', "
+                              f"got '{self.constant_inputs}'") from None
 
     def run(self, module) -> None:
         root = module.operation if hasattr(module, "operation") else module
@@ -136,7 +150,7 @@ class MirageLowerToGpu(Pass):
             masked = [{k: d for k, d in enumerate(dims) if d >= 0} for dims in (spec.inputs, spec.outputs)]
         try:
             program = lower_graph(graph, name, fuse=self.fuse_split_k, masked_inputs=masked[0],
-                                  masked_outputs=masked[1])
+                                  masked_outputs=masked[1], constant_inputs=self.constant)
         except LoweringError as e:
             raise PassError(index.op_at(e.path, func), f"GPU lowering failed: {e}") from None
         kernel_locs = {}

@@ -194,3 +194,18 @@ def test_a_loop_of_one_pays_for_the_chunks_a_thread_copies():
     narrow, wide = (plans.lora_fused(inputs, threads=t) for t in (128, 256))
     assert plan_figures(narrow.nodes[0].body).pre_chunks == 13 and plan_figures(wide.nodes[0].body).pre_chunks == 7
     assert cost.cost(wide).total_us < cost.cost(narrow).total_us
+
+
+def test_registers_hold_residency_and_cost():
+    """ptxas's registers a thread may allow fewer resident blocks than shared memory does: H200 run 94,
+    rmsnorm_linear bs8's 384-block split plan at 256 threads took 90 registers (two blocks an SM,
+    two waves) and ran 20.1 us, the same plan at 128 threads (64 registers, three an SM) 17.7."""
+    graph = plans.rmsnorm_linear_split_k(plans.benchmark_inputs("rmsnorm_linear", 8, "f16"),
+                                         col_tile=64, splits=4, k_tile=128, threads=256)
+    fig = plan_figures(graph.nodes[0].body)
+    assert C.resident_blocks(fig.smem, fig.threads) == 3
+    assert C.resident_blocks(fig.smem, fig.threads, registers=80) == 3  # 80 x 256 x 3 fits 64K
+    assert C.resident_blocks(fig.smem, fig.threads, registers=90) == 2  # allocated as 96 a thread
+    plain, held = cost.cost(graph, C), cost.cost(graph, C, registers={0: 90})
+    assert held.total_us > plain.total_us
+    assert cost.cost(graph, C, registers={0: 64}).total_us == plain.total_us

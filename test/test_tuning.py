@@ -162,3 +162,41 @@ def test_mirage_tune_table():
     assert table[2] == "| main | 0 | 1 | 19.20 | 22.70 | (model's pick) |"
     assert table[3] == "| main | 1 | 1 | 21.20 | 18.00 | yes |"
     assert table[4] == "| main | 2 | 2 | 22.90 | failed |  |"
+
+
+def test_kernel_registers_read_the_ptxas_report():
+    """A candidate's kernels find their registers under their file's c<k>: prefix, by kernel-graph
+    node (<function>_k<n>); kernels ptxas did not see are left out."""
+    from mirage_mlir.lowering.manifest import kernel_registers
+
+    manifest = {"ptxas": {"main_k0": {"registers": 90, "spill_bytes": 0},
+                          "c2:main_k0": {"registers": 64, "spill_bytes": 0},
+                          "c2:main_k2": {"registers": 40, "spill_bytes": 0}}}
+    own = [{"name": "main_k0", "ptx": "main_kernels.ptx"}]
+    second = [{"name": "main_k0", "ptx": "c2_main_kernels.ptx"}, {"name": "main_k2", "ptx": "c2_main_kernels.ptx"},
+              {"name": "main_k3", "ptx": "c2_main_kernels.ptx"}]
+    assert kernel_registers(manifest, own) == {0: 90}
+    assert kernel_registers(manifest, second) == {0: 64, 2: 40}
+    assert kernel_registers({}, own) == {}
+
+
+def test_first_kernel_overlaps_unless_inner(tmp_path, monkeypatch):
+    """A program compiled with constant inputs marks its first kernel "overlap": launched as a
+    programmatic dependent of the work before the call, unless MIRAGE_OVERLAP=inner (or 0)."""
+    import contextlib
+
+    d = _artifact(tmp_path, candidates=1)
+    manifest = json.loads((d / "manifest.json").read_text())
+    second = dict(manifest["functions"]["main"]["kernels"][0], name="main_k1", overlap=True)
+    manifest["functions"]["main"]["kernels"][0]["overlap"] = True
+    manifest["functions"]["main"]["kernels"].append(second)
+    manifest["functions"]["main"].pop("candidates")
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    module = types.SimpleNamespace(get_function=lambda name: types.SimpleNamespace(name=name))
+    cuda = types.SimpleNamespace(Device=lambda device: contextlib.nullcontext())
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda, RawModule=lambda path: module))
+    monkeypatch.setattr(runtime, "overlap_supported", lambda device: True)
+    overlaps = lambda: [k.overlap for k in runtime.load(str(d), tune=False)._load(0, 0)]
+    assert overlaps() == [True, True]
+    monkeypatch.setenv("MIRAGE_OVERLAP", "inner")
+    assert overlaps() == [False, True]

@@ -2,15 +2,17 @@
 directory of PTX and a manifest that `mirage_mlir.runtime` runs on the GPU.
 
   mirage-compile FILE -o DIR [--chip sm_90] [--plan published|NAME[:key=value,...]] [--no-search]
-                 [--search-options OPTS] [--candidates K]
+                 [--search-options OPTS] [--candidates K] [--constant-inputs N,N,...]
 
 Default pipeline: mirage-specialize-dims (functions with a dynamic dim become static
 specializations at --sizes and a dispatch), convert-linalg-to-mirage, mirage-superoptimize (options through --search-options;
 --no-search skips it), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked
 with ptxas when it is installed. The search keeps up to K verified plans of each subgraph (default
 8, distinct plans in the model's order); each is lowered, and the manifest lists them under the
-function's "candidates" for the runtime to time on its GPU (the function's own "kernels" are the
-model's pick, so a runtime that does not tune runs that). `--plan published` replaces the function with Mirage's published
+function's "candidates" for the runtime to time on its GPU. The function's own "kernels" are the
+search's pick; where ptxas ran, every candidate is estimated again with its kernels' registers (they
+may allow fewer resident blocks than the plan counted) and "model_choice" names the lowest, which a
+runtime that does not tune runs. `--plan published` replaces the function with Mirage's published
 plan for the program (mirage_mlir/plans.py; the program is named by the file's header comment
 `// NAME (...` or its file name) instead of converting and searching, keeping the original as a
 reference function (`mirage.reference_function`); `--plan NAME` names the plan, and
@@ -54,6 +56,10 @@ def build_parser():
                         "default 1,8,16,32,64); a call may have any size up to the largest")
     p.add_argument("--lower-options", default="", metavar="OPTS",
                    help="mirage-lower-to-gpu options, e.g. 'fuse-split-k=false'")
+    p.add_argument("--constant-inputs", default="", metavar="N,N,...",
+                   help="indices of the arguments that no work before a call writes (weights): the first "
+                        "kernel then copies their tiles while that work finishes (mirage-lower-to-gpu "
+                        "constant-inputs)")
     p.add_argument("--no-ptxas", action="store_true", help="do not check the PTX with ptxas")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     return p
@@ -200,7 +206,8 @@ def compile_file(source, args, printer) -> int:
         if not args.plan and not args.no_search and "mirage-superoptimize" in PASSES:
             options = f"{args.search_options} candidates={args.candidates}".strip()
             stages.append(("mirage-superoptimize", options))
-        lowering = [("mirage-lower-to-gpu", args.lower_options),
+        lower_options = args.lower_options + (f" constant-inputs={args.constant_inputs}" if args.constant_inputs else "")
+        lowering = [("mirage-lower-to-gpu", lower_options.strip()),
                     ("mirage-gpu-to-ptx", f"chip={args.chip} features={args.features} opt-level={args.opt_level}")]
         search, searched_text, gpu_text = None, None, None
 
@@ -288,6 +295,8 @@ def compile_file(source, args, printer) -> int:
                 for kernel, regs in result.registers.items():
                     report[prefix + kernel] = {"registers": regs, "spill_bytes": result.spills.get(kernel, 0)}
             manifest["ptxas"] = report
+            if search is not None:
+                rank_with_registers(manifest, search.results, search.target)
     kept = {name.split("_", 1)[0] for name in files if name.startswith("c")}  # candidates ptxas accepted
     texts = {name: text for name, text in texts.items()
              if name in ("gpu.mlir", "candidates.json") or name.split("_", 1)[0] in kept}
@@ -302,6 +311,24 @@ def compile_file(source, args, printer) -> int:
             kernels = ", ".join(f"{k['name']} grid {tuple(k['grid'])} smem {k['shared_bytes']}B" for k in entry["kernels"])
             sys.stdout.write(f"{args.output}: @{fname}: {len(entry['kernels'])} kernel(s): {kernels}\n")
     return 0
+
+
+def rank_with_registers(manifest: dict, results: list, target: str) -> None:
+    """Re-estimates every candidate with its kernels' registers from ptxas (they may hold a kernel to
+    fewer resident blocks than its shared memory allows: 90 registers at 256 threads, two blocks an SM
+    where the plan counted three) and makes the lowest estimate the model's choice."""
+    from mirage_mlir.lowering.manifest import kernel_registers
+    from mirage_mlir.search.cost import cost
+
+    for fname, result in results:
+        entry = manifest["functions"][fname]
+        for candidate in entry.get("candidates", []):
+            index = re.match(r"c(\d+)_", candidate["kernels"][0]["ptx"]) if candidate["kernels"] else None
+            graph = result.candidates[int(index.group(1)) if index else 0][1]
+            candidate["estimate_us"] = cost(graph, target, kernel_registers(manifest, candidate["kernels"])).total_us
+        if entry.get("candidates"):
+            estimates = [candidate["estimate_us"] for candidate in entry["candidates"]]
+            entry["model_choice"] = estimates.index(min(estimates))
 
 
 def own_files(manifest: dict) -> set[str]:

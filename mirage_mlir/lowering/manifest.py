@@ -23,13 +23,19 @@ Kernel arguments are raw device pointers (bare-pointer ABI), in the order of "ar
 marked "zero" (the counters of a fused split reduction) is zeroed once when allocated; the kernels
 leave it zero. A kernel marked "overlap": true may be launched as a programmatic dependent of the
 kernel before it (sm_90: its blocks start while that one finishes; its code waits for it before
-touching what it wrote); launched plainly it runs the same.
+touching what it wrote); launched plainly it runs the same. A function compiled with constant
+inputs (mirage-lower-to-gpu constant-inputs=...) lists them under "constant_inputs": its first
+kernel too is marked "overlap" (it overlaps whatever runs before the call, copying tiles of only
+those inputs before it waits), so the caller must not let that work write them.
+mirage-compile adds, where it assembled the PTX, "ptxas": {kernel: {"registers", "spill_bytes"}}, its
+kernels named "<name>" for the functions' own PTX and "c<k>:<name>" for candidate k's files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import mlir.ir as ir
 
@@ -148,11 +154,27 @@ def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dic
         if "mirage.rows" in op.attributes:
             rows = ir.DictAttr(op.attributes["mirage.rows"])
             functions[fname]["rows"] = {key: list(ir.DenseI64ArrayAttr(rows[key])) for key in ("inputs", "outputs")}
+        if "mirage.constant_inputs" in op.attributes:
+            functions[fname]["constant_inputs"] = list(ir.DenseI64ArrayAttr(op.attributes["mirage.constant_inputs"]))
     if not functions:
         raise ManifestError("no lowered host function in the module (run mirage-lower-to-gpu)")
     entry = "main" if "main" in functions else next(iter(functions))
     manifest = {"format": FORMAT, "version": VERSION, "chip": chip, "entry": entry, "functions": functions}
     return manifest, files
+
+
+def kernel_registers(manifest: dict, kernels: list[dict]) -> dict[int, int]:
+    """The registers a thread (the manifest's "ptxas" report) of one candidate's kernels, by the
+    kernel-graph node each runs (a kernel is named <function>_k<n>); {} where not assembled."""
+    report = manifest.get("ptxas", {})
+    registers = {}
+    for kernel in kernels:
+        candidate = re.match(r"(c\d+)_", kernel["ptx"])
+        entry = report.get((candidate.group(1) + ":" if candidate else "") + kernel["name"])
+        node = re.search(r"_k(\d+)$", kernel["name"])
+        if entry and node:
+            registers[int(node.group(1))] = entry["registers"]
+    return registers
 
 
 def write_program(directory: str, manifest: dict, files: dict[str, bytes], extra: dict[str, str] | None = None) -> None:

@@ -64,6 +64,8 @@ SHARED_PER_SM = 228 * 1024
 SHARED_RESERVED = 1024  # per resident block
 THREADS_PER_SM = 2048
 BLOCKS_PER_SM = 32
+REGISTERS_PER_SM = 64 * 1024
+REGISTER_UNIT = 8  # registers a thread is allocated in (256 a warp)
 MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
 MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unrolls
 MIN_SLICE_STEPS = 2  # fewest mma steps in a K slice of a tensor-core stage (plan.stage_kslices)
@@ -72,9 +74,14 @@ SWIZZLE_CHUNK = 16  # bytes a swizzled buffer moves as a unit (a cp.async chunk,
 
 
 def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED_PER_SM,
-                    threads_per_sm: int = THREADS_PER_SM, blocks_per_sm: int = BLOCKS_PER_SM) -> int:
-    """Blocks of this size one SM holds at once (registers aside)."""
-    return max(1, min(shared_per_sm // (shared_bytes + SHARED_RESERVED), threads_per_sm // threads, blocks_per_sm))
+                    threads_per_sm: int = THREADS_PER_SM, blocks_per_sm: int = BLOCKS_PER_SM,
+                    registers: int | None = None) -> int:
+    """Blocks of this size one SM holds at once; `registers` a thread (ptxas -v), where known, may
+    hold it to fewer than its shared memory and threads allow."""
+    held = min(shared_per_sm // (shared_bytes + SHARED_RESERVED), threads_per_sm // threads, blocks_per_sm)
+    if registers:
+        held = min(held, REGISTERS_PER_SM // (-(-registers // REGISTER_UNIT) * REGISTER_UNIT * threads))
+    return max(1, held)
 
 
 def wave_slots(blocks: int, resident: int, sms: int = SMS) -> int:
@@ -172,6 +179,7 @@ class PlanFigures:
     unrolled: bool = False  # a row kernel: its for-loop is unrolled, no barrier or wait per iteration
     in_registers: bool = False  # a warp-rows kernel: its CUDA-core elements are register values
     pre_chunks: int = 0  # chunks one thread copies synchronously before the loop (loads, then stores)
+    padded_ring_bytes: int = 0  # of those through the ring, the bytes copied into padded rows (MMA_PAD)
 
     @property
     def loop_round_trips(self) -> float:
@@ -1012,7 +1020,9 @@ class BlockPlan:
                            tuple((tile_bytes[i] * (self.loop if i in loop_iters else 1), self.contiguous_bytes(i))
                                  for i in tile_bytes),
                            thread_elements=elements, stage_rounds=stages, unrolled=self.rows is not None,
-                           in_registers=self.warp_rows is not None, pre_chunks=pre_chunks)
+                           in_registers=self.warp_rows is not None, pre_chunks=pre_chunks,
+                           padded_ring_bytes=sum(tile_bytes[i] * self.loop for i in self.ring
+                                                 if i in self.buffers and self.buffers[i].pad))
 
     def cuda_core_work(self) -> tuple[int, int]:
         """(elements one thread handles one after another in the stages that run on CUDA cores, those

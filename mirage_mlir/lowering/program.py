@@ -44,6 +44,9 @@ class LoweredProgram:
     # (a specialization of mirage-specialize-dims): {index: dim}; the host function takes %rows last
     masked_inputs: dict[int, int] = field(default_factory=dict)
     masked_outputs: dict[int, int] = field(default_factory=dict)
+    # inputs the caller declares constant (weights): no work before a call writes them, so the first
+    # kernel may copy their tiles while the work before it finishes ({mirage.constant_inputs})
+    constant_inputs: frozenset = frozenset()
 
     @property
     def module_name(self) -> str:
@@ -106,6 +109,8 @@ class LoweredProgram:
                      [self.masked_outputs.get(k, -1) for k in range(len(self.outputs))]]
             arrays = [f"array<i64{': ' if d else ''}{', '.join(map(str, d))}>" for d in dims]
             attrs += f", mirage.rows = {{inputs = {arrays[0]}, outputs = {arrays[1]}}}"
+        if self.constant_inputs:
+            attrs += f", mirage.constant_inputs = array<i64: {', '.join(map(str, sorted(self.constant_inputs)))}>"
         return (f"func.func @{self.name}({', '.join(params)}) attributes {{{attrs}}} {{\n"
                 + "\n".join(lines + body) + "\n}" + (f" {loc}" if loc else ""))
 
@@ -139,11 +144,16 @@ def _indent(text: str, levels: int) -> str:
 
 
 def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inputs: dict | None = None,
-                masked_outputs: dict | None = None) -> LoweredProgram:
+                masked_outputs: dict | None = None, constant_inputs: frozenset = frozenset()) -> LoweredProgram:
     """Lowers a kernel graph (static shapes, f16/bf16/f32/f64) to kernels and launches; `fuse`: a
     split reduction and its combine kernel become one launch (fuse_split_k). `masked_inputs` /
     `masked_outputs` ({index: dim}): those dims may hold fewer rows at run time (blockgen.RowMask;
-    rows must be computed independently along them, as mirage-specialize-dims proves)."""
+    rows must be computed independently along them, as mirage-specialize-dims proves).
+    `constant_inputs`: program inputs no work before a call writes (weights). Kernels after the first
+    overlap the one before (blockgen.GridDependency), copying program inputs before they wait; with
+    constant inputs the first kernel overlaps the work before the call too, and then every kernel
+    copies only constant inputs early (a kernel's early copies may run before the first one has
+    waited for whatever writes the other inputs), and the last one lets the next call's first launch."""
     outputs = list(graph.outputs)
     if len(set(outputs)) != len(outputs):
         raise LoweringError("the program returns the same tensor twice; not supported by the GPU lowering")
@@ -153,8 +163,11 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     for t in graph.inputs:
         if not t.is_static():
             raise LoweringError(f"argument of type {t}: the GPU lowering needs static shapes")
+    if any(not 0 <= k < len(graph.inputs) for k in constant_inputs):
+        raise LoweringError(f"constant inputs {sorted(constant_inputs)}: the program has {len(graph.inputs)} inputs")
     program = LoweredProgram(name, list(graph.inputs), [graph.value_types[v] for v in outputs],
-                             masked_inputs=dict(masked_inputs or {}), masked_outputs=dict(masked_outputs or {}))
+                             masked_inputs=dict(masked_inputs or {}), masked_outputs=dict(masked_outputs or {}),
+                             constant_inputs=frozenset(constant_inputs))
     for types, dims in ((program.inputs, program.masked_inputs), (program.outputs, program.masked_outputs)):
         for k, dim in dims.items():
             if dim != 0 or len(types[k].shape) < 2:  # the rows' stride is the static one only there
@@ -179,10 +192,12 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     pairs = fused_pairs(graph) if fuse else {}
     starts = [n for n in range(len(graph.nodes)) if n - 1 not in pairs]  # one launch each
     bodies = [_block_graph(graph, n) for n in starts]
-    early = [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v < len(graph.inputs)) for n in starts]
-    overlaps = [j > 0 and bool(early_ring(BlockPlan(body), early[j])) for j, body in enumerate(bodies)]
+    readable = constant_inputs or range(len(graph.inputs))  # what a kernel may copy before it waits
+    early = [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v in readable) for n in starts]
+    overlaps = [(j > 0 or bool(constant_inputs)) and bool(early_ring(BlockPlan(body), early[j]))
+                for j, body in enumerate(bodies)]
     for j, (n, body) in enumerate(zip(starts, bodies)):
-        triggers = j + 1 < len(starts) and overlaps[j + 1]
+        triggers = overlaps[(j + 1) % len(starts)] if j + 1 < len(starts) or constant_inputs else False
         dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
         if n in pairs:
             pair = pairs[n]

@@ -14,7 +14,8 @@ mu-graph means. Beyond values, it checks what a GPU would not report:
   `device_async_wait` completes their group, so a read before the wait sees stale data and a read by
   another thread before the following barrier is a race;
 - a kernel launched as a programmatic dependent (`{mirage.overlap}`) that touches a buffer other
-  than the program's inputs before its `nvvm.griddepcontrol wait`.
+  than the program's inputs (its constant inputs, where it declares them) before its
+  `nvvm.griddepcontrol wait`.
 
 Values are arrays over all threads (shape [T], vectors [T, n]). Divergent loops (`scf.for` from a
 thread id) and `scf.if` run with an activity mask. Floats follow the kernel's types: f32 in
@@ -762,7 +763,11 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             outputs.append(mem)
     kernels: dict = {}
     zeroed: list = []
-    program_inputs = {id(env[arg]) for arg in args[:n_in]}
+    # what an overlapping kernel may touch before its wait: the inputs the function declares constant,
+    # else (its first kernel then launches plainly) every input, which no kernel of it writes
+    constant = (list(ir.DenseI64ArrayAttr(func.attributes["mirage.constant_inputs"]))
+                if "mirage.constant_inputs" in func.attributes else range(n_in))
+    program_inputs = {id(env[args[k]]) for k in constant}
     for op in block.operations:
         op = op.operation
         if op.name == "arith.constant":

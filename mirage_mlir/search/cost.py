@@ -98,10 +98,15 @@ class Chip:
     # charged to warp-rows kernels: with it, run 86's stable attention bs1 bf16 pick went 1.00 -> 1.30x
     # the fastest (benchmarks/calibrate.py)
     copy_chunk_us: float = 0.05
+    # bytes into the SMs per byte a warp's cp.async copies into rows padded by 16 bytes (tiles whose rows
+    # cannot be swizzled): their copies split into 2.6x the L2 requests and 1.5x the bytes (H200 run 93,
+    # benchmarks/sector_probe.cu)
+    padded_intake: float = 1.5
 
-    def resident_blocks(self, smem: int, threads: int) -> int:
+    def resident_blocks(self, smem: int, threads: int, registers: int | None = None) -> int:
         """Blocks of this size one SM holds at once."""
-        return plan.resident_blocks(smem, threads, self.smem_per_sm, self.threads_per_sm, self.blocks_per_sm)
+        return plan.resident_blocks(smem, threads, self.smem_per_sm, self.threads_per_sm, self.blocks_per_sm,
+                                    registers)
 
 
 CHIPS = {"sm_90": Chip(), "h100": Chip()}
@@ -155,8 +160,9 @@ def sm_fill(blocks: int, c: Chip) -> float:
     return waves / math.ceil(waves)
 
 
-def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
-    """`figures`: the generator's plan figures (plan_figures(body)) when the caller has them."""
+def graph_def_cost(body: Graph, c: Chip, figures=None, registers: int | None = None) -> KernelCost:
+    """`figures`: the generator's plan figures (plan_figures(body)) when the caller has them;
+    `registers`: a thread's, from ptxas, once the kernel is compiled."""
     from ..lowering import plan_figures
 
     fig = plan_figures(body) if figures is None else figures
@@ -185,18 +191,19 @@ def graph_def_cost(body: Graph, c: Chip, figures=None) -> KernelCost:
     fill = sm_fill(blocks, c)
     if fig.smem > c.smem_per_block:
         return KernelCost("graph_def", math.inf, read, written, blocks, fill, fig.smem, tensor + simt, loop)
-    resident = c.resident_blocks(fig.smem, threads)
+    resident = c.resident_blocks(fig.smem, threads, registers)
     waves = math.ceil(blocks / (resident * c.sms))
     loaded = sum(b for b, _ in fig.tile_rows)
     slowed = sum(b * (r + c.row_overhead) / (c.stream_peak * r) for b, r in fig.tile_rows)
     efficiency = loaded / slowed if slowed else 1.0
-    bandwidth = max((min(unique, read) / efficiency + written) / c.bandwidth, (read + written) / c.l2_bandwidth)
+    taken_in = read + (c.padded_intake - 1) * fig.padded_ring_bytes * blocks  # L2 -> SM bytes
+    bandwidth = max((min(unique, read) / efficiency + written) / c.bandwidth, (taken_in + written) / c.l2_bandwidth)
     # the last wave's blocks stream while the rest of the SMs' slots sit idle (measured: 384 blocks
     # two to an SM, 1.34x the time of three to an SM, benchmarks/NOTES.md run 41)
     bandwidth *= plan.wave_slots(blocks, resident, c.sms) / blocks
     loop_trips = fig.loop_round_trips * loop if loop > 1 else 0.0
     latency = waves * c.mem_latency_us * 1e-6 * (loop_trips + fig.pre_round_trips)
-    per_block = (read + written) / blocks
+    per_block = (taken_in + written) / blocks
     # the busiest SM's blocks in turns of `resident` streaming side by side (SwiGLU's 172-block gate
     # kernel, two on 40 SMs: 57.6 us, where one block's rate for both would take 68; NOTES.md run 79)
     per_sm = math.ceil(math.ceil(blocks / c.sms) / resident) * per_block / c.sm_bandwidth
@@ -262,16 +269,19 @@ def fused_combine_us(us: float, c: Chip) -> float:
     return us - c.launch_us
 
 
-def cost(graph: Graph, c: Chip | str = "sm_90") -> Cost:
-    """Per kernel-graph node (a combine fused into the kernel before it costs no launch)."""
+def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None = None) -> Cost:
+    """Per kernel-graph node (a combine fused into the kernel before it costs no launch).
+    `registers`: a thread's registers in the kernel of node n (ptxas -v on the lowered program; a
+    fused combine runs in its split kernel's), where known."""
     from ..lowering.fuse_split_k import fused_pairs
 
     c = chip(c) if isinstance(c, str) else c
     combines = {n + 1 for n in fused_pairs(graph)}
+    registers = registers or {}
     kernels = []
     for n, node in enumerate(graph.nodes):
         if node.op == "graph_def":
-            kc = graph_def_cost(node.body, c)
+            kc = graph_def_cost(node.body, c, registers=registers.get(n - 1 if n in combines else n))
             kernels.append(replace(kc, op="graph_def (fused)", us=fused_combine_us(kc.us, c)) if n in combines else kc)
         else:
             kernels.append(predefined_cost(graph, node, c))

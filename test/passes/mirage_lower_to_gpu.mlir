@@ -1,5 +1,6 @@
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu)' | FileCheck %s
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu{fuse-split-k=false})' | FileCheck %s --check-prefix=UNFUSED
+// RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu{constant-inputs=1})' | FileCheck %s --check-prefix=CONST
 
 // Mirage's RMSNorm + Linear plan (grid 2, for-loop 4): one gpu.func with the block graph's structure.
 
@@ -162,6 +163,20 @@ func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16
 // UNFUSED: gpu.func @sk_k1(
 // UNFUSED: gpu.launch_func @sk_kernels::@sk_k0 blocks in (%c2, %c2, %c1)
 // UNFUSED: gpu.launch_func @sk_kernels::@sk_k1 blocks in (%c2, %c1, %c1)
+// With argument 1 declared constant (a weight no work before the call writes), the first kernel
+// overlaps whatever runs before the call: it lets the next launch early, copies only %arg1's tiles,
+// waits, then copies X's; the host function records the declaration and marks the launch.
+// CONST-LABEL: gpu.module @sk_kernels
+// CONST: gpu.func @sk_k0(%[[X:.*]]: memref<4x256xf16>, %[[W1:.*]]: memref<256x64xf16>, %[[W3:.*]]: memref<256x64xf16>
+// CONST: nvvm.griddepcontrol  launch_dependents
+// CONST-NOT: device_async_copy %[[X]]
+// CONST-NOT: device_async_copy %[[W3]]
+// CONST: nvgpu.device_async_copy %[[W1]]
+// CONST-NOT: device_async_copy %[[X]]
+// CONST: nvvm.griddepcontrol  wait
+// CONST: nvgpu.device_async_copy %[[X]]
+// CONST: func.func @sk({{.*}}) attributes {mirage.constant_inputs = array<i64: 1>
+// CONST: gpu.launch_func @sk_kernels::@sk_k0 {{.*}}, mirage.overlap}
 func.func @sk(%arg0: tensor<4x256xf16>, %arg1: tensor<256x64xf16>, %arg2: tensor<256x64xf16>) -> tensor<4x64xf16> {
   %0:2 = "mirage_kernel.graph_def"(%arg0, %arg1, %arg2) ({
   ^bb0(%arg3: tensor<4x256xf16>, %arg4: tensor<256x64xf16>, %arg5: tensor<256x64xf16>):
