@@ -16,7 +16,8 @@ For each program of ../shared/BENCHMARKS.md, bs 1 and 8, writes with mirage-comp
 for dtype f16 and f32 (from the examples), and bf16: no bf16 torch-mlir files exist, so the bf16
 program is the f16 example with every f16 type written bf16 (DIR/sources/), compiled by the default
 pipeline (searched) and, where Mirage published one, its plan; then DIR/index.json for
-benchmarks/check_gpu.py and benchmarks/gpu.py.
+benchmarks/check_gpu.py and benchmarks/gpu.py. Every variant of a program with weights
+(programs.WEIGHTS) is compiled with them declared constant (--constant-inputs).
 
   python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90] [--no-searched] [--sweep] [--split-k]
 """
@@ -35,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
-from programs import BATCHES, NAMES, shapes  # noqa: E402
+from programs import BATCHES, NAMES, WEIGHTS, shapes  # noqa: E402
 
 from mirage_mlir.plans import PLANS  # noqa: E402
 
@@ -156,10 +157,11 @@ def main() -> int:
                             for stages in args.stages:
                                 variants[f"c{col}_k{k}_t{threads}_s{stages}"] = plan
                                 ring_depth[f"c{col}_k{k}_t{threads}_s{stages}"] = stages
+                weights = ["--constant-inputs", ",".join(map(str, WEIGHTS[name]))] if name in WEIGHTS else []
                 for variant, extra in variants.items():
                     d = f"{name}_bs{bs}_{dtype}_{variant}"
                     cmd = [sys.executable, "-m", "mirage_mlir.tools.mirage_compile", src, "-o",
-                           os.path.join(args.out, d), "--chip", args.chip, "-q"] + extra
+                           os.path.join(args.out, d), "--chip", args.chip, "-q"] + weights + extra
                     env = dict(os.environ)
                     if variant in ring_depth:
                         env["MIRAGE_MAX_STAGES"] = str(ring_depth[variant])

@@ -41,6 +41,8 @@ def check_entry(torch, entry: dict, programs_dir: str, trials: int, seed: int) -
     for trial in range(trials):
         gen = torch.Generator(device="cuda").manual_seed(seed + 7919 * trial)
         inputs = make_inputs(torch, entry["program"], entry["bs"], dtype, gen)
+        # the weights were written just now: a program compiled with them constant must not overlap that
+        torch.cuda.synchronize()
         out = program(*inputs, poison=True)
         torch.cuda.synchronize()
         ref = reference(torch, entry["program"], inputs)
