@@ -857,3 +857,19 @@ def test_constant_inputs_let_the_first_kernel_overlap_the_work_before():
             run_lowered(early, inputs)
     with pytest.raises(LoweringError, match="constant inputs"):
         lower_graph(graph, constant_inputs=frozenset({4}))
+
+
+def test_a_loop_of_one_copies_its_constant_tiles_before_it_waits():
+    """lora's one kernel (a loop of one) copies its loop-invariant tiles of the constant W, A and B
+    (synchronous loads, then stores) before its griddepcontrol.wait, X's after it."""
+    types = [TensorType(s, "f16") for s in MEDIUM["lora"]]
+    graph = VARIANTS["lora_fused"](types)
+    program = lower_graph(graph, constant_inputs=frozenset({1, 2, 3}))
+    (launch,) = program.launches
+    before_wait, after_wait = launch.kernel.text.split("nvvm.griddepcontrol wait")
+    assert launch.overlap and "launch_dependents" in before_wait
+    assert all(f"vector.load %arg{k}" in before_wait for k in (1, 2, 3)) and "vector.load %arg0" not in before_wait
+    assert "vector.load %arg0" in after_wait
+    inputs = random_inputs(types, seed=4, scale=0.3)
+    with ir.Context():
+        assert rel_err(run_lowered(ir.Module.parse(program.text()), inputs)[0], evaluate(graph, inputs)[0]) < 2e-3

@@ -81,23 +81,31 @@ class GridDependency:
     """A kernel's part in overlapping the kernels of one program (programmatic dependent launch,
     sm_90). A kernel that `waits` is launched as a dependent of the kernel before it: its blocks start
     while that one finishes, issue the cp.async ring's first stages of the program's inputs
-    (`early`: block-graph input indices; the weights), then `griddepcontrol.wait` (that grid done, its
-    writes visible) before anything that kernel may write is touched. A kernel that `triggers` lets
-    the next one launch so (`griddepcontrol.launch_dependents` at entry). Only a kernel with such
-    copies overlaps (`early_ring`): without them its blocks would only sit waiting on SMs the kernel
-    before still uses, and be placed where that one's blocks happened to finish (H200 run 43:
-    attention's combine 9% slower so, LayerNorm + Linear's projection 5% faster)."""
+    (`early`: block-graph input indices; the weights) and copy their loop-invariant tiles, then
+    `griddepcontrol.wait` (that grid done, its writes visible) before anything that kernel may write
+    is touched. A kernel that `triggers` lets the next one launch so (`griddepcontrol.launch_dependents`
+    at entry). Only a kernel with such copies overlaps (`early_copies`): without them its blocks would
+    only sit waiting on SMs the kernel before still uses, and be placed where that one's blocks
+    happened to finish (H200 run 43: attention's combine 9% slower so, LayerNorm + Linear's projection
+    5% faster)."""
 
     triggers: bool = False
     waits: bool = False
     early: frozenset = frozenset()
 
 
-def early_ring(plan: BlockPlan, early: frozenset) -> list[int]:
-    """The ring iterators of `plan` that copy tiles of block-graph inputs `early`."""
+def early_copies(plan: BlockPlan, early: frozenset) -> tuple[list[int], list[int]]:
+    """The iterators of `plan` that copy tiles of block-graph inputs `early` before a grid-dependency
+    wait: through the cp.async ring, and (outside warp-rows kernels) loop-invariant tiles copied
+    before the loop (a loop of one's: lora's weights)."""
     if plan.rows is not None:
-        return []
-    return [i for i in plan.ring if plan.g.nodes[i].inputs[0] in early]
+        return [], []
+    ring = [i for i in plan.ring if plan.g.nodes[i].inputs[0] in early]
+    if plan.warp_rows is not None:
+        return ring, []
+    pre = [i for i, kind in enumerate(plan.kind)
+           if kind == "iter" and plan.phase[i] == "pre" and plan.g.nodes[i].inputs[0] in early]
+    return ring, pre
 
 
 class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEmitter, AccumulatorEmitter,
@@ -303,10 +311,10 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         plan.check_shared_memory()
         self.emit_entry()
         dependency = self.dependency or GridDependency()
-        early = early_ring(plan, dependency.early) if dependency.waits else []
+        early, early_pre = early_copies(plan, dependency.early) if dependency.waits else ([], [])
         if dependency.triggers:
             self.em.emit("nvvm.griddepcontrol launch_dependents")
-        if dependency.waits and not early:
+        if dependency.waits and not early and not early_pre:
             self.grid_dependency_wait()
         if plan.rows is not None:
             self.emit_register_rows()
@@ -314,9 +322,10 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         if plan.warp_rows is not None:
             self.emit_warp_rows(early)
             return
-        self.ring_fill(early)  # in flight while the prologue runs
+        self.ring_fill(early, early_pre)  # in flight while the prologue runs
         self.init_accumulators()
-        self.copy_stage([i for i, kind in enumerate(plan.kind) if kind == "iter" and plan.phase[i] == "pre"])
+        self.copy_stage([i for i, kind in enumerate(plan.kind)
+                         if kind == "iter" and plan.phase[i] == "pre" and i not in early_pre])
         self.emit_stages("pre")
         if plan.loop > 1:
             if self.dirty:

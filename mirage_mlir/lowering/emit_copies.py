@@ -204,15 +204,16 @@ class CopyEmitter:
             with em.region(header, f"}} {{{attr}}}"):
                 body([0] * (len(geo.shape) - 2) + [r, col])
 
-    def ring_fill(self, early: list[int]) -> None:
+    def ring_fill(self, early: list[int], early_pre: list[int] = ()) -> None:
         """Issues the copies of the ring's first stages - 1 iterations (before the loop). The `early`
-        iterators' copies of all of them go first, then the grid-dependency wait (GridDependency),
-        then the rest stage by stage: the first group holds every early copy, so each iteration's
-        wait still covers its tiles."""
+        iterators' copies of all of them go first, then the `early_pre` iterators' loop-invariant
+        tiles, then the grid-dependency wait (GridDependency), then the rest stage by stage: the
+        first group holds every early copy, so each iteration's wait still covers its tiles."""
         stages = range(self.plan.stages - 1)
-        if early:
-            for d in stages:
+        if early or early_pre:
+            for d in stages if early else ():
                 self.async_copy_stage(d, d, iterators=early, commit=False)
+            self.copy_stage(list(early_pre))
             self.grid_dependency_wait()
         late = [i for i in self.plan.ring if i not in early]
         for d in stages:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
-from .blockgen import GridDependency, KernelCode, RowMask, early_ring, generate_kernel
+from .blockgen import GridDependency, KernelCode, RowMask, early_copies, generate_kernel
 from .fuse_split_k import fused_pairs, generate_fused
 from .emitter import ROWS_ARG, STORAGE_TYPES, memref_type
 from .plan import BlockPlan, LoweringError
@@ -194,7 +194,7 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     bodies = [_block_graph(graph, n) for n in starts]
     readable = constant_inputs or range(len(graph.inputs))  # what a kernel may copy before it waits
     early = [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v in readable) for n in starts]
-    overlaps = [(j > 0 or bool(constant_inputs)) and bool(early_ring(BlockPlan(body), early[j]))
+    overlaps = [(j > 0 or bool(constant_inputs)) and any(early_copies(BlockPlan(body), early[j]))
                 for j, body in enumerate(bodies)]
     for j, (n, body) in enumerate(zip(starts, bodies)):
         triggers = overlaps[(j + 1) % len(starts)] if j + 1 < len(starts) or constant_inputs else False
