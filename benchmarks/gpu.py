@@ -8,7 +8,9 @@ benchmarks/build_gpu.py compiled: eager and torch.compile (default mode), and ev
 float64 reference, fresh inputs; a variant that fails is not timed). Times are medians of CUDA-graph
 replays (triton.testing.do_bench_cudagraph); each replay runs the program on R input sets in turn (R
 such that the inputs exceed twice the L2 cache), so no run reads its inputs from L2. The floor is
-(input + output bytes) / the measured read bandwidth. Prints the tables last; --json keeps it all.
+(input + output bytes) / the measured read bandwidth; "read" is one torch.sum launch over as many
+bytes, timed the same way (what a single stream of that size reaches, ramp and tail included).
+Prints the tables last; --json keeps it all.
 
 The searched variant (the default pipeline) runs as a user's program does: its first call times the
 candidate plans mirage-compile kept and the runtime keeps the fastest (the first call's and a fresh
@@ -110,6 +112,12 @@ def main() -> int:
         gen = torch.Generator(device="cuda").manual_seed(seed + bs)
         sets = [make_inputs(torch, name, bs, torch_dtype(torch, dtype), gen) for _ in range(reps)]
         row = {"program": name, "bs": bs, "dtype": dtype, "floor_us": floor_us, "reps": reps}
+        # one torch.sum launch over as many bytes (rotated as the inputs): what a single stream of this
+        # size reaches, its ramp and tail included (the floor uses the long read's bandwidth)
+        bufs = [torch.ones(in_bytes // 2, device="cuda", dtype=torch.float16) for _ in range(reps)]
+        acc = torch.empty((), device="cuda", dtype=torch.float32)
+        row["read_us"] = bench(lambda: [torch.sum(b, 0, dtype=torch.float32, out=acc) for b in bufs], reps)
+        del bufs
         f = fns[name]
         row["eager_us"] = bench(lambda: [f(*s) for s in sets], reps)
         if not args.no_compile:
@@ -213,9 +221,11 @@ def print_summary(rows: list, variants: list, targets: list, title: str) -> None
         key = (v["program"], v["bs"], v["dtype"])
         if v.get("us") is not None and v["us"] < best.get(key, (math.inf, ""))[0]:
             best[key] = (v["us"], v["variant"])
-    print(f"\n{title}: x = torch.compile / ours (> 1: ours faster); bw = floor / ours")
-    print("| program | bs | dtype | floor | eager | torch.compile | default pipeline | x | bw | best plan | x | bw |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\n{title}: x = torch.compile / ours (> 1: ours faster); bw = floor / ours; read: one torch.sum "
+          "launch over the same bytes, read / default pipeline")
+    print("| program | bs | dtype | floor | read | eager | torch.compile | default pipeline | x | bw | read/ours "
+          "| best plan | x | bw |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     default_x, best_x = [], []
     for name, bs in targets:
         for dtype in ("f16", "bf16"):
@@ -223,14 +233,16 @@ def print_summary(rows: list, variants: list, targets: list, title: str) -> None
             if r is None or (name, bs, dtype) not in best or not r.get("compile_us"):
                 continue
             comp, floor = r["compile_us"], r["floor_us"]
-            line = f"| {name} | {bs} | {dtype} | {fmt(floor)} | {fmt(r['eager_us'])} | {fmt(comp)} | "
+            read = r.get("read_us")
+            line = f"| {name} | {bs} | {dtype} | {fmt(floor)} | {fmt(read)} | {fmt(r['eager_us'])} | {fmt(comp)} | "
             searched = r.get("searched_us")
             if searched:
-                line += f"{fmt(searched)} | {comp / searched:.2f} | {100 * floor / searched:.0f}% | "
+                line += (f"{fmt(searched)} | {comp / searched:.2f} | {100 * floor / searched:.0f}% | "
+                         f"{f'{100 * read / searched:.0f}%' if read else '-'} | ")
                 if dtype == "f16":
                     default_x.append(comp / searched)
             else:
-                line += "- | - | - | "
+                line += "- | - | - | - | "
             us, variant = best[(name, bs, dtype)]
             line += f"{fmt(us)} ({variant}) | {comp / us:.2f} | {100 * floor / us:.0f}% |"
             if dtype == "f16":
