@@ -157,26 +157,17 @@ func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16
 // CHECK: gpu.launch_func @sk_kernels::@sk_k0 blocks in (%c2, %c2, %c1)
 // CHECK-NOT: gpu.launch_func
 
+// Declared constant, its 4 blocks (far from filling the SMs' slots) still launch plainly.
+// CONST-LABEL: gpu.module @sk_kernels
+// CONST-NOT: griddepcontrol
+// CONST: func.func @sk(
+
 // UNFUSED-LABEL: gpu.module @sk_kernels
 // UNFUSED: gpu.func @sk_k0(
 // UNFUSED-NOT: memref.atomic_rmw
 // UNFUSED: gpu.func @sk_k1(
 // UNFUSED: gpu.launch_func @sk_kernels::@sk_k0 blocks in (%c2, %c2, %c1)
 // UNFUSED: gpu.launch_func @sk_kernels::@sk_k1 blocks in (%c2, %c1, %c1)
-// With argument 1 declared constant (a weight no work before the call writes), the first kernel
-// overlaps whatever runs before the call: it lets the next launch early, copies only %arg1's tiles,
-// waits, then copies X's; the host function records the declaration and marks the launch.
-// CONST-LABEL: gpu.module @sk_kernels
-// CONST: gpu.func @sk_k0(%[[X:.*]]: memref<4x256xf16>, %[[W1:.*]]: memref<256x64xf16>, %[[W3:.*]]: memref<256x64xf16>
-// CONST: nvvm.griddepcontrol  launch_dependents
-// CONST-NOT: device_async_copy %[[X]]
-// CONST-NOT: device_async_copy %[[W3]]
-// CONST: nvgpu.device_async_copy %[[W1]]
-// CONST-NOT: device_async_copy %[[X]]
-// CONST: nvvm.griddepcontrol  wait
-// CONST: nvgpu.device_async_copy %[[X]]
-// CONST: func.func @sk({{.*}}) attributes {mirage.constant_inputs = array<i64: 1>
-// CONST: gpu.launch_func @sk_kernels::@sk_k0 {{.*}}, mirage.overlap}
 func.func @sk(%arg0: tensor<4x256xf16>, %arg1: tensor<256x64xf16>, %arg2: tensor<256x64xf16>) -> tensor<4x64xf16> {
   %0:2 = "mirage_kernel.graph_def"(%arg0, %arg1, %arg2) ({
   ^bb0(%arg3: tensor<4x256xf16>, %arg4: tensor<256x64xf16>, %arg5: tensor<256x64xf16>):
@@ -204,4 +195,54 @@ func.func @sk(%arg0: tensor<4x256xf16>, %arg1: tensor<256x64xf16>, %arg2: tensor
     gpu.yield %9 : tensor<4x64xf16>
   }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 2 : i64, grid_dim = array<i64: 2, 1, 1>, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<8x64xf32>, tensor<8x64xf32>) -> tensor<4x64xf16>
   return %1 : tensor<4x64xf16>
+}
+
+// -----
+
+// The split reduction at a realistic size (512 blocks: more than half of the SMs' slots for it).
+// With argument 1 declared constant (a weight no work before the call writes), the first kernel
+// overlaps whatever runs before the call: it lets the next launch early, copies only %arg1's tiles,
+// waits, then copies X's; the host function records the declaration and marks the launch.
+// Without the declaration it launches plainly.
+// CHECK-LABEL: gpu.module @big_kernels
+// CHECK-NOT: griddepcontrol
+// CHECK: func.func @big(
+// CONST-LABEL: gpu.module @big_kernels
+// CONST: gpu.func @big_k0(%[[X:.*]]: memref<4x4096xf16>, %[[W1:.*]]: memref<4096x4096xf16>, %[[W3:.*]]: memref<4096x4096xf16>
+// CONST: nvvm.griddepcontrol  launch_dependents
+// CONST-NOT: device_async_copy %[[X]]
+// CONST-NOT: device_async_copy %[[W3]]
+// CONST: nvgpu.device_async_copy %[[W1]]
+// CONST-NOT: device_async_copy %[[X]]
+// CONST: nvvm.griddepcontrol  wait
+// CONST: nvgpu.device_async_copy %[[X]]
+// CONST: func.func @big({{.*}}) attributes {mirage.constant_inputs = array<i64: 1>
+// CONST: gpu.launch_func @big_kernels::@big_k0 {{.*}}, mirage.overlap}
+func.func @big(%arg0: tensor<4x4096xf16>, %arg1: tensor<4096x4096xf16>, %arg2: tensor<4096x4096xf16>) -> tensor<4x4096xf16> {
+  %0:2 = "mirage_kernel.graph_def"(%arg0, %arg1, %arg2) ({
+  ^bb0(%arg3: tensor<4x4096xf16>, %arg4: tensor<4096x4096xf16>, %arg5: tensor<4096x4096xf16>):
+    %2 = "mirage_block.input_iterator"(%arg3) {fmap = 1 : i64, imap = array<i64: -1, 1, -1>} : (tensor<4x4096xf16>) -> tensor<4x128xf16>
+    %3 = "mirage_block.input_iterator"(%arg4) {fmap = 0 : i64, imap = array<i64: 1, 0, -1>} : (tensor<4096x4096xf16>) -> tensor<128x32xf16>
+    %4 = "mirage_block.matmul"(%2, %3) : (tensor<4x128xf16>, tensor<128x32xf16>) -> tensor<4x32xf32>
+    %5 = "mirage_block.accum_sum"(%4) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %6 = "mirage_block.output_saver"(%5) {omap = array<i64: 1, 0, -1>} : (tensor<4x32xf32>) -> tensor<16x4096xf32>
+    %7 = "mirage_block.input_iterator"(%arg5) {fmap = 0 : i64, imap = array<i64: 1, 0, -1>} : (tensor<4096x4096xf16>) -> tensor<128x32xf16>
+    %8 = "mirage_block.matmul"(%2, %7) : (tensor<4x128xf16>, tensor<128x32xf16>) -> tensor<4x32xf32>
+    %9 = "mirage_block.accum_sum"(%8) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %10 = "mirage_block.output_saver"(%9) {omap = array<i64: 1, 0, -1>} : (tensor<4x32xf32>) -> tensor<16x4096xf32>
+    gpu.yield %6, %10 : tensor<16x4096xf32>, tensor<16x4096xf32>
+  }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 8 : i64, grid_dim = array<i64: 128, 4, 1>, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>} : (tensor<4x4096xf16>, tensor<4096x4096xf16>, tensor<4096x4096xf16>) -> (tensor<16x4096xf32>, tensor<16x4096xf32>)
+  %1 = "mirage_kernel.graph_def"(%0#0, %0#1) ({
+  ^bb0(%arg3: tensor<16x4096xf32>, %arg4: tensor<16x4096xf32>):
+    %2 = "mirage_block.input_iterator"(%arg3) {fmap = 0 : i64, imap = array<i64: 1, -1, -1>} : (tensor<16x4096xf32>) -> tensor<4x32xf32>
+    %3 = "mirage_block.accum_sum"(%2) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %4 = "mirage_block.input_iterator"(%arg4) {fmap = 0 : i64, imap = array<i64: 1, -1, -1>} : (tensor<16x4096xf32>) -> tensor<4x32xf32>
+    %5 = "mirage_block.accum_sum"(%4) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %6 = "mirage_block.silu"(%3) : (tensor<4x32xf32>) -> tensor<4x32xf32>
+    %7 = "mirage_block.mul"(%6, %5) : (tensor<4x32xf32>, tensor<4x32xf32>) -> tensor<4x32xf32>
+    %8 = "mirage_block.cast"(%7) : (tensor<4x32xf32>) -> tensor<4x32xf16>
+    %9 = "mirage_block.output_saver"(%8) {omap = array<i64: 1, -1, -1>} : (tensor<4x32xf16>) -> tensor<4x4096xf16>
+    gpu.yield %9 : tensor<4x4096xf16>
+  }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 4 : i64, grid_dim = array<i64: 128, 1, 1>, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<16x4096xf32>, tensor<16x4096xf32>) -> tensor<4x4096xf16>
+  return %1 : tensor<4x4096xf16>
 }
