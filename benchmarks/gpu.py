@@ -126,9 +126,8 @@ def main() -> int:
                 cf(*s)
             torch.cuda.synchronize()
             row["compile_us"] = bench(lambda: [cf(*s) for s in sets], reps)
-        extra = []
         for e in entries:
-            v = {**e, "floor_us": floor_us}
+            v, extra = {**e, "floor_us": floor_us}, []
             if e["variant"] == "searched":  # before anything else loads it: its first use tunes
                 v.update(first_use(torch, load, os.path.join(args.programs, e["dir"]), sets[0]))
             try:
@@ -151,9 +150,7 @@ def main() -> int:
             else:
                 print(f"  {e['dir']}: FAILED the check ({check.get('error') or check['rel_err']}); not timed",
                       flush=True)
-            variants.append(v)
-            variants += extra
-            extra.clear()
+            variants += [v] + extra
             if e["variant"] in MAIN_VARIANTS:
                 row[f"{e['variant']}_us"] = v.get("us")
         rows.append(row)

@@ -317,14 +317,13 @@ def rank_with_registers(manifest: dict, results: list, target: str) -> None:
     """Re-estimates every candidate with its kernels' registers from ptxas (they may hold a kernel to
     fewer resident blocks than its shared memory allows: 90 registers at 256 threads, two blocks an SM
     where the plan counted three) and makes the lowest estimate the model's choice."""
-    from mirage_mlir.lowering.manifest import kernel_registers
+    from mirage_mlir.lowering.manifest import candidate_index, kernel_registers
     from mirage_mlir.search.cost import cost
 
     for fname, result in results:
         entry = manifest["functions"][fname]
         for candidate in entry.get("candidates", []):
-            index = re.match(r"c(\d+)_", candidate["kernels"][0]["ptx"]) if candidate["kernels"] else None
-            graph = result.candidates[int(index.group(1)) if index else 0][1]
+            graph = result.candidates[candidate_index(candidate["kernels"])][1]
             candidate["estimate_us"] = cost(graph, target, kernel_registers(manifest, candidate["kernels"])).total_us
         if entry.get("candidates"):
             estimates = [candidate["estimate_us"] for candidate in entry["candidates"]]

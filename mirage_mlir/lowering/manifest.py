@@ -163,14 +163,22 @@ def read_program(module: ir.Module | ir.Operation, chip: str) -> tuple[dict, dic
     return manifest, files
 
 
+def candidate_index(kernels: list[dict]) -> int:
+    """The search's candidate a manifest candidate's kernels come from: mirage-compile names candidate
+    k's PTX files c<k>_<name> (k > 0), the search's pick's plainly."""
+    match = re.match(r"c(\d+)_", kernels[0]["ptx"]) if kernels else None
+    return int(match.group(1)) if match else 0
+
+
 def kernel_registers(manifest: dict, kernels: list[dict]) -> dict[int, int]:
     """The registers a thread (the manifest's "ptxas" report) of one candidate's kernels, by the
     kernel-graph node each runs (a kernel is named <function>_k<n>); {} where not assembled."""
     report = manifest.get("ptxas", {})
     registers = {}
+    candidate = candidate_index(kernels)
+    prefix = f"c{candidate}:" if candidate else ""
     for kernel in kernels:
-        candidate = re.match(r"(c\d+)_", kernel["ptx"])
-        entry = report.get((candidate.group(1) + ":" if candidate else "") + kernel["name"])
+        entry = report.get(prefix + kernel["name"])
         node = re.search(r"_k(\d+)$", kernel["name"])
         if entry and node:
             registers[int(node.group(1))] = entry["registers"]

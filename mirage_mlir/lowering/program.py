@@ -120,15 +120,14 @@ class LoweredProgram:
                 + "\n" + _indent(self.host_func_text(host_loc), 1) + "\n}\n")
 
 
-def fills_half_the_slots(body: Graph, sms: int = SMS) -> bool:
+def fills_half_the_slots(plan: BlockPlan, sms: int = SMS) -> bool:
     """Whether a grid fills at least half of the block slots the SMs have for it. A call's first
     kernel overlaps the call before only then: a smaller grid's blocks all start at once beside the
     kernel before, where it leaves room, and wait there (H200 run 96: Mirage's rmsnorm_linear plan,
     96 blocks of 6 an SM's worth, ran 1.8-2x slower so, lora's one-block plan 2.4-3.6x; grids of
     0.7-2.9x the slots 0-17% faster)."""
-    p = BlockPlan(body)
-    blocks = body.grid_dim[0] * body.grid_dim[1] * body.grid_dim[2]
-    return 2 * blocks >= resident_blocks(p.shared_bytes, p.threads) * sms
+    blocks = plan.g.grid_dim[0] * plan.g.grid_dim[1] * plan.g.grid_dim[2]
+    return 2 * blocks >= resident_blocks(plan.shared_bytes, plan.threads) * sms
 
 
 def _block_graph(graph: Graph, n: int) -> Graph:
@@ -208,8 +207,9 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     bodies = [_block_graph(graph, n) for n in starts]
     readable = constant_inputs or range(len(graph.inputs))  # what a kernel may copy before it waits
     early = [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v in readable) for n in starts]
-    overlaps = [(j > 0 or (bool(constant_inputs) and fills_half_the_slots(body, sms)))
-                and any(early_copies(BlockPlan(body), early[j])) for j, body in enumerate(bodies)]
+    plans = [BlockPlan(body) for body in bodies]
+    overlaps = [(j > 0 or (bool(constant_inputs) and fills_half_the_slots(p, sms)))
+                and any(early_copies(p, early[j])) for j, p in enumerate(plans)]
     for j, (n, body) in enumerate(zip(starts, bodies)):
         triggers = overlaps[(j + 1) % len(starts)] if j + 1 < len(starts) or constant_inputs else False
         dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
