@@ -88,6 +88,7 @@ def main() -> int:
     from programs import functions, io_bytes, make_inputs
 
     from mirage_mlir.runtime import load, overlap_supported
+    from mirage_mlir.tuning import consecutive_calls
 
     with open(os.path.join(args.programs, "index.json")) as f:
         index = json.load(f)
@@ -108,7 +109,7 @@ def main() -> int:
     for (name, bs, dtype), entries in groups.items():
         in_bytes = io_bytes(name, bs, ELEM_BYTES[dtype])
         floor_us = in_bytes / ceil["bandwidth"] * 1e6
-        reps = max(1, min(16, math.ceil(2 * l2 / in_bytes)))
+        reps = consecutive_calls(in_bytes, l2)
         gen = torch.Generator(device="cuda").manual_seed(seed + bs)
         sets = [make_inputs(torch, name, bs, torch_dtype(torch, dtype), gen) for _ in range(reps)]
         row = {"program": name, "bs": bs, "dtype": dtype, "floor_us": floor_us, "reps": reps}

@@ -17,7 +17,8 @@ The kernels are loaded with CuPy (`cupy.RawModule(path=...)`); CuPy is imported 
 
 A function compiled with several candidate plans (manifest "candidates", `mirage-compile
 --candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
-candidate on the call's own buffers (CUDA events, L2 flushed before each sample, the median of
+candidate as consecutive calls (CUDA events; the call's own buffers, then copies of its inputs,
+enough that the calls read more than twice the L2 cache; L2 flushed before each sample; the median of
 repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch or whose
 outputs differ from the model's pick's on those inputs (with a warning), and remembers the choice
 in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
@@ -59,6 +60,7 @@ MAX_STATIC_SHARED = 48 * 1024
 TUNE_BUDGET_S = 1.5  # seconds of timing per function on first use (module loads included)
 TUNE_SAMPLE_US = 20.0  # a sample launches a candidate back to back for about this long (once if longer)
 TUNE_SAMPLES = 25
+TUNE_CALLS = 16  # a sample's consecutive calls, at most (over rotated copies of the inputs)
 
 
 class RuntimeError_(RuntimeError):
@@ -476,11 +478,14 @@ class Program:
                  budget_s: float = TUNE_BUDGET_S) -> None:
         """Times every candidate on these buffers (current stream): one launch each to load it, catch
         launch errors and compare its outputs with the model's pick's, then rounds of samples (L2
-        flushed by a read, then the candidate back to back for about TUNE_SAMPLE_US) until
-        TUNE_SAMPLES rounds or the budget; the median per launch decides. A sample replays the
-        candidate's launches captured as a CUDA graph: launched one by one from Python, the CPU's
+        flushed by a read, then the candidate's consecutive calls for about TUNE_SAMPLE_US) until
+        TUNE_SAMPLES rounds or the budget; the median per call decides. A sample replays the
+        candidate's calls captured as one CUDA graph: launched one by one from Python, the CPU's
         launch latency entered the times (8-10 us per candidate of LayerNorm + Linear, unevenly:
-        the tuner kept one 14% slower than the fastest, H200 run 43)."""
+        the tuner kept one 14% slower than the fastest, H200 run 43). The calls run over rotated
+        copies of the inputs (`_input_sets`), as a model's layers follow each other: a first kernel
+        that overlaps the call before it (constant inputs) gains differently per candidate, and
+        timed one call at a time the tuner kept one 19% slower than the fastest (H200 run 97)."""
         import cupy
 
         start = time.perf_counter()
@@ -491,8 +496,7 @@ class Program:
         for c in [self.model_choice] + [c for c in range(len(self.candidates)) if c != self.model_choice]:
             try:
                 kernels = self._load(device, c)
-                buffers = self._buffers(device, like_torch, c, pointers, outs)
-                self._launch(kernels, buffers)
+                self._launch(kernels, self._buffers(device, like_torch, c, pointers, outs))
                 stream.synchronize()
             except Exception as e:  # noqa: BLE001 - a launch failure drops the candidate, whatever CuPy raises
                 warnings.warn(f"{self.name}: candidate plan {c} failed to run and is dropped: {e}", stacklevel=5)
@@ -503,9 +507,13 @@ class Program:
                 warnings.warn(f"{self.name}: candidate plan {c} is dropped: {why}", stacklevel=5)
                 continue
             expected = expected or got
-            launches[c] = (kernels, buffers)
-        replays = [self._captured(*launch) if launch is not None else None for launch in launches]
+            launches[c] = kernels
         l2 = int(cupy.cuda.runtime.getDeviceProperties(device).get("l2CacheSize", 64 << 20))
+        sets, copies = self._input_sets(device, like_torch, pointers, l2)
+        calls = [None if kernels is None else
+                 [(kernels, self._buffers(device, like_torch, c, p, outs)) for p in sets]
+                 for c, kernels in enumerate(launches)]
+        replays = [None if call is None else self._captured(call) for call in calls]
         # read, not written, to flush L2: dirty lines would be written back during the next sample
         flush = cupy.zeros(2 * l2 // 4, dtype=np.float32)
         samples: list[list[float]] = [[] for _ in launches]
@@ -515,8 +523,8 @@ class Program:
             # (~30 us) the CPU queues the next launches, so a candidate of several kernels is timed
             # without the gaps of the CPU's launch latency (as a CUDA graph replays it)
             events = []
-            for c, launch in enumerate(launches):
-                if launch is None:
+            for c, call in enumerate(calls):
+                if call is None:
                     continue
                 begin, end = cupy.cuda.Event(), cupy.cuda.Event()
                 flush.sum()
@@ -525,26 +533,48 @@ class Program:
                     if replays[c] is not None:
                         replays[c].launch(stream)
                     else:
-                        self._launch(*launch)
+                        for kernels, buffers in call:
+                            self._launch(kernels, buffers)
                 end.record(stream)
                 events.append((c, begin, end))
             stream.synchronize()
             for c, begin, end in events:
-                us = cupy.cuda.get_elapsed_time(begin, end) * 1e3 / reps[c]
+                us = cupy.cuda.get_elapsed_time(begin, end) * 1e3 / (reps[c] * len(sets))
                 if round_ == 0:  # the first round only sizes the samples
-                    reps[c] = max(1, min(100, int(TUNE_SAMPLE_US / max(us, 1e-3))))
+                    reps[c] = max(1, min(100, int(TUNE_SAMPLE_US / max(us * len(sets), 1e-3))))
                 else:
                     samples[c].append(us)
-            if time.perf_counter() - start > budget_s and all(samples[c] for c, x in enumerate(launches) if x):
+            if time.perf_counter() - start > budget_s and all(samples[c] for c, x in enumerate(calls) if x):
                 break
+        del copies
         choice, times = tuning.fastest(samples)
         self.choice[device] = choice
         self.tuning[device] = {"source": "measured", "times_us": times, "choice": choice,
                                "seconds": time.perf_counter() - start}
 
-    def _captured(self, kernels: list[_Kernel], buffers: dict):
-        """The launches as a CUDA graph (cupy.cuda.Graph), or None where capture fails (then the
-        samples launch them one by one)."""
+    def _input_sets(self, device: int, like_torch: bool, pointers: list, l2: int) -> tuple[list, list]:
+        """The input pointers of a tuning sample's consecutive calls: the caller's, then copies of its
+        inputs (made on the current stream), as many sets as read more than twice the L2 cache in all
+        (at most TUNE_CALLS), so no call reads its inputs from L2; and the copies (to keep alive)."""
+        import cupy
+
+        specs = self._sized(self.inputs, "inputs")
+        sizes = [int(np.prod(spec["shape"])) * _BYTES[spec["dtype"]] for spec in specs]
+        count = tuning.consecutive_calls(sum(sizes), l2, TUNE_CALLS)
+        sets, copies = [pointers], []
+        stream = cupy.cuda.get_current_stream()
+        for _ in range(count - 1):
+            arrays = [self._alloc(spec, like_torch, device) for spec in specs]
+            for array, source, size in zip(arrays, pointers, sizes):
+                cupy.cuda.runtime.memcpyAsync(self._ptr(array), source, size,
+                                              cupy.cuda.runtime.memcpyDeviceToDevice, stream.ptr)
+            sets.append([self._ptr(a) for a in arrays])
+            copies.append(arrays)
+        return sets, copies
+
+    def _captured(self, calls: list):
+        """The calls' launches ((kernels, buffers) each) as one CUDA graph (cupy.cuda.Graph), or None
+        where capture fails (then the samples launch them one by one)."""
         import cupy
 
         capture = cupy.cuda.Stream(non_blocking=True)
@@ -552,7 +582,8 @@ class Program:
             with capture:
                 capture.begin_capture()
                 try:
-                    self._launch(kernels, buffers)
+                    for kernels, buffers in calls:
+                        self._launch(kernels, buffers)
                 finally:
                     graph = capture.end_capture()
             return graph

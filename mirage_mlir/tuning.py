@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 FORMAT = "mirage-tuning"
-VERSION = 1
+VERSION = 2  # 2: candidates timed as consecutive calls (choices timed one call at a time are redone)
 
 
 def switched_on(variable: str) -> bool:
@@ -109,6 +109,12 @@ def disagreement(got: list, expected: list, dtypes: list[str]) -> str | None:
     return None
 
 
+def consecutive_calls(input_bytes: int, l2_bytes: int, most: int = 16) -> int:
+    """How many consecutive calls a timing runs over rotated copies of the inputs: enough that they
+    read more than twice the L2 cache in all (so none reads its inputs from L2), at most `most`."""
+    return max(1, min(most, -(-2 * l2_bytes // max(input_bytes, 1))))
+
+
 def fastest(samples: list) -> tuple[int, list]:
     """(index of the fastest candidate, median time of each) from per-candidate lists of sampled times;
     a candidate with no samples (it failed) has time None and is never chosen."""
@@ -119,4 +125,4 @@ def fastest(samples: list) -> tuple[int, list]:
     return min(alive, key=lambda k: (times[k], k)), times
 
 
-__all__ = ["artifact_digest", "cache_key", "disagreement", "enabled", "fastest", "load", "store"]
+__all__ = ["artifact_digest", "cache_key", "consecutive_calls", "disagreement", "enabled", "fastest", "load", "store"]

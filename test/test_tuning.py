@@ -47,6 +47,14 @@ def test_the_fastest_median_wins_and_failed_candidates_never():
         tuning.fastest([[], []])
 
 
+def test_consecutive_calls_read_past_the_l2():
+    l2 = 60 << 20
+    assert tuning.consecutive_calls(51 << 20, l2) == 3  # rmsnorm_linear: 153 MB > 120 MB
+    assert tuning.consecutive_calls(270 << 20, l2) == 1  # SwiGLU + down reads past L2 alone
+    assert tuning.consecutive_calls(2 << 20, l2) == 16  # lora: as many as allowed
+    assert tuning.consecutive_calls(0, l2, most=4) == 4
+
+
 def test_a_candidate_whose_outputs_differ_from_the_picks_is_named():
     import numpy as np
 
