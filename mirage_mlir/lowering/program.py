@@ -155,10 +155,10 @@ def _indent(text: str, levels: int) -> str:
 
 def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inputs: dict | None = None,
                 masked_outputs: dict | None = None, constant_inputs: frozenset = frozenset(),
-                sms: int = SMS, clusters: bool = False) -> LoweredProgram:
+                sms: int = SMS, clusters: bool = True) -> LoweredProgram:
     """Lowers a kernel graph (static shapes, f16/bf16/f32/f64) to kernels and launches; `fuse`: a
     split reduction and its combine kernel become one launch (fuse_split_k), its splits meeting in a
-    thread-block cluster where `clusters` (sm_90) and the pair allows. `masked_inputs` /
+    thread-block cluster where `clusters` (sm_90; False for older GPUs) and the pair allows. `masked_inputs` /
     `masked_outputs` ({index: dim}): those dims may hold fewer rows at run time (blockgen.RowMask;
     rows must be computed independently along them, as mirage-specialize-dims proves).
     `constant_inputs`: program inputs no work before a call writes (weights). Kernels after the first
