@@ -48,8 +48,6 @@ SWEEPS = {name: [(c, k, t) for c in (16, 32, 64, 128) for k in (64, 128, 256) fo
 
 
 # Plans beyond the published ones (plans.VARIANTS): K split across blocks, then a combine kernel
-# split-K plans whose splits combine their tiles in thread-block clusters, also built without (sm_90)
-CLUSTER_COMBINES = ("rmsnorm_linear", "gated_mlp", "swiglu_down")
 SPLIT_K = {
     # wider column tiles over thinner k tiles: fewer blocks re-read X's K slice (session 6)
     "rmsnorm_linear": [f"rmsnorm_linear_split_k:col_tile={c},splits={sp},k_tile={k},threads={t}"
@@ -147,9 +145,6 @@ def main() -> int:
                             if k == 0 and "splits=" in spec:  # the same plan as two launches, for comparison
                                 variants[variant_name(spec) + "_unfused"] = ["--plan", spec, "--lower-options",
                                                                              "fuse-split-k=false"]
-                            if name in CLUSTER_COMBINES:  # its tiles combined by their last blocks instead
-                                variants[variant_name(spec) + "_lastblock"] = ["--plan", spec, "--lower-options",
-                                                                               "clusters=false"]
                     if dtype == "f16" and args.sweep and name == "ntrans":
                         for threads in (256, 512, 1024):  # latency-bound rows: fewer elements per thread
                             variants[f"t{threads}"] = ["--plan", f"published:threads={threads}"]

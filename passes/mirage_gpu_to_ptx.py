@@ -39,10 +39,6 @@ class MirageGpuToPtx(Pass):
             op = op.operation
             if op.name != "gpu.module":
                 continue
-            clustered = [f for f in nested_ops(op) if f.name == "gpu.func" and "nvvm.cluster_dim" in f.attributes]
-            if clustered and not has_grid_dependencies(self.chip):
-                raise PassError(clustered[0], f"this kernel runs as thread-block clusters, which {self.chip} does not "
-                                              "have (sm_90 and later): lower with mirage-lower-to-gpu{clusters=false}")
             try:
                 binary = compile_gpu_module(str(op), self.chip, self.features, self.opt_level)
             except PTXError as e:

@@ -11,9 +11,7 @@ with `gpu.launch_func` (grid from the block graph's grid_dim, 128 threads, dynam
 
 A split reduction followed by its combine kernel (Mirage's partial sums, then a kernel adding them)
 becomes one kernel whose last block per output tile combines (mirage_mlir.lowering.fuse_split_k),
-unless `fuse-split-k=false`; where the splits fit a thread-block cluster (at most 8) and the combine
-is elementwise, the splits of a tile run as one cluster and combine a slice each after a cluster
-barrier (sm_90; `clusters=false` for older GPUs, as mirage-compile sets for such a --chip).
+unless `fuse-split-k=false`.
 
 `constant-inputs=1,2` declares arguments that no work before a call writes (weights): the first
 kernel is then launched as a programmatic dependent of whatever precedes the call and copies its
@@ -70,8 +68,6 @@ class MirageLowerToGpu(Pass):
     keep_references: bool = option(False, "keep the reference functions (mirage.reference_function) instead of dropping them")
     fuse_split_k: bool = option(True, "run a split reduction and its combine kernel as one launch "
                                       "(the last block of each output tile combines)")
-    clusters: bool = option(True, "fused split reductions may run their splits as thread-block clusters "
-                                  "(sm_90 and later)")
     constant_inputs: str = option("", "indices of the arguments no work before a call writes (weights), e.g. "
                                       "'1,2': the first kernel copies their tiles while that work finishes")
 
@@ -154,8 +150,7 @@ class MirageLowerToGpu(Pass):
             masked = [{k: d for k, d in enumerate(dims) if d >= 0} for dims in (spec.inputs, spec.outputs)]
         try:
             program = lower_graph(graph, name, fuse=self.fuse_split_k, masked_inputs=masked[0],
-                                  masked_outputs=masked[1], constant_inputs=self.constant,
-                                  clusters=self.clusters)
+                                  masked_outputs=masked[1], constant_inputs=self.constant)
         except LoweringError as e:
             raise PassError(index.op_at(e.path, func), f"GPU lowering failed: {e}") from None
         kernel_locs = {}

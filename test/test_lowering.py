@@ -520,67 +520,30 @@ def test_row_sums_are_carried_across_the_loop(rows, k_tile):
 SPLIT_K_CASES = [c for c in VARIANT_CASES if c[0] != "lora_fused"]
 
 
-@pytest.mark.parametrize("clusters", [True, False])
 @pytest.mark.parametrize("name,shapes,tiles", SPLIT_K_CASES, ids=[c[0] for c in SPLIT_K_CASES])
-def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles, clusters):
-    """With the combine on the partials' column tiles, each split-K pair is one kernel: its splits
-    meet in a thread-block cluster and combine a slice of the tile each (sm_90), or the last block
-    per tile combines it (counters; the emulator also checks that they are back at zero); fused and
-    unfused kernels, run thread by thread, compute the same values."""
+def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):
+    """With the combine on the partials' column tiles, each split-K pair is one kernel whose last
+    block per tile combines; fused and unfused kernels, run thread by thread (the emulator also checks
+    that the counters are back at zero), compute the same values."""
     from mirage_mlir.lowering.fuse_split_k import fused_pairs
     from mirage_mlir.plans import VARIANTS
 
     types = [TensorType(s, "f16") for s in shapes]
     graph = VARIANTS[name](types, **tiles)
-    pairs = fused_pairs(graph)
-    assert list(pairs) == [len(graph.nodes) - 2]
-    program = lower_graph(graph, clusters=clusters)
-    assert [launch.nodes for launch in program.launches][-1] == (len(graph.nodes) - 2, len(graph.nodes) - 1)
+    pairs = list(fused_pairs(graph))
+    assert pairs == [len(graph.nodes) - 2]
+    program = lower_graph(graph)
+    assert [launch.nodes for launch in program.launches][-1] == (pairs[0], pairs[0] + 1)
     assert len(program.launches) == len(graph.nodes) - 1
-    in_clusters = clusters and pairs[len(graph.nodes) - 2].slice_dim != -1
-    assert (program.launches[-1].kernel.cluster is not None) == in_clusters
-    assert [program.temps[k].dtype for k in program.zeroed] == ([] if in_clusters else ["i32"])
+    (counters,) = program.zeroed
+    assert program.temps[counters].dtype == "i32"
     inputs = random_inputs(types, seed=5)
     inputs = [inputs[0]] + [round_to(x * 0.1, "f16") for x in inputs[1:]]
+    fused = run_on_cpu(graph, inputs)[0]
     with ir.Context():
-        fused = run_lowered(ir.Module.parse(program.text()), inputs)[0]
         unfused = run_lowered(ir.Module.parse(lower_graph(graph, fuse=False).text()), inputs)[0]
     assert rel_err(fused, unfused) < 1e-6
     assert rel_err(fused, evaluate(graph, inputs)[0]) < 2e-3
-
-
-def test_a_cluster_combine_reads_only_its_clusters_partials():
-    """The emulator holds a cluster's blocks to reading partials of their own cluster, after the
-    cluster barrier: without the barrier's wait the combine reads what other blocks wrote (a race)."""
-    from mirage_mlir.plans import VARIANTS
-
-    name, shapes, tiles = next(c for c in SPLIT_K_CASES if c[0] == "gated_mlp_split_k")
-    types = [TensorType(s, "f16") for s in shapes]
-    text = lower_graph(VARIANTS[name](types, **tiles)).text()
-    assert "nvvm.cluster.wait" in text
-    with ir.Context():
-        with pytest.raises(SimtError, match="reads an element another thread of the launch wrote"):
-            run_lowered(ir.Module.parse(text.replace("nvvm.cluster.wait", "gpu.barrier")),
-                        random_inputs(types, seed=1))
-
-
-def test_a_cluster_barrier_reached_by_part_of_a_cluster_is_caught():
-    from mirage_mlir.lowering.simt import Kernel, Machine, find_kernel
-
-    text = """module attributes {gpu.container_module} { gpu.module @m {
-      gpu.func @k() kernel attributes {nvvm.cluster_dim = array<i32: 2, 1, 1>} {
-        %b = gpu.block_id x
-        %c0 = arith.constant 0 : index
-        %first = arith.cmpi eq, %b, %c0 : index
-        scf.if %first { nvvm.cluster.arrive }
-        gpu.return } } }"""
-    with ir.Context():
-        module = ir.Module.parse(text)
-        kernel = Kernel(find_kernel(module, "m", "k"))
-        with pytest.raises(SimtError, match="nvvm.cluster.arrive reached by part of a cluster"):
-            Machine(kernel, (4, 1, 1), (32, 1, 1), [], 0).run()
-        with pytest.raises(SimtError, match="not a whole number of clusters"):
-            Machine(kernel, (3, 1, 1), (32, 1, 1), [], 0)
 
 
 def test_a_split_combine_fused_with_its_own_combine_runs_on_the_launchs_threads():
@@ -654,7 +617,7 @@ def test_emulator_catches_counters_left_dirty():
 
     name, shapes, tiles = VARIANT_CASES[1]
     types = [TensorType(s, "f32") for s in shapes]
-    text = lower_graph(VARIANTS[name](types, **tiles), clusters=False).text()
+    text = lower_graph(VARIANTS[name](types, **tiles)).text()
     reset = next(line for line in text.split("\n") if "memref.store %c0_i32, %counters" in line)
     with ir.Context():
         module = ir.Module.parse(text.replace(reset, ""))
@@ -843,14 +806,12 @@ def test_a_fused_combine_runs_in_registers_on_the_threads_it_needs():
     graph = VARIANTS["rmsnorm_linear_split_k"](types, col_tile=64, splits=4, k_tile=64)
     combine = plan.BlockPlan(graph.nodes[1].body, fixed_threads=True)
     assert combine.rows is not None and combine.rows.threads < combine.threads == 128
-    (launch,) = lower_graph(graph, clusters=False).launches
+    (launch,) = lower_graph(graph).launches
     tail = launch.kernel.text.split('llvm.fence syncscope("device") acquire')[1]
     assert "gpu.barrier" not in tail  # the combine after the last block's acquire: no barrier at all
     inputs = random_inputs(types, seed=12)
     inputs = [inputs[0], round_to(inputs[1] * 0.1, "f16")]
-    with ir.Context():
-        got = run_lowered(ir.Module.parse(lower_graph(graph, clusters=False).text()), inputs)[0]
-    assert rel_err(got, evaluate(graph, inputs)[0]) < 2e-3
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
 
 
 def test_later_kernels_wait_for_the_kernel_before():

@@ -179,7 +179,7 @@ def compile_file(source, args, printer) -> int:
     from mirage_mlir.context import make_context, parse_module
     from mirage_mlir.diagnostics import Diagnostic, DiagnosticCollector
     from mirage_mlir.lowering.manifest import ManifestError, read_program, write_program
-    from mirage_mlir.lowering.ptx import find_ptxas, has_grid_dependencies, run_ptxas
+    from mirage_mlir.lowering.ptx import find_ptxas, run_ptxas
     from mirage_mlir.passes import PASSES, OptionError, PassError
     from mirage_mlir.search.cache import graph_to_json
     from mirage_mlir.tools.driver import diagnostic_at
@@ -207,8 +207,6 @@ def compile_file(source, args, printer) -> int:
             options = f"{args.search_options} candidates={args.candidates}".strip()
             stages.append(("mirage-superoptimize", options))
         lower_options = args.lower_options + (f" constant-inputs={args.constant_inputs}" if args.constant_inputs else "")
-        if not has_grid_dependencies(args.chip) and "clusters=" not in lower_options:
-            lower_options += " clusters=false"  # thread-block clusters, as griddepcontrol, from sm_90 on
         lowering = [("mirage-lower-to-gpu", lower_options.strip()),
                     ("mirage-gpu-to-ptx", f"chip={args.chip} features={args.features} opt-level={args.opt_level}")]
         search, searched_text, gpu_text = None, None, None

@@ -53,7 +53,6 @@ class KernelCode:
     inputs: list[TensorType]
     outputs: list[TensorType]
     notes: list[str] = field(default_factory=list)
-    cluster: tuple | None = None  # thread-block cluster extent (fuse_split_k), None: no clusters
 
 
 @dataclass(frozen=True)
@@ -140,9 +139,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
         self.masked_savers = {self.plan.node_of[graph.outputs[k]]: d for k, d in rows.outputs.items()}
         self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
-        # given: (dim, parts, index): the graph's tiles are slice `index` of `parts` along dim of the
-        # tiles its grid and loop cut (fuse_split_k's cluster combine)
-        self.slice: tuple | None = None
         self.dirty: set[str] = set()
         self.reciprocals: dict[str, str] | None = None  # divisor -> its reciprocal, in a row kernel (divide)
         self.scratch_reads: set[str] = set()  # the scratch, when read since the last barrier
@@ -180,16 +176,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
                             f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
         if self.plan.ring:
             self.no_token = em.op("ub.poison : !nvgpu.device.async.token", "tok")
-
-    def unsliced(self, tile) -> tuple[list[int], list[Index]]:
-        """The tile the grid and loop cut (a sliced graph's `parts` times larger along its dim) and
-        where this block's tile starts in it."""
-        tile, offsets = list(tile), [0] * len(tile)
-        if self.slice is not None:
-            dim, parts, index = self.slice
-            offsets[dim] = self.em.mul(index, tile[dim])
-            tile[dim] *= parts
-        return tile, offsets
 
     def for_each(self, n: int, body, ids: str | None = None, count: int | None = None, attr: str = "") -> None:
         """Runs body(e) for e in range(n), spread over `count` workers whose id is `ids`."""
@@ -423,19 +409,15 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             position += len(self.row_slots[i])
 
 def kernel_code(name: str, args: list[str], em: Emitter, grid: tuple, threads: int, shared_bytes: int,
-                input_types: list[TensorType], output_types: list[TensorType],
-                cluster: tuple | None = None) -> KernelCode:
-    """A gpu.func around the emitter's text (which ends with its gpu.return); `args` as "%name: type".
-    `cluster`: its blocks run as thread-block clusters of that extent (fixed at compile time: PTX
-    .reqnctapercluster, so a plain launch makes the clusters)."""
+                input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
+    """A gpu.func around the emitter's text (which ends with its gpu.return); `args` as "%name: type"."""
     gx, gy, gz = grid
-    clustered = f"nvvm.cluster_dim = array<i32: {', '.join(map(str, cluster))}>, " if cluster else ""
     header = (f"gpu.func @{name}({', '.join(args)}) kernel attributes {{"
               f"known_block_size = array<i32: {threads}, 1, 1>, "
-              f"known_grid_size = array<i32: {gx}, {gy}, {gz}>, {clustered}"
+              f"known_grid_size = array<i32: {gx}, {gy}, {gz}>, "
               f"mirage.shared_bytes = {shared_bytes} : i64}} {{")
     return KernelCode(name, header + "\n" + em.text() + "\n}", tuple(grid), (threads, 1, 1), shared_bytes,
-                      list(input_types), list(output_types), cluster=cluster)
+                      list(input_types), list(output_types))
 
 
 def plan_figures(graph: Graph) -> PlanFigures:

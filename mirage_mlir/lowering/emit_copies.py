@@ -20,9 +20,9 @@ class CopyEmitter:
 
     def iterator_offsets(self, geo: CopyGeometry) -> list[Index]:
         """Where iterator geo.i's tile of iteration self.it starts in its kernel input."""
-        em, node = self.em, self.g.nodes[geo.i]
-        tile, offsets = self.unsliced(geo.shape)
+        em, node, tile = self.em, self.g.nodes[geo.i], geo.shape
         fmap = node.attr("fmap")
+        offsets: list[Index] = [0] * len(tile)
         for axis, dim in enumerate(node.attr("imap")):
             if dim != -1 and self.g.grid_dim[axis] > 1:
                 share = tile[dim] * (self.plan.loop if fmap == dim else 1)

@@ -25,7 +25,8 @@ class SaverEmitter:
 
     def saver_offsets(self, i: int) -> list[Index]:
         node = self.g.nodes[i]
-        tile, offsets = self.unsliced(self.plan.vtype(node.inputs[0]).shape)
+        tile = self.plan.vtype(node.inputs[0]).shape
+        offsets: list[Index] = [0] * len(tile)
         for axis, dim in enumerate(node.attr("omap")):
             if dim != -1 and self.g.grid_dim[axis] > 1:
                 offsets[dim] = self.em.add(offsets[dim], self.em.mul(self.bid[axis], tile[dim]))

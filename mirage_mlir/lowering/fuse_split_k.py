@@ -17,26 +17,17 @@ second reads exactly one tile of the first, and the tile's last block runs it. T
 the first's thread count, within its shared memory where its ring allows. (Combines that read a
 weight of their own, or several combine blocks per tile run in the tail, measured slower: run 17 in
 benchmarks/NOTES.md.)
-
-On sm_90 (`clusters`), where the S splits of a tile fit in one thread-block cluster (S <= 8) and the
-combine is elementwise over its tile (`slice_dim`), no block waits for the last: the S blocks of a
-tile form a cluster, publish their partials and meet at the cluster barrier (release / acquire),
-then each combines a 1/S slice of the tile (rows, where they divide). The tail reads S x 1/S of the
-partials per block in parallel instead of S tiles in one block (gated_mlp bs8: 4 x 32 KB from L2),
-and needs no counters.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..mugraph import Graph, Node, TensorType
-from ..opset import ELEMENTWISE
+from ..mugraph import Graph
 from .blockgen import BlockKernelGen, GridDependency, KernelCode, RowMask, kernel_code
 from .emitter import ROWS_ARG, Emitter, memref_type
 
 FLAG_ALIGN = 16
-MAX_CLUSTER = 8  # blocks in a portable thread-block cluster (sm_90)
 
 
 @dataclass(frozen=True)
@@ -46,9 +37,6 @@ class SplitKPair:
     tiles: int  # the first kernel's output tiles (its blocks along the other axes): one counter each
     # per grid axis of the second kernel: the first kernel's axis over the same dim (-1: none)
     combine_axes: tuple = ()
-    # the tile dim along which the S blocks of a cluster each combine a slice (-1: the combine is not
-    # elementwise over its tile, or S exceeds a cluster)
-    slice_dim: int = -1
 
 
 def _savers(body: Graph) -> list:
@@ -106,40 +94,7 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
         if any(om[k] != -1 and a.grid_dim[k] > 1 and k not in mapped for k in range(3) if k != axis):
             return None
     tiles = a.grid_dim[0] * a.grid_dim[1] * a.grid_dim[2] // a.grid_dim[axis]
-    return SplitKPair(axis, a.grid_dim[axis], tiles, tuple(combine_axes), slice_dim(b, a.grid_dim[axis]))
-
-
-def slice_dim(combine: Graph, parts: int) -> int:
-    """The dim along which `parts` blocks can each compute a slice of the combine's tile: the values
-    of its block graph made by iterators, sums over the loop, elementwise ops and thread graphs only,
-    all of one rank; the first dim along which they all have one size (no broadcast) that `parts`
-    divides, or -1."""
-    if parts > MAX_CLUSTER:
-        return -1
-    shapes = set()
-    for node in combine.nodes:
-        if node.op == "output_saver":
-            continue
-        if node.op not in ("input_iterator", "thread_graph", *ELEMENTWISE) and not (
-                node.op == "accum_sum" and node.attr("reduce_dim", -1) == -1):
-            return -1
-        shapes.update(t.shape for t in node.types)
-        shapes.update(combine.value_types[v].shape for v in node.inputs if node.op != "input_iterator")
-    if len({len(shape) for shape in shapes}) != 1:
-        return -1
-    sizes = [{shape[d] for shape in shapes} for d in range(len(next(iter(shapes))))]
-    return next((d for d, size in enumerate(sizes) if len(size) == 1 and min(size) % parts == 0), -1)
-
-
-def sliced(combine: Graph, dim: int, parts: int) -> Graph:
-    """The combine's block graph on 1/parts of its tile along `dim` (every tile value so; the savers
-    still write the kernel's output): what one block of a cluster combines."""
-    def thin(t: TensorType) -> TensorType:
-        return TensorType(tuple(size // parts if d == dim else size for d, size in enumerate(t.shape)), t.dtype)
-
-    nodes = tuple(n if n.op == "output_saver" else Node(n.op, n.inputs, tuple(map(thin, n.types)), n.attrs, n.body)
-                  for n in combine.nodes)
-    return replace(combine, nodes=nodes)
+    return SplitKPair(axis, a.grid_dim[axis], tiles, tuple(combine_axes))
 
 
 def fused_pairs(graph: Graph) -> dict[int, SplitKPair]:
@@ -157,14 +112,11 @@ def fused_pairs(graph: Graph) -> dict[int, SplitKPair]:
 
 
 def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tuple[int, ...] = (),
-                   masked: dict | None = None, dependency: GridDependency | None = None,
-                   clusters: bool = False) -> tuple[KernelCode, list]:
+                   masked: dict | None = None, dependency: GridDependency | None = None) -> tuple[KernelCode, list]:
     """The fused kernel of nodes n, n + 1 and its arguments as kernel-graph value ids, then the
-    counters (the string "counters", unless its splits meet in a cluster: `clusters` and
-    pair.slice_dim) and, where `masked` ({value id: dim}, blockgen.RowMask) touches its arguments,
-    the row count ("rows"). `dependency`: its place among the program's launches."""
+    counters (the string "counters") and, where `masked` ({value id: dim}, blockgen.RowMask) touches
+    its arguments, the row count ("rows"). `dependency`: its place among the program's launches."""
     masked = masked or {}
-    cluster = clusters and pair.slice_dim != -1
     first, second = graph.nodes[n], graph.nodes[n + 1]
     first_out = graph.first_result[n + 1]
     a = first.body
@@ -173,8 +125,7 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     gen_a = BlockKernelGen(a, name, path, rows=rows_a, dependency=dependency)
     # the combine runs on the launch's threads: the first kernel's plan's (a row kernel picks its own
     # count, fewer than its block_dim); the block size never changes a block graph's value
-    b = sliced(second.body, pair.slice_dim, pair.splits) if cluster else second.body
-    b = replace(b, block_dim=(gen_a.plan.threads, 1, 1))
+    b = replace(second.body, block_dim=(gen_a.plan.threads, 1, 1))
     gen_b = BlockKernelGen(b, name, path + (1,), em=gen_a.em, prefix="combine_",
                            smem_budget=gen_a.plan.shared_bytes, fixed_threads=True, rows=rows_b)
     if gen_a.plan.ctype != gen_b.plan.ctype:
@@ -188,30 +139,21 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     gen_a.output_args = {gen_a.plan.node_of[o]: names[v] for o, v in zip(gen_a.g.outputs, written)}
     gen_b.input_args = {k: names[v] for k, v in enumerate(second.inputs)}
     gen_b.output_args = {gen_b.plan.node_of[o]: names[first_out + r] for r, o in enumerate(gen_b.g.outputs)}
+    counters = "%counters"
     shared = max(gen_a.plan.shared_bytes, gen_b.plan.shared_bytes)
-    types = [graph.value_types[v] for v in values]
-    args = [f"{names[v]}: {memref_type(t.shape, t.dtype)}" for v, t in zip(values, types)]
-    rows = ["rows"] if rows_a or rows_b else []
+    flag_offset = -(-shared // FLAG_ALIGN) * FLAG_ALIGN
 
     gen_a.emit_body()
-    if cluster:
-        em.emit("nvvm.cluster.arrive")  # release: this block's partial tiles
-        em.emit("nvvm.cluster.wait")  # acquire: every partial tile of the cluster's output tile
-        gen_b.slice = (pair.slice_dim, pair.splits, gen_a.bid[pair.axis])
-        _emit_combine_block(gen_a, gen_b, pair)
-        em.emit("gpu.return")
-        extent = tuple(pair.splits if k == pair.axis else 1 for k in range(3))
-        args += [f"{ROWS_ARG}: index"] if rows else []
-        code = kernel_code(name, args, em, a.grid_dim, gen_a.plan.threads, shared, types, [], cluster=extent)
-        return code, values + rows
-    counters = "%counters"
-    flag_offset = -(-shared // FLAG_ALIGN) * FLAG_ALIGN
     last_block = _emit_fixup_vote(em, gen_a, a, pair, counters, flag_offset)
     with em.region(f"scf.if {last_block} {{"):
         em.emit('llvm.fence syncscope("device") acquire')
         _emit_combine_block(gen_a, gen_b, pair)
     em.emit("gpu.return")
+
+    types = [graph.value_types[v] for v in values]
+    args = [f"{names[v]}: {memref_type(t.shape, t.dtype)}" for v, t in zip(values, types)]
     args.append(f"{counters}: {memref_type((pair.tiles,), 'i32')}")
+    rows = ["rows"] if rows_a or rows_b else []
     args += [f"{ROWS_ARG}: index"] if rows else []
     code = kernel_code(name, args, em, a.grid_dim, gen_a.plan.threads, flag_offset + FLAG_ALIGN, types, [])
     return code, values + ["counters"] + rows

@@ -21,8 +21,7 @@ hold fewer rows than its static size, or -1): its kernels that touch those take 
 argument ["rows", 0], last (an index: int64).
 Kernel arguments are raw device pointers (bare-pointer ABI), in the order of "args". A temporary
 marked "zero" (the counters of a fused split reduction) is zeroed once when allocated; the kernels
-leave it zero. A kernel may run as thread-block clusters (a fused split reduction on sm_90): their
-extent is fixed in its PTX (.reqnctapercluster), so a plain launch makes them. A kernel marked "overlap": true may be launched as a programmatic dependent of the
+leave it zero. A kernel marked "overlap": true may be launched as a programmatic dependent of the
 kernel before it (sm_90: its blocks start while that one finishes; its code waits for it before
 touching what it wrote); launched plainly it runs the same. A function compiled with constant
 inputs (mirage-lower-to-gpu constant-inputs=...) lists them under "constant_inputs": its first

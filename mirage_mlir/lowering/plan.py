@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 25  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 23  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -71,13 +71,6 @@ MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unr
 MIN_SLICE_STEPS = 2  # fewest mma steps in a K slice of a tensor-core stage (plan.stage_kslices)
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer that cannot be swizzled
 SWIZZLE_CHUNK = 16  # bytes a swizzled buffer moves as a unit (a cp.async chunk, an ldmatrix row)
-
-
-def has_clusters(chip: str) -> bool:
-    """Hopper's launch features (thread-block clusters, programmatic dependent launch) exist from
-    sm_90 on."""
-    digits = "".join(c for c in chip.removeprefix("sm_") if c.isdigit())
-    return int(digits or 0) >= 90
 
 
 def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED_PER_SM,

@@ -155,10 +155,9 @@ def _indent(text: str, levels: int) -> str:
 
 def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inputs: dict | None = None,
                 masked_outputs: dict | None = None, constant_inputs: frozenset = frozenset(),
-                sms: int = SMS, clusters: bool = True) -> LoweredProgram:
+                sms: int = SMS) -> LoweredProgram:
     """Lowers a kernel graph (static shapes, f16/bf16/f32/f64) to kernels and launches; `fuse`: a
-    split reduction and its combine kernel become one launch (fuse_split_k), its splits meeting in a
-    thread-block cluster where `clusters` (sm_90; False for older GPUs) and the pair allows. `masked_inputs` /
+    split reduction and its combine kernel become one launch (fuse_split_k). `masked_inputs` /
     `masked_outputs` ({index: dim}): those dims may hold fewer rows at run time (blockgen.RowMask;
     rows must be computed independently along them, as mirage-specialize-dims proves).
     `constant_inputs`: program inputs no work before a call writes (weights). Kernels after the first
@@ -216,15 +215,12 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
         dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
         if n in pairs:
             pair = pairs[n]
-            kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked, dependency, clusters)
+            kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked, dependency)
+            program.zeroed.add(len(program.temps))
             rows = [("rows", 0)] if values[-1] == "rows" else []
             values = values[:-1] if rows else values
-            args = [where[v] for v in values if v != "counters"]
-            if "counters" in values:
-                program.zeroed.add(len(program.temps))
-                args.append(("temp", len(program.temps)))
-                program.temps.append(TensorType((pair.tiles,), "i32"))
-            args += rows
+            args = [where[v] for v in values[:-1]] + [("temp", len(program.temps))] + rows
+            program.temps.append(TensorType((pair.tiles,), "i32"))
             program.launches.append(Launch(kernel, args, "graph_def", (n, n + 1), overlap=overlaps[j]))
             continue
         node = graph.nodes[n]

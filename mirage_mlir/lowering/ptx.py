@@ -20,7 +20,6 @@ import mlir.ir as ir
 from mlir.passmanager import PassManager
 
 from ..linalg_import import nested_ops
-from .plan import has_clusters
 
 DEFAULT_CHIP = "sm_90"
 DEFAULT_FEATURES = "+ptx80"
@@ -58,7 +57,8 @@ class Binary:
 
 def has_grid_dependencies(chip: str) -> bool:
     """Programmatic dependent launch (griddepcontrol) exists from sm_90 on."""
-    return has_clusters(chip)
+    digits = "".join(c for c in chip.removeprefix("sm_") if c.isdigit())
+    return int(digits or 0) >= 90
 
 
 def _drop_grid_dependencies(op: ir.Operation) -> None:

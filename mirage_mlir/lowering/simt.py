@@ -13,9 +13,6 @@ mu-graph means. Beyond values, it checks what a GPU would not report:
 - asynchronous copies (`nvgpu.device_async_copy`, cp.async) land in shared memory only when a
   `device_async_wait` completes their group, so a read before the wait sees stale data and a read by
   another thread before the following barrier is a race;
-- a thread-block cluster barrier (`nvvm.cluster.arrive` / `wait`, a kernel with `nvvm.cluster_dim`)
-  reached by part of a cluster; after it, a block may read what the other blocks of its cluster wrote
-  before it, never what another cluster wrote;
 - a kernel launched as a programmatic dependent (`{mirage.overlap}`) that touches a buffer other
   than the program's inputs (its constant inputs, where it declares them) before its
   `nvvm.griddepcontrol wait`.
@@ -95,7 +92,6 @@ class Shadow:
 
     def __init__(self, shape):
         self.w_tid = np.full(shape, -1, np.int64)
-        self.w_cluster = np.full(shape, -1, np.int64)  # global: published to that cluster by its barrier
         self.w_epoch = np.full(shape, -1, np.int64)
         self.r_tid = np.full(shape, -1, np.int64)
         self.r_epoch = np.full(shape, -1, np.int64)
@@ -155,14 +151,6 @@ class Machine:
         self.tid = t % self.nthreads
         gx, gy, _ = self.grid
         self.bid = {"x": self.blk % gx, "y": (self.blk // gx) % gy, "z": self.blk // (gx * gy)}
-        extent = (list(ir.DenseI32ArrayAttr(kernel.func.attributes["nvvm.cluster_dim"]))
-                  if "nvvm.cluster_dim" in kernel.func.attributes else [1, 1, 1])
-        if any(g % c for g, c in zip(self.grid, extent)):
-            raise SimtError(f"grid {self.grid} is not a whole number of clusters {tuple(extent)}")
-        per_axis = [g // c for g, c in zip(self.grid, extent)]
-        self.cluster = (self.bid["x"] // extent[0] + per_axis[0] * (self.bid["y"] // extent[1]
-                        + per_axis[1] * (self.bid["z"] // extent[2])))  # per thread: its block's cluster
-        self.cluster_arrived = np.zeros(self.T, bool)
         self.shared_bytes = shared_bytes
         self.smem = np.zeros((self.nblocks, max(shared_bytes, 16)), np.uint8)
         self.smem_shadow = Shadow((self.nblocks, max(shared_bytes, 16) // SLOT + 1))
@@ -214,9 +202,6 @@ class Machine:
             prev = sh.w_tid[elems]
             if np.any((prev != -1) & (prev != gtid)):
                 raise SimtError("global race: a thread reads an element another thread of the launch wrote")
-            published = sh.w_cluster[elems]
-            if np.any((published != -1) & (published != np.repeat(self.cluster[mask], width))):
-                raise SimtError("global race: a thread reads an element another cluster of the launch wrote")
 
     def _record(self, sh: Shadow, where, tid: np.ndarray, write: bool, what: str):
         epoch = self.epoch
@@ -507,34 +492,6 @@ class Machine:
         touch what it wrote; launch_dependents changes nothing here."""
         if "wait" in str(op.attributes["kind"]):
             self.waited |= mask
-        return []
-
-    def _whole_clusters(self, mask: np.ndarray, what: str) -> None:
-        reached = np.bincount(self.cluster[mask], minlength=int(self.cluster.max()) + 1)
-        size = np.bincount(self.cluster)
-        if np.any((reached != 0) & (reached != size)):
-            raise SimtError(f"{what} reached by part of a cluster")
-
-    def op_nvvm_cluster_arrive(self, a, mask, ot, it, regions, op):
-        self._whole_clusters(mask, "nvvm.cluster.arrive")
-        self.cluster_arrived |= mask
-        return []
-
-    def op_nvvm_cluster_wait(self, a, mask, ot, it, regions, op):
-        """Every thread of the cluster has arrived (release) and this one acquires: what the cluster's
-        threads wrote before arriving may be read by the cluster's threads (not by other clusters'),
-        and the barrier orders the block's shared-memory accesses as gpu.barrier does."""
-        self._whole_clusters(mask, "nvvm.cluster.wait")
-        if np.any(mask & ~self.cluster_arrived):
-            raise SimtError("nvvm.cluster.wait before nvvm.cluster.arrive")
-        self.cluster_arrived &= ~mask
-        for s in self.kernel.args:
-            mem = self.env[s]
-            if isinstance(mem, MemRef) and mem.shadow is not None:
-                written = mem.shadow.w_tid != -1
-                mem.shadow.w_cluster[written] = self.cluster[mem.shadow.w_tid[written]]
-                mem.shadow.w_tid[written] = -1
-        self.epoch += 1
         return []
 
     def op_llvm_fence(self, a, mask, ot, it, regions, op):

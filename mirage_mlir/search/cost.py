@@ -103,11 +103,6 @@ class Chip:
     # benchmarks/sector_probe.cu)
     padded_intake: float = 1.5
 
-    @property
-    def clusters(self) -> bool:
-        """Thread-block clusters (sm_90 and later): the lowering's fused split reductions use them."""
-        return plan.has_clusters(self.name)
-
     def resident_blocks(self, smem: int, threads: int, registers: int | None = None) -> int:
         """Blocks of this size one SM holds at once."""
         return plan.resident_blocks(smem, threads, self.smem_per_sm, self.threads_per_sm, self.blocks_per_sm,
@@ -268,18 +263,10 @@ def predefined_cost(graph: Graph, node, c: Chip) -> KernelCost:
     return KernelCost(node.op, us, read, written, flops=flops)
 
 
-def fused_combine_cost(body: Graph, pair, c: Chip, registers: int | None = None) -> KernelCost:
-    """A combine kernel run in the split reduction before it (the lowering's fuse_split_k), without a
-    launch of its own: by the last block of each tile, or where the splits meet in a cluster, by all
-    of them, a slice each (priced as that many times the blocks, each on its slice)."""
-    from ..lowering.fuse_split_k import sliced
-
-    free = next((k for k in range(3) if body.grid_dim[k] == 1), None)
-    if c.clusters and pair.slice_dim != -1 and free is not None:
-        grid = tuple(pair.splits if k == free else g for k, g in enumerate(body.grid_dim))
-        body = replace(sliced(body, pair.slice_dim, pair.splits), grid_dim=grid)
-    kc = graph_def_cost(body, c, registers=registers)
-    return replace(kc, op="graph_def (fused)", us=kc.us - c.launch_us)
+def fused_combine_us(us: float, c: Chip) -> float:
+    """A combine kernel run by the last blocks of the split reduction before it (the lowering's
+    fuse_split_k): its time without a launch of its own."""
+    return us - c.launch_us
 
 
 def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None = None) -> Cost:
@@ -289,14 +276,13 @@ def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None
     from ..lowering.fuse_split_k import fused_pairs
 
     c = chip(c) if isinstance(c, str) else c
-    combines = {n + 1: pair for n, pair in fused_pairs(graph).items()}
+    combines = {n + 1 for n in fused_pairs(graph)}
     registers = registers or {}
     kernels = []
     for n, node in enumerate(graph.nodes):
-        if n in combines:
-            kernels.append(fused_combine_cost(node.body, combines[n], c, registers.get(n - 1)))
-        elif node.op == "graph_def":
-            kernels.append(graph_def_cost(node.body, c, registers=registers.get(n)))
+        if node.op == "graph_def":
+            kc = graph_def_cost(node.body, c, registers=registers.get(n - 1 if n in combines else n))
+            kernels.append(replace(kc, op="graph_def (fused)", us=fused_combine_us(kc.us, c)) if n in combines else kc)
         else:
             kernels.append(predefined_cost(graph, node, c))
     return Cost(sum(k.us for k in kernels), kernels)

@@ -488,9 +488,8 @@ class Searcher:
             node = Node.make("graph_def", cfg.args, [t.type for t in ktensors], body)
             # a combine the lowering fuses into the split reduction before it costs no launch (the bounds
             # still count one: without it the search drowns in split states, as with a cheap launch)
-            pairs = fused_pairs(Graph(self.reference.inputs, s.nodes + (node,), ())) if s.nodes else {}
-            if len(s.nodes) - 1 in pairs:
-                us = costmod.fused_combine_cost(body, pairs[len(s.nodes) - 1], self.chip).us
+            if s.nodes and len(s.nodes) - 1 in fused_pairs(Graph(self.reference.inputs, s.nodes + (node,), ())):
+                us = costmod.fused_combine_us(us, self.chip)
             ns = self.add_node(s, node, list(ktensors), us)
             self.push(ns.cost + self.remaining(ns), "state", ns)
 

@@ -1,6 +1,5 @@
 // RUN: mirage-opt %s -pass-pipeline='builtin.module(mirage-lower-to-gpu,mirage-gpu-to-ptx{chip=sm_90})' | FileCheck %s
-// RUN: mirage-opt %s -pass-pipeline='builtin.module(mirage-lower-to-gpu{clusters=false},mirage-gpu-to-ptx{chip=sm_80 opt-level=2})' | FileCheck %s --check-prefix=SM80
-// RUN: not mirage-opt %s -pass-pipeline='builtin.module(mirage-lower-to-gpu,mirage-gpu-to-ptx{chip=sm_80})' 2>&1 | FileCheck %s --check-prefix=NOCLUSTERS
+// RUN: mirage-opt %s -pass-pipeline='builtin.module(mirage-lower-to-gpu,mirage-gpu-to-ptx{chip=sm_80 opt-level=2})' | FileCheck %s --check-prefix=SM80
 // RUN: rm -rf %t && mirage-compile %s -o %t -q --no-ptxas
 // RUN: FileCheck %s --check-prefix=PTX < %t/main_kernels.ptx
 // RUN: FileCheck %s --check-prefix=MANIFEST < %t/manifest.json
@@ -70,46 +69,4 @@ func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16
   %0 = "mirage_kernel.exp"(%a) : (tensor<16x256xf16>) -> tensor<16x256xf16>
   %1 = "mirage_kernel.matmul"(%0, %b) : (tensor<16x256xf16>, tensor<256x64xf16>) -> tensor<16x64xf16>
   return %1 : tensor<16x64xf16>
-}
-
-// A fused split reduction whose two splits meet in a thread-block cluster: the cluster's extent is
-// fixed in the PTX (a plain launch makes the clusters), the partials published and read across the
-// cluster barrier. sm_80 has no clusters: lowered for them, the kernel is an error there, located at
-// the op it was lowered from; lowered with clusters=false, the last block of each tile combines.
-// CHECK: gpu.binary @sk_kernels
-// CHECK-SAME: .explicitcluster
-// CHECK-SAME: .reqnctapercluster 1, 2, 1
-// CHECK-SAME: barrier.cluster.arrive;
-// CHECK-SAME: barrier.cluster.wait;
-// SM80: gpu.binary @sk_kernels
-// SM80-NOT: cluster
-// SM80-SAME: atom.global.add.u32
-// NOCLUSTERS: mirage_gpu_to_ptx.mlir:[[@LINE+2]]:10: error: this kernel runs as thread-block clusters, which sm_80 does not have (sm_90 and later): lower with mirage-lower-to-gpu{clusters=false}
-func.func @sk(%arg0: tensor<4x256xf16>, %arg1: tensor<256x64xf16>, %arg2: tensor<256x64xf16>) -> tensor<4x64xf16> {
-  %0:2 = "mirage_kernel.graph_def"(%arg0, %arg1, %arg2) ({
-  ^bb0(%arg3: tensor<4x256xf16>, %arg4: tensor<256x64xf16>, %arg5: tensor<256x64xf16>):
-    %2 = "mirage_block.input_iterator"(%arg3) {fmap = 1 : i64, imap = array<i64: -1, 1, -1>} : (tensor<4x256xf16>) -> tensor<4x64xf16>
-    %3 = "mirage_block.input_iterator"(%arg4) {fmap = 0 : i64, imap = array<i64: 1, 0, -1>} : (tensor<256x64xf16>) -> tensor<64x32xf16>
-    %4 = "mirage_block.matmul"(%2, %3) : (tensor<4x64xf16>, tensor<64x32xf16>) -> tensor<4x32xf32>
-    %5 = "mirage_block.accum_sum"(%4) : (tensor<4x32xf32>) -> tensor<4x32xf32>
-    %6 = "mirage_block.output_saver"(%5) {omap = array<i64: 1, 0, -1>} : (tensor<4x32xf32>) -> tensor<8x64xf32>
-    %7 = "mirage_block.input_iterator"(%arg5) {fmap = 0 : i64, imap = array<i64: 1, 0, -1>} : (tensor<256x64xf16>) -> tensor<64x32xf16>
-    %8 = "mirage_block.matmul"(%2, %7) : (tensor<4x64xf16>, tensor<64x32xf16>) -> tensor<4x32xf32>
-    %9 = "mirage_block.accum_sum"(%8) : (tensor<4x32xf32>) -> tensor<4x32xf32>
-    %10 = "mirage_block.output_saver"(%9) {omap = array<i64: 1, 0, -1>} : (tensor<4x32xf32>) -> tensor<8x64xf32>
-    gpu.yield %6, %10 : tensor<8x64xf32>, tensor<8x64xf32>
-  }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 2 : i64, grid_dim = array<i64: 2, 2, 1>, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>} : (tensor<4x256xf16>, tensor<256x64xf16>, tensor<256x64xf16>) -> (tensor<8x64xf32>, tensor<8x64xf32>)
-  %1 = "mirage_kernel.graph_def"(%0#0, %0#1) ({
-  ^bb0(%arg3: tensor<8x64xf32>, %arg4: tensor<8x64xf32>):
-    %2 = "mirage_block.input_iterator"(%arg3) {fmap = 0 : i64, imap = array<i64: 1, -1, -1>} : (tensor<8x64xf32>) -> tensor<4x32xf32>
-    %3 = "mirage_block.accum_sum"(%2) : (tensor<4x32xf32>) -> tensor<4x32xf32>
-    %4 = "mirage_block.input_iterator"(%arg4) {fmap = 0 : i64, imap = array<i64: 1, -1, -1>} : (tensor<8x64xf32>) -> tensor<4x32xf32>
-    %5 = "mirage_block.accum_sum"(%4) : (tensor<4x32xf32>) -> tensor<4x32xf32>
-    %6 = "mirage_block.silu"(%3) : (tensor<4x32xf32>) -> tensor<4x32xf32>
-    %7 = "mirage_block.mul"(%6, %5) : (tensor<4x32xf32>, tensor<4x32xf32>) -> tensor<4x32xf32>
-    %8 = "mirage_block.cast"(%7) : (tensor<4x32xf32>) -> tensor<4x32xf16>
-    %9 = "mirage_block.output_saver"(%8) {omap = array<i64: 1, -1, -1>} : (tensor<4x32xf16>) -> tensor<4x64xf16>
-    gpu.yield %9 : tensor<4x64xf16>
-  }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 2 : i64, grid_dim = array<i64: 2, 1, 1>, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<8x64xf32>, tensor<8x64xf32>) -> tensor<4x64xf16>
-  return %1 : tensor<4x64xf16>
 }

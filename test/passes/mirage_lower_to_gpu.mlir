@@ -1,7 +1,6 @@
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu)' | FileCheck %s
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu{fuse-split-k=false})' | FileCheck %s --check-prefix=UNFUSED
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu{constant-inputs=1})' | FileCheck %s --check-prefix=CONST
-// RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu{clusters=false})' | FileCheck %s --check-prefix=LASTBLOCK
 
 // Mirage's RMSNorm + Linear plan (grid 2, for-loop 4): one gpu.func with the block graph's structure.
 
@@ -135,49 +134,28 @@ func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16
 // -----
 
 // A split reduction (grid y splits K: partial sums side by side) and its combine kernel (a for-loop
-// over the partials, elementwise over its tile) run as one kernel. On sm_90 the two splits of an
-// output tile form a thread-block cluster (fixed at compile time: nvvm.cluster_dim along y): each
-// block publishes its partials and meets the other at the cluster barrier, then each combines half
-// of the tile's rows (its y id picks the half). No counters.
+// over the partials) run as one kernel: each block publishes its partials and counts itself on its
+// output tile's counter; the last block of a tile runs the combine and resets the counter. The
+// counters are a temporary the host function zeroes once.
 
 // CHECK-LABEL: gpu.module @sk_kernels
-// CHECK: gpu.func @sk_k0(%{{.*}}: memref<4x256xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<4x64xf16>) kernel
+// CHECK: gpu.func @sk_k0(%{{.*}}: memref<4x256xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<4x64xf16>, %[[CNT:.*]]: memref<2xi32>) kernel
 // CHECK-SAME: known_grid_size = array<i32: 2, 2, 1>
-// CHECK-SAME: nvvm.cluster_dim = array<i32: 1, 2, 1>
-// CHECK: %[[Y:.*]] = gpu.block_id  y
 // CHECK: nvgpu.mma.sync
-// CHECK-NOT: atomic_rmw
-// CHECK: nvvm.cluster.arrive
-// CHECK-NEXT: nvvm.cluster.wait
-// CHECK: arith.muli %[[Y]], %c2
+// CHECK: llvm.fence syncscope("device") release
+// CHECK-NEXT: gpu.barrier
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[CNT]][%{{.*}}] : (i32, memref<2xi32>) -> i32
+// CHECK: memref.store %c0_i32, %[[CNT]]
+// CHECK: gpu.barrier
+// CHECK: scf.if %{{.*}} {
+// CHECK-NEXT: llvm.fence syncscope("device") acquire
 // CHECK: math.exp
 // CHECK: gpu.return
 // CHECK-NOT: gpu.func @sk_k1
-// CHECK-NOT: gpu.alloc () : memref<2xi32>
+// CHECK: %[[C:.*]] = gpu.alloc () : memref<2xi32>
+// CHECK-NEXT: gpu.memset %[[C]], %c0_i32 : memref<2xi32>, i32
 // CHECK: gpu.launch_func @sk_kernels::@sk_k0 blocks in (%c2, %c2, %c1)
 // CHECK-NOT: gpu.launch_func
-
-// Without clusters (older GPUs) each block counts itself on its output tile's counter after
-// publishing its partials; the last block of a tile runs the whole combine and resets the counter.
-// The counters are a temporary the host function zeroes once.
-// LASTBLOCK-LABEL: gpu.module @sk_kernels
-// LASTBLOCK: gpu.func @sk_k0(%{{.*}}: memref<4x256xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<4x64xf16>, %[[CNT:.*]]: memref<2xi32>) kernel
-// LASTBLOCK-SAME: known_grid_size = array<i32: 2, 2, 1>
-// LASTBLOCK-NOT: cluster
-// LASTBLOCK: nvgpu.mma.sync
-// LASTBLOCK: llvm.fence syncscope("device") release
-// LASTBLOCK-NEXT: gpu.barrier
-// LASTBLOCK: memref.atomic_rmw addi %{{.*}}, %[[CNT]][%{{.*}}] : (i32, memref<2xi32>) -> i32
-// LASTBLOCK: memref.store %c0_i32, %[[CNT]]
-// LASTBLOCK: gpu.barrier
-// LASTBLOCK: scf.if %{{.*}} {
-// LASTBLOCK-NEXT: llvm.fence syncscope("device") acquire
-// LASTBLOCK: math.exp
-// LASTBLOCK: gpu.return
-// LASTBLOCK: %[[C:.*]] = gpu.alloc () : memref<2xi32>
-// LASTBLOCK-NEXT: gpu.memset %[[C]], %c0_i32 : memref<2xi32>, i32
-// LASTBLOCK: gpu.launch_func @sk_kernels::@sk_k0 blocks in (%c2, %c2, %c1)
-// LASTBLOCK-NEXT: gpu.dealloc
 
 // Declared constant, its 4 blocks (far from filling the SMs' slots) still launch plainly.
 // CONST-LABEL: gpu.module @sk_kernels
