@@ -17,8 +17,8 @@ The kernels are loaded with CuPy (`cupy.RawModule(path=...)`); CuPy is imported 
 
 A function compiled with several candidate plans (manifest "candidates", `mirage-compile
 --candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
-candidate as consecutive calls (CUDA events; the call's own buffers, then copies of its inputs,
-enough that the calls read more than twice the L2 cache; L2 flushed before each sample; the median of
+candidate as consecutive calls (CUDA events; the call's own buffers, then copies of its inputs, up to
+8 sets or enough that the calls read twice the L2 cache; L2 flushed before each sample; the median of
 repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch or whose
 outputs differ from the model's pick's on those inputs (with a warning), and remembers the choice
 in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
@@ -60,7 +60,9 @@ MAX_STATIC_SHARED = 48 * 1024
 TUNE_BUDGET_S = 1.5  # seconds of timing per function on first use (module loads included)
 TUNE_SAMPLE_US = 20.0  # a sample launches a candidate back to back for about this long (once if longer)
 TUNE_SAMPLES = 25
-TUNE_CALLS = 8  # a sample's consecutive calls, at most (over rotated copies of the inputs; 16 took gqa bs8 f16's first call to 2.0 s, H200 run 99)
+# a sample's consecutive calls, at most (over rotated copies of the inputs; 16 took gqa bs8 f16's
+# first call to 2.0 s, H200 run 99)
+TUNE_CALLS = 8
 
 
 class RuntimeError_(RuntimeError):
@@ -554,8 +556,9 @@ class Program:
 
     def _input_sets(self, device: int, like_torch: bool, pointers: list, l2: int) -> tuple[list, list]:
         """The input pointers of a tuning sample's consecutive calls: the caller's, then copies of its
-        inputs (made on the current stream), as many sets as read more than twice the L2 cache in all
-        (at most TUNE_CALLS), so no call reads its inputs from L2; and the copies (to keep alive)."""
+        inputs (made on the current stream), as many sets as read twice the L2 cache in all, at most
+        TUNE_CALLS (so a weight-sized call reads its inputs from DRAM, as in a model); and the copies
+        (to keep alive)."""
         import cupy
 
         specs = self._sized(self.inputs, "inputs")
