@@ -13,7 +13,9 @@ reductions) are allocated once per device and library and reused, so one Program
 two streams at once. With PyTorch tensors the kernels run on torch's current stream, so CUDA-graph
 capture with torch.cuda.graph works; with CuPy arrays, on CuPy's current stream.
 bf16 has no CuPy dtype: pass bf16 data as PyTorch tensors (or as uint16 CuPy arrays of bf16 bits).
-The kernels are loaded with CuPy (`cupy.RawModule(path=...)`); CuPy is imported on first use.
+The kernels are loaded with CuPy (`cupy.RawModule(path=...)`); CuPy is imported on first use. On a GPU
+of the chip the program was compiled for, the cubins mirage-compile assembled with ptxas (manifest
+"cubins") are loaded; elsewhere, or where none were written, the PTX (the driver compiles it).
 
 A function compiled with several candidate plans (manifest "candidates", `mirage-compile
 --candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
@@ -247,7 +249,7 @@ class Program:
             for spec in self.candidates[candidate]["kernels"]:
                 ptx = spec["ptx"]
                 if ptx not in modules:
-                    modules[ptx] = cupy.RawModule(path=os.path.join(self.directory, ptx))
+                    modules[ptx] = cupy.RawModule(path=os.path.join(self.directory, self._module_file(ptx, device)))
                 function = modules[ptx].get_function(spec["name"])
                 if int(spec["shared_bytes"]) > MAX_STATIC_SHARED:
                     function.max_dynamic_shared_size_bytes = int(spec["shared_bytes"])
@@ -256,6 +258,18 @@ class Program:
                 kernels.append(_Kernel(spec, function, overlap and not first_waits))
         self._kernels[device, candidate] = kernels
         return kernels
+
+    def _module_file(self, ptx: str, device: int) -> str:
+        """The cubin mirage-compile assembled for the manifest's chip where this GPU is that chip (no
+        JIT compilation at load: it took most of a first call's tuning, H200 run 99), else the PTX."""
+        import cupy
+
+        cubin = self.manifest.get("cubins", {}).get(ptx)
+        chip = "".join(c for c in self.manifest.get("chip", "") if c.isdigit())
+        if cubin and chip == str(cupy.cuda.Device(device).compute_capability) \
+                and os.path.exists(os.path.join(self.directory, cubin)):
+            return cubin
+        return ptx
 
     # -- arguments -------------------------------------------------------------------------------
     def _adopt(self, index: int, x):

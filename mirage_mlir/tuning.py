@@ -38,14 +38,18 @@ def cache_dir() -> Path:
 
 
 def artifact_digest(directory: str, manifest: dict) -> str:
-    """sha256 over the manifest and every PTX file it names (a recompiled artifact is a new key)."""
+    """sha256 over the manifest and every PTX and cubin file it names (a recompiled artifact is a new
+    key)."""
     h = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode())
     files = sorted({k["ptx"] for entry in manifest["functions"].values()
-                    for spec in [entry] + entry.get("candidates", []) for k in spec.get("kernels", [])})
+                    for spec in [entry] + entry.get("candidates", []) for k in spec.get("kernels", [])}
+                   | set(manifest.get("cubins", {}).values()))
     for name in files:
         h.update(name.encode())
-        with open(os.path.join(directory, name), "rb") as f:
-            h.update(f.read())
+        path = os.path.join(directory, name)
+        if os.path.exists(path):  # a cubin may be left out: the runtime then loads the PTX
+            with open(path, "rb") as f:
+                h.update(f.read())
     return h.hexdigest()
 
 

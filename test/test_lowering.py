@@ -629,6 +629,10 @@ def test_emulator_catches_counters_left_dirty():
 def test_runtime_imports_no_mlir_and_checks_arguments(tmp_path):
     proc, out = compile_dir(tmp_path, os.path.join(INPUTS, "rmsnorm_linear_small_f16.mlir"), "--plan", "published")
     assert proc.returncode == 0, proc.stderr
+    if PTXAS:  # the machine code for the chip beside the PTX, for the runtime to load without JIT
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["cubins"] == {"main_kernels.ptx": "main_kernels.cubin"}
+        assert (out / "main_kernels.cubin").read_bytes()[:4] == b"\x7fELF"
     script = f"""
 import sys
 import mirage_mlir.runtime as rt

@@ -82,6 +82,28 @@ def _artifact(tmp_path, candidates: int = 3):
     return d
 
 
+def test_the_cubin_loads_on_its_chip_the_ptx_elsewhere(tmp_path, monkeypatch):
+    """mirage-compile's cubins (ptxas's machine code for the manifest's chip) are what a GPU of that
+    chip loads: no JIT compilation in the first call's tuning; another GPU, or a missing cubin, loads
+    the PTX. The tuning key covers the cubins too."""
+    d = _artifact(tmp_path)
+    manifest = json.loads((d / "manifest.json").read_text())
+    before = tuning.artifact_digest(str(d), manifest)
+    manifest["cubins"] = {"c0_main.ptx": "c0_main.cubin", "c1_main.ptx": "c1_main.cubin"}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    (d / "c0_main.cubin").write_bytes(b"\x7fELF")
+    assert tuning.artifact_digest(str(d), manifest) != before
+    capability = {"now": "90"}
+    device = lambda k: types.SimpleNamespace(compute_capability=capability["now"])
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(Device=device)))
+    program = runtime.load(str(d))
+    assert program._module_file("c0_main.ptx", 0) == "c0_main.cubin"
+    assert program._module_file("c1_main.ptx", 0) == "c1_main.ptx"  # its cubin is missing
+    assert program._module_file("c2_main.ptx", 0) == "c2_main.ptx"  # none was written
+    capability["now"] = "80"
+    assert program._module_file("c0_main.ptx", 0) == "c0_main.ptx"
+
+
 def test_artifact_key_follows_the_ptx(tmp_path):
     d = _artifact(tmp_path)
     manifest = json.loads((d / "manifest.json").read_text())

@@ -281,7 +281,7 @@ def compile_file(source, args, printer) -> int:
             if not args.quiet:
                 sys.stderr.write(f"{PROG}: note: ptxas not found; the PTX was not assembled\n")
         else:
-            report = {}
+            report, cubins = {}, {}  # cubins: the runtime loads them on a GPU of --chip (no JIT)
             for fname, ptx in list(files.items()):
                 result = run_ptxas(ptx, args.chip, ptxas)
                 if not result.ok and fname in own_files(manifest):
@@ -294,7 +294,10 @@ def compile_file(source, args, printer) -> int:
                 prefix = "" if fname in own_files(manifest) else fname.split("_", 1)[0] + ":"
                 for kernel, regs in result.registers.items():
                     report[prefix + kernel] = {"registers": regs, "spill_bytes": result.spills.get(kernel, 0)}
+                cubins[fname] = fname.removesuffix(".ptx") + ".cubin"
+                files[cubins[fname]] = result.cubin
             manifest["ptxas"] = report
+            manifest["cubins"] = cubins
             if search is not None:
                 rank_with_registers(manifest, search.results, search.target)
     kept = {name.split("_", 1)[0] for name in files if name.startswith("c")}  # candidates ptxas accepted

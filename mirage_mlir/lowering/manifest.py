@@ -28,7 +28,9 @@ inputs (mirage-lower-to-gpu constant-inputs=...) lists them under "constant_inpu
 kernel too is marked "overlap" (it overlaps whatever runs before the call, copying tiles of only
 those inputs before it waits), so the caller must not let that work write them.
 mirage-compile adds, where it assembled the PTX, "ptxas": {kernel: {"registers", "spill_bytes"}}, its
-kernels named "<name>" for the functions' own PTX and "c<k>:<name>" for candidate k's files.
+kernels named "<name>" for the functions' own PTX and "c<k>:<name>" for candidate k's files, and
+"cubins": {PTX file: cubin file}, the machine code ptxas made for "chip" (the runtime loads it on a
+GPU of that chip instead of compiling the PTX).
 """
 
 from __future__ import annotations

@@ -108,10 +108,12 @@ class PtxasResult:
     log: str
     registers: dict[str, int]
     spills: dict[str, int]
+    cubin: bytes | None = None  # the machine code for the chip (when ok)
 
 
 def run_ptxas(ptx: bytes, chip: str = DEFAULT_CHIP, ptxas: str | None = None) -> PtxasResult:
-    """Assembles PTX with ptxas -v (no GPU needed); reports registers and spill bytes per kernel."""
+    """Assembles PTX with ptxas -v (no GPU needed); reports registers and spill bytes per kernel and
+    returns the cubin."""
     ptxas = ptxas or find_ptxas()
     if ptxas is None:
         raise PTXError("ptxas not found (PATH, /usr/local/cuda/bin)")
@@ -119,8 +121,9 @@ def run_ptxas(ptx: bytes, chip: str = DEFAULT_CHIP, ptxas: str | None = None) ->
         src = os.path.join(tmp, "k.ptx")
         with open(src, "wb") as f:
             f.write(ptx)
-        proc = subprocess.run([ptxas, "-v", "--gpu-name", chip, src, "-o", os.path.join(tmp, "k.cubin")],
-                              capture_output=True, text=True)
+        out = os.path.join(tmp, "k.cubin")
+        proc = subprocess.run([ptxas, "-v", "--gpu-name", chip, src, "-o", out], capture_output=True, text=True)
+        cubin = open(out, "rb").read() if proc.returncode == 0 and os.path.exists(out) else None
     log = proc.stdout + proc.stderr
     registers, spills, current = {}, {}, None
     for line in log.splitlines():
@@ -131,4 +134,4 @@ def run_ptxas(ptx: bytes, chip: str = DEFAULT_CHIP, ptxas: str | None = None) ->
         elif current and "spill stores" in line:
             spills[current] = int(line.split("bytes spill stores")[0].split(",")[-1])
     ok = proc.returncode == 0 and "warning" not in log.lower()
-    return PtxasResult(ok, log, registers, spills)
+    return PtxasResult(ok, log, registers, spills, cubin if ok else None)
