@@ -123,7 +123,10 @@ def run_ptxas(ptx: bytes, chip: str = DEFAULT_CHIP, ptxas: str | None = None) ->
             f.write(ptx)
         out = os.path.join(tmp, "k.cubin")
         proc = subprocess.run([ptxas, "-v", "--gpu-name", chip, src, "-o", out], capture_output=True, text=True)
-        cubin = open(out, "rb").read() if proc.returncode == 0 and os.path.exists(out) else None
+        cubin = None
+        if proc.returncode == 0 and os.path.exists(out):
+            with open(out, "rb") as f:
+                cubin = f.read()
     log = proc.stdout + proc.stderr
     registers, spills, current = {}, {}, None
     for line in log.splitlines():
