@@ -92,9 +92,6 @@ class GridDependency:
     triggers: bool = False
     waits: bool = False
     early: frozenset = frozenset()
-    # also ask L2 for the early inputs' later ring tiles before the wait (a kernel waiting for a kernel
-    # of its own call, whose remaining time is known to be long: LayerNorm + Linear's row kernel)
-    l2_prefetch: bool = False
 
 
 def early_copies(plan: BlockPlan, early: frozenset) -> tuple[list[int], list[int]]:

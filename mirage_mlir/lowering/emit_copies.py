@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-from .emitter import BYTES, ROWS_ARG, Index, indices
-from .plan import L2_LINE, CopyGeometry, numel
+from .emitter import ROWS_ARG, Index, indices
+from .plan import CopyGeometry, numel
 
 
 class CopyEmitter:
@@ -214,42 +214,10 @@ class CopyEmitter:
             for d in stages if early else ():
                 self.async_copy_stage(d, d, iterators=early, commit=False)
             self.copy_stage(list(early_pre))
-            if self.dependency is not None and self.dependency.l2_prefetch:
-                self.l2_prefetch(early)
             self.grid_dependency_wait()
         late = [i for i in self.plan.ring if i not in early]
         for d in stages:
             self.async_copy_stage(d, d, iterators=late)
-
-    def l2_prefetch(self, iterators: list[int]) -> None:
-        """Asks L2 for ring `iterators`' tiles of the iterations the ring's first stages do not hold
-        (plan.l2_prefetch_iterations), one prefetch per 128-byte line of a tile row: DRAM streams
-        them while the kernel before this one still runs, not only after this one's wait (LayerNorm +
-        Linear's projection waits ~3 us for its row kernel)."""
-        em, plan = self.em, self.plan
-        iterations = plan.l2_prefetch_iterations(iterators)
-        saved = self.it
-        for i in iterators:
-            geo = plan.copy_geometry(i)
-            if not iterations or geo.tensor in self.rows.inputs:
-                continue
-            per_line = L2_LINE // BYTES[geo.dtype]
-            shape = (len(iterations),) + tuple(geo.shape[:-1]) + (-(-geo.shape[-1] // per_line),)
-            base = em.op(f"memref.extract_aligned_pointer_as_index {self.input_args[geo.tensor]} : {geo.gmem} -> index",
-                         "base")
-
-            def body(e, geo=geo, per_line=per_line, shape=shape, base=base):
-                where = em.unflatten(e, shape)
-                self.it = em.add(where[0], iterations.start)
-                tile_index = where[1:-1] + [em.mul(where[-1], per_line)]
-                src = [em.add(a, b) for a, b in zip(tile_index, self.iterator_offsets(geo))]
-                address = em.add(base, em.mul(em.linearize(src, geo.whole.shape), BYTES[geo.dtype]))
-                word = em.op(f"arith.index_cast {em.idx(address)} : index to i64", "addr")
-                pointer = em.op(f"llvm.inttoptr {word} : i64 to !llvm.ptr<1>", "ptr")
-                em.emit(f"nvvm.prefetch level = L2, {pointer} : !llvm.ptr<1>")
-
-            self.for_each(numel(shape), body, attr=f"mirage.stage = \"L2 prefetch {i}\"")
-        self.it = saved
 
     def ring_advance(self, it: str) -> None:
         """At the top of iteration `it`: refills the stage iteration it - 1 used (the closing barrier

@@ -69,10 +69,6 @@ REGISTER_UNIT = 8  # registers a thread is allocated in (256 a warp)
 MAX_ROW_SLOTS = 4  # most chunks of a tile one thread of a row kernel holds (registers per value)
 MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unrolls
 MIN_SLICE_STEPS = 2  # fewest mma steps in a K slice of a tensor-core stage (plan.stage_kslices)
-# most bytes a grid asks L2 to hold before its grid-dependency wait (BlockPlan.l2_prefetch_iterations):
-# half the H100's and H200's 50 MB
-L2_PREFETCH_BYTES = 24 << 20
-L2_LINE = 128
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer that cannot be swizzled
 SWIZZLE_CHUNK = 16  # bytes a swizzled buffer moves as a unit (a cp.async chunk, an ldmatrix row)
 
@@ -767,16 +763,6 @@ class BlockPlan:
             raise LoweringError(f"the block graph needs {self.shared_bytes} bytes of shared memory for its tiles, "
                                 f"buffers and accumulators (at most {MAX_SHARED_BYTES} per block); smaller tiles "
                                 f"(a larger grid or for-loop) would fit", self.path)
-
-    def l2_prefetch_iterations(self, iterators: list[int]) -> range:
-        """The for-loop iterations whose tiles of ring `iterators` (inputs the kernels before this one
-        do not write) are prefetched into L2 before the grid-dependency wait: those past the ring's
-        first stages, as many as L2_PREFETCH_BYTES over the grid hold."""
-        blocks = numel(self.g.grid_dim)
-        per_iteration = blocks * sum(numel(self.g.nodes[i].types[0].shape) * BYTES[self.g.nodes[i].types[0].dtype]
-                                     for i in iterators)
-        first = self.stages - 1
-        return range(first, min(self.loop, first + L2_PREFETCH_BYTES // max(per_iteration, 1)))
 
     # -- copies ----------------------------------------------------------------------------------
     def copy_geometry(self, i: int) -> CopyGeometry:

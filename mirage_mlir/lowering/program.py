@@ -212,7 +212,7 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
                 and any(early_copies(p, early[j])) for j, p in enumerate(plans)]
     for j, (n, body) in enumerate(zip(starts, bodies)):
         triggers = overlaps[(j + 1) % len(starts)] if j + 1 < len(starts) or constant_inputs else False
-        dependency = GridDependency(triggers, overlaps[j], early[j], l2_prefetch=j > 0) if triggers or overlaps[j] else None
+        dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
         if n in pairs:
             pair = pairs[n]
             kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked, dependency)

@@ -494,31 +494,6 @@ class Machine:
             self.waited |= mask
         return []
 
-    # addresses: an argument's base is a distinct large number, so that a prefetch finds its buffer
-    POINTER_SPACING = 1 << 40
-
-    def op_memref_extract_aligned_pointer_as_index(self, a, mask, *r):
-        slot = next(k for k, value in enumerate(self.env) if value is a[0])
-        return [np.int64((slot + 1) * self.POINTER_SPACING)]
-
-    def op_llvm_inttoptr(self, a, *r):
-        return [a[0]]
-
-    def op_nvvm_prefetch(self, a, mask, *r):
-        """A cache hint: changes nothing, but its address must lie in an argument and, in a launch
-        gated on the kernel before it, not in what that kernel writes before this one's wait."""
-        address = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))
-        slot = address // self.POINTER_SPACING - 1
-        for s in np.unique(slot[mask]):
-            mem = self.env[s] if 0 <= s < len(self.env) else None
-            inside = mask & (slot == s)
-            offset = address[inside] % self.POINTER_SPACING
-            size = mem.size * np.dtype(NP_STORAGE[mem.dtype]).itemsize if isinstance(mem, MemRef) else 0
-            if not isinstance(mem, MemRef) or mem.kind != "global" or np.any(offset >= size):
-                raise SimtError("a prefetch address outside the kernel's arguments")
-            self._gate(mem, inside, write=False)
-        return []
-
     def op_llvm_fence(self, a, mask, ot, it, regions, op):
         """An acquire fence after the release fences and the atomic of every other block (lockstep
         runs them all first): what they wrote may now be read, so those writes stop being races."""
