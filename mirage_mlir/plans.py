@@ -13,6 +13,7 @@ from .builder import BlockBuilder, KernelBuilder
 from .mugraph import Graph, TensorType
 
 EPS = 1e-6
+LN_EPS = 1e-5  # F.layer_norm's
 NO_MAP = (-1, -1, -1)
 
 
@@ -102,6 +103,30 @@ def rmsnorm_linear_split_k(inputs: list[TensorType], col_tile: int = 64, splits:
     rms = bb.op("sqrt", bb.op("add_scalar", bb.op("mul_scalar", total, scalar=1.0 / k), scalar=EPS))
     out = _finish_dtype(bb, bb.op("div", acc, rms), x_type.dtype)
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [partial, squares]))
+
+
+def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits: int = 8, k_tile: int = 64,
+                            threads: int = 128) -> Graph:
+    """LayerNorm over X's rows (no affine) then X W, with the normalization folded into the
+    projection: (X W - mean(x) 1^T W) * rsqrt(var(x) + eps), var = mean(x^2) - mean(x)^2. One split-K
+    pair: each block accumulates X W, W's column sums and X's row sums and sums of squares from the
+    tiles it streams anyway, so no row kernel runs before the projection (equal as polynomials to
+    torch-mlir's LayerNorm + Linear; the finite-field verifier proves it)."""
+    x_type, w_type = inputs
+    (_, k), (_, n) = x_type.shape, w_type.shape
+    kb = KernelBuilder(inputs)
+    bb = BlockBuilder(inputs, (n // col_tile, splits, 1), k // splits // k_tile, (threads, 1, 1))
+    x, w = bb.iterator(0, (-1, 1, -1), 1), bb.iterator(1, (1, 0, -1), 0)
+    xf = bb.op("cast", x, dtype="f32")
+    sums = [bb.op("matmul", x, w, dtype="f32"), bb.op("reduce_sum", bb.op("cast", w, dtype="f32"), dim=0),
+            bb.op("reduce_sum", xf, dim=1), bb.op("reduce_sum", bb.op("square", xf), dim=1)]
+    partials = kb.graph_def(bb.finish([bb.save(bb.accum("accum_sum", v), (1, 0, -1)) for v in sums]), [0, 1])
+    cb, (acc, colsum, row_sum, row_squares) = _split_k_combine([kb.types[p] for p in partials], splits, col_tile)
+    mean = cb.op("mul_scalar", row_sum, scalar=1.0 / k)
+    var = cb.op("sub", cb.op("mul_scalar", row_squares, scalar=1.0 / k), cb.op("square", mean))
+    rstd = cb.op("rsqrt", cb.op("add_scalar", var, scalar=LN_EPS))
+    out = _finish_dtype(cb, cb.op("mul", cb.op("sub", acc, cb.op("mul", mean, colsum)), rstd), x_type.dtype)
+    return kb.finish(kb.graph_def(cb.finish([cb.save(out, (1, -1, -1))]), list(partials)))
 
 
 def gated_mlp_split_k(inputs: list[TensorType], col_tile: int = 64, splits: int = 4, k_tile: int = 128,
@@ -194,6 +219,7 @@ def lora_fused(inputs: list[TensorType], col_tile: int = 16, threads: int = 128)
 VARIANTS = {
     "rmsnorm_linear_split_k": rmsnorm_linear_split_k,
     "gated_mlp_split_k": gated_mlp_split_k,
+    "layernorm_linear_folded": layernorm_linear_folded,
     "swiglu_down": swiglu_down,
     "stable_attention": stable_attention,
     "lora_fused": lora_fused,
