@@ -431,14 +431,17 @@ VARIANT_CASES = [
      dict(col_tile=32, k_tile=32, down_col_tile=32, splits=2, down_k_tile=32)),
     # eight warps over two mma tiles: X A's and X W's K split four ways (plan.stage_kslices)
     ("lora_fused", [(16, 128), (128, 128), (128, 16), (16, 128)], dict(col_tile=16, threads=256)),
+    # x W, W's column sums (a reduction along a tile's rows), X's row sums and sums of squares
+    ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2, k_tile=32)),
 ]
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
 @pytest.mark.parametrize("name,shapes,tiles", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
 def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
-    """The split-K plans and lora's one-kernel form equal the published plans (and SwiGLU + down its
-    formula), and their kernels, executed thread by thread, compute the mu-graph."""
+    """The split-K plans and lora's one-kernel form equal the published plans (SwiGLU + down and
+    LayerNorm + Linear their formulas), and their kernels, executed thread by thread, compute the
+    mu-graph."""
     types = [TensorType(s, dtype) for s in shapes]
     graph = VARIANTS[name](types, **tiles)
     assert not verify(graph)
@@ -449,6 +452,10 @@ def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
         x, w1, w3, w2 = (np.asarray(a, np.float64) for a in inputs)
         h = x @ w1
         expected = ((h / (1 + np.exp(-h))) * (x @ w3)) @ w2
+    elif name == "layernorm_linear_folded":
+        x, w = (np.asarray(a, np.float64) for a in inputs)
+        centered = x - x.mean(axis=1, keepdims=True)
+        expected = centered / np.sqrt((centered ** 2).mean(axis=1, keepdims=True) + 1e-5) @ w
     else:
         expected = evaluate(PLANS[name.removesuffix("_split_k").removesuffix("_fused")](types), inputs)[0]
     assert rel_err(ref[0], expected) < (1e-5 if dtype == "f32" else 2e-2)

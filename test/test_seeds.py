@@ -164,6 +164,19 @@ def test_a_loop_split_across_blocks_is_equivalent_and_one_launch(name, splits):
     assert list(fused_pairs(split)) == [0] and len(lower_graph(split).launches) == 1
 
 
+def test_layernorm_folded_into_the_projection_is_layernorm_then_linear():
+    """plans.layernorm_linear_folded ((x W - mean(x) 1^T W) * rsqrt(mean(x^2) - mean(x)^2 + eps), every
+    sum accumulated in one split-K pair) is torch-mlir's LayerNorm + Linear over the finite fields
+    and in floats."""
+    from mirage_mlir import plans
+
+    reference = converted("layernorm_linear_small_f16")
+    folded = plans.layernorm_linear_folded(list(reference.inputs), col_tile=32, splits=2, k_tile=32)
+    assert not verify(folded) and len(folded.nodes) == 2
+    result = check_equivalent(reference, folded, trials=2)
+    assert result.equivalent and result.float_error < 1e-2
+
+
 def test_no_split_without_a_loop_or_a_free_grid_axis():
     from mirage_mlir import plans
     from mirage_mlir.search.seeds import split_reduction
