@@ -105,21 +105,28 @@ def rmsnorm_linear_split_k(inputs: list[TensorType], col_tile: int = 64, splits:
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [partial, squares]))
 
 
-def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits: int = 8, k_tile: int = 64,
-                            threads: int = 128) -> Graph:
+def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits: int = 4, threads: int = 128) -> Graph:
     """LayerNorm over X's rows (no affine) then X W, with the normalization folded into the
     projection: (X W - mean(x) 1^T W) * rsqrt(var(x) + eps), var = mean(x^2) - mean(x)^2. One split-K
     pair: each block accumulates X W, W's column sums and X's row sums and sums of squares from the
     tiles it streams anyway, so no row kernel runs before the projection (equal as polynomials to
-    torch-mlir's LayerNorm + Linear; the finite-field verifier proves it)."""
+    torch-mlir's LayerNorm + Linear; the finite-field verifier proves it).
+
+    W's column sums are a matmul by a tile of ones on the tensor cores (a CUDA-core reduction of
+    every W tile ran at half the stream's speed, NOTES.md run 104). The ones are made once, before
+    the loop, from a loop-invariant tile of X (x * 0 + 1), which takes the K tile to be the X slice
+    that grid x picks: K * col_tile / N. Row r of the column sums comes from row r of X, so a row
+    of X that is not finite spoils its own output row only, as LayerNorm's."""
     x_type, w_type = inputs
     (_, k), (_, n) = x_type.shape, w_type.shape
+    k_tile = k * col_tile // n
     kb = KernelBuilder(inputs)
     bb = BlockBuilder(inputs, (n // col_tile, splits, 1), k // splits // k_tile, (threads, 1, 1))
     x, w = bb.iterator(0, (-1, 1, -1), 1), bb.iterator(1, (1, 0, -1), 0)
-    xf = bb.op("cast", x, dtype="f32")
-    sums = [bb.op("matmul", x, w, dtype="f32"), bb.op("reduce_sum", bb.op("cast", w, dtype="f32"), dim=0),
-            bb.op("reduce_sum", xf, dim=1), bb.op("reduce_sum", bb.op("square", xf), dim=1)]
+    ones = bb.op("add_scalar", bb.op("mul_scalar", bb.iterator(0, (1, -1, -1), -1), scalar=0.0), scalar=1.0)
+    sums = [bb.op("matmul", x, w, dtype="f32"), bb.op("matmul", ones, w, dtype="f32"),
+            bb.op("reduce_sum", bb.op("cast", x, dtype="f32"), dim=1),
+            bb.op("reduce_sum", bb.op("square", bb.op("cast", x, dtype="f32")), dim=1)]
     partials = kb.graph_def(bb.finish([bb.save(bb.accum("accum_sum", v), (1, 0, -1)) for v in sums]), [0, 1])
     cb, (acc, colsum, row_sum, row_squares) = _split_k_combine([kb.types[p] for p in partials], splits, col_tile)
     mean = cb.op("mul_scalar", row_sum, scalar=1.0 / k)
