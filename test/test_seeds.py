@@ -134,11 +134,14 @@ def test_a_tile_normalized_before_the_loop_runs_in_the_emulator():
 
 def test_the_search_ranks_seeds_with_its_candidates():
     """LayerNorm + Linear: the search alone finds nothing within its block-op bound; with the seeds
-    the result is two verified kernels (the row kernel, the searched projection)."""
+    (the two parts searched alone and composed, the normalization folded into the projection) the
+    result is two verified kernels."""
+    from mirage_mlir.search.seeds import folded_layernorm_projection
+
     graph = converted("layernorm_linear_small_f16")
     result = superoptimize(graph, SearchOptions(time_budget=6, workers=2, use_cache=False))
     assert result.graph is not None and result.verification.equivalent
-    assert result.stats.seeds == 1  # the two parts searched alone, composed
+    assert result.stats.seeds == 1 + min(3, len(folded_layernorm_projection(graph))) == 4
     assert [n.op for n in result.graph.nodes] == ["graph_def", "graph_def"]
     assert result.cost.total_us < result.reference_cost.total_us
 
@@ -162,6 +165,14 @@ def test_a_loop_split_across_blocks_is_equivalent_and_one_launch(name, splits):
     assert second.forloop_range == splits and second.grid_dim == plan.nodes[0].body.grid_dim
     assert check_equivalent(programs.reference(name, inputs), split, trials=2).equivalent
     assert list(fused_pairs(split)) == [0] and len(lower_graph(split).launches) == 1
+
+
+def test_the_folded_projection_is_offered_for_layernorm_then_linear_only():
+    from mirage_mlir.search.seeds import folded_layernorm_projection
+
+    assert len(folded_layernorm_projection(converted("layernorm_linear_small_f16"))) == 3
+    assert folded_layernorm_projection(converted("rmsnorm_linear_small_f16")) == []
+    assert folded_layernorm_projection(converted("gated_mlp_small_f16")) == []
 
 
 def test_layernorm_folded_into_the_projection_is_layernorm_then_linear():

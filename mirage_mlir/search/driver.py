@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 9  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 11  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -686,14 +686,15 @@ class Budget:
 def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) -> tuple[list[Graph], list[Graph]]:
     """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
     model prefers, attention with a max as online softmax (a warp-rows plan and a shared-memory one),
-    and the program cut before a matmul that
+    LayerNorm + Linear with the normalization folded into the projection, and the program cut before
+    a matmul that
     reads a computed tensor, each part searched alone (each with a third of the time left) and the
     cheapest of each composed, and the first part's cheapest one-kernel plan before the second's
     (unverified: the compositions are verified with the search's candidates),
     and the second part alone with the first part's normalizations moved into its blocks
     (seeds.fuse_norm_prologue). Returns them all, and apart those to verify before the search's own
-    (one plan per kernel strategy, for the clock to choose from: the online-softmax ones and the
-    one-kernel first part's composition)."""
+    (one plan per kernel strategy, for the clock to choose from: the online-softmax ones, the folded
+    LayerNorm projection and the one-kernel first part's composition)."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
@@ -708,6 +709,12 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
             attention.append(min(same, key=lambda g: costmod.cost(g, options.chip).total_us))
     out += attention
     first = list(attention)
+    # LayerNorm + Linear with the normalization folded into the projection (no row kernel first): the
+    # model's three cheapest tilings verified, the cheapest kept for the clock beside the searched pair
+    folded = sorted(seeds.folded_layernorm_projection(reference), key=lambda g: costmod.cost(g, options.chip).total_us)
+    if folded:
+        out += folded[:3]
+        first.append(folded[0])
     # one level of cuts: a part (searched unverified) is not cut again
     split = seeds.split_before_matmul(reference) if options.verify else None
     if split is not None and budget.remaining() > 0:

@@ -21,6 +21,10 @@
   another grid or block size (the split-K plans that stream fastest on the H200 load 16 KB stages
   on 128 threads, one wave of blocks; the search's pick 48 KB stages on 256). With split_reduction,
   what the driver offers the runtime's clock beside the model's pick (driver._alternatives).
+- `folded_layernorm_projection(graph)`: LayerNorm + Linear as one split-K pair whose blocks accumulate
+  x W, W's column sums and X's row sums and squares ((x W - mean(x) 1^T W) * rsqrt(var(x) + eps)): the
+  projection no longer waits for a row kernel. An algebraic rewrite the search's block graphs cannot
+  reach (it distributes the normalization over the matmul); the verifier proves it.
 - `online_softmax_attention(graph)`: a program with attention's interface (Q [B, M, D],
   K [B, D, N], V [B, N, Dv]) that takes a max, as the two-kernel online-softmax plan
   (plans.stable_attention: running maxima and rescaled sums over a KV split, then a combine), at a
@@ -335,6 +339,30 @@ def _normalized_tiles(node: Node, fused: dict) -> Graph:
 
 
 __all__ = ["compose", "fuse_norm_prologue", "retile", "row_fused", "split_before_matmul", "split_reduction"]
+
+
+def folded_layernorm_projection(graph: Graph) -> list[Graph]:
+    """LayerNorm + Linear with the normalization folded into the projection
+    (plans.layernorm_linear_folded: x W - mean(x) 1^T W, times rsqrt(var(x) + eps), every sum
+    accumulated by one split-K pair, no row kernel first) at a few tilings, for a program with that
+    interface (X [M, K], W [K, N] -> [M, N]) that normalizes rows (a mean, a subtraction, an rsqrt)
+    before its one matmul by W; none otherwise. The verifier decides whether it is that program."""
+    if len(graph.inputs) != 2 or len(graph.outputs) != 1:
+        return []
+    (x, w), out = graph.inputs, graph.value_types[graph.outputs[0]]
+    if len(x.shape) != 2 or len(w.shape) != 2 or not (x.is_static() and w.is_static()) or x.dtype != w.dtype:
+        return []
+    (m, k), (k2, n) = x.shape, w.shape
+    ops = [node.op for node in graph.nodes]
+    matmuls = [node for node in graph.nodes if node.op == "matmul"]
+    if (k != k2 or tuple(out.shape) != (m, n) or len(matmuls) != 1 or matmuls[0].inputs[1] != 1
+            or not {"reduce_mean", "sub", "rsqrt"} <= set(ops)):
+        return []
+    # its K tile is K * col / N (the slice of X its ones are made from): whole mma steps, whole loops
+    tilings = [(col, splits) for col in (32, 64, 128) for splits in (2, 4, 8)
+               if n % col == 0 and (k * col) % n == 0 and (k * col // n) % 16 == 0
+               and k % (splits * (k * col // n)) == 0]
+    return [plans.layernorm_linear_folded(list(graph.inputs), col_tile=col, splits=splits) for col, splits in tilings]
 
 
 def online_softmax_attention(graph: Graph) -> list[Graph]:
