@@ -170,7 +170,7 @@ def test_a_loop_split_across_blocks_is_equivalent_and_one_launch(name, splits):
 def test_the_folded_projection_is_offered_for_layernorm_then_linear_only():
     from mirage_mlir.search.seeds import folded_layernorm_projection
 
-    assert len(folded_layernorm_projection(converted("layernorm_linear_small_f16"))) == 3
+    assert len(folded_layernorm_projection(converted("layernorm_linear_small_f16"))) == 6
     assert folded_layernorm_projection(converted("rmsnorm_linear_small_f16")) == []
     assert folded_layernorm_projection(converted("gated_mlp_small_f16")) == []
 
