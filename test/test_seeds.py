@@ -167,11 +167,15 @@ def test_a_loop_split_across_blocks_is_equivalent_and_one_launch(name, splits):
     assert list(fused_pairs(split)) == [0] and len(lower_graph(split).launches) == 1
 
 
-def test_the_folded_projection_is_offered_for_layernorm_then_linear_only():
-    from mirage_mlir.search.seeds import folded_layernorm_projection
+def test_the_folded_projection_is_offered_for_layernorm_then_linear_only(tmp_path):
+    """... and for a weight-streaming projection only (at most FOLDED_MAX_ROWS rows of X)."""
+    from mirage_mlir.search.seeds import FOLDED_MAX_ROWS, folded_layernorm_projection
 
     assert len(folded_layernorm_projection(converted("layernorm_linear_small_f16"))) == 6
     assert folded_layernorm_projection(converted("rmsnorm_linear_small_f16")) == []
+    text = open(os.path.join(INPUTS, "layernorm_linear_small_f16.mlir")).read()
+    (tmp_path / "tall.mlir").write_text(text.replace("tensor<2x", f"tensor<{2 * FOLDED_MAX_ROWS}x"))
+    assert folded_layernorm_projection(converted("tall", str(tmp_path))) == []
     assert folded_layernorm_projection(converted("gated_mlp_small_f16")) == []
 
 

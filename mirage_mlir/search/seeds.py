@@ -341,6 +341,9 @@ def _normalized_tiles(node: Node, fused: dict) -> Graph:
 __all__ = ["compose", "fuse_norm_prologue", "retile", "row_fused", "split_before_matmul", "split_reduction"]
 
 
+FOLDED_MAX_ROWS = 64
+
+
 def folded_layernorm_projection(graph: Graph) -> list[Graph]:
     """LayerNorm + Linear with the normalization folded into the projection
     (plans.layernorm_linear_folded: x W - mean(x) 1^T W, times rsqrt(var(x) + eps), every sum
@@ -355,7 +358,9 @@ def folded_layernorm_projection(graph: Graph) -> list[Graph]:
     (m, k), (k2, n) = x.shape, w.shape
     ops = [node.op for node in graph.nodes]
     matmuls = [node for node in graph.nodes if node.op == "matmul"]
-    if (k != k2 or tuple(out.shape) != (m, n) or len(matmuls) != 1 or matmuls[0].inputs[1] != 1
+    # a weight-streaming projection only: every block holds all of X's rows (its tiles of X and of
+    # ones are [M, K tile]); with more rows the matmul, not W's stream, is the cost
+    if (k != k2 or tuple(out.shape) != (m, n) or len(matmuls) != 1 or matmuls[0].inputs[1] != 1 or m > FOLDED_MAX_ROWS
             or not {"reduce_mean", "sub", "rsqrt"} <= set(ops)):
         return []
     # its K tile is K * col / N (the slice of X its ones are made from): whole mma steps, whole loops
