@@ -120,6 +120,9 @@ def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits
     x_type, w_type = inputs
     (_, k), (_, n) = x_type.shape, w_type.shape
     k_tile = k * col_tile // n
+    if k_tile == 0 or (k * col_tile) % n or k % (splits * k_tile):
+        raise ValueError(f"its K tile (K * col_tile / N = {k * col_tile / n:g}) must be whole and split K = {k} "
+                         f"{splits} ways")
     kb = KernelBuilder(inputs)
     bb = BlockBuilder(inputs, (n // col_tile, splits, 1), k // splits // k_tile, (threads, 1, 1))
     x, w = bb.iterator(0, (-1, 1, -1), 1), bb.iterator(1, (1, 0, -1), 0)

@@ -136,6 +136,18 @@ def test_ring_depth_follows_shared_memory():
     assert plan.resident_blocks(block_plan.shared_bytes, block_plan.threads) >= 2
 
 
+def test_a_loop_of_tiles_too_narrow_for_cp_async_copies_them_synchronously():
+    """Tiles whose rows hold under 4 bytes get no ring (and no ring stages): the folded LayerNorm
+    plan at one output column a block takes K tiles of one element (it had stopped the lowering
+    with an internal error). Its kernel still computes the plan."""
+    types = [TensorType(s, "f16") for s in [(2, 32), (32, 32)]]
+    graph = VARIANTS["layernorm_linear_folded"](types, col_tile=1, splits=2)
+    block_plan = plan.BlockPlan(graph.nodes[0].body)
+    assert block_plan.ring == [] and block_plan.stages == 1
+    inputs = random_inputs(types, seed=2)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
 def run_rmsnorm_linear_on_cpu():
     """Mirage's rmsnorm_linear plan at medium shapes, lowered and run in the emulator."""
     types = [TensorType(s, "f16") for s in MEDIUM["rmsnorm_linear"]]

@@ -213,6 +213,16 @@ def test_the_folded_projection_stays_accurate_for_rows_far_from_zero(offset):
     assert np.abs(out - exact).max() / np.abs(exact).max() < 2e-3
 
 
+def test_the_folded_projection_says_which_tilings_it_cannot_take():
+    from mirage_mlir import plans
+
+    inputs = list(converted("layernorm_linear_small_f16").inputs)  # X [2, 64], W [64, 128]
+    with pytest.raises(ValueError, match="K tile"):
+        plans.layernorm_linear_folded(inputs, col_tile=1, splits=2)  # K tile 0.5
+    with pytest.raises(ValueError, match="K tile"):
+        plans.layernorm_linear_folded(inputs, col_tile=64, splits=4)  # K tile 32: 64 splits two ways only
+
+
 def test_a_non_finite_row_spoils_only_its_own_row_of_the_folded_projection():
     """The folded plan's tile of ones is made from X (x * 0 + 1): row r of W's column sums comes from
     row r of X, so an infinity in one row of X gives NaN in that output row only, as LayerNorm."""

@@ -669,6 +669,8 @@ class BlockPlan:
             return
         self.ring = [i for i, k in enumerate(self.kind)
                      if k == "iter" and i not in self.invariant and self._async_chunk_ok(i)]
+        if not self.ring:  # no tile cp.async can copy (rows under 4 bytes): synchronous copies
+            return
         blocks = math.prod(self.g.grid_dim)
         best, best_key = 1, None
         for stages in range(min(MAX_STAGES, self.loop), 1, -1):
