@@ -128,6 +128,7 @@ def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits
     x, w = bb.iterator(0, (-1, 1, -1), 1), bb.iterator(1, (1, 0, -1), 0)
     ones = bb.op("add_scalar", bb.op("mul_scalar", bb.iterator(0, (1, -1, -1), -1), scalar=0.0), scalar=1.0)
     sums = [bb.op("matmul", x, w, dtype="f32"), bb.op("matmul", ones, w, dtype="f32"),
+            # a cast per reduction: one shared cast would be a buffer both read, an extra loop a tile
             bb.op("reduce_sum", bb.op("cast", x, dtype="f32"), dim=1),
             bb.op("reduce_sum", bb.op("square", bb.op("cast", x, dtype="f32")), dim=1)]
     partials = kb.graph_def(bb.finish([bb.save(bb.accum("accum_sum", v), (1, 0, -1)) for v in sums]), [0, 1])

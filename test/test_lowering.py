@@ -443,7 +443,7 @@ VARIANT_CASES = [
      dict(col_tile=32, k_tile=32, down_col_tile=32, splits=2, down_k_tile=32)),
     # eight warps over two mma tiles: X A's and X W's K split four ways (plan.stage_kslices)
     ("lora_fused", [(16, 128), (128, 128), (128, 16), (16, 128)], dict(col_tile=16, threads=256)),
-    # x W, W's column sums (a reduction along a tile's rows), X's row sums and sums of squares
+    # x W and W's column sums (a matmul by ones) on the tensor cores, X's row sums and sums of squares
     ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2)),
 ]
 

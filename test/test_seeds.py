@@ -167,6 +167,14 @@ def test_a_loop_split_across_blocks_is_equivalent_and_one_launch(name, splits):
     assert list(fused_pairs(split)) == [0] and len(lower_graph(split).launches) == 1
 
 
+def small_folded_projection():
+    """torch-mlir's small LayerNorm + Linear (X [2, 64], W [64, 128]) and its folded plan."""
+    from mirage_mlir import plans
+
+    reference = converted("layernorm_linear_small_f16")
+    return reference, plans.layernorm_linear_folded(list(reference.inputs), col_tile=32, splits=2)
+
+
 def test_the_folded_projection_is_offered_for_layernorm_then_linear_only(tmp_path):
     """... and for a weight-streaming projection only (at most FOLDED_MAX_ROWS rows of X)."""
     from mirage_mlir.search.seeds import FOLDED_MAX_ROWS, folded_layernorm_projection
@@ -183,10 +191,7 @@ def test_layernorm_folded_into_the_projection_is_layernorm_then_linear():
     """plans.layernorm_linear_folded ((x W - mean(x) 1^T W) * rsqrt(mean(x^2) - mean(x)^2 + eps), every
     sum accumulated in one split-K pair) is torch-mlir's LayerNorm + Linear over the finite fields
     and in floats."""
-    from mirage_mlir import plans
-
-    reference = converted("layernorm_linear_small_f16")
-    folded = plans.layernorm_linear_folded(list(reference.inputs), col_tile=32, splits=2)
+    reference, folded = small_folded_projection()
     assert not verify(folded) and len(folded.nodes) == 2
     result = check_equivalent(reference, folded, trials=2)
     assert result.equivalent and result.float_error < 1e-2
@@ -199,11 +204,9 @@ def test_the_folded_projection_stays_accurate_for_rows_far_from_zero(offset):
     closely as f16 outputs can (NOTES.md, session 17)."""
     import numpy as np
 
-    from mirage_mlir import plans
     from mirage_mlir.evaluate import evaluate
 
-    reference = converted("layernorm_linear_small_f16")
-    folded = plans.layernorm_linear_folded(list(reference.inputs), col_tile=32, splits=2)
+    reference, folded = small_folded_projection()
     rng = np.random.default_rng(5)
     x = (offset + rng.standard_normal(reference.inputs[0].shape)).astype(np.float16)
     w = (0.02 * rng.standard_normal(reference.inputs[1].shape)).astype(np.float16)
@@ -228,11 +231,9 @@ def test_a_non_finite_row_spoils_only_its_own_row_of_the_folded_projection():
     row r of X, so an infinity in one row of X gives NaN in that output row only, as LayerNorm."""
     import numpy as np
 
-    from mirage_mlir import plans
     from mirage_mlir.evaluate import evaluate
 
-    reference = converted("layernorm_linear_small_f16")
-    folded = plans.layernorm_linear_folded(list(reference.inputs), col_tile=32, splits=2)
+    reference, folded = small_folded_projection()
     x, w = (np.random.default_rng(3).standard_normal(t.shape).astype(np.float16) for t in reference.inputs)
     x[1, 7] = np.inf
     (out,) = evaluate(folded, [x, w])
