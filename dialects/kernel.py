@@ -14,6 +14,9 @@ GRAPH_DEF = OpSpec(
         Attr("grid_dim", "i64_array", doc="thread blocks along x, y, z"),
         Attr("block_dim", "i64_array", doc="threads per block along x, y, z"),
         Attr("forloop_range", "i64", doc="iterations of the block graph's for-loop"),
+        Attr("max_stages", "i64", optional=True,
+             doc="the deepest cp.async ring the code generator may give the for-loop's tiles (a schedule "
+                 "choice: the values computed do not depend on it; absent: the generator's default)"),
     ),
     has_region=True,
 )

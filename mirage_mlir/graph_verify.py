@@ -18,6 +18,7 @@ from .opset import ACCUMULATORS, ELEMENTWISE, OPS
 # split (the interpreter and the generated code run every iteration).
 MAX_GRID = (2**31 - 1, 65535, 65535)
 MAX_FORLOOP_RANGE = 65536
+MAX_RING_STAGES = 16  # a deeper cp.async ring than any shared memory holds for a useful tile
 LEVEL_DIALECT = {"kernel": "mirage_kernel", "block": "mirage_block", "thread": "mirage_thread"}
 KIND_CHECKS = {
     "i64": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
@@ -141,6 +142,9 @@ class _Verifier:
         if not 1 <= body.forloop_range <= MAX_FORLOOP_RANGE:
             self.error(path, f"forloop_range must be in [1, {MAX_FORLOOP_RANGE}], got {body.forloop_range}")
             return
+        if not 0 <= body.max_stages <= MAX_RING_STAGES:
+            self.error(path, f"max_stages must be in [0, {MAX_RING_STAGES}] (0 or absent: the generator's default), "
+                             f"got {body.max_stages}")
         operand_types = tuple(graph.value_types[v] for v in node.inputs)
         if body.inputs != operand_types:
             self.error(path, "the block graph's arguments must have the graph_def's operand types")

@@ -18,6 +18,8 @@ holds one after `apply_idioms` cannot be built.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .mugraph import Graph, Node
 
 PSEUDO_OPS = ("recip",)
@@ -78,8 +80,7 @@ class _Editor:
             remap[vid] = self.n_inputs + len(nodes)
             nodes.append(Node(node.op, tuple(remap[x] for x in node.inputs), node.types, node.attrs, node.body))
             origins.append(self.origins[vid])
-        graph = Graph(self.graph.inputs, tuple(nodes), tuple(remap[v] for v in self.graph.outputs),
-                      self.graph.grid_dim, self.graph.block_dim, self.graph.forloop_range)
+        graph = replace(self.graph, nodes=tuple(nodes), outputs=tuple(remap[v] for v in self.graph.outputs))
         return graph, tuple(origins)
 
 

@@ -69,6 +69,9 @@ class Graph:
     grid_dim: tuple[int, int, int] = (1, 1, 1)
     block_dim: tuple[int, int, int] = (128, 1, 1)
     forloop_range: int = 1
+    # a block graph's schedule, like block_dim: the deepest cp.async ring the code generator may give
+    # its for-loop's tiles (0: its default, lowering.plan.MAX_STAGES); the values computed do not depend on it
+    max_stages: int = 0
 
     @cached_property
     def value_types(self) -> tuple[TensorType, ...]:

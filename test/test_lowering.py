@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import mlir.ir as ir
 import numpy as np
@@ -134,6 +135,23 @@ def test_ring_depth_follows_shared_memory():
     block_plan = plan.BlockPlan(PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16")).nodes[0].body)
     assert block_plan.stages == plan.MAX_STAGES and block_plan.ring
     assert plan.resident_blocks(block_plan.shared_bytes, block_plan.threads) >= 2
+
+
+def test_a_block_graph_sets_its_ring_depth():
+    """A block graph's max_stages bounds its ring in place of MAX_STAGES, shallower or deeper (8 stages
+    of the published plan still fit three blocks an SM), and a ring deeper than 4 stages, run thread by
+    thread, computes the plan (8 iterations: every slot of the ring filled and reused once)."""
+    body = PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16")).nodes[0].body
+    assert plan.BlockPlan(replace(body, max_stages=2)).stages == 2
+    deep = plan.BlockPlan(replace(body, max_stages=8))
+    assert deep.stages == 8 and plan.resident_blocks(deep.shared_bytes, deep.threads) == 3
+    types = [TensorType(s, "f16") for s in [(4, 1024), (1024, 128)]]
+    graph = VARIANTS["rmsnorm_linear_split_k"](types, col_tile=64, splits=2, k_tile=64)
+    split = replace(graph.nodes[0].body, max_stages=8)
+    assert split.forloop_range == 8 and plan.BlockPlan(split).stages == 8
+    graph = replace(graph, nodes=(replace(graph.nodes[0], body=split),) + graph.nodes[1:])
+    inputs = random_inputs(types, seed=4)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
 
 
 def test_a_loop_of_tiles_too_narrow_for_cp_async_copies_them_synchronously():

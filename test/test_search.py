@@ -296,3 +296,38 @@ def test_loop_of_one_kernels_are_retiled_at_more_threads_and_fewer_blocks():
     assert shapes(plans.lora_fused(plans.benchmark_inputs("lora", 1, "f16"))) == [(128, 256), (128, 512),
                                                                                    (256, 256), (256, 512)]
     assert shapes(plans.ntrans(plans.benchmark_inputs("ntrans", 1, "f16"))) == [(4, 128)]
+
+
+def test_each_candidate_whose_ring_would_deepen_comes_with_a_deep_ring_twin():
+    """deep_ring_twin: the plan with each looping kernel allowed DEEP_RING cp.async stages, the same
+    values (only the schedule differs), and only where the generator would deepen a ring (here a loop
+    of 16; not a loop of 2, nor a twin again); _alternatives keeps the twin beside its plan with its
+    plan's verification, even when the budget is spent."""
+    from mirage_mlir.lowering import plan_figures
+    from mirage_mlir.evaluate import evaluate
+    from mirage_mlir.mugraph import TensorType
+    from mirage_mlir.search.driver import DEEP_RING, Searcher, SearchStats, _alternatives, deep_ring_twin
+
+    inputs = [TensorType(s, "f16") for s in [(4, 1024), (1024, 128)]]
+    best = plans.PLANS["rmsnorm_linear"](inputs, k_tile=64)
+    twin = deep_ring_twin(best)
+    assert twin.nodes[0].body.max_stages == DEEP_RING and plan_figures(twin.nodes[0].body).stages == DEEP_RING
+    assert plan_figures(best.nodes[0].body).stages < DEEP_RING
+    assert deep_ring_twin(twin) is None and deep_ring_twin(plans.PLANS["rmsnorm_linear"](inputs, k_tile=512)) is None
+    assert cache.graph_from_json(cache.graph_to_json(twin)) == twin
+    values = [np.random.default_rng(3).standard_normal(t.shape).astype(np.float16) for t in inputs]
+    assert all(np.array_equal(a, b) for a, b in zip(evaluate(twin, values), evaluate(best, values)))
+
+    reference = programs.reference("rmsnorm_linear", inputs)
+    check = check_equivalent(reference, best, trials=1)
+    assert check.equivalent
+
+    class Spent:  # the budget: nothing more fits
+        def verify(self, *args, **kwargs):
+            return None
+
+    options = SearchOptions(time_budget=10, candidates=4)
+    chosen = _alternatives(reference, best, best, check, Searcher(reference, options, SearchStats()), {best},
+                           options, SearchStats(), [], Spent())
+    assert sorted(g.nodes[0].body.max_stages for _, g, _ in chosen) == [0, DEEP_RING]
+    assert all(c is check for _, _, c in chosen)

@@ -8,7 +8,8 @@ Default pipeline: mirage-specialize-dims (functions with a dynamic dim become st
 specializations at --sizes and a dispatch), convert-linalg-to-mirage, mirage-superoptimize (options through --search-options;
 --no-search skips it), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked
 with ptxas when it is installed. The search keeps up to K verified plans of each subgraph (default
-8, distinct plans in the model's order); each is lowered, and the manifest lists them under the
+8, distinct plans in the model's order), and beside each plan whose cp.async ring the generator would
+deepen to 8 stages that twin (max_stages = 8: the same mu-graph, another schedule); each is lowered, and the manifest lists them under the
 function's "candidates" for the runtime to time on its GPU. The function's own "kernels" are the
 search's pick; where ptxas ran, every candidate is estimated again with its kernels' registers (they
 may allow fewer resident blocks than the plan counted) and "model_choice" names the lowest, which a
@@ -50,7 +51,8 @@ def build_parser():
     p.add_argument("--search-options", default="", metavar="OPTS",
                    help="options of mirage-superoptimize, e.g. 'time-budget=10 workers=4'")
     p.add_argument("--candidates", type=int, default=8, metavar="K",
-                   help="verified plans per subgraph kept for the runtime to time (default 8; 1: the model's pick only)")
+                   help="verified plans per subgraph kept for the runtime to time (default 8, each with a deeper-ring "
+                        "twin where its ring would deepen; 1: the model's pick only)")
     p.add_argument("--sizes", default="1,8,16,32,64", metavar="N,N,...",
                    help="for a function with a dynamic dim: the sizes it is specialized at (mirage-specialize-dims; "
                         "default 1,8,16,32,64); a call may have any size up to the largest")
@@ -255,7 +257,8 @@ def compile_file(source, args, printer) -> int:
         try:
             manifest, files = read_program(module, args.chip)
             if search is not None:
-                for c in range(1, args.candidates):
+                # K plans, and the search adds each one's deeper-ring twin where the ring would deepen
+                for c in range(1, max(len(result.candidates) for _, result in search.results)):
                     alternative = parse_module(searched_text, ctx)
                     chosen = install_candidate(alternative, search.results, c)
                     if chosen and run_stages(alternative, lowering, main=False):

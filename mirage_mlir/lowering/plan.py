@@ -57,7 +57,8 @@ COPY_UNROLL = 16  # most chunks per thread a tile copy unrolls (issuing all its 
 COPY_BATCH = 8  # a longer copy loops over batches of this many chunks per thread: loads, then stores
 PREFETCH_SLOTS = 32  # most 16-byte chunks per thread held in registers for coming iterations
 PREFETCH_DEPTH = 4  # most iterations loaded ahead
-# deepest cp.async ring for the for-loop's iterator tiles (MIRAGE_MAX_STAGES: for experiments)
+# deepest cp.async ring for the for-loop's iterator tiles where the block graph does not say
+# (Graph.max_stages; MIRAGE_MAX_STAGES: for experiments)
 MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
 SHARED_PER_SM = 228 * 1024
@@ -658,7 +659,8 @@ class BlockPlan:
         return vector_width(tile.dtype, tile.shape[-1], whole.shape[-1]) * BYTES[tile.dtype] >= 4
 
     def _choose_stages(self) -> None:
-        """The cp.async ring's depth (at most MAX_STAGES, at most the loop's trip count). A grid
+        """The cp.async ring's depth (at most the block graph's max_stages, else MAX_STAGES, and at most
+        the loop's trip count). A grid
         that needs a second wave of blocks streams that wave while the slots it leaves idle wait
         (rmsnorm_linear's 384 blocks ran 1.34x slower two to an SM than three: benchmarks/NOTES.md
         run 41). So: two blocks per SM where any depth allows it (one's loads overlap the other's
@@ -673,7 +675,7 @@ class BlockPlan:
             return
         blocks = math.prod(self.g.grid_dim)
         best, best_key = 1, None
-        for stages in range(min(MAX_STAGES, self.loop), 1, -1):
+        for stages in range(min(self.g.max_stages or MAX_STAGES, self.loop), 1, -1):
             size = self._allocate(stages)[-1]
             if self.smem_budget is not None:
                 if size <= self.smem_budget:

@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 12  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 13  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -741,6 +741,10 @@ SPLITS = (2, 4, 8)
 REFINEMENTS = (2, 4, 8)
 COLUMN_TILES = (64, 128)
 LOOP_ONE_THREADS = (256, 512)
+# a second depth of the cp.async ring for the clock: at 8 stages instead of 4 LayerNorm + Linear's folded
+# plan ran 14.1 -> 12.6 us and SwiGLU + down's split down projections up to 25% faster, but its fastest
+# hand plan 27% slower and 256-thread plans lost resident blocks to registers (H200 run 109)
+DEEP_RING = 8
 
 
 def _split_reductions(reference: Graph, best: Graph, check, options: SearchOptions, stats: SearchStats, dump: list,
@@ -837,6 +841,20 @@ def _halved_grids(body: Graph) -> list[tuple]:
     return [tuple(g // 2 if a == axis else g for a, g in enumerate(body.grid_dim)) for axis in sorted(axes)]
 
 
+def deep_ring_twin(graph: Graph) -> Graph | None:
+    """`graph` with each looping kernel allowed a DEEP_RING-stage cp.async ring, or None where the
+    code generator would deepen no kernel's ring (the shared memory or the trip count stops it)."""
+    nodes, deeper = [], False
+    for node in graph.nodes:
+        body = node.body
+        if body is not None and body.forloop_range > 1 and not body.max_stages:
+            deep = replace(body, max_stages=DEEP_RING)
+            if plan_figures(deep).stages > plan_figures(body).stages:
+                node, deeper = replace(node, body=deep), True
+        nodes.append(node)
+    return replace(graph, nodes=tuple(nodes)) if deeper else None
+
+
 def _family(signature: tuple) -> tuple:
     """The signature without the stage size."""
     return tuple(kernel[:-1] if isinstance(kernel, tuple) else kernel for kernel in signature)
@@ -849,7 +867,9 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     model first within a family of plans and across families in turn, from the search's other
     candidates (seeds included) and the searched best's (as found, thread graphs not fused) retilings
     (_retilings) with each for-loop split across blocks. Verification is cut off after 2 attempts per
-    wanted candidate or when the budget ends; plans verified already are kept either way."""
+    wanted candidate or when the budget ends; plans verified already are kept either way. Each plan
+    whose ring the generator would deepen comes with that twin (deep_ring_twin: the same mu-graph, so
+    verified with it): which depth streams faster is not a question the model answers well."""
     chip = costmod.chip(options.chip)
     chosen = [(costmod.cost(best, options.chip).total_us, best, best_check)]
     if options.candidates <= 1:
@@ -892,6 +912,8 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
         if check.equivalent:
             chosen.append((us, g, check))
             signatures.add(signature)
+    chosen += [(costmod.cost(twin, options.chip).total_us, twin, check) for _, g, check in chosen
+               if (twin := deep_ring_twin(g)) is not None]
     return sorted(chosen, key=lambda e: e[0])  # a cheaper alternative (a split not tried before) is the pick
 
 

@@ -36,6 +36,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from .. import plans
 from ..builder import BlockBuilder, KernelBuilder
@@ -284,7 +285,7 @@ def retile(graph: Graph, n: int, loop_factor: int = 1, grid_dim=None, threads: i
         return None
     nodes = list(graph.nodes)
     nodes[n] = Node(node.op, node.inputs, node.types, node.attrs, rebuilt)
-    return Graph(graph.inputs, tuple(nodes), graph.outputs, graph.grid_dim, graph.block_dim, graph.forloop_range)
+    return replace(graph, nodes=tuple(nodes))
 
 
 def fuse_norm_prologue(graph: Graph) -> Graph | None:

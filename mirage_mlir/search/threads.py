@@ -4,6 +4,8 @@ same shape in the same loop phase becomes one `thread_graph` whose body runs the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..mugraph import Graph, Node, TensorType
 from ..opset import ELEMENTWISE
 
@@ -11,7 +13,7 @@ from ..opset import ELEMENTWISE
 def fuse_thread_graphs(graph: Graph) -> Graph:
     nodes = tuple(Node(n.op, n.inputs, n.types, n.attrs, fuse_block(n.body)) if n.op == "graph_def" else n
                   for n in graph.nodes)
-    return Graph(graph.inputs, nodes, graph.outputs, graph.grid_dim, graph.block_dim, graph.forloop_range)
+    return replace(graph, nodes=nodes)
 
 
 def fuse_block(body: Graph) -> Graph:
@@ -78,5 +80,4 @@ def fuse_block(body: Graph) -> Graph:
         remap[body.first_result[i]] = next_id
         next_id += len(n.types)
         new_nodes.append(n)
-    return Graph(body.inputs, tuple(new_nodes), tuple(remap[v] for v in body.outputs), body.grid_dim,
-                 body.block_dim, body.forloop_range)
+    return replace(body, nodes=tuple(new_nodes), outputs=tuple(remap[v] for v in body.outputs))

@@ -363,6 +363,37 @@ func.func @block_dim(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
 
 // -----
 
+// max_stages: a schedule attribute (the deepest cp.async ring the code generator may use), kept
+// through a round trip.
+// CHECK-LABEL: func.func @max_stages(
+// CHECK: }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 4 : i64, grid_dim = array<i64: 1, 1, 1>, max_stages = 8 : i64,
+func.func @max_stages(%x: tensor<4x64xf32>) -> tensor<4x1xf32> {
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<4x64xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = 1} : (tensor<4x64xf32>) -> tensor<4x16xf32>
+    %s = "mirage_block.accum_sum"(%t) {reduce_dim = 1} : (tensor<4x16xf32>) -> tensor<4x1xf32>
+    %r = "mirage_block.output_saver"(%s) {omap = array<i64: -1, -1, -1>} : (tensor<4x1xf32>) -> tensor<4x1xf32>
+    gpu.yield %r : tensor<4x1xf32>
+  }) {grid_dim = array<i64: 1, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 4, max_stages = 8, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x64xf32>) -> tensor<4x1xf32>
+  return %o : tensor<4x1xf32>
+}
+
+// -----
+
+func.func @max_stages_too_deep(%x: tensor<4x64xf32>) -> tensor<4x1xf32> {
+  // expected-error @+1 {{max_stages must be in [0, 16] (0 or absent: the generator's default), got 17}}
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<4x64xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = 1} : (tensor<4x64xf32>) -> tensor<4x16xf32>
+    %s = "mirage_block.accum_sum"(%t) {reduce_dim = 1} : (tensor<4x16xf32>) -> tensor<4x1xf32>
+    %r = "mirage_block.output_saver"(%s) {omap = array<i64: -1, -1, -1>} : (tensor<4x1xf32>) -> tensor<4x1xf32>
+    gpu.yield %r : tensor<4x1xf32>
+  }) {grid_dim = array<i64: 1, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 4, max_stages = 17, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x64xf32>) -> tensor<4x1xf32>
+  return %o : tensor<4x1xf32>
+}
+
+// -----
+
 func.func @forloop_range(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
   // expected-error @+1 {{forloop_range must be in [1, 65536], got 0}}
   %o = "mirage_kernel.graph_def"(%x) ({
