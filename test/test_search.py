@@ -331,3 +331,26 @@ def test_each_candidate_whose_ring_would_deepen_comes_with_a_deep_ring_twin():
                            options, SearchStats(), [], Spent())
     assert sorted(g.nodes[0].body.max_stages for _, g, _ in chosen) == [0, DEEP_RING]
     assert all(c is check for _, _, c in chosen)
+
+
+def test_a_split_plan_with_its_combine_fused_is_another_plan_than_with_it_launched():
+    """plan_signature tells a combine fused into its split kernel (one launch) from the same plan with
+    the combine on other tiles (two launches): gated_mlp bs8's fused form had been left out as a tile
+    variant of the other."""
+    from mirage_mlir.builder import KernelBuilder
+    from mirage_mlir.lowering.fuse_split_k import fused_pairs
+    from mirage_mlir.mugraph import TensorType
+    from mirage_mlir.search.driver import _family, plan_signature
+
+    types = [TensorType(s, "f16") for s in ((16, 512), (512, 128), (512, 128))]
+
+    def split_plan(combine_tile: int):
+        kb = KernelBuilder(types)
+        partials = plans._split_k_partials(kb, types, [1, 2], col_tile=64, splits=2, k_tile=64, threads=128)
+        bb, (a, b) = plans._split_k_combine([kb.types[p] for p in partials], splits=2, col_tile=combine_tile)
+        return kb.finish(kb.graph_def(bb.finish([bb.save(bb.op("mul", a, b), (1, -1, -1))]), list(partials)))
+
+    fused, launched, finer = split_plan(64), split_plan(128), split_plan(32)
+    assert list(fused_pairs(fused)) == [0] and not fused_pairs(launched) and not fused_pairs(finer)
+    assert _family(plan_signature(fused, 132)) != _family(plan_signature(launched, 132))
+    assert _family(plan_signature(launched, 132)) == _family(plan_signature(finer, 132))  # tile variants

@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 13  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 14  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -781,9 +781,15 @@ def plan_signature(graph: Graph, sms: int) -> tuple:
     """What makes two candidates different plans, not tile variants of one: per kernel its op and, for
     a block graph, its ops, block size, how many waves of blocks it launches, whether the generator
     keeps its values in registers (a warp-rows kernel) and the bytes a block loads per loop
-    iteration to a factor of 4 (0: no loop)."""
+    iteration to a factor of 4 (0: no loop); a combine the lowering fuses into its split kernel is no
+    launch of its own (gated_mlp bs8's split plan with its combine fused was left out as a tile variant
+    of the same plan with the combine launched)."""
     sig = []
-    for node in graph.nodes:
+    combines = {n + 1 for n in fused_pairs(graph)}
+    for n, node in enumerate(graph.nodes):
+        if n in combines:
+            sig.append("fused combine")
+            continue
         if node.body is None:
             sig.append(node.op)
             continue
