@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 14  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 15  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -867,10 +867,12 @@ def _family(signature: tuple) -> tuple:
 
 
 def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_check, searcher, checked: set,
-                  options: SearchOptions, stats: SearchStats, dump: list, budget: Budget) -> list:
+                  options: SearchOptions, stats: SearchStats, dump: list, budget: Budget,
+                  strategies: tuple = ()) -> list:
     """The verified candidates kept for the clock, [(estimate, graph, verification)] cheapest first:
-    `best` and up to options.candidates - 1 others of distinct plan signatures, cheapest under the
-    model first within a family of plans and across families in turn, from the search's other
+    `best` and up to options.candidates - 1 others of distinct plan signatures: the `strategies` (the
+    seeds of one plan per kernel strategy) first, then the others cheapest under the model first
+    within a family of plans and across families in turn, from the search's other
     candidates (seeds included) and the searched best's (as found, thread graphs not fused) retilings
     (_retilings) with each for-loop split across blocks. Verification is cut off after 2 attempts per
     wanted candidate or when the budget ends; plans verified already are kept either way. Each plan
@@ -895,10 +897,10 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     order = []
     for us, k, g in sorted((costmod.cost(g, options.chip).total_us, k, g) for k, g in enumerate(pool)):
         signature = plan_signature(g, chip.sms)
-        order.append((seen[_family(signature)], us, k, g, signature))
+        order.append((g not in strategies, seen[_family(signature)], us, k, g, signature))
         seen[_family(signature)] += 1
     attempts = 2 * (options.candidates - 1)
-    for _, us, _, g, signature in sorted(order, key=lambda e: e[:3]):
+    for _, _, us, _, g, signature in sorted(order, key=lambda e: e[:4]):
         if len(chosen) >= options.candidates:
             break
         if signature in signatures:
@@ -1002,7 +1004,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
     if best is not None and options.verify:
         best, best_check = _split_reductions(reference, best, best_check, options, stats, dump, budget)
         chosen = _alternatives(reference, searched_best, best, best_check, searcher, checked, options, stats, dump,
-                               budget)
+                               budget, tuple(e for g in first if (e := _emittable(g)) is not None))
         _, best, best_check = chosen[0]
     stats.total_s = time.perf_counter() - start
     result = SearchResult(best, costmod.cost(best, options.chip) if best is not None else None, ref_cost, stats,
