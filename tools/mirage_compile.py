@@ -258,7 +258,7 @@ def compile_file(source, args, printer) -> int:
             manifest, files = read_program(module, args.chip)
             if search is not None:
                 # K plans, and the search adds each one's deeper-ring twin where the ring would deepen
-                for c in range(1, max(len(result.candidates) for _, result in search.results)):
+                for c in range(1, max((len(result.candidates) for _, result in search.results), default=1)):
                     alternative = parse_module(searched_text, ctx)
                     chosen = install_candidate(alternative, search.results, c)
                     if chosen and run_stages(alternative, lowering, main=False):

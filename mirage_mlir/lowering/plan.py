@@ -659,14 +659,13 @@ class BlockPlan:
         return vector_width(tile.dtype, tile.shape[-1], whole.shape[-1]) * BYTES[tile.dtype] >= 4
 
     def _choose_stages(self) -> None:
-        """The cp.async ring's depth (at most the block graph's max_stages, else MAX_STAGES, and at most
-        the loop's trip count). A grid
-        that needs a second wave of blocks streams that wave while the slots it leaves idle wait
-        (rmsnorm_linear's 384 blocks ran 1.34x slower two to an SM than three: benchmarks/NOTES.md
-        run 41). So: two blocks per SM where any depth allows it (one's loads overlap the other's
-        barriers; one block per SM streamed slowest in every measurement), then the fewest slot-waves
-        (waves x slots in use), then the deepest ring; with a budget, the deepest within it, else
-        none."""
+        """The cp.async ring's depth (at most the block graph's max_stages, else MAX_STAGES, and at
+        most the loop's trip count). A grid that needs a second wave of blocks streams that wave while
+        the slots it leaves idle wait (rmsnorm_linear's 384 blocks ran 1.34x slower two to an SM than
+        three: benchmarks/NOTES.md run 41). So: two blocks per SM where any depth allows it (one's
+        loads overlap the other's barriers; one block per SM streamed slowest in every measurement),
+        then the fewest slot-waves (waves x slots in use), then the deepest ring; with a budget, the
+        deepest within it, else none."""
         if self.loop == 1:
             return
         self.ring = [i for i, k in enumerate(self.kind)
