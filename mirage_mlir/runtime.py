@@ -20,7 +20,7 @@ of the chip the program was compiled for, the cubins mirage-compile assembled wi
 A function compiled with several candidate plans (manifest "candidates", `mirage-compile
 --candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
 candidate as consecutive calls (CUDA events; the call's own buffers, then copies of its inputs, up to
-8 sets or enough that the calls read twice the L2 cache; L2 flushed before each sample; the median of
+16 sets or enough that the calls read twice the L2 cache; L2 flushed before each sample; the median of
 repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch or whose
 outputs differ from the model's pick's on those inputs (with a warning), and remembers the choice
 in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
@@ -62,9 +62,10 @@ MAX_STATIC_SHARED = 48 * 1024
 TUNE_BUDGET_S = 1.5  # seconds of timing per function on first use (module loads included)
 TUNE_SAMPLE_US = 20.0  # a sample launches a candidate back to back for about this long (once if longer)
 TUNE_SAMPLES = 25
-# a sample's consecutive calls, at most (over rotated copies of the inputs; 16 took gqa bs8 f16's
-# first call to 2.0 s, H200 run 99)
-TUNE_CALLS = 8
+# a sample's consecutive calls, at most (over rotated copies of the inputs): as many as benchmarks/gpu.py
+# times. At 8 the two ranked qknorm_gqa bs1's c0 and c4 in opposite orders, reproducibly: 8 copies of a
+# small program's inputs stayed in L2 where 16 did not (H200 run 115)
+TUNE_CALLS = 16
 
 
 class RuntimeError_(RuntimeError):
