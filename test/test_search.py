@@ -111,6 +111,13 @@ def test_candidates_are_verified_distinct_plans_and_cached():
     assert not single.stats.cached and len(single.candidates) == 1
 
 
+class SpentBudget:
+    """A search budget with no time left: nothing more is verified."""
+
+    def verify(self, *args, **kwargs):
+        return None
+
+
 def test_plans_verified_already_are_kept_when_the_budget_is_spent():
     """_alternatives verifies other plans while the budget lasts; once it cannot, it still keeps the
     plans verified already (SwiGLU's one-kernel gate seed, verified first, was dropped when an
@@ -126,13 +133,9 @@ def test_plans_verified_already_are_kept_when_the_budget_is_spent():
     checks = {g: check_equivalent(reference, g, trials=1) for g in (best, split)}
     assert all(c.equivalent for c in checks.values())
 
-    class Spent:  # the budget: nothing more fits
-        def verify(self, *args, **kwargs):
-            return None
-
     searcher = Searcher(reference, options, SearchStats())
     chosen = _alternatives(reference, best, best, checks[best], searcher, {best}, options, SearchStats(),
-                           [(1.0, split, checks[split])], Spent())
+                           [(1.0, split, checks[split])], SpentBudget())
     assert [g for _, g, _ in chosen].count(split) == 1 and any(g == best for _, g, _ in chosen)
 
 
@@ -322,13 +325,9 @@ def test_each_candidate_whose_ring_would_deepen_comes_with_a_deep_ring_twin():
     check = check_equivalent(reference, best, trials=1)
     assert check.equivalent
 
-    class Spent:  # the budget: nothing more fits
-        def verify(self, *args, **kwargs):
-            return None
-
     options = SearchOptions(time_budget=10, candidates=4)
     chosen = _alternatives(reference, best, best, check, Searcher(reference, options, SearchStats()), {best},
-                           options, SearchStats(), [], Spent())
+                           options, SearchStats(), [], SpentBudget())
     assert sorted(g.nodes[0].body.max_stages for _, g, _ in chosen) == [0, DEEP_RING]
     assert all(c is check for _, _, c in chosen)
 

@@ -9,14 +9,15 @@ specializations at --sizes and a dispatch), convert-linalg-to-mirage, mirage-sup
 --no-search skips it), mirage-lower-to-gpu, mirage-gpu-to-ptx{chip=...}; then every PTX is checked
 with ptxas when it is installed. The search keeps up to K verified plans of each subgraph (default
 8, distinct plans in the model's order), and beside each plan whose cp.async ring the generator would
-deepen to 8 stages that twin (max_stages = 8: the same mu-graph, another schedule); each is lowered, and the manifest lists them under the
-function's "candidates" for the runtime to time on its GPU. The function's own "kernels" are the
-search's pick; where ptxas ran, every candidate is estimated again with its kernels' registers (they
-may allow fewer resident blocks than the plan counted) and "model_choice" names the lowest, which a
-runtime that does not tune runs. `--plan published` replaces the function with Mirage's published
-plan for the program (mirage_mlir/plans.py; the program is named by the file's header comment
-`// NAME (...` or its file name) instead of converting and searching, keeping the original as a
-reference function (`mirage.reference_function`); `--plan NAME` names the plan, and
+deepen to 8 stages that twin (max_stages = 8: the same mu-graph, another schedule); each is lowered,
+and the manifest lists them under the function's "candidates" for the runtime to time on its GPU.
+The function's own "kernels" are the search's pick; where ptxas ran, every candidate is estimated
+again with its kernels' registers (they may allow fewer resident blocks than the plan counted) and
+"model_choice" names the lowest, which a runtime that does not tune runs. `--plan published` replaces
+the function with Mirage's published plan for the program (mirage_mlir/plans.py; the program is named
+by the file's header comment `// NAME (...` or its file name) instead of converting and searching,
+keeping the original as a reference function (`mirage.reference_function`); `--plan NAME` names the
+plan, and
 `--plan NAME:col_tile=32,k_tile=256` sets the plan's tile parameters (integers; see plans.py).
 DIR receives manifest.json, one .ptx per gpu.module and gpu.mlir (the gpu-dialect code, before PTX),
 and for candidate c > 0 of the search its own c<c>_*.ptx files and c<c>_gpu.mlir; candidates.json

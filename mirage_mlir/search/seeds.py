@@ -355,7 +355,7 @@ def folded_layernorm_projection(graph: Graph) -> list[Graph]:
     before its one matmul by W; none otherwise. The verifier decides whether it is that program."""
     if len(graph.inputs) != 2 or len(graph.outputs) != 1:
         return []
-    (x, w), out = graph.inputs, graph.value_types[graph.outputs[0]]
+    (x, w), result = graph.inputs, graph.value_types[graph.outputs[0]]
     if len(x.shape) != 2 or len(w.shape) != 2 or not (x.is_static() and w.is_static()) or x.dtype != w.dtype:
         return []
     (m, k), (k2, n) = x.shape, w.shape
@@ -363,21 +363,21 @@ def folded_layernorm_projection(graph: Graph) -> list[Graph]:
     matmuls = [node for node in graph.nodes if node.op == "matmul"]
     # a weight-streaming projection only: every block holds all of X's rows (its tiles of X and of
     # ones are [M, K tile]); with more rows the matmul, not W's stream, is the cost
-    if (k != k2 or tuple(out.shape) != (m, n) or len(matmuls) != 1 or matmuls[0].inputs[1] != 1 or m > FOLDED_MAX_ROWS
+    if (k != k2 or tuple(result.shape) != (m, n) or len(matmuls) != 1 or matmuls[0].inputs[1] != 1 or m > FOLDED_MAX_ROWS
             or not {"reduce_mean", "sub", "rsqrt"} <= set(ops)):
         return []
-    out = []
+    tilings = []
     for col, splits in itertools.product((32, 64, 128), (2, 4, 8)):
         if n % col or (k * col // n) % 16:  # its K tile, K * col / N: whole mma steps
             continue
         # 256 threads beside 128: the model ties them, the clock does not (run 106: 13.5 against 14.2 us)
         for threads in (128, 256):
             try:
-                out.append(plans.layernorm_linear_folded(list(graph.inputs), col_tile=col, splits=splits,
+                tilings.append(plans.layernorm_linear_folded(list(graph.inputs), col_tile=col, splits=splits,
                                                          threads=threads))
             except ValueError:  # a K tile that is not whole or does not split K so
                 break
-    return out
+    return tilings
 
 
 def online_softmax_attention(graph: Graph) -> list[Graph]:
