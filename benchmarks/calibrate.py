@@ -5,14 +5,23 @@ it ranks (needs no GPU).
 The fitted variants are those whose mu-graph is known: the published plans, the tile sweeps
 (`c<C>_k<K>_t<T>`) and split-K plans of benchmarks/build_gpu.py (rebuilt from their name), and the
 default pipeline's candidate plans (`searched_c<k>`, read from the compiled directory's
-candidates.json under --programs). For each, the model's estimate
+candidates.json under the run's programs directory). For each, the model's estimate
 (mirage_mlir.search.cost with the chip's constants replaced; each kernel's residency held to what its
-registers allow, from the ptxas report in the variant's manifest.json) is compared with the measured time; the
-constants minimise the mean squared log ratio (coordinate descent over a grid). Prints, per program and
-batch, the Spearman rank correlation of estimate and measurement, and whether the model's pick is within
-10% of the fastest, for the current constants and the fitted ones.
+registers allow, from the ptxas report in the variant's manifest.json) is compared with the measured time.
 
-  python benchmarks/calibrate.py benchmarks/results/h200_run2.json [...more runs] [--programs .device/programs]
+The model exists to rank plans, so by default the constants maximise how well it ranks: the mean, over
+program / batch / dtype groups, of the Spearman rank correlation between estimate and measurement, plus
+0.01 for each group whose estimated-fastest plan is within 10% of the measured fastest, less the mean
+squared log ratio of estimate to measurement (coordinate ascent over a grid of each constant).
+`--objective log` minimises the mean squared log ratio alone (absolute times). Prints, per group, the
+Spearman correlation and the model's pick against the fastest, for the current constants and the
+fitted ones, and the same for `--holdout` runs the fit did not see. A score on past runs does not show
+which plans the fitted constants make the search keep: build and time with them before adopting them
+(benchmarks/NOTES.md, run 118).
+
+  python benchmarks/calibrate.py RUN.json[:PROGRAMS] [...] [--programs DIR] [--holdout RUN.json[:PROGRAMS] ...]
+
+A run's PROGRAMS directory (the build it timed) defaults to --programs.
 """
 
 from __future__ import annotations
@@ -34,8 +43,6 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 from mirage_mlir.plans import PLANS, VARIANTS, benchmark_inputs  # noqa: E402
 from mirage_mlir.search import cost as costmod  # noqa: E402
 
-FITTED = ("mem_latency_us", "loop_iter_us", "mma_step_us", "sm_bandwidth", "launch_us", "stream_peak",
-          "row_overhead", "thread_element_us", "stage_us", "copy_chunk_us")
 SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
 
 
@@ -106,69 +113,110 @@ def loss(points, chip) -> float:
     return float(np.mean(np.log(est / measured) ** 2))
 
 
-def fit(points, chip, names=FITTED):
-    grids = {"mem_latency_us": np.geomspace(0.05, 5, 21), "loop_iter_us": np.geomspace(0.01, 2, 15),
-             "mma_step_us": np.geomspace(0.002, 0.2, 15),
-             "stream_peak": np.linspace(0.5, 1.0, 11), "row_overhead": np.geomspace(4, 256, 13),
-             "sm_bandwidth": np.geomspace(2e10, 4e11, 15), "launch_us": np.linspace(0.5, 4, 8),
-             "thread_element_us": np.geomspace(0.002, 0.05, 15),
-             "stage_us": np.concatenate([[0.0], np.geomspace(0.02, 1.0, 12)]),
-             "copy_chunk_us": np.concatenate([[0.0], np.geomspace(0.005, 0.2, 12)])}
-    best = loss(points, chip)
+def ranking(points, chip) -> list[tuple[tuple, int, float, float]]:
+    """Per group of 3 or more variants: (key, variants, Spearman, measured time of the model's pick
+    over the fastest)."""
+    groups = defaultdict(list)
+    for (_, us, key, _), e in zip(points, estimates(points, chip)):
+        groups[key].append((e, us))
+    rows = []
+    for key, pairs in sorted(groups.items()):
+        if len(pairs) >= 3:
+            e, m = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+            rows.append((key, len(pairs), spearman(e, m), m[int(np.argmin(e))] / m.min()))
+    return rows
+
+
+def rank_score(points, chip) -> float:
+    """What the default fit maximises: mean Spearman + 0.01 per group whose pick is within 10%, less
+    the mean squared log error (a rank-only fit drifts to constants that rank a little better but put
+    absolute times 2x off, e.g. 2 us a loop iteration)."""
+    rows = ranking(points, chip)
+    rhos = [rho for _, _, rho, _ in rows if not math.isnan(rho)]
+    return float(np.mean(rhos)) + 0.01 * sum(ratio <= 1.10 for *_, ratio in rows) - loss(points, chip)
+
+
+GRIDS = {"mem_latency_us": np.geomspace(0.05, 5, 21), "loop_iter_us": np.geomspace(0.01, 2, 15),
+         "mma_step_us": np.geomspace(0.002, 0.2, 15),
+         "stream_peak": np.linspace(0.5, 1.0, 11), "row_overhead": np.geomspace(4, 256, 13),
+         "sm_bandwidth": np.geomspace(1.5e10, 4e11, 15), "launch_us": np.linspace(0.3, 4, 38),
+         "thread_element_us": np.geomspace(0.002, 0.1, 15),
+         "stage_us": np.concatenate([[0.0], np.geomspace(0.02, 1.0, 12)]),
+         "copy_chunk_us": np.concatenate([[0.0], np.geomspace(0.005, 0.2, 12)]),
+         "l2_bandwidth": np.geomspace(2e12, 1.2e13, 12),
+         # mma.sync does not reach the tensor cores' wgmma peak (~990 TFLOP/s dense f16 on an H200)
+         "tensor_flops": np.geomspace(1e14, 6.6e14, 9)}
+FITTED = tuple(GRIDS)
+
+
+def fit(points, chip, names=FITTED, objective: str = "rank"):
+    """Coordinate search over each constant's grid, three rounds; returns (chip, objective value)."""
+    value = (lambda ch: rank_score(points, ch)) if objective == "rank" else (lambda ch: -loss(points, ch))
+    best = value(chip)
     for _ in range(3):
         for name in names:
-            for value in grids[name]:
-                trial = replace(chip, **{name: float(value)})
-                current = loss(points, trial)
-                if current < best:
+            for x in GRIDS[name]:
+                trial = replace(chip, **{name: float(x)})
+                current = value(trial)
+                if current > best + 1e-12:
                     best, chip = current, trial
     return chip, best
 
 
 def report(points, chip, title: str) -> None:
-    est = estimates(points, chip)
-    groups = defaultdict(list)
-    for (g, us, key, _), e in zip(points, est):
-        groups[key].append((e, us))
+    rows = ranking(points, chip)
     print(f"\n{title}: mean squared log error {loss(points, chip):.3f}")
-    print("| program | bs | dtype | variants | Spearman | model's pick / fastest |")
-    print("|---|---|---|---|---|---|")
-    rhos, good, shown = [], 0, 0
-    for key, rows in sorted(groups.items()):
-        if len(rows) < 3:
-            continue
-        shown += 1
-        e, m = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
-        rho = spearman(e, m)
-        ratio = m[int(np.argmin(e))] / m.min()
-        good += ratio <= 1.10
-        if not math.isnan(rho):
-            rhos.append(rho)
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {len(rows)} | {rho:.2f} | {ratio:.2f} |")
-    print(f"mean Spearman {np.mean(rhos):.2f}; pick within 10% of the fastest in {good} of {shown}")
+    runs = any(len(key) > 3 for key, *_ in rows)  # several runs: the run is part of the group
+    print("| program | bs | dtype |" + " run |" * runs + " variants | Spearman | model's pick / fastest |")
+    print("|---|---|---|" + "---|" * runs + "---|---|---|")
+    for key, n, rho, ratio in rows:
+        print("| " + " | ".join(map(str, key)) + f" | {n} | {rho:.2f} | {ratio:.2f} |")
+    rhos = [rho for _, _, rho, _ in rows if not math.isnan(rho)]
+    good = sum(ratio <= 1.10 for *_, ratio in rows)
+    print(f"mean Spearman {np.mean(rhos):.2f}; pick within 10% of the fastest in {good} of {len(rows)}")
+
+
+def load_points(specs: list[str], programs: str | None) -> list:
+    """(graph, measured us, group key, registers) of every variant with a known mu-graph in the runs
+    `RUN.json[:PROGRAMS]`; a group is one run's program / batch / dtype (the runs' variants are
+    never mixed, since two builds' candidates differ)."""
+    points = []
+    for spec in specs:
+        path, _, directory = spec.partition(":")
+        directory = directory or programs
+        with open(path) as f:
+            run = json.load(f)
+        tag = os.path.basename(path).removesuffix(".json") if len(specs) > 1 else None
+        for v in run["variants"]:
+            g = variant_graph(v, directory)
+            if g is not None and v.get("us"):
+                key = (v["program"], v["bs"], v["dtype"]) + ((tag,) if tag else ())
+                points.append((g, v["us"], key, variant_registers(v, directory)))
+    return points
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="JSON files written by benchmarks/gpu.py --json")
+    p.add_argument("runs", nargs="+", help="JSON files written by benchmarks/gpu.py --json, each RUN.json[:PROGRAMS]")
     p.add_argument("--programs", default=None, help="the compiled programs (for the searched candidates' mu-graphs)")
+    p.add_argument("--holdout", nargs="*", default=[], metavar="RUN.json[:PROGRAMS]",
+                   help="runs reported with the fitted constants but not fitted to")
+    p.add_argument("--objective", choices=("rank", "log"), default="rank")
     p.add_argument("--fix", nargs="*", default=[], metavar="NAME=VALUE",
                    help="constants held at a value measured otherwise (e.g. sm_bandwidth=31e9, stream_probe.cu)")
     args = p.parse_args()
-    points = []
-    for path in args.runs:
-        with open(path) as f:
-            run = json.load(f)
-        for v in run["variants"]:
-            g = variant_graph(v, args.programs)
-            if g is not None and v.get("us"):
-                points.append((g, v["us"], (v["program"], v["bs"], v["dtype"]), variant_registers(v, args.programs)))
+    points = load_points(args.runs, args.programs)
+    holdout = load_points(args.holdout, args.programs)
     chip = costmod.chip("sm_90")
     report(points, chip, "current constants")
+    if holdout:
+        report(holdout, chip, "current constants, held-out runs")
     fixed = dict(item.split("=") for item in args.fix)
     chip = replace(chip, **{k: float(v) for k, v in fixed.items()})
-    fitted, _ = fit(points, chip, [n for n in FITTED if n not in fixed])
-    report(points, fitted, "fitted constants")
+    fitted, _ = fit(points, chip, [n for n in FITTED if n not in fixed], args.objective)
+    report(points, fitted, f"fitted constants ({args.objective})")
+    if holdout:
+        report(holdout, fitted, f"fitted constants ({args.objective}), held-out runs")
     print("\nfitted: " + ", ".join(f"{n} = {getattr(fitted, n):.4g}" for n in FITTED))
     return 0
 

@@ -1,0 +1,74 @@
+"""benchmarks/calibrate.py, the fit of the cost model's constants to GPU timings (issue #9), on a run
+made up by the model itself with known constants: the fit must find constants that rank the plans as
+the timings do, and report runs it did not see."""
+
+import json
+import os
+import sys
+from dataclasses import replace
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+import calibrate  # noqa: E402
+
+from mirage_mlir.search import cost  # noqa: E402
+
+SWEEPS = {"rmsnorm_linear": [(64, 64, 128), (64, 128, 128), (128, 64, 256), (32, 128, 128), (128, 128, 128)],
+          "gated_mlp": [(64, 128, 128), (32, 128, 128), (64, 64, 256), (128, 64, 128), (32, 64, 256)]}
+# the chip the made-up timings come from: values on the fit's grids, away from the defaults
+TRUTH = {"sm_bandwidth": float(calibrate.GRIDS["sm_bandwidth"][7]), "mem_latency_us": float(calibrate.GRIDS["mem_latency_us"][15])}
+
+
+def made_up_run(path, chip, programs=tuple(SWEEPS)) -> None:
+    """A gpu.py --json run whose times are the model's estimates under `chip`."""
+    variants = []
+    for program in programs:
+        sweep = SWEEPS[program]
+        for bs in (1, 8):
+            for name in ["published"] + [f"c{c}_k{k}_t{t}" for c, k, t in sweep]:
+                v = {"dir": f"{program}_bs{bs}_f16_{name}", "program": program, "bs": bs, "dtype": "f16", "variant": name}
+                v["us"] = cost.cost(calibrate.variant_graph(v), chip).total_us
+                variants.append(v)
+    path.write_text(json.dumps({"variants": variants}))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    truth = replace(cost.chip("sm_90"), **TRUTH)
+    fitted, holdout = tmp_path_factory.mktemp("runs") / "fitted.json", tmp_path_factory.mktemp("runs") / "holdout.json"
+    made_up_run(fitted, truth)
+    made_up_run(holdout, truth, ["gated_mlp"])
+    return fitted, holdout
+
+
+def test_the_fit_ranks_the_plans_as_the_timings_do(runs):
+    points = calibrate.load_points([str(runs[0])], None)
+    assert len(points) == 2 * 2 * 6
+    start = cost.chip("sm_90")
+    fitted, score = calibrate.fit(points, start, names=tuple(TRUTH))
+    assert score == pytest.approx(calibrate.rank_score(points, fitted))
+    assert score > calibrate.rank_score(points, start)
+    rows = calibrate.ranking(points, fitted)
+    assert len(rows) == 4 and all(rho == pytest.approx(1.0) and pick == 1.0 for _, _, rho, pick in rows)
+    assert calibrate.loss(points, fitted) < 1e-6  # the timings' own constants, found on the grid
+    assert {name: getattr(fitted, name) for name in TRUTH} == pytest.approx(TRUTH)
+
+
+def test_the_log_objective_fits_absolute_times(runs):
+    points = calibrate.load_points([str(runs[0])], None)
+    fitted, value = calibrate.fit(points, cost.chip("sm_90"), names=tuple(TRUTH), objective="log")
+    assert -value == pytest.approx(calibrate.loss(points, fitted)) and -value < 1e-6
+
+
+def test_the_command_reports_the_held_out_run(runs, capsys, monkeypatch):
+    fitted, holdout = runs
+    monkeypatch.setattr(calibrate, "FITTED", tuple(TRUTH))  # two constants: a short fit
+    monkeypatch.setattr(sys, "argv", ["calibrate.py", str(fitted), "--holdout", str(holdout)])
+    assert calibrate.main() == 0
+    out = capsys.readouterr().out
+    assert "fitted constants (rank), held-out runs" in out
+    held = out.split("fitted constants (rank), held-out runs")[1]
+    assert "mean Spearman 1.00; pick within 10% of the fastest in 2 of 2" in held
+    assert "| gated_mlp | 8 | f16 | 6 | 1.00 | 1.00 |" in held
