@@ -19,6 +19,7 @@ from mirage_mlir.search.seeds import (compose, fuse_norm_prologue, online_softma
                                       split_before_matmul)
 
 INPUTS = os.path.join(os.path.dirname(__file__), "inputs")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")  # the benchmark programs
 
 
 def converted(name: str, directory: str = INPUTS):
@@ -346,20 +347,19 @@ def test_both_online_softmax_strategies_reach_the_clock():
 
 
 def test_the_first_part_is_also_composed_as_one_kernel():
-    """SwiGLU + down at its benchmark size: the cut's first part (the gated product) is cheapest for
-    the model split over K, so its cheapest one-kernel plan (the product written directly, silu * mul
-    fused) is composed before the second part's best too, among the seeds the search verifies first
-    for the clock to choose from (on the H200 it is the faster: NOTES.md, run 84)."""
+    """SwiGLU + down at its benchmark size: the cut's first part (the gated product) as one kernel (the
+    product written directly, silu * mul fused) is composed before the second part's best among the
+    seeds, whether the model prefers it or a split over K; in the latter case it is a seed the search
+    verifies first, for the clock to choose from (on the H200 it is the faster: NOTES.md, run 84)."""
     from mirage_mlir.search.driver import Budget, seed_candidates
 
-    graph = converted("swiglu_down_bs1_f16", os.path.join(os.path.dirname(INPUTS), "..", "examples"))
+    graph = converted("swiglu_down_bs1_f16", EXAMPLES)
     first_part = split_before_matmul(graph)[0]
     gated = first_part.value_types[first_part.outputs[0]]
     out, first = seed_candidates(graph, SearchOptions(time_budget=30, workers=2, use_cache=False), Budget(30))
-    (one_kernel,) = first  # no attention here
-    assert one_kernel in out and len(out) >= 2
-    assert one_kernel.nodes[0].types == (gated,)  # the first kernel writes the product, not partial sums
-    assert all(g.nodes[0].types != (gated,) for g in out if g is not one_kernel)  # the model's pick splits it
+    writes_product = [g for g in out if g.nodes[0].types == (gated,)]  # not partial sums
+    (one_kernel,) = writes_product
+    assert first in ([], [one_kernel])  # no attention here; a seed of its own only beside a split pick
     assert check_equivalent(graph, one_kernel, trials=1).equivalent
 
 
@@ -371,7 +371,7 @@ def test_the_candidates_at_benchmark_size_include_a_one_launch_plan(name):
     them among the candidates (H200 run 118: rmsnorm_linear 13.3 -> 22.4 us, lora 3.0 -> 5.2)."""
     from mirage_mlir.lowering.fuse_split_k import fused_pairs
 
-    graph = converted(name, os.path.join(os.path.dirname(INPUTS), "..", "examples"))
+    graph = converted(name, EXAMPLES)
     result = superoptimize(graph, SearchOptions(time_budget=45, workers=2, use_cache=False, candidates=8))
     launches = [len(g.nodes) - len(fused_pairs(g)) for _, g in result.candidates]
     assert len(launches) >= 2 and min(launches) == 1
