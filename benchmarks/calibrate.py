@@ -107,17 +107,18 @@ def estimates(points, chip) -> np.ndarray:
     return np.array([costmod.cost(g, chip, registers).total_us for g, _, _, registers in points])
 
 
-def loss(points, chip) -> float:
-    est = estimates(points, chip)
+def loss(points, chip, est=None) -> float:
+    """The mean squared log ratio of estimate to measurement (`est`: the estimates, when computed already)."""
+    est = estimates(points, chip) if est is None else est
     measured = np.array([us for _, us, _, _ in points])
     return float(np.mean(np.log(est / measured) ** 2))
 
 
-def ranking(points, chip) -> list[tuple[tuple, int, float, float]]:
+def ranking(points, chip, est=None) -> list[tuple[tuple, int, float, float]]:
     """Per group of 3 or more variants: (key, variants, Spearman, measured time of the model's pick
     over the fastest)."""
     groups = defaultdict(list)
-    for (_, us, key, _), e in zip(points, estimates(points, chip)):
+    for (_, us, key, _), e in zip(points, estimates(points, chip) if est is None else est):
         groups[key].append((e, us))
     rows = []
     for key, pairs in sorted(groups.items()):
@@ -131,9 +132,10 @@ def rank_score(points, chip) -> float:
     """What the default fit maximises: mean Spearman + 0.01 per group whose pick is within 10%, less
     the mean squared log error (a rank-only fit drifts to constants that rank a little better but put
     absolute times 2x off, e.g. 2 us a loop iteration)."""
-    rows = ranking(points, chip)
+    est = estimates(points, chip)  # the costly part: once per trial
+    rows = ranking(points, chip, est)
     rhos = [rho for _, _, rho, _ in rows if not math.isnan(rho)]
-    return float(np.mean(rhos)) + 0.01 * sum(ratio <= 1.10 for *_, ratio in rows) - loss(points, chip)
+    return float(np.mean(rhos)) + 0.01 * sum(ratio <= 1.10 for *_, ratio in rows) - loss(points, chip, est)
 
 
 GRIDS = {"mem_latency_us": np.geomspace(0.05, 5, 21), "loop_iter_us": np.geomspace(0.01, 2, 15),
@@ -164,8 +166,9 @@ def fit(points, chip, names=FITTED, objective: str = "rank"):
 
 
 def report(points, chip, title: str) -> None:
-    rows = ranking(points, chip)
-    print(f"\n{title}: mean squared log error {loss(points, chip):.3f}")
+    est = estimates(points, chip)
+    rows = ranking(points, chip, est)
+    print(f"\n{title}: mean squared log error {loss(points, chip, est):.3f}")
     runs = any(len(key) > 3 for key, *_ in rows)  # several runs: the run is part of the group
     print("| program | bs | dtype |" + " run |" * runs + " variants | Spearman | model's pick / fastest |")
     print("|---|---|---|" + "---|" * runs + "---|---|---|")
