@@ -278,6 +278,31 @@ def test_a_loop_over_thinner_tiles_is_equivalent(name):
     assert check_equivalent(reference, wider, trials=2).equivalent
 
 
+@pytest.mark.parametrize("name", ["rmsnorm_linear", "gated_mlp"])
+def test_a_split_reduction_merges_into_fewer_wider_splits(name):
+    """merge_splits: a split-K pair over half the splits (each block's K tiles twice as thick, at
+    another block size) and its combine over half the partials is the same program; a kernel graph
+    without such a pair has nothing to merge."""
+    from mirage_mlir import plans
+    from mirage_mlir.search.seeds import merge_splits, split_reduction
+
+    inputs = programs.small_inputs(name, "f16")
+    plan = plans.PLANS[name](inputs, k_tile=inputs[0].shape[1] // 8)
+    split = split_reduction(plan, 0, 4)
+    merged = merge_splits(split, 0, 2, threads=256)
+    assert merged is not None and not verify(merged)
+    (before, combine_before), (after, combine_after) = ([n.body for n in g.nodes] for g in (split, merged))
+    axis = next(k for k in range(3) if after.grid_dim[k] != before.grid_dim[k])
+    assert before.grid_dim[axis] == 4 and after.grid_dim[axis] == 2 and after.block_dim == (256, 1, 1)
+    assert after.forloop_range == before.forloop_range and combine_after.forloop_range == 2
+    tiles = [(b.types[0].numel(), a.types[0].numel()) for b, a in zip(before.nodes, after.nodes)
+             if b.op == "input_iterator" and b.attr("fmap") != -1]
+    assert tiles and all(a == 2 * b for b, a in tiles)
+    assert check_equivalent(programs.reference(name, inputs), merged, trials=2).equivalent
+    assert merge_splits(merged, 0, 4) is None  # two splits do not merge four ways
+    assert merge_splits(plan, 0) is None  # one kernel: no split to merge
+
+
 @pytest.mark.parametrize("name", ["stable_attention_small_f16", "stable_attention_small_f32"])
 def test_stable_attention_becomes_online_softmax(name):
     """torch.softmax(Q K * 0.125) V from torch-mlir: two kernels (a KV split keeping running maxima

@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 15  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 16  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -741,6 +741,7 @@ SPLITS = (2, 4, 8)
 REFINEMENTS = (2, 4, 8)
 COLUMN_TILES = (64, 128)
 LOOP_ONE_THREADS = (256, 512)
+MERGED_THREADS = 256
 # a second depth of the cp.async ring for the clock: at 8 stages instead of 4 LayerNorm + Linear's folded
 # plan ran 14.1 -> 12.6 us and SwiGLU + down's split down projections up to 25% faster, but its fastest
 # hand plan 27% slower and 256-thread plans lost resident blocks to registers (H200 run 109)
@@ -874,7 +875,8 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     seeds of one plan per kernel strategy) first, then the others cheapest under the model first
     within a family of plans and across families in turn, from the search's other
     candidates (seeds included) and the searched best's (as found, thread graphs not fused) retilings
-    (_retilings) with each for-loop split across blocks. Verification is cut off after 2 attempts per
+    (_retilings) with each for-loop split across blocks or each split reduction over half the splits
+    (seeds.merge_splits). Verification is cut off after 2 attempts per
     wanted candidate or when the budget ends; plans verified already are kept either way. Each plan
     whose ring the generator would deepen comes with that twin (deep_ring_twin: the same mu-graph, so
     verified with it): which depth streams faster is not a question the model answers well."""
@@ -886,8 +888,15 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     signatures = {plan_signature(best, chip.sms)}
     nodes = range(len(searched_best.nodes))
     bases = [searched_best] + _retilings(searched_best)
-    variants = bases + [g for base in bases for n in nodes for splits in SPLITS
-                        if (g := seeds.split_reduction(base, n, splits)) is not None]
+    # a combine's short loop over partial sums is not split again (those three-kernel plans never
+    # ran fastest on the H200, and they took the clock's places)
+    variants = bases + [g for base in bases for n in nodes if seeds.split_axis(base, n - 1) is None
+                        for splits in SPLITS if (g := seeds.split_reduction(base, n, splits)) is not None]
+    # half the splits, each block streaming stages twice as thick on twice the threads (up to 256:
+    # a weight stream's block; attention's 512-thread blocks already hold their rows)
+    variants += [g for base in bases for n in nodes if base.nodes[n].body is not None
+                 and 2 * base.nodes[n].body.block_dim[0] <= MERGED_THREADS
+                 and (g := seeds.merge_splits(base, n, 2, 2 * base.nodes[n].body.block_dim[0])) is not None]
     pool = [e for g in list(searcher.candidates) + variants if g not in checked and (e := _emittable(g)) is not None]
     pool += [g for g, r in verdicts.items() if r.equivalent]
     pool = [g for g in dict.fromkeys(pool) if g != best]  # in a fixed order: ties break the same way every run
