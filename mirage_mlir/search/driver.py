@@ -895,8 +895,8 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     # half the splits, each block streaming stages twice as thick on twice the threads (up to 256:
     # a weight stream's block; attention's 512-thread blocks already hold their rows)
     variants += [g for base in bases for n in nodes if base.nodes[n].body is not None
-                 and 2 * base.nodes[n].body.block_dim[0] <= MERGED_THREADS
-                 and (g := seeds.merge_splits(base, n, 2, 2 * base.nodes[n].body.block_dim[0])) is not None]
+                 and (threads := 2 * base.nodes[n].body.block_dim[0]) <= MERGED_THREADS
+                 and (g := seeds.merge_splits(base, n, 2, threads)) is not None]
     pool = [e for g in list(searcher.candidates) + variants if g not in checked and (e := _emittable(g)) is not None]
     pool += [g for g, r in verdicts.items() if r.equivalent]
     pool = [g for g in dict.fromkeys(pool) if g != best]  # in a fixed order: ties break the same way every run
