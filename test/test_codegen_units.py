@@ -311,18 +311,6 @@ def test_matmul_stage_uses_tensor_cores_where_eligible(dtype, tensor_cores):
     assert ("math.fma" in text) != tensor_cores  # CUDA cores: a K loop of fused multiply-adds
 
 
-@pytest.mark.parametrize("k,loops", [(128, 0), (256, 1)])
-def test_short_mma_k_loops_are_written_out(k, loops):
-    """Up to UNROLLED_K_STEPS steps of 16 (a stage's K tile) the K loop is written out, so ptxas can
-    load the next steps' fragments under this step's mma; longer K keeps an scf.for."""
-    body = matmul_body(16, k, 32, "f16", threads=32)
-    gen = started(body)
-    saver = node_index(body, "output_saver")
-    text = emitted(gen, lambda: gen.compute_stage(("saver", saver), body.nodes[saver].inputs[0]))
-    assert text.count("= scf.for %k") == loops
-    assert text.count("nvgpu.mma.sync") == (32 // 8) * (k // 16 if loops == 0 else 1)
-
-
 @pytest.mark.parametrize("length,shuffles", [(64, 5), (32, 5), (16, 0)])
 def test_reduction_shuffles_rows_of_at_least_32(length, shuffles):
     body = row_body((4, length), "f32", "reduce_sum", dim=1)

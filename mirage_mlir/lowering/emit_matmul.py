@@ -16,9 +16,6 @@ from .emit_reduction import combine_tree
 from .emitter import Index
 from .plan import RegisterAccumulator, numel
 
-# K loops of up to this many m16n8k16 steps are written out step by step (a stage's K tile of 128)
-UNROLLED_K_STEPS = 8
-
 
 class MatmulEmitter:
     """Stages holding matmuls (each applies its elementwise chain as an epilogue) and the
@@ -260,11 +257,8 @@ class MatmulEmitter:
 
         if init is None:
             init = [em.vconst_zero("vector<2x2xf32>")] * (wm * wn)
-        if k_dim <= 16 * UNROLLED_K_STEPS:
-            # unrolled: ptxas can then issue the next steps' ldmatrix while this step's mma run
-            accs = init
-            for s in range(0, k_dim, 16):
-                accs = step(em.add(k_first, s), accs)
+        if k_dim == 16:
+            accs = step(k_first, init)
         else:
             k, res = em.fresh("k"), em.fresh("mm")
             args = [em.fresh("s") for _ in init]
