@@ -105,14 +105,22 @@ def test_tensor_core_stages_split_k_across_idle_warps(threads, kslices, chain):
 
 
 def test_loop_tiles_go_through_a_ring_as_deep_as_two_blocks_per_sm_allow():
-    body = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=64, k_tile=256)
-    p = plan.BlockPlan(body)  # 96 blocks: one wave at any depth, so at least two blocks per SM
+    body = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=32, k_tile=512)
+    p = plan.BlockPlan(body)  # 192 blocks: one wave at any depth, so at least two blocks per SM
     loop_iterators = [i for i, k in enumerate(p.kind) if k == "iter" and p.phase[i] == "loop"]
     assert p.ring == loop_iterators and len(loop_iterators) == 2
     assert p.stages == 2 < plan.MAX_STAGES
     assert p.shared_bytes == p._allocate(2)[-1]
     assert plan.resident_blocks(p.shared_bytes, p.threads) == 2 > plan.resident_blocks(p._allocate(3)[-1], p.threads)
     assert all(p.buffers[i].stages == 2 for i in p.ring)
+
+
+def test_a_grid_of_one_block_an_sm_takes_the_deepest_ring():
+    """96 blocks never share an SM, so the ring is not kept shallow for a second block's sake."""
+    p = plan.BlockPlan(rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=64, k_tile=256))
+    assert math.prod(p.g.grid_dim) == 96 < plan.SMS
+    assert p.stages == plan.MAX_STAGES and p.shared_bytes <= plan.MAX_SHARED_BYTES
+    assert plan.resident_blocks(p.shared_bytes, p.threads) == 1 < plan.resident_blocks(p._allocate(2)[-1], p.threads)
 
 
 def test_ring_is_the_deepest_that_fits_when_two_blocks_cannot_share_an_sm():

@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 23  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 24  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -662,10 +662,10 @@ class BlockPlan:
         """The cp.async ring's depth (at most the block graph's max_stages, else MAX_STAGES, and at
         most the loop's trip count). A grid that needs a second wave of blocks streams that wave while
         the slots it leaves idle wait (rmsnorm_linear's 384 blocks ran 1.34x slower two to an SM than
-        three: benchmarks/NOTES.md run 41). So: two blocks per SM where any depth allows it (one's
-        loads overlap the other's barriers; one block per SM streamed slowest in every measurement),
-        then the fewest slot-waves (waves x slots in use), then the deepest ring; with a budget, the
-        deepest within it, else none."""
+        three: benchmarks/NOTES.md run 41). So: two blocks per SM where any depth allows it and the
+        grid has the blocks for it (one's loads overlap the other's barriers; one block per SM
+        streamed slowest in every measurement), then the fewest slot-waves (waves x slots in use),
+        then the deepest ring; with a budget, the deepest within it, else none."""
         if self.loop == 1:
             return
         self.ring = [i for i, k in enumerate(self.kind)
@@ -673,6 +673,7 @@ class BlockPlan:
         if not self.ring:  # no tile cp.async can copy (rows under 4 bytes): synchronous copies
             return
         blocks = math.prod(self.g.grid_dim)
+        shared_sm = -(-blocks // SMS)  # a grid of at most one block an SM gains nothing from a second
         best, best_key = 1, None
         for stages in range(min(self.g.max_stages or MAX_STAGES, self.loop), 1, -1):
             size = self._allocate(stages)[-1]
@@ -682,7 +683,7 @@ class BlockPlan:
                     break
                 continue
             resident = resident_blocks(size, self.threads)
-            key = (min(resident, 2), -wave_slots(blocks, resident), stages)
+            key = (min(resident, 2, shared_sm), -wave_slots(blocks, resident), stages)
             if size <= MAX_SHARED_BYTES and (best_key is None or key > best_key):
                 best, best_key = stages, key
         self.stages = best
