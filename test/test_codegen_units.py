@@ -106,7 +106,7 @@ def test_tensor_core_stages_split_k_across_idle_warps(threads, kslices, chain):
 
 def test_loop_tiles_go_through_a_ring_as_deep_as_two_blocks_per_sm_allow():
     body = rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=32, k_tile=512)
-    p = plan.BlockPlan(body)  # 192 blocks: one wave at any depth, so at least two blocks per SM
+    p = plan.BlockPlan(body)  # 192 blocks, more than SMs: two an SM (one wave) over a deeper ring
     loop_iterators = [i for i, k in enumerate(p.kind) if k == "iter" and p.phase[i] == "loop"]
     assert p.ring == loop_iterators and len(loop_iterators) == 2
     assert p.stages == 2 < plan.MAX_STAGES

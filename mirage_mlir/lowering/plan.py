@@ -673,7 +673,7 @@ class BlockPlan:
         if not self.ring:  # no tile cp.async can copy (rows under 4 bytes): synchronous copies
             return
         blocks = math.prod(self.g.grid_dim)
-        shared_sm = -(-blocks // SMS)  # a grid of at most one block an SM gains nothing from a second
+        grid_per_sm = -(-blocks // SMS)  # the most blocks the grid puts on an SM: 1 for <= SMS blocks
         best, best_key = 1, None
         for stages in range(min(self.g.max_stages or MAX_STAGES, self.loop), 1, -1):
             size = self._allocate(stages)[-1]
@@ -683,7 +683,7 @@ class BlockPlan:
                     break
                 continue
             resident = resident_blocks(size, self.threads)
-            key = (min(resident, 2, shared_sm), -wave_slots(blocks, resident), stages)
+            key = (min(resident, 2, grid_per_sm), -wave_slots(blocks, resident), stages)
             if size <= MAX_SHARED_BYTES and (best_key is None or key > best_key):
                 best, best_key = stages, key
         self.stages = best
