@@ -278,6 +278,27 @@ def test_a_loop_over_thinner_tiles_is_equivalent(name):
     assert check_equivalent(reference, wider, trials=2).equivalent
 
 
+@pytest.mark.parametrize("name", ["gqa", "qknorm_gqa"])
+def test_a_kernel_holding_a_thread_graph_is_retiled(name):
+    """retile keeps a thread graph's scalar body and gives it the broadcast of its operands' new tiles:
+    the combine over half its grid at 256 threads is the same program (the attention plans the search
+    finds hold thread graphs, and their retilings are the clock's alternatives)."""
+    from mirage_mlir import plans
+    from mirage_mlir.search.seeds import retile
+    from mirage_mlir.search.threads import fuse_thread_graphs
+
+    inputs = programs.small_inputs(name, "f16")
+    plan = fuse_thread_graphs(plans.PLANS[name](inputs))
+    combine = plan.nodes[1].body
+    grid = (combine.grid_dim[0] // 2,) + combine.grid_dim[1:]
+    wider = retile(plan, 1, grid_dim=grid, threads=256)
+    assert wider is not None and not verify(wider)
+    (before,), (after,) = ([b.types[0].shape for b in g.nodes[1].body.nodes if b.op == "thread_graph"]
+                           for g in (plan, wider))
+    assert after == (2 * before[0],) + before[1:]
+    assert check_equivalent(programs.reference(name, inputs), wider, trials=2).equivalent
+
+
 @pytest.mark.parametrize("name", ["rmsnorm_linear", "gated_mlp"])
 def test_a_split_reduction_merges_into_fewer_wider_splits(name):
     """merge_splits: a split-K pair over half the splits (each block's K tiles twice as thick, at

@@ -37,13 +37,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import replace
 
 from .. import plans
 from ..builder import BlockBuilder, KernelBuilder
-from ..shapes import ShapeError
-from ..mugraph import Graph, Node
+from ..shapes import ShapeError, broadcast
+from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .cost import nbytes
 from .generator import block_rms_norm
@@ -252,16 +253,20 @@ def split_reduction(graph: Graph, n: int, splits: int) -> Graph | None:
 
 def _rebuilt(body: Graph, inputs: list, grid_dim, loop: int, block_dim) -> Graph | None:
     """`body`'s ops over kernel tensors of types `inputs`, on another grid, for-loop range or block
-    size, every tile re-split accordingly; None when that cannot be (a thread graph, an accumulator
-    with other attributes, a tile that does not divide)."""
+    size, every tile re-split accordingly; None when that cannot be (an accumulator with other
+    attributes, a tile that does not divide). A thread graph keeps its body: it runs on scalars, over
+    the broadcast of its operands' tiles."""
     a = BlockBuilder(list(inputs), grid_dim, loop, block_dim)
     value: dict[int, int] = {}
     try:
         for i, b in enumerate(body.nodes):
             args = [value.get(v, v) for v in b.inputs]
-            if b.body is not None:
+            if b.op == "thread_graph":
+                tile = functools.reduce(broadcast, (a.types[x].shape for x in args))
+                v = a.add(Node(b.op, tuple(args), (TensorType(tile, b.types[0].dtype),), b.attrs, b.body))[0]
+            elif b.body is not None:
                 return None
-            if b.op == "input_iterator":
+            elif b.op == "input_iterator":
                 v = a.iterator(args[0], b.attr("imap"), b.attr("fmap"))
             elif b.op in ACCUMULATORS:
                 v = a.accum(b.op, *args, dtype=b.types[0].dtype, reduce_dim=b.attr("reduce_dim", -1), eps=b.attr("eps"))
@@ -289,8 +294,8 @@ def _with_bodies(graph: Graph, bodies: dict) -> Graph:
 def retile(graph: Graph, n: int, loop_factor: int = 1, grid_dim=None, threads: int | None = None) -> Graph | None:
     """Kernel n's block graph rebuilt with `loop_factor` times the for-loop range (each iterated tile
     that many times thinner along its loop dim), another grid (tiles re-split accordingly) or another
-    block size; None when it cannot be rebuilt so (no loop to refine, a thread graph, an accumulator
-    with other attributes, a tile that does not divide, other result shapes). Whether the program is
+    block size; None when it cannot be rebuilt so (no loop to refine, an accumulator with other
+    attributes, a tile that does not divide, other result shapes). Whether the program is
     still computed (a reduction along the loop dim inside the loop would change meaning) is the
     verifier's to say."""
     node = graph.nodes[n]
