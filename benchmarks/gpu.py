@@ -144,10 +144,15 @@ def main() -> int:
                 v["estimate_us"] = plan.get("estimate_us") or sum(k.get("estimate_us", 0.0) for k in plan["kernels"])
                 if e["variant"] == "searched" and prog.constant_inputs:
                     # the same program with each call's first kernel waiting for the call before
+                    # (the caller's MIRAGE_OVERLAP set back after: a run with it off stays off)
+                    asked = os.environ.get("MIRAGE_OVERLAP")
                     os.environ["MIRAGE_OVERLAP"] = "inner"
                     inner = load(os.path.join(args.programs, e["dir"]))
                     extra.append({**v, "variant": "searched_inner", "us": replay_us(torch, inner, sets, reps)})
-                    del os.environ["MIRAGE_OVERLAP"]
+                    if asked is None:
+                        del os.environ["MIRAGE_OVERLAP"]
+                    else:
+                        os.environ["MIRAGE_OVERLAP"] = asked
             else:
                 print(f"  {e['dir']}: FAILED the check ({check.get('error') or check['rel_err']}); not timed",
                       flush=True)
