@@ -921,7 +921,7 @@ def test_a_loop_of_one_copies_its_constant_tiles_before_it_waits():
     program = lower_graph(graph, constant_inputs=frozenset({1, 2, 3}), sms=1)  # its 16 blocks fill one SM
     (launch,) = program.launches
     before_wait, after_wait = launch.kernel.text.split("nvvm.griddepcontrol wait")
-    assert launch.overlap and "launch_dependents" not in before_wait and "launch_dependents" in after_wait
+    assert launch.overlap and "launch_dependents" in before_wait
     assert all(f"vector.load %arg{k}" in before_wait for k in (1, 2, 3)) and "vector.load %arg0" not in before_wait
     assert "vector.load %arg0" in after_wait
     inputs = random_inputs(types, seed=4, scale=0.3)

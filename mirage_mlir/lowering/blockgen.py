@@ -83,12 +83,8 @@ class GridDependency:
     while that one finishes, issue the cp.async ring's first stages of the program's inputs
     (`early`: block-graph input indices; the weights) and copy their loop-invariant tiles, then
     `griddepcontrol.wait` (that grid done, its writes visible) before anything that kernel may write
-    is touched. A kernel that `triggers` lets the next one launch so (`griddepcontrol.launch_dependents`):
-    right after its own wait where it waits, else at entry. So at most one grid waits behind a running
-    one: triggered at entry, a dependent whose blocks all start at once let the next launch at once,
-    down the chain to the next call's first kernel, whose waiting blocks then held the SMs this call's
-    kernels still needed (SwiGLU + down's 8-split plan: 95.6 us against 74.4 without overlap, H200
-    run 129's timeline: each call ~10 us later than the one before). Only a kernel with such copies overlaps (`early_copies`): without them its blocks would
+    is touched. A kernel that `triggers` lets the next one launch so (`griddepcontrol.launch_dependents`
+    at entry). Only a kernel with such copies overlaps (`early_copies`): without them its blocks would
     only sit waiting on SMs the kernel before still uses, and be placed where that one's blocks
     happened to finish (H200 run 43: attention's combine 9% slower so, LayerNorm + Linear's projection
     5% faster)."""
@@ -316,7 +312,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.emit_entry()
         dependency = self.dependency or GridDependency()
         early, early_pre = early_copies(plan, dependency.early) if dependency.waits else ([], [])
-        if dependency.triggers and not dependency.waits:
+        if dependency.triggers:
             self.em.emit("nvvm.griddepcontrol launch_dependents")
         if dependency.waits and not early and not early_pre:
             self.grid_dependency_wait()
@@ -339,8 +335,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
 
     def grid_dependency_wait(self) -> None:
         self.em.emit("nvvm.griddepcontrol wait")
-        if self.dependency.triggers:
-            self.em.emit("nvvm.griddepcontrol launch_dependents")
 
     def emit_stages(self, phase: str) -> None:
         for i in range(len(self.g.nodes)):
