@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 17  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 18  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
