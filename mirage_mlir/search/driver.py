@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 18  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 19  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -781,10 +781,13 @@ def _emittable(g: Graph) -> Graph | None:
 def plan_signature(graph: Graph, sms: int) -> tuple:
     """What makes two candidates different plans, not tile variants of one: per kernel its op and, for
     a block graph, its ops, block size, how many waves of blocks it launches, whether the generator
-    keeps its values in registers (a warp-rows kernel) and the bytes a block loads per loop
-    iteration to a factor of 4 (0: no loop); a combine the lowering fuses into its split kernel is no
-    launch of its own (gated_mlp bs8's split plan with its combine fused was left out as a tile variant
-    of the same plan with the combine launched)."""
+    keeps its values in registers (a warp-rows kernel) and, last, the bytes a block loads per loop
+    iteration to a factor of 4 (0: no loop) with the tiles its blocks save; a combine the lowering
+    fuses into its split kernel is no launch of its own (gated_mlp bs8's split plan with its combine
+    fused was left out as a tile variant of the same plan with the combine launched). The saved tiles
+    tell one wave of 4 splits x 128 columns from one of 2 splits x 64 (gated_mlp bs8: 25.1 against
+    22.3 us on the H200, runs 131-132), alike otherwise; they are not part of a plan's family
+    (_family)."""
     sig = []
     combines = {n + 1 for n in fused_pairs(graph)}
     for n, node in enumerate(graph.nodes):
@@ -798,9 +801,10 @@ def plan_signature(graph: Graph, sms: int) -> tuple:
         blocks = body.grid_dim[0] * body.grid_dim[1] * body.grid_dim[2]
         stage = sum(costmod.nbytes(body.value_types[body.first_result[i]]) for i, b in enumerate(body.nodes)
                     if b.op == "input_iterator" and b.attr("fmap") != -1)
+        saved = tuple(sorted(body.value_types[b.inputs[0]].shape for b in body.nodes if b.op == "output_saver"))
         sig.append((tuple(sorted(b.op for b in body.nodes)), body.block_dim[0], -(-blocks // sms),
                     plan_figures(body).in_registers,
-                    round(math.log(stage, 4)) if body.forloop_range > 1 and stage else 0))
+                    (round(math.log(stage, 4)) if body.forloop_range > 1 and stage else 0, saved)))
     return tuple(sig)
 
 
@@ -863,7 +867,7 @@ def deep_ring_twin(graph: Graph) -> Graph | None:
 
 
 def _family(signature: tuple) -> tuple:
-    """The signature without the stage size."""
+    """The signature without its last element per kernel (the stage size and the saved tiles)."""
     return tuple(kernel[:-1] if isinstance(kernel, tuple) else kernel for kernel in signature)
 
 
