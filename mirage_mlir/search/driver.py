@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 19  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 20  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -880,8 +880,8 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     within a family of plans and across families in turn, from the search's other
     candidates (seeds included) and the searched best's (as found, thread graphs not fused) retilings
     (_retilings) with each for-loop split across blocks or each split reduction over half the splits
-    (seeds.merge_splits). Verification is cut off after 2 attempts per
-    wanted candidate or when the budget ends; plans verified already are kept either way. Each plan
+    (seeds.merge_splits; so too with its combine on the split's tiles, seeds.combine_on_split_tiles, where
+    that makes them one launch). Verification is cut off after 2 attempts per wanted candidate or when the budget ends; plans verified already are kept either way. Each plan
     whose ring the generator would deepen comes with that twin (deep_ring_twin: the same mu-graph, so
     verified with it): which depth streams faster is not a question the model answers well."""
     chip = costmod.chip(options.chip)
@@ -898,9 +898,13 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
                         for splits in SPLITS if (g := seeds.split_reduction(base, n, splits)) is not None]
     # half the splits, each block streaming stages twice as thick on twice the threads (up to 256:
     # a weight stream's block; attention's 512-thread blocks already hold their rows)
-    variants += [g for base in bases for n in nodes if base.nodes[n].body is not None
-                 and (threads := 2 * base.nodes[n].body.block_dim[0]) <= MERGED_THREADS
-                 and (g := seeds.merge_splits(base, n, 2, threads)) is not None]
+    merged = [g for base in bases for n in nodes if base.nodes[n].body is not None
+              and (threads := 2 * base.nodes[n].body.block_dim[0]) <= MERGED_THREADS
+              and (g := seeds.merge_splits(base, n, 2, threads)) is not None]
+    # and with its combine on the split's tiles, one launch: gated_mlp bs8's 2-split plan ran 22.3 us
+    # so and 24.0 with its combine of other tiles launched (H200 runs 131 and 133)
+    variants += merged + [g for base in merged for n in nodes if (g := seeds.combine_on_split_tiles(base, n)) is not None
+                          and n in fused_pairs(g)]
     pool = [e for g in list(searcher.candidates) + variants if g not in checked and (e := _emittable(g)) is not None]
     pool += [g for g, r in verdicts.items() if r.equivalent]
     pool = [g for g in dict.fromkeys(pool) if g != best]  # in a fixed order: ties break the same way every run

@@ -353,6 +353,22 @@ def merge_splits(graph: Graph, n: int, factor: int = 2, threads: int | None = No
     return _with_bodies(graph, {n: splits, n + 1: combine})
 
 
+def combine_on_split_tiles(graph: Graph, n: int) -> Graph | None:
+    """Kernel n + 1, the combine of kernel n's split reduction (split_axis), over one block per tile of
+    kernel n's other grid axis: the shape in which the lowering runs the pair as one launch
+    (lowering.fuse_split_k); None when the pair is no such split, kernel n tiles more than one other
+    axis, the combine has that shape already or cannot be rebuilt so."""
+    axis = split_axis(graph, n)
+    if axis is None:
+        return None
+    first, second = graph.nodes[n].body, graph.nodes[n + 1].body
+    tiled = [k for k in range(3) if k != axis and first.grid_dim[k] > 1]
+    spread = [k for k in range(3) if second.grid_dim[k] > 1]
+    if len(tiled) != 1 or len(spread) != 1 or second.grid_dim[spread[0]] == first.grid_dim[tiled[0]]:
+        return None
+    return retile(graph, n + 1, 1, tuple(first.grid_dim[tiled[0]] if k == spread[0] else 1 for k in range(3)))
+
+
 def fuse_norm_prologue(graph: Graph) -> Graph | None:
     """The graph with each rms_norm kernel op whose result only graph_defs read, each as tiles of whole
     rows loaded once per block (iterators with fmap -1 that do not split the last dim), normalised in
