@@ -18,8 +18,8 @@ from mirage_mlir.search import cost  # noqa: E402
 SWEEPS = {"rmsnorm_linear": [(64, 64, 128), (64, 128, 128), (128, 64, 256), (32, 128, 128), (128, 128, 128)],
           "gated_mlp": [(64, 128, 128), (32, 128, 128), (64, 64, 256), (128, 64, 128), (32, 64, 256)]}
 # the chip the made-up timings come from: values on the fit's grids, away from the defaults
-TRUTH = {"sm_peak_bandwidth": float(calibrate.GRIDS["sm_peak_bandwidth"][5]),
-         "mem_latency_us": float(calibrate.GRIDS["mem_latency_us"][17])}
+TRUTH = {"sm_bandwidth": float(calibrate.GRIDS["sm_bandwidth"][7]),
+         "mem_latency_us": float(calibrate.GRIDS["mem_latency_us"][15])}
 
 
 def made_up_run(path, chip, programs=tuple(SWEEPS)) -> None:

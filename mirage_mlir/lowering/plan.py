@@ -188,14 +188,6 @@ class PlanFigures:
         ahead) and the synchronous copies'."""
         return (1 / (self.stages - 1) if self.ring_bytes else 0.0) + self.sync_round_trips
 
-    def bytes_in_flight(self, per_block: float) -> float:
-        """Bytes one block's copies keep outstanding: its ring's stages ahead, the synchronous copies of
-        an iteration (and those prefetched), or everything it loads (`per_block`) in a loop of one or
-        where the loop copies nothing."""
-        ring = (self.stages - 1) * self.ring_bytes if self.stages > 1 else self.ring_bytes
-        looped = ring + self.sync_bytes * max(1, self.prefetch_depth)
-        return looped if self.loop > 1 and looped else per_block
-
 
 @dataclass(frozen=True)
 class CopyGeometry:

@@ -18,11 +18,9 @@ cp.async ring or through registers, and the memory latencies its copies wait. Pe
 - latency: the memory latencies (`mem_latency_us` each) a block cannot hide, times the waves of
   resident blocks: 1 / (stages - 1) per iteration behind a cp.async ring, one per batch of a
   synchronous copy (fewer when prefetched into registers), and those of the loop-invariant copies;
-- per-SM: the busiest SM's bytes at the rate its blocks' copies in flight F allow together,
-  `sm_peak_bandwidth` * F / (F + `sm_half_inflight`) where a cp.async ring copies (Little's law with a
-  latency that grows with the load: one block's 48-64 KB ring takes in ~22-26 GB/s in one launch of a
-  weight-sized stream, benchmarks/gemv_probe.cu; gated_mlp bs8's one 144 KB ring an SM ~35 GB/s,
-  NOTES.md run 122); blocks copying through registers at `sm_bandwidth` each, side by side;
+- per-SM: the busiest SM's blocks, each streaming at most `sm_bandwidth` (a block alone on its SM
+  takes in ~22 GB/s in one launch of a weight-sized stream: benchmarks/gemv_probe.cu; 31 GB/s only in
+  a long steady state), those resident together side by side;
 - loop: each iteration's fixed cost (barriers, the ring's wait) and the latency of its chain of
   dependent mma.sync steps per warp (K split across warps shortens it);
 - arithmetic: tensor-core matmuls at `tensor_flops`, the rest (CUDA-core matmuls, elementwise) at
@@ -57,17 +55,10 @@ class Chip:
     # B/s, L2 -> SM: a reduction whose 2048 rows all read one 128 KiB - 8 MiB vector (so every read
     # after the first hits L2) ran 3.9-4.5 TB/s on an H200, 1.2x its DRAM-bound rate; a lower bound
     l2_bandwidth: float = 4.5e12
-    # B/s one SM takes in from a weight-sized stream in one launch through cp.async rings, by the bytes
-    # F its resident blocks keep in flight: sm_peak_bandwidth * F / (F + sm_half_inflight). From three
-    # of our kernels on the H200: LayerNorm + Linear's folded plan, two blocks an SM keeping 3 and 7
-    # 10-KB stages ahead (~28 and ~35 GB/s an SM, run 108), gated_mlp bs8's one block 3 48-KB stages
-    # ahead (~35 GB/s, run 122); a lone block's 64 KB ring then gets the ~25 GB/s the probes measured
-    # (gemv_probe.cu, run 11). On runs 120 (held out), 125, 130 and 131 it puts the model's pick within
-    # 10% of the fastest in 109 of 112 groups, where one rate a block did in 88 (NOTES.md, session 23)
-    sm_peak_bandwidth: float = 43e9
-    sm_half_inflight: float = 32768.0
-    # B/s one block copying through registers (no ring) takes in; those resident stream side by side
-    # (gemv_probe.cu; SwiGLU's 172-block gate kernel, two on 40 SMs: 57.6 us, NOTES.md run 79)
+    # B/s one block streams from a column strip within one launch of a weight-sized stream: the 50 MB
+    # probe (gemv_probe.cu, run 11) one block per SM 22-27 GB/s, our one-per-SM kernels 19-26 under ncu
+    # (run 81: LayerNorm + Linear's projection, gated_mlp bs8, SwiGLU's gate kernel); two side by side
+    # reach the chip's bandwidth (the probe at 264 blocks: 31 GB/s an SM)
     sm_bandwidth: float = 22e9
     mem_latency_us: float = 1.0  # a load's latency under load (fitted)
     smem_per_block: int = 227 * 1024  # sm_90 opt-in maximum per block
@@ -111,10 +102,6 @@ class Chip:
     # cannot be swizzled): their copies split into 2.6x the L2 requests and 1.5x the bytes (H200 run 93,
     # benchmarks/sector_probe.cu)
     padded_intake: float = 1.5
-
-    def sm_rate(self, in_flight: float) -> float:
-        """B/s one SM takes in while its blocks keep `in_flight` bytes of copies outstanding."""
-        return self.sm_peak_bandwidth * in_flight / (in_flight + self.sm_half_inflight)
 
     def resident_blocks(self, smem: int, threads: int, registers: int | None = None) -> int:
         """Blocks of this size one SM holds at once."""
@@ -217,11 +204,9 @@ def graph_def_cost(body: Graph, c: Chip, figures=None, registers: int | None = N
     loop_trips = fig.loop_round_trips * loop if loop > 1 else 0.0
     latency = waves * c.mem_latency_us * 1e-6 * (loop_trips + fig.pre_round_trips)
     per_block = (taken_in + written) / blocks
-    if fig.stages > 1:  # a cp.async ring: the SM's rate by the bytes its rings keep in flight
-        per_sm = math.ceil(blocks / c.sms) * per_block / c.sm_rate(min(resident, math.ceil(blocks / c.sms))
-                                                                  * fig.bytes_in_flight(per_block))
-    else:  # copies through registers: each block at a lone block's rate, those resident side by side
-        per_sm = math.ceil(math.ceil(blocks / c.sms) / resident) * per_block / c.sm_bandwidth
+    # the busiest SM's blocks in turns of `resident` streaming side by side (SwiGLU's 172-block gate
+    # kernel, two on 40 SMs: 57.6 us, where one block's rate for both would take 68; NOTES.md run 79)
+    per_sm = math.ceil(math.ceil(blocks / c.sms) / resident) * per_block / c.sm_bandwidth
     per_iteration = 0.0 if fig.unrolled else c.loop_iter_us * (loop > 1)
     iterations = waves * (loop * per_iteration + loop * fig.mma_chain * c.mma_step_us) * 1e-6
     warps = threads // 32
@@ -251,10 +236,7 @@ def config_lower_bound(c: Chip, blocks: int, read: int, unique: int, loop: int) 
     waves = math.ceil(blocks / (c.blocks_per_sm * c.sms))
     iterations = waves * loop * c.loop_iter_us * 1e-6 if loop > 1 else 0.0
     latency = c.mem_latency_us * 1e-6  # every block waits for its first tile at least once
-    per_block, busiest = read / blocks, math.ceil(blocks / c.sms)
-    # the smaller of the two per-SM terms at their fastest: rings with F unbounded, register copies with
-    # every block resident
-    per_sm = min(busiest / c.sm_peak_bandwidth, math.ceil(busiest / c.blocks_per_sm) / c.sm_bandwidth) * per_block
+    per_sm = math.ceil(math.ceil(blocks / c.sms) / c.blocks_per_sm) * read / blocks / c.sm_bandwidth
     return c.launch_us + max(bandwidth, iterations, latency, per_sm) * 1e6
 
 
