@@ -786,7 +786,7 @@ def plan_signature(graph: Graph, sms: int) -> tuple:
     fuses into its split kernel is no launch of its own (gated_mlp bs8's split plan with its combine
     fused was left out as a tile variant of the same plan with the combine launched). The saved tiles
     tell one wave of 4 splits x 128 columns from one of 2 splits x 64 (gated_mlp bs8: 25.1 against
-    22.3 us on the H200, runs 131-132), alike otherwise; they are not part of a plan's family
+    22.3 us on the H200, runs 131-133), alike otherwise; they are not part of a plan's family
     (_family)."""
     sig = []
     combines = {n + 1 for n in fused_pairs(graph)}
@@ -880,8 +880,9 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     within a family of plans and across families in turn, from the search's other
     candidates (seeds included) and the searched best's (as found, thread graphs not fused) retilings
     (_retilings) with each for-loop split across blocks or each split reduction over half the splits
-    (seeds.merge_splits; so too with its combine on the split's tiles, seeds.combine_on_split_tiles, where
-    that makes them one launch). Verification is cut off after 2 attempts per wanted candidate or when the budget ends; plans verified already are kept either way. Each plan
+    (seeds.merge_splits; also with its combine on the split's tiles where that makes the pair one
+    launch, seeds.combine_on_split_tiles). Verification is cut off after 2 attempts per wanted
+    candidate or when the budget ends; plans verified already are kept either way. Each plan
     whose ring the generator would deepen comes with that twin (deep_ring_twin: the same mu-graph, so
     verified with it): which depth streams faster is not a question the model answers well."""
     chip = costmod.chip(options.chip)
@@ -901,8 +902,8 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     merged = [g for base in bases for n in nodes if base.nodes[n].body is not None
               and (threads := 2 * base.nodes[n].body.block_dim[0]) <= MERGED_THREADS
               and (g := seeds.merge_splits(base, n, 2, threads)) is not None]
-    # and with its combine on the split's tiles, one launch: gated_mlp bs8's 2-split plan ran 22.3 us
-    # so and 24.0 with its combine of other tiles launched (H200 runs 131 and 133)
+    # each also with its combine on the split's tiles, one launch: gated_mlp bs8's 2-split plan ran
+    # 22.3 us so, 24.0 with its combine over other tiles launched (H200 runs 131 and 133)
     variants += merged + [g for base in merged for n in nodes if (g := seeds.combine_on_split_tiles(base, n)) is not None
                           and n in fused_pairs(g)]
     pool = [e for g in list(searcher.candidates) + variants if g not in checked and (e := _emittable(g)) is not None]
