@@ -358,7 +358,7 @@ def test_a_split_plan_with_its_combine_fused_is_another_plan_than_with_it_launch
 def test_splits_of_other_column_tiles_are_other_plans_of_one_family():
     """gated_mlp bs8: 4 splits of 128-column tiles and 2 splits of 64-column tiles both launch one
     wave of 128 blocks of 256 threads loading ~64 KB a stage, yet ran 25.1 and 22.3 us on the H200
-    (runs 131-132). The tiles they save tell them apart, so the clock gets both; as tile variants of
+    (runs 131-133). The tiles they save tell them apart, so the clock gets both; as tile variants of
     one family they still take their turn after the other families' cheapest plans."""
     from mirage_mlir.search.driver import _family, plan_signature
 

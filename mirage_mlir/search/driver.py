@@ -904,8 +904,8 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
               and (g := seeds.merge_splits(base, n, 2, threads)) is not None]
     # each also with its combine on the split's tiles, one launch: gated_mlp bs8's 2-split plan ran
     # 22.3 us so, 24.0 with its combine over other tiles launched (H200 runs 131 and 133)
-    variants += merged + [g for base in merged for n in nodes if (g := seeds.combine_on_split_tiles(base, n)) is not None
-                          and n in fused_pairs(g)]
+    variants += merged + [g for base in merged for n in nodes
+                          if (g := seeds.combine_on_split_tiles(base, n)) is not None and n in fused_pairs(g)]
     pool = [e for g in list(searcher.candidates) + variants if g not in checked and (e := _emittable(g)) is not None]
     pool += [g for g, r in verdicts.items() if r.equivalent]
     pool = [g for g in dict.fromkeys(pool) if g != best]  # in a fixed order: ties break the same way every run
