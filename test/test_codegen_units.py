@@ -123,6 +123,22 @@ def test_a_grid_of_one_block_an_sm_takes_the_deepest_ring():
     assert plan.resident_blocks(p.shared_bytes, p.threads) == 1 < plan.resident_blocks(p._allocate(2)[-1], p.threads)
 
 
+@pytest.mark.parametrize("shared, threads, blocks, per_sm", [
+    (53520, 128, 256, 2),  # LayerNorm + Linear's 4-stage plan: four fit an SM, its grid needs two
+    (34320, 128, 96, 1),  # Mirage's rmsnorm_linear plan: six fit, one needed
+    (100, 128, 1000, 8),  # eight an SM is the grid's share; its size and threads would allow sixteen
+])
+def test_a_spread_launch_holds_only_the_blocks_its_grid_needs_of_an_sm(shared, threads, blocks, per_sm):
+    spread = plan.spread_shared_bytes(shared, threads, blocks)
+    assert plan.resident_blocks(spread, threads) == per_sm == -(-blocks // plan.SMS)
+    assert spread % plan.SHARED_ALIGN == 0 and shared < spread <= plan.MAX_SHARED_BYTES
+
+
+def test_a_grid_that_fills_its_sms_launches_as_it_is():
+    assert plan.spread_shared_bytes(65680, 128, 384) == 65680  # three an SM, as 384 blocks need
+    assert plan.spread_shared_bytes(229392, 256, 128) == 229392  # one an SM already
+
+
 def test_ring_is_the_deepest_that_fits_when_two_blocks_cannot_share_an_sm():
     p = plan.BlockPlan(rmsnorm_linear_body(benchmark_inputs("rmsnorm_linear", 1, "f16"), col_tile=128, k_tile=256))
     assert p.stages == 3

@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 24  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 25  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -83,6 +83,18 @@ def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED
     if registers:
         held = min(held, REGISTERS_PER_SM // (-(-registers // REGISTER_UNIT) * REGISTER_UNIT * threads))
     return max(1, held)
+
+
+def spread_shared_bytes(shared_bytes: int, threads: int, blocks: int, sms: int = SMS) -> int:
+    """The dynamic shared memory to launch a grid with so that an SM holds at most the blocks the
+    grid needs of it (ceil(blocks / sms)): where more would fit, blocks that start while other work
+    holds some SMs (an overlapping launch) could crowd onto the others. Its own size where that
+    many already fill an SM."""
+    per_sm = -(-blocks // sms)
+    if resident_blocks(shared_bytes, threads) <= per_sm:
+        return shared_bytes
+    spread = SHARED_PER_SM // (per_sm + 1) - SHARED_RESERVED + 1  # per_sm + 1 of these do not fit
+    return max(shared_bytes, -(-spread // SHARED_ALIGN) * SHARED_ALIGN)
 
 
 def wave_slots(blocks: int, resident: int, sms: int = SMS) -> int:

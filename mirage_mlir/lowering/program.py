@@ -8,13 +8,14 @@ attributes `mirage.num_inputs` / `mirage.num_outputs` say where the outputs star
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
 from .blockgen import GridDependency, KernelCode, RowMask, early_copies, generate_kernel
 from .fuse_split_k import fused_pairs, generate_fused
 from .emitter import ROWS_ARG, STORAGE_TYPES, memref_type
-from .plan import SMS, BlockPlan, LoweringError, resident_blocks
+from .plan import SMS, BlockPlan, LoweringError, resident_blocks, spread_shared_bytes
 from .predefined import predefined_block_graph
 
 
@@ -30,6 +31,7 @@ class Launch:
     # launched as a programmatic dependent of the kernel before it (its code waits for that one:
     # blockgen.GridDependency); the host function marks it {mirage.overlap}
     overlap: bool = False
+    shared_bytes: int | None = None  # its dynamic shared memory, where more than the kernel's (spread_shared_bytes)
 
 
 @dataclass
@@ -88,7 +90,7 @@ class LoweredProgram:
             kc = launch.kernel
             grid = ", ".join(const(d) for d in kc.grid)
             block = ", ".join(const(d) for d in kc.block)
-            shared = const(kc.shared_bytes, "i32")
+            shared = const(launch.shared_bytes or kc.shared_bytes, "i32")
             operands = []
             for kind, index in launch.args:
                 if kind == "rows":
@@ -121,13 +123,16 @@ class LoweredProgram:
 
 
 def fills_half_the_slots(plan: BlockPlan, sms: int = SMS) -> bool:
-    """Whether a grid fills at least half of the block slots the SMs have for it. A call's first
-    kernel overlaps the call before only then: a smaller grid's blocks all start at once beside the
-    kernel before, where it leaves room, and wait there (H200 run 96: Mirage's rmsnorm_linear plan,
-    96 blocks of 6 an SM's worth, ran 1.8-2x slower so, lora's one-block plan 2.4-3.6x; grids of
-    0.7-2.9x the slots 0-17% faster)."""
+    """Whether a grid, launched spread (spread_shared_bytes: an SM holds at most the blocks the grid
+    needs of it), fills at least half of the block slots the SMs have for it. A call's first kernel
+    overlaps the call before only then: a grid of fewer blocks than SMs leaves SMs idle while it
+    waits. Unspread, a grid's early blocks crowd onto the SMs the call before leaves room on (H200
+    run 96: Mirage's rmsnorm_linear plan, 96 blocks of 6 an SM's worth, ran 1.8-2x slower so; spread,
+    18.2 -> 16.8 us faster, session 24), and lora's one-block plan ran 2.4-3.6x slower."""
     blocks = plan.g.grid_dim[0] * plan.g.grid_dim[1] * plan.g.grid_dim[2]
-    return 2 * blocks >= resident_blocks(plan.shared_bytes, plan.threads) * sms
+    shared = spread_shared_bytes(plan.shared_bytes, plan.threads, blocks, sms)
+    return 2 * blocks >= resident_blocks(shared, plan.threads) * sms
+
 
 
 def _block_graph(graph: Graph, n: int) -> Graph:
@@ -166,7 +171,8 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     copies only constant inputs early (a kernel's early copies may run before the first one has
     waited for whatever writes the other inputs), and the last one lets the next call's first launch;
     the first kernel overlaps only a grid that fills half of the block slots of the target's `sms`
-    SMs (fills_half_the_slots)."""
+    SMs (fills_half_the_slots), and is then launched with the shared memory that spreads its blocks
+    over the SMs (spread_shared_bytes)."""
     outputs = list(graph.outputs)
     if len(set(outputs)) != len(outputs):
         raise LoweringError("the program returns the same tensor twice; not supported by the GPU lowering")
@@ -210,6 +216,11 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     plans = [BlockPlan(body) for body in bodies]
     overlaps = [(j > 0 or (bool(constant_inputs) and fills_half_the_slots(p, sms)))
                 and any(early_copies(p, early[j])) for j, p in enumerate(plans)]
+
+    def launch_shared(j: int, kernel: KernelCode) -> int | None:
+        """A first kernel that overlaps the call before launches spread over the SMs."""
+        return spread_shared_bytes(kernel.shared_bytes, kernel.block[0], math.prod(kernel.grid), sms) \
+            if j == 0 and overlaps[0] else None
     for j, (n, body) in enumerate(zip(starts, bodies)):
         triggers = overlaps[(j + 1) % len(starts)] if j + 1 < len(starts) or constant_inputs else False
         dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
@@ -221,7 +232,8 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
             values = values[:-1] if rows else values
             args = [where[v] for v in values[:-1]] + [("temp", len(program.temps))] + rows
             program.temps.append(TensorType((pair.tiles,), "i32"))
-            program.launches.append(Launch(kernel, args, "graph_def", (n, n + 1), overlap=overlaps[j]))
+            program.launches.append(Launch(kernel, args, "graph_def", (n, n + 1), overlap=overlaps[j],
+                                           shared_bytes=launch_shared(j, kernel)))
             continue
         node = graph.nodes[n]
         results = [graph.first_result[n] + r for r in range(len(node.types))]
@@ -229,5 +241,6 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
         kernel = generate_kernel(body, f"{name}_k{n}", (n,), rows=mask, dependency=dependency)
         args = [where[v] for v in node.inputs] + [where[v] for v in results] + ([("rows", 0)] if mask else [])
         source = "graph_def" if node.op == "graph_def" else node.op
-        program.launches.append(Launch(kernel, args, source, (n,), overlap=overlaps[j]))
+        program.launches.append(Launch(kernel, args, source, (n,), overlap=overlaps[j],
+                                       shared_bytes=launch_shared(j, kernel)))
     return program
