@@ -96,8 +96,21 @@ def variant_registers(v: dict, programs: str | None) -> dict[int, int]:
                             else main["kernels"])
 
 
+def average_ranks(x) -> np.ndarray:
+    """0-based ranks of x, tied values sharing the mean of their ranks (as Spearman's rho is defined:
+    two plans the model prices alike are not ordered by the order they were listed in)."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    for value in np.unique(x):
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
 def spearman(a, b) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    ra, rb = average_ranks(a), average_ranks(b)
     if len(a) < 3 or np.std(ra) == 0 or np.std(rb) == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])

@@ -73,3 +73,12 @@ def test_the_command_reports_the_held_out_run(runs, capsys, monkeypatch):
     held = out.split("fitted constants (rank), held-out runs")[1]
     assert "mean Spearman 1.00; pick within 10% of the fastest in 2 of 2" in held
     assert "| gated_mlp | 8 | f16 | 6 | 1.00 | 1.00 |" in held
+
+
+def test_plans_priced_alike_share_their_rank():
+    """Spearman's rho with average ranks for ties: the same plan twice (a published plan the search
+    also keeps) is not ordered by where it was listed (run 137's ntrans: 0.5 with ranks by position)."""
+    assert list(calibrate.average_ranks([4.2, 4.2, 5.7])) == [0.5, 0.5, 2.0]
+    assert calibrate.spearman([4.2, 4.2, 5.7], [1.81, 1.80, 2.31]) == pytest.approx(3 ** 0.5 / 2)
+    assert calibrate.spearman([4.2, 4.2, 5.7], [1.80, 1.81, 2.31]) == pytest.approx(3 ** 0.5 / 2)
+    assert calibrate.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)

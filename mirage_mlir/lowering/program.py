@@ -165,14 +165,15 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     split reduction and its combine kernel become one launch (fuse_split_k). `masked_inputs` /
     `masked_outputs` ({index: dim}): those dims may hold fewer rows at run time (blockgen.RowMask;
     rows must be computed independently along them, as mirage-specialize-dims proves).
-    `constant_inputs`: program inputs no work before a call writes (weights). Kernels after the first
-    overlap the one before (blockgen.GridDependency), copying program inputs before they wait; with
-    constant inputs the first kernel overlaps the work before the call too, and then every kernel
-    copies only constant inputs early (a kernel's early copies may run before the first one has
-    waited for whatever writes the other inputs), and the last one lets the next call's first launch;
-    the first kernel overlaps only a grid that fills half of the block slots of the target's `sms`
-    SMs (fills_half_the_slots), and is then launched with the shared memory that spreads its blocks
-    over the SMs (spread_shared_bytes)."""
+    `constant_inputs`: program inputs no work before a call writes (weights). Every kernel after the
+    first overlaps the one before (blockgen.GridDependency), copying program inputs before it waits
+    where it has tiles of them to copy, else launched spread (spread_shared_bytes) and waiting first.
+    The first kernel overlaps the work before the call too where no later kernel copies early
+    (waiting first, or copying only constant inputs before its wait; every kernel then copies only
+    constant inputs early, since a kernel's early copies may run before the first one has waited for
+    whatever writes the other inputs), or, where one does, where it has constant inputs to copy and
+    a grid that fills half of the block slots of the target's `sms` SMs (fills_half_the_slots); it is
+    launched spread, and the last kernel lets the next call's first launch."""
     outputs = list(graph.outputs)
     if len(set(outputs)) != len(outputs):
         raise LoweringError("the program returns the same tensor twice; not supported by the GPU lowering")
@@ -211,18 +212,26 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     pairs = fused_pairs(graph) if fuse else {}
     starts = [n for n in range(len(graph.nodes)) if n - 1 not in pairs]  # one launch each
     bodies = [_block_graph(graph, n) for n in starts]
-    readable = constant_inputs or range(len(graph.inputs))  # what a kernel may copy before it waits
-    early = [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v in readable) for n in starts]
     plans = [BlockPlan(body) for body in bodies]
-    overlaps = [(j > 0 or (bool(constant_inputs) and fills_half_the_slots(p, sms)))
-                and any(early_copies(p, early[j])) for j, p in enumerate(plans)]
+
+    def early_inputs(readable) -> list[frozenset]:
+        """Per kernel, its block-graph inputs that are program inputs in `readable`."""
+        return [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v in readable) for n in starts]
+
+    early = early_inputs(constant_inputs or range(len(graph.inputs)))  # what a kernel may copy before it waits
+    copies = [any(early_copies(p, early[j])) for j, p in enumerate(plans)]
+    # the first kernel overlaps the call before where no later kernel copies early: such a copy, let
+    # launch by the first kernel's start, would run beside the call before, unspread (session 24)
+    first_overlaps = not any(copies[1:]) or (bool(constant_inputs) and copies[0] and fills_half_the_slots(plans[0], sms))
+    if first_overlaps:  # then nothing but the weights is copied before a wait
+        early = early_inputs(constant_inputs)
+    overlaps = [first_overlaps] + [True] * (len(plans) - 1)
+    spread = [first_overlaps] + [not c for c in copies[1:]]  # a kernel that only waits launches spread
 
     def launch_shared(j: int, kernel: KernelCode) -> int | None:
-        """A first kernel that overlaps the call before launches spread over the SMs."""
-        return spread_shared_bytes(kernel.shared_bytes, kernel.block[0], math.prod(kernel.grid), sms) \
-            if j == 0 and overlaps[0] else None
+        return spread_shared_bytes(kernel.shared_bytes, kernel.block[0], math.prod(kernel.grid), sms) if spread[j] else None
     for j, (n, body) in enumerate(zip(starts, bodies)):
-        triggers = overlaps[(j + 1) % len(starts)] if j + 1 < len(starts) or constant_inputs else False
+        triggers = overlaps[(j + 1) % len(starts)]
         dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
         if n in pairs:
             pair = pairs[n]
