@@ -83,7 +83,9 @@ func.func @main(%arg0: tensor<4x256xf16>, %arg1: tensor<256x128xf16>) -> tensor<
 // CHECK-LABEL: gpu.module @f_kernels
 // CHECK: gpu.func @f_k0(%{{.*}}: memref<16x64xf32>, %{{.*}}: memref<64x32xf32>, %{{.*}}: memref<16x32xf32>) kernel
 // CHECK: gpu.func @f_k1(%{{.*}}: memref<16x32xf32>, %{{.*}}: memref<16x32xf32>) kernel
-// CHECK-NOT: griddepcontrol
+// CHECK-NOT: math.exp
+// CHECK: nvvm.griddepcontrol  launch_dependents
+// CHECK-NEXT: nvvm.griddepcontrol  wait
 // CHECK: math.exp
 // CHECK: func.func @f(%{{.*}}: memref<16x64xf32>, %{{.*}}: memref<64x32xf32>, %[[OUT:.*]]: memref<16x32xf32>)
 // CHECK: %[[TMP:.*]] = gpu.alloc () : memref<16x32xf32>
@@ -157,10 +159,14 @@ func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16
 // CHECK: gpu.launch_func @sk_kernels::@sk_k0 blocks in (%c2, %c2, %c1)
 // CHECK-NOT: gpu.launch_func
 
-// Declared constant, its 4 blocks (far from filling the SMs' slots) still launch plainly.
+// Declared constant, its 4 blocks overlap the call before too (no later kernel copies early),
+// launched spread: with the shared memory of one block an SM (115728 bytes), they cannot crowd.
 // CONST-LABEL: gpu.module @sk_kernels
-// CONST-NOT: griddepcontrol
+// CONST: nvvm.griddepcontrol  launch_dependents
+// CONST: nvvm.griddepcontrol  wait
 // CONST: func.func @sk(
+// CONST: %[[SPREAD:.*]] = arith.constant 115728 : i32
+// CONST: gpu.launch_func @sk_kernels::@sk_k0 {{.*}} dynamic_shared_memory_size %[[SPREAD]] {{.*}}, mirage.overlap}
 
 // UNFUSED-LABEL: gpu.module @sk_kernels
 // UNFUSED: gpu.func @sk_k0(
@@ -203,9 +209,11 @@ func.func @sk(%arg0: tensor<4x256xf16>, %arg1: tensor<256x64xf16>, %arg2: tensor
 // With argument 1 declared constant (a weight no work before the call writes), the first kernel
 // overlaps whatever runs before the call: it lets the next launch early, copies only %arg1's tiles,
 // waits, then copies X's; the host function records the declaration and marks the launch.
-// Without the declaration it launches plainly.
+// Without the declaration it overlaps all the same (no later kernel copies early) but waits first.
 // CHECK-LABEL: gpu.module @big_kernels
-// CHECK-NOT: griddepcontrol
+// CHECK-NOT: device_async_copy
+// CHECK: nvvm.griddepcontrol  wait
+// CHECK: nvgpu.device_async_copy
 // CHECK: func.func @big(
 // CONST-LABEL: gpu.module @big_kernels
 // CONST: gpu.func @big_k0(%[[X:.*]]: memref<4x4096xf16>, %[[W1:.*]]: memref<4096x4096xf16>, %[[W3:.*]]: memref<4096x4096xf16>
