@@ -27,13 +27,15 @@ in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing.
 first call made during CUDA-graph capture (nothing can be timed then). `Program.tune(*args)` times
 the candidates explicitly and returns the table (as `mirage-tune` prints it).
 
-A kernel the manifest marks "overlap" (a later kernel of a multi-kernel plan that copies weights
-first) is launched as a programmatic dependent of the one before it on GPUs that have it (sm_90;
-driver `cuLaunchKernelEx`): its blocks start, and copy the program's inputs, while that one
-finishes; its code waits for it before touching what it wrote. In a program compiled with constant
-inputs (`mirage-compile --constant-inputs`: weights) the first kernel is marked too and so overlaps
-whatever the stream ran before the call, copying only those inputs before it waits: the caller must
-not have that work write them. MIRAGE_OVERLAP=inner launches every call's first kernel plainly,
+A kernel the manifest marks "overlap" is launched as a programmatic dependent of the kernel before
+it on GPUs that have it (sm_90; driver `cuLaunchKernelEx`): its blocks start while that one finishes,
+copy what they may (weights) and wait for it before touching what it wrote. Later kernels of a plan
+are marked, and a call's first kernel where the lowering lets it overlap whatever the stream ran
+before the call: it waits first, or, in a program compiled with constant inputs (`mirage-compile
+--constant-inputs`: weights), copies only those inputs before it waits; the caller must not have that
+work write them (mirage_mlir.lowering.program.lower_graph says which kernels are marked). A kernel
+that waits first is launched with the shared memory that spreads its blocks over the SMs (the
+manifest's "shared_bytes"). MIRAGE_OVERLAP=inner launches every call's first kernel plainly,
 MIRAGE_OVERLAP=0 every kernel.
 
 A function compiled for a dynamic size (`tensor<?x4096xf16>`; mirage-compile --sizes) loads as a
