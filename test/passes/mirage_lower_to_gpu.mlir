@@ -84,8 +84,8 @@ func.func @main(%arg0: tensor<4x256xf16>, %arg1: tensor<256x128xf16>) -> tensor<
 // CHECK: gpu.func @f_k0(%{{.*}}: memref<16x64xf32>, %{{.*}}: memref<64x32xf32>, %{{.*}}: memref<16x32xf32>) kernel
 // CHECK: gpu.func @f_k1(%{{.*}}: memref<16x32xf32>, %{{.*}}: memref<16x32xf32>) kernel
 // CHECK-NOT: math.exp
-// CHECK: nvvm.griddepcontrol  launch_dependents
-// CHECK-NEXT: nvvm.griddepcontrol  wait
+// CHECK: nvvm.griddepcontrol  wait
+// CHECK-NEXT: nvvm.griddepcontrol  launch_dependents
 // CHECK: math.exp
 // CHECK: func.func @f(%{{.*}}: memref<16x64xf32>, %{{.*}}: memref<64x32xf32>, %[[OUT:.*]]: memref<16x32xf32>)
 // CHECK: %[[TMP:.*]] = gpu.alloc () : memref<16x32xf32>
