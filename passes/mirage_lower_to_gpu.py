@@ -13,9 +13,11 @@ A split reduction followed by its combine kernel (Mirage's partial sums, then a 
 becomes one kernel whose last block per output tile combines (mirage_mlir.lowering.fuse_split_k),
 unless `fuse-split-k=false`.
 
-`constant-inputs=1,2` declares arguments that no work before a call writes (weights): the first
-kernel is then launched as a programmatic dependent of whatever precedes the call and copies its
-first tiles of those while that finishes (`mirage.constant_inputs` on the host function; see
+Kernels overlap the one before (programmatic dependent launches, `mirage.overlap` on their
+`gpu.launch_func`), and a call's first kernel overlaps whatever precedes the call where no later
+kernel copies weights early (waiting before it reads anything). `constant-inputs=1,2` declares
+arguments that no work before a call writes (weights): the first kernel then copies its first tiles
+of those while the work before finishes (`mirage.constant_inputs` on the host function; see
 mirage_mlir.lowering.program.lower_graph). A call whose preceding work writes them races.
 
 Functions tagged `mirage.reference_function` (the original programs mirage-superoptimize keeps beside
