@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 22  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 21  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -812,7 +812,7 @@ def _retilings(graph: Graph) -> list[Graph]:
     """Each looping kernel of `graph` retiled (seeds.retile): its loop over 2, 4 or 8 times thinner
     tiles, at 128 threads, and with output column tiles of 64 or 128 (the shapes of the split-K plans
     that stream fastest on the H200: 16-32 KB stages, 128 threads, one wave of blocks); each kernel
-    with a loop of one at 256 and 512 threads, over its grid and over a half or a quarter as many blocks."""
+    with a loop of one at 256 and 512 threads, over its grid and over half as many blocks."""
     out = []
     for n, node in enumerate(graph.nodes):
         body = node.body
@@ -821,12 +821,10 @@ def _retilings(graph: Graph) -> list[Graph]:
         if body.forloop_range == 1:
             # a loop of one waits for its copies, then runs its stages: more threads copy fewer chunks
             # each and split the mma chains across more warps (lora's one kernel, H200 run 87: 128 ->
-            # 256 threads 3.9 -> 3.2 us); also a half or a quarter as many blocks, each 2 or 4 times
-            # the columns (lora's 64 blocks, one an SM overlapping the call before: 1.94-2.00 us against
-            # 2.2 at 128 blocks, H200 run 140; a row kernel runs on the threads its layout needs,
-            # whatever its block size)
+            # 256 threads 3.9 -> 3.2 us); also half as many blocks, each twice the columns
+            # (a row kernel runs on the threads its layout needs, whatever its block size)
             thread_counts = (None,) if plan_figures(body).unrolled else LOOP_ONE_THREADS
-            for grid in [None] + _fewer_block_grids(body):
+            for grid in [None] + _halved_grids(body):
                 for threads in thread_counts:
                     if (grid, threads) != (None, None) and (g := seeds.retile(graph, n, 1, grid, threads)) is not None:
                         out.append(g)
@@ -847,12 +845,11 @@ def _retilings(graph: Graph) -> list[Graph]:
     return out
 
 
-def _fewer_block_grids(body: Graph) -> list[tuple]:
-    """The grid with one of the savers' output axes split a half or a quarter as many ways."""
+def _halved_grids(body: Graph) -> list[tuple]:
+    """The grid with one of the savers' output axes split half as many ways."""
     axes = {axis for saver in body.nodes if saver.op == "output_saver"
-            for axis, dim in enumerate(saver.attr("omap")) if dim != -1}
-    return [tuple(g // k if a == axis else g for a, g in enumerate(body.grid_dim))
-            for axis in sorted(axes) for k in (2, 4) if body.grid_dim[axis] % k == 0]
+            for axis, dim in enumerate(saver.attr("omap")) if dim != -1 and body.grid_dim[axis] % 2 == 0}
+    return [tuple(g // 2 if a == axis else g for a, g in enumerate(body.grid_dim)) for axis in sorted(axes)]
 
 
 def deep_ring_twin(graph: Graph) -> Graph | None:
