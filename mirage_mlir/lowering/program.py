@@ -124,11 +124,10 @@ class LoweredProgram:
 
 def fills_half_the_slots(plan: BlockPlan, sms: int = SMS) -> bool:
     """Whether a grid, launched spread (spread_shared_bytes: an SM holds at most the blocks the grid
-    needs of it), fills at least half of the block slots the SMs have for it. A call's first kernel
-    overlaps the call before only then: a grid of fewer blocks than SMs leaves SMs idle while it
-    waits. Unspread, a grid's early blocks crowd onto the SMs the call before leaves room on (H200
-    run 96: Mirage's rmsnorm_linear plan, 96 blocks of 6 an SM's worth, ran 1.8-2x slower so; spread,
-    18.2 -> 16.8 us faster, session 24), and lora's one-block plan ran 2.4-3.6x slower."""
+    needs of it), fills at least half of the block slots the SMs have for it. Where a later kernel
+    of the plan copies early, a call's first kernel overlaps the call before only then, as a weight
+    stream that fills the GPU (lower_graph): lora's published plan, a one-block kernel before one
+    that copies W, ran 2.4-3.6x slower overlapping (H200 run 96)."""
     blocks = plan.g.grid_dim[0] * plan.g.grid_dim[1] * plan.g.grid_dim[2]
     shared = spread_shared_bytes(plan.shared_bytes, plan.threads, blocks, sms)
     return 2 * blocks >= resident_blocks(shared, plan.threads) * sms
