@@ -128,10 +128,9 @@ def fills_half_the_slots(plan: BlockPlan, sms: int = SMS) -> bool:
     of the plan copies early, a call's first kernel overlaps the call before only then, as a weight
     stream that fills the GPU (lower_graph): lora's published plan, a one-block kernel before one
     that copies W, ran 2.4-3.6x slower overlapping (H200 run 96)."""
-    blocks = plan.g.grid_dim[0] * plan.g.grid_dim[1] * plan.g.grid_dim[2]
+    blocks = math.prod(plan.g.grid_dim)
     shared = spread_shared_bytes(plan.shared_bytes, plan.threads, blocks, sms)
     return 2 * blocks >= resident_blocks(shared, plan.threads) * sms
-
 
 
 def _block_graph(graph: Graph, n: int) -> Graph:
@@ -221,14 +220,17 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     copies = [any(early_copies(p, early[j])) for j, p in enumerate(plans)]
     # the first kernel overlaps the call before where no later kernel copies early: such a copy, let
     # launch by the first kernel's start, would run beside the call before, unspread (session 24)
-    first_overlaps = not any(copies[1:]) or (bool(constant_inputs) and copies[0] and fills_half_the_slots(plans[0], sms))
+    first_overlaps = not any(copies[1:]) or (bool(constant_inputs) and copies[0]
+                                             and fills_half_the_slots(plans[0], sms))
     if first_overlaps:  # then nothing but the weights is copied before a wait
         early = early_inputs(constant_inputs)
     overlaps = [first_overlaps] + [True] * (len(plans) - 1)
     spread = [first_overlaps] + [not c for c in copies[1:]]  # a kernel that only waits launches spread
 
     def launch_shared(j: int, kernel: KernelCode) -> int | None:
-        return spread_shared_bytes(kernel.shared_bytes, kernel.block[0], math.prod(kernel.grid), sms) if spread[j] else None
+        if not spread[j]:
+            return None
+        return spread_shared_bytes(kernel.shared_bytes, kernel.block[0], math.prod(kernel.grid), sms)
     for j, (n, body) in enumerate(zip(starts, bodies)):
         triggers = overlaps[(j + 1) % len(starts)]
         dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
