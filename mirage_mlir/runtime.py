@@ -19,8 +19,8 @@ of the chip the program was compiled for, the cubins mirage-compile assembled wi
 
 A function compiled with several candidate plans (manifest "candidates", `mirage-compile
 --candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
-candidate as consecutive calls (CUDA events; the call's own buffers, then copies of its inputs, up to
-16 sets or enough that the calls read twice the L2 cache; L2 flushed before each sample; the median of
+candidate as 16 consecutive calls (CUDA events; the call's own buffers, then copies of its inputs, up
+to 16 sets or enough that the calls read twice the L2 cache, in turn; L2 flushed before each sample; the median of
 repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch or whose
 outputs differ from the model's pick's on those inputs (with a warning), and remembers the choice
 in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
@@ -64,9 +64,9 @@ MAX_STATIC_SHARED = 48 * 1024
 TUNE_BUDGET_S = 1.5  # seconds of timing per function on first use (module loads included)
 TUNE_SAMPLE_US = 20.0  # a sample launches a candidate back to back for about this long (once if longer)
 TUNE_SAMPLES = 25
-# a sample's consecutive calls, at most (over rotated copies of the inputs): as many as benchmarks/gpu.py
-# times. At 8 the two ranked qknorm_gqa bs1's c0 and c4 in opposite orders, reproducibly: 8 copies of a
-# small program's inputs stayed in L2 where 16 did not (H200 run 115)
+# a sample's consecutive calls (tuning.call_order), and its copies of the inputs at most (as many as
+# benchmarks/gpu.py rotates). At 8 copies the two ranked qknorm_gqa bs1's c0 and c4 in opposite orders,
+# reproducibly: 8 copies of a small program's inputs stayed in L2 where 16 did not (H200 run 115)
 TUNE_CALLS = 16
 
 
@@ -501,10 +501,11 @@ class Program:
         TUNE_SAMPLES rounds or the budget; the median per call decides. A sample replays the
         candidate's calls captured as one CUDA graph: launched one by one from Python, the CPU's
         launch latency entered the times (8-10 us per candidate of LayerNorm + Linear, unevenly:
-        the tuner kept one 14% slower than the fastest, H200 run 43). The calls run over rotated
-        copies of the inputs (`_input_sets`), as a model's layers follow each other: a first kernel
-        that overlaps the call before it (constant inputs) gains differently per candidate, and
-        timed one call at a time the tuner kept one 19% slower than the fastest (H200 run 97)."""
+        the tuner kept one 14% slower than the fastest, H200 run 43). The calls, at least
+        TUNE_CALLS of them, run over rotated copies of the inputs (`_input_sets`,
+        `tuning.call_order`), as a model's layers follow each other: a first kernel that overlaps
+        the call before it (constant inputs) gains differently per candidate, and timed one call at
+        a time the tuner kept one 19% slower than the fastest (H200 run 97)."""
         import cupy
 
         start = time.perf_counter()
@@ -529,8 +530,9 @@ class Program:
             launches[c] = kernels
         l2 = int(cupy.cuda.runtime.getDeviceProperties(device).get("l2CacheSize", 64 << 20))
         sets, copies = self._input_sets(device, like_torch, pointers, l2)
+        order = tuning.call_order(len(sets), TUNE_CALLS)
         calls = [None if kernels is None else
-                 [(kernels, self._buffers(device, like_torch, c, p, outs)) for p in sets]
+                 [(kernels, self._buffers(device, like_torch, c, sets[k], outs)) for k in order]
                  for c, kernels in enumerate(launches)]
         replays = [None if call is None else self._captured(call) for call in calls]
         # read, not written, to flush L2: dirty lines would be written back during the next sample
@@ -558,9 +560,9 @@ class Program:
                 events.append((c, begin, end))
             stream.synchronize()
             for c, begin, end in events:
-                us = cupy.cuda.get_elapsed_time(begin, end) * 1e3 / (reps[c] * len(sets))
+                us = cupy.cuda.get_elapsed_time(begin, end) * 1e3 / (reps[c] * len(order))
                 if round_ == 0:  # the first round only sizes the samples
-                    reps[c] = max(1, min(100, int(TUNE_SAMPLE_US / max(us * len(sets), 1e-3))))
+                    reps[c] = max(1, min(100, int(TUNE_SAMPLE_US / max(us * len(order), 1e-3))))
                 else:
                     samples[c].append(us)
             if time.perf_counter() - start > budget_s and all(samples[c] for c, x in enumerate(calls) if x):

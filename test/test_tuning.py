@@ -55,6 +55,12 @@ def test_consecutive_calls_read_past_the_l2():
     assert tuning.consecutive_calls(0, l2, most=4) == 4
 
 
+def test_a_sample_takes_the_input_sets_in_turn_for_at_least_the_calls_asked():
+    assert tuning.call_order(1, 4) == [0, 0, 0, 0]  # SwiGLU + down: one set, still consecutive calls
+    assert tuning.call_order(3, 7) == [0, 1, 2, 0, 1, 2, 0]
+    assert tuning.call_order(16, 16) == list(range(16))  # small programs: one call a set
+
+
 def test_a_candidate_whose_outputs_differ_from_the_picks_is_named():
     import numpy as np
 
