@@ -16,7 +16,7 @@ from mirage_mlir.passes import pass_class
 from mirage_mlir.search import SearchOptions, programs, superoptimize
 from mirage_mlir.search.reference import group_graph
 from mirage_mlir.search.seeds import (compose, fuse_norm_prologue, online_softmax_attention, row_fused,
-                                      split_before_matmul)
+                                      split_before_matmul, split_k_projection)
 
 INPUTS = os.path.join(os.path.dirname(__file__), "inputs")
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")  # the benchmark programs
@@ -395,18 +395,46 @@ def test_both_online_softmax_strategies_reach_the_clock():
 def test_the_first_part_is_also_composed_as_one_kernel():
     """SwiGLU + down at its benchmark size: the cut's first part (the gated product) as one kernel (the
     product written directly, silu * mul fused) is composed before the second part's best among the
-    seeds, whether the model prefers it or a split over K; in the latter case it is a seed the search
-    verifies first, for the clock to choose from (on the H200 it is the faster: NOTES.md, run 84)."""
+    seeds, whether the model prefers it or a split over K (in the latter case a seed the search
+    verifies first, for the clock to choose from: on the H200 it is the faster, NOTES.md run 84), and
+    before the second part as the cheapest split-K projection, always a seed verified first (the hand
+    plan of that form ran fastest, run 143)."""
+    from mirage_mlir.search import cost as costmod
     from mirage_mlir.search.driver import Budget, seed_candidates
 
     graph = converted("swiglu_down_bs1_f16", EXAMPLES)
-    first_part = split_before_matmul(graph)[0]
+    first_part, down = split_before_matmul(graph)
     gated = first_part.value_types[first_part.outputs[0]]
+    cheapest = min(split_k_projection(down), key=lambda g: costmod.cost(g).total_us)
     out, first = seed_candidates(graph, SearchOptions(time_budget=30, workers=2, use_cache=False), Budget(30))
     writes_product = [g for g in out if g.nodes[0].types == (gated,)]  # not partial sums
-    (one_kernel,) = writes_product
-    assert first in ([], [one_kernel])  # no attention here; a seed of its own only beside a split pick
-    assert check_equivalent(graph, one_kernel, trials=1).equivalent
+    one_kernel, projected = writes_product
+    assert [node.body for node in projected.nodes[1:]] == [node.body for node in cheapest.nodes]
+    assert first in ([projected], [one_kernel, projected])  # no attention here
+    for seed in writes_product:
+        assert check_equivalent(graph, seed, trials=1).equivalent
+
+
+def test_a_weight_projection_is_offered_as_split_k_pairs():
+    """SwiGLU's down projection as split_before_matmul cuts it (the gated product [8, 128] by the
+    weight W2 [128, 64], then a cast) as the hand plans' split-K pair, one launch once fused and equal
+    to it; nothing for a part that is not one matmul of two inputs followed by unary ops, or that has
+    more rows than a weight stream."""
+    from mirage_mlir.builder import KernelBuilder
+    from mirage_mlir.lowering.fuse_split_k import fused_pairs
+    from mirage_mlir.mugraph import TensorType
+    from mirage_mlir.search.seeds import FOLDED_MAX_ROWS
+
+    graph = converted("swiglu_small_f16")
+    first_part, down = split_before_matmul(graph)
+    (projection,) = split_k_projection(down)  # 64 columns, 2 splits of K 128 in tiles of 64
+    assert not verify(projection) and fused_pairs(projection)
+    assert check_equivalent(down, projection, trials=2).equivalent
+    assert check_equivalent(graph, compose(first_part, projection), trials=1).equivalent
+    assert split_k_projection(first_part) == []  # two matmuls, then silu * mul
+    assert split_k_projection(split_before_matmul(converted("lora_small_f16"))[1]) == []  # an add after
+    kb = KernelBuilder([TensorType((2 * FOLDED_MAX_ROWS, 128), "f16"), TensorType((128, 64), "f16")])
+    assert split_k_projection(kb.finish([kb.op("matmul", 0, 1, dtype="f16")])) == []
 
 
 @pytest.mark.parametrize("name", ["rmsnorm_linear_bs1_f16", "lora_bs1_f16"])

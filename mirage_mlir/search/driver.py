@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 21  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 23  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -690,11 +690,12 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
     a matmul that
     reads a computed tensor, each part searched alone (each with a third of the time left) and the
     cheapest of each composed, and the first part's cheapest one-kernel plan before the second's
-    (unverified: the compositions are verified with the search's candidates),
+    (unverified: the compositions are verified with the search's candidates) and, where the first
+    part holds a matmul, before the second part as a split-K weight stream (seeds.split_k_projection),
     and the second part alone with the first part's normalizations moved into its blocks
     (seeds.fuse_norm_prologue). Returns them all, and apart those to verify before the search's own
     (one plan per kernel strategy, for the clock to choose from: the online-softmax ones, the folded
-    LayerNorm projection and the one-kernel first part's composition)."""
+    LayerNorm projection and the one-kernel first part's compositions)."""
     out = []
     fused = [g for g in (seeds.row_fused(reference, threads) for threads in options.block_sizes) if g is not None]
     if fused:
@@ -730,6 +731,14 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
         out.append(seeds.compose(*parts))
         if one_kernel not in (None, parts[0]):
             first.append(seeds.compose(one_kernel, parts[1]))
+            out.append(first[-1])
+        # the second part as a split-K weight stream after the first part's one kernel, where the first
+        # part is a projection itself (SwiGLU's gate, then its down projection): a strategy the
+        # search's space does not hold. After a normalization (rmsnorm_linear, LayerNorm + Linear) the
+        # one-launch plans that normalize in the projection's blocks run faster (H200 run 118)
+        projections = sorted(seeds.split_k_projection(split[1]), key=lambda g: costmod.cost(g, options.chip).total_us)
+        if projections and any(node.op == "matmul" for node in split[0].nodes):
+            first.append(seeds.compose(one_kernel or parts[0], projections[0]))
             out.append(first[-1])
         # a normalization before the cut, computed instead in the searched second part's blocks
         fused = seeds.fuse_norm_prologue(seeds.compose(split[0], parts[1]))

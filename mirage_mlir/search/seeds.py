@@ -27,6 +27,9 @@
   x W, W's column sums and X's row sums and squares ((x W - mean(x) 1^T W) * rsqrt(var(x) + eps)): the
   projection no longer waits for a row kernel. An algebraic rewrite the search's block graphs cannot
   reach (it distributes the normalization over the matmul); the verifier proves it.
+- `split_k_projection(graph)`: a matmul of an input by a weight input (then unary ops) as the hand
+  plans' split-K pair over column strips (SwiGLU + down's down projection as split_before_matmul
+  cuts it): a tiling of the split form that the search's space does not hold.
 - `online_softmax_attention(graph)`: a program with attention's interface (Q [B, M, D],
   K [B, D, N], V [B, N, Dv]) that takes a max, as the two-kernel online-softmax plan
   (plans.stable_attention: running maxima and rescaled sums over a KV split, then a combine), at a
@@ -422,7 +425,8 @@ def _normalized_tiles(node: Node, fused: dict) -> Graph:
     return bb.finish([value[v] for v in body.outputs])
 
 
-__all__ = ["compose", "fuse_norm_prologue", "retile", "row_fused", "split_before_matmul", "split_reduction"]
+__all__ = ["compose", "fuse_norm_prologue", "retile", "row_fused", "split_before_matmul", "split_k_projection",
+           "split_reduction"]
 
 
 FOLDED_MAX_ROWS = 64
@@ -459,6 +463,50 @@ def folded_layernorm_projection(graph: Graph) -> list[Graph]:
             except ValueError:  # a K tile that is not whole or does not split K so
                 break
     return tilings
+
+
+PROJECTION_TILES = tuple(itertools.product((64, 128), (2, 4, 8), (64, 128)))  # columns, splits, K tile
+
+
+def split_k_projection(graph: Graph) -> list[Graph]:
+    """A program that multiplies two of its inputs, A [M, K] by a weight W [K, N] (at most
+    FOLDED_MAX_ROWS rows: a weight stream), then runs unary ops on the product (a cast), as the hand
+    plans' split-K pair (plans._split_k_partials / _split_k_combine: grid (N / columns, splits), each
+    block multiplying A's K slice by W's tile into partial sums; a combine over the splits runs the
+    unary ops), at the PROJECTION_TILES that divide it; none otherwise. SwiGLU + down's down
+    projection as split_before_matmul cuts it: its hand plan of this form ran 66.6 us where the
+    search's candidates, whose down projections split rows and K 8 x 32 ways before a launched
+    combine, ran 72.7 at best (H200 run 143); the search's own space does not reach this tiling."""
+    if len(graph.outputs) != 1 or not graph.nodes or graph.nodes[0].op != "matmul":
+        return []
+    a, w = graph.nodes[0].inputs
+    if max(a, w) >= len(graph.inputs):
+        return []
+    a_type, w_type = graph.inputs[a], graph.inputs[w]
+    if len(a_type.shape) != 2 or len(w_type.shape) != 2 or not (a_type.is_static() and w_type.is_static()):
+        return []
+    (m, k), (k2, n) = a_type.shape, w_type.shape
+    post, value = [], graph.first_result[0]
+    for index, node in enumerate(graph.nodes[1:], 1):
+        if node.inputs != (value,) or node.op not in OPS or OPS[node.op].category != "unary":
+            return []
+        post.append(node)
+        value = graph.first_result[index]
+    if k != k2 or m > FOLDED_MAX_ROWS or graph.outputs[0] != value:
+        return []
+    out = []
+    for col, splits, k_tile in PROJECTION_TILES:
+        if n % col or k % (splits * k_tile):
+            continue
+        kb, sub = KernelBuilder(list(graph.inputs)), KernelBuilder([a_type, w_type])
+        plans._split_k_partials(sub, [a_type, w_type], [1], col, splits, k_tile, threads=128)
+        (partial,) = kb.graph_def(sub.nodes[0].body, [a, w])
+        bb, (total,) = plans._split_k_combine([kb.types[partial]], splits, col)
+        for node in post:
+            attrs = {"dtype": node.types[0].dtype} if node.op == "cast" else dict(node.attrs)
+            total = bb.op(node.op, total, **attrs)
+        out.append(kb.finish(kb.graph_def(bb.finish([bb.save(total, (1, -1, -1))]), [partial])))
+    return out
 
 
 def online_softmax_attention(graph: Graph) -> list[Graph]:
