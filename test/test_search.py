@@ -301,6 +301,38 @@ def test_loop_of_one_kernels_are_retiled_at_more_threads_and_fewer_blocks():
     assert shapes(plans.ntrans(plans.benchmark_inputs("ntrans", 1, "f16"))) == [(4, 128)]
 
 
+def test_a_loop_of_one_first_kernel_is_offered_on_half_the_sms():
+    """beside_the_call_before: lora's one kernel (256 blocks of 16 columns) regridded until it fits half
+    the SMs (64 blocks of 64 columns) on BESIDE_THREADS threads, the same values (to f16 rounding: the
+    interpreter's matmul sums other tile widths in another order); nothing for a plan
+    that is so already, a row kernel or a looping kernel. _alternatives keeps it as a strategy though
+    the model ranks it below the search's pick (lora's ran fastest on the H200, run 146)."""
+    from mirage_mlir.evaluate import evaluate
+    from mirage_mlir.search.driver import (BESIDE_THREADS, Budget, Searcher, SearchStats, _alternatives,
+                                           beside_the_call_before)
+
+    inputs = plans.benchmark_inputs("lora", 1, "f16")
+    best = plans.lora_fused(inputs, col_tile=16, threads=256)
+    beside = beside_the_call_before(best, 132)
+    assert beside.nodes[0].body.grid_dim == (64, 1, 1) and beside.nodes[0].body.block_dim[0] == BESIDE_THREADS
+    assert beside_the_call_before(beside, 132) is None
+    assert beside_the_call_before(plans.ntrans(plans.benchmark_inputs("ntrans", 1, "f16")), 132) is None
+    assert beside_the_call_before(plans.PLANS["rmsnorm_linear"](plans.benchmark_inputs("rmsnorm_linear", 1, "f16")),
+                                  132) is None
+    values = [np.random.default_rng(4).standard_normal(t.shape).astype(np.float16) for t in inputs]
+    ((got,), (want,)) = evaluate(beside, values), evaluate(best, values)
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=1e-3,
+                               atol=1e-3 * float(np.abs(want).max()))
+
+    reference = programs.reference("lora", inputs)
+    check = check_equivalent(reference, best, trials=1)
+    options = SearchOptions(time_budget=30, candidates=3)
+    assert cost.cost(beside).total_us > cost.cost(best).total_us
+    chosen = _alternatives(reference, best, best, check, Searcher(reference, options, SearchStats()), {best},
+                           options, SearchStats(), [], Budget(30))
+    assert any(g.nodes[0].body.grid_dim == (64, 1, 1) for _, g, _ in chosen)
+
+
 def test_each_candidate_whose_ring_would_deepen_comes_with_a_deep_ring_twin():
     """deep_ring_twin: the plan with each looping kernel allowed DEEP_RING cp.async stages, the same
     values (only the schedule differs), and only where the generator would deepen a ring (here a loop
