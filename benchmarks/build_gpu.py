@@ -20,6 +20,7 @@ benchmarks/check_gpu.py and benchmarks/gpu.py. Every variant of a program with w
 (programs.WEIGHTS) is compiled with them declared constant (--constant-inputs).
 
   python benchmarks/build_gpu.py [-o .device/programs] [--chip sm_90] [--no-searched] [--sweep] [--split-k]
+                                [--plans NAME:key=value,... ...] [--stages N ...]
 """
 
 from __future__ import annotations
@@ -123,7 +124,11 @@ def main() -> int:
     p.add_argument("--split-k", action="store_true", help="add the split-K plans (plans.VARIANTS)")
     p.add_argument("--tiles", nargs="*", default=None, help="only these sweep variants (c<C>_k<K>_t<T>)")
     p.add_argument("--stages", nargs="*", type=int, default=[],
-                   help="sweeps also at these cp.async ring depths (MIRAGE_MAX_STAGES), named ..._s<N>")
+                   help="sweeps also at these cp.async ring depths (MIRAGE_MAX_STAGES), named ..._s<N>; "
+                        "--plans at them, named ..._r<N>")
+    p.add_argument("--plans", nargs="*", default=[], metavar="NAME:key=value,...",
+                   help="hand plans (plans.VARIANTS) to compile for every program built (f16), e.g. "
+                        "rmsnorm_linear_split_k:col_tile=64,splits=4,k_tile=64,threads=128 with --only rmsnorm_linear")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     jobs = []
@@ -149,6 +154,11 @@ def main() -> int:
                             if k == 0 and "splits=" in spec:  # the same plan as two launches, for comparison
                                 variants[variant_name(spec) + "_unfused"] = ["--plan", spec, "--lower-options",
                                                                              "fuse-split-k=false"]
+                    for spec in args.plans if dtype == "f16" else ():
+                        variants[variant_name(spec)] = ["--plan", spec]
+                        for stages in args.stages:
+                            variants[f"{variant_name(spec)}_r{stages}"] = ["--plan", spec]
+                            ring_depth[f"{variant_name(spec)}_r{stages}"] = stages
                     if dtype == "f16" and args.sweep and name == "ntrans":
                         for threads in (256, 512, 1024):  # latency-bound rows: fewer elements per thread
                             variants[f"t{threads}"] = ["--plan", f"published:threads={threads}"]
