@@ -16,6 +16,8 @@ from .emit_reduction import combine_tree
 from .emitter import Index
 from .plan import RegisterAccumulator, numel
 
+WRITTEN_OUT_K_STEPS = 16  # a loop-of-one kernel's mma K loop up to this many steps is written out
+
 
 class MatmulEmitter:
     """Stages holding matmuls (each applies its elementwise chain as an epilogue) and the
@@ -257,8 +259,13 @@ class MatmulEmitter:
 
         if init is None:
             init = [em.vconst_zero("vector<2x2xf32>")] * (wm * wn)
-        if k_dim == 16:
-            accs = step(k_first, init)
+        if k_dim == 16 or (self.plan.loop == 1 and k_dim <= 16 * WRITTEN_OUT_K_STEPS):
+            # a loop of one waits on this chain alone: written out, ptxas schedules the next step's
+            # ldmatrix beside this step's mma whatever the dtype (lora's bf16 chain stayed a loop and
+            # ran 12% slower than f16's, which ptxas unrolled itself: 14 against 42 HMMA, H200 run 147)
+            accs = init
+            for step_k in range(0, k_dim, 16):
+                accs = step(em.add(k_first, step_k), accs)
         else:
             k, res = em.fresh("k"), em.fresh("mm")
             args = [em.fresh("s") for _ in init]
