@@ -16,7 +16,7 @@ from .emit_reduction import combine_tree
 from .emitter import Index
 from .plan import RegisterAccumulator, numel
 
-WRITTEN_OUT_K_STEPS = 16  # a loop-of-one kernel's mma K loop up to this many steps is written out
+WRITTEN_OUT_K_STEPS = 16  # a loop-of-one kernel's bf16 mma K loop up to this many steps is written out
 
 
 class MatmulEmitter:
@@ -259,10 +259,11 @@ class MatmulEmitter:
 
         if init is None:
             init = [em.vconst_zero("vector<2x2xf32>")] * (wm * wn)
-        if k_dim == 16 or (self.plan.loop == 1 and k_dim <= 16 * WRITTEN_OUT_K_STEPS):
-            # a loop of one waits on this chain alone: written out, ptxas schedules the next step's
-            # ldmatrix beside this step's mma whatever the dtype (lora's bf16 chain stayed a loop and
-            # ran 12% slower than f16's, which ptxas unrolled itself: 14 against 42 HMMA, H200 run 147)
+        if k_dim == 16 or (dtype == "bf16" and self.plan.loop == 1 and k_dim <= 16 * WRITTEN_OUT_K_STEPS):
+            # a loop of one waits on this chain alone. ptxas unrolls an f16 chain of this length itself
+            # (lora: 42 HMMA) but keeps a bf16 one, its operands packed in i32, a loop (14 HMMA: 2.21 us
+            # against f16's 1.94-1.98, H200 run 147); written out, bf16 ran 2.02-2.04, and f16 written
+            # out ran slower than ptxas's own unrolling (2.05-2.07, run 149)
             accs = init
             for step_k in range(0, k_dim, 16):
                 accs = step(em.add(k_first, step_k), accs)
