@@ -325,6 +325,17 @@ def test_mma_sync_form_per_element_type(dtype, op, other):
         assert text.count("vector.bitcast") == 6 and "#nvvm.mma_type<bf16>" in text
 
 
+@pytest.mark.parametrize("dtype,loops", [("f16", 2), ("bf16", 0)])
+def test_a_loop_of_ones_bf16_mma_chain_is_written_out(dtype, loops):
+    """lora's one kernel at 128 threads (X A's and X W's K of 256 in two slices of 8 mma steps): an f16
+    chain stays an scf.for (ptxas unrolls it), a bf16 one is written out step by step (ptxas kept it
+    a loop, 12% slower on the H200, run 147)."""
+    body = plans.lora_fused(benchmark_inputs("lora", 1, dtype), col_tile=64, threads=128).nodes[0].body
+    text = BlockKernelGen(body, "k").generate(list(body.inputs), [body.value_types[v] for v in body.outputs]).text
+    mma_ops = text.count("mma.sync")  # nvgpu.mma.sync (f16), nvvm.mma.sync (bf16)
+    assert text.count("scf.for") == loops and (mma_ops < 16 if loops else mma_ops >= 32)
+
+
 @pytest.mark.parametrize("dtype,tensor_cores", [("f16", True), ("bf16", True), ("f32", False)])
 def test_matmul_stage_uses_tensor_cores_where_eligible(dtype, tensor_cores):
     body = matmul_body(16, 32, 16, dtype)
