@@ -146,6 +146,13 @@ def main() -> int:
                     variants = {"published": ["--plan", "published"]} if published else {}
                     variants["converted"] = ["--no-search"]
                     ring_depth = {}
+
+                    def at_depths(variant: str, plan: list[str], suffix: str) -> None:
+                        """The variant, and the same plan at each --stages ring depth (variant + suffix + N)."""
+                        variants[variant] = plan
+                        for stages in args.stages:
+                            variants[f"{variant}{suffix}{stages}"] = plan
+                            ring_depth[f"{variant}{suffix}{stages}"] = stages
                     if dtype == "f16" and not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
                     if dtype == "f16" and (args.sweep or args.split_k):
@@ -155,10 +162,7 @@ def main() -> int:
                                 variants[variant_name(spec) + "_unfused"] = ["--plan", spec, "--lower-options",
                                                                              "fuse-split-k=false"]
                     for spec in args.plans if dtype == "f16" else ():
-                        variants[variant_name(spec)] = ["--plan", spec]
-                        for stages in args.stages:
-                            variants[f"{variant_name(spec)}_r{stages}"] = ["--plan", spec]
-                            ring_depth[f"{variant_name(spec)}_r{stages}"] = stages
+                        at_depths(variant_name(spec), ["--plan", spec], "_r")
                     if dtype == "f16" and args.sweep and name == "ntrans":
                         for threads in (256, 512, 1024):  # latency-bound rows: fewer elements per thread
                             variants[f"t{threads}"] = ["--plan", f"published:threads={threads}"]
@@ -166,11 +170,8 @@ def main() -> int:
                         for col, k, threads in SWEEPS[name]:
                             if args.tiles is not None and f"c{col}_k{k}_t{threads}" not in args.tiles:
                                 continue
-                            plan = ["--plan", f"published:col_tile={col},k_tile={k},threads={threads}"]
-                            variants[f"c{col}_k{k}_t{threads}"] = plan
-                            for stages in args.stages:
-                                variants[f"c{col}_k{k}_t{threads}_s{stages}"] = plan
-                                ring_depth[f"c{col}_k{k}_t{threads}_s{stages}"] = stages
+                            at_depths(f"c{col}_k{k}_t{threads}",
+                                      ["--plan", f"published:col_tile={col},k_tile={k},threads={threads}"], "_s")
                 weights = ["--constant-inputs", ",".join(map(str, WEIGHTS[name]))] if name in WEIGHTS else []
                 for variant, extra in variants.items():
                     d = f"{name}_bs{bs}_{dtype}_{variant}"

@@ -19,8 +19,9 @@ of the chip the program was compiled for, the cubins mirage-compile assembled wi
 
 A function compiled with several candidate plans (manifest "candidates", `mirage-compile
 --candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
-candidate as 16 consecutive calls (CUDA events; the call's own buffers, then copies of its inputs, up
-to 16 sets or enough that the calls read twice the L2 cache, in turn; L2 flushed before each sample; the median of
+candidate as at least 16 consecutive calls (CUDA events; the call's own buffers, then copies of its
+inputs in turn, up to 16 sets or enough that the calls read twice the L2 cache; L2 flushed before each
+sample; the median of
 repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch or whose
 outputs differ from the model's pick's on those inputs (with a warning), and remembers the choice
 in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a

@@ -864,7 +864,10 @@ def beside_the_call_before(graph: Graph, sms: int) -> Graph | None:
     ones, which wait for SMs to free up, ran 2.2-3.5 (H200 run 146). The model knows nothing of the
     call before and ranks it below them, so the clock gets it as a strategy."""
     body = graph.nodes[0].body if graph.nodes else None
-    if body is None or body.forloop_range != 1 or plan_figures(body).unrolled or plan_figures(body).in_registers:
+    if body is None or body.forloop_range != 1:
+        return None
+    figures = plan_figures(body)
+    if figures.unrolled or figures.in_registers:
         return None
     grid = body.grid_dim
     while math.prod(grid) > sms // 2:
