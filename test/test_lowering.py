@@ -464,11 +464,14 @@ VARIANT_CASES = [
     ("lora_fused", [(16, 128), (128, 128), (128, 16), (16, 128)], dict(col_tile=16, threads=256)),
     # x W and W's column sums (a matmul by ones) on the tensor cores, X's row sums and sums of squares
     ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2)),
+    # ... at a K tile other than grid x's slice of X: the ones made in the loop from X's tile
+    ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2, k_tile=32)),
 ]
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
-@pytest.mark.parametrize("name,shapes,tiles", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
+@pytest.mark.parametrize("name,shapes,tiles", VARIANT_CASES,
+                         ids=[c[0] + "".join(f"-{k}{v}" for k, v in c[2].items() if k == "k_tile") for c in VARIANT_CASES])
 def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
     """The split-K plans and lora's one-kernel form equal the published plans (SwiGLU + down and
     LayerNorm + Linear their formulas), and their kernels, executed thread by thread, compute the

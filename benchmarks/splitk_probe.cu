@@ -1,0 +1,243 @@
+// What do a split-K weight stream's parts beside the stream cost, back to back? overlap_probe.cu
+// found that a pure cp.async stream of W [4096, N] (a 16-row X tile beside each stage) runs 8.6-12
+// us back to back at the generated plans' geometries, where the plans run 12.5-15 us. This probe
+// adds the plans' parts one at a time to that stream (every call a programmatic dependent of the
+// one before, launched spread as program.lower_graph launches it):
+//   xinv    after the wait, a loop-invariant [16, K tile] tile of X copied synchronously (LayerNorm's
+//           ones are made from it);
+//   combine after the loop, the warps' partial sums added through shared memory, the block's
+//           [rows, 64] f32 partial written, a fence and the strip's counter, and the last block of
+//           a strip adding every split's partial into the f16 output (fuse_split_k's tail); its
+//           steps alone: warpsum (the shared-memory sums), store (+ the partial written), vote (+ the
+//           fence and the counter, no combine); combine0: the fence by thread 0 alone after the
+//           block's barrier (CUTLASS's semaphore) instead of every thread's;
+//   late    launch_dependents after the loop instead of at entry (the next call's grid launches as
+//           this one's streams end), with shared memory for one block more an SM than the grid's
+//           share (+1) or without;
+//   cluster the same sums through distributed shared memory instead: a strip's splits launched as
+//           one thread block cluster, each block's partial left in its shared memory, block 0
+//           adding them (no global round trip, no counter).
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o splitk_probe splitk_probe.cu && ./splitk_probe
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include <cooperative_groups.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
+
+#include "probe_replay.cuh"
+#include "probe_ring.cuh"
+
+namespace cg = cooperative_groups;
+
+constexpr int COPIES = 4;
+constexpr int CALLS = 16;
+constexpr int K = 4096;
+constexpr int COLS = 64;  // a strip's columns (row_bytes 128)
+constexpr int SMS = 132, SHARED_PER_SM = 228 * 1024, SHARED_RESERVED = 1024;
+enum { XINV = 1, COMBINE = 2, CLUSTER = 4, WARPSUM = 8, STORE = 16, VOTE = 32, FENCE0 = 64, LATE = 128, PLUS1 = 256 };
+
+struct Args {
+  const char* w;
+  size_t pitch;
+  int k_tile, iters, rows, n, splits, flags;
+  const char* x;
+  float* partials;
+  int* counters;
+  __half* out;
+};
+
+template <int Stages, int Threads>
+__global__ void __launch_bounds__(Threads) splitk_kernel(Args a) {
+  if (!(a.flags & LATE)) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  extern __shared__ __align__(128) char ring[];
+  __shared__ int last;
+  const int row_bytes = COLS * 2, w_bytes = a.k_tile * row_bytes, x_bytes = a.rows * a.k_tile * 2;
+  const int stage = w_bytes + x_bytes, strip = blockIdx.x, split = blockIdx.y;
+  const size_t first_row = (size_t)split * a.k_tile * a.iters;
+  const char* p = a.w + (size_t)strip * row_bytes + first_row * a.pitch;
+  char* after_ring = ring + Stages * stage;  // the loop-invariant X tile
+  auto issue_w = [&](int i) {
+    char* slot = ring + (i % Stages) * stage;
+    for (int c = threadIdx.x; c < w_bytes / 16; c += Threads)
+      cp_async16(slot + c * 16, p + ((size_t)i * a.k_tile + c / 8) * a.pitch + (c % 8) * 16);
+  };
+  auto issue_x = [&](int i) {
+    char* slot = ring + (i % Stages) * stage + w_bytes;
+    const int per_row = a.k_tile * 2 / 16;
+    for (int c = threadIdx.x; c < x_bytes / 16; c += Threads)
+      cp_async16(slot + c * 16, a.x + (size_t)(c / per_row) * K * 2 + (first_row + (size_t)i * a.k_tile) * 2 +
+                                    (c % per_row) * 16);
+  };
+  for (int s = 0; s < Stages - 1 && s < a.iters; ++s) issue_w(s);
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  float acc = 0.f;
+  if (a.flags & XINV) {  // [16, K tile] of X at the strip's slice, through registers
+    const int per_row = a.k_tile * 2 / 16;
+    for (int c = threadIdx.x; c < 16 * per_row; c += Threads)
+      ((uint4*)after_ring)[c] = *(const uint4*)(a.x + (size_t)(c / per_row) * K * 2 + (size_t)strip * a.k_tile * 2 +
+                                                (c % per_row) * 16);
+    __syncthreads();
+    acc += ((const float*)after_ring)[threadIdx.x % 64];
+  }
+  for (int s = 0; s < Stages - 1; ++s) {
+    if (s < a.iters) issue_x(s);
+    asm volatile("cp.async.commit_group;\n");
+  }
+  for (int it = 0; it < a.iters; ++it) {
+    if (it + Stages - 1 < a.iters) {
+      issue_w(it + Stages - 1);
+      issue_x(it + Stages - 1);
+    }
+    asm volatile("cp.async.commit_group;\n");
+    asm volatile("cp.async.wait_group %0;\n" :: "n"(Stages - 1));
+    __syncthreads();
+    const float* f = (const float*)(ring + (it % Stages) * stage);
+    for (int c = threadIdx.x; c < stage / 4; c += Threads) acc += f[c];
+    __syncthreads();
+  }
+  if (a.flags & LATE) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  if (!(a.flags & (COMBINE | CLUSTER | WARPSUM | STORE | VOTE))) {
+    if (acc == 1.2345f) a.out[strip] = __float2half(acc);  // keeps the loads alive
+    return;
+  }
+  // the warps' partial sums of the block's [rows, 64] tile, added through shared memory
+  const int warps = Threads / 32, warp = threadIdx.x / 32, tile = a.rows * COLS;
+  float* warp_sums = (float*)ring;  // the ring is free once the loop has ended
+  for (int e = threadIdx.x % 32; e < tile; e += 32) warp_sums[warp * tile + e] = acc + e;
+  __syncthreads();
+  float* block_sum = warp_sums + warps * tile;
+  for (int e = threadIdx.x; e < tile; e += Threads) {
+    float s = 0.f;
+    for (int w = 0; w < warps; ++w) s += warp_sums[w * tile + e];
+    block_sum[e] = s;
+  }
+  if (a.flags & CLUSTER) {
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    if (cluster.block_rank() == 0)
+      for (int e = threadIdx.x; e < tile; e += Threads) {
+        float s = 0.f;
+        for (int r = 0; r < a.splits; ++r) s += cluster.map_shared_rank(block_sum, r)[e];
+        a.out[(size_t)(e / COLS) * a.n + strip * COLS + e % COLS] = __float2half(s);
+      }
+    cluster.sync();  // the other blocks' shared memory stays until block 0 has read it
+    return;
+  }
+  __syncthreads();
+  if (a.flags == WARPSUM) {
+    if (block_sum[threadIdx.x % tile] == 1.2345f) a.out[strip] = __float2half(acc);
+    return;
+  }
+  for (int e = threadIdx.x; e < tile; e += Threads)
+    a.partials[((size_t)split * a.rows + e / COLS) * a.n + strip * COLS + e % COLS] = block_sum[e];
+  if (a.flags == STORE) return;
+  if (a.flags & FENCE0) {
+    __syncthreads();
+    if (threadIdx.x == 0) asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+  } else {
+    __threadfence();
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    last = atomicAdd(&a.counters[strip], 1) == a.splits - 1;
+    if (last) a.counters[strip] = 0;
+  }
+  __syncthreads();
+  if (!last || !(a.flags & COMBINE)) return;
+  __threadfence();
+  for (int e = threadIdx.x; e < tile; e += Threads) {
+    float s = 0.f;
+    for (int r = 0; r < a.splits; ++r) s += a.partials[((size_t)r * a.rows + e / COLS) * a.n + strip * COLS + e % COLS];
+    a.out[(size_t)(e / COLS) * a.n + strip * COLS + e % COLS] = __float2half(s);
+  }
+}
+
+using Kernel = void (*)(Args);
+
+template <int S, int T>
+Kernel instance() {
+  CHECK(cudaFuncSetAttribute(splitk_kernel<S, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, 226 * 1024));
+  CHECK(cudaFuncSetAttribute(splitk_kernel<S, T>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  return splitk_kernel<S, T>;
+}
+
+// With `extra`, one block more an SM than the grid's share.
+int spread_bytes(int smem, int resident, int blocks, int extra) {
+  int per_sm = (blocks + SMS - 1) / SMS + extra;
+  if (resident <= per_sm) return smem;
+  int spread = SHARED_PER_SM / (per_sm + 1) - SHARED_RESERVED + 1;
+  return std::max(smem, (spread + 15) / 16 * 16);
+}
+
+struct Config {
+  const char* what;
+  int n, rows, splits, stage_kb, code;  // code: stages * 1000 + threads
+};
+
+int main() {
+  std::vector<std::pair<int, Kernel>> kernels = {{3128, instance<3, 128>()}, {3256, instance<3, 256>()},
+                                                 {4128, instance<4, 128>()}, {4256, instance<4, 256>()}};
+  std::vector<Config> configs = {
+      {"LayerNorm+Linear c64_s4_t256", 4096, 16, 4, 8, 4256}, {"LayerNorm+Linear c64_s8_t128", 4096, 16, 8, 8, 4128},
+      {"probe's best, K tile 128", 4096, 16, 4, 16, 4256},    {"K tile 128, 3 stages", 4096, 16, 4, 16, 3256},
+      {"rmsnorm_linear bs8 c64_s4", 6144, 8, 4, 16, 3128},    {"rmsnorm_linear bs1 c64_s4", 6144, 1, 4, 16, 4128},
+      {"gated-like 2 splits", 6144, 8, 2, 16, 3256}};
+  const int flag_sets[] = {0,       XINV,        WARPSUM,       STORE,   VOTE, COMBINE, COMBINE | FENCE0,
+                           XINV | COMBINE, CLUSTER, PLUS1, LATE | PLUS1, COMBINE | PLUS1, COMBINE | LATE,
+                           COMBINE | LATE | PLUS1};
+  const char* flag_names[] = {"stream", "xinv", "warpsum", "store", "vote", "combine", "combine0", "xinv+combine",
+                              "cluster", "stream +1", "stream late +1", "combine +1", "combine late",
+                              "combine late +1"};
+  char* x;
+  CHECK(cudaMalloc(&x, 16 * K * 2));
+  CHECK(cudaMemset(x, 0, 16 * K * 2));
+  float* partials;
+  CHECK(cudaMalloc(&partials, 8 * 16 * 6144 * 4));
+  int* counters;
+  CHECK(cudaMalloc(&counters, 6144 / COLS * 4));
+  CHECK(cudaMemset(counters, 0, 6144 / COLS * 4));
+  __half* out;
+  CHECK(cudaMalloc(&out, 16 * 6144 * 2));
+  cudaStream_t stream;
+  CHECK(cudaStreamCreate(&stream));
+  std::vector<char*> copies[2] = {device_copies(COPIES, (size_t)K * 4096 * 2), device_copies(COPIES, (size_t)K * 6144 * 2)};
+  printf("| plan | N | rows | splits | blocks | stage KiB | stages | threads | parts | blocks/SM | us | TB/s |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const Config& c : configs) {
+    Kernel kernel = nullptr;
+    for (auto& [code, k] : kernels)
+      if (code == c.code) kernel = k;
+    int stages = c.code / 1000, threads = c.code % 1000;
+    int k_tile = c.stage_kb * 1024 / (COLS * 2), iters = K / c.splits / k_tile, blocks = c.n / COLS * c.splits;
+    int stage = k_tile * COLS * 2 + c.rows * k_tile * 2;
+    int sums = (threads / 32 + 1) * c.rows * COLS * 4;  // the warps' partials, in the ring after the loop
+    for (int f = 0; f < 14; ++f) {
+      int flags = flag_sets[f], natural, resident;
+      int smem = std::max(stages * stage + ((flags & XINV) ? 16 * k_tile * 2 : 0), sums);
+      CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&natural, kernel, threads, smem));
+      int launch_smem = spread_bytes(smem, natural, blocks, (flags & PLUS1) ? 1 : 0);
+      CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, threads, launch_smem));
+      cudaLaunchAttribute attributes[2];
+      attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attributes[0].val.programmaticStreamSerializationAllowed = 1;
+      attributes[1].id = cudaLaunchAttributeClusterDimension;
+      attributes[1].val.clusterDim = {1, (unsigned)c.splits, 1};
+      cudaLaunchConfig_t config = {dim3(c.n / COLS, c.splits), dim3(threads), (size_t)launch_smem, stream, attributes,
+                                   (flags & CLUSTER) ? 2u : 1u};
+      std::vector<char*>& w = copies[c.n == 6144];
+      float us = median_replay_us(stream, 1, [&](int) {
+        for (int call = 0; call < CALLS; ++call) {
+          Args a = {w[call % COPIES], (size_t)c.n * 2, k_tile, iters, c.rows, c.n, c.splits, flags, x, partials, counters, out};
+          CHECK(cudaLaunchKernelEx(&config, kernel, a));
+        }
+      }) / CALLS;
+      printf("| %s | %d | %d | %d | %d | %d | %d | %d | %s | %d | %.2f | %.2f |\n", c.what, c.n, c.rows, c.splits, blocks,
+             c.stage_kb, stages, threads, flag_names[f], resident, us, (double)K * c.n * 2 / (us * 1e-6) / 1e12);
+    }
+  }
+  return 0;
+}
