@@ -23,7 +23,7 @@ candidate as at least 16 consecutive calls (CUDA events; the call's own buffers,
 inputs in turn, up to 16 sets or enough that the calls read twice the L2 cache; L2 flushed before each
 sample; the median of
 repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch or whose
-outputs differ from the model's pick's on those inputs (with a warning), and remembers the choice
+outputs on those inputs differ from the others' (`tuning.consensus`; with a warning), and remembers the choice
 in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
 first call made during CUDA-graph capture (nothing can be timed then). `Program.tune(*args)` times
 the candidates explicitly and returns the table (as `mirage-tune` prints it).
@@ -497,8 +497,9 @@ class Program:
     def _measure(self, device: int, like_torch: bool, pointers: list, outs: list,
                  budget_s: float = TUNE_BUDGET_S) -> None:
         """Times every candidate on these buffers (current stream): one launch each to load it, catch
-        launch errors and compare its outputs with the model's pick's, then rounds of samples (L2
-        flushed by a read, then the candidate's consecutive calls for about TUNE_SAMPLE_US) until
+        launch errors and collect its outputs (one that disagrees with the others is dropped:
+        `tuning.consensus`), then rounds of samples (L2 flushed by a read, then the candidate's
+        consecutive calls for about TUNE_SAMPLE_US) until
         TUNE_SAMPLES rounds or the budget; the median per call decides. A sample replays the
         candidate's calls captured as one CUDA graph: launched one by one from Python, the CPU's
         launch latency entered the times (8-10 us per candidate of LayerNorm + Linear, unevenly:
@@ -512,23 +513,23 @@ class Program:
         start = time.perf_counter()
         stream = cupy.cuda.get_current_stream()
         launches: list = [None] * len(self.candidates)
-        expected = None  # the model's pick's outputs: every other candidate must compute them too
+        outputs = {}  # every candidate's, on the same inputs: they must agree (tuning.consensus)
         dtypes = [spec["dtype"] for spec in self.outputs]
         for c in [self.model_choice] + [c for c in range(len(self.candidates)) if c != self.model_choice]:
             try:
                 kernels = self._load(device, c)
+                for x in outs:  # a candidate that does not write its outputs must not show the last one's
+                    _poison(x)
                 self._launch(kernels, self._buffers(device, like_torch, c, pointers, outs))
                 stream.synchronize()
             except Exception as e:  # noqa: BLE001 - a launch failure drops the candidate, whatever CuPy raises
                 warnings.warn(f"{self.name}: candidate plan {c} failed to run and is dropped: {e}", stacklevel=5)
                 continue
-            got = [_host_float(x, dtype) for x, dtype in zip(outs, dtypes)]
-            why = None if expected is None else tuning.disagreement(got, expected, dtypes)
-            if why:
-                warnings.warn(f"{self.name}: candidate plan {c} is dropped: {why}", stacklevel=5)
-                continue
-            expected = expected or got
+            outputs[c] = [_host_float(x, dtype) for x, dtype in zip(outs, dtypes)]
             launches[c] = kernels
+        for c, why in tuning.consensus(outputs, dtypes).items():
+            warnings.warn(f"{self.name}: candidate plan {c} is dropped: {why}", stacklevel=5)
+            launches[c] = None
         l2 = int(cupy.cuda.runtime.getDeviceProperties(device).get("l2CacheSize", 64 << 20))
         sets, copies = self._input_sets(device, like_torch, pointers, l2)
         order = tuning.call_order(len(sets), TUNE_CALLS)

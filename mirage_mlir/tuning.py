@@ -96,21 +96,36 @@ TOLERANCE = {"f16": 1e-2, "bf16": 1e-2, "f32": 1e-4, "f64": 1e-8, "i32": 0.0}
 
 
 def disagreement(got: list, expected: list, dtypes: list[str]) -> str | None:
-    """Why a candidate's outputs (float host arrays) are not the model's pick's on the same inputs,
-    or None: non-finite values where the pick has none, or a relative difference
-    ||got - expected|| / ||expected|| beyond the dtype's tolerance. Every candidate is verified as a
-    mu-graph; this catches one its lowering got wrong before the clock could choose it."""
+    """Why one candidate's outputs (float host arrays) are not another's on the same inputs, or None:
+    non-finite values where the other has none, or a relative difference ||got - expected|| /
+    ||expected|| beyond the dtype's tolerance."""
     import numpy as np
 
     for k, (g, e, dtype) in enumerate(zip(got, expected, dtypes)):
         finite = np.isfinite(e)
         if not np.isfinite(g[finite]).all():
-            return f"output {k} has non-finite values where the model's pick has none"
+            return f"output {k} has non-finite values where the reference has none"
         diff = float(np.linalg.norm((g - e)[finite]))
         scale = float(np.linalg.norm(e[finite]))
         if diff > TOLERANCE[dtype] * max(scale, 1e-30):
-            return f"output {k} differs from the model's pick's by {diff / max(scale, 1e-30):.1e} (relative)"
+            return f"output {k} differs from the reference's by {diff / max(scale, 1e-30):.1e} (relative)"
     return None
+
+
+def consensus(outputs: dict, dtypes: list[str]) -> dict:
+    """Which candidates to drop, and why ({candidate: reason}), from their outputs on the same inputs
+    (`outputs`: {candidate: float host arrays}, the model's pick first). Every candidate is verified
+    as a mu-graph, so all should agree; one that does not was lowered or assembled wrong (ptxas -O3
+    miscompiled a gated_mlp plan that the SIMT emulator ran right: NOTES.md, session 26). The
+    reference is the candidate that agrees with the most others (the first such in order: the
+    model's pick where it ties), so a wrong model's pick among three or more is dropped, not the
+    right ones that differ from it."""
+    order = list(outputs)
+    agrees = {c: [d for d in order if d != c and disagreement(outputs[d], outputs[c], dtypes) is None
+                  and disagreement(outputs[c], outputs[d], dtypes) is None] for c in order}
+    reference = max(order, key=lambda c: len(agrees[c]))  # max keeps the first of equals
+    return {c: f"{why} (the reference: candidate plan {reference})" for c in order
+            if c != reference and (why := disagreement(outputs[c], outputs[reference], dtypes))}
 
 
 def consecutive_calls(input_bytes: int, l2_bytes: int, most: int = 16) -> int:
@@ -138,4 +153,4 @@ def fastest(samples: list) -> tuple[int, list]:
     return min(alive, key=lambda k: (times[k], k)), times
 
 
-__all__ = ["artifact_digest", "cache_key", "call_order", "consecutive_calls", "disagreement", "enabled", "fastest", "load", "store"]
+__all__ = ["artifact_digest", "cache_key", "call_order", "consecutive_calls", "consensus", "disagreement", "enabled", "fastest", "load", "store"]

@@ -61,14 +61,32 @@ def test_a_sample_takes_the_input_sets_in_turn_for_at_least_the_calls_asked():
     assert tuning.call_order(16, 16) == list(range(16))  # small programs: one call a set
 
 
-def test_a_candidate_whose_outputs_differ_from_the_picks_is_named():
+def test_a_candidate_whose_outputs_differ_from_anothers_is_named():
     import numpy as np
 
     pick = [np.array([1.0, 2.0, np.inf], np.float32)]
     assert tuning.disagreement([pick[0] * (1 + 1e-3)], pick, ["f16"]) is None  # rounding
     assert "non-finite" in tuning.disagreement([np.array([1.0, np.nan, np.inf], np.float32)], pick, ["f16"])
-    assert "differs from the model's pick's by" in tuning.disagreement([pick[0] * 1.1], pick, ["f16"])
+    assert "differs from the reference's by" in tuning.disagreement([pick[0] * 1.1], pick, ["f16"])
     assert tuning.disagreement([pick[0] * (1 + 1e-3)], pick, ["f32"]) is not None  # f32 is held to 1e-4
+
+
+def test_the_candidates_that_disagree_with_the_most_agreeing_one_are_dropped():
+    """A wrong model's pick (listed first) among three or more is dropped, not the right candidates
+    that differ from it; with two that disagree nothing tells which is right, and the pick stays."""
+    import numpy as np
+
+    right = [np.linspace(1.0, 2.0, 8, dtype=np.float32)]
+    wrong = [right[0][::-1].copy()]
+    close = [right[0] * (1 + 1e-3)]
+    dropped = tuning.consensus({3: wrong, 0: right, 1: close, 2: right}, ["f16"])
+    assert list(dropped) == [3] and "the reference: candidate plan 0" in dropped[3]
+    assert list(tuning.consensus({0: right, 1: wrong}, ["f16"])) == [1]
+    assert list(tuning.consensus({1: wrong, 0: right}, ["f16"])) == [0]
+    assert tuning.consensus({0: right, 1: close, 2: right}, ["f16"]) == {}
+    assert tuning.consensus({0: right}, ["f16"]) == {}
+    nan = [np.full(8, np.nan, np.float32)]  # a candidate that never wrote its output
+    assert list(tuning.consensus({0: right, 1: nan, 2: close}, ["f16"])) == [1]
 
 
 def _artifact(tmp_path, candidates: int = 3):
