@@ -11,14 +11,10 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(s), "l"(gmem));
 }
 
-// Stages and Threads: the ring's depth and the block size (ring_probe.cu varies them).
-template <int Stages = STAGES, int Threads = THREADS, typename Issue>
-__device__ float ring_stream(const char* ring, int stage, int iters, Issue issue) {
+// The ring's steady state: `issue(i)` refills the slot of stage i, Stages - 1 ahead of the stage summed.
+template <int Stages, int Threads, typename Issue>
+__device__ float ring_loop(const char* ring, int stage, int iters, Issue issue) {
   float acc = 0.f;
-  for (int s = 0; s < Stages - 1; ++s) {
-    if (s < iters) issue(s);
-    asm volatile("cp.async.commit_group;\n");
-  }
   for (int it = 0; it < iters; ++it) {
     if (it + Stages - 1 < iters) issue(it + Stages - 1);
     asm volatile("cp.async.commit_group;\n");
@@ -29,4 +25,34 @@ __device__ float ring_stream(const char* ring, int stage, int iters, Issue issue
     __syncthreads();
   }
   return acc;
+}
+
+// Stages and Threads: the ring's depth and the block size (ring_probe.cu varies them).
+template <int Stages = STAGES, int Threads = THREADS, typename Issue>
+__device__ float ring_stream(const char* ring, int stage, int iters, Issue issue) {
+  for (int s = 0; s < Stages - 1; ++s) {
+    if (s < iters) issue(s);
+    asm volatile("cp.async.commit_group;\n");
+  }
+  return ring_loop<Stages, Threads>(ring, stage, iters, issue);
+}
+
+// The ring as a programmatic dependent launch runs it (blockgen.GridDependency): `early(i)` copies
+// stage i's bytes that no kernel before writes (W), for the first Stages - 1 stages before
+// griddepcontrol.wait; `after_wait()` runs next (its value is added to the sum); `late(i)` copies the
+// rest of stage i (X's tile) after the wait.
+template <int Stages, int Threads, typename Early, typename AfterWait, typename Late>
+__device__ float dependent_ring_stream(const char* ring, int stage, int iters, Early early, AfterWait after_wait,
+                                       Late late) {
+  for (int s = 0; s < Stages - 1 && s < iters; ++s) early(s);
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  float acc = after_wait();
+  for (int s = 0; s < Stages - 1; ++s) {
+    if (s < iters) late(s);
+    asm volatile("cp.async.commit_group;\n");  // stage 0's group holds every early copy: waited first
+  }
+  return acc + ring_loop<Stages, Threads>(ring, stage, iters, [&](int i) {
+    early(i);
+    late(i);
+  });
 }

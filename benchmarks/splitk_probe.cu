@@ -72,33 +72,16 @@ __global__ void __launch_bounds__(Threads) splitk_kernel(Args a) {
       cp_async16(slot + c * 16, a.x + (size_t)(c / per_row) * K * 2 + (first_row + (size_t)i * a.k_tile) * 2 +
                                     (c % per_row) * 16);
   };
-  for (int s = 0; s < Stages - 1 && s < a.iters; ++s) issue_w(s);
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-  float acc = 0.f;
-  if (a.flags & XINV) {  // [16, K tile] of X at the strip's slice, through registers
+  auto xinv = [&] {  // [16, K tile] of X at the strip's slice, through registers
+    if (!(a.flags & XINV)) return 0.f;
     const int per_row = a.k_tile * 2 / 16;
     for (int c = threadIdx.x; c < 16 * per_row; c += Threads)
       ((uint4*)after_ring)[c] = *(const uint4*)(a.x + (size_t)(c / per_row) * K * 2 + (size_t)strip * a.k_tile * 2 +
                                                 (c % per_row) * 16);
     __syncthreads();
-    acc += ((const float*)after_ring)[threadIdx.x % 64];
-  }
-  for (int s = 0; s < Stages - 1; ++s) {
-    if (s < a.iters) issue_x(s);
-    asm volatile("cp.async.commit_group;\n");
-  }
-  for (int it = 0; it < a.iters; ++it) {
-    if (it + Stages - 1 < a.iters) {
-      issue_w(it + Stages - 1);
-      issue_x(it + Stages - 1);
-    }
-    asm volatile("cp.async.commit_group;\n");
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(Stages - 1));
-    __syncthreads();
-    const float* f = (const float*)(ring + (it % Stages) * stage);
-    for (int c = threadIdx.x; c < stage / 4; c += Threads) acc += f[c];
-    __syncthreads();
-  }
+    return ((const float*)after_ring)[threadIdx.x % 64];
+  };
+  float acc = dependent_ring_stream<Stages, Threads>(ring, stage, a.iters, issue_w, xinv, issue_x);
   if (a.flags & LATE) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   if (!(a.flags & (COMBINE | CLUSTER | WARPSUM | STORE | VOTE))) {
     if (acc == 1.2345f) a.out[strip] = __float2half(acc);  // keeps the loads alive
