@@ -60,6 +60,7 @@ PREFETCH_DEPTH = 4  # most iterations loaded ahead
 # deepest cp.async ring for the for-loop's iterator tiles where the block graph does not say
 # (Graph.max_stages; MIRAGE_MAX_STAGES: for experiments)
 MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
+WHOLE_K_WARPS = os.environ.get("MIRAGE_WHOLE_K_WARPS") == "1"  # probe: warp tiles that walk the whole K first
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
 SHARED_PER_SM = 228 * 1024
 SHARED_RESERVED = 1024  # per resident block
@@ -867,16 +868,19 @@ class BlockPlan:
         tiles compute on clamped columns and store nothing (RegisterAccumulator.columns). None: no split."""
         batch, mt, nt = numel(shape[:-2]), -(-shape[-2] // 16), shape[-1] // 8
         # the usual shapes first, then those that fit N tiles of 3, 5, 6, 7 (48 columns: 6 tiles)
-        for wm, wn in ((2, 4), (4, 2), (1, 8), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1), (1, 1),
-                       (1, 6), (2, 3), (1, 3), (1, 5), (1, 7)):
-            if mt % wm or nt % wn:
-                continue
-            n_tiles = batch * (mt // wm) * (nt // wn)
-            tiles = shape[:-2] + (mt // wm, nt // wn)
-            if n_tiles % self.warps == 0 and n_tiles // self.warps <= UNROLL:
-                return wm, wn, tiles, 1
-            if self.warps % n_tiles == 0 and k_dim % (16 * (self.warps // n_tiles)) == 0:
-                return wm, wn, tiles, self.warps // n_tiles
+        shapes = ((2, 4), (4, 2), (1, 8), (2, 2), (1, 4), (4, 1), (1, 2), (2, 1), (1, 1),
+                  (1, 6), (2, 3), (1, 3), (1, 5), (1, 7))
+        for whole_k in ((True, False) if WHOLE_K_WARPS else (False,)):
+            for wm, wn in shapes:
+                if mt % wm or nt % wn:
+                    continue
+                n_tiles = batch * (mt // wm) * (nt // wn)
+                tiles = shape[:-2] + (mt // wm, nt // wn)
+                if n_tiles % self.warps == 0 and n_tiles // self.warps <= UNROLL:
+                    return wm, wn, tiles, 1
+                if (not whole_k and self.warps % n_tiles == 0
+                        and k_dim % (16 * (self.warps // n_tiles)) == 0):
+                    return wm, wn, tiles, self.warps // n_tiles
         return self.padded_warp_tiles(shape)
 
     def matmul_stages(self) -> list[tuple[int, list[int]]]:
