@@ -17,6 +17,9 @@ GRAPH_DEF = OpSpec(
         Attr("max_stages", "i64", optional=True,
              doc="the deepest cp.async ring the code generator may give the for-loop's tiles (a schedule "
                  "choice: the values computed do not depend on it; absent: the generator's default)"),
+        Attr("whole_k_warps", "i64", optional=True,
+             doc="1: each warp's mma tiles walk the for-loop's whole K, no warps splitting K and adding their "
+                 "sums after the loop (a schedule choice, as max_stages; absent: the generator's default)"),
     ),
     has_region=True,
 )

@@ -16,7 +16,7 @@ from .mugraph import Graph, Node, TensorType
 LEVEL_DIALECT = {"kernel": "mirage_kernel", "block": "mirage_block", "thread": "mirage_thread"}
 SUB_LEVEL = {"kernel": "block", "block": "thread"}
 SEGMENT_ATTRS = ("operandSegmentSizes", "resultSegmentSizes")
-BLOCK_GRAPH_ATTRS = ("grid_dim", "block_dim", "forloop_range", "max_stages")
+BLOCK_GRAPH_ATTRS = ("grid_dim", "block_dim", "forloop_range", "max_stages", "whole_k_warps")
 
 
 class BridgeError(Exception):
@@ -123,7 +123,8 @@ def _read_region(op: ir.Operation, level: str, attrs: dict, index: OpIndex, path
     if level == "block":
         try:
             extra = dict(grid_dim=tuple(attrs["grid_dim"]), block_dim=tuple(attrs["block_dim"]),
-                         forloop_range=int(attrs["forloop_range"]), max_stages=int(attrs.get("max_stages", 0)))
+                         forloop_range=int(attrs["forloop_range"]), max_stages=int(attrs.get("max_stages", 0)),
+                         whole_k_warps=bool(attrs.get("whole_k_warps", 0)))
         except KeyError as e:
             raise BridgeError(op, f"'{op.name}' needs attribute {e}") from None
     return Graph(tuple(inputs), tuple(nodes), tuple(outputs), **extra)
@@ -198,6 +199,8 @@ def build_graph(graph: Graph, inputs: list[ir.Value], level: str = "kernel",
                          forloop_range=mlir_attr(int(body.forloop_range)))
             if body.max_stages:
                 attrs["max_stages"] = mlir_attr(int(body.max_stages))
+            if body.whole_k_warps:
+                attrs["whole_k_warps"] = mlir_attr(1)
         for attr_name, declared, count in (("operandSegmentSizes", spec.operands, len(node.inputs)),
                                            ("resultSegmentSizes", spec.results, len(node.types))):
             if any(v.variadic for v in declared):

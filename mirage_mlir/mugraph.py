@@ -72,6 +72,9 @@ class Graph:
     # a block graph's schedule, like block_dim: the deepest cp.async ring the code generator may give
     # its for-loop's tiles (0: its default, lowering.plan.MAX_STAGES); the values computed do not depend on it
     max_stages: int = 0
+    # likewise a schedule: each warp's mma tiles walk the loop's whole K (True), or, where the warp
+    # tiles are fewer than the warps, warps split K and add their registers after the loop (False)
+    whole_k_warps: bool = False
 
     @cached_property
     def value_types(self) -> tuple[TensorType, ...]:

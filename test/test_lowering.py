@@ -155,6 +155,22 @@ def test_a_block_graph_sets_its_ring_depth():
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
 
 
+def test_a_block_graph_sets_whether_its_warps_split_k():
+    """rmsnorm_linear's split plan: 4 warps share one warp tile of 1 x 8 mma tiles by K slices and
+    add their registers after the loop; with whole_k_warps each takes 1 x 2 tiles over the whole K
+    (no slices to add), and run thread by thread it computes the plan."""
+    types = [TensorType(s, "f16") for s in [(4, 1024), (1024, 128)]]
+    graph = VARIANTS["rmsnorm_linear_split_k"](types, col_tile=64, splits=2, k_tile=64)
+    body = graph.nodes[0].body
+    ((_, split),) = plan.BlockPlan(body).reg_accs.items()
+    ((_, whole),) = plan.BlockPlan(replace(body, whole_k_warps=True)).reg_accs.items()
+    assert (split.wn, split.kslices, whole.wn, whole.kslices) == (8, 4, 2, 1)
+    graph = replace(graph, nodes=(replace(graph.nodes[0], body=replace(body, whole_k_warps=True)),) + graph.nodes[1:])
+    assert "%kslices" not in lower_graph(graph).gpu_module_text()
+    inputs = random_inputs(types, seed=4)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
 def test_a_loop_of_tiles_too_narrow_for_cp_async_copies_them_synchronously():
     """Tiles whose rows hold under 4 bytes get no ring (and no ring stages): the folded LayerNorm
     plan at one output column a block takes K tiles of one element (it had stopped the lowering

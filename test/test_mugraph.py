@@ -124,13 +124,15 @@ def test_irdl_text_loads_into_a_fresh_context():
     make_context()  # loading raises on malformed IRDL
 
 
-@pytest.mark.parametrize("max_stages", [0, 8])
+@pytest.mark.parametrize("schedule", [{}, dict(max_stages=8), dict(whole_k_warps=True)],
+                         ids=["default", "max_stages", "whole_k_warps"])
 @pytest.mark.parametrize("name", sorted(PLANS))
-def test_bridge_round_trips_through_text(name, max_stages):
-    """Every plan's graph, its block graphs' schedule (max_stages: absent, or set) included."""
+def test_bridge_round_trips_through_text(name, schedule):
+    """Every plan's graph, its block graphs' schedule (max_stages, whole_k_warps: absent, or set)
+    included."""
     graph = PLANS[name]([TensorType(s, "f16") for s in SMALL_SHAPES[name]])
     graph = dataclasses.replace(graph, nodes=tuple(
-        dataclasses.replace(n, body=dataclasses.replace(n.body, max_stages=max_stages)) if n.body else n
+        dataclasses.replace(n, body=dataclasses.replace(n.body, **schedule)) if n.body else n
         for n in graph.nodes))
     context = make_context()
     with context, ir.Location.unknown():

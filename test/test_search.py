@@ -360,8 +360,30 @@ def test_each_candidate_whose_ring_would_deepen_comes_with_a_deep_ring_twin():
     options = SearchOptions(time_budget=10, candidates=4)
     chosen = _alternatives(reference, best, best, check, Searcher(reference, options, SearchStats()), {best},
                            options, SearchStats(), [], SpentBudget())
-    assert sorted(g.nodes[0].body.max_stages for _, g, _ in chosen) == [0, DEEP_RING]
+    schedules = sorted((g.nodes[0].body.max_stages, g.nodes[0].body.whole_k_warps) for _, g, _ in chosen)
+    assert schedules == [(0, False), (0, True), (DEEP_RING, False)]  # the whole-K twin: below
     assert all(c is check for _, _, c in chosen)
+
+
+def test_a_candidate_whose_warps_split_k_comes_with_a_whole_k_twin():
+    """whole_k_twin: the plan with its warps walking the whole K (the same values), only where a
+    kernel's warps split a loop-carried matmul's K (rmsnorm_linear's 4 x 64 outputs: one warp tile,
+    four warps; not 4 x 256 at 128 threads, four warp tiles), and not a twin again."""
+    from mirage_mlir.evaluate import evaluate
+    from mirage_mlir.lowering import warp_tiles
+    from mirage_mlir.mugraph import TensorType
+    from mirage_mlir.search.driver import whole_k_twin
+
+    inputs = [TensorType(s, "f16") for s in [(4, 1024), (1024, 128)]]
+    best = plans.PLANS["rmsnorm_linear"](inputs, k_tile=64)
+    twin = whole_k_twin(best)
+    assert twin.nodes[0].body.whole_k_warps and whole_k_twin(twin) is None
+    assert [a.kslices for a in warp_tiles(best.nodes[0].body).values()] == [4]
+    assert [a.kslices for a in warp_tiles(twin.nodes[0].body).values()] == [1]
+    assert whole_k_twin(plans.PLANS["rmsnorm_linear"](inputs, col_tile=128, k_tile=64, threads=64)) is None
+    assert cache.graph_from_json(cache.graph_to_json(twin)) == twin
+    values = [np.random.default_rng(3).standard_normal(t.shape).astype(np.float16) for t in inputs]
+    assert all(np.array_equal(a, b) for a, b in zip(evaluate(twin, values), evaluate(best, values)))
 
 
 def test_a_split_plan_with_its_combine_fused_is_another_plan_than_with_it_launched():

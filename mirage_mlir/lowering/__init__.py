@@ -8,9 +8,9 @@
   kernels on the CPU (NumPy, lockstep threads, race checks) so that tests need no GPU.
 """
 
-from .blockgen import KernelCode, generate_kernel, plan_figures
+from .blockgen import KernelCode, generate_kernel, plan_figures, warp_tiles
 from .plan import CODEGEN_VERSION, MAX_SHARED_BYTES, LoweringError, PlanFigures
 from .program import Launch, LoweredProgram, lower_graph
 
 __all__ = ["CODEGEN_VERSION", "MAX_SHARED_BYTES", "KernelCode", "Launch", "LoweredProgram", "LoweringError", "PlanFigures", "generate_kernel",
-           "lower_graph", "plan_figures"]
+           "lower_graph", "plan_figures", "warp_tiles"]

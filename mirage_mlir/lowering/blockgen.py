@@ -424,6 +424,11 @@ def plan_figures(graph: Graph) -> PlanFigures:
     return BlockPlan(graph).figures()
 
 
+def warp_tiles(graph: Graph) -> dict:
+    """How the warps share each loop-carried tensor-core matmul ({node: plan.RegisterAccumulator})."""
+    return BlockPlan(graph).reg_accs
+
+
 def generate_kernel(graph: Graph, name: str, path: tuple[int, ...] = (), use_mma: bool = True,
                     rows: RowMask = RowMask(), dependency: GridDependency | None = None) -> KernelCode:
     """The gpu.func text for a block graph (the body of a graph_def). `use_mma`: f16 matmuls on

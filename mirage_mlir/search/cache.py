@@ -32,7 +32,7 @@ def graph_to_json(g: Graph) -> dict:
                    "body": graph_to_json(n.body) if n.body is not None else None} for n in g.nodes],
         "outputs": list(g.outputs),
         "grid_dim": list(g.grid_dim), "block_dim": list(g.block_dim), "forloop_range": g.forloop_range,
-        "max_stages": g.max_stages,
+        "max_stages": g.max_stages, "whole_k_warps": g.whole_k_warps,
     }
 
 
@@ -60,7 +60,8 @@ def graph_from_json(d: dict) -> Graph:
                        tuple((k, _dec(v)) for k, v in n["attrs"]),
                        graph_from_json(n["body"]) if n["body"] is not None else None) for n in d["nodes"])
     return Graph(tuple(tt(t) for t in d["inputs"]), nodes, tuple(d["outputs"]), tuple(d["grid_dim"]),
-                 tuple(d["block_dim"]), int(d["forloop_range"]), int(d.get("max_stages", 0)))
+                 tuple(d["block_dim"]), int(d["forloop_range"]), int(d.get("max_stages", 0)),
+                 bool(d.get("whole_k_warps", False)))
 
 
 def cache_key(graph: Graph, target: str, options: dict) -> str:

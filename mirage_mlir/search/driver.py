@@ -32,14 +32,14 @@ from ..mugraph import Graph, Node, TensorType
 from . import absexpr, cache, cost as costmod, seeds
 from .generator import (BlockSearch, Config, Context, KTensor, Options, UNARY_SEARCH, build_body,
                         config_table)
-from ..lowering import CODEGEN_VERSION, plan_figures
+from ..lowering import CODEGEN_VERSION, plan_figures, warp_tiles
 from ..lowering.fuse_split_k import fused_pairs
 from .space import index_classes
 from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 24  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 25  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -901,6 +901,22 @@ def deep_ring_twin(graph: Graph) -> Graph | None:
     return replace(graph, nodes=tuple(nodes)) if deeper else None
 
 
+def whole_k_twin(graph: Graph) -> Graph | None:
+    """`graph` with each kernel whose warps split a loop-carried matmul's K walking the whole K in
+    each warp instead (Graph.whole_k_warps), or None where no kernel's warps split K. Neither is
+    better everywhere: run 163 timed split plans 3-28% faster so (no warps' sums in the tail, fewer
+    registers), but gated_mlp bs8's 2-split plan 3% and LayerNorm's 256-thread plan 7% slower."""
+    nodes, changed = [], False
+    for node in graph.nodes:
+        body = node.body
+        if body is not None and body.forloop_range > 1 and not body.whole_k_warps:
+            whole = replace(body, whole_k_warps=True)
+            if warp_tiles(whole) != warp_tiles(body):
+                node, changed = replace(node, body=whole), True
+        nodes.append(node)
+    return replace(graph, nodes=tuple(nodes)) if changed else None
+
+
 def _family(signature: tuple) -> tuple:
     """The signature without its last element per kernel (the stage size and the saved tiles)."""
     return tuple(kernel[:-1] if isinstance(kernel, tuple) else kernel for kernel in signature)
@@ -919,7 +935,8 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
     launch, seeds.combine_on_split_tiles). Verification is cut off after 2 attempts per wanted
     candidate or when the budget ends; plans verified already are kept either way. Each plan
     whose ring the generator would deepen comes with that twin (deep_ring_twin: the same mu-graph, so
-    verified with it): which depth streams faster is not a question the model answers well."""
+    verified with it), and each whose warps split a matmul's K with its whole-K twin (whole_k_twin):
+    which streams faster is not a question the model answers well."""
     chip = costmod.chip(options.chip)
     chosen = [(costmod.cost(best, options.chip).total_us, best, best_check)]
     if options.candidates <= 1:
@@ -978,7 +995,7 @@ def _alternatives(reference: Graph, searched_best: Graph, best: Graph, best_chec
             chosen.append((us, g, check))
             signatures.add(signature)
     chosen += [(costmod.cost(twin, options.chip).total_us, twin, check) for _, g, check in chosen
-               if (twin := deep_ring_twin(g)) is not None]
+               for twin in (deep_ring_twin(g), whole_k_twin(g)) if twin is not None]
     return sorted(chosen, key=lambda e: e[0])  # a cheaper alternative (a split not tried before) is the pick
 
 
