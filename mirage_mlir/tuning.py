@@ -124,8 +124,10 @@ def consensus(outputs: dict, dtypes: list[str]) -> dict:
     agrees = {c: [d for d in order if d != c and disagreement(outputs[d], outputs[c], dtypes) is None
                   and disagreement(outputs[c], outputs[d], dtypes) is None] for c in order}
     reference = max(order, key=lambda c: len(agrees[c]))  # max keeps the first of equals
-    return {c: f"{why} (the reference: candidate plan {reference})" for c in order
-            if c != reference and (why := disagreement(outputs[c], outputs[reference], dtypes))}
+    why = lambda c: (disagreement(outputs[c], outputs[reference], dtypes)
+                     or "its outputs are finite where the reference's are not")
+    return {c: f"{why(c)} (the reference: candidate plan {reference})" for c in order
+            if c != reference and c not in agrees[reference]}
 
 
 def consecutive_calls(input_bytes: int, l2_bytes: int, most: int = 16) -> int:

@@ -87,6 +87,9 @@ def test_the_candidates_that_disagree_with_the_most_agreeing_one_are_dropped():
     assert tuning.consensus({0: right}, ["f16"]) == {}
     nan = [np.full(8, np.nan, np.float32)]  # a candidate that never wrote its output
     assert list(tuning.consensus({0: right, 1: nan, 2: close}, ["f16"])) == [1]
+    assert "non-finite values where the reference has none" in tuning.consensus({0: nan, 1: right, 2: right}, ["f16"])[0]
+    holey = [np.where(np.arange(8) == 0, np.nan, right[0]).astype(np.float32)]  # agreed by two: the reference
+    assert "finite where the reference's are not" in tuning.consensus({0: right, 1: holey, 2: holey}, ["f16"])[0]
 
 
 def _artifact(tmp_path, candidates: int = 3):
