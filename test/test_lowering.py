@@ -513,6 +513,26 @@ def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
 
 
 
+# the plans whose warps split a matmul's K (the attention plans', lora's and ntrans's do not)
+WHOLE_K_CASES = [(name, MEDIUM[name], {}) for name in ("gated_mlp", "rmsnorm_linear")] + [
+    case for case in VARIANT_CASES if case[0] != "lora_fused"]
+
+
+@pytest.mark.parametrize("name,shapes,tiles", WHOLE_K_CASES, ids=[f"{c[0]}-{k}" for k, c in enumerate(WHOLE_K_CASES)])
+def test_whole_k_twins_compute_the_mu_graph(name, shapes, tiles):
+    """A plan whose warps split a matmul's K has a whole-K twin (driver.whole_k_twin, kept for the
+    clock beside every such candidate); executed thread by thread it computes the mu-graph."""
+    from mirage_mlir.search.driver import whole_k_twin
+
+    types = [TensorType(s, "f16") for s in shapes]
+    twin = whole_k_twin((PLANS.get(name) or VARIANTS[name])(types, **tiles))
+    assert twin is not None
+    inputs = random_inputs(types, seed=7, scale=SCALE.get(name, 1.0))
+    inputs = inputs[:1] + [round_to(x * 0.1, "f16") for x in inputs[1:]]
+    for o, r in zip(run_on_cpu(twin, inputs), evaluate(twin, inputs)):
+        assert np.isfinite(o).all() and rel_err(o, r) < 2e-3
+
+
 @pytest.mark.parametrize("tiles,room,even", [(dict(col_tile=64, splits=4, k_tile=64), True, True),
                                              (dict(col_tile=8, splits=2, k_tile=128, threads=256), True, False),
                                              (dict(col_tile=64, splits=4, k_tile=64), False, True)],
