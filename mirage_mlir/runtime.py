@@ -21,10 +21,10 @@ A function compiled with several candidate plans (manifest "candidates", `mirage
 --candidates K`) runs the fastest on this GPU: on its first call on a device the runtime times each
 candidate as at least 16 consecutive calls (CUDA events; the call's own buffers, then copies of its
 inputs in turn, up to 16 sets or enough that the calls read twice the L2 cache; L2 flushed before each
-sample; the median of
-repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails to launch or whose
-outputs on those inputs differ from the others' (`tuning.consensus`; with a warning), and remembers the choice
-in a per-user cache (mirage_mlir/tuning.py) so that later loads skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
+sample; the median of repeated samples, at most `TUNE_BUDGET_S` seconds in all), drops any that fails
+to launch or whose outputs on those inputs differ from the others' (`tuning.consensus`; with a
+warning), and remembers the choice in a per-user cache (mirage_mlir/tuning.py) so that later loads
+skip the timing. `load(dir, tune=False)` or MIRAGE_TUNE=0 runs the model's pick instead; so does a
 first call made during CUDA-graph capture (nothing can be timed then). `Program.tune(*args)` times
 the candidates explicitly and returns the table (as `mirage-tune` prints it).
 

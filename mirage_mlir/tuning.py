@@ -155,4 +155,5 @@ def fastest(samples: list) -> tuple[int, list]:
     return min(alive, key=lambda k: (times[k], k)), times
 
 
-__all__ = ["artifact_digest", "cache_key", "call_order", "consecutive_calls", "consensus", "disagreement", "enabled", "fastest", "load", "store"]
+__all__ = ["artifact_digest", "cache_key", "call_order", "consecutive_calls", "consensus", "disagreement", "enabled",
+           "fastest", "load", "store"]
