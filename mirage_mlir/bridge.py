@@ -124,7 +124,7 @@ def _read_region(op: ir.Operation, level: str, attrs: dict, index: OpIndex, path
         try:
             extra = dict(grid_dim=tuple(attrs["grid_dim"]), block_dim=tuple(attrs["block_dim"]),
                          forloop_range=int(attrs["forloop_range"]), max_stages=int(attrs.get("max_stages", 0)),
-                         whole_k_warps=bool(attrs.get("whole_k_warps", 0)))
+                         whole_k_warps=int(attrs.get("whole_k_warps", 0)))  # 0 / 1: graph_verify checks
         except KeyError as e:
             raise BridgeError(op, f"'{op.name}' needs attribute {e}") from None
     return Graph(tuple(inputs), tuple(nodes), tuple(outputs), **extra)

@@ -145,6 +145,8 @@ class _Verifier:
         if not 0 <= body.max_stages <= MAX_RING_STAGES:
             self.error(path, f"max_stages must be in [0, {MAX_RING_STAGES}] (0 or absent: the generator's default), "
                              f"got {body.max_stages}")
+        if body.whole_k_warps not in (0, 1):
+            self.error(path, f"whole_k_warps must be 0 or 1 (absent: 0), got {body.whole_k_warps}")
         operand_types = tuple(graph.value_types[v] for v in node.inputs)
         if body.inputs != operand_types:
             self.error(path, "the block graph's arguments must have the graph_def's operand types")

@@ -394,6 +394,38 @@ func.func @max_stages_too_deep(%x: tensor<4x64xf32>) -> tensor<4x1xf32> {
 
 // -----
 
+// whole_k_warps: a schedule attribute (each warp's mma tiles walk the whole K), kept through a round
+// trip.
+// CHECK-LABEL: func.func @whole_k_warps(
+// CHECK: }) {block_dim = array<i64: 128, 1, 1>, forloop_range = 4 : i64, grid_dim = array<i64: 1, 1, 1>,
+// CHECK-SAME: whole_k_warps = 1 : i64}
+func.func @whole_k_warps(%x: tensor<4x64xf32>) -> tensor<4x1xf32> {
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<4x64xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = 1} : (tensor<4x64xf32>) -> tensor<4x16xf32>
+    %s = "mirage_block.accum_sum"(%t) {reduce_dim = 1} : (tensor<4x16xf32>) -> tensor<4x1xf32>
+    %r = "mirage_block.output_saver"(%s) {omap = array<i64: -1, -1, -1>} : (tensor<4x1xf32>) -> tensor<4x1xf32>
+    gpu.yield %r : tensor<4x1xf32>
+  }) {grid_dim = array<i64: 1, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 4, whole_k_warps = 1, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x64xf32>) -> tensor<4x1xf32>
+  return %o : tensor<4x1xf32>
+}
+
+// -----
+
+func.func @whole_k_warps_not_a_flag(%x: tensor<4x64xf32>) -> tensor<4x1xf32> {
+  // expected-error @+1 {{whole_k_warps must be 0 or 1 (absent: 0), got 2}}
+  %o = "mirage_kernel.graph_def"(%x) ({
+  ^bb0(%bx: tensor<4x64xf32>):
+    %t = "mirage_block.input_iterator"(%bx) {imap = array<i64: -1, -1, -1>, fmap = 1} : (tensor<4x64xf32>) -> tensor<4x16xf32>
+    %s = "mirage_block.accum_sum"(%t) {reduce_dim = 1} : (tensor<4x16xf32>) -> tensor<4x1xf32>
+    %r = "mirage_block.output_saver"(%s) {omap = array<i64: -1, -1, -1>} : (tensor<4x1xf32>) -> tensor<4x1xf32>
+    gpu.yield %r : tensor<4x1xf32>
+  }) {grid_dim = array<i64: 1, 1, 1>, block_dim = array<i64: 128, 1, 1>, forloop_range = 4, whole_k_warps = 2, operandSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>, resultSegmentSizes = array<i32: 1, 0, 0, 0, 0, 0, 0, 0>} : (tensor<4x64xf32>) -> tensor<4x1xf32>
+  return %o : tensor<4x1xf32>
+}
+
+// -----
+
 func.func @forloop_range(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
   // expected-error @+1 {{forloop_range must be in [1, 65536], got 0}}
   %o = "mirage_kernel.graph_def"(%x) ({
