@@ -13,6 +13,7 @@ Location: $MIRAGE_CACHE_DIR/tuning, else ~/.cache/mirage-mlir/tuning. No MLIR, n
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import statistics
@@ -121,13 +122,14 @@ def consensus(outputs: dict, dtypes: list[str]) -> dict:
     model's pick where it ties), so a wrong model's pick among three or more is dropped, not the
     right ones that differ from it."""
     order = list(outputs)
-    agrees = {c: [d for d in order if d != c and disagreement(outputs[d], outputs[c], dtypes) is None
-                  and disagreement(outputs[c], outputs[d], dtypes) is None] for c in order}
-    reference = max(order, key=lambda c: len(agrees[c]))  # max keeps the first of equals
+    agreeing = {frozenset(pair) for pair in itertools.combinations(order, 2)
+                if disagreement(outputs[pair[0]], outputs[pair[1]], dtypes) is None
+                and disagreement(outputs[pair[1]], outputs[pair[0]], dtypes) is None}
+    reference = max(order, key=lambda c: sum(c in pair for pair in agreeing))  # max keeps the first of equals
     why = lambda c: (disagreement(outputs[c], outputs[reference], dtypes)
                      or "its outputs are finite where the reference's are not")
     return {c: f"{why(c)} (the reference: candidate plan {reference})" for c in order
-            if c != reference and c not in agrees[reference]}
+            if c != reference and frozenset((c, reference)) not in agreeing}
 
 
 def consecutive_calls(input_bytes: int, l2_bytes: int, most: int = 16) -> int:

@@ -736,9 +736,11 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
         # part is a projection itself (SwiGLU's gate, then its down projection): a strategy the
         # search's space does not hold. After a normalization (rmsnorm_linear, LayerNorm + Linear) the
         # one-launch plans that normalize in the projection's blocks run faster (H200 run 118)
-        projections = sorted(seeds.split_k_projection(split[1]), key=lambda g: costmod.cost(g, options.chip).total_us)
-        if projections and any(node.op == "matmul" for node in split[0].nodes):
-            first.append(seeds.compose(one_kernel or parts[0], projections[0]))
+        projections = (seeds.split_k_projection(split[1]) if any(node.op == "matmul" for node in split[0].nodes)
+                       else [])
+        if projections:
+            cheapest = min(projections, key=lambda g: costmod.cost(g, options.chip).total_us)
+            first.append(seeds.compose(one_kernel or parts[0], cheapest))
             out.append(first[-1])
         # a normalization before the cut, computed instead in the searched second part's blocks
         fused = seeds.fuse_norm_prologue(seeds.compose(split[0], parts[1]))
