@@ -51,9 +51,9 @@ SWEEPS = {name: [(c, k, t) for c in (16, 32, 64, 128) for k in (64, 128, 256) fo
 # Plans beyond the published ones (plans.VARIANTS): K split across blocks, then a combine kernel
 SPLIT_K = {
     # the normalization folded into the projection (no row kernel first)
-    "layernorm_linear16": [f"layernorm_linear_folded:col_tile={c},splits={sp},threads={t}"
-                           for c, sp, t in ((64, 4, 128), (64, 8, 128), (128, 4, 128), (128, 8, 128), (64, 4, 256),
-                                            (32, 8, 128), (64, 2, 128))],
+    "layernorm_linear16": [f"layernorm_linear_folded:col_tile={c},splits={sp},k_tile={k},threads={t}"
+                           for c, sp, k, t in ((64, 4, 64, 128), (64, 8, 64, 128), (64, 4, 64, 256), (64, 4, 128, 256),
+                                               (64, 2, 128, 256), (128, 4, 128, 256), (64, 4, 128, 128))],
     # wider column tiles over thinner k tiles: fewer blocks re-read X's K slice (session 6)
     "rmsnorm_linear": [f"rmsnorm_linear_split_k:col_tile={c},splits={sp},k_tile={k},threads={t}"
                        for c, sp, k, t in ((64, 2, 128, 256), (64, 4, 128, 256), (64, 8, 128, 256),

@@ -106,7 +106,7 @@ def rmsnorm_linear_split_k(inputs: list[TensorType], col_tile: int = 64, splits:
 
 
 def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits: int = 4, threads: int = 128,
-                            k_tile: int | None = None) -> Graph:
+                            k_tile: int = 64) -> Graph:
     """LayerNorm over X's rows (no affine) then X W, with the normalization folded into the
     projection: (X W - mean(x) 1^T W) * rsqrt(var(x) + eps), var = mean(x^2) - mean(x)^2. One split-K
     pair: each block accumulates X W, W's column sums and X's row sums and sums of squares from the
@@ -114,24 +114,18 @@ def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits
     torch-mlir's LayerNorm + Linear; the finite-field verifier proves it).
 
     W's column sums are a matmul by a tile of ones on the tensor cores (a CUDA-core reduction of
-    every W tile ran at half the stream's speed, NOTES.md run 104), ones made from X (x * 0 + 1): row
-    r of the column sums comes from row r of X, so a row of X that is not finite spoils its own
-    output row only, as LayerNorm's. At the default K tile, the X slice that grid x picks
-    (K * col_tile / N), the ones are made once, before the loop, from that loop-invariant tile; at
-    any other (thicker tiles stream faster: NOTES.md run 153) they are made in the loop from the
-    iteration's tile of X."""
+    every W tile ran at half the stream's speed, NOTES.md run 104), ones made from the iteration's
+    tile of X (x * 0 + 1), which the lowering computes on the mma fragments of that tile
+    (plan.fragment_operands): row r of the column sums comes from row r of X, so a row of X that is
+    not finite spoils its own output row only, as LayerNorm's."""
     x_type, w_type = inputs
     (_, k), (_, n) = x_type.shape, w_type.shape
-    strip_k = k * col_tile // n
-    k_tile = k_tile or strip_k
-    if k_tile == 0 or (k * col_tile) % n or k % (splits * k_tile):
-        raise ValueError(f"its K tile ({k_tile}; K * col_tile / N = {k * col_tile / n:g}) must be whole and "
-                         f"split K = {k} {splits} ways")
+    if k_tile < 1 or k % (splits * k_tile) or n % col_tile:
+        raise ValueError(f"its K tile ({k_tile}) must split K = {k} {splits} ways, and {col_tile} columns N = {n}")
     kb = KernelBuilder(inputs)
     bb = BlockBuilder(inputs, (n // col_tile, splits, 1), k // splits // k_tile, (threads, 1, 1))
     x, w = bb.iterator(0, (-1, 1, -1), 1), bb.iterator(1, (1, 0, -1), 0)
-    ones_from = bb.iterator(0, (1, -1, -1), -1) if k_tile == strip_k else x
-    ones = bb.op("add_scalar", bb.op("mul_scalar", ones_from, scalar=0.0), scalar=1.0)
+    ones = bb.op("add_scalar", bb.op("mul_scalar", x, scalar=0.0), scalar=1.0)
     sums = [bb.op("matmul", x, w, dtype="f32"), bb.op("matmul", ones, w, dtype="f32"),
             # a cast per reduction: one shared cast would be a buffer both read, an extra loop a tile
             bb.op("reduce_sum", bb.op("cast", x, dtype="f32"), dim=1),

@@ -233,6 +233,53 @@ def test_tensor_cores_need_both_operands_in_shared_memory():
     assert not plan.BlockPlan(body).mma_eligible(node_index(body, "matmul"))
 
 
+def scaled_a_body(dtype: str, loop: int = 4, as_b: bool = False):
+    """One block over a loop: (x * 0.5 + 1) @ w accumulated, x [16, 64] and w [64, 64] loop tiles;
+    with `as_b`, w @ (x * 0.5 + 1), w [16, 64] and x [64, 64]."""
+    rows = 64 if as_b else 16
+    inputs = [TensorType((rows, 64 * loop), dtype), TensorType((64 * loop, 64) if not as_b else (16, 64 * loop), dtype)]
+    if as_b:
+        inputs[0] = TensorType((64 * loop, 64), dtype)
+    bb = BlockBuilder(inputs, (1, 1, 1), loop, (128, 1, 1))
+    x = bb.iterator(0, NO_MAP, 0 if as_b else 1)
+    w = bb.iterator(1, NO_MAP, 1 if as_b else 0)
+    scaled = bb.op("add_scalar", bb.op("mul_scalar", x, scalar=0.5), scalar=1.0)
+    product = bb.op("matmul", w, scaled, dtype="f32") if as_b else bb.op("matmul", scaled, w, dtype="f32")
+    return bb.finish([bb.save(bb.accum("accum_sum", product), NO_MAP)])
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_a_unary_chain_read_only_as_an_mma_a_operand_is_computed_on_its_fragments(dtype):
+    """x * 0.5 + 1 feeding a tensor-core matmul's A: no buffer or stage of its own; ldmatrix reads x's
+    tile and each fragment element goes through the chain (rounded to the type) before the mma."""
+    body = scaled_a_body(dtype)
+    p = plan.BlockPlan(body)
+    chain, matmul = node_index(body, "add_scalar"), node_index(body, "matmul")
+    assert p.fragment_operands == {chain: node_index(body, "input_iterator")}
+    assert not p.buffered[chain] and chain not in p.buffers and p.mma_eligible(matmul)
+    assert p.figures().stage_rounds == 1  # the saver after the loop: no CUDA-core stage in it
+    gen = started(body)
+    text = emitted(gen, gen.emit_loop)
+    lines = text.splitlines()
+    a_loads = [line for line in lines if "nvgpu.ldmatrix" in line and "transpose = false" in line]
+    computed = [line for line in lines if "vector.from_elements" in line and f"vector<4x2x{dtype}>" in line]
+    assert a_loads and len(computed) == len(a_loads)
+    assert "arith.mulf" in text and "arith.addf" in text and "arith.truncf" in text
+
+
+def test_only_a_operands_of_the_same_tile_type_are_computed_on_fragments():
+    assert plan.BlockPlan(scaled_a_body("f32")).fragment_operands == {}  # f32: no tensor cores
+    assert plan.BlockPlan(scaled_a_body("f16", as_b=True)).fragment_operands == {}  # B: ldmatrix .trans pairs
+    # a loop-invariant chain is made once, before the loop, into a buffer (not again each iteration)
+    inputs = [TensorType((16, 64), "f16"), TensorType((256, 64), "f16")]
+    bb = BlockBuilder(inputs, (1, 1, 1), 4, (128, 1, 1))
+    x, w = bb.iterator(0, NO_MAP, -1), bb.iterator(1, NO_MAP, 0)
+    scaled = bb.op("mul_scalar", x, scalar=0.5)
+    body = bb.finish([bb.save(bb.accum("accum_sum", bb.op("matmul", scaled, w, dtype="f32")), NO_MAP)])
+    p = plan.BlockPlan(body)
+    assert p.fragment_operands == {} and p.buffered[node_index(body, "mul_scalar")]
+
+
 def test_warps_slice_k_when_there_are_fewer_warp_tiles_than_warps():
     p = plan.BlockPlan(matmul_body(16, 128, 16, "f16", threads=256))  # 8 warps, two 16x8 tiles
     wm, wn, tiles, kslices = p.split_warp_tiles((16, 16), 128)

@@ -176,7 +176,7 @@ def test_a_loop_of_tiles_too_narrow_for_cp_async_copies_them_synchronously():
     plan at one output column a block takes K tiles of one element (it had stopped the lowering
     with an internal error). Its kernel still computes the plan."""
     types = [TensorType(s, "f16") for s in [(2, 32), (32, 32)]]
-    graph = VARIANTS["layernorm_linear_folded"](types, col_tile=1, splits=2)
+    graph = VARIANTS["layernorm_linear_folded"](types, col_tile=1, splits=2, k_tile=1)
     block_plan = plan.BlockPlan(graph.nodes[0].body)
     assert block_plan.ring == [] and block_plan.stages == 1
     inputs = random_inputs(types, seed=2)
@@ -212,6 +212,29 @@ def test_full_size_plans_use_128_bit_accesses():
     text = program.gpu_module_text()
     assert "nvgpu.device_async_copy %arg1[" in text and "8 {bypassL1} : memref<4096x6144xf16>" in text
     assert "vector<8xf16>" in text.split("vector.store")[-1]  # the saver stores 8 halves at a time
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_an_a_operand_computed_on_its_fragments_is_the_chain_of_each_element(dtype):
+    """((x - r) * c) W with the chain computed on x's mma fragments (plan.fragment_operands), r a
+    value per row and c one per column of x's tile: every element at its row and column (32 rows:
+    two tiles of 16, each in halves of 8; K tiles of 64 in four steps of 16), rounded per op."""
+    types = [TensorType((32, 256), dtype), TensorType((256, 64), dtype), TensorType((32, 1), dtype),
+             TensorType((1, 256), dtype)]
+    bb = BlockBuilder(types, (1, 1, 1), 4, (128, 1, 1))
+    x, w = bb.iterator(0, (-1, -1, -1), 1), bb.iterator(1, (-1, -1, -1), 0)
+    r, c = bb.iterator(2, (-1, -1, -1), -1), bb.iterator(3, (-1, -1, -1), 1)
+    a = bb.op("mul", bb.op("sub", x, r), c)
+    body = bb.finish([bb.save(bb.accum("accum_sum", bb.op("matmul", a, w, dtype="f32")), (-1, -1, -1))])
+    assert list(plan.BlockPlan(body).fragment_operands) == [node_index(body, "mul")]
+    kb = KernelBuilder(types)
+    graph = kb.finish(kb.graph_def(body, [0, 1, 2, 3]))
+    inputs = random_inputs(types, seed=3)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-5
+
+
+def node_index(body, op: str) -> int:
+    return next(i for i, node in enumerate(body.nodes) if node.op == op)
 
 
 def kernel_op_graph(op, in_types, **attrs):
@@ -479,8 +502,8 @@ VARIANT_CASES = [
     # eight warps over two mma tiles: X A's and X W's K split four ways (plan.stage_kslices)
     ("lora_fused", [(16, 128), (128, 128), (128, 16), (16, 128)], dict(col_tile=16, threads=256)),
     # x W and W's column sums (a matmul by ones) on the tensor cores, X's row sums and sums of squares
-    ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2)),
-    # ... at a K tile other than grid x's slice of X: the ones made in the loop from X's tile
+    # (f16 / bf16: the ones, x * 0 + 1, computed on the A fragments of X's tile: plan.fragment_operands)
+    ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2, k_tile=64)),
     ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2, k_tile=32)),
 ]
 

@@ -173,14 +173,16 @@ def small_folded_projection():
     from mirage_mlir import plans
 
     reference = converted("layernorm_linear_small_f16")
-    return reference, plans.layernorm_linear_folded(list(reference.inputs), col_tile=32, splits=2)
+    return reference, plans.layernorm_linear_folded(list(reference.inputs), col_tile=32, splits=2, k_tile=32)
 
 
 def test_the_folded_projection_is_offered_for_layernorm_then_linear_only(tmp_path):
     """... and for a weight-streaming projection only (at most FOLDED_MAX_ROWS rows of X)."""
     from mirage_mlir.search.seeds import FOLDED_MAX_ROWS, folded_layernorm_projection
 
-    assert len(folded_layernorm_projection(converted("layernorm_linear_small_f16"))) == 6
+    # X [2, 64], W [64, 128]: 32, 64 or 128 columns, 2 or 4 splits (8 leave K slices of 8), one K tile
+    # (a split's whole slice), 128 or 256 threads
+    assert len(folded_layernorm_projection(converted("layernorm_linear_small_f16"))) == 12
     assert folded_layernorm_projection(converted("rmsnorm_linear_small_f16")) == []
     text = open(os.path.join(INPUTS, "layernorm_linear_small_f16.mlir")).read()
     (tmp_path / "tall.mlir").write_text(text.replace("tensor<2x", f"tensor<{2 * FOLDED_MAX_ROWS}x"))
@@ -222,9 +224,11 @@ def test_the_folded_projection_says_which_tilings_it_cannot_take():
 
     inputs = list(converted("layernorm_linear_small_f16").inputs)  # X [2, 64], W [64, 128]
     with pytest.raises(ValueError, match="K tile"):
-        plans.layernorm_linear_folded(inputs, col_tile=1, splits=2)  # K tile 0.5
+        plans.layernorm_linear_folded(inputs, col_tile=32, splits=2, k_tile=64)  # a split's K slice is 32
     with pytest.raises(ValueError, match="K tile"):
-        plans.layernorm_linear_folded(inputs, col_tile=64, splits=4)  # K tile 32: 64 splits two ways only
+        plans.layernorm_linear_folded(inputs, col_tile=32, splits=4, k_tile=0)
+    with pytest.raises(ValueError, match="columns"):
+        plans.layernorm_linear_folded(inputs, col_tile=48, splits=2, k_tile=32)  # 48 does not split N = 128
 
 
 def test_a_non_finite_row_spoils_only_its_own_row_of_the_folded_projection():

@@ -237,13 +237,16 @@ class MatmulEmitter:
         em = self.em
         node = self.g.nodes[i]
         a_v, b_v = node.inputs
-        abuf, bbuf = self.buffers[self.plan.node_of[a_v]], self.buffers[self.plan.node_of[b_v]]
+        abuf, bbuf = self.buffers[self.plan.operand_node(a_v)], self.buffers[self.plan.node_of[b_v]]
         m, k_dim = self.plan.vtype(a_v).shape[-2:]
         k_first, k_dim = k_range or (0, k_dim)
         dtype = abuf.dtype
+        computed_a = self.plan.node_of[a_v] in self.plan.fragment_operands
 
         def step(k0: Index, accs: list[str]) -> list[str]:
             af = [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m) for a in range(wm)]
+            if computed_a:
+                af = [self.computed_fragment(a_v, frag, batch, em.add(m0, 16 * a), k0) for a, frag in enumerate(af)]
             # B's tiles two at a time (one x4 load instead of two x2: fewer shared-memory instructions
             # queued beside the A loads and the cp.async ring), an odd last one alone
             bf = []
@@ -284,6 +287,25 @@ class MatmulEmitter:
         em, dtype = self.em, self.g.nodes[i].types[0].dtype
         return [[[[em.round(em.op(f"vector.extract {accs[a * wn + b]}[{half}, {c}] : f32 from vector<2x2xf32>", "f"),
                             dtype) for c in range(2)] for half in range(2)] for b in range(wn)] for a in range(wm)]
+
+    def computed_fragment(self, v: int, frag: str, batch: list[Index], row0: Index, k0: Index) -> str:
+        """The A fragment of value v (plan.fragment_operands: unary ops over the tile `frag` was
+        loaded from) at rows row0.., K columns k0..: each of the thread's eight elements (register q
+        holds row group + 8 (q % 2), columns 8 (q // 2) + 2 t + h) computed as a stage would,
+        rounded to v's type."""
+        em = self.em
+        source = self.plan.value(self.plan.fragment_operands[self.plan.node_of[v]])
+        dtype = self.plan.vtype(v).dtype
+        ftype = f"vector<4x2x{dtype}>"
+        elements = []
+        for q in range(4):
+            for h in range(2):
+                x = em.op(f"vector.extract {frag}[{q}, {h}] : {dtype} from {ftype}", "h")
+                index = batch + [em.add(row0, em.add(self.group, 8 * (q % 2))),
+                                 em.add(k0, em.add(em.mul(self.tig, 2), 8 * (q // 2) + h))]
+                value = self.value_at(v, index, {}, {source: em.extend(x, dtype)})
+                elements.append(em.truncate(value, dtype))
+        return em.op(f"vector.from_elements {', '.join(elements)} : {ftype}", "fa")
 
     # ldmatrix: lane l gives the address of row l % 8 of 8x8 matrix l // 8 (16 bytes each).
     def ldmatrix_a(self, buf, batch: list[Index], row0: Index, k0: Index, m: int) -> str:

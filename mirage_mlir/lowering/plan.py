@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 26  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 27  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -390,12 +390,16 @@ class BlockPlan:
             if k == "matmul" and not self.buffered[i] and not self._matmul_chain_ok(i):
                 self.buffered[i] = True
         self.invariant = self._invariants()
+        self.fragment_operands = self._fragment_operands()
         self.phase = [self._phase_of(i) for i in range(len(graph.nodes))]
         self.warp_rows = self._warp_rows() if smem_budget is None and not fixed_threads else None
         if self.warp_rows is not None:
             # its own thread count (one warp per slab of rows); only the iterators need shared memory
             self.threads, self.warps = 32 * self.warp_rows.warps, self.warp_rows.warps
             self.buffered = [k == "iter" for k in self.kind]
+            self.fragment_operands = {}  # its matmuls read computed operands from registers anyway
+        for j in self.fragment_operands:
+            self.buffered[j] = False
         self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
         self.stages = 1
         if pipeline:
@@ -496,6 +500,55 @@ class BlockPlan:
                 return (node.attr("reduce_dim", -1) == -1 and node.op != "accum_rescaled_sum"
                         and node.inputs[0] == self.value(cur))
             return kind == "saver"
+
+    def _fragment_operands(self) -> dict[int, int]:
+        """Elementwise values read only as tensor-core matmuls' A operand, each a chain of ops over a
+        tile in shared memory of its type and shape (the chain's other operands buffers it
+        broadcasts, e.g. a row's mean): computed on the A fragments ldmatrix loads from that tile (a
+        few ALU instructions per fragment) instead of into a buffer of their own, a stage through
+        shared memory and a barrier each iteration (LayerNorm's ones, x * 0 + 1, at K tiles of 128:
+        NOTES.md run 166). {node: the node whose tile ldmatrix reads}."""
+        if not self.use_mma or self.ctype != "f32":
+            return {}
+        out = {}
+        for j, kind in enumerate(self.kind):
+            v = self.value(j)
+            users = self.consumers.get(v, [])
+            if kind != "ew" or not users or any(
+                    self.kind[u] != "matmul" or self.g.nodes[u].inputs[1] == v for u in users):
+                continue
+            if j in self.invariant and any(u not in self.invariant for u in users):
+                continue  # made once before the loop into a buffer, not again every iteration
+            source = self._fragment_source(j)
+            if source is not None and all(self._tile_b_ok(v, self.g.nodes[u].inputs[1]) for u in users):
+                out[j] = source
+        return out
+
+    def _fragment_source(self, j: int) -> int | None:
+        """The buffered node of value j's type and shape that j's chain of elementwise ops starts from,
+        every other operand of the chain a buffer (broadcast to j's shape); None if there is none."""
+        shape = self.vtype(self.value(j)).shape
+        cur = j
+        while self.g.nodes[cur].op in OPS:
+            main = [a for a in self.g.nodes[cur].inputs if self.vtype(a).shape == shape]
+            side = [a for a in self.g.nodes[cur].inputs if a not in main]
+            if len(main) != 1 or main[0] < self.n_in or any(
+                    a < self.n_in or not self.buffered[self.node_of[a]] or self.kind[self.node_of[a]] == "acc"
+                    for a in side):
+                return None
+            (a,) = main
+            source = self.node_of[a]
+            if self.buffered[source] and self.kind[source] != "acc":
+                return source if self.vtype(a) == self.vtype(self.value(j)) else None
+            if self.kind[source] != "ew" or len(self.consumers[a]) != 1:
+                return None
+            cur = source
+        return None
+
+    def operand_node(self, v: int) -> int:
+        """The node whose shared-memory tile a tensor-core matmul's operand v is loaded from."""
+        i = self.node_of[v]
+        return self.fragment_operands.get(i, i)
 
     def _invariants(self) -> set[int]:
         """Node indices whose values are the same in every loop iteration."""
@@ -728,7 +781,7 @@ class BlockPlan:
         operands = set()  # buffers ldmatrix reads
         for i, kind in enumerate(self.kind):
             if kind == "matmul" and self.mma_eligible(i):
-                operands |= {self.node_of[v] for v in self.g.nodes[i].inputs if v >= self.n_in}
+                operands |= {self.operand_node(v) for v in self.g.nodes[i].inputs if v >= self.n_in}
 
         buffers, max_buffers, scale_buffers = {}, {}, {}
         for i, node in enumerate(self.g.nodes):
@@ -819,24 +872,27 @@ class BlockPlan:
     # -- matmuls ---------------------------------------------------------------------------------
     def mma_eligible(self, i: int) -> bool:
         """Matmul node i runs on tensor cores (mma.sync m16n8k16, f16 or bf16 operands, f32
-        accumulation): both operands buffers in shared memory of one of those types, K a multiple
-        of 16 and N of 8."""
+        accumulation): both operands tiles in shared memory of one of those types (A, or computed on
+        its fragments from one: fragment_operands), K a multiple of 16 and N of 8."""
         if self.warp_rows is not None:
             return True  # _warp_rows checked every matmul
         if not self.use_mma or self.ctype != "f32":
             return False
-        node = self.g.nodes[i]
-        a, b = node.inputs
+        a, b = self.g.nodes[i].inputs
         if a < self.n_in or b < self.n_in:
             return False
-        for v in (a, b):
-            j = self.node_of[v]
-            if not self.buffered[j] or self.kind[j] == "acc" or self.vtype(v).dtype not in ("f16", "bf16"):
-                return False
-        if self.vtype(a).dtype != self.vtype(b).dtype:
-            return False
-        k, n = self.vtype(a).shape[-1], self.vtype(b).shape[-1]
-        return k % 16 == 0 and n % 8 == 0
+        return all(self.buffered[j] and self.kind[j] != "acc" for j in (self.operand_node(a), self.operand_node(b))) \
+            and self._mma_operands_ok(a, b)
+
+    def _tile_b_ok(self, a: int, b: int) -> bool:
+        """Matmul operand b is a tile in shared memory that mma.sync can multiply by a."""
+        return (b >= self.n_in and self.buffered[self.node_of[b]] and self.kind[self.node_of[b]] != "acc"
+                and self._mma_operands_ok(a, b))
+
+    def _mma_operands_ok(self, a: int, b: int) -> bool:
+        """Values a and b have the types and shapes mma.sync m16n8k16 multiplies."""
+        ta, tb = self.vtype(a), self.vtype(b)
+        return ta.dtype in ("f16", "bf16") and ta.dtype == tb.dtype and ta.shape[-1] % 16 == 0 and tb.shape[-1] % 8 == 0
 
     def pick_microtile(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """(tm, tn): each thread computes tm x tn outputs of a CUDA-core matmul; enough for every thread."""

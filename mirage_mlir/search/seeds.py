@@ -453,15 +453,15 @@ def folded_layernorm_projection(graph: Graph) -> list[Graph]:
         return []
     tilings = []
     for col, splits in itertools.product((32, 64, 128), (2, 4, 8)):
-        if n % col or (k * col // n) % 16:  # its K tile, K * col / N: whole mma steps
+        if n % col or k % splits:
             continue
+        # K tiles of 64 and of 128 (thicker stages stream faster, NOTES.md run 166) within a split
+        k_tiles = sorted({min(k_tile, k // splits) for k_tile in (64, 128)})
         # 256 threads beside 128: the model ties them, the clock does not (run 106: 13.5 against 14.2 us)
-        for threads in (128, 256):
-            try:
+        for k_tile, threads in itertools.product(k_tiles, (128, 256)):
+            if k_tile % 16 == 0 and (k // splits) % k_tile == 0:  # whole mma steps
                 tilings.append(plans.layernorm_linear_folded(list(graph.inputs), col_tile=col, splits=splits,
-                                                         threads=threads))
-            except ValueError:  # a K tile that is not whole or does not split K so
-                break
+                                                             k_tile=k_tile, threads=threads))
     return tilings
 
 
