@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 25  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 26  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
