@@ -214,11 +214,15 @@ def test_full_size_plans_use_128_bit_accesses():
     assert "vector<8xf16>" in text.split("vector.store")[-1]  # the saver stores 8 halves at a time
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["ops", "thread_graph"])
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])
-def test_an_a_operand_computed_on_its_fragments_is_the_chain_of_each_element(dtype):
+def test_an_a_operand_computed_on_its_fragments_is_the_chain_of_each_element(dtype, fused):
     """((x - r) * c) W with the chain computed on x's mma fragments (plan.fragment_operands), r a
     value per row and c one per column of x's tile: every element at its row and column (32 rows:
-    two tiles of 16, each in halves of 8; K tiles of 64 in four steps of 16), rounded per op."""
+    two tiles of 16, each in halves of 8; K tiles of 64 in four steps of 16), rounded per op; as ops,
+    or as the search's thread graph of them."""
+    from mirage_mlir.search.threads import fuse_thread_graphs
+
     types = [TensorType((32, 256), dtype), TensorType((256, 64), dtype), TensorType((32, 1), dtype),
              TensorType((1, 256), dtype)]
     bb = BlockBuilder(types, (1, 1, 1), 4, (128, 1, 1))
@@ -226,9 +230,13 @@ def test_an_a_operand_computed_on_its_fragments_is_the_chain_of_each_element(dty
     r, c = bb.iterator(2, (-1, -1, -1), -1), bb.iterator(3, (-1, -1, -1), 1)
     a = bb.op("mul", bb.op("sub", x, r), c)
     body = bb.finish([bb.save(bb.accum("accum_sum", bb.op("matmul", a, w, dtype="f32")), (-1, -1, -1))])
-    assert list(plan.BlockPlan(body).fragment_operands) == [node_index(body, "mul")]
     kb = KernelBuilder(types)
     graph = kb.finish(kb.graph_def(body, [0, 1, 2, 3]))
+    if fused:
+        graph = fuse_thread_graphs(graph)
+        body = graph.nodes[0].body
+    chain = node_index(body, "thread_graph" if fused else "mul")
+    assert plan.BlockPlan(body).fragment_operands == {chain: node_index(body, "input_iterator")}
     inputs = random_inputs(types, seed=3)
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-5
 

@@ -49,7 +49,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 27  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 28  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -529,7 +529,7 @@ class BlockPlan:
         every other operand of the chain a buffer (broadcast to j's shape); None if there is none."""
         shape = self.vtype(self.value(j)).shape
         cur = j
-        while self.g.nodes[cur].op in OPS:
+        while self.kind[cur] == "ew":  # an op or a thread graph (the search fuses chains into them)
             main = [a for a in self.g.nodes[cur].inputs if self.vtype(a).shape == shape]
             side = [a for a in self.g.nodes[cur].inputs if a not in main]
             if len(main) != 1 or main[0] < self.n_in or any(
