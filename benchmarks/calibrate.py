@@ -9,15 +9,19 @@ candidates.json under the run's programs directory). For each, the model's estim
 (mirage_mlir.search.cost with the chip's constants replaced; each kernel's residency held to what its
 registers allow, from the ptxas report in the variant's manifest.json) is compared with the measured time.
 
-The model exists to rank plans, so by default the constants maximise how well it ranks: the mean, over
+The search explores with the chip's own constants (search.cost.CHIPS); mirage-compile ranks the
+verified candidates it keeps with constants fitted here (search.cost.RANKING), which the report shows
+beside the search's. The model exists to rank plans, so by default the constants maximise how well it
+ranks: the mean, over
 program / batch / dtype groups, of the Spearman rank correlation between estimate and measurement, plus
 0.01 for each group whose estimated-fastest plan is within 10% of the measured fastest, less the mean
 squared log ratio of estimate to measurement (coordinate ascent over a grid of each constant).
 `--objective log` minimises the mean squared log ratio alone (absolute times). Prints, per group, the
-Spearman correlation and the model's pick against the fastest, for the current constants and the
-fitted ones, and the same for `--holdout` runs the fit did not see. A score on past runs does not show
-which plans the fitted constants make the search keep: build and time with them before adopting them
-(benchmarks/NOTES.md, run 118).
+Spearman correlation and the model's pick against the fastest, for the search's constants, the
+ranking constants and the fitted ones (fitted from the search's), and the same for `--holdout` runs
+the fit did not see. Fitted constants go into cost.RANKING: they order the candidates the search kept,
+not the search, since a score on past runs does not show which plans they would make the search keep
+(a search steered by such fits kept slower plans: benchmarks/NOTES.md, runs 118-119).
 
   python benchmarks/calibrate.py RUN.json[:PROGRAMS] [...] [--programs DIR] [--holdout RUN.json[:PROGRAMS] ...]
 
@@ -192,10 +196,11 @@ def report(points, chip, title: str) -> None:
     print(f"mean Spearman {np.mean(rhos):.2f}; pick within 10% of the fastest in {good} of {len(rows)}")
 
 
-def load_points(specs: list[str], programs: str | None) -> list:
+def load_points(specs: list[str], programs: str | None, candidates_only: bool = False) -> list:
     """(graph, measured us, group key, registers) of every variant with a known mu-graph in the runs
-    `RUN.json[:PROGRAMS]`; a group is one run's program / batch / dtype (the runs' variants are
-    never mixed, since two builds' candidates differ)."""
+    `RUN.json[:PROGRAMS]` (only the default pipeline's candidates with `candidates_only`: the plans
+    the model's pick chooses among); a group is one run's program / batch / dtype (the runs' variants
+    are never mixed, since two builds' candidates differ)."""
     points = []
     for spec in specs:
         path, _, directory = spec.partition(":")
@@ -204,6 +209,8 @@ def load_points(specs: list[str], programs: str | None) -> list:
             run = json.load(f)
         tag = os.path.basename(path).removesuffix(".json") if len(specs) > 1 else None
         for v in run["variants"]:
+            if candidates_only and "candidate" not in v:
+                continue
             g = variant_graph(v, directory)
             if g is not None and v.get("us"):
                 key = (v["program"], v["bs"], v["dtype"]) + ((tag,) if tag else ())
@@ -218,22 +225,25 @@ def main() -> int:
     p.add_argument("--holdout", nargs="*", default=[], metavar="RUN.json[:PROGRAMS]",
                    help="runs reported with the fitted constants but not fitted to")
     p.add_argument("--objective", choices=("rank", "log"), default="rank")
+    p.add_argument("--candidates", action="store_true",
+                   help="only the default pipeline's candidates (searched_c<k>), not every compiled variant")
     p.add_argument("--fix", nargs="*", default=[], metavar="NAME=VALUE",
                    help="constants held at a value measured otherwise (e.g. sm_bandwidth=31e9, stream_probe.cu)")
     args = p.parse_args()
-    points = load_points(args.runs, args.programs)
-    holdout = load_points(args.holdout, args.programs)
-    chip = costmod.chip("sm_90")
-    report(points, chip, "current constants")
-    if holdout:
-        report(holdout, chip, "current constants, held-out runs")
+    points = load_points(args.runs, args.programs, args.candidates)
+    holdout = load_points(args.holdout, args.programs, args.candidates)
+    chip, ranking = costmod.chip("sm_90"), costmod.ranking_chip("sm_90")
+    for title, constants in (("the search's constants", chip), ("the ranking constants (cost.RANKING)", ranking)):
+        report(points, constants, title)
+        if holdout:
+            report(holdout, constants, f"{title}, held-out runs")
     fixed = dict(item.split("=") for item in args.fix)
     chip = replace(chip, **{k: float(v) for k, v in fixed.items()})
     fitted, _ = fit(points, chip, [n for n in FITTED if n not in fixed], args.objective)
     report(points, fitted, f"fitted constants ({args.objective})")
     if holdout:
         report(holdout, fitted, f"fitted constants ({args.objective}), held-out runs")
-    print("\nfitted: " + ", ".join(f"{n} = {getattr(fitted, n):.4g}" for n in FITTED))
+    print("\nfitted (cost.RANKING's form): " + ", ".join(f"{n}={getattr(fitted, n):.4g}" for n in FITTED))
     return 0
 
 

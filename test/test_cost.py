@@ -209,3 +209,18 @@ def test_registers_hold_residency_and_cost():
     plain, held = cost.cost(graph, C), cost.cost(graph, C, registers={0: 90})
     assert held.total_us > plain.total_us
     assert cost.cost(graph, C, registers={0: 64}).total_us == plain.total_us
+
+
+def test_candidates_are_ranked_with_the_constants_fitted_for_ranking():
+    """mirage-compile orders a search's kept candidates with cost.RANKING (fitted by
+    benchmarks/calibrate.py); the search explores with the chip's own constants; a chip without a fit
+    ranks with its own."""
+    from dataclasses import fields
+
+    from mirage_mlir.search.cost import RANKING, chip, ranking_chip
+
+    base, ranking = chip("sm_90"), ranking_chip("sm_90")
+    changed = {f.name for f in fields(base) if getattr(base, f.name) != getattr(ranking, f.name)}
+    assert changed and changed <= set(RANKING["sm_90"])
+    assert all(getattr(ranking, name) == value for name, value in RANKING["sm_90"].items())
+    assert ranking_chip("h100") == chip("h100")

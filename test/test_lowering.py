@@ -456,12 +456,13 @@ def test_search_results_lower_correctly(name, tmp_path):
         if PTXAS:
             from mirage_mlir.lowering.manifest import kernel_registers
             from mirage_mlir.search.cache import graph_from_json
-            from mirage_mlir.search.cost import cost
+            from mirage_mlir.search.cost import cost, ranking_chip
 
             graphs = [graph_from_json(c["graph"]) for c in json.load(open(out / "candidates.json"))["main"]]
             for c, candidate in enumerate(candidates):
                 registers = kernel_registers(manifest, candidate["kernels"])
-                assert registers and candidate["estimate_us"] == pytest.approx(cost(graphs[c], "sm_90", registers).total_us)
+                estimate = cost(graphs[c], ranking_chip("sm_90"), registers).total_us
+                assert registers and candidate["estimate_us"] == pytest.approx(estimate)
     for c, candidate in enumerate(candidates[1:], start=1):
         assert all((out / k["ptx"]).exists() and k["ptx"].startswith(f"c{c}_") for k in candidate["kernels"])
         check_against_interpreter(path, out, gpu=f"c{c}_gpu.mlir")

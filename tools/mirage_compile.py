@@ -13,7 +13,8 @@ deepen to 8 stages that twin (max_stages = 8: the same mu-graph, another schedul
 and the manifest lists them under the function's "candidates" for the runtime to time on its GPU.
 The function's own "kernels" are the search's pick; where ptxas ran, every candidate is estimated
 again with its kernels' registers (they may allow fewer resident blocks than the plan counted) and
-"model_choice" names the lowest, which a runtime that does not tune runs. `--plan published` replaces
+the cost model's constants fitted for ranking (search.cost.RANKING), and "model_choice" names the
+lowest, which a runtime that does not tune runs. `--plan published` replaces
 the function with Mirage's published plan for the program (mirage_mlir/plans.py; the program is named
 by the file's header comment `// NAME (...` or its file name) instead of converting and searching,
 keeping the original as a reference function (`mirage.reference_function`); `--plan NAME` names the
@@ -323,15 +324,17 @@ def compile_file(source, args, printer) -> int:
 def rank_with_registers(manifest: dict, results: list, target: str) -> None:
     """Re-estimates every candidate with its kernels' registers from ptxas (they may hold a kernel to
     fewer resident blocks than its shared memory allows: 90 registers at 256 threads, two blocks an SM
-    where the plan counted three) and makes the lowest estimate the model's choice."""
+    where the plan counted three) and the constants fitted for ranking (cost.RANKING), and makes the
+    lowest estimate the model's choice."""
     from mirage_mlir.lowering.manifest import candidate_index, kernel_registers
-    from mirage_mlir.search.cost import cost
+    from mirage_mlir.search.cost import cost, ranking_chip
 
+    chip = ranking_chip(target)
     for fname, result in results:
         entry = manifest["functions"][fname]
         for candidate in entry.get("candidates", []):
             graph = result.candidates[candidate_index(candidate["kernels"])][1]
-            candidate["estimate_us"] = cost(graph, target, kernel_registers(manifest, candidate["kernels"])).total_us
+            candidate["estimate_us"] = cost(graph, chip, kernel_registers(manifest, candidate["kernels"])).total_us
         if entry.get("candidates"):
             estimates = [candidate["estimate_us"] for candidate in entry["candidates"]]
             entry["model_choice"] = estimates.index(min(estimates))

@@ -111,12 +111,30 @@ class Chip:
 
 CHIPS = {"sm_90": Chip(), "h100": Chip()}
 
+# The constants the compiler ranks a search's verified candidates with (mirage-compile's
+# rank_with_registers: the estimates in the manifest and the model's choice), fitted for ranking by
+# benchmarks/calibrate.py to every variant timed on the H200 in run 168 (mean Spearman 0.54 -> 0.72,
+# the pick within 10% of the fastest in 23 -> 31 of 32 groups; on run 164, held out, 0.62 -> 0.70 and
+# 25 -> 28: results/calibration_run168_holdout164.txt; a joint fit of both runs ended lower, 0.64,
+# in a coordinate search's local optimum: calibration_runs164_168_joint.txt). The search itself
+# explores and keeps its candidates with the chip's own constants above: a fit judged on plans that
+# were timed says nothing of plans the search never kept, and twice (runs 118 and 119) a search
+# steered by such a fit kept slower plans.
+RANKING = {"sm_90": dict(mem_latency_us=0.7924, loop_iter_us=0.01, mma_step_us=0.003861, stream_peak=1.0,
+                         row_overhead=4.0, sm_bandwidth=4.846e10, launch_us=1.5, thread_element_us=0.02473,
+                         stage_us=0.0, copy_chunk_us=0.0, l2_bandwidth=1.2e13, tensor_flops=5.213e14)}
+
 
 def chip(name: str) -> Chip:
     try:
         return CHIPS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown target chip '{name}' (known: {', '.join(sorted(CHIPS))})") from None
+
+
+def ranking_chip(name: str) -> Chip:
+    """Chip `name` with the constants fitted to rank verified candidates (RANKING), where there are."""
+    return replace(chip(name), **RANKING.get(name.lower(), {}))
 
 
 def nbytes(t: TensorType) -> int:
