@@ -16,11 +16,17 @@
 //           share (+1) or without;
 //   cluster the same sums through distributed shared memory instead: a strip's splits launched as
 //           one thread block cluster, each block's partial left in its shared memory, block 0
-//           adding them (no global round trip, no counter).
+//           adding them (no global round trip, no counter);
+//   ll      the same sums with the flags in the data (NCCL's LL protocol): splits 1.. store each
+//           value of their partial beside a flag in one 8-byte store, split 0 keeps its own in shared
+//           memory and polls for the others' pairs, adds them and resets the flags for the next call
+//           (no fence, no counter, no re-read of its own partial; split 0 waits on blocks of its own
+//           grid, which a grid of one wave holds resident).
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o splitk_probe splitk_probe.cu && ./splitk_probe
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -38,7 +44,8 @@ constexpr int CALLS = 16;
 constexpr int K = 4096;
 constexpr int COLS = 64;  // a strip's columns (row_bytes 128)
 constexpr int SMS = 132, SHARED_PER_SM = 228 * 1024, SHARED_RESERVED = 1024;
-enum { XINV = 1, COMBINE = 2, CLUSTER = 4, WARPSUM = 8, STORE = 16, VOTE = 32, FENCE0 = 64, LATE = 128, PLUS1 = 256 };
+enum { XINV = 1, COMBINE = 2, CLUSTER = 4, WARPSUM = 8, STORE = 16, VOTE = 32, FENCE0 = 64, LATE = 128, PLUS1 = 256,
+       LL = 512 };
 
 struct Args {
   const char* w;
@@ -48,6 +55,7 @@ struct Args {
   float* partials;
   int* counters;
   __half* out;
+  uint2* pairs;  // ll: (value, flag) per element of splits 1..'s partials
 };
 
 template <int Stages, int Threads>
@@ -83,7 +91,7 @@ __global__ void __launch_bounds__(Threads) splitk_kernel(Args a) {
   };
   float acc = dependent_ring_stream<Stages, Threads>(ring, stage, a.iters, issue_w, xinv, issue_x);
   if (a.flags & LATE) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-  if (!(a.flags & (COMBINE | CLUSTER | WARPSUM | STORE | VOTE))) {
+  if (!(a.flags & (COMBINE | CLUSTER | WARPSUM | STORE | VOTE | LL))) {
     if (acc == 1.2345f) a.out[strip] = __float2half(acc);  // keeps the loads alive
     return;
   }
@@ -111,6 +119,31 @@ __global__ void __launch_bounds__(Threads) splitk_kernel(Args a) {
     return;
   }
   __syncthreads();
+  if (a.flags & LL) {
+    uint2* pairs = a.pairs + (size_t)strip * a.splits * tile;  // this strip's, (split - 1) * tile + e
+    if (split != 0) {
+      for (int e = threadIdx.x; e < tile; e += Threads) {
+        uint2* slot = pairs + (size_t)(split - 1) * tile + e;
+        asm volatile("st.relaxed.gpu.global.v2.b32 [%0], {%1, %2};\n" :: "l"(slot), "r"(__float_as_uint(block_sum[e])),
+                     "r"(1u) : "memory");
+      }
+      return;
+    }
+    for (int e = threadIdx.x; e < tile; e += Threads) {
+      float s = block_sum[e];
+      for (int r = 1; r < a.splits; ++r) {
+        uint2* slot = pairs + (size_t)(r - 1) * tile + e;
+        unsigned value, flag;
+        do {
+          asm volatile("ld.relaxed.gpu.global.v2.b32 {%0, %1}, [%2];\n" : "=r"(value), "=r"(flag) : "l"(slot) : "memory");
+        } while (flag != 1u);
+        s += __uint_as_float(value);
+        asm volatile("st.relaxed.gpu.global.b32 [%0], %1;\n" :: "l"(&slot->y), "r"(0u) : "memory");
+      }
+      a.out[(size_t)(e / COLS) * a.n + strip * COLS + e % COLS] = __float2half(s);
+    }
+    return;
+  }
   if (a.flags == WARPSUM) {
     if (block_sum[threadIdx.x % tile] == 1.2345f) a.out[strip] = __float2half(acc);
     return;
@@ -161,20 +194,27 @@ struct Config {
   int n, rows, splits, stage_kb, code;  // code: stages * 1000 + threads
 };
 
-int main() {
+int main(int argc, char** argv) {
   std::vector<std::pair<int, Kernel>> kernels = {{3128, instance<3, 128>()}, {3256, instance<3, 256>()},
                                                  {4128, instance<4, 128>()}, {4256, instance<4, 256>()}};
   std::vector<Config> configs = {
       {"LayerNorm+Linear c64_s4_t256", 4096, 16, 4, 8, 4256}, {"LayerNorm+Linear c64_s8_t128", 4096, 16, 8, 8, 4128},
       {"probe's best, K tile 128", 4096, 16, 4, 16, 4256},    {"K tile 128, 3 stages", 4096, 16, 4, 16, 3256},
       {"rmsnorm_linear bs8 c64_s4", 6144, 8, 4, 16, 3128},    {"rmsnorm_linear bs1 c64_s4", 6144, 1, 4, 16, 4128},
-      {"gated-like 2 splits", 6144, 8, 2, 16, 3256}};
+      {"gated-like 2 splits", 6144, 8, 2, 16, 3256},          {"LayerNorm+Linear c64_s2_k128_t256", 4096, 16, 2, 16, 4256}};
   const int flag_sets[] = {0,       XINV,        WARPSUM,       STORE,   VOTE, COMBINE, COMBINE | FENCE0,
                            XINV | COMBINE, CLUSTER, PLUS1, LATE | PLUS1, COMBINE | PLUS1, COMBINE | LATE,
-                           COMBINE | LATE | PLUS1};
+                           COMBINE | LATE | PLUS1, LL};
   const char* flag_names[] = {"stream", "xinv", "warpsum", "store", "vote", "combine", "combine0", "xinv+combine",
                               "cluster", "stream +1", "stream late +1", "combine +1", "combine late",
-                              "combine late +1"};
+                              "combine late +1", "ll"};
+  // the modes to run: all, or those named on the command line
+  auto wanted = [&](int f) {
+    if (argc < 2) return true;
+    for (int k = 1; k < argc; ++k)
+      if (std::string(argv[k]) == flag_names[f]) return true;
+    return false;
+  };
   char* x;
   CHECK(cudaMalloc(&x, 16 * K * 2));
   CHECK(cudaMemset(x, 0, 16 * K * 2));
@@ -185,6 +225,9 @@ int main() {
   CHECK(cudaMemset(counters, 0, 6144 / COLS * 4));
   __half* out;
   CHECK(cudaMalloc(&out, 16 * 6144 * 2));
+  uint2* pairs;  // every strip's splits 1..: at most 96 strips x 8 splits x 16 rows x 64 columns
+  CHECK(cudaMalloc(&pairs, (size_t)96 * 8 * 16 * COLS * sizeof(uint2)));
+  CHECK(cudaMemset(pairs, 0, (size_t)96 * 8 * 16 * COLS * sizeof(uint2)));
   cudaStream_t stream;
   CHECK(cudaStreamCreate(&stream));
   std::vector<char*> copies[2] = {device_copies(COPIES, (size_t)K * 4096 * 2), device_copies(COPIES, (size_t)K * 6144 * 2)};
@@ -198,7 +241,8 @@ int main() {
     int k_tile = c.stage_kb * 1024 / (COLS * 2), iters = K / c.splits / k_tile, blocks = c.n / COLS * c.splits;
     int stage = k_tile * COLS * 2 + c.rows * k_tile * 2;
     int sums = (threads / 32 + 1) * c.rows * COLS * 4;  // the warps' partials, in the ring after the loop
-    for (int f = 0; f < 14; ++f) {
+    for (int f = 0; f < (int)(sizeof(flag_sets) / sizeof(int)); ++f) {
+      if (!wanted(f)) continue;
       int flags = flag_sets[f], natural, resident;
       int smem = std::max(stages * stage + ((flags & XINV) ? 16 * k_tile * 2 : 0), sums);
       CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&natural, kernel, threads, smem));
@@ -214,7 +258,8 @@ int main() {
       std::vector<char*>& w = copies[c.n == 6144];
       float us = median_replay_us(stream, 1, [&](int) {
         for (int call = 0; call < CALLS; ++call) {
-          Args a = {w[call % COPIES], (size_t)c.n * 2, k_tile, iters, c.rows, c.n, c.splits, flags, x, partials, counters, out};
+          Args a = {w[call % COPIES], (size_t)c.n * 2, k_tile, iters, c.rows, c.n, c.splits, flags, x, partials, counters, out,
+                    pairs};
           CHECK(cudaLaunchKernelEx(&config, kernel, a));
         }
       }) / CALLS;
