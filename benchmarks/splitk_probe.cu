@@ -21,7 +21,11 @@
 //           value of their partial beside a flag in one 8-byte store, split 0 keeps its own in shared
 //           memory and polls for the others' pairs, adds them and resets the flags for the next call
 //           (no fence, no counter, no re-read of its own partial; split 0 waits on blocks of its own
-//           grid, which a grid of one wave holds resident).
+//           grid, which a grid of one wave holds resident);
+//   ll_last the counter elects the last block (as combine) before any partial is stored: the others
+//           store their (value, flag) pairs and leave, the last keeps its own and loads all of theirs
+//           at once, loading again any not flagged yet (no fence; no block waits on another that may
+//           still stream).
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o splitk_probe splitk_probe.cu && ./splitk_probe
 #include <algorithm>
 #include <cstdio>
@@ -45,7 +49,7 @@ constexpr int K = 4096;
 constexpr int COLS = 64;  // a strip's columns (row_bytes 128)
 constexpr int SMS = 132, SHARED_PER_SM = 228 * 1024, SHARED_RESERVED = 1024;
 enum { XINV = 1, COMBINE = 2, CLUSTER = 4, WARPSUM = 8, STORE = 16, VOTE = 32, FENCE0 = 64, LATE = 128, PLUS1 = 256,
-       LL = 512 };
+       LL = 512, LL_LAST = 1024 };
 
 struct Args {
   const char* w;
@@ -91,7 +95,7 @@ __global__ void __launch_bounds__(Threads) splitk_kernel(Args a) {
   };
   float acc = dependent_ring_stream<Stages, Threads>(ring, stage, a.iters, issue_w, xinv, issue_x);
   if (a.flags & LATE) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-  if (!(a.flags & (COMBINE | CLUSTER | WARPSUM | STORE | VOTE | LL))) {
+  if (!(a.flags & (COMBINE | CLUSTER | WARPSUM | STORE | VOTE | LL | LL_LAST))) {
     if (acc == 1.2345f) a.out[strip] = __float2half(acc);  // keeps the loads alive
     return;
   }
@@ -138,6 +142,59 @@ __global__ void __launch_bounds__(Threads) splitk_kernel(Args a) {
           asm volatile("ld.relaxed.gpu.global.v2.b32 {%0, %1}, [%2];\n" : "=r"(value), "=r"(flag) : "l"(slot) : "memory");
         } while (flag != 1u);
         s += __uint_as_float(value);
+        asm volatile("st.relaxed.gpu.global.b32 [%0], %1;\n" :: "l"(&slot->y), "r"(0u) : "memory");
+      }
+      a.out[(size_t)(e / COLS) * a.n + strip * COLS + e % COLS] = __float2half(s);
+    }
+    return;
+  }
+  if (a.flags & LL_LAST) {
+    uint2* pairs = a.pairs + (size_t)strip * a.splits * tile;  // this strip's, split * tile + e
+    if (threadIdx.x == 0) {
+      last = atomicAdd(&a.counters[strip], 1) == a.splits - 1;
+      if (last) a.counters[strip] = 0;
+    }
+    __syncthreads();
+    if (!last) {
+      for (int e = threadIdx.x; e < tile; e += Threads)
+        asm volatile("st.relaxed.gpu.global.v2.b32 [%0], {%1, %2};\n" :: "l"(pairs + (size_t)split * tile + e),
+                     "r"(__float_as_uint(block_sum[e])), "r"(1u) : "memory");
+      return;
+    }
+    // every pair this thread adds loaded at once (one round trip), then any not yet flagged again
+    // at most tile / Threads elements a thread (tiles of up to 16 x 64), and splits (8 at 128 threads,
+    // 4 at 256: the pairs in registers without spills)
+    constexpr int E = 16 * COLS / Threads, R = Threads == 128 ? 8 : 4;
+    unsigned value[E][R], flag[E][R];
+#pragma unroll
+    for (int i = 0; i < E; ++i)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (threadIdx.x + i * Threads < tile && r < a.splits && r != split)
+          asm volatile("ld.relaxed.gpu.global.v2.b32 {%0, %1}, [%2];\n" : "=r"(value[i][r]), "=r"(flag[i][r])
+                       : "l"(pairs + (size_t)r * tile + threadIdx.x + i * Threads));
+    for (bool pending = true; pending;) {  // a pass over the pairs not flagged yet: one round trip
+      pending = false;
+#pragma unroll
+      for (int i = 0; i < E; ++i)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+          if (threadIdx.x + i * Threads < tile && r < a.splits && r != split && flag[i][r] != 1u) {
+            asm volatile("ld.relaxed.gpu.global.v2.b32 {%0, %1}, [%2];\n" : "=r"(value[i][r]), "=r"(flag[i][r])
+                         : "l"(pairs + (size_t)r * tile + threadIdx.x + i * Threads));
+            pending = true;
+          }
+    }
+#pragma unroll
+    for (int i = 0; i < E; ++i) {
+      const int e = threadIdx.x + i * Threads;
+      if (e >= tile) continue;
+      float s = block_sum[e];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r >= a.splits || r == split) continue;
+        uint2* slot = pairs + (size_t)r * tile + e;
+        s += __uint_as_float(value[i][r]);
         asm volatile("st.relaxed.gpu.global.b32 [%0], %1;\n" :: "l"(&slot->y), "r"(0u) : "memory");
       }
       a.out[(size_t)(e / COLS) * a.n + strip * COLS + e % COLS] = __float2half(s);
@@ -204,10 +261,10 @@ int main(int argc, char** argv) {
       {"gated-like 2 splits", 6144, 8, 2, 16, 3256},          {"LayerNorm+Linear c64_s2_k128_t256", 4096, 16, 2, 16, 4256}};
   const int flag_sets[] = {0,       XINV,        WARPSUM,       STORE,   VOTE, COMBINE, COMBINE | FENCE0,
                            XINV | COMBINE, CLUSTER, PLUS1, LATE | PLUS1, COMBINE | PLUS1, COMBINE | LATE,
-                           COMBINE | LATE | PLUS1, LL};
+                           COMBINE | LATE | PLUS1, LL, LL_LAST};
   const char* flag_names[] = {"stream", "xinv", "warpsum", "store", "vote", "combine", "combine0", "xinv+combine",
                               "cluster", "stream +1", "stream late +1", "combine +1", "combine late",
-                              "combine late +1", "ll"};
+                              "combine late +1", "ll", "ll_last"};
   // the modes to run: all, or those named on the command line
   auto wanted = [&](int f) {
     if (argc < 2) return true;
