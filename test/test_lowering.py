@@ -600,7 +600,7 @@ def test_mma_tiles_of_odd_counts_stay_in_registers(columns, threads, split):
     assert (info.wm, info.wn, info.tiles[-1], info.kslices, info.columns) == split
     # W's rows of 11 or 6 chunks: the cp.async loops step whole rows, no division per chunk
     text = lower_graph(graph).gpu_module_text()
-    loops = re.findall(r'scf\.for %r\d+ = .*?\} \{mirage\.stage = "cp\.async \d+"\}', text, re.S)
+    loops = re.findall(r'scf\.for %r\d+ = (?:(?!mirage\.stage).)*?\} \{mirage\.stage = "cp\.async \d+"\}', text, re.S)
     assert loops and not any("divui" in loop or "remui" in loop for loop in loops)
     assert "numTiles = 4 : i32, transpose = true" in text and "numTiles = 2 : i32, transpose = true" in text
     inputs = random_inputs(types, seed=5)
@@ -970,6 +970,34 @@ def test_constant_inputs_let_the_first_kernel_overlap_the_work_before():
             run_lowered(early, inputs)
     with pytest.raises(LoweringError, match="constant inputs"):
         lower_graph(graph, constant_inputs=frozenset({4}))
+
+
+def test_inputs_the_work_before_may_write_are_prefetched_into_l2_before_the_wait(monkeypatch):
+    """A waiting kernel prefetches into L2 the lines of its first tiles of every input the work
+    before may write (emit_copies.l2_prefetch), one prefetch per 128-byte line, before its wait, and
+    none of its constant inputs (copied early instead); the emulator runs them (they read nothing a
+    thread sees, so they may precede the wait) and checks each address lies in its buffer."""
+    # lora's one kernel: X [16, 256], 64 lines of 128 bytes; its weights constant
+    graph = VARIANTS["lora_fused"](benchmark_inputs("lora", 1, "f16"), col_tile=64, threads=128)
+    (launch,) = lower_graph(graph, constant_inputs=frozenset({1, 2, 3})).launches
+    before_wait = launch.kernel.text[:launch.kernel.text.index("nvvm.griddepcontrol wait")]
+    assert "extract_aligned_pointer_as_index %arg0" in before_wait
+    assert not any(f"extract_aligned_pointer_as_index %arg{k}" in launch.kernel.text for k in (1, 2, 3))
+    assert before_wait.count("nvvm.prefetch level = L2") == 1  # in a loop over X's 64 lines
+    assert launch.kernel.text.count("nvvm.prefetch") == 1
+    types = [TensorType(s, "f16") for s in MEDIUM["ntrans"]]
+    graph = PLANS["ntrans"](types)
+    inputs = random_inputs(types, seed=4)
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+    original = blockgen.BlockKernelGen.copy_source
+
+    def one_row_further(self, geo, where):
+        src, valid = original(self, geo, where)
+        return [self.em.add(src[0], 1)] + src[1:], valid
+
+    monkeypatch.setattr(blockgen.BlockKernelGen, "copy_source", one_row_further)
+    with pytest.raises(SimtError, match="prefetch of an address outside"):
+        run_on_cpu(graph, inputs)
 
 
 def test_a_first_kernel_overlaps_the_call_before_unless_a_later_kernel_copies_early():

@@ -334,6 +334,11 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             self.emit_stages("post")
 
     def grid_dependency_wait(self) -> None:
+        """The wait for the kernel before (GridDependency), after L2 prefetches of the first tiles of
+        every input that kernel may write (emit_copies.l2_prefetch)."""
+        early = self.dependency.early if self.dependency else frozenset()
+        self.l2_prefetch([i for i, kind in enumerate(self.plan.kind)
+                          if kind == "iter" and self.g.nodes[i].inputs[0] not in early])
         self.em.emit("nvvm.griddepcontrol wait")
 
     def emit_stages(self, phase: str) -> None:

@@ -62,10 +62,11 @@ def has_grid_dependencies(chip: str) -> bool:
 
 
 def _drop_grid_dependencies(op: ir.Operation) -> None:
-    """Erases the griddepcontrol ops (blockgen.GridDependency) for a chip without them: a kernel then
-    needs a plain launch, which the host function's launches say (mirage-gpu-to-ptx drops their
+    """Erases the griddepcontrol ops (blockgen.GridDependency) for a chip without them, and the L2
+    prefetches before the waits (emit_copies.l2_prefetch; NVPTX selects them for sm_90): a kernel
+    then needs a plain launch, which the host function's launches say (mirage-gpu-to-ptx drops their
     mirage.overlap)."""
-    for inner in [o for o in nested_ops(op) if o.name == "nvvm.griddepcontrol"]:
+    for inner in [o for o in nested_ops(op) if o.name in ("nvvm.griddepcontrol", "nvvm.prefetch")]:
         inner.erase()
 
 

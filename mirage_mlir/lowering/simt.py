@@ -39,6 +39,7 @@ NP_STORAGE = {"f16": np.float16, "bf16": np.uint16, "f32": np.float32, "f64": np
 ATOMIC_ADDI = 1  # arith::AtomicRMWKind::addi
 ACQUIRING = (4, 6, 7)  # LLVM's AtomicOrdering acquire, acq_rel, seq_cst
 INT_POISON = -0x2BAD  # what an uninitialised i32 buffer holds
+ADDRESS_BITS = 40  # a global address: buffer number << ADDRESS_BITS | byte offset
 SLOT = 2  # bytes per race-detection slot in shared memory
 
 
@@ -160,6 +161,7 @@ class Machine:
         self.async_groups: list[list] = []  # committed, not yet completed groups, oldest first
         self.env: list = [None] * len(kernel.slots)
         self.waited = np.zeros(self.T, bool)
+        self.addressed: dict[int, tuple[int, MemRef]] = {}  # id(global buffer): (its number, it)
         for s, a in zip(kernel.args, args):
             self.env[s] = a
 
@@ -492,6 +494,31 @@ class Machine:
         touch what it wrote; launch_dependents changes nothing here."""
         if "wait" in str(op.attributes["kind"]):
             self.waited |= mask
+        return []
+
+    # global addresses: a global buffer's base is (its number + 1) << ADDRESS_BITS, so an address
+    # names its buffer and a byte in it
+    def op_memref_extract_aligned_pointer_as_index(self, a, mask, ot, it, regions, op):
+        mem = a[0]
+        if mem.kind != "global":
+            raise SimtError("an address is taken of global buffers only")
+        if id(mem) not in self.addressed:
+            self.addressed[id(mem)] = (len(self.addressed) + 1, mem)
+        return [np.int64(self.addressed[id(mem)][0] << ADDRESS_BITS)]
+
+    def op_llvm_inttoptr(self, a, *r):
+        return [np.asarray(a[0], np.int64)]
+
+    def op_nvvm_prefetch(self, a, mask, ot, it, regions, op):
+        """A prefetch reads nothing a thread sees (so it may come before griddepcontrol.wait); its
+        address must lie in a buffer the kernel was given."""
+        address = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))[mask]
+        buffers = {number: mem for number, mem in self.addressed.values()}
+        for number in np.unique(address >> ADDRESS_BITS):
+            mem = buffers.get(int(number))
+            byte = address[(address >> ADDRESS_BITS) == number] & ((1 << ADDRESS_BITS) - 1)
+            if mem is None or np.any(byte >= mem.size * np.dtype(NP_STORAGE[mem.dtype]).itemsize):
+                raise SimtError("nvvm.prefetch of an address outside the kernel's buffers")
         return []
 
     def op_llvm_fence(self, a, mask, ot, it, regions, op):
