@@ -209,7 +209,7 @@ class CopyEmitter:
                 body([0] * (len(geo.shape) - 2) + [r, col])
 
     def l2_prefetch(self, iterators: list[int]) -> None:
-        """Prefetches into L2 the lines of the iterators' tiles of the first iteration: inputs a
+        """Prefetches into L2 the lines of the iterators' tiles (of the first iteration): inputs a
         kernel reads only after its grid-dependency wait (the kernel before may write them), issued
         before the wait so that they land while that kernel finishes and the loads after the wait
         hit L2 instead of DRAM. Safe: L2 is where global memory is coherent (what the kernel before
