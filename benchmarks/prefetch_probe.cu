@@ -20,6 +20,8 @@
 
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
+#include "probe_replay.cuh"
+
 constexpr int K = 4096, THREADS = 256, CHUNK = 8;  // 16 bytes of 8 halves, two a thread per row
 enum Mode { EMPTY, PLAIN, PREFETCH };
 
@@ -93,29 +95,10 @@ int main() {
     attribute.val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t config = {dim3(rows), dim3(THREADS), 0, stream, &attribute, 1};
     for (int mode = EMPTY; mode <= PREFETCH; ++mode) {
-      cudaGraph_t graph;
-      cudaGraphExec_t exec;
-      CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      for (int c = 0; c < copies; ++c) CHECK(cudaLaunchKernelEx(&config, ntrans_like, xs[c], hs[c], out, mode));
-      CHECK(cudaStreamEndCapture(stream, &graph));
-      CHECK(cudaGraphInstantiate(&exec, graph, 0));
-      cudaEvent_t a, b;
-      CHECK(cudaEventCreate(&a));
-      CHECK(cudaEventCreate(&b));
-      std::vector<float> times;
-      for (int rep = 0; rep < 13; ++rep) {
-        CHECK(cudaEventRecord(a, stream));
-        CHECK(cudaGraphLaunch(exec, stream));
-        CHECK(cudaEventRecord(b, stream));
-        CHECK(cudaEventSynchronize(b));
-        float ms;
-        CHECK(cudaEventElapsedTime(&ms, a, b));
-        if (rep >= 3) times.push_back(ms * 1e3f / copies);
-      }
-      std::sort(times.begin(), times.end());
-      printf("| %d | %d | %s | %.3f |\n", rows, copies, names[mode], times[times.size() / 2]);
-      CHECK(cudaGraphExecDestroy(exec));
-      CHECK(cudaGraphDestroy(graph));
+      float us = median_replay_us(stream, 1, [&](int) {
+        for (int c = 0; c < copies; ++c) CHECK(cudaLaunchKernelEx(&config, ntrans_like, xs[c], hs[c], out, mode));
+      }) / copies;
+      printf("| %d | %d | %s | %.3f |\n", rows, copies, names[mode], us);
     }
     for (int c = 0; c < copies; ++c) {
       CHECK(cudaFree(xs[c]));
