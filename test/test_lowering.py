@@ -214,16 +214,18 @@ def test_full_size_plans_use_128_bit_accesses():
     assert "vector<8xf16>" in text.split("vector.store")[-1]  # the saver stores 8 halves at a time
 
 
+@pytest.mark.parametrize("rows", [32, 8])
 @pytest.mark.parametrize("fused", [False, True], ids=["ops", "thread_graph"])
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])
-def test_an_a_operand_computed_on_its_fragments_is_the_chain_of_each_element(dtype, fused):
+def test_an_a_operand_computed_on_its_fragments_is_the_chain_of_each_element(dtype, fused, rows):
     """((x - r) * c) W with the chain computed on x's mma fragments (plan.fragment_operands), r a
     value per row and c one per column of x's tile: every element at its row and column (32 rows:
-    two tiles of 16, each in halves of 8; K tiles of 64 in four steps of 16), rounded per op; as ops,
-    or as the search's thread graph of them."""
+    two tiles of 16, each in halves of 8; 8 rows: the tile's padding rows read the last row's r, in
+    bounds; K tiles of 64 in four steps of 16), rounded per op; as ops, or as the search's thread
+    graph of them."""
     from mirage_mlir.search.threads import fuse_thread_graphs
 
-    types = [TensorType((32, 256), dtype), TensorType((256, 64), dtype), TensorType((32, 1), dtype),
+    types = [TensorType((rows, 256), dtype), TensorType((256, 64), dtype), TensorType((rows, 1), dtype),
              TensorType((1, 256), dtype)]
     bb = BlockBuilder(types, (1, 1, 1), 4, (128, 1, 1))
     x, w = bb.iterator(0, (-1, -1, -1), 1), bb.iterator(1, (-1, -1, -1), 0)

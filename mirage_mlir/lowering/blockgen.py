@@ -336,9 +336,9 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
     def grid_dependency_wait(self) -> None:
         """The wait for the kernel before (GridDependency); in a kernel with a loop of one, after L2
         prefetches of its tiles of every input that kernel may write (emit_copies.l2_prefetch): all
-        it reads, one round trip on its path (lora 2.03-2.13 -> 1.93-1.99 us, H200 run 175). Kernels
-        with a for-loop gained nothing or lost (gqa bs1 6.86 -> 7.55 us), their rings hiding all but the
-        first tiles' latency."""
+        it reads, one round trip on its path (lora 2.03-2.13 -> 1.91-1.99 us, H200 runs 175-176).
+        Kernels with a for-loop gained nothing or lost (gqa bs1 6.86 -> 7.55 us, run 175), their rings
+        hiding all but the first tiles' latency."""
         if self.plan.loop == 1:
             early = self.dependency.early if self.dependency else frozenset()
             self.l2_prefetch([i for i, kind in enumerate(self.plan.kind)

@@ -289,20 +289,24 @@ class MatmulEmitter:
                             dtype) for c in range(2)] for half in range(2)] for b in range(wn)] for a in range(wm)]
 
     def computed_fragment(self, v: int, frag: str, batch: list[Index], row0: Index, k0: Index) -> str:
-        """The A fragment of value v (plan.fragment_operands: unary ops over the tile `frag` was
-        loaded from) at rows row0.., K columns k0..: each of the thread's eight elements (register q
-        holds row group + 8 (q % 2), columns 8 (q // 2) + 2 t + h) computed as a stage would,
-        rounded to v's type."""
+        """The A fragment of value v (plan.fragment_operands: a chain of ops over the tile `frag` was
+        loaded from, its other operands read at each element's row and column) at rows row0.., K
+        columns k0..: each of the thread's eight elements (register q holds row group + 8 (q % 2),
+        columns 8 (q // 2) + 2 t + h; rows past M read row M - 1, as ldmatrix_a loads them) computed
+        as a stage would, rounded to v's type."""
         em = self.em
         source = self.plan.value(self.plan.fragment_operands[self.plan.node_of[v]])
         dtype = self.plan.vtype(v).dtype
+        m = self.plan.vtype(v).shape[-2]
         ftype = f"vector<4x2x{dtype}>"
         elements = []
         for q in range(4):
             for h in range(2):
                 x = em.op(f"vector.extract {frag}[{q}, {h}] : {dtype} from {ftype}", "h")
-                index = batch + [em.add(row0, em.add(self.group, 8 * (q % 2))),
-                                 em.add(k0, em.add(em.mul(self.tig, 2), 8 * (q // 2) + h))]
+                row = em.add(row0, em.add(self.group, 8 * (q % 2)))
+                if m % 16:
+                    row = em.op(f"arith.minui {em.idx(row)}, {em.idx(m - 1)} : index", "i")
+                index = batch + [row, em.add(k0, em.add(em.mul(self.tig, 2), 8 * (q // 2) + h))]
                 value = self.value_at(v, index, {}, {source: em.extend(x, dtype)})
                 elements.append(em.truncate(value, dtype))
         return em.op(f"vector.from_elements {', '.join(elements)} : {ftype}", "fa")
