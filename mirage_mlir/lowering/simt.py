@@ -15,7 +15,8 @@ mu-graph means. Beyond values, it checks what a GPU would not report:
   another thread before the following barrier is a race;
 - a kernel launched as a programmatic dependent (`{mirage.overlap}`) that touches a buffer other
   than the program's inputs (its constant inputs, where it declares them) before its
-  `nvvm.griddepcontrol wait`.
+  `nvvm.griddepcontrol wait` (an L2 prefetch touches nothing a thread sees: it may come before);
+- an `nvvm.prefetch` of an address outside the kernel's buffers.
 
 Values are arrays over all threads (shape [T], vectors [T, n]). Divergent loops (`scf.for` from a
 thread id) and `scf.if` run with an activity mask. Floats follow the kernel's types: f32 in
