@@ -209,14 +209,13 @@ class CopyEmitter:
                 body([0] * (len(geo.shape) - 2) + [r, col])
 
     def l2_prefetch(self, iterators: list[int]) -> None:
-        """Prefetches into L2 the lines of the iterators' tiles (of the first iteration): inputs a
-        kernel reads only after its grid-dependency wait (the kernel before may write them), issued
-        before the wait so that they land while that kernel finishes and the loads after the wait
-        hit L2 instead of DRAM. Safe: L2 is where global memory is coherent (what the kernel before
+        """Prefetches into L2 the lines of the iterators' tiles (those of self.it: a wait comes before
+        the loop): inputs a kernel reads only after its grid-dependency wait (the kernel before may
+        write them), issued before the wait so that they land while that kernel finishes and the
+        loads after the wait hit L2 instead of DRAM. Safe: L2 is where global memory is coherent (what the kernel before
         writes lands there) and prefetch.global.L2 fills no L1. An ntrans-like kernel: 1.86 -> 1.41
         us a call (benchmarks/prefetch_probe.cu, H200 run 174)."""
-        em, saved = self.em, self.it
-        self.it = 0
+        em = self.em
         bases: dict[int, str] = {}
         for i in iterators:
             tile, tensor = self.g.nodes[i].types[0], self.g.nodes[i].inputs[0]
@@ -236,7 +235,6 @@ class CopyEmitter:
                     em.emit(f"nvvm.prefetch level = L2, {pointer} : !llvm.ptr")
 
             self.for_each_chunk(geo, body, attr=f"mirage.stage = \"prefetch {i}\"")
-        self.it = saved
 
     def ring_fill(self, early: list[int], early_pre: list[int] = ()) -> None:
         """Issues the copies of the ring's first stages - 1 iterations (before the loop). The `early`
