@@ -105,13 +105,24 @@ def rmsnorm_linear_split_k(inputs: list[TensorType], col_tile: int = 64, splits:
     return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, -1, -1))]), [partial, squares]))
 
 
+def _layernorm_folded_output(bb: BlockBuilder, acc: int, colsum: int, row_sum: int, row_squares: int, k: int,
+                             dtype: str) -> int:
+    """(x W - mean(x) 1^T W) * rsqrt(var(x) + eps) from the four sums over K (var = mean(x^2) - mean(x)^2)."""
+    mean = bb.op("mul_scalar", row_sum, scalar=1.0 / k)
+    var = bb.op("sub", bb.op("mul_scalar", row_squares, scalar=1.0 / k), bb.op("square", mean))
+    rstd = bb.op("rsqrt", bb.op("add_scalar", var, scalar=LN_EPS))
+    return _finish_dtype(bb, bb.op("mul", bb.op("sub", acc, bb.op("mul", mean, colsum)), rstd), dtype)
+
+
 def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits: int = 4, threads: int = 128,
                             k_tile: int = 64) -> Graph:
     """LayerNorm over X's rows (no affine) then X W, with the normalization folded into the
-    projection: (X W - mean(x) 1^T W) * rsqrt(var(x) + eps), var = mean(x^2) - mean(x)^2. One split-K
-    pair: each block accumulates X W, W's column sums and X's row sums and sums of squares from the
-    tiles it streams anyway, so no row kernel runs before the projection (equal as polynomials to
-    torch-mlir's LayerNorm + Linear; the finite-field verifier proves it).
+    projection: (X W - mean(x) 1^T W) * rsqrt(var(x) + eps), var = mean(x^2) - mean(x)^2. Each block
+    accumulates X W, W's column sums and X's row sums and sums of squares from the tiles it streams
+    anyway, so no row kernel runs before the projection (equal as polynomials to torch-mlir's
+    LayerNorm + Linear; the finite-field verifier proves it). With `splits` > 1 one split-K pair
+    (partial sums, then a combine); with one split each block walks the whole K and finishes its
+    output tile itself: no partials and no split-K tail.
 
     W's column sums are a matmul by a tile of ones on the tensor cores (a CUDA-core reduction of
     every W tile ran at half the stream's speed, NOTES.md run 104), ones made from the iteration's
@@ -126,16 +137,17 @@ def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits
     bb = BlockBuilder(inputs, (n // col_tile, splits, 1), k // splits // k_tile, (threads, 1, 1))
     x, w = bb.iterator(0, (-1, 1, -1), 1), bb.iterator(1, (1, 0, -1), 0)
     ones = bb.op("add_scalar", bb.op("mul_scalar", x, scalar=0.0), scalar=1.0)
-    sums = [bb.op("matmul", x, w, dtype="f32"), bb.op("matmul", ones, w, dtype="f32"),
-            # a cast per reduction: one shared cast would be a buffer both read, an extra loop a tile
-            bb.op("reduce_sum", bb.op("cast", x, dtype="f32"), dim=1),
-            bb.op("reduce_sum", bb.op("square", bb.op("cast", x, dtype="f32")), dim=1)]
-    partials = kb.graph_def(bb.finish([bb.save(bb.accum("accum_sum", v), (1, 0, -1)) for v in sums]), [0, 1])
-    cb, (acc, colsum, row_sum, row_squares) = _split_k_combine([kb.types[p] for p in partials], splits, col_tile)
-    mean = cb.op("mul_scalar", row_sum, scalar=1.0 / k)
-    var = cb.op("sub", cb.op("mul_scalar", row_squares, scalar=1.0 / k), cb.op("square", mean))
-    rstd = cb.op("rsqrt", cb.op("add_scalar", var, scalar=LN_EPS))
-    out = _finish_dtype(cb, cb.op("mul", cb.op("sub", acc, cb.op("mul", mean, colsum)), rstd), x_type.dtype)
+    sums = [bb.accum("accum_sum", v) for v in (
+        bb.op("matmul", x, w, dtype="f32"), bb.op("matmul", ones, w, dtype="f32"),
+        # a cast per reduction: one shared cast would be a buffer both read, an extra loop a tile
+        bb.op("reduce_sum", bb.op("cast", x, dtype="f32"), dim=1),
+        bb.op("reduce_sum", bb.op("square", bb.op("cast", x, dtype="f32")), dim=1))]
+    if splits == 1:
+        out = _layernorm_folded_output(bb, *sums, k, x_type.dtype)
+        return kb.finish(kb.graph_def(bb.finish([bb.save(out, (1, 0, -1))]), [0, 1]))
+    partials = kb.graph_def(bb.finish([bb.save(v, (1, 0, -1)) for v in sums]), [0, 1])
+    cb, totals = _split_k_combine([kb.types[p] for p in partials], splits, col_tile)
+    out = _layernorm_folded_output(cb, *totals, k, x_type.dtype)
     return kb.finish(kb.graph_def(cb.finish([cb.save(out, (1, -1, -1))]), list(partials)))
 
 

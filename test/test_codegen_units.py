@@ -404,6 +404,23 @@ def test_reduction_shuffles_rows_of_at_least_32(length, shuffles):
     assert "memref.store" in text and gen.buffers[i].name in gen.dirty
 
 
+@pytest.mark.parametrize("dtype,length,vector", [("f16", 1024, "vector<8xf16>"), ("f32", 1024, "vector<4xf32>"),
+                                                 ("f16", 64, "vector<2xf16>"), ("f16", 100, None)])
+def test_reductions_read_their_rows_in_vectors_where_the_lanes_shares_allow(dtype, length, vector):
+    """A reduction along the last dim reads the tile its (elementwise) input comes from in vectors
+    of up to 16 bytes, each lane whole chunks of its row (4 rows, so 32 lanes a row); else elements."""
+    bb = BlockBuilder([TensorType((4, length), dtype)], (1, 1, 1), 1)
+    x = bb.iterator(0, NO_MAP, -1)
+    body = bb.finish([bb.save(bb.op("reduce_sum", bb.op("square", bb.op("cast", x, dtype="f32")), dim=1), NO_MAP)])
+    gen = started(body)
+    i = node_index(body, "reduce_sum")
+    text = emitted(gen, lambda: gen.reduce_stage(("buf", i), body.nodes[i]))
+    tile = gen.buffers[node_index(body, "input_iterator")].name
+    loads = re.findall(rf"(vector|memref)\.load {tile}\[.*?>(, vector<\w+>)?$", text, re.M)
+    assert loads and all(kind == ("vector" if vector else "memref") for kind, _ in loads)
+    assert all(vec == (f", {vector}" if vector else "") for _, vec in loads)
+
+
 @pytest.mark.parametrize("cols,store", [(64, "vector<8xf16>"), (12, "vector<4xf16>"), (3, None)])
 def test_savers_store_up_to_16_bytes_where_alignment_allows(cols, store):
     body = row_body((4, cols), "f16", "exp")

@@ -292,13 +292,14 @@ def test_predefined_kernel_ops(op, shapes, attrs, dtype):
 
 def test_short_row_counts_split_rows_across_warps(monkeypatch):
     """A block reducing fewer rows than it has warps gives each row several warps (a shared
-    scratch and one barrier), and each lane four independent partial sums over a long row (row
-    kernels turned off: they would keep ntrans in registers)."""
+    scratch and one barrier), each lane reading 16-byte vectors of the row (row kernels turned off:
+    they would keep ntrans in registers), and over a long row four independent partial sums."""
     monkeypatch.setattr(plan, "MAX_ROW_SLOTS", 0)
     text = lower_graph(PLANS["ntrans"](benchmark_inputs("ntrans", 1, "f16"))).gpu_module_text()
-    assert "%scratch" in text and ":4 = scf.for" in text
-    graph = kernel_op_graph("reduce_sum", [TensorType((2, 4096), "f32")], dim=1)
-    inputs = random_inputs([TensorType((2, 4096), "f32")], seed=4)
+    assert "%scratch" in text and re.search(r"vector\.load %tile\d+\[.*workgroup.*vector<8xf16>", text)
+    graph = kernel_op_graph("reduce_sum", [TensorType((2, 16384), "f32")], dim=1)
+    assert ":4 = scf.for" in lower_graph(graph).gpu_module_text()
+    inputs = random_inputs([TensorType((2, 16384), "f32")], seed=4)
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 1e-5
 
 
@@ -516,12 +517,15 @@ VARIANT_CASES = [
     # (f16 / bf16: the ones, x * 0 + 1, computed on the A fragments of X's tile: plan.fragment_operands)
     ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2, k_tile=64)),
     ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2, k_tile=32)),
+    # one split: each block walks the whole K and finishes its tile (no partials, no combine)
+    ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=1, k_tile=64)),
 ]
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
 @pytest.mark.parametrize("name,shapes,tiles", VARIANT_CASES,
-                         ids=[c[0] + "".join(f"-{k}{v}" for k, v in c[2].items() if k == "k_tile") for c in VARIANT_CASES])
+                         ids=[c[0] + "".join(f"-{k}{v}" for k, v in c[2].items() if k in ("splits", "k_tile"))
+                              for c in VARIANT_CASES])
 def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
     """The split-K plans and lora's one-kernel form equal the published plans (SwiGLU + down and
     LayerNorm + Linear their formulas), and their kernels, executed thread by thread, compute the
@@ -628,7 +632,7 @@ def test_row_sums_are_carried_across_the_loop(rows, k_tile):
 
 
 # A split reduction and its combine kernel as one launch (lowering/fuse_split_k.py).
-SPLIT_K_CASES = [c for c in VARIANT_CASES if c[0] != "lora_fused"]
+SPLIT_K_CASES = [c for c in VARIANT_CASES if c[0] != "lora_fused" and c[2].get("splits") != 1]
 
 
 @pytest.mark.parametrize("name,shapes,tiles", SPLIT_K_CASES, ids=[c[0] for c in SPLIT_K_CASES])

@@ -2,7 +2,10 @@
 of lanes (`BlockPlan.lanes_per_row`: a whole warp for few long rows, fewer lanes when rows are many,
 one thread for short rows), whose lanes combine their partial results with `gpu.shuffle xor`; when a
 block has fewer rows than warps, several warps share each row and combine through a shared scratch.
-Lanes keep four independent partial results over long rows. A row reduction that feeds a sum
+Lanes keep four independent partial results over long rows, and read the buffers a reduction along
+the last dim computes from in 16-byte vectors where the rows allow (`reduction_vector`: a scalar
+shared-memory load per element had LayerNorm's whole-K plan waiting on them, H200 run 180). A row
+reduction that feeds a sum
 accumulator over the for-loop (plan.carried_rows) keeps each lane's partial sums in loop-carried
 registers instead, and combines the lanes once, after the loop.
 """
@@ -14,8 +17,9 @@ from typing import NamedTuple
 
 from ..mugraph import Node
 from ..opset import OPS
-from .emitter import Index
-from .plan import numel
+from .emit_elementwise import broadcast_index
+from .emitter import BYTES, Index
+from .plan import SWIZZLE_CHUNK, numel
 
 
 class CarriedSlot(NamedTuple):
@@ -76,7 +80,7 @@ class ReductionEmitter:
             lanes = self.plan.lanes_per_row(rows, length)
             split = self.plan.warps_per_row(rows, length)
             if split > 1:
-                return self.split_row_reduction(target, out_shape, length, split, element, combine, identity, finish)
+                return self.split_row_reduction(target, node, split, finish)
             # `lanes` lanes per row (a whole warp, or an aligned group of one): strided partial results,
             # then shuffles within the group; the group's first lane finishes the row
             lane = em.rem(self.tid, lanes)
@@ -84,7 +88,8 @@ class ReductionEmitter:
 
             def group_body(o):
                 oidx = em.unflatten(o, out_shape)
-                total = self.lane_partial(lambda j: element(oidx, j, {}), lane, length, lanes, combine, identity)
+                total = self.lane_partial(self.chunk_reader(node, element, oidx), lane, length, lanes, combine, identity,
+                                          self.reduction_vector(node, lanes))
                 total = self.warp_allreduce(total, combine, lanes)
                 with em.region(f"scf.if {first_lane} {{"):
                     finish(oidx, total, {})
@@ -147,8 +152,8 @@ class ReductionEmitter:
             if length < 32:
                 part = combine_tree([element(oidx, j, {}) for j in range(length)], combine)
             else:
-                part = self.lane_partial(lambda j: element(oidx, j, {}), slot.first, length, slot.stride, combine,
-                                         identity)
+                part = self.lane_partial(self.chunk_reader(reduction, element, oidx), slot.first, length, slot.stride,
+                                         combine, identity, self.reduction_vector(reduction, slot.stride))
             out.append(combine(carried, part))
         self.row_out[i] = out
 
@@ -201,24 +206,97 @@ class ReductionEmitter:
         op = "maximumf" if node.op in ("reduce_max", "accum_max") else "addf"
         return lambda a, b: self.em.fbin(op, a, b)
 
-    def lane_partial(self, element, first: Index, length: int, stride: int, combine, identity: str) -> str:
-        """This lane's combination of elements first, first + stride, ... < length (`first` is below
-        `stride`): unrolled when every lane has the same few, else a loop carrying four independent
-        partial results where the count allows (one when lanes have different counts)."""
+    def lane_partial(self, elements, first: Index, length: int, stride: int, combine, identity: str,
+                     vec: int = 1) -> str:
+        """This lane's combination of the elements of its chunks of `vec`: chunks first, first +
+        stride, ... (in chunks; `first` is below `stride`) of the `length` elements, elements(j, n)
+        giving the n from element j on: unrolled when every lane has the same few chunks, else a
+        loop carrying four independent partial results where the count allows (one when lanes have
+        different counts)."""
         em = self.em
-        count = length // stride
-        even = length % stride == 0
+        step = stride * vec
+        count = length // step
+        even = length % step == 0
+        first = em.mul(first, vec)
+
+        def chunk(j: Index) -> str:
+            return combine_tree(elements(j, vec), combine)
         if even and count <= 8:
-            return combine_tree([element(em.add(first, stride * q)) for q in range(count)], combine)
+            return combine_tree([chunk(em.add(first, step * q)) for q in range(count)], combine)
         ways = 4 if even and count % 4 == 0 else 1
         j, res = em.fresh("j"), em.fresh("r")
         accs = [em.fresh("s") for _ in range(ways)]
         types = ", ".join([em.ctype] * ways)
-        with em.region(f"{res}:{ways} = scf.for {j} = {em.idx(first)} to {em.idx(length)} step {em.idx(stride * ways)} "
+        with em.region(f"{res}:{ways} = scf.for {j} = {em.idx(first)} to {em.idx(length)} step {em.idx(step * ways)} "
                        f"iter_args({', '.join(f'{a} = {identity}' for a in accs)}) -> ({types}) {{"):
-            new = [combine(a, element(em.add(j, stride * w))) for w, a in enumerate(accs)]
+            new = [combine(a, chunk(em.add(j, step * w))) for w, a in enumerate(accs)]
             em.emit(f"scf.yield {', '.join(new)} : {types}")
         return combine_tree([f"{res}#{w}" for w in range(ways)], combine)
+
+    def reduction_vector(self, node: Node, stride: int) -> int:
+        """Elements a lane reads at once (`lane_partial`'s vec) of reduction `node`, whose lanes
+        interleave with `stride`: 16 bytes (or 8, 4) of each buffer its input is computed from
+        (operands broadcast along the reduced dim aside), where the reduction runs along the last
+        dim, every lane's share is whole chunks and the buffers' rows keep them aligned; else 1."""
+        x_v = node.inputs[0]
+        shape = self.plan.vtype(x_v).shape
+        dim = (node.attr("dim") if node.op in OPS else node.attr("reduce_dim")) % len(shape)
+        leaves = self.buffered_leaves(x_v)
+        if dim != len(shape) - 1 or not leaves:
+            return 1
+        rows = [self.buffers[self.plan.node_of[v]] for v in leaves if self.plan.vtype(v).shape[-1] == shape[-1] > 1]
+        for vec in (8, 4, 2):
+            if rows and shape[-1] % (stride * vec) == 0 and all(
+                    vec * BYTES[b.dtype] <= SWIZZLE_CHUNK and b.storage_shape[-1] % vec == 0 for b in rows):
+                return vec
+        return 1
+
+    def buffered_leaves(self, v: int) -> set[int] | None:
+        """The buffered values that value v is computed from inline (v itself where buffered), or
+        None where that takes anything but buffered values and elementwise ops."""
+        if v < self.plan.n_in:
+            return None
+        i = self.plan.node_of[v]
+        if self.plan.kind[i] == "acc":
+            return None
+        if self.plan.buffered[i]:
+            return {v}
+        if self.plan.kind[i] != "ew":
+            return None
+        leaves: set[int] = set()
+        for a in self.g.nodes[i].inputs:
+            sub = self.buffered_leaves(a)
+            if sub is None:
+                return None
+            leaves |= sub
+        return leaves
+
+    def chunk_reader(self, node: Node, element, oidx: list[Index]):
+        """elements(j, n) for lane_partial: element(oidx, j + k, memo) for k < n, the buffers their
+        value is computed from read n elements at a time (one vector load each, ahead of the
+        elementwise chain, which finds them in the memo)."""
+        em = self.em
+        x_v = node.inputs[0]
+        shape = self.plan.vtype(x_v).shape
+
+        def at(j: Index) -> list[Index]:
+            return list(oidx[:-1]) + [j]
+
+        def elements(j: Index, n: int) -> list[str]:
+            if n == 1:
+                return [element(oidx, j, {})]
+            memo: dict = {}
+            js = [j] + [em.add(j, k) for k in range(1, n)]
+            for v in self.buffered_leaves(x_v):
+                leaf_shape = self.plan.vtype(v).shape
+                if leaf_shape[-1] == 1:
+                    continue
+                values = self.load_vector(self.buffers[self.plan.node_of[v]], broadcast_index(at(j), leaf_shape, shape),
+                                          n, "l")
+                for jk, value in zip(js, values):
+                    memo[(v, tuple(broadcast_index(at(jk), leaf_shape, shape)), False)] = value
+            return [element(oidx, jk, memo) for jk in js]
+        return elements
 
     def warp_allreduce(self, value: str, combine, lanes: int = 32) -> str:
         """value combined over each aligned group of `lanes` lanes (the whole warp by default)."""
@@ -229,11 +307,12 @@ class ReductionEmitter:
             value = combine(value, other)
         return value
 
-    def split_row_reduction(self, target, out_shape, length: int, split: int, element, combine, identity: str,
-                            finish) -> None:
-        """`split` warps per row: each reduces a strided share of the row, lane 0 of each writes its
-        warp's result to the shared scratch, and after a barrier one thread per row combines them."""
+    def split_row_reduction(self, target, node: Node, split: int, finish) -> None:
+        """`split` warps per row of reduction `node`: each reduces a strided share of the row, lane 0
+        of each writes its warp's result to the shared scratch, and after a barrier one thread per row
+        combines them."""
         em = self.em
+        out_shape, length, element, combine, identity = self.reduction_parts(node)
         rows = numel(out_shape)
         scratch = self.scratch
         if scratch.name in self.scratch_reads:
@@ -242,7 +321,8 @@ class ReductionEmitter:
         with em.region(f"scf.if {em.cmp_lt(row, rows)} {{"):
             oidx = em.unflatten(row, out_shape)
             first = em.add(self.lane, em.mul(share, 32))
-            total = self.lane_partial(lambda j: element(oidx, j, {}), first, length, 32 * split, combine, identity)
+            total = self.lane_partial(self.chunk_reader(node, element, oidx), first, length, 32 * split, combine,
+                                      identity, self.reduction_vector(node, 32 * split))
             total = self.warp_allreduce(total, combine)
             with em.region(f"scf.if {self.lane_zero} {{"):
                 em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.warp)}] : {scratch.type}")
