@@ -188,6 +188,13 @@ def test_the_folded_projection_is_offered_for_layernorm_then_linear_only(tmp_pat
     (tmp_path / "tall.mlir").write_text(text.replace("tensor<2x", f"tensor<{2 * FOLDED_MAX_ROWS}x"))
     assert folded_layernorm_projection(converted("tall", str(tmp_path))) == []
     assert folded_layernorm_projection(converted("gated_mlp_small_f16")) == []
+    # at K = 256 also the one-kernel tilings (32 columns a block, the whole K: no split-K tail), K tiles
+    # of 256 / 128 at 512 / 256 threads, the thickest and widest first
+    (tmp_path / "wide.mlir").write_text(text.replace("2x64x", "2x256x").replace("64x128x", "256x128x")
+                                        .replace("6.400000e+01", "2.560000e+02"))
+    one_kernel = [g for g in folded_layernorm_projection(converted("wide", str(tmp_path))) if len(g.nodes) == 1]
+    assert [(g.nodes[0].body.forloop_range, g.nodes[0].body.block_dim[0]) for g in one_kernel] == \
+        [(1, 512), (1, 256), (2, 512), (2, 256)]
 
 
 @pytest.mark.parametrize("splits", [1, 2])

@@ -429,6 +429,15 @@ def kernel_code(name: str, args: list[str], em: Emitter, grid: tuple, threads: i
                       list(input_types), list(output_types))
 
 
+def one_block_an_sm(kernel: KernelCode) -> KernelCode:
+    """`kernel` marked for ptxas as running one block an SM (nvvm.minctasm = 1: PTX .minnctapersm 1),
+    so that it may give a thread up to 64K / threads registers. Unmarked, ptxas holds a 512-thread
+    kernel to 64 registers (two blocks an SM) and spills where the launch holds one block an SM anyway
+    (LayerNorm + Linear's one-split plan at 512 threads: 64 registers and a spill, 84 marked)."""
+    header = " kernel attributes {"
+    return replace(kernel, text=kernel.text.replace(header, header + "nvvm.minctasm = 1 : i32, ", 1))
+
+
 def plan_figures(graph: Graph) -> PlanFigures:
     return BlockPlan(graph).figures()
 

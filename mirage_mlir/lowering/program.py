@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
-from .blockgen import GridDependency, KernelCode, RowMask, early_copies, generate_kernel
+from .blockgen import GridDependency, KernelCode, RowMask, early_copies, generate_kernel, one_block_an_sm
 from .fuse_split_k import fused_pairs, generate_fused
 from .emitter import ROWS_ARG, STORAGE_TYPES, memref_type
 from .plan import SMS, BlockPlan, LoweringError, resident_blocks, spread_shared_bytes
@@ -231,6 +231,14 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
         if not spread[j]:
             return None
         return spread_shared_bytes(kernel.shared_bytes, kernel.block[0], math.prod(kernel.grid), sms)
+
+    def launched(j: int, kernel: KernelCode) -> tuple[KernelCode, int | None]:
+        """The kernel as launch j runs it (ptxas told where an SM holds one of its blocks), and the
+        launch's shared memory."""
+        shared = launch_shared(j, kernel)
+        if resident_blocks(shared or kernel.shared_bytes, kernel.block[0]) == 1:
+            kernel = one_block_an_sm(kernel)
+        return kernel, shared
     for j, (n, body) in enumerate(zip(starts, bodies)):
         triggers = overlaps[(j + 1) % len(starts)]
         dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
@@ -242,8 +250,9 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
             values = values[:-1] if rows else values
             args = [where[v] for v in values[:-1]] + [("temp", len(program.temps))] + rows
             program.temps.append(TensorType((pair.tiles,), "i32"))
+            kernel, shared = launched(j, kernel)
             program.launches.append(Launch(kernel, args, "graph_def", (n, n + 1), overlap=overlaps[j],
-                                           shared_bytes=launch_shared(j, kernel)))
+                                           shared_bytes=shared))
             continue
         node = graph.nodes[n]
         results = [graph.first_result[n] + r for r in range(len(node.types))]
@@ -251,6 +260,6 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
         kernel = generate_kernel(body, f"{name}_k{n}", (n,), rows=mask, dependency=dependency)
         args = [where[v] for v in node.inputs] + [where[v] for v in results] + ([("rows", 0)] if mask else [])
         source = "graph_def" if node.op == "graph_def" else node.op
-        program.launches.append(Launch(kernel, args, source, (n,), overlap=overlaps[j],
-                                       shared_bytes=launch_shared(j, kernel)))
+        kernel, shared = launched(j, kernel)
+        program.launches.append(Launch(kernel, args, source, (n,), overlap=overlaps[j], shared_bytes=shared))
     return program

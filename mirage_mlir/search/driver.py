@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 26  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 27  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -711,11 +711,16 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
     out += attention
     first = list(attention)
     # LayerNorm + Linear with the normalization folded into the projection (no row kernel first): the
-    # model's three cheapest tilings verified, the cheapest kept for the clock beside the searched pair
+    # model's three cheapest tilings verified, the cheapest kept for the clock beside the searched pair,
+    # and the cheapest one-kernel tiling (no split-K tail), a strategy of its own
     folded = sorted(seeds.folded_layernorm_projection(reference), key=lambda g: costmod.cost(g, options.chip).total_us)
     if folded:
         out += folded[:3]
         first.append(folded[0])
+        one_kernel = next((g for g in folded if len(g.nodes) == 1), None)
+        if one_kernel is not None and one_kernel not in first:
+            out += [] if one_kernel in out else [one_kernel]
+            first.append(one_kernel)
     # one level of cuts: a part (searched unverified) is not cut again
     split = seeds.split_before_matmul(reference) if options.verify else None
     if split is not None and budget.remaining() > 0:
