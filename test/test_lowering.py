@@ -1035,9 +1035,10 @@ def test_a_first_kernel_overlaps_the_call_before_unless_a_later_kernel_copies_ea
 
 
 def test_ptxas_is_told_where_an_sm_holds_one_block_of_a_kernel():
-    """A kernel whose launch holds one block an SM (here LayerNorm's one-split plan at 512 threads,
-    128 blocks launched spread) is marked nvvm.minctasm = 1, so ptxas may give it up to 128 registers
-    a thread: unmarked it held it to 64 and spilled. A kernel of which an SM holds several is not."""
+    """A kernel of 512 threads or more whose launch holds one block an SM (here LayerNorm's one-split
+    plan at 512 threads, 128 blocks launched spread) is marked nvvm.minctasm = 1, so ptxas may give it
+    up to 128 registers a thread: unmarked it held it to 64 and spilled. Smaller kernels, and kernels
+    of which an SM holds several, are not."""
     inputs = [TensorType((16, 4096), "f16"), TensorType((4096, 4096), "f16")]
     one = lower_graph(VARIANTS["layernorm_linear_folded"](inputs, col_tile=32, splits=1, k_tile=256, threads=512))
     (launch,) = one.launches

@@ -233,10 +233,12 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
         return spread_shared_bytes(kernel.shared_bytes, kernel.block[0], math.prod(kernel.grid), sms)
 
     def launched(j: int, kernel: KernelCode) -> tuple[KernelCode, int | None]:
-        """The kernel as launch j runs it (ptxas told where an SM holds one of its blocks), and the
-        launch's shared memory."""
+        """The kernel as launch j runs it, and the launch's shared memory. ptxas is told where an SM
+        holds one block of 512 threads or more: for those it assumes two blocks an SM (64 / 32
+        registers) and spills. (Marked, kernels of 128-256 threads get other allocations too, e.g.
+        gated_mlp's 128 -> 164 registers: not timed yet, so not marked.)"""
         shared = launch_shared(j, kernel)
-        if resident_blocks(shared or kernel.shared_bytes, kernel.block[0]) == 1:
+        if kernel.block[0] >= 512 and resident_blocks(shared or kernel.shared_bytes, kernel.block[0]) == 1:
             kernel = one_block_an_sm(kernel)
         return kernel, shared
     for j, (n, body) in enumerate(zip(starts, bodies)):
