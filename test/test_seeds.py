@@ -427,6 +427,21 @@ def test_the_first_part_is_also_composed_as_one_kernel():
         assert check_equivalent(graph, seed, trials=1).equivalent
 
 
+def test_the_folded_projection_reaches_the_clock_as_a_split_pair_and_as_one_kernel():
+    """LayerNorm + Linear at its benchmark size: the model's cheapest folded tiling (a split-K pair)
+    and its cheapest one-kernel tiling (each block the whole K: no split-K tail, priced higher) are
+    both seeds of a strategy of their own, verified first for the clock (H200 runs 183-184)."""
+    from mirage_mlir.search.driver import Budget, seed_candidates
+    from mirage_mlir.search.seeds import folded_layernorm_projection
+
+    graph = converted("layernorm_linear16_bs1_f16", EXAMPLES)
+    folded = folded_layernorm_projection(graph)
+    _, first = seed_candidates(graph, SearchOptions(time_budget=5, workers=2, use_cache=False), Budget(5))
+    pair, one_kernel = [g for g in first if g in folded]
+    assert len(pair.nodes) == 2 and len(one_kernel.nodes) == 1
+    assert (one_kernel.nodes[0].body.block_dim[0], one_kernel.nodes[0].body.forloop_range) == (512, 16)
+
+
 def test_a_weight_projection_is_offered_as_split_k_pairs():
     """SwiGLU's down projection as split_before_matmul cuts it (the gated product [8, 128] by the
     weight W2 [128, 64], then a cast) as the hand plans' split-K pair, one launch once fused and equal

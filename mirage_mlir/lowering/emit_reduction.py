@@ -278,6 +278,7 @@ class ReductionEmitter:
         em = self.em
         x_v = node.inputs[0]
         shape = self.plan.vtype(x_v).shape
+        leaves = self.buffered_leaves(x_v) or set()
 
         def at(j: Index) -> list[Index]:
             return list(oidx[:-1]) + [j]
@@ -287,7 +288,7 @@ class ReductionEmitter:
                 return [element(oidx, j, {})]
             memo: dict = {}
             js = [j] + [em.add(j, k) for k in range(1, n)]
-            for v in self.buffered_leaves(x_v):
+            for v in leaves:
                 leaf_shape = self.plan.vtype(v).shape
                 if leaf_shape[-1] == 1:
                     continue

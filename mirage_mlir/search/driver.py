@@ -719,7 +719,8 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
         first.append(folded[0])
         one_kernel = next((g for g in folded if len(g.nodes) == 1), None)
         if one_kernel is not None and one_kernel not in first:
-            out += [] if one_kernel in out else [one_kernel]
+            if one_kernel not in out:
+                out.append(one_kernel)
             first.append(one_kernel)
     # one level of cuts: a part (searched unverified) is not cut again
     split = seeds.split_before_matmul(reference) if options.verify else None
