@@ -46,6 +46,7 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 
 from mirage_mlir.plans import PLANS, VARIANTS, benchmark_inputs  # noqa: E402
 from mirage_mlir.search import cost as costmod  # noqa: E402
+from programs import WEIGHTS  # noqa: E402
 
 SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
 
@@ -121,13 +122,13 @@ def spearman(a, b) -> float:
 
 
 def estimates(points, chip) -> np.ndarray:
-    return np.array([costmod.cost(g, chip, registers).total_us for g, _, _, registers in points])
+    return np.array([costmod.cost(g, chip, registers, weights).total_us for g, _, _, registers, weights in points])
 
 
 def loss(points, chip, est=None) -> float:
     """The mean squared log ratio of estimate to measurement (`est`: the estimates, when computed already)."""
     est = estimates(points, chip) if est is None else est
-    measured = np.array([us for _, us, _, _ in points])
+    measured = np.array([us for _, us, *_ in points])
     return float(np.mean(np.log(est / measured) ** 2))
 
 
@@ -135,7 +136,7 @@ def ranking(points, chip, est=None) -> list[tuple[tuple, int, float, float]]:
     """Per group of 3 or more variants: (key, variants, Spearman, measured time of the model's pick
     over the fastest)."""
     groups = defaultdict(list)
-    for (_, us, key, _), e in zip(points, estimates(points, chip) if est is None else est):
+    for (_, us, key, *_), e in zip(points, estimates(points, chip) if est is None else est):
         groups[key].append((e, us))
     rows = []
     for key, pairs in sorted(groups.items()):
@@ -197,7 +198,8 @@ def report(points, chip, title: str) -> None:
 
 
 def load_points(specs: list[str], programs: str | None, candidates_only: bool = False) -> list:
-    """(graph, measured us, group key, registers) of every variant with a known mu-graph in the runs
+    """(graph, measured us, group key, registers, weights: the inputs build_gpu.py declares constant) of
+    every variant with a known mu-graph in the runs
     `RUN.json[:PROGRAMS]` (only the default pipeline's candidates with `candidates_only`: the plans
     the model's pick chooses among); a group is one run's program / batch / dtype (the runs' variants
     are never mixed, since two builds' candidates differ)."""
@@ -214,7 +216,8 @@ def load_points(specs: list[str], programs: str | None, candidates_only: bool = 
             g = variant_graph(v, directory)
             if g is not None and v.get("us"):
                 key = (v["program"], v["bs"], v["dtype"]) + ((tag,) if tag else ())
-                points.append((g, v["us"], key, variant_registers(v, directory)))
+                weights = frozenset(WEIGHTS.get(v["program"], ()))
+                points.append((g, v["us"], key, variant_registers(v, directory), weights))
     return points
 
 

@@ -224,3 +224,23 @@ def test_candidates_are_ranked_with_the_constants_fitted_for_ranking():
     assert changed and changed <= set(RANKING["sm_90"])
     assert all(getattr(ranking, name) == value for name, value in RANKING["sm_90"].items())
     assert ranking_chip("h100") == chip("h100")
+
+
+def test_a_first_kernel_copying_weights_beside_the_call_before_is_priced_without_those_copies():
+    """lora's one kernel (a loop of one) at 64 blocks fits half the SMs: launched under the call
+    before, its blocks copy the weights W, A and B while that call runs, so with the weights
+    declared constant only X's round trip and its arithmetic remain on its path, and it ranks first
+    (the fastest of lora's plans on the H200, runs 146-183). At 256 blocks, or with no constant
+    inputs, nothing changes."""
+    inputs = plans.benchmark_inputs("lora", 1, "f16")
+    chip = cost.ranking_chip("sm_90")
+    weights = frozenset({1, 2, 3})
+    half, full = (plans.lora_fused(inputs, col_tile=c, threads=128) for c in (64, 16))
+    assert cost.runs_beside_the_call_before(half, 0, weights, chip)
+    assert not cost.runs_beside_the_call_before(full, 0, weights, chip)
+    assert not cost.runs_beside_the_call_before(half, 0, frozenset(), chip)
+    assert cost.cost(half, chip, constant_inputs=weights).total_us < cost.cost(half, chip).total_us
+    assert cost.cost(full, chip, constant_inputs=weights).total_us == cost.cost(full, chip).total_us
+    assert cost.cost(half, chip, constant_inputs=weights).total_us < cost.cost(full, chip, constant_inputs=weights).total_us
+    rmsnorm = plans.rmsnorm_linear(plans.benchmark_inputs("rmsnorm_linear", 1, "f16"))  # a for-loop
+    assert not cost.runs_beside_the_call_before(rmsnorm, 0, frozenset({1}), chip)

@@ -324,8 +324,9 @@ def compile_file(source, args, printer) -> int:
 def rank_with_registers(manifest: dict, results: list, target: str) -> None:
     """Re-estimates every candidate with its kernels' registers from ptxas (they may hold a kernel to
     fewer resident blocks than its shared memory allows: 90 registers at 256 threads, two blocks an SM
-    where the plan counted three) and the constants fitted for ranking (cost.RANKING), and makes the
-    lowest estimate the model's choice."""
+    where the plan counted three), the function's constant inputs (a first kernel may copy them beside
+    the call before) and the constants fitted for ranking (cost.RANKING), and makes the lowest
+    estimate the model's choice."""
     from mirage_mlir.lowering.manifest import candidate_index, kernel_registers
     from mirage_mlir.search.cost import cost, ranking_chip
 
@@ -334,7 +335,8 @@ def rank_with_registers(manifest: dict, results: list, target: str) -> None:
         entry = manifest["functions"][fname]
         for candidate in entry.get("candidates", []):
             graph = result.candidates[candidate_index(candidate["kernels"])][1]
-            candidate["estimate_us"] = cost(graph, chip, kernel_registers(manifest, candidate["kernels"])).total_us
+            candidate["estimate_us"] = cost(graph, chip, kernel_registers(manifest, candidate["kernels"]),
+                                            frozenset(entry.get("constant_inputs", ()))).total_us
         if entry.get("candidates"):
             estimates = [candidate["estimate_us"] for candidate in entry["candidates"]]
             entry["model_choice"] = estimates.index(min(estimates))

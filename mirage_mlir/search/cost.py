@@ -119,10 +119,14 @@ CHIPS = {"sm_90": Chip(), "h100": Chip()}
 # in a coordinate search's local optimum: calibration_runs164_168_joint.txt). The search itself
 # explores and keeps its candidates with the chip's own constants above: a fit judged on plans that
 # were timed says nothing of plans the search never kept, and twice (runs 118 and 119) a search
-# steered by such a fit kept slower plans.
+# steered by such a fit kept slower plans. With the weights' copies of a first kernel beside the call
+# before (runs_beside_the_call_before, session 28) copy_chunk_us was refitted on run 183 (0 -> 0.073;
+# its default pipeline's candidates 0.73 -> 0.75, the pick within 10% in 24 -> 28 of 28 groups; every
+# variant 0.72 -> 0.76, 27 -> 31 of 32) and, out of sample, ranks run 176's lora plans 0.09 -> 0.81
+# (results/calibration_run183_beside.txt).
 RANKING = {"sm_90": dict(mem_latency_us=0.7924, loop_iter_us=0.01, mma_step_us=0.003861, stream_peak=1.0,
                          row_overhead=4.0, sm_bandwidth=4.846e10, launch_us=1.5, thread_element_us=0.02473,
-                         stage_us=0.0, copy_chunk_us=0.0, l2_bandwidth=1.2e13, tensor_flops=5.213e14)}
+                         stage_us=0.0, copy_chunk_us=0.07313, l2_bandwidth=1.2e13, tensor_flops=5.213e14)}
 
 
 def chip(name: str) -> Chip:
@@ -178,9 +182,11 @@ def sm_fill(blocks: int, c: Chip) -> float:
     return waves / math.ceil(waves)
 
 
-def graph_def_cost(body: Graph, c: Chip, figures=None, registers: int | None = None) -> KernelCost:
+def graph_def_cost(body: Graph, c: Chip, figures=None, registers: int | None = None,
+                   beside: bool = False) -> KernelCost:
     """`figures`: the generator's plan figures (plan_figures(body)) when the caller has them;
-    `registers`: a thread's, from ptxas, once the kernel is compiled."""
+    `registers`: a thread's, from ptxas, once the kernel is compiled; `beside`: a loop of one whose
+    weight copies run beside the call before (`runs_beside_the_call_before`)."""
     from ..lowering import plan_figures
 
     fig = plan_figures(body) if figures is None else figures
@@ -237,6 +243,8 @@ def graph_def_cost(body: Graph, c: Chip, figures=None, registers: int | None = N
         # and the latency grows with the chunks a thread copies
         copies = 0.0 if fig.in_registers else fig.pre_chunks * c.copy_chunk_us * 1e-6
         memory = max(bandwidth, per_sm, latency + copies + iterations)
+        if beside:  # the weights' copies and intake under the call before: X's round trip remains
+            memory = max(bandwidth, c.mem_latency_us * 1e-6 + iterations)
     elif resident == 1 and fig.stages == 1:
         # one block per SM copying synchronously: the SM streams nothing while it waits for a copy's
         # round trips, so the latencies add to the streaming time instead of hiding under it
@@ -287,10 +295,26 @@ def fused_combine_us(us: float, c: Chip) -> float:
     return us - c.launch_us
 
 
-def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None = None) -> Cost:
+def runs_beside_the_call_before(graph: Graph, n: int, constant_inputs: frozenset, c: Chip) -> bool:
+    """Whether kernel-graph node n is a first kernel with a loop of one that reads a constant input
+    (a weight) and whose grid fits half the SMs: launched under the call before, spread, its blocks
+    find free SMs at once and copy the weights while that call runs (lora's 64-block plan, the
+    fastest of its candidates: H200 runs 146-147, 183), where a grid of more blocks waits for the
+    call before's to leave."""
+    node = graph.nodes[n]
+    if n != 0 or node.op != "graph_def" or node.body.forloop_range != 1:
+        return False
+    return bool(set(node.inputs) & set(constant_inputs)) and math.prod(node.body.grid_dim) <= c.sms // 2
+
+
+def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None = None,
+         constant_inputs: frozenset = frozenset()) -> Cost:
     """Per kernel-graph node (a combine fused into the kernel before it costs no launch).
     `registers`: a thread's registers in the kernel of node n (ptxas -v on the lowered program; a
-    fused combine runs in its split kernel's), where known."""
+    fused combine runs in its split kernel's), where known; `constant_inputs`: the program inputs
+    that are weights (mirage-compile --constant-inputs), whose copies a first kernel may run beside
+    the call before. The search passes neither (its candidates' ranking by the clock-fitted
+    constants, mirage-compile's rank_with_registers, does)."""
     from ..lowering.fuse_split_k import fused_pairs
 
     c = chip(c) if isinstance(c, str) else c
@@ -299,7 +323,8 @@ def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None
     kernels = []
     for n, node in enumerate(graph.nodes):
         if node.op == "graph_def":
-            kc = graph_def_cost(node.body, c, registers=registers.get(n - 1 if n in combines else n))
+            kc = graph_def_cost(node.body, c, registers=registers.get(n - 1 if n in combines else n),
+                                beside=runs_beside_the_call_before(graph, n, constant_inputs, c))
             kernels.append(replace(kc, op="graph_def (fused)", us=fused_combine_us(kc.us, c)) if n in combines else kc)
         else:
             kernels.append(predefined_cost(graph, node, c))
