@@ -88,8 +88,7 @@ class ReductionEmitter:
 
             def group_body(o):
                 oidx = em.unflatten(o, out_shape)
-                total = self.lane_partial(self.chunk_reader(node, element, oidx), lane, length, lanes, combine, identity,
-                                          self.reduction_vector(node, lanes))
+                total = self.row_partial(node, element, oidx, lane, length, lanes, combine, identity)
                 total = self.warp_allreduce(total, combine, lanes)
                 with em.region(f"scf.if {first_lane} {{"):
                     finish(oidx, total, {})
@@ -152,8 +151,8 @@ class ReductionEmitter:
             if length < 32:
                 part = combine_tree([element(oidx, j, {}) for j in range(length)], combine)
             else:
-                part = self.lane_partial(self.chunk_reader(reduction, element, oidx), slot.first, length, slot.stride,
-                                         combine, identity, self.reduction_vector(reduction, slot.stride))
+                part = self.row_partial(reduction, element, oidx, slot.first, length, slot.stride, combine,
+                                        identity)
             out.append(combine(carried, part))
         self.row_out[i] = out
 
@@ -233,15 +232,23 @@ class ReductionEmitter:
             em.emit(f"scf.yield {', '.join(new)} : {types}")
         return combine_tree([f"{res}#{w}" for w in range(ways)], combine)
 
-    def reduction_vector(self, node: Node, stride: int) -> int:
+    def row_partial(self, node: Node, element, oidx: list[Index], first: Index, length: int, stride: int,
+                    combine, identity: str) -> str:
+        """lane_partial over row `oidx` of reduction `node` (element(oidx, j, memo): its input's
+        element j of `length`), the buffers that input is computed from read in vectors where
+        `reduction_vector` allows."""
+        leaves = self.buffered_leaves(node.inputs[0])
+        vec = self.reduction_vector(node, leaves, stride)
+        return self.lane_partial(self.chunk_reader(node, element, oidx, leaves), first, length, stride, combine,
+                                 identity, vec)
+
+    def reduction_vector(self, node: Node, leaves: set[int] | None, stride: int) -> int:
         """Elements a lane reads at once (`lane_partial`'s vec) of reduction `node`, whose lanes
         interleave with `stride`: 16 bytes (or 8, 4) of each buffer its input is computed from
-        (operands broadcast along the reduced dim aside), where the reduction runs along the last
-        dim, every lane's share is whole chunks and the buffers' rows keep them aligned; else 1."""
-        x_v = node.inputs[0]
-        shape = self.plan.vtype(x_v).shape
+        (`leaves`; operands broadcast along the reduced dim aside), where the reduction runs along the
+        last dim, every lane's share is whole chunks and the buffers' rows keep them aligned; else 1."""
+        shape = self.plan.vtype(node.inputs[0]).shape
         dim = (node.attr("dim") if node.op in OPS else node.attr("reduce_dim")) % len(shape)
-        leaves = self.buffered_leaves(x_v)
         if dim != len(shape) - 1 or not leaves:
             return 1
         rows = [self.buffers[self.plan.node_of[v]] for v in leaves if self.plan.vtype(v).shape[-1] == shape[-1] > 1]
@@ -271,14 +278,12 @@ class ReductionEmitter:
             leaves |= sub
         return leaves
 
-    def chunk_reader(self, node: Node, element, oidx: list[Index]):
+    def chunk_reader(self, node: Node, element, oidx: list[Index], leaves: set[int] | None):
         """elements(j, n) for lane_partial: element(oidx, j + k, memo) for k < n, the buffers their
-        value is computed from read n elements at a time (one vector load each, ahead of the
+        value is computed from (`leaves`) read n elements at a time (one vector load each, ahead of the
         elementwise chain, which finds them in the memo)."""
         em = self.em
-        x_v = node.inputs[0]
-        shape = self.plan.vtype(x_v).shape
-        leaves = self.buffered_leaves(x_v) or set()
+        shape = self.plan.vtype(node.inputs[0]).shape
 
         def at(j: Index) -> list[Index]:
             return list(oidx[:-1]) + [j]
@@ -322,8 +327,7 @@ class ReductionEmitter:
         with em.region(f"scf.if {em.cmp_lt(row, rows)} {{"):
             oidx = em.unflatten(row, out_shape)
             first = em.add(self.lane, em.mul(share, 32))
-            total = self.lane_partial(self.chunk_reader(node, element, oidx), first, length, 32 * split, combine,
-                                      identity, self.reduction_vector(node, 32 * split))
+            total = self.row_partial(node, element, oidx, first, length, 32 * split, combine, identity)
             total = self.warp_allreduce(total, combine)
             with em.region(f"scf.if {self.lane_zero} {{"):
                 em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.warp)}] : {scratch.type}")

@@ -295,6 +295,11 @@ def fused_combine_us(us: float, c: Chip) -> float:
     return us - c.launch_us
 
 
+def fits_half_the_sms(blocks: int, sms: int) -> bool:
+    """Whether a grid of `blocks`, launched spread under the call before, finds SMs of its own at once."""
+    return blocks <= sms // 2
+
+
 def runs_beside_the_call_before(graph: Graph, n: int, constant_inputs: frozenset, c: Chip) -> bool:
     """Whether kernel-graph node n is a first kernel with a loop of one that reads a constant input
     (a weight) and whose grid fits half the SMs: launched under the call before, spread, its blocks
@@ -304,7 +309,7 @@ def runs_beside_the_call_before(graph: Graph, n: int, constant_inputs: frozenset
     node = graph.nodes[n]
     if n != 0 or node.op != "graph_def" or node.body.forloop_range != 1:
         return False
-    return bool(set(node.inputs) & set(constant_inputs)) and math.prod(node.body.grid_dim) <= c.sms // 2
+    return bool(set(node.inputs) & set(constant_inputs)) and fits_half_the_sms(math.prod(node.body.grid_dim), c.sms)
 
 
 def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None = None,

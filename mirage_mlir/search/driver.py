@@ -878,7 +878,7 @@ def beside_the_call_before(graph: Graph, sms: int) -> Graph | None:
     if figures.unrolled or figures.in_registers:
         return None
     grid = body.grid_dim
-    while math.prod(grid) > sms // 2:
+    while not costmod.fits_half_the_sms(math.prod(grid), sms):
         halved = _halved_grids(replace(body, grid_dim=grid))
         if not halved:
             return None
