@@ -24,6 +24,8 @@ not the search, since a score on past runs does not show which plans they would 
 (a search steered by such fits kept slower plans: benchmarks/NOTES.md, runs 118-119).
 
   python benchmarks/calibrate.py RUN.json[:PROGRAMS] [...] [--programs DIR] [--holdout RUN.json[:PROGRAMS] ...]
+  python benchmarks/calibrate.py RUN.json:PROGRAMS --candidates --detail PROGRAM  (no fit: each variant's
+      measured and estimated time, and per kernel the model's terms before it combines them)
 
 A run's PROGRAMS directory (the build it timed) defaults to --programs.
 """
@@ -38,6 +40,7 @@ import re
 import sys
 from collections import defaultdict
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,6 +52,18 @@ from mirage_mlir.search import cost as costmod  # noqa: E402
 from programs import WEIGHTS  # noqa: E402
 
 SWEEP = re.compile(r"c(\d+)_k(\d+)_t(\d+)$")
+
+
+class Point(NamedTuple):
+    """One timed variant: its mu-graph, measured us, group key (program, bs, dtype[, run]), a thread's
+    registers per kernel-graph node (ptxas), the inputs build_gpu.py declares constant, its name."""
+
+    graph: object
+    us: float
+    key: tuple
+    registers: dict
+    weights: frozenset
+    variant: str
 
 
 def variant_graph(v: dict, programs: str | None = None):
@@ -122,7 +137,7 @@ def spearman(a, b) -> float:
 
 
 def estimates(points, chip) -> np.ndarray:
-    return np.array([costmod.cost(g, chip, registers, weights).total_us for g, _, _, registers, weights in points])
+    return np.array([costmod.cost(p.graph, chip, p.registers, p.weights).total_us for p in points])
 
 
 def loss(points, chip, est=None) -> float:
@@ -197,9 +212,20 @@ def report(points, chip, title: str) -> None:
     print(f"mean Spearman {np.mean(rhos):.2f}; pick within 10% of the fastest in {good} of {len(rows)}")
 
 
-def load_points(specs: list[str], programs: str | None, candidates_only: bool = False) -> list:
-    """(graph, measured us, group key, registers, weights: the inputs build_gpu.py declares constant) of
-    every variant with a known mu-graph in the runs
+def detail(points, chip, program: str) -> None:
+    """Each variant of `program`: measured and estimated us, and per kernel its grid, loop and the
+    model's terms (KernelCost.terms) before they are combined: where a misranked plan's price comes from."""
+    print(f"\n{program}'s variants (the ranking constants): measured / estimated us; per kernel blocks x loop, terms in us")
+    for p in sorted((p for p in points if p.key[0] == program), key=lambda p: (p.key, p.us)):
+        c = costmod.cost(p.graph, chip, p.registers, p.weights)
+        print(f"{' '.join(map(str, p.key))} {p.variant}: {p.us:.2f} / {c.total_us:.2f}")
+        for k in c.kernels:
+            terms = " ".join(f"{name} {t:.2f}" for name, t in k.terms.items())
+            print(f"    {k.op} {k.blocks} x {k.loop}: {k.us:.2f} ({terms})")
+
+
+def load_points(specs: list[str], programs: str | None, candidates_only: bool = False) -> list[Point]:
+    """The Points of every variant with a known mu-graph in the runs
     `RUN.json[:PROGRAMS]` (only the default pipeline's candidates with `candidates_only`: the plans
     the model's pick chooses among); a group is one run's program / batch / dtype (the runs' variants
     are never mixed, since two builds' candidates differ)."""
@@ -217,7 +243,7 @@ def load_points(specs: list[str], programs: str | None, candidates_only: bool = 
             if g is not None and v.get("us"):
                 key = (v["program"], v["bs"], v["dtype"]) + ((tag,) if tag else ())
                 weights = frozenset(WEIGHTS.get(v["program"], ()))
-                points.append((g, v["us"], key, variant_registers(v, directory), weights))
+                points.append(Point(g, v["us"], key, variant_registers(v, directory), weights, v["variant"]))
     return points
 
 
@@ -230,12 +256,18 @@ def main() -> int:
     p.add_argument("--objective", choices=("rank", "log"), default="rank")
     p.add_argument("--candidates", action="store_true",
                    help="only the default pipeline's candidates (searched_c<k>), not every compiled variant")
+    p.add_argument("--detail", nargs="*", default=[], metavar="PROGRAM",
+                   help="only print each variant of these programs with the model's terms (ranking constants), no fit")
     p.add_argument("--fix", nargs="*", default=[], metavar="NAME=VALUE",
                    help="constants held at a value measured otherwise (e.g. sm_bandwidth=31e9, stream_probe.cu)")
     args = p.parse_args()
     points = load_points(args.runs, args.programs, args.candidates)
     holdout = load_points(args.holdout, args.programs, args.candidates)
     chip, ranking = costmod.chip("sm_90"), costmod.ranking_chip("sm_90")
+    if args.detail:
+        for program in args.detail:
+            detail(points, ranking, program)
+        return 0
     for title, constants in (("the search's constants", chip), ("the ranking constants (cost.RANKING)", ranking)):
         report(points, constants, title)
         if holdout:

@@ -102,3 +102,11 @@ def test_candidates_only_keeps_the_default_pipelines_plans(tmp_path):
     assert len(calibrate.load_points([f"{run}:{tmp_path}"], None)) == 2
     (point,) = calibrate.load_points([f"{run}:{tmp_path}"], None, candidates_only=True)
     assert point[0] == graph and point[1] == 15.0
+
+
+def test_detail_prints_each_variant_with_the_models_terms(runs, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["calibrate.py", str(runs[1]), "--detail", "gated_mlp"])
+    assert calibrate.main() == 0
+    out = capsys.readouterr().out
+    assert "gated_mlp 8 f16 published: " in out and "gated_mlp 1 f16 c32_k128_t128: " in out
+    assert out.count(" / ") == 1 + 12 and "bandwidth" in out and "fitted" not in out  # the header, 12 variants; no fit

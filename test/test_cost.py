@@ -187,6 +187,17 @@ def test_blocks_resident_together_stream_side_by_side():
     assert side_by_side >= per_block and in_turns - side_by_side == pytest.approx(per_block, rel=0.02)
 
 
+def test_a_kernels_terms_are_what_its_price_combines():
+    """KernelCost.terms (what calibrate.py --detail prints): a ring kernel's price is the launch, the
+    largest of its memory terms, and the larger of its arithmetic and serial work."""
+    kc = cost.graph_def_cost(rmsnorm_linear(col_tile=32, k_tile=256).nodes[0].body, C)
+    t = kc.terms
+    assert set(t) == {"bandwidth", "latency", "per_sm", "iterations", "copies", "arithmetic", "serial"}
+    memory = max(t["bandwidth"], t["latency"], t["per_sm"], t["iterations"])
+    assert kc.us == pytest.approx(C.launch_us + memory + max(t["arithmetic"], t["serial"]))
+    assert t["bandwidth"] > 0 and t["copies"] == 0  # a loop of 16 copies nothing before it
+
+
 def test_a_loop_of_one_pays_for_the_chunks_a_thread_copies():
     """lora's one kernel (H200 run 87): at 128 threads each thread copies 13 chunks before the first
     mma and the kernel ran 0.7 us slower than at 256 (7 chunks); the model ranks it so."""

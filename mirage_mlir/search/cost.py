@@ -156,6 +156,9 @@ class KernelCost:
     smem: int = 0
     flops: float = 0.0
     loop: int = 1
+    # graph_def_cost's terms in us before it combines them (bandwidth, latency, per_sm, iterations,
+    # copies; arithmetic, serial): what calibrate.py --detail shows of a plan the model misprices
+    terms: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -238,10 +241,10 @@ def graph_def_cost(body: Graph, c: Chip, figures=None, registers: int | None = N
     arithmetic = tensor / (c.tensor_flops * fill * mma_eff) + simt / (c.simt_flops * fill)
     element_us = c.register_element_us if fig.in_registers else c.thread_element_us
     serial = waves * (fig.thread_elements * element_us + fig.stage_rounds * c.stage_us) * 1e-6
+    # a loop of one computes only once its copies have landed: its mma chain follows the latency,
+    # and the latency grows with the chunks a thread copies
+    copies = 0.0 if fig.in_registers or loop > 1 else fig.pre_chunks * c.copy_chunk_us * 1e-6
     if loop == 1:
-        # a loop of one computes only once its copies have landed: its mma chain follows the latency,
-        # and the latency grows with the chunks a thread copies
-        copies = 0.0 if fig.in_registers else fig.pre_chunks * c.copy_chunk_us * 1e-6
         memory = max(bandwidth, per_sm, latency + copies + iterations)
         if beside:  # the weights' copies and intake under the call before: X's round trip remains
             memory = max(bandwidth, c.mem_latency_us * 1e-6 + iterations)
@@ -252,7 +255,10 @@ def graph_def_cost(body: Graph, c: Chip, figures=None, registers: int | None = N
     else:
         memory = max(bandwidth, latency, per_sm, iterations)
     us = c.launch_us + (memory + max(arithmetic, serial)) * 1e6
-    return KernelCost("graph_def", us, read, written, blocks, fill, fig.smem, tensor + simt, loop)
+    terms = dict(bandwidth=bandwidth, latency=latency, per_sm=per_sm, iterations=iterations, copies=copies,
+                 arithmetic=arithmetic, serial=serial)
+    return KernelCost("graph_def", us, read, written, blocks, fill, fig.smem, tensor + simt, loop,
+                      {name: t * 1e6 for name, t in terms.items()})
 
 
 def config_lower_bound(c: Chip, blocks: int, read: int, unique: int, loop: int) -> float:
