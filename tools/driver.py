@@ -155,6 +155,23 @@ class Printer:
         sys.stderr.write(format_diagnostic(diag, self.source.name, self.source.lines) + "\n")
         sys.stderr.flush()
 
+    def print_collected(self, collector: DiagnosticCollector) -> bool:
+        """Prints the diagnostics `collector` holds (and forgets them); True if none was an error."""
+        diags = collector.take()
+        for d in diags:
+            self.print(d)
+        return not any(d.severity == "error" for d in diags)
+
+
+def open_source(path: str) -> Source | None:
+    """read_source, or None once its error (an unreadable file, a byte that is not UTF-8) is printed
+    where it is located."""
+    try:
+        return read_source(path)
+    except ToolError as e:
+        Printer(Source(e.diagnostic.file, "")).print(e.diagnostic)
+        return None
+
 
 def diagnostic_at(location, severity: str, message: str) -> Diagnostic:
     """A Diagnostic at an ir.Location (or None for an unknown location)."""

@@ -191,10 +191,7 @@ def compile_file(source, args, printer) -> int:
     ctx = make_context()
     with ctx, DiagnosticCollector(ctx) as collector:
         def flush() -> bool:
-            diags = collector.take()
-            for d in diags:
-                printer.print(d)
-            return not any(d.severity == "error" for d in diags)
+            return printer.print_collected(collector)
 
         try:
             module = parse_module(source.text, ctx)
@@ -360,12 +357,12 @@ def drop_candidates_using(manifest: dict, files: dict, ptx: str) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    from mirage_mlir.tools.driver import Printer, normalize_argv, read_source
+    from mirage_mlir.tools.driver import Printer, normalize_argv, open_source
 
     parser = build_parser()
     args = parser.parse_args(normalize_argv(argv, parser))
-    source = read_source(args.input)
-    return compile_file(source, args, Printer(source))
+    source = open_source(args.input)
+    return 1 if source is None else compile_file(source, args, Printer(source))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from .driver import (
     emit_at,
     internal_error_message,
     normalize_argv,
-    read_source,
+    open_source,
     rename_buffer_locations,
     run_main,
     split_input,
@@ -427,10 +427,8 @@ def _main(argv: list[str]) -> int:
         pipeline_printer.print(Diagnostic("error", str(e), PIPELINE_NAME, 1, e.col))
         return 1
 
-    try:
-        source = read_source(args.input)
-    except ToolError as e:
-        Printer(Source(e.diagnostic.file, "")).print(e.diagnostic)
+    source = open_source(args.input)
+    if source is None:
         return 1
     printer = Printer(source)
     outputs, ok = [], True

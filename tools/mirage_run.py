@@ -18,12 +18,11 @@ from mirage_mlir import interpreter
 from .driver import (
     ArgumentParser,
     Printer,
-    Source,
     ToolError,
     diagnostic_at,
     internal_error_message,
     normalize_argv,
-    read_source,
+    open_source,
     run_main,
     verify_mirage,
 )
@@ -203,20 +202,15 @@ def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(normalize_argv(argv, parser))
     dims = parse_dims(args.dims)
-    try:
-        source = read_source(args.input)
-    except ToolError as e:
-        Printer(Source(e.diagnostic.file, "")).print(e.diagnostic)
+    source = open_source(args.input)
+    if source is None:
         return 1
     printer = Printer(source)
     ctx = make_context()
     with ctx, DiagnosticCollector(ctx) as collector:
 
         def flush_diagnostics() -> bool:
-            diags = collector.take()
-            for d in diags:
-                printer.print(d)
-            return not any(d.severity == "error" for d in diags)
+            return printer.print_collected(collector)
 
         try:
             module = parse_module(source.text, ctx)

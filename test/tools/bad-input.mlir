@@ -3,12 +3,14 @@
 // RUN: not mirage-opt %s -split-input-file -o %t 2>&1 | FileCheck %s
 // RUN: not mirage-opt %s.missing 2>&1 | FileCheck %s --check-prefix=MISSING
 // MISSING: bad-input.mlir.missing: error: cannot open input file: No such file or directory
+// RUN: not mirage-compile %s.missing -o %t.dir 2>&1 | FileCheck %s --check-prefix=MISSING
 // RUN: not mirage-opt %S 2>&1 | FileCheck %s --check-prefix=DIRECTORY
 // DIRECTORY: error: cannot open input file: Is a directory
 // RUN: not mirage-opt %s --no-such-flag 2>&1 | FileCheck %s --check-prefix=FLAG
 // FLAG: mirage-opt: error: unrecognized arguments: --no-such-flag
 // The output file is not written when something failed.
 // RUN: not test -e %t
+// RUN: not test -e %t.dir
 
 // CHECK: bad-input.mlir:[[@LINE+3]]:14: error: expected non-function type
 // CHECK-NEXT: {{^}}func.func @f( {
