@@ -62,7 +62,9 @@ SPLIT_K = {
                                            (256, 8, 64, 256), (256, 16, 32, 256))],
     "gated_mlp": [f"gated_mlp_split_k:col_tile={c},splits={sp},k_tile={k},threads={t}"
                   for c, sp, k, t in ((64, 2, 128, 256), (64, 4, 128, 256), (128, 4, 128, 256), (128, 8, 128, 256),
-                                      (64, 4, 128, 128), (128, 4, 64, 128), (128, 8, 64, 128))],
+                                      (64, 4, 128, 128), (128, 4, 64, 128), (128, 8, 64, 128),
+                                      # twice the warps an SM for the mma chains (one block an SM: minctasm)
+                                      (64, 2, 128, 512))],
     # (16, 512, 1, 64): the CUDA-core stages plan (its 256-column KV tile holds too many registers for
     # warp rows); the rest warp-rows kernels (plan.WarpRows: threads follow the Q tile's rows)
     "stable_attention": [f"stable_attention:splits={sp},threads={t},loop={lp},q_tile={q}"
