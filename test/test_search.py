@@ -368,7 +368,8 @@ def test_each_candidate_whose_ring_would_deepen_comes_with_a_deep_ring_twin():
 def test_a_candidate_whose_warps_split_k_comes_with_a_whole_k_twin():
     """whole_k_twin: the plan with its warps walking the whole K (the same values), only where a
     kernel's warps split a loop-carried matmul's K (rmsnorm_linear's 4 x 64 outputs: one warp tile,
-    four warps; not 4 x 256 at 128 threads, four warp tiles), and not a twin again."""
+    four warps; not 4 x 256 at 128 threads, four warp tiles), and not a twin again; not where a warp
+    would chain 32 mma steps an iteration (K tiles of 512: every such twin ran slower, run 183)."""
     from mirage_mlir.evaluate import evaluate
     from mirage_mlir.lowering import warp_tiles
     from mirage_mlir.mugraph import TensorType
@@ -381,6 +382,9 @@ def test_a_candidate_whose_warps_split_k_comes_with_a_whole_k_twin():
     assert [a.kslices for a in warp_tiles(best.nodes[0].body).values()] == [4]
     assert [a.kslices for a in warp_tiles(twin.nodes[0].body).values()] == [1]
     assert whole_k_twin(plans.PLANS["rmsnorm_linear"](inputs, col_tile=128, k_tile=64, threads=64)) is None
+    long_chains = plans.PLANS["rmsnorm_linear"](inputs, k_tile=512)
+    assert [a.kslices for a in warp_tiles(long_chains.nodes[0].body).values()] == [4]
+    assert whole_k_twin(long_chains) is None
     assert cache.graph_from_json(cache.graph_to_json(twin)) == twin
     values = [np.random.default_rng(3).standard_normal(t.shape).astype(np.float16) for t in inputs]
     assert all(np.array_equal(a, b) for a, b in zip(evaluate(twin, values), evaluate(best, values)))

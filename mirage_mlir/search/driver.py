@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 27  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 28  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -909,17 +909,24 @@ def deep_ring_twin(graph: Graph) -> Graph | None:
     return replace(graph, nodes=tuple(nodes)) if deeper else None
 
 
+# dependent mma steps a warp may chain an iteration in a whole-K twin: in run 183 every twin at 32
+# (K tiles of 512, one warp tile a warp) ran 7-45% slower than its split form (10 of 10 groups:
+# LayerNorm 11.2 -> 16.2 us, rmsnorm_linear bs8 15.7 -> 20.4), twins at 16-24 0.78-1.10x of theirs
+LONGEST_WHOLE_K_CHAIN = 24
+
+
 def whole_k_twin(graph: Graph) -> Graph | None:
     """`graph` with each kernel whose warps split a loop-carried matmul's K walking the whole K in
-    each warp instead (Graph.whole_k_warps), or None where no kernel's warps split K. Neither is
-    better everywhere: run 163 timed split plans 3-28% faster so (no warps' sums in the tail, fewer
-    registers), but gated_mlp bs8's 2-split plan 3% and LayerNorm's 256-thread plan 7% slower."""
+    each warp instead (Graph.whole_k_warps), or None where no kernel's warps split K (or would chain
+    more than LONGEST_WHOLE_K_CHAIN mma steps walking it). Neither is better everywhere: run 163
+    timed split plans 3-28% faster so (no warps' sums in the tail, fewer registers), but gated_mlp
+    bs8's 2-split plan 3% and LayerNorm's 256-thread plan 7% slower."""
     nodes, changed = [], False
     for node in graph.nodes:
         body = node.body
         if body is not None and body.forloop_range > 1 and not body.whole_k_warps:
             whole = replace(body, whole_k_warps=True)
-            if warp_tiles(whole) != warp_tiles(body):
+            if warp_tiles(whole) != warp_tiles(body) and plan_figures(whole).mma_chain <= LONGEST_WHOLE_K_CHAIN:
                 node, changed = replace(node, body=whole), True
         nodes.append(node)
     return replace(graph, nodes=tuple(nodes)) if changed else None
