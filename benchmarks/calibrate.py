@@ -213,15 +213,17 @@ def report(points, chip, title: str) -> None:
 
 
 def detail(points, chip, program: str) -> None:
-    """Each variant of `program`: measured and estimated us, and per kernel its grid, loop and the
-    model's terms (KernelCost.terms) before they are combined: where a misranked plan's price comes from."""
-    print(f"\n{program}'s variants (the ranking constants): measured / estimated us; per kernel blocks x loop, terms in us")
+    """Each variant of `program`: measured and estimated us, and per kernel its grid, loop, threads,
+    residency and the model's terms (KernelCost.terms) before they are combined: where a misranked
+    plan's price comes from."""
+    print(f"\n{program}'s variants (the ranking constants): measured / estimated us; per kernel blocks x loop, "
+          "threads, blocks an SM holds, terms in us")
     for p in sorted((p for p in points if p.key[0] == program), key=lambda p: (p.key, p.us)):
         c = costmod.cost(p.graph, chip, p.registers, p.weights)
         print(f"{' '.join(map(str, p.key))} {p.variant}: {p.us:.2f} / {c.total_us:.2f}")
         for k in c.kernels:
             terms = " ".join(f"{name} {t:.2f}" for name, t in k.terms.items())
-            print(f"    {k.op} {k.blocks} x {k.loop}: {k.us:.2f} ({terms})")
+            print(f"    {k.op} {k.blocks} x {k.loop}, {k.threads} threads, {k.resident} an SM: {k.us:.2f} ({terms})")
 
 
 def load_points(specs: list[str], programs: str | None, candidates_only: bool = False) -> list[Point]:

@@ -110,3 +110,4 @@ def test_detail_prints_each_variant_with_the_models_terms(runs, capsys, monkeypa
     out = capsys.readouterr().out
     assert "gated_mlp 8 f16 published: " in out and "gated_mlp 1 f16 c32_k128_t128: " in out
     assert out.count(" / ") == 1 + 12 and "bandwidth" in out and "fitted" not in out  # the header, 12 variants; no fit
+    assert " threads, " in out and " an SM: " in out

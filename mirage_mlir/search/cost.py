@@ -156,6 +156,8 @@ class KernelCost:
     smem: int = 0
     flops: float = 0.0
     loop: int = 1
+    threads: int = 0  # a block's (the plan's)
+    resident: int = 0  # blocks an SM holds at once (its shared memory, threads and registers)
     # graph_def_cost's terms in us before it combines them (bandwidth, latency, per_sm, iterations,
     # copies; arithmetic, serial): what calibrate.py --detail shows of a plan the model misprices
     terms: dict = field(default_factory=dict)
@@ -257,7 +259,7 @@ def graph_def_cost(body: Graph, c: Chip, figures=None, registers: int | None = N
     us = c.launch_us + (memory + max(arithmetic, serial)) * 1e6
     terms = dict(bandwidth=bandwidth, latency=latency, per_sm=per_sm, iterations=iterations, copies=copies,
                  arithmetic=arithmetic, serial=serial)
-    return KernelCost("graph_def", us, read, written, blocks, fill, fig.smem, tensor + simt, loop,
+    return KernelCost("graph_def", us, read, written, blocks, fill, fig.smem, tensor + simt, loop, threads, resident,
                       {name: t * 1e6 for name, t in terms.items()})
 
 
