@@ -143,7 +143,7 @@ def estimates(points, chip) -> np.ndarray:
 def loss(points, chip, est=None) -> float:
     """The mean squared log ratio of estimate to measurement (`est`: the estimates, when computed already)."""
     est = estimates(points, chip) if est is None else est
-    measured = np.array([us for _, us, *_ in points])
+    measured = np.array([p.us for p in points])
     return float(np.mean(np.log(est / measured) ** 2))
 
 
@@ -151,8 +151,8 @@ def ranking(points, chip, est=None) -> list[tuple[tuple, int, float, float]]:
     """Per group of 3 or more variants: (key, variants, Spearman, measured time of the model's pick
     over the fastest)."""
     groups = defaultdict(list)
-    for (_, us, key, *_), e in zip(points, estimates(points, chip) if est is None else est):
-        groups[key].append((e, us))
+    for p, e in zip(points, estimates(points, chip) if est is None else est):
+        groups[p.key].append((e, p.us))
     rows = []
     for key, pairs in sorted(groups.items()):
         if len(pairs) >= 3:
