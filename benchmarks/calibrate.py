@@ -18,8 +18,9 @@ program / batch / dtype groups, of the Spearman rank correlation between estimat
 squared log ratio of estimate to measurement (coordinate ascent over a grid of each constant).
 `--objective log` minimises the mean squared log ratio alone (absolute times). Prints, per group, the
 Spearman correlation and the model's pick against the fastest, for the search's constants, the
-ranking constants and the fitted ones (fitted from the search's), and the same for `--holdout` runs
-the fit did not see. Fitted constants go into cost.RANKING: they order the candidates the search kept,
+ranking constants and the fitted ones (fitted from the search's constants in the ranking's form), and the same for `--holdout` runs
+the fit did not see (`--by-program`: each program ranked with constants fitted to the others').
+Fitted constants go into cost.RANKING: they order the candidates the search kept,
 not the search, since a score on past runs does not show which plans they would make the search keep
 (a search steered by such fits kept slower plans: benchmarks/NOTES.md, runs 118-119).
 
@@ -200,8 +201,21 @@ def fit(points, chip, names=FITTED, objective: str = "rank"):
 
 def report(points, chip, title: str) -> None:
     est = estimates(points, chip)
-    rows = ranking(points, chip, est)
-    print(f"\n{title}: mean squared log error {loss(points, chip, est):.3f}")
+    print_ranking(ranking(points, chip, est), f"{title}: mean squared log error {loss(points, chip, est):.3f}")
+
+
+def by_program(points, chip, names=FITTED, objective: str = "rank") -> None:
+    """Each program's groups ranked with constants fitted (from `chip`) to the other programs' plans:
+    how the fit ranks a program it never saw."""
+    rows = []
+    for program in sorted({p.key[0] for p in points}):
+        fitted, _ = fit([p for p in points if p.key[0] != program], chip, names, objective)
+        rows += ranking([p for p in points if p.key[0] == program], fitted)
+    print_ranking(sorted(rows), f"fitted ({objective}) to the other programs, each program held out")
+
+
+def print_ranking(rows, title: str) -> None:
+    print(f"\n{title}")
     runs = any(len(key) > 3 for key, *_ in rows)  # several runs: the run is part of the group
     print("| program | bs | dtype |" + " run |" * runs + " variants | Spearman | model's pick / fastest |")
     print("|---|---|---|" + "---|" * runs + "---|---|---|")
@@ -260,6 +274,8 @@ def main() -> int:
                    help="only the default pipeline's candidates (searched_c<k>), not every compiled variant")
     p.add_argument("--detail", nargs="*", default=[], metavar="PROGRAM",
                    help="only print each variant of these programs with the model's terms (ranking constants), no fit")
+    p.add_argument("--by-program", action="store_true",
+                   help="also fit once per program to the others' plans and rank the one held out")
     p.add_argument("--fix", nargs="*", default=[], metavar="NAME=VALUE",
                    help="constants held at a value measured otherwise (e.g. sm_bandwidth=31e9, stream_probe.cu)")
     args = p.parse_args()
@@ -275,11 +291,14 @@ def main() -> int:
         if holdout:
             report(holdout, constants, f"{title}, held-out runs")
     fixed = dict(item.split("=") for item in args.fix)
-    chip = replace(chip, **{k: float(v) for k, v in fixed.items()})
+    # the search's constants in the ranking's form (Chip.serial_under_ring) are where the fit starts
+    chip = replace(chip, serial_under_ring=ranking.serial_under_ring, **{k: float(v) for k, v in fixed.items()})
     fitted, _ = fit(points, chip, [n for n in FITTED if n not in fixed], args.objective)
     report(points, fitted, f"fitted constants ({args.objective})")
     if holdout:
         report(holdout, fitted, f"fitted constants ({args.objective}), held-out runs")
+    if args.by_program:
+        by_program(points, chip, [n for n in FITTED if n not in fixed], args.objective)
     print("\nfitted (cost.RANKING's form): " + ", ".join(f"{n}={getattr(fitted, n):.4g}" for n in FITTED))
     return 0
 

@@ -75,6 +75,17 @@ def test_the_command_reports_the_held_out_run(runs, capsys, monkeypatch):
     assert "| gated_mlp | 8 | f16 | 6 | 1.00 | 1.00 |" in held
 
 
+def test_each_program_is_ranked_with_constants_fitted_to_the_others(runs, capsys):
+    """--by-program: rmsnorm_linear's groups ranked by a fit to gated_mlp's plans and the other way
+    round; the made-up timings come from one chip, so either program's fit ranks the other's right."""
+    points = calibrate.load_points([str(runs[0])], None)
+    calibrate.by_program(points, cost.chip("sm_90"), names=tuple(TRUTH))
+    out = capsys.readouterr().out
+    assert "each program held out" in out
+    assert "| rmsnorm_linear | 8 | f16 | 6 | 1.00 | 1.00 |" in out and "| gated_mlp | 1 | f16 | 6 | 1.00 | 1.00 |" in out
+    assert "mean Spearman 1.00; pick within 10% of the fastest in 4 of 4" in out
+
+
 def test_plans_priced_alike_share_their_rank():
     """Spearman's rho with average ranks for ties: the same plan twice (a published plan the search
     also keeps) is not ordered by where it was listed (run 137's ntrans: 0.5 with ranks by position)."""

@@ -198,6 +198,26 @@ def test_a_kernels_terms_are_what_its_price_combines():
     assert t["bandwidth"] > 0 and t["copies"] == 0  # a loop of 16 copies nothing before it
 
 
+def test_the_ranking_form_hides_a_ring_loops_serial_work_under_its_stream():
+    """Chip.serial_under_ring (cost.RANKING's form): a loop behind a ring of 2+ stages pays the larger
+    of its memory terms and its serial work, plus its arithmetic; a loop of one (no ring: it computes
+    once its copies have landed) pays as in the search's form."""
+    from dataclasses import replace
+
+    overlapping = replace(C, serial_under_ring=True)
+    ring = rmsnorm_linear(col_tile=32, k_tile=256, threads=128).nodes[0].body
+    assert ring.forloop_range > 1 and plan_figures(ring).stages > 1
+    kc = cost.graph_def_cost(ring, overlapping)
+    t = kc.terms
+    memory = max(t["bandwidth"], t["latency"], t["per_sm"], t["iterations"])
+    assert t["serial"] > 0
+    assert kc.us == pytest.approx(C.launch_us + max(memory, t["serial"]) + t["arithmetic"])
+    assert kc.us < cost.graph_def_cost(ring, C).us
+    once = plans.ntrans(plans.benchmark_inputs("ntrans", 1, "f16"), threads=128).nodes[0].body
+    assert once.forloop_range == 1
+    assert cost.graph_def_cost(once, overlapping).us == pytest.approx(cost.graph_def_cost(once, C).us)
+
+
 def test_a_loop_of_one_pays_for_the_chunks_a_thread_copies():
     """lora's one kernel (H200 run 87): at 128 threads each thread copies 13 chunks before the first
     mma and the kernel ran 0.7 us slower than at 256 (7 chunks); the model ranks it so."""

@@ -434,7 +434,7 @@ def test_converted_programs_match_the_interpreter(path, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["rmsnorm_linear_small_f16", "gqa_small_f32"])
-def test_search_results_lower_correctly(name, tmp_path):
+def test_search_results_lower_correctly(name, tmp_path, monkeypatch):
     """The default pipeline with mirage-superoptimize (short budget): whatever mu-graph the search
     returns is lowered and computes the original program."""
     from mirage_mlir.passes import PASSES
@@ -469,6 +469,23 @@ def test_search_results_lower_correctly(name, tmp_path):
     for c, candidate in enumerate(candidates[1:], start=1):
         assert all((out / k["ptx"]).exists() and k["ptx"].startswith(f"c{c}_") for k in candidate["kernels"])
         check_against_interpreter(path, out, gpu=f"c{c}_gpu.mlir")
+    if candidates:  # benchmarks/rerank.py: the build's estimates and choice under a refitted ranking
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+        import rerank
+
+        from mirage_mlir.lowering.manifest import kernel_registers
+        from mirage_mlir.search import cost
+        from mirage_mlir.search.cache import graph_from_json
+
+        monkeypatch.setitem(cost.RANKING, "sm_90", {**cost.RANKING["sm_90"], "launch_us": 4.0, "mem_latency_us": 3.0})
+        assert [name for name, *_ in rerank.rerank(str(out))] == ["main"]
+        manifest = json.load(open(out / "manifest.json"))
+        graphs = [graph_from_json(c["graph"]) for c in json.load(open(out / "candidates.json"))["main"]]
+        reranked = manifest["functions"]["main"]["candidates"]
+        expected = [cost.cost(graphs[c], cost.ranking_chip("sm_90"), kernel_registers(manifest, x["kernels"])).total_us
+                    for c, x in enumerate(reranked)]
+        assert [x["estimate_us"] for x in reranked] == pytest.approx(expected)
+        assert manifest["functions"]["main"]["model_choice"] == expected.index(min(expected))
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(INPUTS, "*_f16.mlir"))),
