@@ -128,6 +128,9 @@ def main() -> int:
     p.add_argument("--stages", nargs="*", type=int, default=[],
                    help="sweeps also at these cp.async ring depths (MIRAGE_MAX_STAGES), named ..._s<N>; "
                         "--plans at them, named ..._r<N>")
+    p.add_argument("--chains", nargs="*", type=int, default=[],
+                   help="--plans also with each warp's mma K steps dealt to N accumulator chains "
+                        "(MIRAGE_MMA_CHAINS), named ..._ch<N>")
     p.add_argument("--plans", nargs="*", default=[], metavar="NAME:key=value,...",
                    help="hand plans (plans.VARIANTS) to compile for every program built (f16), e.g. "
                         "rmsnorm_linear_split_k:col_tile=64,splits=4,k_tile=64,threads=128 with --only rmsnorm_linear")
@@ -143,18 +146,21 @@ def main() -> int:
                     variants = {"published": ["--plan", "published"]} if published else {}
                     if not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
-                    ring_depth = {}  # variant -> MIRAGE_MAX_STAGES for its compile
+                    experiment = {}  # variant -> the environment its compile adds (plan's experiment knobs)
                 else:
                     variants = {"published": ["--plan", "published"]} if published else {}
                     variants["converted"] = ["--no-search"]
-                    ring_depth = {}
+                    experiment = {}
 
-                    def at_depths(variant: str, plan: list[str], suffix: str) -> None:
-                        """The variant, and the same plan at each --stages ring depth (variant + suffix + N)."""
+                    def at_depths(variant: str, plan: list[str], suffix: str, chains: tuple = ()) -> None:
+                        """The variant, and the same plan at each --stages ring depth (variant + suffix + N)
+                        and with each of `chains` accumulator chains (variant + _ch + N)."""
                         variants[variant] = plan
-                        for stages in args.stages:
-                            variants[f"{variant}{suffix}{stages}"] = plan
-                            ring_depth[f"{variant}{suffix}{stages}"] = stages
+                        for knob, values, named in (("MIRAGE_MAX_STAGES", args.stages, suffix),
+                                                     ("MIRAGE_MMA_CHAINS", chains, "_ch")):
+                            for value in values:
+                                variants[f"{variant}{named}{value}"] = plan
+                                experiment[f"{variant}{named}{value}"] = {knob: str(value)}
                     if dtype == "f16" and not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
                     if dtype == "f16" and (args.sweep or args.split_k):
@@ -164,7 +170,7 @@ def main() -> int:
                                 variants[variant_name(spec) + "_unfused"] = ["--plan", spec, "--lower-options",
                                                                              "fuse-split-k=false"]
                     for spec in args.plans if dtype == "f16" else ():
-                        at_depths(variant_name(spec), ["--plan", spec], "_r")
+                        at_depths(variant_name(spec), ["--plan", spec], "_r", args.chains)
                     if dtype == "f16" and args.sweep and name == "ntrans":
                         for threads in (256, 512, 1024):  # latency-bound rows: fewer elements per thread
                             variants[f"t{threads}"] = ["--plan", f"published:threads={threads}"]
@@ -179,9 +185,7 @@ def main() -> int:
                     d = f"{name}_bs{bs}_{dtype}_{variant}"
                     cmd = [sys.executable, "-m", "mirage_mlir.tools.mirage_compile", src, "-o",
                            os.path.join(args.out, d), "--chip", args.chip, "-q"] + weights + extra
-                    env = dict(os.environ)
-                    if variant in ring_depth:
-                        env["MIRAGE_MAX_STAGES"] = str(ring_depth[variant])
+                    env = dict(os.environ, **experiment.get(variant, {}))
                     jobs.append(({"dir": d, "program": name, "bs": bs, "dtype": dtype, "variant": variant}, cmd, env))
 
     def run(job):

@@ -591,6 +591,44 @@ def test_whole_k_twins_compute_the_mu_graph(name, shapes, tiles):
         assert np.isfinite(o).all() and rel_err(o, r) < 2e-3
 
 
+# warps walking 8-16 K steps of their tiles an iteration (two iterations), and lora's loop of one
+CHAIN_CASES = [
+    ("rmsnorm_linear_split_k", [(4, 1024), (1024, 256)], dict(col_tile=32, splits=2, k_tile=256, threads=64)),
+    ("gated_mlp_split_k", [(16, 1024), (1024, 128), (1024, 128)], dict(col_tile=32, splits=2, k_tile=256, threads=64)),
+    ("layernorm_linear_folded", [(16, 512), (512, 128)], dict(col_tile=32, splits=1, k_tile=256, threads=64)),
+    ("lora_fused", [(16, 128), (128, 128), (128, 16), (16, 128)], dict(col_tile=64, threads=128)),
+]
+
+
+@pytest.mark.parametrize("chains", [2, 4])
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+@pytest.mark.parametrize("name,shapes,tiles", CHAIN_CASES, ids=[c[0] for c in CHAIN_CASES])
+def test_mma_chains_compute_the_mu_graph(name, shapes, tiles, dtype, chains, monkeypatch):
+    """plan.MMA_CHAINS (MIRAGE_MMA_CHAINS): each warp deals its K steps to independent accumulator
+    chains and adds them after the walk, in loops of one (lora) and across a for-loop's iterations
+    (the weight streams' register accumulators); executed thread by thread the kernels compute the
+    mu-graph, and the plan's figure counts one chain's steps."""
+    types = [TensorType(s, dtype) for s in shapes]
+    graph = VARIANTS[name](types, **tiles)
+    one_chain = plan.BlockPlan(graph.nodes[0].body).mma_chain()
+    monkeypatch.setattr(plan, "MMA_CHAINS", chains)
+    assert plan.BlockPlan(graph.nodes[0].body).mma_chain() < one_chain
+    assert "vector<2x2xf32>" in lower_graph(graph).text().split("arith.addf", 1)[1].split("\n", 1)[0]
+    inputs = random_inputs(types, seed=5)
+    inputs = [inputs[0]] + [round_to(x * 0.1, dtype) for x in inputs[1:]]
+    for o, r in zip(run_on_cpu(graph, inputs), evaluate(graph, inputs)):
+        assert np.isfinite(o).all() and rel_err(o, r) < 2e-3
+
+
+def test_chains_divide_the_steps_within_the_accumulator_budget(monkeypatch):
+    monkeypatch.setattr(plan, "MMA_CHAINS", 4)
+    assert [plan.mma_chains(steps, 1) for steps in (1, 2, 3, 4, 6, 16)] == [1, 1, 1, 2, 3, 4]
+    assert plan.mma_chains(16, 4) == 2 and plan.mma_chains(16, 8) == 1  # 8 accumulators at most
+    assert plan.dependent_steps(16, 1) == 4 + 2 and plan.dependent_steps(6, 1) == 2 + 2
+    monkeypatch.setattr(plan, "MMA_CHAINS", 1)
+    assert plan.mma_chains(16, 1) == 1 and plan.dependent_steps(16, 1) == 16
+
+
 @pytest.mark.parametrize("tiles,room,even", [(dict(col_tile=64, splits=4, k_tile=64), True, True),
                                              (dict(col_tile=8, splits=2, k_tile=128, threads=256), True, False),
                                              (dict(col_tile=64, splits=4, k_tile=64), False, True)],

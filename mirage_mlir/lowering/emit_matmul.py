@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .emit_reduction import combine_tree
 from .emitter import Index
-from .plan import RegisterAccumulator, numel
+from .plan import RegisterAccumulator, mma_chains, numel
 
 WRITTEN_OUT_K_STEPS = 16  # a loop-of-one kernel's bf16 mma K loop up to this many steps is written out
 
@@ -260,26 +260,36 @@ class MatmulEmitter:
                     out.append(self.mma_sync(af[a], bf[b], accs[a * wn + b], dtype))
             return out
 
+        zero = em.vconst_zero("vector<2x2xf32>")
         if init is None:
-            init = [em.vconst_zero("vector<2x2xf32>")] * (wm * wn)
-        if k_dim == 16 or (dtype == "bf16" and self.plan.loop == 1 and k_dim <= 16 * WRITTEN_OUT_K_STEPS):
+            init = [zero] * (wm * wn)
+        # K step s goes to chain s % chains; chain 0 starts from init, the others from zero
+        chains = mma_chains(k_dim // 16, wm * wn)
+        size = len(init)
+
+        def steps(k0: Index, accs: list[str]) -> list[str]:
+            return [a for c in range(chains) for a in step(em.add(k0, 16 * c), accs[c * size:(c + 1) * size])]
+
+        accs = init + [zero] * (size * (chains - 1))
+        if k_dim == 16 * chains or (dtype == "bf16" and self.plan.loop == 1 and k_dim <= 16 * WRITTEN_OUT_K_STEPS):
             # a loop of one waits on this chain alone. ptxas unrolls an f16 chain of this length itself
             # (lora: 42 HMMA) but keeps a bf16 one, its operands packed in i32, a loop (14 HMMA: 2.21 us
             # against f16's 1.94-1.98, H200 run 147); written out, bf16 ran 2.02-2.04, and f16 written
             # out ran slower than ptxas's own unrolling (2.05-2.07, run 149)
-            accs = init
-            for step_k in range(0, k_dim, 16):
-                accs = step(em.add(k_first, step_k), accs)
+            for step_k in range(0, k_dim, 16 * chains):
+                accs = steps(em.add(k_first, step_k), accs)
         else:
             k, res = em.fresh("k"), em.fresh("mm")
-            args = [em.fresh("s") for _ in init]
-            iter_args = ", ".join(f"{x} = {z}" for x, z in zip(args, init))
-            types = ", ".join(["vector<2x2xf32>"] * len(init))
+            args = [em.fresh("s") for _ in accs]
+            iter_args = ", ".join(f"{x} = {z}" for x, z in zip(args, accs))
+            types = ", ".join(["vector<2x2xf32>"] * len(accs))
             k_stop = em.add(k_first, k_dim)
-            with em.region(f"{res}:{len(init)} = scf.for {k} = {em.idx(k_first)} to {em.idx(k_stop)} step {em.idx(16)} "
-                           f"iter_args({iter_args}) -> ({types}) {{"):
-                em.emit(f"scf.yield {', '.join(step(k, args))} : {types}")
-            accs = [f"{res}#{j}" for j in range(len(init))]
+            with em.region(f"{res}:{len(accs)} = scf.for {k} = {em.idx(k_first)} to {em.idx(k_stop)} "
+                           f"step {em.idx(16 * chains)} iter_args({iter_args}) -> ({types}) {{"):
+                em.emit(f"scf.yield {', '.join(steps(k, args))} : {types}")
+            accs = [f"{res}#{j}" for j in range(len(accs))]
+        accs = [combine_tree(accs[j::size], lambda a, b: em.op(f"arith.addf {a}, {b} : vector<2x2xf32>", "mma"))
+                for j in range(size)]
         return accs if raw else self.rounded_fragments(i, accs, wm, wn)
 
     def rounded_fragments(self, i: int, accs: list[str], wm: int, wn: int) -> list:

@@ -62,6 +62,10 @@ PREFETCH_DEPTH = 4  # most iterations loaded ahead
 MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
 # every block graph as if whole_k_warps were set (Graph.whole_k_warps; MIRAGE_WHOLE_K_WARPS=1: for experiments)
 WHOLE_K_WARPS = os.environ.get("MIRAGE_WHOLE_K_WARPS") == "1"
+# independent accumulator chains a warp deals a tile's K steps to, each step to the next chain, added
+# after the walk: a dependent mma.sync step costs ~14 ns (cost.RANKING's fit), so a chain of 16 steps
+# waits ~0.2 us where 4 chains of 4 wait a quarter of it (MIRAGE_MMA_CHAINS=N: for experiments)
+MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
 SHARED_PER_SM = 228 * 1024
 SHARED_RESERVED = 1024  # per resident block
@@ -298,6 +302,24 @@ class WarpRows:
 
 REGISTERS_PER_SM = 65536
 MAX_WARP_ROW_REGISTERS = 64  # f32 values of one [rows, C] value a thread may hold (wm * C / 2)
+
+
+MAX_CHAINED_TILES = 8  # most m16n8 accumulators (4 f32 registers each) a warp's chains hold at once
+
+
+def mma_chains(steps: int, tiles: int) -> int:
+    """Independent accumulator chains a warp walks `steps` K steps of its `tiles` m16n8 tiles in: the
+    most, up to MMA_CHAINS, that divide the steps into chains of two or more and keep the chains'
+    accumulators within MAX_CHAINED_TILES (1: one chain)."""
+    most = min(MMA_CHAINS, steps // 2, MAX_CHAINED_TILES // tiles)
+    return next((c for c in range(most, 1, -1) if steps % c == 0), 1)
+
+
+def dependent_steps(steps: int, tiles: int) -> int:
+    """The longest chain of dependent mma steps in a warp's walk of `steps` K steps of its `tiles`
+    tiles: one chain's steps, and the additions of the chains' sums after the walk."""
+    chains = mma_chains(steps, tiles)
+    return steps // chains + (chains - 1).bit_length()
 
 
 def numel(shape) -> int:
@@ -1182,13 +1204,13 @@ class BlockPlan:
         for i, kind in enumerate(self.kind):
             if kind != "matmul" or not self.mma_eligible(i) or self.phase[i] != ("loop" if self.loop > 1 else "pre"):
                 continue
-            k_dim = self.vtype(self.g.nodes[i].inputs[0]).shape[-1]
+            steps = self.vtype(self.g.nodes[i].inputs[0]).shape[-1] // 16
             if self.warp_rows is not None:  # a warp computes every column of its rows
-                chain += self.warp_rows.wm * (self.vtype(self.value(i)).shape[-1] // 8) * (k_dim // 16)
+                chain += self.warp_rows.wm * (self.vtype(self.value(i)).shape[-1] // 8) * steps
             elif i in by_matmul:
                 info = by_matmul[i]
-                chain += info.per_warp * k_dim // (16 * info.kslices)
+                chain += info.per_warp * dependent_steps(steps // info.kslices, info.wm * info.wn)
             else:
-                _, _, tiles = self.stage_warp_tiles(self.vtype(self.value(i)).shape)
-                chain += -(-numel(tiles) // self.warps) * (k_dim // 16) // sliced.get(i, 1)
+                wm, wn, tiles = self.stage_warp_tiles(self.vtype(self.value(i)).shape)
+                chain += -(-numel(tiles) // self.warps) * dependent_steps(steps // sliced.get(i, 1), wm * wn)
         return chain
