@@ -129,8 +129,8 @@ def main() -> int:
                    help="sweeps also at these cp.async ring depths (MIRAGE_MAX_STAGES), named ..._s<N>; "
                         "--plans at them, named ..._r<N>")
     p.add_argument("--chains", nargs="*", type=int, default=[],
-                   help="--plans also with each warp's mma K steps dealt to N accumulator chains "
-                        "(MIRAGE_MMA_CHAINS), named ..._ch<N>")
+                   help="the searched program (f16) and --plans also with each warp's mma K steps dealt to N "
+                        "accumulator chains (MIRAGE_MMA_CHAINS), named ..._ch<N>")
     p.add_argument("--plans", nargs="*", default=[], metavar="NAME:key=value,...",
                    help="hand plans (plans.VARIANTS) to compile for every program built (f16), e.g. "
                         "rmsnorm_linear_split_k:col_tile=64,splits=4,k_tile=64,threads=128 with --only rmsnorm_linear")
@@ -152,17 +152,18 @@ def main() -> int:
                     variants["converted"] = ["--no-search"]
                     experiment = {}
 
-                    def at_depths(variant: str, plan: list[str], suffix: str, chains: tuple = ()) -> None:
-                        """The variant, and the same plan at each --stages ring depth (variant + suffix + N)
+                    def with_knobs(variant: str, plan: list[str], stages=(), suffix: str = "", chains=()) -> None:
+                        """The variant, and the same plan at each of `stages` ring depths (variant + suffix + N)
                         and with each of `chains` accumulator chains (variant + _ch + N)."""
                         variants[variant] = plan
-                        for knob, values, named in (("MIRAGE_MAX_STAGES", args.stages, suffix),
+                        for knob, values, named in (("MIRAGE_MAX_STAGES", stages, suffix),
                                                      ("MIRAGE_MMA_CHAINS", chains, "_ch")):
                             for value in values:
                                 variants[f"{variant}{named}{value}"] = plan
                                 experiment[f"{variant}{named}{value}"] = {knob: str(value)}
                     if dtype == "f16" and not args.no_searched:
-                        variants["searched"] = ["--search-options", args.search_options]
+                        # the search's candidates come from its cache, so searched_ch<N> lowers the same plans
+                        with_knobs("searched", ["--search-options", args.search_options], chains=args.chains)
                     if dtype == "f16" and (args.sweep or args.split_k):
                         for k, spec in enumerate(SPLIT_K.get(name, [])):
                             variants[variant_name(spec)] = ["--plan", spec]
@@ -170,7 +171,7 @@ def main() -> int:
                                 variants[variant_name(spec) + "_unfused"] = ["--plan", spec, "--lower-options",
                                                                              "fuse-split-k=false"]
                     for spec in args.plans if dtype == "f16" else ():
-                        at_depths(variant_name(spec), ["--plan", spec], "_r", args.chains)
+                        with_knobs(variant_name(spec), ["--plan", spec], args.stages, "_r", args.chains)
                     if dtype == "f16" and args.sweep and name == "ntrans":
                         for threads in (256, 512, 1024):  # latency-bound rows: fewer elements per thread
                             variants[f"t{threads}"] = ["--plan", f"published:threads={threads}"]
@@ -178,8 +179,8 @@ def main() -> int:
                         for col, k, threads in SWEEPS[name]:
                             if args.tiles is not None and f"c{col}_k{k}_t{threads}" not in args.tiles:
                                 continue
-                            at_depths(f"c{col}_k{k}_t{threads}",
-                                      ["--plan", f"published:col_tile={col},k_tile={k},threads={threads}"], "_s")
+                            with_knobs(f"c{col}_k{k}_t{threads}",
+                                       ["--plan", f"published:col_tile={col},k_tile={k},threads={threads}"], args.stages, "_s")
                 weights = ["--constant-inputs", ",".join(map(str, WEIGHTS[name]))] if name in WEIGHTS else []
                 for variant, extra in variants.items():
                     d = f"{name}_bs{bs}_{dtype}_{variant}"
@@ -194,8 +195,9 @@ def main() -> int:
         return entry, proc
 
     index, failed = [], 0
-    quick = [j for j in jobs if j[0]["variant"] != "searched"]
-    searched = [j for j in jobs if j[0]["variant"] == "searched"]
+    # the searches one at a time (each runs several processes), a chained form after its plain one (its cache)
+    quick = [j for j in jobs if not j[0]["variant"].startswith("searched")]
+    searched = [j for j in jobs if j[0]["variant"].startswith("searched")]
 
     def collect(results):
         nonlocal failed

@@ -253,8 +253,8 @@ def load_points(specs: list[str], programs: str | None, candidates_only: bool = 
             run = json.load(f)
         tag = os.path.basename(path).removesuffix(".json") if len(specs) > 1 else None
         for v in run["variants"]:
-            if candidates_only and "candidate" not in v:
-                continue
+            if candidates_only and not re.fullmatch(r"searched_c\d+", v["variant"]):
+                continue  # an experiment's candidates (e.g. searched_ch4_c<k>) are not the pipeline's
             g = variant_graph(v, directory)
             if g is not None and v.get("us"):
                 key = (v["program"], v["bs"], v["dtype"]) + ((tag,) if tag else ())

@@ -314,9 +314,7 @@ def print_tuning(variants: list) -> None:
     print("| program | bs | dtype | candidates | tuned | model's pick | tuned / fastest | model / fastest | first call s | cached call s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for v in searched:
-        key = (v["program"], v["bs"], v["dtype"])
-        cands = sorted((c for c in variants if (c["program"], c["bs"], c["dtype"]) == key and "candidate" in c),
-                       key=lambda c: c["candidate"])
+        cands = sorted((c for c in variants if c["dir"] == v["dir"] and "candidate" in c), key=lambda c: c["candidate"])
         times = [c.get("us") for c in cands]
         alive = [t for t in times if t is not None]
         if not alive:

@@ -97,20 +97,23 @@ def test_plans_priced_alike_share_their_rank():
 
 def test_candidates_only_keeps_the_default_pipelines_plans(tmp_path):
     """--candidates: the plans the model's pick chooses among (searched_c<k>, their mu-graphs from the
-    build's candidates.json), not the hand plans beside them."""
+    build's candidates.json), not the hand plans beside them nor an experiment's build of the same
+    candidates (searched_ch4_c<k>: build_gpu.py --chains)."""
     from mirage_mlir.plans import PLANS, benchmark_inputs
     from mirage_mlir.search.cache import graph_to_json
 
     graph = PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16"), col_tile=32)
-    (tmp_path / "rmsnorm_linear_bs1_f16_searched").mkdir()
-    (tmp_path / "rmsnorm_linear_bs1_f16_searched" / "candidates.json").write_text(
-        json.dumps({"main": [{"estimate_us": 1.0, "graph": graph_to_json(graph)}]}))
+    for build in ("searched", "searched_ch4"):
+        (tmp_path / f"rmsnorm_linear_bs1_f16_{build}").mkdir()
+        (tmp_path / f"rmsnorm_linear_bs1_f16_{build}" / "candidates.json").write_text(
+            json.dumps({"main": [{"estimate_us": 1.0, "graph": graph_to_json(graph)}]}))
     common = {"program": "rmsnorm_linear", "bs": 1, "dtype": "f16", "us": 15.0}
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"variants": [
         dict(common, dir="rmsnorm_linear_bs1_f16_searched", variant="searched_c0", candidate=0),
+        dict(common, dir="rmsnorm_linear_bs1_f16_searched_ch4", variant="searched_ch4_c0", candidate=0, us=14.0),
         dict(common, dir="rmsnorm_linear_bs1_f16_published", variant="published")]}))
-    assert len(calibrate.load_points([f"{run}:{tmp_path}"], None)) == 2
+    assert len(calibrate.load_points([f"{run}:{tmp_path}"], None)) == 3
     (point,) = calibrate.load_points([f"{run}:{tmp_path}"], None, candidates_only=True)
     assert point[0] == graph and point[1] == 15.0
 
