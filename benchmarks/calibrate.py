@@ -18,10 +18,10 @@ program / batch / dtype groups, of the Spearman rank correlation between estimat
 squared log ratio of estimate to measurement (coordinate ascent over a grid of each constant).
 `--objective log` minimises the mean squared log ratio alone (absolute times). Prints, per group, the
 Spearman correlation and the model's pick against the fastest, for the search's constants, the
-ranking constants and the fitted ones (fitted from the search's constants in the ranking's form), and the same for `--holdout` runs
-the fit did not see (`--by-program`: each program ranked with constants fitted to the others').
-Fitted constants go into cost.RANKING: they order the candidates the search kept,
-not the search, since a score on past runs does not show which plans they would make the search keep
+ranking constants and the fitted ones (fitted from the search's constants in the ranking's form), and
+the same for `--holdout` runs the fit did not see (`--by-program`: each program ranked with constants
+fitted to the others'). Fitted constants go into cost.RANKING: they order the candidates the search
+kept, not the search, since a score on past runs does not show which plans they would make the search keep
 (a search steered by such fits kept slower plans: benchmarks/NOTES.md, runs 118-119).
 
   python benchmarks/calibrate.py RUN.json[:PROGRAMS] [...] [--programs DIR] [--holdout RUN.json[:PROGRAMS] ...]

@@ -66,6 +66,7 @@ WHOLE_K_WARPS = os.environ.get("MIRAGE_WHOLE_K_WARPS") == "1"
 # after the walk: a dependent mma.sync step costs ~14 ns (cost.RANKING's fit), so a chain of 16 steps
 # waits ~0.2 us where 4 chains of 4 wait a quarter of it (MIRAGE_MMA_CHAINS=N: for experiments)
 MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
+MAX_CHAINED_TILES = 8  # most m16n8 accumulators (4 f32 registers each) a warp's chains hold at once
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
 SHARED_PER_SM = 228 * 1024
 SHARED_RESERVED = 1024  # per resident block
@@ -302,9 +303,6 @@ class WarpRows:
 
 REGISTERS_PER_SM = 65536
 MAX_WARP_ROW_REGISTERS = 64  # f32 values of one [rows, C] value a thread may hold (wm * C / 2)
-
-
-MAX_CHAINED_TILES = 8  # most m16n8 accumulators (4 f32 registers each) a warp's chains hold at once
 
 
 def mma_chains(steps: int, tiles: int) -> int:
