@@ -7,10 +7,15 @@
 // optionally with a 16-row X tile per stage (the matmul's other operand, L2 hits) beside W's. The
 // ring is probe_ring.cuh's (run 82 timed a first copy of it that summed each stage as float4; run 85
 // this file: the same ceilings, 11.9 and 15.6 us, and one block per SM 18.2-18.9 us on 50 MB).
+// `./ring_probe xrows`: only gated_mlp bs8's 2-split geometry (128 blocks, one an SM, each a 256-byte
+// strip of [4096, 8192] over half of K: W1's and W3's 64 columns side by side, 4 stages of K tiles of 128)
+// with X tiles of 0-64 rows: is its stream bound by the bytes the SMs take in (X re-read from L2 by every
+// column tile: 33 MB at 64 rows beside W's 67), or do L2 hits come free?
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o ring_probe ring_probe.cu && ./ring_probe
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 #include <cuda_runtime.h>
 
@@ -21,16 +26,17 @@
 
 constexpr int COPIES = 8;
 constexpr int K = 4096;
-constexpr int X_ROWS = 16;
+constexpr int X_ROWS = 16;  // the sweep's X tile
+constexpr int MAX_X_ROWS = 64;
 
 // Block (x, y) streams columns [x row_bytes, (x+1) row_bytes) of K slice y in `iters` stages of
-// k_tile rows, Stages - 1 stages ahead; with `x_tile`, each stage also copies X [16, k_tile] (f16).
+// k_tile rows, Stages - 1 stages ahead; each stage also copies X [x_rows, k_tile] (f16), if x_rows > 0.
 template <int Stages, int Threads>
 __global__ void __launch_bounds__(Threads) ring_kernel(const char* __restrict__ w, size_t pitch, int row_bytes,
-                                                      int k_tile, int iters, const char* __restrict__ x, int x_tile,
+                                                      int k_tile, int iters, const char* __restrict__ x, int x_rows,
                                                       float* out) {
   extern __shared__ __align__(128) char ring[];
-  const int w_bytes = k_tile * row_bytes, x_bytes = x_tile ? X_ROWS * k_tile * 2 : 0, stage = w_bytes + x_bytes;
+  const int w_bytes = k_tile * row_bytes, x_bytes = x_rows * k_tile * 2, stage = w_bytes + x_bytes;
   const int chunks_per_row = row_bytes / 16, x_chunks_per_row = k_tile * 2 / 16;
   const size_t first_row = (size_t)blockIdx.y * k_tile * iters;
   const char* p = w + (size_t)blockIdx.x * row_bytes + first_row * pitch;
@@ -61,7 +67,7 @@ struct Row {
   float us;
 };
 
-int main() {
+int main(int argc, char** argv) {
   int device_sms;
   CHECK(cudaDeviceGetAttribute(&device_sms, cudaDevAttrMultiProcessorCount, 0));
   std::vector<std::pair<int, Kernel>> kernels;  // (stages * 1000 + threads, kernel)
@@ -74,12 +80,29 @@ int main() {
   kernels.push_back({6128, instance<6, 128>()});
   kernels.push_back({6256, instance<6, 256>()});
   char* x;
-  CHECK(cudaMalloc(&x, X_ROWS * K * 2));
-  CHECK(cudaMemset(x, 0, X_ROWS * K * 2));
+  CHECK(cudaMalloc(&x, MAX_X_ROWS * K * 2));
+  CHECK(cudaMemset(x, 0, MAX_X_ROWS * K * 2));
   float* out;
   CHECK(cudaMalloc(&out, 4));
   cudaStream_t stream;
   CHECK(cudaStreamCreate(&stream));
+  if (argc > 1 && std::string(argv[1]) == "xrows") {
+    const int n = 8192, row_bytes = 256, splits = 2, k_tile = 128, iters = K / splits / k_tile;
+    const size_t bytes = (size_t)K * n * 2, pitch = (size_t)n * 2;
+    std::vector<char*> copies = device_copies(COPIES, bytes);
+    Kernel kernel = instance<4, 256>();
+    dim3 grid(n / (row_bytes / 2), splits);
+    printf("| X rows | MB into the SMs | us | GB/s a block |\n|---|---|---|---|\n");
+    for (int x_rows : {0, 8, 16, 32, 64}) {
+      int smem = 4 * (k_tile * row_bytes + x_rows * k_tile * 2);
+      float us = median_replay_us(stream, COPIES, [&](int copy) {
+        kernel<<<grid, 256, smem, stream>>>(copies[copy], pitch, row_bytes, k_tile, iters, x, x_rows, out);
+      });
+      double taken = (double)bytes + (double)grid.x * grid.y * x_rows * (K / splits) * 2;
+      printf("| %d | %.1f | %.2f | %.1f |\n", x_rows, taken / 1e6, us, taken / (grid.x * grid.y) / (us * 1e-6) / 1e9);
+    }
+    return 0;
+  }
   std::vector<Row> rows;
   for (int n : {4096, 6144}) {
     size_t bytes = (size_t)K * n * 2, pitch = (size_t)n * 2;
@@ -88,7 +111,7 @@ int main() {
       for (int splits : {1, 2, 4, 8})
         for (int stage_kb : {8, 16, 32, 64})
           for (auto [code, kernel] : kernels)
-            for (int x_tile : {0, 1}) {
+            for (int x_tile : {0, 1}) {  // no X tile, or X_ROWS rows
               int stages = code / 1000, threads = code % 1000, row_bytes = cols * 2;
               int k_tile = stage_kb * 1024 / row_bytes, iters = K / splits / k_tile;
               int stage = k_tile * row_bytes + (x_tile ? X_ROWS * k_tile * 2 : 0), smem = stages * stage;
@@ -99,7 +122,7 @@ int main() {
               dim3 grid(n / cols, splits);
               Kernel run = kernel;  // a structured binding cannot be captured (C++17)
               float us = median_replay_us(stream, COPIES, [&](int copy) {
-                run<<<grid, threads, smem, stream>>>(copies[copy], pitch, row_bytes, k_tile, iters, x, x_tile, out);
+                run<<<grid, threads, smem, stream>>>(copies[copy], pitch, row_bytes, k_tile, iters, x, x_tile * X_ROWS, out);
               });
               rows.push_back({n, cols, splits, stage_kb, stages, threads, x_tile, resident, us});
             }
