@@ -142,15 +142,13 @@ def main() -> int:
         for bs in (1, 8) if published else BATCHES.get(name, (1,)):
             for dtype in args.dtypes:
                 src = source(name, bs, dtype, os.path.join(args.out, "sources"))
+                variants = {"published": ["--plan", "published"]} if published else {}
+                experiment = {}  # variant -> the environment its compile adds (plan's experiment knobs)
                 if dtype == "bf16":
-                    variants = {"published": ["--plan", "published"]} if published else {}
                     if not args.no_searched:
                         variants["searched"] = ["--search-options", args.search_options]
-                    experiment = {}  # variant -> the environment its compile adds (plan's experiment knobs)
                 else:
-                    variants = {"published": ["--plan", "published"]} if published else {}
                     variants["converted"] = ["--no-search"]
-                    experiment = {}
 
                     def with_knobs(variant: str, plan: list[str], stages=(), suffix: str = "", chains=()) -> None:
                         """The variant, and the same plan at each of `stages` ring depths (variant + suffix + N)
