@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Knockouts: a compiled program whose kernels skip reading some inputs, timed beside the original,
+to see what those inputs' loads cost a kernel (session 23 did this by editing PTX by hand).
+
+`make` copies a compiled program directory and, in every kernel of every candidate, gives the
+cp.async copies (`nvgpu.device_async_copy`) whose source is one of the chosen program inputs a
+source size of 0: the instruction still issues and lands its group, but reads no byte (zero fill).
+Everything else (loop, barriers, mma, epilogue) stays. The kernels' outputs are wrong by design, so
+`time` replays them without the correctness check, as gpu.py times them otherwise (CUDA-graph
+replays over input sets that exceed twice the L2).
+
+  python benchmarks/knockout.py make SRC DST --inputs 0            # here (MLIR bindings, ptxas)
+  python benchmarks/knockout.py time DIR[:CANDIDATE] ...           # on the GPU (no MLIR)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+ZERO = "%knockout_zero"
+FUNC = re.compile(r"^\s*gpu\.func @(\w+)\((.*)\).*\{\s*$")
+COPY = re.compile(r"nvgpu\.device_async_copy %arg(\d+)\[.*\], (\d+)( \{[^}]*\})? :")
+
+
+def knock_out(text: str, knocked: dict[str, set[int]]) -> tuple[str, dict[str, int]]:
+    """gpu.mlir text with the copies from kernel arguments `knocked[kernel]` reading 0 elements;
+    also how many copy ops each kernel had changed."""
+    out, changed, kernel = [], {}, None
+    for line in text.splitlines():
+        m = FUNC.match(line)
+        if m:
+            kernel = m.group(1)
+            out.append(line)
+            if knocked.get(kernel):
+                out.append(f"      {ZERO} = arith.constant 0 : index")
+            continue
+        m = COPY.search(line)
+        if m and kernel and int(m.group(1)) in knocked.get(kernel, ()):
+            at = m.start(2) + len(m.group(2))
+            line = line[:at] + f", {ZERO}" + line[at:]
+            changed[kernel] = changed.get(kernel, 0) + 1
+        out.append(line)
+    return "\n".join(out) + "\n", changed
+
+
+def kernel_plans(spec: dict) -> list[dict]:
+    """Every candidate plan of a manifest function (the plain function when it has none)."""
+    return spec.get("candidates") or [spec]
+
+
+def make(src: str, dst: str, inputs: set[int]) -> int:
+    import mlir.ir as ir
+
+    from mirage_mlir.lowering.ptx import compile_gpu_module, run_ptxas
+
+    shutil.copytree(src, dst)
+    with open(os.path.join(dst, "manifest.json")) as f:
+        manifest = json.load(f)
+    spec = manifest["functions"][manifest["entry"]]
+    by_ptx: dict[str, dict[str, set[int]]] = {}  # PTX file: {kernel: its arguments to knock out}
+    for plan in kernel_plans(spec):
+        for k in plan["kernels"]:
+            args = {i for i, (kind, n) in enumerate(k["args"]) if kind == "input" and n in inputs}
+            by_ptx.setdefault(k["ptx"], {})[k["name"]] = args
+    report = {}
+    for ptx_name, knocked in by_ptx.items():
+        mlir_name = ptx_name.split("main_kernels.ptx")[0] + "gpu.mlir"
+        with open(os.path.join(src, mlir_name)) as f:
+            text, changed = knock_out(f.read(), knocked)
+        if not changed:  # e.g. a plan whose first kernel reads the input with plain loads
+            print(f"{dst}: {ptx_name}: no cp.async copy reads inputs {sorted(inputs)}; left as it was")
+            continue
+        with ir.Context() as ctx:
+            ctx.allow_unregistered_dialects = True
+            module = ir.Module.parse(text)
+            gpu_module = next(op.operation for op in module.body.operations if op.operation.name == "gpu.module")
+            ptx = compile_gpu_module(str(gpu_module), manifest["chip"]).ptx
+        with open(os.path.join(dst, mlir_name), "w") as f:
+            f.write(text)
+        with open(os.path.join(dst, ptx_name), "wb") as f:
+            f.write(ptx)
+        report[ptx_name] = {"copies": changed}
+        cubin = manifest.get("cubins", {}).get(ptx_name)
+        if cubin:  # the source's machine code would run in place of the new PTX: assemble it again
+            assembled = run_ptxas(ptx, manifest["chip"])
+            if not assembled.ok:
+                print(f"{dst}: ptxas rejected the knocked-out {ptx_name}:\n{assembled.log}", file=sys.stderr)
+                return 1
+            with open(os.path.join(dst, cubin), "wb") as f:
+                f.write(assembled.cubin)
+            report[ptx_name].update(registers=assembled.registers, spills=assembled.spills)
+        print(f"{dst}: {ptx_name}: {changed} copy ops read nothing")
+    if not report:
+        print(f"{src}: no cp.async copy reads inputs {sorted(inputs)}", file=sys.stderr)
+        return 1
+    manifest["knockout"] = {"inputs": sorted(inputs), "ptx": report}
+    with open(os.path.join(dst, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    return 0
+
+
+def time_all(targets: list[str]) -> int:
+    import torch
+    from check_gpu import torch_dtype
+    from gpu import ELEM_BYTES, replay_us
+    from programs import NAMES, io_bytes, make_inputs
+
+    from mirage_mlir.runtime import load
+    from mirage_mlir.tuning import consecutive_calls
+
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20)
+    rows = []
+    for target in targets:
+        directory, _, candidate = target.partition(":")
+        base = os.path.basename(directory.rstrip("/"))
+        name = next(n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_"))
+        bs, dtype = re.match(rf"{name}_bs(\d+)_(\w+?)_", base).groups()
+        with open(os.path.join(directory, "manifest.json")) as f:
+            manifest = json.load(f)
+        spec = manifest["functions"][manifest["entry"]]
+        plan = kernel_plans(spec)[int(candidate)] if candidate else spec
+        knockout = manifest.get("knockout", {"inputs": [], "ptx": {}})
+        knocked = [str(i) for i in knockout["inputs"] if any(k["ptx"] in knockout["ptx"] for k in plan["kernels"])]
+        reps = consecutive_calls(io_bytes(name, int(bs), ELEM_BYTES[dtype]), l2)
+        gen = torch.Generator(device="cuda").manual_seed(len(rows))
+        sets = [make_inputs(torch, name, int(bs), torch_dtype(torch, dtype), gen) for _ in range(reps)]
+        program = load(directory, tune=False, candidate=int(candidate) if candidate else None)
+        us = replay_us(torch, program, sets, reps)
+        rows.append((base, candidate or "-", ",".join(knocked) or "none", us))
+        print(f"  {target}: {us:.2f} us", flush=True)
+    print("\n| program | candidate | inputs not read | us |\n|---|---|---|---|")
+    for base, candidate, knocked, us in rows:
+        print(f"| {base} | {candidate} | {knocked} | {us:.2f} |")
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("make", help="copy SRC to DST with the chosen inputs' copies reading nothing")
+    m.add_argument("src")
+    m.add_argument("dst")
+    m.add_argument("--inputs", nargs="+", type=int, required=True, help="program input indices")
+    t = sub.add_parser("time", help="replay times of compiled programs, unchecked")
+    t.add_argument("targets", nargs="+", metavar="DIR[:CANDIDATE]")
+    args = p.parse_args()
+    if args.command == "make":
+        return make(args.src, args.dst, set(args.inputs))
+    return time_all(args.targets)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
