@@ -1,0 +1,20 @@
+"""benchmarks/sass.py: a kernel's SASS summarized in runs of memory, tensor-core and sync instructions."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+from sass import summary  # noqa: E402
+
+
+def test_runs_of_loads_and_their_first_use_show_the_memory_latencies():
+    # ntrans's row kernel as ptxas scheduled it: five loads, the first reduction, seven more loads
+    instructions = ["ACQBULK", "@!PT LDS RZ, [RZ]"] + ["LDG.E.128 R16, desc[UR8][R2.64]"] * 5 + [
+        "HADD2.F32 R55, -RZ, R17.H1_H1", "SHFL.BFLY PT, R2, R3, 0x10, 0x1f"] + [
+        "LDG.E.128 R28, desc[UR8][R36.64+0x1800]"] * 7 + [
+        "@P0 STS [R11+0xca00], R4", "BAR.SYNC.DEFER_BLOCKING 0x0", "LDGSTS.E.BYPASS.128 [R68+0x80], desc[UR8][R4.64]",
+        "LDGDEPBAR", "DEPBAR.LE SB0, 0x0", "LDSM.16.M88.4 R72, [R85]", "HMMA.16816.F32 R12, R72, R80, R12",
+        "STG.E.U16 desc[UR4][R2.64], R5"]
+    assert summary(instructions) == ("ACQBULK LDG.128x5 SHFL LDG.128x7 STS.32 BAR LDGSTS.128 LDGDEPBAR DEPBAR "
+                                     "LDSM HMMA STG.U16")
