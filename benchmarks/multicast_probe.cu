@@ -123,7 +123,8 @@ int main() {
   CHECK(cudaMalloc(&out, 4));
   cudaStream_t stream;
   CHECK(cudaStreamCreate(&stream));
-  CHECK(cudaFuncSetAttribute(multicast_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
+  CHECK(cudaFuncSetAttribute(multicast_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             STAGES * (K_TILE * ROW_BYTES + MAX_X_ROWS * X_ROW_BYTES)));  // 192 KiB, beside its static barriers
   const dim3 grid(N / (ROW_BYTES / 2), SPLITS);
   printf("| X rows | cluster | MB read (W, X once a cluster) | us | GB/s a block |\n|---|---|---|---|---|\n");
   for (int x_rows : {0, 8, 64})
