@@ -237,8 +237,8 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
         holds one block: a kernel of 512 threads or more whose launch holds one an SM (unmarked,
         ptxas assumes two, 64 / 32 registers, and spills), and a loop of one whose grid fits the SMs.
         Unmarked, ptxas holds lora's to 40 registers by interleaving its copies' loads and stores
-        (about four memory latencies before its wait, one when marked: -2 to -4%, H200 run 185), and
-        stable attention's 128-block kernel ran 6-11% faster marked. (Marked, ring kernels of 128-256
+        (about four memory latencies before its wait, one when marked: 2-3% faster, H200 run 186;
+        ntrans, gated_mlp bs1 and stable attention bs1 within 2%). (Marked, ring kernels of 128-256
         threads get other allocations, e.g. gated_mlp's 128 -> 164 registers: mixed, not marked.)"""
         shared = launch_shared(j, kernel)
         if kernel.block[0] >= 512 and resident_blocks(shared or kernel.shared_bytes, kernel.block[0]) == 1:
