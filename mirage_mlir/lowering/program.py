@@ -234,11 +234,16 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
 
     def launched(j: int, kernel: KernelCode) -> tuple[KernelCode, int | None]:
         """The kernel as launch j runs it, and the launch's shared memory. ptxas is told where an SM
-        holds one block of 512 threads or more: for those it assumes two blocks an SM (64 / 32
-        registers) and spills. (Marked, kernels of 128-256 threads get other allocations too, e.g.
-        gated_mlp's 128 -> 164 registers: not timed yet, so not marked.)"""
+        holds one block: a kernel of 512 threads or more whose launch holds one an SM (unmarked,
+        ptxas assumes two, 64 / 32 registers, and spills), and a loop of one whose grid fits the SMs.
+        Unmarked, ptxas holds lora's to 40 registers by interleaving its copies' loads and stores
+        (about four memory latencies before its wait, one when marked: 2-3% faster, H200 run 186;
+        ntrans, gated_mlp bs1 and stable attention bs1 within 2%). (Marked, ring kernels of 128-256
+        threads get other allocations, e.g. gated_mlp's 128 -> 164 registers: mixed, not marked.)"""
         shared = launch_shared(j, kernel)
         if kernel.block[0] >= 512 and resident_blocks(shared or kernel.shared_bytes, kernel.block[0]) == 1:
+            kernel = one_block_an_sm(kernel)
+        elif plans[j].loop == 1 and math.prod(kernel.grid) <= sms:
             kernel = one_block_an_sm(kernel)
         return kernel, shared
     for j, (n, body) in enumerate(zip(starts, bodies)):
