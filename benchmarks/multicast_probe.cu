@@ -116,13 +116,10 @@ __global__ void __launch_bounds__(THREADS) multicast_kernel(const char* __restri
 int main() {
   const size_t bytes = (size_t)K * N * 2;
   std::vector<char*> copies = device_copies(COPIES, bytes);
-  char* x;
-  CHECK(cudaMalloc(&x, MAX_X_ROWS * K * 2));
-  CHECK(cudaMemset(x, 0, MAX_X_ROWS * K * 2));
-  float* out;
-  CHECK(cudaMalloc(&out, 4));
-  cudaStream_t stream;
-  CHECK(cudaStreamCreate(&stream));
+  const ProbeSetup setup = probe_setup(MAX_X_ROWS * K * 2);  // a lambda captures no structured binding (C++17)
+  char* const x = setup.x;
+  float* const out = setup.out;
+  const cudaStream_t stream = setup.stream;
   CHECK(cudaFuncSetAttribute(multicast_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              STAGES * (K_TILE * ROW_BYTES + MAX_X_ROWS * X_ROW_BYTES)));  // 192 KiB, beside its static barriers
   const dim3 grid(N / (ROW_BYTES / 2), SPLITS);

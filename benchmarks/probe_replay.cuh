@@ -17,6 +17,23 @@ inline std::vector<char*> device_copies(int copies, size_t bytes) {
   return out;
 }
 
+// What a streaming probe launches with: `x_bytes` of zeros (the X tiles beside W's), a 4-byte sink for
+// the sums that keep the loads alive, and a stream.
+struct ProbeSetup {
+  char* x;
+  float* out;
+  cudaStream_t stream;
+};
+
+inline ProbeSetup probe_setup(size_t x_bytes) {
+  ProbeSetup p;
+  CHECK(cudaMalloc(&p.x, x_bytes));
+  CHECK(cudaMemset(p.x, 0, x_bytes));
+  CHECK(cudaMalloc(&p.out, 4));
+  CHECK(cudaStreamCreate(&p.stream));
+  return p;
+}
+
 // `launch(copy)` issues the kernel for one copy on `stream`.
 template <typename Launch>
 float median_replay_us(cudaStream_t stream, int copies, Launch launch) {

@@ -79,13 +79,10 @@ int main(int argc, char** argv) {
   kernels.push_back({4256, instance<4, 256>()});
   kernels.push_back({6128, instance<6, 128>()});
   kernels.push_back({6256, instance<6, 256>()});
-  char* x;
-  CHECK(cudaMalloc(&x, MAX_X_ROWS * K * 2));
-  CHECK(cudaMemset(x, 0, MAX_X_ROWS * K * 2));
-  float* out;
-  CHECK(cudaMalloc(&out, 4));
-  cudaStream_t stream;
-  CHECK(cudaStreamCreate(&stream));
+  const ProbeSetup setup = probe_setup(MAX_X_ROWS * K * 2);  // a lambda captures no structured binding (C++17)
+  char* const x = setup.x;
+  float* const out = setup.out;
+  const cudaStream_t stream = setup.stream;
   if (argc > 1 && std::string(argv[1]) == "xrows") {
     const int n = 8192, row_bytes = 256, splits = 2, k_tile = 128, iters = K / splits / k_tile;
     const size_t bytes = (size_t)K * n * 2, pitch = (size_t)n * 2;
