@@ -27,7 +27,7 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 
 ZERO = "%knockout_zero"
 FUNC = re.compile(r"^\s*gpu\.func @(\w+)\((.*)\).*\{\s*$")
-COPY = re.compile(r"nvgpu\.device_async_copy %arg(\d+)\[.*\], (\d+)( \{[^}]*\})? :")
+COPY = re.compile(r"nvgpu\.device_async_copy %arg(\d+)\[.*\], (\d+)(, %[\w#.]+)?( \{[^}]*\})? :")
 
 
 def knock_out(text: str, knocked: dict[str, set[int]]) -> tuple[str, dict[str, int]]:
@@ -44,8 +44,9 @@ def knock_out(text: str, knocked: dict[str, set[int]]) -> tuple[str, dict[str, i
             continue
         m = COPY.search(line)
         if m and kernel and int(m.group(1)) in knocked.get(kernel, ()):
-            at = m.start(2) + len(m.group(2))
-            line = line[:at] + f", {ZERO}" + line[at:]
+            # the source size (after dstElements) becomes 0; a masked copy's own source size is replaced
+            at, end = m.end(2), m.end(3) if m.group(3) else m.end(2)
+            line = line[:at] + f", {ZERO}" + line[end:]
             changed[kernel] = changed.get(kernel, 0) + 1
         out.append(line)
     return "\n".join(out) + "\n", changed

@@ -55,3 +55,17 @@ def test_an_input_no_copy_reads_is_an_error(tmp_path):
     compile_published("gqa_small_f16", src)
     proc = knock_out(src, tmp_path / "out", 0)  # Q is read with plain loads
     assert proc.returncode == 1 and "no cp.async copy reads inputs [0]" in proc.stderr
+
+
+def test_a_masked_copy_has_its_own_source_size_replaced():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from knockout import knock_out
+
+    text = """    gpu.func @main_k0(%arg0: memref<2x8xf16>, %arg1: memref<2x8xf16>) kernel attributes {} {
+      %1 = nvgpu.device_async_copy %arg0[%a, %b], %v[%c, %d], 8, %n {bypassL1} : memref<2x8xf16> to memref<2x8xf16, 3>
+      %2 = nvgpu.device_async_copy %arg1[%a, %b], %v[%c, %d], 8 {bypassL1} : memref<2x8xf16> to memref<2x8xf16, 3>
+"""
+    out, changed = knock_out(text, {"main_k0": {0}})
+    assert changed == {"main_k0": 1}
+    assert "%v[%c, %d], 8, %knockout_zero {bypassL1}" in out and ", %n " not in out
+    assert "%arg1[%a, %b], %v[%c, %d], 8 {bypassL1}" in out
