@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -47,16 +46,15 @@ def main() -> int:
     os.environ["MIRAGE_CACHE_DIR"] = tempfile.mkdtemp()  # no cached choice
     import torch
     from check_gpu import torch_dtype
-    from programs import NAMES, make_inputs, reference
+    from programs import make_inputs, of_directory, reference
 
     from mirage_mlir.runtime import load
 
     base = os.path.basename(searched.rstrip("/"))
-    name = next(n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_"))
-    bs, dtype = re.match(rf"{name}_bs(\d+)_(\w+?)_", base).groups()
+    name, bs, dtype = of_directory(searched)
     artifact = os.path.join(tempfile.mkdtemp(), base)
     with_extra_pick(searched, extra, artifact)
-    inputs = make_inputs(torch, name, int(bs), torch_dtype(torch, dtype), torch.Generator(device="cuda").manual_seed(3))
+    inputs = make_inputs(torch, name, bs, torch_dtype(torch, dtype), torch.Generator(device="cuda").manual_seed(3))
     ref = reference(torch, name, inputs)
     for tune in (False, True):
         program = load(artifact, tune=tune)

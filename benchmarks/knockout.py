@@ -112,7 +112,7 @@ def time_all(targets: list[str]) -> int:
     import torch
     from check_gpu import torch_dtype
     from gpu import ELEM_BYTES, replay_us
-    from programs import NAMES, io_bytes, make_inputs
+    from programs import io_bytes, make_inputs, of_directory
 
     from mirage_mlir.runtime import load
     from mirage_mlir.tuning import consecutive_calls
@@ -122,17 +122,16 @@ def time_all(targets: list[str]) -> int:
     for target in targets:
         directory, _, candidate = target.partition(":")
         base = os.path.basename(directory.rstrip("/"))
-        name = next(n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_"))
-        bs, dtype = re.match(rf"{name}_bs(\d+)_(\w+?)_", base).groups()
+        name, bs, dtype = of_directory(directory)
         with open(os.path.join(directory, "manifest.json")) as f:
             manifest = json.load(f)
         spec = manifest["functions"][manifest["entry"]]
         plan = kernel_plans(spec)[int(candidate)] if candidate else spec
         knockout = manifest.get("knockout", {"inputs": [], "ptx": {}})
         knocked = [str(i) for i in knockout["inputs"] if any(k["ptx"] in knockout["ptx"] for k in plan["kernels"])]
-        reps = consecutive_calls(io_bytes(name, int(bs), ELEM_BYTES[dtype]), l2)
+        reps = consecutive_calls(io_bytes(name, bs, ELEM_BYTES[dtype]), l2)
         gen = torch.Generator(device="cuda").manual_seed(len(rows))
-        sets = [make_inputs(torch, name, int(bs), torch_dtype(torch, dtype), gen) for _ in range(reps)]
+        sets = [make_inputs(torch, name, bs, torch_dtype(torch, dtype), gen) for _ in range(reps)]
         program = load(directory, tune=False, candidate=int(candidate) if candidate else None)
         us = replay_us(torch, program, sets, reps)
         rows.append((base, candidate or "-", ",".join(knocked) or "none", us))

@@ -10,7 +10,6 @@ CANDIDATE: an index into the manifest's candidates (default: the model's pick, u
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,18 +19,16 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 def main() -> int:
     import torch
     from check_gpu import torch_dtype
-    from programs import NAMES, make_inputs
+    from programs import make_inputs, of_directory
 
     from mirage_mlir.runtime import load
 
     directory = sys.argv[1]
-    base = os.path.basename(directory.rstrip("/"))
-    name = next(n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_"))
-    bs, dtype = re.match(rf"{name}_bs(\d+)_(\w+?)_", base).groups()
+    name, bs, dtype = of_directory(directory)
     candidate = int(sys.argv[2]) if len(sys.argv) > 2 else None
     program = load(directory, tune=False, candidate=candidate)
     gen = torch.Generator(device="cuda").manual_seed(0)
-    inputs = make_inputs(torch, name, int(bs), torch_dtype(torch, dtype), gen)
+    inputs = make_inputs(torch, name, bs, torch_dtype(torch, dtype), gen)
     for _ in range(3):
         program(*inputs)
     torch.cuda.synchronize()

@@ -7,6 +7,8 @@ Input scales keep exp(Q K) (no max subtraction, as in Mirage) and the matmuls in
 
 from __future__ import annotations
 
+import os
+
 from mirage_mlir.plans import benchmark_shapes
 
 EPS = 1e-6
@@ -44,6 +46,16 @@ SCALES = {
 }
 
 NAMES = list(SCALES)
+
+
+def of_directory(directory: str) -> tuple[str, int, str]:
+    """(program, batch size, dtype) of a compiled variant's directory, <program>_bs<bs>_<dtype>_..."""
+    import re
+
+    base = os.path.basename(directory.rstrip("/"))
+    name = next(n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_"))
+    bs, dtype = re.match(rf"{name}_bs(\d+)_(\w+?)_", base).groups()
+    return name, int(bs), dtype
 
 # The arguments that are weights: build_gpu.py declares them constant (mirage-compile
 # --constant-inputs), as a model's parameters are, so each call's first kernel starts copying them

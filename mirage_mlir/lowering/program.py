@@ -241,9 +241,8 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
         ntrans, gated_mlp bs1 and stable attention bs1 within 2%). (Marked, ring kernels of 128-256
         threads get other allocations, e.g. gated_mlp's 128 -> 164 registers: mixed, not marked.)"""
         shared = launch_shared(j, kernel)
-        if kernel.block[0] >= 512 and resident_blocks(shared or kernel.shared_bytes, kernel.block[0]) == 1:
-            kernel = one_block_an_sm(kernel)
-        elif plans[j].loop == 1 and math.prod(kernel.grid) <= sms:
+        if ((kernel.block[0] >= 512 and resident_blocks(shared or kernel.shared_bytes, kernel.block[0]) == 1)
+                or (plans[j].loop == 1 and math.prod(kernel.grid) <= sms)):
             kernel = one_block_an_sm(kernel)
         return kernel, shared
     for j, (n, body) in enumerate(zip(starts, bodies)):
