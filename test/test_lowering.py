@@ -1095,9 +1095,10 @@ def test_a_first_kernel_overlaps_the_call_before_unless_a_later_kernel_copies_ea
 def test_ptxas_is_told_where_an_sm_holds_one_block_of_a_kernel():
     """A kernel of 512 threads or more whose launch holds one block an SM (here LayerNorm's one-split
     plan at 512 threads, 128 blocks launched spread) is marked nvvm.minctasm = 1, so ptxas may give it
-    up to 128 registers a thread: unmarked it held it to 64 and spilled. So is a loop of one whose grid
-    fits the SMs (lora's: ptxas then keeps its copies' loads in registers, 110 of them, and issues them
-    at once). Kernels of which an SM holds several are not."""
+    up to 128 registers a thread: unmarked it held it to 64 and spilled. So is a kernel without a
+    cp.async ring whose grid fits the SMs (lora's loop of one: ptxas then keeps its copies' loads in
+    registers, 110 of them, and issues them at once; stable attention's combine of its KV splits).
+    Kernels with a ring, and kernels of which an SM holds several, are not."""
     inputs = [TensorType((16, 4096), "f16"), TensorType((4096, 4096), "f16")]
     one = lower_graph(VARIANTS["layernorm_linear_folded"](inputs, col_tile=32, splits=1, k_tile=256, threads=512))
     (launch,) = one.launches
@@ -1107,6 +1108,10 @@ def test_ptxas_is_told_where_an_sm_holds_one_block_of_a_kernel():
                        constant_inputs=frozenset({1, 2, 3}))
     (launch,) = lora.launches  # a loop of one on 64 blocks: marked too
     assert math.prod(launch.kernel.grid) <= plan.SMS and "kernel attributes {nvvm.minctasm = 1 : i32," in launch.kernel.text
+    attention = lower_graph(VARIANTS["stable_attention"](benchmark_inputs("gqa", 1, "f16")))
+    ring, combine = attention.launches  # the ring's kernel fits the SMs too, but is not marked
+    assert math.prod(ring.kernel.grid) <= plan.SMS and "minctasm" not in ring.kernel.text
+    assert "kernel attributes {nvvm.minctasm = 1 : i32," in combine.kernel.text
     several = lower_graph(PLANS["rmsnorm_linear"](benchmark_inputs("rmsnorm_linear", 1, "f16")), sms=1)
     assert all(plan.resident_blocks(launch.shared_bytes or launch.kernel.shared_bytes, launch.kernel.block[0]) > 1
                and "minctasm" not in launch.kernel.text for launch in several.launches)

@@ -235,14 +235,15 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     def launched(j: int, kernel: KernelCode) -> tuple[KernelCode, int | None]:
         """The kernel as launch j runs it, and the launch's shared memory. ptxas is told where an SM
         holds one block: a kernel of 512 threads or more whose launch holds one an SM (unmarked,
-        ptxas assumes two, 64 / 32 registers, and spills), and a loop of one whose grid fits the SMs.
-        Unmarked, ptxas holds lora's to 40 registers by interleaving its copies' loads and stores
-        (about four memory latencies before its wait, one when marked: 2-3% faster, H200 run 186;
-        ntrans, gated_mlp bs1 and stable attention bs1 within 2%). (Marked, ring kernels of 128-256
+        ptxas assumes two, 64 / 32 registers, and spills), and a kernel without a cp.async ring whose
+        grid fits the SMs. Unmarked, ptxas holds lora's to 40 registers by interleaving its copies'
+        loads and stores (about four memory latencies before its wait, one when marked), and stable
+        attention's split combine to fewer loads in flight: marked, lora 2-4% and stable attention
+        bs1 12% faster, the rest within 3% (H200 runs 186-187). (Marked, ring kernels of 128-256
         threads get other allocations, e.g. gated_mlp's 128 -> 164 registers: mixed, not marked.)"""
         shared = launch_shared(j, kernel)
         if ((kernel.block[0] >= 512 and resident_blocks(shared or kernel.shared_bytes, kernel.block[0]) == 1)
-                or (plans[j].loop == 1 and math.prod(kernel.grid) <= sms)):
+                or (not plans[j].ring and math.prod(kernel.grid) <= sms)):
             kernel = one_block_an_sm(kernel)
         return kernel, shared
     for j, (n, body) in enumerate(zip(starts, bodies)):
