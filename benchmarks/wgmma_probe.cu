@@ -23,7 +23,7 @@
 
 #include "probe_replay.cuh"
 
-constexpr int K = 4096, COLS = 64, THREADS = 128, COPIES = 8;
+constexpr int K = 4096, COLS = 64, COPIES = 8, CALLS = 2;  // a replay: CALLS launches, as gpu.py's weight streams
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
@@ -72,20 +72,29 @@ template <int ROWS> __host__ __device__ constexpr int npad() { return ROWS < 8 ?
 template <int ROWS, int WEIGHTS, int K_TILE>
 __host__ __device__ constexpr int stage_bytes() { return WEIGHTS * K_TILE * 128 + K_TILE / 64 * npad<ROWS>() * 128; }
 
-template <int ROWS, int WEIGHTS, int K_TILE, int STAGES>
-__global__ void __launch_bounds__(THREADS) wgmma_kernel(const half* __restrict__ x, const half* __restrict__ w0,
-                                                        const half* __restrict__ w1, int n, int splits,
-                                                        float* partial, unsigned* counters, half* out) {
-  constexpr int NPAD = npad<ROWS>(), W_TILE = K_TILE * 128, X_ATOM = NPAD * 128;
+enum Mode { FULL = 0, NO_MMA = 1, NO_W = 2 };  // knockouts: no wgmma issued; none of W's bytes copied
+
+// Warpgroup 0 multiplies, every thread copies. Launched as a programmatic dependent of the kernel
+// before (as the generated kernels are): W's first stages are copied before griddepcontrol.wait, X
+// (what that kernel writes) after it.
+template <int ROWS, int WEIGHTS, int K_TILE, int STAGES, int THREADS>
+__global__ void __launch_bounds__(THREADS, 1) wgmma_kernel(const half* __restrict__ x, const half* __restrict__ w0,
+                                                           const half* __restrict__ w1, int n, int splits, int mode,
+                                                           float* partial, unsigned* counters, half* out) {
+  constexpr int NPAD = npad<ROWS>(), W_TILE = K_TILE * 128, X_ATOM = NPAD * 128, AHEAD = STAGES - 2;
   constexpr int STAGE = stage_bytes<ROWS, WEIGHTS, K_TILE>();
   static_assert(STAGE % 1024 == 0, "stages keep the swizzle's 1024-byte alignment");
+  static_assert(STAGES >= 3, "a slot is refilled two iterations after it was read");
   extern __shared__ char dynamic[];
   __shared__ unsigned last;
+  asm volatile("griddepcontrol.launch_dependents;\n");
   const unsigned base = (smem_u32(dynamic) + 1023) & ~1023u;
   const int tile = blockIdx.x, split = blockIdx.y, col0 = tile * COLS;
   const int k_len = K / splits, iters = k_len / K_TILE, k_first = split * k_len;
+  const bool computes = threadIdx.x < 128;
 
-  auto issue = [&](int i) {
+  auto issue_w = [&](int i) {
+    if (mode == NO_W) return;
     const unsigned slot = base + (i % STAGES) * STAGE;
     const int k0 = k_first + i * K_TILE;
     for (int w = 0; w < WEIGHTS; ++w) {
@@ -95,7 +104,10 @@ __global__ void __launch_bounds__(THREADS) wgmma_kernel(const half* __restrict__
         cp_async16(slot + w * W_TILE + r * 128 + ((q ^ (r & 7)) << 4), src + (size_t)r * n + q * 8);
       }
     }
-    const unsigned xs = slot + WEIGHTS * W_TILE;
+  };
+  auto issue_x = [&](int i) {
+    const unsigned xs = base + (i % STAGES) * STAGE + WEIGHTS * W_TILE;
+    const int k0 = k_first + i * K_TILE;
     for (int c = threadIdx.x; c < ROWS * (K_TILE / 8); c += THREADS) {
       const int r = c / (K_TILE / 8), q = c % (K_TILE / 8);
       cp_async16(xs + (q >> 3) * X_ATOM + r * 128 + (((q & 7) ^ (r & 7)) << 4), x + (size_t)r * K + k0 + q * 8);
@@ -105,44 +117,57 @@ __global__ void __launch_bounds__(THREADS) wgmma_kernel(const half* __restrict__
   float acc[WEIGHTS][NPAD / 2];
   for (int w = 0; w < WEIGHTS; ++w)
     for (int r = 0; r < NPAD / 2; ++r) acc[w][r] = 0.f;
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < iters) issue(s);
+  // the first AHEAD stages: W's a group each, then (after the wait) X's in one group
+  for (int s = 0; s < AHEAD; ++s) {
+    if (s < iters) issue_w(s);
     asm volatile("cp.async.commit_group;\n");
   }
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  for (int s = 0; s < AHEAD && s < iters; ++s) issue_x(s);
+  asm volatile("cp.async.commit_group;\n");
   for (int it = 0; it < iters; ++it) {
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(STAGES - 2));
+    // iteration it's copies landed: at it 0 every first stage (X's group is the newest), later the
+    // group committed AHEAD iterations ago
+    if (it == 0) asm volatile("cp.async.wait_group 0;\n");
+    else asm volatile("cp.async.wait_group %0;\n" :: "n"(AHEAD - 1));
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the copies' writes, seen by wgmma's reads
-    __syncthreads();
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-    const unsigned slot = base + (it % STAGES) * STAGE;
-#pragma unroll
-    for (int j = 0; j < K_TILE / 16; ++j) {
-      const uint64_t b = descriptor(slot + WEIGHTS * W_TILE + (j >> 2) * X_ATOM + (j & 3) * 32, 16, 1024);
-#pragma unroll
-      for (int w = 0; w < WEIGHTS; ++w)
-        Wgmma<NPAD>::mma(acc[w], descriptor(slot + w * W_TILE + j * 2048, W_TILE, 1024), b);
+    __syncthreads();  // and every thread's; warpgroup 0 waited for iteration it - 2's wgmma before it
+    if (it + AHEAD < iters) {  // into the slot iteration it - 2 read
+      issue_w(it + AHEAD);
+      issue_x(it + AHEAD);
     }
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // iteration it - 1's slot is read
-    if (it + STAGES - 1 < iters) issue(it + STAGES - 1);
     asm volatile("cp.async.commit_group;\n");
+    if (computes && mode != NO_MMA) {
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      const unsigned slot = base + (it % STAGES) * STAGE;
+#pragma unroll
+      for (int j = 0; j < K_TILE / 16; ++j) {
+        const uint64_t b = descriptor(slot + WEIGHTS * W_TILE + (j >> 2) * X_ATOM + (j & 3) * 32, 16, 1024);
+#pragma unroll
+        for (int w = 0; w < WEIGHTS; ++w)
+          Wgmma<NPAD>::mma(acc[w], descriptor(slot + w * W_TILE + j * 2048, W_TILE, 1024), b);
+      }
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    }
   }
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  if (computes) asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 
   // acc[w][4 j + 2 h + c]: column col0 + 16 warp + g + 8 h of weight w, row 8 j + 2 t + c of X
   const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
   auto at = [&](int s, int w, int col, int row) { return partial + (((size_t)s * WEIGHTS + w) * n + col) * NPAD + row; };
   if (splits > 1) {
-    for (int w = 0; w < WEIGHTS; ++w)
-      for (int r = 0; r < NPAD / 2; r += 2) {
-        const int j = r / 4, h = (r / 2) % 2;
-        *(float2*)at(split, w, col0 + 16 * warp + g + 8 * h, 8 * j + 2 * t) = make_float2(acc[w][r], acc[w][r + 1]);
-      }
+    if (computes)
+      for (int w = 0; w < WEIGHTS; ++w)
+        for (int r = 0; r < NPAD / 2; r += 2) {
+          const int j = r / 4, h = (r / 2) % 2;
+          *(float2*)at(split, w, col0 + 16 * warp + g + 8 * h, 8 * j + 2 * t) = make_float2(acc[w][r], acc[w][r + 1]);
+        }
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) last = atomicAdd(&counters[tile], 1) == (unsigned)splits - 1;
     __syncthreads();
-    if (!last) return;
+    if (!last || !computes) return;
     __threadfence();
     for (int s = 0; s < splits; ++s) {
       if (s == split) continue;
@@ -156,6 +181,7 @@ __global__ void __launch_bounds__(THREADS) wgmma_kernel(const half* __restrict__
     }
     if (threadIdx.x == 0) counters[tile] = 0;
   }
+  if (!computes) return;
   for (int r = 0; r < NPAD / 2; ++r) {
     const int j = r / 4, h = (r / 2) % 2, c = r % 2, row = 8 * j + 2 * t + c, col = col0 + 16 * warp + g + 8 * h;
     if (row >= ROWS) continue;
@@ -198,30 +224,34 @@ __global__ void read_kernel(const int4* __restrict__ p, size_t count, int* sink)
   if (acc == 0x12345678) sink[0] = acc;
 }
 
+using Kernel = void (*)(const half*, const half*, const half*, int, int, int, float*, unsigned*, half*);
+
 struct Case {
   const char* program;
-  int rows, weights, n, k_tile, stages, splits;
-  void (*kernel)(const half*, const half*, const half*, int, int, float*, unsigned*, half*);
+  int rows, weights, n, k_tile, stages, threads, splits, mode;
+  Kernel kernel;
   int smem;
 };
 
-template <int ROWS, int WEIGHTS, int K_TILE, int STAGES>
-Case make_case(const char* program, int n, int splits) {
+template <int ROWS, int WEIGHTS, int K_TILE, int STAGES, int THREADS>
+Case make_case(const char* program, int n, int splits, int mode = FULL) {
   const int smem = STAGES * stage_bytes<ROWS, WEIGHTS, K_TILE>() + 1024;  // + the 1024-byte alignment
-  CHECK(cudaFuncSetAttribute(wgmma_kernel<ROWS, WEIGHTS, K_TILE, STAGES>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  return {program, ROWS, WEIGHTS, n, K_TILE, STAGES, splits, wgmma_kernel<ROWS, WEIGHTS, K_TILE, STAGES>, smem};
+  Kernel kernel = wgmma_kernel<ROWS, WEIGHTS, K_TILE, STAGES, THREADS>;
+  CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  return {program, ROWS, WEIGHTS, n, K_TILE, STAGES, THREADS, splits, mode, kernel, smem};
 }
 
 int main() {
+  const char* modes[] = {"", " no wgmma", " no W"};
   const std::vector<Case> cases = {
-      make_case<64, 2, 64, 4>("gated_mlp bs8", 4096, 2), make_case<64, 2, 64, 4>("gated_mlp bs8", 4096, 4),
-      make_case<64, 2, 64, 8>("gated_mlp bs8", 4096, 2), make_case<64, 2, 128, 4>("gated_mlp bs8", 4096, 2),
-      make_case<8, 2, 64, 8>("gated_mlp bs1", 4096, 2), make_case<8, 2, 64, 4>("gated_mlp bs1", 4096, 4),
-      make_case<16, 1, 64, 8>("layernorm_linear", 4096, 2), make_case<16, 1, 64, 8>("layernorm_linear", 4096, 4),
-      make_case<16, 1, 64, 12>("layernorm_linear", 4096, 2), make_case<16, 1, 128, 6>("layernorm_linear", 4096, 2),
-      make_case<16, 1, 64, 8>("rmsnorm_linear bs8", 6144, 2), make_case<16, 1, 64, 8>("rmsnorm_linear bs8", 6144, 4),
-      make_case<2, 1, 64, 8>("rmsnorm_linear bs1", 6144, 2), make_case<2, 1, 64, 8>("rmsnorm_linear bs1", 6144, 4),
+      make_case<64, 2, 64, 8, 256>("gated_mlp bs8", 4096, 2), make_case<64, 2, 64, 8, 256>("gated_mlp bs8", 4096, 2, NO_MMA),
+      make_case<64, 2, 64, 8, 256>("gated_mlp bs8", 4096, 2, NO_W), make_case<64, 2, 128, 4, 256>("gated_mlp bs8", 4096, 2),
+      make_case<64, 2, 64, 8, 128>("gated_mlp bs8", 4096, 2), make_case<64, 2, 64, 4, 256>("gated_mlp bs8", 4096, 4),
+      make_case<8, 2, 64, 8, 256>("gated_mlp bs1", 4096, 2),
+      make_case<16, 1, 64, 8, 256>("layernorm_linear", 4096, 2), make_case<16, 1, 64, 8, 256>("layernorm_linear", 4096, 2, NO_MMA),
+      make_case<16, 1, 64, 8, 256>("layernorm_linear", 4096, 2, NO_W), make_case<16, 1, 64, 8, 256>("layernorm_linear", 4096, 4),
+      make_case<16, 1, 128, 6, 256>("layernorm_linear", 4096, 2), make_case<16, 1, 64, 8, 128>("layernorm_linear", 4096, 4),
+      make_case<16, 1, 64, 8, 256>("rmsnorm_linear bs8", 6144, 2), make_case<2, 1, 64, 8, 256>("rmsnorm_linear bs1", 6144, 2),
   };
   const size_t weight_elems = (size_t)K * 6144, max_rows = 64;
   half *weights, *x, *out;
@@ -246,14 +276,22 @@ int main() {
   });
   const double read_tbs = all_bytes / (read_us * 1e-6) / 1e12;
   printf("read bandwidth: %.0f MB in %.1f us, %.2f TB/s\n\n", all_bytes / 1e6, read_us, read_tbs);
-  printf("| program | rows | weights | N | K tile | stages | splits | blocks | shared KB | max err | us | floor us | of read bw |\n");
-  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  printf("| program | rows | weights | N | K tile | stages | threads | splits | blocks | shared KB | max err | us | floor us | of read bw |\n");
+  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Case& c : cases) {
     auto w_of = [&](int copy, int w) { return weights + ((size_t)copy * 2 + w) * (size_t)K * c.n; };
     const dim3 grid(c.n / COLS, c.splits);
+    cudaLaunchAttribute dependent;
+    dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    dependent.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {grid, dim3(c.threads), (size_t)c.smem, stream, &dependent, 1};
+    auto launch = [&](int copy) {
+      CHECK(cudaLaunchKernelEx(&config, c.kernel, (const half*)x, (const half*)w_of(copy, 0), (const half*)w_of(copy, 1),
+                               c.n, c.splits, c.mode, partial, counters, out));
+    };
     // correctness first: poisoned output, float reference
     CHECK(cudaMemset(out, 0xff, max_rows * 6144 * sizeof(half)));
-    c.kernel<<<grid, THREADS, c.smem, stream>>>(x, w_of(0, 0), w_of(0, 1), c.n, c.splits, partial, counters, out);
+    launch(0);
     reference_kernel<<<dim3(c.n / 128, c.rows), 128, 0, stream>>>(x, w_of(0, 0), w_of(0, 1), c.weights, c.n, ref);
     CHECK(cudaStreamSynchronize(stream));
     CHECK(cudaGetLastError());
@@ -268,14 +306,16 @@ int main() {
       err = std::isnan(e) ? 1e9 : std::max(err, e);
     }
     const float us = median_replay_us(stream, COPIES, [&](int copy) {
-      c.kernel<<<grid, THREADS, c.smem, stream>>>(x, w_of(copy, 0), w_of(copy, 1), c.n, c.splits, partial, counters, out);
-    });
+      for (int call = 0; call < CALLS; ++call) launch((copy + call) % COPIES);
+    }) / CALLS;
     CHECK(cudaGetLastError());
     const double bytes = (double)c.weights * K * c.n * 2 + (double)c.rows * (K + c.n) * 2;
     const double floor_us = bytes / (read_tbs * 1e12) * 1e6;
-    printf("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %.1e%s | %.2f | %.2f | %.2f |\n", c.program, c.rows,
-           c.weights, c.n, c.k_tile, c.stages, c.splits, grid.x * grid.y, c.smem / 1024, err,
-           err > 1e-2 ? " FAIL" : "", us, floor_us, floor_us / us);
+    const bool checked = c.mode == FULL;  // a knockout computes nothing to check
+    printf("| %s%s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s%.1e%s | %.2f | %.2f | %.2f |\n", c.program,
+           modes[c.mode], c.rows, c.weights, c.n, c.k_tile, c.stages, c.threads, c.splits, grid.x * grid.y,
+           c.smem / 1024, checked ? "" : "(", err, checked ? (err > 1e-2 ? " FAIL" : "") : ")", us, floor_us,
+           floor_us / us);
   }
   return 0;
 }
