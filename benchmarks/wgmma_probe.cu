@@ -23,7 +23,7 @@
 
 #include "probe_replay.cuh"
 
-constexpr int K = 4096, COLS = 64, COPIES = 8, CALLS = 2;  // a replay: CALLS launches, as gpu.py's weight streams
+constexpr int K = 4096, COPIES = 8, CALLS = 2;  // a replay: CALLS launches, as gpu.py's weight streams
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
@@ -69,20 +69,22 @@ template <> struct Wgmma<64> {
 
 template <int ROWS> __host__ __device__ constexpr int npad() { return ROWS < 8 ? 8 : ROWS; }  // wgmma's N: X's rows, 8 at least
 
-template <int ROWS, int WEIGHTS, int K_TILE>
-__host__ __device__ constexpr int stage_bytes() { return WEIGHTS * K_TILE * 128 + K_TILE / 64 * npad<ROWS>() * 128; }
+template <int ROWS, int WEIGHTS, int K_TILE, int COLS>
+__host__ __device__ constexpr int stage_bytes() { return WEIGHTS * K_TILE * COLS * 2 + K_TILE / 64 * npad<ROWS>() * 128; }
 
 enum Mode { FULL = 0, NO_MMA = 1, NO_W = 2 };  // knockouts: no wgmma issued; none of W's bytes copied
 
-// Warpgroup 0 multiplies, every thread copies. Launched as a programmatic dependent of the kernel
+// Warpgroup g multiplies columns 64 g.. of the block's COLS, every thread copies. Launched as a programmatic dependent of the kernel
 // before (as the generated kernels are): W's first stages are copied before griddepcontrol.wait, X
 // (what that kernel writes) after it.
-template <int ROWS, int WEIGHTS, int K_TILE, int STAGES, int THREADS>
+template <int ROWS, int WEIGHTS, int K_TILE, int STAGES, int THREADS, int COLS>
 __global__ void __launch_bounds__(THREADS, 1) wgmma_kernel(const half* __restrict__ x, const half* __restrict__ w0,
                                                            const half* __restrict__ w1, int n, int splits, int mode,
                                                            float* partial, unsigned* counters, half* out) {
-  constexpr int NPAD = npad<ROWS>(), W_TILE = K_TILE * 128, X_ATOM = NPAD * 128, AHEAD = STAGES - 2;
-  constexpr int STAGE = stage_bytes<ROWS, WEIGHTS, K_TILE>();
+  // a weight's tile: COLS / 64 atoms [K_TILE][64], atom a holding columns 64 a..
+  constexpr int NPAD = npad<ROWS>(), W_ATOM = K_TILE * 128, W_TILE = W_ATOM * (COLS / 64), X_ATOM = NPAD * 128;
+  constexpr int AHEAD = STAGES - 2, STAGE = stage_bytes<ROWS, WEIGHTS, K_TILE, COLS>();
+  static_assert(THREADS >= 2 * COLS, "a warpgroup for each 64 columns");
   static_assert(STAGE % 1024 == 0, "stages keep the swizzle's 1024-byte alignment");
   static_assert(STAGES >= 3, "a slot is refilled two iterations after it was read");
   extern __shared__ char dynamic[];
@@ -91,7 +93,8 @@ __global__ void __launch_bounds__(THREADS, 1) wgmma_kernel(const half* __restric
   const unsigned base = (smem_u32(dynamic) + 1023) & ~1023u;
   const int tile = blockIdx.x, split = blockIdx.y, col0 = tile * COLS;
   const int k_len = K / splits, iters = k_len / K_TILE, k_first = split * k_len;
-  const bool computes = threadIdx.x < 128;
+  const int wg = threadIdx.x / 128;
+  const bool computes = wg < COLS / 64;
 
   auto issue_w = [&](int i) {
     if (mode == NO_W) return;
@@ -99,9 +102,10 @@ __global__ void __launch_bounds__(THREADS, 1) wgmma_kernel(const half* __restric
     const int k0 = k_first + i * K_TILE;
     for (int w = 0; w < WEIGHTS; ++w) {
       const half* src = (w ? w1 : w0) + (size_t)k0 * n + col0;
-      for (int c = threadIdx.x; c < K_TILE * 8; c += THREADS) {
-        const int r = c >> 3, q = c & 7;
-        cp_async16(slot + w * W_TILE + r * 128 + ((q ^ (r & 7)) << 4), src + (size_t)r * n + q * 8);
+      for (int c = threadIdx.x; c < K_TILE * COLS / 8; c += THREADS) {
+        const int r = c / (COLS / 8), q = c % (COLS / 8);  // row r, 16-byte chunk q of the tile's COLS
+        cp_async16(slot + w * W_TILE + (q >> 3) * W_ATOM + r * 128 + (((q & 7) ^ (r & 7)) << 4),
+                   src + (size_t)r * n + q * 8);
       }
     }
   };
@@ -145,7 +149,7 @@ __global__ void __launch_bounds__(THREADS, 1) wgmma_kernel(const half* __restric
         const uint64_t b = descriptor(slot + WEIGHTS * W_TILE + (j >> 2) * X_ATOM + (j & 3) * 32, 16, 1024);
 #pragma unroll
         for (int w = 0; w < WEIGHTS; ++w)
-          Wgmma<NPAD>::mma(acc[w], descriptor(slot + w * W_TILE + j * 2048, W_TILE, 1024), b);
+          Wgmma<NPAD>::mma(acc[w], descriptor(slot + w * W_TILE + wg * W_ATOM + j * 2048, W_ATOM, 1024), b);
       }
       asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
       asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
@@ -153,7 +157,8 @@ __global__ void __launch_bounds__(THREADS, 1) wgmma_kernel(const half* __restric
   }
   if (computes) asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 
-  // acc[w][4 j + 2 h + c]: column col0 + 16 warp + g + 8 h of weight w, row 8 j + 2 t + c of X
+  // acc[w][4 j + 2 h + c]: column col0 + 16 warp + g + 8 h of weight w (warp: the block's, 64 wg + 16 (warp % 4)),
+  // row 8 j + 2 t + c of X
   const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
   auto at = [&](int s, int w, int col, int row) { return partial + (((size_t)s * WEIGHTS + w) * n + col) * NPAD + row; };
   if (splits > 1) {
@@ -228,17 +233,17 @@ using Kernel = void (*)(const half*, const half*, const half*, int, int, int, fl
 
 struct Case {
   const char* program;
-  int rows, weights, n, k_tile, stages, threads, splits, mode;
+  int rows, weights, n, k_tile, stages, threads, cols, splits, mode;
   Kernel kernel;
   int smem;
 };
 
-template <int ROWS, int WEIGHTS, int K_TILE, int STAGES, int THREADS>
+template <int ROWS, int WEIGHTS, int K_TILE, int STAGES, int THREADS, int COLS = 64>
 Case make_case(const char* program, int n, int splits, int mode = FULL) {
-  const int smem = STAGES * stage_bytes<ROWS, WEIGHTS, K_TILE>() + 1024;  // + the 1024-byte alignment
-  Kernel kernel = wgmma_kernel<ROWS, WEIGHTS, K_TILE, STAGES, THREADS>;
+  const int smem = STAGES * stage_bytes<ROWS, WEIGHTS, K_TILE, COLS>() + 1024;  // + the 1024-byte alignment
+  Kernel kernel = wgmma_kernel<ROWS, WEIGHTS, K_TILE, STAGES, THREADS, COLS>;
   CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  return {program, ROWS, WEIGHTS, n, K_TILE, STAGES, THREADS, splits, mode, kernel, smem};
+  return {program, ROWS, WEIGHTS, n, K_TILE, STAGES, THREADS, COLS, splits, mode, kernel, smem};
 }
 
 int main() {
@@ -247,10 +252,12 @@ int main() {
       make_case<64, 2, 64, 8, 256>("gated_mlp bs8", 4096, 2), make_case<64, 2, 64, 8, 256>("gated_mlp bs8", 4096, 2, NO_MMA),
       make_case<64, 2, 64, 8, 256>("gated_mlp bs8", 4096, 2, NO_W), make_case<64, 2, 128, 4, 256>("gated_mlp bs8", 4096, 2),
       make_case<64, 2, 64, 8, 128>("gated_mlp bs8", 4096, 2), make_case<64, 2, 64, 4, 256>("gated_mlp bs8", 4096, 4),
+      make_case<64, 2, 64, 5, 256, 128>("gated_mlp bs8", 4096, 4),
       make_case<8, 2, 64, 8, 256>("gated_mlp bs1", 4096, 2),
       make_case<16, 1, 64, 8, 256>("layernorm_linear", 4096, 2), make_case<16, 1, 64, 8, 256>("layernorm_linear", 4096, 2, NO_MMA),
       make_case<16, 1, 64, 8, 256>("layernorm_linear", 4096, 2, NO_W), make_case<16, 1, 64, 8, 256>("layernorm_linear", 4096, 4),
       make_case<16, 1, 128, 6, 256>("layernorm_linear", 4096, 2), make_case<16, 1, 64, 8, 128>("layernorm_linear", 4096, 4),
+      make_case<16, 1, 64, 8, 256, 128>("layernorm_linear", 4096, 4), make_case<16, 1, 64, 8, 256, 128>("layernorm_linear", 4096, 8),
       make_case<16, 1, 64, 8, 256>("rmsnorm_linear bs8", 6144, 2), make_case<2, 1, 64, 8, 256>("rmsnorm_linear bs1", 6144, 2),
   };
   const size_t weight_elems = (size_t)K * 6144, max_rows = 64;
@@ -276,11 +283,11 @@ int main() {
   });
   const double read_tbs = all_bytes / (read_us * 1e-6) / 1e12;
   printf("read bandwidth: %.0f MB in %.1f us, %.2f TB/s\n\n", all_bytes / 1e6, read_us, read_tbs);
-  printf("| program | rows | weights | N | K tile | stages | threads | splits | blocks | shared KB | max err | us | floor us | of read bw |\n");
-  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  printf("| program | rows | weights | N | columns | K tile | stages | threads | splits | blocks | shared KB | max err | us | floor us | of read bw |\n");
+  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Case& c : cases) {
     auto w_of = [&](int copy, int w) { return weights + ((size_t)copy * 2 + w) * (size_t)K * c.n; };
-    const dim3 grid(c.n / COLS, c.splits);
+    const dim3 grid(c.n / c.cols, c.splits);
     cudaLaunchAttribute dependent;
     dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     dependent.val.programmaticStreamSerializationAllowed = 1;
@@ -312,8 +319,8 @@ int main() {
     const double bytes = (double)c.weights * K * c.n * 2 + (double)c.rows * (K + c.n) * 2;
     const double floor_us = bytes / (read_tbs * 1e12) * 1e6;
     const bool checked = c.mode == FULL;  // a knockout computes nothing to check
-    printf("| %s%s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s%.1e%s | %.2f | %.2f | %.2f |\n", c.program,
-           modes[c.mode], c.rows, c.weights, c.n, c.k_tile, c.stages, c.threads, c.splits, grid.x * grid.y,
+    printf("| %s%s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s%.1e%s | %.2f | %.2f | %.2f |\n", c.program,
+           modes[c.mode], c.rows, c.weights, c.n, c.cols, c.k_tile, c.stages, c.threads, c.splits, grid.x * grid.y,
            c.smem / 1024, checked ? "" : "(", err, checked ? (err > 1e-2 ? " FAIL" : "") : ")", us, floor_us,
            floor_us / us);
   }
