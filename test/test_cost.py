@@ -8,6 +8,7 @@ import pytest
 
 from mirage_mlir import plans
 from mirage_mlir.lowering import plan, plan_figures
+from mirage_mlir.mugraph import TensorType
 from mirage_mlir.search import cost
 
 C = cost.chip("sm_90")
@@ -275,3 +276,33 @@ def test_a_first_kernel_copying_weights_beside_the_call_before_is_priced_without
     assert cost.cost(half, chip, constant_inputs=weights).total_us < cost.cost(full, chip, constant_inputs=weights).total_us
     rmsnorm = plans.rmsnorm_linear(plans.benchmark_inputs("rmsnorm_linear", 1, "f16"))  # a for-loop
     assert not cost.runs_beside_the_call_before(rmsnorm, 0, frozenset({1}), chip)
+
+
+def test_blocks_beside_another_grid_take_what_its_blocks_leave_of_each_sm():
+    """SwiGLU + down's gate kernel (172 blocks of 128 threads, 108.5 KB: two on 40 SMs, one on 92)
+    leaves room for three 38.9 KB blocks of the down projection on 92 SMs, none on 40; for one of
+    75.8 KB on 92; and registers bound it where given (256 threads of 126 registers hold half an SM's)."""
+    gate = (172, 108544, 128)
+    assert plan.blocks_beside(38912, 128, None, gate, None) == 3 * 92
+    assert plan.blocks_beside(75792, 128, None, gate, None) == 92
+    assert plan.blocks_beside(20480, 128, None, gate, None) == 5 * 92
+    assert plan.blocks_beside(38912, 256, 64, (172, 108544, 256), 126) == 2 * 92
+    assert plan.blocks_beside(38912, 128, None, (0, 108544, 128), None) == plan.resident_blocks(38912, 128) * plan.SMS
+
+
+def test_a_last_kernel_crowded_beside_the_one_before_costs_its_time_again():
+    """SwiGLU + down, its down projection split 8 ways (512 blocks, five fit beside the gate kernel on
+    92 SMs): the next call's first kernel waits for its last blocks to start, so consecutive calls
+    stop pipelining (95.5 us against 67.4 split 4 ways, 256 blocks, all fitting; H200 run 185). Its
+    time counts twice; split 4 ways, nothing changes. A single kernel has no kernel before it."""
+    inputs = [TensorType(s, "f16") for s in ((8, 4096), (4096, 11008), (4096, 11008), (11008, 4096))]
+    chip = cost.ranking_chip("sm_90")
+    weights = frozenset({1, 2, 3})
+    fits, crowded = (plans.swiglu_down(inputs, splits=s, down_k_tile=k) for s, k in ((4, 64), (8, 32)))
+    assert cost.last_kernel_crowded(cost.arrangement_of(fits, weights, chip), {}, chip) is None
+    node = cost.last_kernel_crowded(cost.arrangement_of(crowded, weights, chip), {}, chip)
+    assert node == 1
+    priced = cost.cost(crowded, chip, constant_inputs=weights)
+    assert priced.total_us == pytest.approx(sum(k.us for k in priced.kernels) + priced.kernels[node].us - chip.launch_us)
+    assert priced.total_us > cost.cost(fits, chip, constant_inputs=weights).total_us + 15
+    assert cost.arrangement_of(rmsnorm_linear(), frozenset({1}), chip) is None

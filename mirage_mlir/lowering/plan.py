@@ -92,6 +92,29 @@ def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED
     return max(1, held)
 
 
+def blocks_beside(shared_bytes: int, threads: int, registers: int | None, other: tuple[int, int, int],
+                  other_registers: int | None, sms: int = SMS) -> int:
+    """Blocks of `shared_bytes` and `threads` (`registers` a thread where known) that the SMs hold
+    beside the resident blocks of another grid `other` (blocks, shared bytes, threads), dealt evenly
+    over the SMs."""
+    other_blocks, other_shared, other_threads = other
+
+    def registers_of(count: int, per_thread: int | None, block_threads: int) -> int:
+        return count * -(-(per_thread or 0) // REGISTER_UNIT) * REGISTER_UNIT * block_threads
+
+    held = min(other_blocks, resident_blocks(other_shared, other_threads, registers=other_registers) * sms)
+    fewer, more = divmod(held, sms)  # `more` SMs hold fewer + 1 of the other grid's blocks
+    fit = 0
+    for count, count_sms in ((fewer + 1, more), (fewer, sms - more)):
+        free = min((SHARED_PER_SM - count * (other_shared + SHARED_RESERVED)) // (shared_bytes + SHARED_RESERVED),
+                   (THREADS_PER_SM - count * other_threads) // threads, BLOCKS_PER_SM - count)
+        if registers:
+            free = min(free, (REGISTERS_PER_SM - registers_of(count, other_registers, other_threads))
+                       // registers_of(1, registers, threads))
+        fit += max(free, 0) * count_sms
+    return fit
+
+
 def spread_shared_bytes(shared_bytes: int, threads: int, blocks: int, sms: int = SMS) -> int:
     """The dynamic shared memory to launch a grid with so that an SM holds at most the blocks the
     grid needs of it (ceil(blocks / sms)): where more would fit, blocks that start while other work
@@ -301,7 +324,6 @@ class WarpRows:
         return self.rows // (16 * self.wm)
 
 
-REGISTERS_PER_SM = 65536
 MAX_WARP_ROW_REGISTERS = 64  # f32 values of one [rows, C] value a thread may hold (wm * C / 2)
 
 

@@ -156,6 +156,53 @@ def _indent(text: str, levels: int) -> str:
     return "\n".join(pad + line if line else line for line in text.split("\n"))
 
 
+@dataclass
+class Arrangement:
+    """How lower_graph launches a kernel graph: a kernel per start node (a split reduction and its
+    fused combine are one), with its block graph and plan; per kernel, the block-graph inputs it may
+    copy before its grid-dependency wait (`early`) and whether it copies any (`copies`); whether the
+    first kernel overlaps the call before; and which kernels launch spread (spread_shared_bytes)."""
+    starts: list[int]
+    bodies: list[Graph]
+    plans: list[BlockPlan]
+    early: list[frozenset]
+    copies: list[bool]
+    first_overlaps: bool
+    spread: list[bool]
+    sms: int
+
+    def launch_shared_bytes(self, j: int) -> int:
+        """Kernel j's plan's shared memory as launched."""
+        plan = self.plans[j]
+        if not self.spread[j]:
+            return plan.shared_bytes
+        return spread_shared_bytes(plan.shared_bytes, plan.threads, math.prod(plan.g.grid_dim), self.sms)
+
+
+def arrange_launches(graph: Graph, constant_inputs: frozenset = frozenset(), sms: int = SMS,
+                     pairs: dict | None = None) -> Arrangement:
+    """The launches of `graph` (lower_graph's rule; `pairs`: its fused split reductions)."""
+    pairs = fused_pairs(graph) if pairs is None else pairs
+    starts = [n for n in range(len(graph.nodes)) if n - 1 not in pairs]  # one launch each
+    bodies = [_block_graph(graph, n) for n in starts]
+    plans = [BlockPlan(body) for body in bodies]
+
+    def early_inputs(readable) -> list[frozenset]:
+        """Per kernel, its block-graph inputs that are program inputs in `readable`."""
+        return [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v in readable) for n in starts]
+
+    early = early_inputs(constant_inputs or range(len(graph.inputs)))  # what a kernel may copy before it waits
+    copies = [any(early_copies(p, early[j])) for j, p in enumerate(plans)]
+    # the first kernel overlaps the call before where no later kernel copies early: such a copy, let
+    # launch by the first kernel's start, would run beside the call before, unspread (session 24)
+    first_overlaps = not any(copies[1:]) or (bool(constant_inputs) and copies[0]
+                                             and fills_half_the_slots(plans[0], sms))
+    if first_overlaps:  # then nothing but the weights is copied before a wait
+        early = early_inputs(constant_inputs)
+    spread = [first_overlaps] + [not c for c in copies[1:]]  # a kernel that only waits launches spread
+    return Arrangement(starts, bodies, plans, early, copies, first_overlaps, spread, sms)
+
+
 def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inputs: dict | None = None,
                 masked_outputs: dict | None = None, constant_inputs: frozenset = frozenset(),
                 sms: int = SMS) -> LoweredProgram:
@@ -208,24 +255,10 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
                 raise LoweringError(f"'{node.op}' on {t}: {t.dtype} tensors have no GPU lowering "
                                     f"(f16, bf16, f32 and f64 do)", (n,))
     pairs = fused_pairs(graph) if fuse else {}
-    starts = [n for n in range(len(graph.nodes)) if n - 1 not in pairs]  # one launch each
-    bodies = [_block_graph(graph, n) for n in starts]
-    plans = [BlockPlan(body) for body in bodies]
-
-    def early_inputs(readable) -> list[frozenset]:
-        """Per kernel, its block-graph inputs that are program inputs in `readable`."""
-        return [frozenset(k for k, v in enumerate(graph.nodes[n].inputs) if v in readable) for n in starts]
-
-    early = early_inputs(constant_inputs or range(len(graph.inputs)))  # what a kernel may copy before it waits
-    copies = [any(early_copies(p, early[j])) for j, p in enumerate(plans)]
-    # the first kernel overlaps the call before where no later kernel copies early: such a copy, let
-    # launch by the first kernel's start, would run beside the call before, unspread (session 24)
-    first_overlaps = not any(copies[1:]) or (bool(constant_inputs) and copies[0]
-                                             and fills_half_the_slots(plans[0], sms))
-    if first_overlaps:  # then nothing but the weights is copied before a wait
-        early = early_inputs(constant_inputs)
-    overlaps = [first_overlaps] + [True] * (len(plans) - 1)
-    spread = [first_overlaps] + [not c for c in copies[1:]]  # a kernel that only waits launches spread
+    arrangement = arrange_launches(graph, constant_inputs, sms, pairs)
+    starts, bodies, plans = arrangement.starts, arrangement.bodies, arrangement.plans
+    early, spread = arrangement.early, arrangement.spread
+    overlaps = [arrangement.first_overlaps] + [True] * (len(plans) - 1)
 
     def launch_shared(j: int, kernel: KernelCode) -> int | None:
         if not spread[j]:

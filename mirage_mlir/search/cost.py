@@ -336,9 +336,43 @@ def runs_beside_the_call_before(graph: Graph, n: int, constant_inputs: frozenset
     return bool(set(node.inputs) & set(constant_inputs)) and fits_half_the_sms(math.prod(node.body.grid_dim), c.sms)
 
 
+def arrangement_of(graph: Graph, constant_inputs: frozenset, c: Chip):
+    """The lowering's launches of a kernel graph of two or more graph_def kernels (for their plans
+    and last_kernel_crowded), else None: a single kernel's needs no arranging."""
+    from ..lowering.program import arrange_launches
+
+    if sum(1 for node in graph.nodes if node.op == "graph_def") < 2:
+        return None
+    try:
+        return arrange_launches(graph, constant_inputs, c.sms)
+    except plan.LoweringError:
+        return None
+
+
+def last_kernel_crowded(arrangement, registers: dict[int, int], c: Chip) -> int | None:
+    """The node of the last kernel of a call, where the call's first kernel overlaps the call before,
+    the last one copies before its wait, and its grid has more blocks than the SMs hold beside the
+    kernel before it's: its other blocks start only as that kernel's leave, and the next call's first
+    kernel launches only once all of them have started, so consecutive calls stop pipelining. The
+    clock said one more of that kernel's time (SwiGLU + down: its down projection of 256 blocks at 76
+    KB, one of which fits beside the gate kernel on 92 SMs, 84 us, at 39 KB, three, 67 us; 512 blocks
+    at 21 KB, five, 95 us; H200 run 185). None otherwise."""
+    if arrangement is None or len(arrangement.starts) < 2:
+        return None
+    if not arrangement.first_overlaps or not arrangement.copies[-1]:
+        return None
+    before, last = arrangement.plans[-2], arrangement.plans[-1]
+    n_before, n_last = arrangement.starts[-2], arrangement.starts[-1]
+    fit = plan.blocks_beside(arrangement.launch_shared_bytes(-1), last.threads, registers.get(n_last),
+                             (math.prod(before.g.grid_dim), arrangement.launch_shared_bytes(-2), before.threads),
+                             registers.get(n_before), c.sms)
+    return n_last if fit < math.prod(last.g.grid_dim) else None
+
+
 def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None = None,
          constant_inputs: frozenset = frozenset()) -> Cost:
-    """Per kernel-graph node (a combine fused into the kernel before it costs no launch).
+    """Per kernel-graph node (a combine fused into the kernel before it costs no launch), and the
+    call's total (last_kernel_crowded's kernel counted twice).
     `registers`: a thread's registers in the kernel of node n (ptxas -v on the lowered program; a
     fused combine runs in its split kernel's), where known; `constant_inputs`: the program inputs
     that are weights (mirage-compile --constant-inputs), whose copies a first kernel may run beside
@@ -349,15 +383,19 @@ def cost(graph: Graph, c: Chip | str = "sm_90", registers: dict[int, int] | None
     c = chip(c) if isinstance(c, str) else c
     combines = {n + 1 for n in fused_pairs(graph)}
     registers = registers or {}
+    arrangement = arrangement_of(graph, constant_inputs, c)
+    figures = {n: p.figures() for n, p in zip(arrangement.starts, arrangement.plans)} if arrangement else {}
     kernels = []
     for n, node in enumerate(graph.nodes):
         if node.op == "graph_def":
-            kc = graph_def_cost(node.body, c, registers=registers.get(n - 1 if n in combines else n),
+            kc = graph_def_cost(node.body, c, figures.get(n), registers=registers.get(n - 1 if n in combines else n),
                                 beside=runs_beside_the_call_before(graph, n, constant_inputs, c))
             kernels.append(replace(kc, op="graph_def (fused)", us=fused_combine_us(kc.us, c)) if n in combines else kc)
         else:
             kernels.append(predefined_cost(graph, node, c))
-    return Cost(sum(k.us for k in kernels), kernels)
+    crowded = last_kernel_crowded(arrangement, registers, c)
+    again = kernels[crowded].us - c.launch_us if crowded is not None else 0.0
+    return Cost(sum(k.us for k in kernels) + again, kernels)
 
 
 def rank(candidates: list[Graph], c: Chip | str = "sm_90", measure=None) -> list[tuple[float, Graph]]:
