@@ -5,6 +5,7 @@ synchronization instructions in order, runs of one kind counted:
 
   ACQBULK (griddepcontrol.wait), LDG / STG (global loads and stores, with their width), LDGSTS
   (cp.async), LDGDEPBAR / DEPBAR (cp.async commit / wait), LDS / STS, LDSM (ldmatrix), HMMA (mma),
+  HGMMA / WARPGROUP (wgmma and its arrive / wait),
   SHFL, BAR, RED / ATOM, CCTL (L2 prefetch)
 
 A warp issues in order, so a run of loads that ends where an instruction uses their data is one
@@ -26,7 +27,7 @@ import shutil
 import subprocess
 import sys
 
-KINDS = ("ACQBULK", "LDGSTS", "LDGDEPBAR", "DEPBAR", "LDG", "STG", "LDSM", "LDS", "STS", "HMMA", "SHFL", "BAR",
+KINDS = ("ACQBULK", "LDGSTS", "LDGDEPBAR", "DEPBAR", "LDG", "STG", "LDSM", "LDS", "STS", "HMMA", "HGMMA", "WARPGROUP", "SHFL", "BAR",
          "RED", "ATOM", "CCTL")
 INSTRUCTION = re.compile(r"^\s+/\*[0-9a-f]{4}\*/\s+(.*?)\s*;")
 

@@ -1151,3 +1151,38 @@ def test_a_loop_of_one_copies_its_constant_tiles_before_it_waits():
     inputs = random_inputs(types, seed=4, scale=0.3)
     with ir.Context():
         assert rel_err(run_lowered(ir.Module.parse(program.text()), inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
+@pytest.mark.parametrize("rows,dtype,threads", [(16, "f16", 256), (8, "bf16", 256), (64, "f16", 256), (16, "f16", 512)])
+def test_loop_carried_matmuls_on_warpgroup_mma_compute_the_mu_graph(monkeypatch, rows, dtype, threads):
+    """gated_mlp's split-K plan with K tiles of 64 (X's and the weights' tiles 128-byte rows, swizzled
+    as wgmma's 128-byte swizzle is): on warpgroup MMA (plan.WGMMA), one warpgroup a weight (two at 512
+    threads: K split between them), the weights' 64 columns wgmma's M and X's rows its N. Executed
+    thread by thread (the emulator reads the operands through the descriptors) it computes the
+    mu-graph; ptxas assembles it for sm_90a and does not serialize the wgmma (C7518) or wait for them
+    where the code does not (C7517)."""
+    monkeypatch.setattr(plan, "WGMMA", True)
+    types = [TensorType((rows, 256), dtype), TensorType((256, 128), dtype), TensorType((256, 128), dtype)]
+    graph = VARIANTS["gated_mlp_split_k"](types, col_tile=64, splits=2, k_tile=64, threads=threads)
+    body = plan.BlockPlan(graph.nodes[0].body)
+    assert body.wgmma and all(info.wgmma and info.units == 2 for info in body.reg_accs.values())
+    assert {info.kslices for info in body.reg_accs.values()} == {threads // 256}
+    inputs = random_inputs(types, seed=11)
+    inputs = [inputs[0]] + [round_to(x * 0.1, dtype) for x in inputs[1:]]
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+    text = lower_graph(graph).gpu_module_text()
+    assert text.count("nvvm.wgmma.mma_async") == 2 * 4 // (threads // 256)  # two weights' chains of K steps
+    if PTXAS is not None:
+        binary = compile_gpu_module(text)
+        assert b".target sm_90a" in binary.ptx and b".align 1024 .b8 __dynamic_shmem" in binary.ptx
+        result = run_ptxas(binary.ptx, "sm_90")
+        assert result.ok and "C7518" not in result.log and "C7517" not in result.log, result.log
+
+
+def test_warpgroup_mma_needs_tiles_its_swizzle_reads(monkeypatch):
+    """K tiles of 128 (X's rows 256 bytes: the 128-byte swizzle's lines would not be the tile's rows)
+    keep the mma.sync path."""
+    monkeypatch.setattr(plan, "WGMMA", True)
+    types = [TensorType((16, 512), "f16"), TensorType((512, 128), "f16"), TensorType((512, 128), "f16")]
+    body = plan.BlockPlan(VARIANTS["gated_mlp_split_k"](types, col_tile=64, splits=2, k_tile=128, threads=256).nodes[0].body)
+    assert body.reg_accs and not body.wgmma

@@ -164,6 +164,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         # the mma.sync fragment layouts: a lane's group of four and place in it; ldmatrix's row and matrix
         self.group, self.tig = em.div(self.lane, 4), em.rem(self.lane, 4)
         self.lrow, self.lmat = em.rem(self.lane, 8), em.div(self.lane, 8)
+        if self.plan.wgmma:
+            self.warpgroup = self.uniform_warpgroup()
         if self.rows:
             self.last_row = em.op(f"arith.subi {ROWS_ARG}, {em.idx(1)} : index", "last")
         scratch = [b for b in (self.scratch, self.k_slices) if b is not None] + list(self.row_scratch.values())

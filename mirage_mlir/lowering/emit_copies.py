@@ -259,6 +259,8 @@ class CopyEmitter:
         if not self.plan.ring:
             return
         self.async_wait(self.ring_refill(it), self.plan.stages - 1)
+        if self.plan.wgmma:  # this thread's landed copies, before the barrier, ordered before wgmma's reads
+            self.em.emit("nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}")
         for name in self.ring_views(it):
             self.dirty.add(name)
 

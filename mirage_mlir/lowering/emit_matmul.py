@@ -7,7 +7,9 @@
   type bf16);
 - register accumulators: an accum_sum of a tensor-core matmul whose mma accumulators the for-loop
   carries; its totals are stored to the accumulator's buffer once, after the loop (warps that split
-  a tile's K meet once, in shared memory the loop's tiles no longer need).
+  a tile's K meet once, in shared memory the loop's tiles no longer need);
+- on warpgroup MMA (sm_90a, plan.wgmma_accumulators): a warpgroup's wgmma chain over its ring
+  slots, the operands read by the tensor cores through descriptors (no ldmatrix, no fragments).
 """
 
 from __future__ import annotations
@@ -420,6 +422,8 @@ class MatmulEmitter:
         for v in self.g.nodes[mm].inputs:
             reads |= self.reads_of(v)
         self.sync_for(reads)
+        if info.wgmma:
+            return self.wgmma_stage(i)
         size = info.wm * info.wn
         outs = []
         for k in range(info.per_warp):
@@ -438,6 +442,8 @@ class MatmulEmitter:
         em, info = self.em, self.plan.reg_accs[i]
         scalars = [em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f")
                    for acc in values for half in range(2) for c in range(2)]
+        if info.wgmma:
+            return self.wgmma_flush(i, scalars)
         if info.kslices == 1:
             return self.register_accumulator_store(i, scalars)
         scratch = self.plan.slice_scratch(i)
@@ -500,3 +506,95 @@ class MatmulEmitter:
         guards = ([em.cmp_lt(row, m)] if m % 16 else []) + ([em.cmp_lt(col, info.columns)] if info.columns else [])
         with em.guarded(guards):
             store()
+
+    # -- warpgroup MMA (sm_90a) ------------------------------------------------------------------
+    def uniform_warpgroup(self) -> str:
+        """The thread's warpgroup (128 threads), read from lane 0 by a shuffle: ptxas then knows it
+        warp-uniform. Computed from the thread id alone, a branch on it is divergent to ptxas, and
+        it serializes every wgmma of the kernel (C7518; H200 run 189, benchmarks/wgmma_probe.cu)."""
+        em = self.em
+        group = em.op(f"arith.index_cast {em.idx(em.div(self.tid, 128))} : index to i32", "wg")
+        shuffled = em.fresh("wg")
+        em.emit(f"{shuffled}, {em.fresh('ok')} = gpu.shuffle idx {group}, {em.i32(0)}, {em.i32(32)} : i32")
+        return em.op(f"arith.index_cast {shuffled} : i32 to index", "wg")
+
+    def wgmma_stage(self, i: int) -> None:
+        """One iteration's matmul of wgmma accumulator i in the warpgroups computing it (the others
+        carry their registers on): the accumulator's registers as vector<2x2xf32> j holding
+        registers 4 j .. 4 j + 3 of the wgmma accumulator."""
+        em, info = self.em, self.plan.reg_accs[i]
+        types = ", ".join(["vector<2x2xf32>"] * info.wn)
+        mine = em.cmp_eq(em.rem(self.warpgroup, info.units), info.unit)
+        res = em.fresh("wgacc")
+        with em.region(f"{res}:{info.wn} = scf.if {mine} -> ({types}) {{", "} else {"):
+            em.emit(f"scf.yield {', '.join(self.wgmma_chain(info, self.reg_in[i]))} : {types}")
+        with em.region("", "}"):
+            em.emit(f"scf.yield {', '.join(self.reg_in[i])} : {types}")
+        self.reg_out[i] = [f"{res}#{j}" for j in range(info.wn)]
+
+    def wgmma_chain(self, info: RegisterAccumulator, accs: list[str]) -> list[str]:
+        """The warpgroup's K slice of this iteration's slots as a wgmma m64nNk16 chain, in the swap
+        form out^T = W^T X^T: A the weight tile [K, 64] (MN-major: a 16-K step 16 lines of 128
+        bytes on), B X's tile [N, K] (K-major: a step 32 bytes on in each line), N = X's rows; then
+        committed and waited for (the iteration's closing barrier lets the ring refill the slots)."""
+        em = self.em
+        x_v, w_v = self.g.nodes[info.mm].inputs
+        bx, bw = (self.buffers[self.plan.node_of[v]] for v in (x_v, w_v))
+        rows = 8 * info.wn
+        struct = f"!llvm.struct<({', '.join(['f32'] * (rows // 2))})>"
+        d = em.op(f"llvm.mlir.undef : {struct}", "d")
+        for j, acc in enumerate(accs):
+            for h in range(2):
+                for c in range(2):
+                    x = em.op(f"vector.extract {acc}[{h}, {c}] : f32 from vector<2x2xf32>", "f")
+                    d = em.op(f"llvm.insertvalue {x}, {d}[{4 * j + 2 * h + c}] : {struct}", "d")
+        steps = bx.shape[-1] // 16 // info.kslices
+        k_slice = em.div(self.warpgroup, info.units)
+        w_desc = self.wgmma_descriptor(bw, em.mul(k_slice, steps * 16 * 128))
+        x_desc = self.wgmma_descriptor(bx, em.mul(k_slice, steps * 32))
+        em.emit("nvvm.wgmma.fence.aligned")
+        for step in range(steps):
+            a = em.op(f"arith.addi {w_desc}, {em.i64(step * 16 * 128 >> 4)} : i64", "desc") if step else w_desc
+            b = em.op(f"arith.addi {x_desc}, {em.i64(step * 32 >> 4)} : i64", "desc") if step else x_desc
+            d = em.op(f"nvvm.wgmma.mma_async {a}, {b}, {d}, #nvvm.shape<m = 64, n = {rows}, k = 16>, "
+                      f"D[<f32>, <one>, <wrapped>], A[<{bw.dtype}>, <one>, <col>], B[<{bx.dtype}>, <one>, <col>] "
+                      f": {struct} -> {struct}", "d")
+        em.emit("nvvm.wgmma.commit.group.sync.aligned")
+        em.emit("nvvm.wgmma.wait.group.sync.aligned 0")
+        out = []
+        for j in range(info.wn):
+            values = [em.op(f"llvm.extractvalue {d}[{4 * j + r}] : {struct}", "f") for r in range(4)]
+            out.append(em.op(f"vector.from_elements {', '.join(values)} : vector<2x2xf32>", "mma"))
+        return out
+
+    def wgmma_descriptor(self, buf, offset: Index) -> str:
+        """The shared-memory matrix descriptor of `buf`'s view `offset` bytes on, 128-byte swizzle:
+        bits 0-13 the address / 16, 16-29 the leading byte offset / 16 (1: unused by a K-major
+        operand, and by an MN-major one of 64 values), 32-45 the stride byte offset / 16 (1024: 8
+        lines of 128 bytes), 62-63 the swizzle (1)."""
+        em = self.em
+        base = em.op(f"memref.extract_aligned_pointer_as_index {buf.name} : {buf.type} -> index", "p")
+        address = em.op(f"arith.index_cast {em.idx(em.add(base, offset))} : index to i64", "p")
+        low = em.op(f"arith.andi {address}, {em.i64(0x3FFFF)} : i64", "p")
+        field = em.op(f"arith.shrui {low}, {em.i64(4)} : i64", "p")
+        return em.op(f"arith.ori {field}, {em.i64(1 << 16 | (1024 >> 4) << 32 | 1 << 62)} : i64", "desc")
+
+    def wgmma_flush(self, i: int, scalars: list[str]) -> None:
+        """Stores the totals of wgmma accumulator i into its buffer: register r = 4 j + 2 h + c of a
+        thread (warp w of its group, lane 4 g + t) is the weight column 16 (w % 4) + g + 8 h of X's
+        row 8 j + 2 t + c; K slices add theirs in turn, a barrier apart."""
+        em, info, buf = self.em, self.plan.reg_accs[i], self.buffers[i]
+        mine = em.cmp_eq(em.rem(self.warpgroup, info.units), info.unit)
+        k_slice = em.div(self.warpgroup, info.units)
+        column = em.add(em.mul(em.rem(self.warp, 4), 16), self.group)
+        for turn in range(info.kslices):
+            if turn:
+                self.barrier()
+            with em.guarded([mine] + ([em.cmp_eq(k_slice, turn)] if info.kslices > 1 else [])):
+                for r, x in enumerate(scalars):
+                    j, h, c = r // 4, (r // 2) % 2, r % 2
+                    row = em.add(em.mul(self.tig, 2), 8 * j + c)
+                    where = f"{buf.at(em, [row, em.add(column, 8 * h)])} : {buf.type}"
+                    value = em.fbin("addf", em.op(f"memref.load {where}", "l"), x) if turn else x
+                    em.emit(f"memref.store {value}, {where}")
+        self.dirty.add(buf.name)

@@ -89,6 +89,9 @@ class Emitter:
         name = f"%c{value}_i32" if value >= 0 else f"%c_m{-value}_i32"
         return self._constant(("i32", value), name, f"{value} : i32")
 
+    def i64(self, value: int) -> str:
+        return self._constant(("i64", value), f"%c{value}_i64", f"{value} : i64")
+
     def vconst_zero(self, vtype: str) -> str:
         """A zero constant of type `vtype`: a vector (e.g. vector<2x2xf32>) or a float scalar."""
         if not vtype.startswith("vector<"):

@@ -66,6 +66,10 @@ WHOLE_K_WARPS = os.environ.get("MIRAGE_WHOLE_K_WARPS") == "1"
 # after the walk: a dependent mma.sync step costs ~14 ns (cost.RANKING's fit), so a chain of 16 steps
 # waits ~0.2 us where 4 chains of 4 wait a quarter of it (MIRAGE_MMA_CHAINS=N: for experiments)
 MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
+# loop-carried matmuls on sm_90a's warpgroup MMA where their tiles allow (wgmma_accumulators):
+# MIRAGE_WGMMA=1, an experiment until measured (benchmarks/NOTES.md, session 32)
+WGMMA = os.environ.get("MIRAGE_WGMMA") == "1"
+WGMMA_ALIGN = 1024  # a 128-byte-swizzled wgmma operand's alignment: the swizzle repeats every 8 lines
 MAX_CHAINED_TILES = 8  # most m16n8 accumulators (4 f32 registers each) a warp's chains hold at once
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
 SHARED_PER_SM = 228 * 1024
@@ -276,6 +280,11 @@ class RegisterAccumulator:
     per_warp: int
     kslices: int
     columns: int = 0  # the matmul's N when the tiles cover more (padding tiles): 0 when they cover N exactly
+    # on warpgroup MMA (wgmma_accumulators): warpgroup w computes unit w % units (this one: `unit`),
+    # K slice w // units; wn = M / 8 (the thread's vector<2x2xf32> registers, 1 x wn "tiles")
+    wgmma: bool = False
+    unit: int = 0
+    units: int = 1
 
     @property
     def count(self) -> int:
@@ -455,6 +464,7 @@ class BlockPlan:
         self.row_scratch: dict[int, Buffer] = {}
         if self.rows is not None:
             self.buffers, self.max_buffers, self.scale_buffers, self.scratch, self.reg_accs = {}, {}, {}, None, {}
+            self.wgmma = False
             self.carried_rows, self.k_slices = {}, None
             self.ring, self.stages, self.shared_bytes = [], 1, 0
             for i, kind in enumerate(self.kind):
@@ -471,6 +481,9 @@ class BlockPlan:
         if self.scratch is not None:
             self.shared_bytes += self.scratch.stage_bytes
         self.reg_accs = self._register_accumulators() if self.warp_rows is None else {}
+        if WGMMA and self.loop > 1:
+            self.reg_accs.update(self.wgmma_accumulators())
+        self.wgmma = any(info.wgmma for info in self.reg_accs.values())
         self.carried_rows = self._carried_rows() if self.warp_rows is None else {}
         # where the K slices of tensor-core stages meet: [warp, register, lane] f32, after everything else
         registers = max((self.k_slice_registers(root, matmuls) for root, matmuls in self.matmul_stages()), default=0)
@@ -1091,6 +1104,36 @@ class BlockPlan:
                                          n if tiles[-1] * wn * 8 > n else 0)
         return out
 
+    def wgmma_accumulators(self) -> dict[int, RegisterAccumulator]:
+        """The register accumulators whose matmul runs on warpgroup MMA (wgmma m64nNk16, sm_90a), all
+        or none: out^T = W^T X^T, the weight tile's 64 columns wgmma's M (A, MN-major) and X's rows
+        its N (B, K-major), both read from their cp.async ring slots through descriptors, so X's 8-256
+        rows waste no tensor work. Each operand must be a ring buffer of 128-byte rows (64 f16 or
+        bf16: X's K tile, W's columns), swizzled as the 128-byte wgmma swizzle is (chunk q of line
+        r at q ^ r % 8) and 1024-byte aligned; every matmul the same shape; the warpgroups a multiple of
+        the matmuls, each matmul's K steps split evenly over its warpgroups."""
+        accs, shapes = self.reg_accs, set()
+        for info in accs.values():
+            x, w = (self.node_of[v] for v in self.g.nodes[info.mm].inputs)
+            if x in self.fragment_operands or x not in self.ring or w not in self.ring:
+                return {}
+            bx, bw = self.buffers[x], self.buffers[w]
+            rows, k = bx.shape[-2:]
+            if len(bx.shape) != 2 or len(bw.shape) != 2 or bw.shape != (k, 64) or bx.dtype != bw.dtype:
+                return {}
+            if bx.dtype not in ("f16", "bf16") or k != 64 or rows % 8 or rows > 256:
+                return {}
+            if not (bx.swizzle and bw.swizzle) or any(b.offset % WGMMA_ALIGN or b.stage_bytes % WGMMA_ALIGN
+                                                       for b in (bx, bw)):
+                return {}
+            shapes.add((rows, k, bx.dtype))
+        groups, units = self.warps // 4, len(accs)
+        if len(shapes) != 1 or self.warps % 4 or not units or groups % units or (64 // 16) % (groups // units):
+            return {}
+        rows = shapes.pop()[0]
+        return {i: RegisterAccumulator(info.mm, 1, rows // 8, (1,), 1, groups // units, 0, True, unit, units)
+                for unit, (i, info) in enumerate(sorted(accs.items()))}
+
     def _carried_rows(self) -> dict[int, int]:
         """Sum accumulators fed by a row reduction (the reduction node: a reduce_sum or reduce_mean
         whose only consumer the accumulator is, or the accumulator itself with reduce_dim), all in
@@ -1229,7 +1272,8 @@ class BlockPlan:
                 chain += self.warp_rows.wm * (self.vtype(self.value(i)).shape[-1] // 8) * steps
             elif i in by_matmul:
                 info = by_matmul[i]
-                chain += info.per_warp * dependent_steps(steps // info.kslices, info.wm * info.wn)
+                if not info.wgmma:  # a warpgroup's wgmma chain runs on the tensor cores' own pipeline
+                    chain += info.per_warp * dependent_steps(steps // info.kslices, info.wm * info.wn)
             else:
                 wm, wn, tiles = self.stage_warp_tiles(self.vtype(self.value(i)).shape)
                 chain += -(-numel(tiles) // self.warps) * dependent_steps(steps // sliced.get(i, 1), wm * wn)

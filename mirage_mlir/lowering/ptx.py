@@ -32,7 +32,7 @@ class PTXError(Exception):
 def conversion_pipeline(chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATURES, opt_level: int = 3) -> str:
     return (f"builtin.module(nvvm-attach-target{{chip={chip} features={features} O={opt_level}}},"
             "gpu.module(canonicalize,cse,convert-scf-to-cf,convert-nvgpu-to-nvvm,"
-            "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=true},canonicalize,cse),"
+            "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=true},convert-nvvm-to-llvm,canonicalize,cse),"
             "reconcile-unrealized-casts)")
 
 
@@ -45,6 +45,8 @@ def _external_dynamic_shared(op: ir.Operation) -> None:
                     if ir.IntegerAttr(inner.attributes["addr_space"]).value == 3 and \
                             str(inner.attributes["sym_name"]).strip('"').startswith("__dynamic_shmem__"):
                         inner.attributes["linkage"] = ir.Attribute.parse("#llvm.linkage<external>")
+                        # a 128-byte-swizzled wgmma operand's swizzle repeats every 1024 bytes
+                        inner.attributes["alignment"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 1024)
                 _external_dynamic_shared(inner)
 
 
@@ -70,9 +72,16 @@ def _drop_grid_dependencies(op: ir.Operation) -> None:
         inner.erase()
 
 
+def architecture_specific(chip: str, text: str) -> str:
+    """The chip a module is compiled for: sm_90's architecture-specific target sm_90a where the
+    module holds warpgroup MMA (wgmma exists there only)."""
+    return chip + "a" if chip == "sm_90" and "nvvm.wgmma" in text else chip
+
+
 def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATURES,
                        opt_level: int = 3) -> Binary:
     """PTX for the printed `gpu.module` op (upstream dialects only)."""
+    chip = architecture_specific(chip, gpu_module_text)
     with ir.Context() as ctx, ir.Location.unknown():
         ctx.allow_unregistered_dialects = True  # discardable mirage.* attributes only
         try:
@@ -114,7 +123,9 @@ class PtxasResult:
 
 def run_ptxas(ptx: bytes, chip: str = DEFAULT_CHIP, ptxas: str | None = None) -> PtxasResult:
     """Assembles PTX with ptxas -v (no GPU needed); reports registers and spill bytes per kernel and
-    returns the cubin."""
+    returns the cubin (for the PTX's own sm_90a target where it names one)."""
+    if chip == "sm_90" and b".target sm_90a" in ptx:
+        chip = "sm_90a"
     ptxas = ptxas or find_ptxas()
     if ptxas is None:
         raise PTXError("ptxas not found (PATH, /usr/local/cuda/bin)")

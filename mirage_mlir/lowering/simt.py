@@ -16,7 +16,9 @@ mu-graph means. Beyond values, it checks what a GPU would not report:
 - a kernel launched as a programmatic dependent (`{mirage.overlap}`) that touches a buffer other
   than the program's inputs (its constant inputs, where it declares them) before its
   `nvvm.griddepcontrol wait` (an L2 prefetch touches nothing a thread sees: it may come before);
-- an `nvvm.prefetch` of an address outside the kernel's buffers.
+- an `nvvm.prefetch` of an address outside the kernel's buffers;
+- warpgroup matmuls (`nvvm.wgmma.mma_async`, sm_90a) reached by part of a warpgroup, or with a
+  descriptor not the same across it, or reading outside the dynamic shared memory.
 
 Values are arrays over all threads (shape [T], vectors [T, n]). Divergent loops (`scf.for` from a
 thread id) and `scf.if` run with an activity mask. Floats follow the kernel's types: f32 in
@@ -340,6 +342,15 @@ class Machine:
     def op_arith_xori(self, a, *r):
         return [np.asarray(a[0], np.int64) ^ a[1]]
 
+    def op_arith_ori(self, a, *r):
+        return [np.asarray(a[0], np.int64) | a[1]]
+
+    def op_arith_shli(self, a, *r):
+        return [np.asarray(a[0], np.int64) << a[1]]
+
+    def op_arith_shrui(self, a, *r):
+        return [np.asarray(a[0], np.int64) >> a[1]]
+
     def op_arith_extui(self, a, *r):
         return [np.asarray(a[0], np.int64)]
 
@@ -445,7 +456,7 @@ class Machine:
 
     def op_gpu_shuffle(self, a, mask, ot, it, regions, op):
         mode = str(op.attributes["mode"])
-        if "xor" not in mode:
+        if "xor" not in mode and "idx" not in mode:
             raise SimtError(f"shuffle mode {mode}")
         value, offset, width = a
         offset, width = int(offset), int(width)
@@ -455,7 +466,8 @@ class Machine:
         if np.any(warp_active.any(axis=1) & ~warp_active.all(axis=1)):
             raise SimtError("gpu.shuffle reached by part of a warp")
         value = np.broadcast_to(np.asarray(value), (self.T,))
-        src = (np.arange(self.T) & ~31) | ((np.arange(self.T) & 31) ^ offset)
+        lanes = offset if "idx" in mode else (np.arange(self.T) & 31) ^ offset
+        src = (np.arange(self.T) & ~31) | lanes
         return [value[src], np.ones(self.T, bool)]
 
     def op_gpu_dynamic_shared_memory(self, a, mask, ot, *r):
@@ -500,9 +512,13 @@ class Machine:
     # global addresses: a global buffer's base is (its number + 1) << ADDRESS_BITS, so an address
     # names its buffer and a byte in it
     def op_memref_extract_aligned_pointer_as_index(self, a, mask, ot, it, regions, op):
+        """A shared view's address is its byte offset in the dynamic shared memory (what a wgmma
+        descriptor encodes)."""
         mem = a[0]
+        if mem.kind in ("shared", "smem"):
+            return [np.int64(mem.byte_offset)]
         if mem.kind != "global":
-            raise SimtError("an address is taken of global buffers only")
+            raise SimtError("an address is taken of global and shared buffers only")
         if id(mem) not in self.addressed:
             self.addressed[id(mem)] = (len(self.addressed) + 1, mem)
         return [np.int64(self.addressed[id(mem)][0] << ADDRESS_BITS)]
@@ -621,6 +637,94 @@ class Machine:
         if it[0] not in ("vector<2xbf16>", "vector<2xf16>") or ot[0] != "vector<1xi32>":
             raise SimtError(f"vector.bitcast {it[0]} to {ot[0]} is not emulated")
         return [np.asarray(a[0]).reshape(self.T, 1, 2)]
+
+    # wgmma: warpgroup matmuls reading shared memory through descriptors (sm_90a)
+    def op_llvm_mlir_undef(self, a, mask, ot, it, regions, op):
+        """A struct of f32 (a wgmma accumulator being assembled): NaN, so an unset field shows."""
+        if not ot[0].startswith("!llvm.struct<(") or ot[0].count("f32") != ot[0].count(",") + 1:
+            raise SimtError(f"llvm.mlir.undef of {ot[0]} is not emulated")
+        return [np.full((self.T, ot[0].count("f32")), np.nan, np.float32)]
+
+    def op_llvm_insertvalue(self, a, mask, ot, it, regions, op):
+        """Operands: the struct, then the value (printed the other way round)."""
+        (pos,) = list(ir.DenseI64ArrayAttr(op.attributes["position"]))
+        out = np.array(np.broadcast_to(a[0], (self.T,) + np.shape(a[0])[1:]), np.float32)
+        out[:, pos] = np.broadcast_to(np.asarray(a[1], np.float32), (self.T,))
+        return [out]
+
+    def op_nvvm_fence_proxy(self, a, mask, ot, it, regions, op):
+        """The threads' shared-memory writes ordered before the async proxy's reads (wgmma's): this
+        emulator's wgmma reads at issue, after the barrier the kernel puts between."""
+        return []
+
+    def op_nvvm_wgmma_fence_aligned(self, a, mask, ot, it, regions, op):
+        return []
+
+    def op_nvvm_wgmma_commit_group_sync_aligned(self, a, mask, ot, it, regions, op):
+        return []
+
+    def op_nvvm_wgmma_wait_group_sync_aligned(self, a, mask, ot, it, regions, op):
+        return []
+
+    def op_nvvm_wgmma_mma_async(self, a, mask, ot, it, regions, op):
+        """D[64, N] = A[64, 16] B[16, N] + D per warpgroup (128 consecutive threads), A and B read
+        from this block's shared memory through their descriptors (128-byte swizzle only), in the
+        PTX accumulator layout: thread (warp w of the group, lane 4 g + t) holds D[16 w + g + 8 h,
+        8 j + 2 t + c] as register 4 j + 2 h + c."""
+        shape = str(op.attributes["shape"])
+        m, n, k = (int(shape.split(f"{d} = ")[1].split(",")[0].rstrip(">")) for d in "mnk")
+        types = {str(op.attributes[t]).split("<")[1].rstrip(">") for t in ("typeA", "typeB")}
+        if (m, k) != (64, 16) or len(types) != 1 or not types <= {"f16", "bf16"}:
+            raise SimtError(f"only wgmma m64nNk16 of f16 or bf16 is emulated ({shape}, {types})")
+        if any("<one>" not in str(op.attributes[s]) for s in ("scaleA", "scaleB", "scaleD")):
+            raise SimtError("wgmma with scales other than one is not emulated")
+        dtype = types.pop()
+        a_major = "m" if "col" in str(op.attributes["layoutA"]) else "k"  # A col: M-major (imm-trans-a)
+        b_major = "k" if "col" in str(op.attributes["layoutB"]) else "n"  # B col: K-major
+        groups = mask.reshape(-1, 128)
+        if np.any(groups.any(axis=1) & ~groups.all(axis=1)):
+            raise SimtError("nvvm.wgmma.mma_async reached by part of a warpgroup")
+        # operands: the accumulator, then the descriptors (printed the other way round)
+        acc = np.array(np.broadcast_to(np.asarray(a[0], np.float32), (self.T, n // 2)))
+        desc_a = np.broadcast_to(np.asarray(a[1], np.int64), (self.T,)).reshape(-1, 128)
+        desc_b = np.broadcast_to(np.asarray(a[2], np.int64), (self.T,)).reshape(-1, 128)
+        lane = np.arange(128)
+        warp, g, t = lane // 32, (lane % 32) // 4, lane % 4
+        for group in np.nonzero(groups.all(axis=1))[0]:
+            for d in (desc_a, desc_b):
+                if np.any(d[group] != d[group][0]):
+                    raise SimtError("a wgmma descriptor that differs across its warpgroup")
+            block = group * 128 // self.nthreads
+            A = self._wgmma_operand(block, int(desc_a[group][0]), 64, 16, a_major == "k", dtype)
+            B = self._wgmma_operand(block, int(desc_b[group][0]), n, 16, b_major == "k", dtype).T
+            D = A.astype(np.float64) @ B.astype(np.float64)
+            rows = slice(group * 128, group * 128 + 128)
+            for r in range(n // 2):
+                j, h, c = r // 4, (r // 2) % 2, r % 2
+                acc[rows, r] = (acc[rows, r] + D[16 * warp + g + 8 * h, 8 * j + 2 * t + c]).astype(np.float32)
+        return [acc]
+
+    def _wgmma_operand(self, block: int, desc: int, rows: int, k: int, k_major: bool, dtype: str) -> np.ndarray:
+        """The [rows, k] operand (A as [M, K], B as [N, K]) a descriptor describes, read from `block`'s
+        shared memory: 128-byte swizzle (bits 62-63 = 1), 16-byte chunk q of each 128-byte line L held
+        at chunk q ^ (L % 8). K-major: row r's K values contiguous, rows 128 bytes apart, 8-row groups
+        SBO apart; MN-major: a K row's 64 MN values contiguous (128 bytes), K rows 128 bytes apart,
+        8-K-row groups SBO apart, 64-value MN blocks LBO apart."""
+        if desc >> 62 != 1:
+            raise SimtError("only wgmma descriptors of the 128-byte swizzle are emulated")
+        start = (desc & 0x3FFF) << 4
+        lbo, sbo = ((desc >> 16) & 0x3FFF) << 4, ((desc >> 32) & 0x3FFF) << 4
+        r, q = np.meshgrid(np.arange(rows), np.arange(k), indexing="ij")
+        if k_major:
+            address = start + (r // 8) * sbo + (r % 8) * 128 + q * 2
+        else:
+            address = start + (r // 64) * lbo + (q // 8) * sbo + (q % 8) * 128 + (r % 64) * 2
+        address = address ^ (((address >> 7) & 7) << 4)
+        if address.min() < 0 or address.max() + 2 > self.shared_bytes:
+            raise SimtError(f"a wgmma operand outside the {self.shared_bytes} bytes of dynamic shared memory")
+        raw = self.smem[block]
+        bits = raw[address].astype(np.uint16) | (raw[address + 1].astype(np.uint16) << 8)
+        return bits.view(np.float16).astype(np.float32) if dtype == "f16" else from_storage(bits, "bf16")
 
     # cp.async: global -> shared copies that complete at a wait
     def op_nvgpu_device_async_copy(self, a, mask, ot, it, regions, op):
