@@ -36,7 +36,7 @@ def conversion_pipeline(chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATUR
             "reconcile-unrealized-casts)")
 
 
-def _external_dynamic_shared(op: ir.Operation) -> None:
+def _external_dynamic_shared(op: ir.Operation, alignment: int | None = None) -> None:
     for region in op.regions:
         for block in region.blocks:
             for inner in block.operations:
@@ -45,9 +45,9 @@ def _external_dynamic_shared(op: ir.Operation) -> None:
                     if ir.IntegerAttr(inner.attributes["addr_space"]).value == 3 and \
                             str(inner.attributes["sym_name"]).strip('"').startswith("__dynamic_shmem__"):
                         inner.attributes["linkage"] = ir.Attribute.parse("#llvm.linkage<external>")
-                        # a 128-byte-swizzled wgmma operand's swizzle repeats every 1024 bytes
-                        inner.attributes["alignment"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 1024)
-                _external_dynamic_shared(inner)
+                        if alignment:
+                            inner.attributes["alignment"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), alignment)
+                _external_dynamic_shared(inner, alignment)
 
 
 @dataclass
@@ -89,7 +89,8 @@ def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features:
             if not has_grid_dependencies(chip):
                 _drop_grid_dependencies(module.operation)
             PassManager.parse(conversion_pipeline(chip, features, opt_level)).run(module.operation)
-            _external_dynamic_shared(module.operation)
+            # a 128-byte-swizzled wgmma operand's swizzle repeats every 1024 bytes
+            _external_dynamic_shared(module.operation, 1024 if "nvvm.wgmma" in gpu_module_text else None)
             PassManager.parse("builtin.module(gpu-module-to-binary{format=isa})").run(module.operation)
         except ir.MLIRError as e:
             detail = "; ".join(str(d.message) for d in e.error_diagnostics) or str(e)
