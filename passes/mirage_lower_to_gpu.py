@@ -72,6 +72,8 @@ class MirageLowerToGpu(Pass):
                                       "(the last block of each output tile combines)")
     constant_inputs: str = option("", "indices of the arguments no work before a call writes (weights), e.g. "
                                       "'1,2': the first kernel copies their tiles while that work finishes")
+    chip: str = option("sm_90", "the GPU the kernels are for (warpgroup MMA on sm_90 only); "
+                                "mirage-gpu-to-ptx's chip")
 
     def __post_init__(self):
         try:
@@ -152,7 +154,7 @@ class MirageLowerToGpu(Pass):
             masked = [{k: d for k, d in enumerate(dims) if d >= 0} for dims in (spec.inputs, spec.outputs)]
         try:
             program = lower_graph(graph, name, fuse=self.fuse_split_k, masked_inputs=masked[0],
-                                  masked_outputs=masked[1], constant_inputs=self.constant)
+                                  masked_outputs=masked[1], constant_inputs=self.constant, chip=self.chip)
         except LoweringError as e:
             raise PassError(index.op_at(e.path, func), f"GPU lowering failed: {e}") from None
         kernel_locs = {}

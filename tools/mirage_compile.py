@@ -207,7 +207,8 @@ def compile_file(source, args, printer) -> int:
         if not args.plan and not args.no_search and "mirage-superoptimize" in PASSES:
             options = f"{args.search_options} candidates={args.candidates}".strip()
             stages.append(("mirage-superoptimize", options))
-        lower_options = args.lower_options + (f" constant-inputs={args.constant_inputs}" if args.constant_inputs else "")
+        lower_options = (args.lower_options + f" chip={args.chip}"
+                         + (f" constant-inputs={args.constant_inputs}" if args.constant_inputs else ""))
         lowering = [("mirage-lower-to-gpu", lower_options.strip()),
                     ("mirage-gpu-to-ptx", f"chip={args.chip} features={args.features} opt-level={args.opt_level}")]
         search, searched_text, gpu_text = None, None, None

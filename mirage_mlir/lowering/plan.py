@@ -41,15 +41,17 @@ tiles use shared memory (emit_warp_rows). No barrier but the ring's.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 34  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 35  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -66,9 +68,20 @@ WHOLE_K_WARPS = os.environ.get("MIRAGE_WHOLE_K_WARPS") == "1"
 # after the walk: a dependent mma.sync step costs ~14 ns (cost.RANKING's fit), so a chain of 16 steps
 # waits ~0.2 us where 4 chains of 4 wait a quarter of it (MIRAGE_MMA_CHAINS=N: for experiments)
 MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
-# loop-carried matmuls on sm_90a's warpgroup MMA where their tiles allow (wgmma_accumulators):
-# MIRAGE_WGMMA=1, an experiment until measured (benchmarks/NOTES.md, session 32)
-WGMMA = os.environ.get("MIRAGE_WGMMA") == "1"
+# loop-carried matmuls on sm_90a's warpgroup MMA where their tiles allow (wgmma_accumulators): gated_mlp
+# bs8's 2-split plan 23.0 -> 21.5 us, no plan slower beyond noise (H200 run 192); MIRAGE_WGMMA=0: mma.sync
+WGMMA = os.environ.get("MIRAGE_WGMMA", "1") != "0"
+_TARGET_HAS_WGMMA = contextvars.ContextVar("target_has_wgmma", default=True)  # the default chip, sm_90's
+
+
+@contextmanager
+def target(chip: str):
+    """Plans made inside are for `chip` (lower_graph's): warpgroup MMA only where it exists, sm_90."""
+    token = _TARGET_HAS_WGMMA.set(chip.removesuffix("a") == "sm_90")
+    try:
+        yield
+    finally:
+        _TARGET_HAS_WGMMA.reset(token)
 WGMMA_ALIGN = 1024  # a 128-byte-swizzled wgmma operand's alignment: the swizzle repeats every 8 lines
 MAX_CHAINED_TILES = 8  # most m16n8 accumulators (4 f32 registers each) a warp's chains hold at once
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
@@ -481,7 +494,7 @@ class BlockPlan:
         if self.scratch is not None:
             self.shared_bytes += self.scratch.stage_bytes
         self.reg_accs = self._register_accumulators() if self.warp_rows is None else {}
-        if WGMMA and self.loop > 1:
+        if WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1:
             self.reg_accs.update(self.wgmma_accumulators())
         self.wgmma = any(info.wgmma for info in self.reg_accs.values())
         self.carried_rows = self._carried_rows() if self.warp_rows is None else {}

@@ -15,7 +15,7 @@ from ..mugraph import Graph, TensorType
 from .blockgen import GridDependency, KernelCode, RowMask, early_copies, generate_kernel, one_block_an_sm
 from .fuse_split_k import fused_pairs, generate_fused
 from .emitter import ROWS_ARG, STORAGE_TYPES, memref_type
-from .plan import SMS, BlockPlan, LoweringError, resident_blocks, spread_shared_bytes
+from .plan import SMS, BlockPlan, LoweringError, resident_blocks, spread_shared_bytes, target
 from .predefined import predefined_block_graph
 
 
@@ -205,7 +205,7 @@ def arrange_launches(graph: Graph, constant_inputs: frozenset = frozenset(), sms
 
 def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inputs: dict | None = None,
                 masked_outputs: dict | None = None, constant_inputs: frozenset = frozenset(),
-                sms: int = SMS) -> LoweredProgram:
+                sms: int = SMS, chip: str = "sm_90") -> LoweredProgram:
     """Lowers a kernel graph (static shapes, f16/bf16/f32/f64) to kernels and launches; `fuse`: a
     split reduction and its combine kernel become one launch (fuse_split_k). `masked_inputs` /
     `masked_outputs` ({index: dim}): those dims may hold fewer rows at run time (blockgen.RowMask;
@@ -219,6 +219,13 @@ def lower_graph(graph: Graph, name: str = "main", fuse: bool = True, masked_inpu
     whatever writes the other inputs), or, where one does, where it has constant inputs to copy and
     a grid that fills half of the block slots of the target's `sms` SMs (fills_half_the_slots); it is
     launched spread, and the last kernel lets the next call's first launch."""
+    with target(chip):  # its plans use what the chip has (warpgroup MMA on sm_90)
+        return lower_kernels(graph, name, fuse, masked_inputs, masked_outputs, constant_inputs, sms)
+
+
+def lower_kernels(graph: Graph, name: str, fuse: bool, masked_inputs: dict | None, masked_outputs: dict | None,
+                  constant_inputs: frozenset, sms: int) -> LoweredProgram:
+    """lower_graph's work, for the chip of the plan.target around it."""
     outputs = list(graph.outputs)
     if len(set(outputs)) != len(outputs):
         raise LoweringError("the program returns the same tensor twice; not supported by the GPU lowering")

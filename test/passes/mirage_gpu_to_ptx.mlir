@@ -1,5 +1,5 @@
 // RUN: mirage-opt %s -pass-pipeline='builtin.module(mirage-lower-to-gpu,mirage-gpu-to-ptx{chip=sm_90})' | FileCheck %s
-// RUN: mirage-opt %s -pass-pipeline='builtin.module(mirage-lower-to-gpu,mirage-gpu-to-ptx{chip=sm_80 opt-level=2})' | FileCheck %s --check-prefix=SM80
+// RUN: mirage-opt %s -pass-pipeline='builtin.module(mirage-lower-to-gpu{chip=sm_80},mirage-gpu-to-ptx{chip=sm_80 opt-level=2})' | FileCheck %s --check-prefix=SM80
 // RUN: rm -rf %t && mirage-compile %s -o %t -q --no-ptxas
 // RUN: FileCheck %s --check-prefix=PTX < %t/main_kernels.ptx
 // RUN: FileCheck %s --check-prefix=MANIFEST < %t/manifest.json
