@@ -71,18 +71,8 @@ MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
 # loop-carried matmuls on sm_90a's warpgroup MMA where their tiles allow (wgmma_accumulators): gated_mlp
 # bs8's 2-split plan 23.0 -> 21.5 us, no plan slower beyond noise (H200 run 192); MIRAGE_WGMMA=0: mma.sync
 WGMMA = os.environ.get("MIRAGE_WGMMA", "1") != "0"
-_TARGET_HAS_WGMMA = contextvars.ContextVar("target_has_wgmma", default=True)  # the default chip, sm_90's
-
-
-@contextmanager
-def target(chip: str):
-    """Plans made inside are for `chip` (lower_graph's): warpgroup MMA only where it exists, sm_90."""
-    token = _TARGET_HAS_WGMMA.set(chip.removesuffix("a") == "sm_90")
-    try:
-        yield
-    finally:
-        _TARGET_HAS_WGMMA.reset(token)
 WGMMA_ALIGN = 1024  # a 128-byte-swizzled wgmma operand's alignment: the swizzle repeats every 8 lines
+_TARGET_HAS_WGMMA = contextvars.ContextVar("target_has_wgmma", default=True)  # the default chip, sm_90's
 MAX_CHAINED_TILES = 8  # most m16n8 accumulators (4 f32 registers each) a warp's chains hold at once
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
 SHARED_PER_SM = 228 * 1024
@@ -96,6 +86,16 @@ MAX_ROW_STEPS = 32  # most chunks x loop iterations a thread of a row kernel unr
 MIN_SLICE_STEPS = 2  # fewest mma steps in a K slice of a tensor-core stage (plan.stage_kslices)
 MMA_PAD = 8  # f16 elements added to each row of a tensor-core operand buffer that cannot be swizzled
 SWIZZLE_CHUNK = 16  # bytes a swizzled buffer moves as a unit (a cp.async chunk, an ldmatrix row)
+
+
+@contextmanager
+def target(chip: str):
+    """Plans made inside are for `chip` (lower_graph's): warpgroup MMA only where it exists, sm_90."""
+    token = _TARGET_HAS_WGMMA.set(chip.removesuffix("a") == "sm_90")
+    try:
+        yield
+    finally:
+        _TARGET_HAS_WGMMA.reset(token)
 
 
 def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED_PER_SM,
@@ -1141,9 +1141,11 @@ class BlockPlan:
                 return {}
             shapes.add((rows, k, bx.dtype))
         groups, units = self.warps // 4, len(accs)
-        if len(shapes) != 1 or self.warps % 4 or not units or groups % units or (64 // 16) % (groups // units):
+        if len(shapes) != 1 or self.warps % 4 or not units or groups % units:
             return {}
-        rows = shapes.pop()[0]
+        rows, k, _ = shapes.pop()
+        if (k // 16) % (groups // units):
+            return {}
         return {i: RegisterAccumulator(info.mm, 1, rows // 8, (1,), 1, groups // units, 0, True, unit, units)
                 for unit, (i, info) in enumerate(sorted(accs.items()))}
 

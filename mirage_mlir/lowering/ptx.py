@@ -72,16 +72,12 @@ def _drop_grid_dependencies(op: ir.Operation) -> None:
         inner.erase()
 
 
-def architecture_specific(chip: str, text: str) -> str:
-    """The chip a module is compiled for: sm_90's architecture-specific target sm_90a where the
-    module holds warpgroup MMA (wgmma exists there only)."""
-    return chip + "a" if chip == "sm_90" and "nvvm.wgmma" in text else chip
-
-
 def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features: str = DEFAULT_FEATURES,
                        opt_level: int = 3) -> Binary:
-    """PTX for the printed `gpu.module` op (upstream dialects only)."""
-    chip = architecture_specific(chip, gpu_module_text)
+    """PTX for the printed `gpu.module` op (upstream dialects only); one with warpgroup MMA for
+    sm_90's architecture-specific target sm_90a (wgmma exists there only)."""
+    wgmma = "nvvm.wgmma" in gpu_module_text
+    chip = chip + "a" if wgmma and chip == "sm_90" else chip
     with ir.Context() as ctx, ir.Location.unknown():
         ctx.allow_unregistered_dialects = True  # discardable mirage.* attributes only
         try:
@@ -90,7 +86,7 @@ def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features:
                 _drop_grid_dependencies(module.operation)
             PassManager.parse(conversion_pipeline(chip, features, opt_level)).run(module.operation)
             # a 128-byte-swizzled wgmma operand's swizzle repeats every 1024 bytes
-            _external_dynamic_shared(module.operation, 1024 if "nvvm.wgmma" in gpu_module_text else None)
+            _external_dynamic_shared(module.operation, 1024 if wgmma else None)
             PassManager.parse("builtin.module(gpu-module-to-binary{format=isa})").run(module.operation)
         except ir.MLIRError as e:
             detail = "; ".join(str(d.message) for d in e.error_diagnostics) or str(e)

@@ -679,8 +679,8 @@ class Machine:
         if any("<one>" not in str(op.attributes[s]) for s in ("scaleA", "scaleB", "scaleD")):
             raise SimtError("wgmma with scales other than one is not emulated")
         dtype = types.pop()
-        a_major = "m" if "col" in str(op.attributes["layoutA"]) else "k"  # A col: M-major (imm-trans-a)
-        b_major = "k" if "col" in str(op.attributes["layoutB"]) else "n"  # B col: K-major
+        a_k_major = "row" in str(op.attributes["layoutA"])  # A col: M-major (imm-trans-a)
+        b_k_major = "col" in str(op.attributes["layoutB"])  # B row: N-major (imm-trans-b)
         groups = mask.reshape(-1, 128)
         if np.any(groups.any(axis=1) & ~groups.all(axis=1)):
             raise SimtError("nvvm.wgmma.mma_async reached by part of a warpgroup")
@@ -695,8 +695,8 @@ class Machine:
                 if np.any(d[group] != d[group][0]):
                     raise SimtError("a wgmma descriptor that differs across its warpgroup")
             block = group * 128 // self.nthreads
-            A = self._wgmma_operand(block, int(desc_a[group][0]), 64, 16, a_major == "k", dtype)
-            B = self._wgmma_operand(block, int(desc_b[group][0]), n, 16, b_major == "k", dtype).T
+            A = self._wgmma_operand(block, int(desc_a[group][0]), 64, 16, a_k_major, dtype)
+            B = self._wgmma_operand(block, int(desc_b[group][0]), n, 16, b_k_major, dtype).T
             D = A.astype(np.float64) @ B.astype(np.float64)
             rows = slice(group * 128, group * 128 + 128)
             for r in range(n // 2):
