@@ -310,9 +310,11 @@ def print_tuning(variants: list) -> None:
     if not searched:
         return
     print("\nTuning (issue #9): candidates of the default pipeline, replay us (estimate); "
-          "tuned = the runtime's first-use choice; ratios to the fastest candidate")
-    print("| program | bs | dtype | candidates | tuned | model's pick | tuned / fastest | model / fastest | first call s | cached call s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "tuned = the runtime's first-use choice and its program's replay us; ratios to the fastest candidate "
+          "(tuned: the tuned program's own replay; c<k>: that candidate loaded on its own)")
+    print("| program | bs | dtype | candidates | tuned | tuned us | tuned / fastest | c<tuned> / fastest | model's pick "
+          "| model / fastest | first call s | cached call s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for v in searched:
         cands = sorted((c for c in variants if c["dir"] == v["dir"] and "candidate" in c), key=lambda c: c["candidate"])
         times = [c.get("us") for c in cands]
@@ -324,8 +326,10 @@ def print_tuning(variants: list) -> None:
 
         def ratio(k):
             return f"{times[k] / fastest:.2f}" if k is not None and k < len(times) and times[k] else "-"
-        print(f"| {v['program']} | {v['bs']} | {v['dtype']} | {listed} | c{v['choice']} | c{v['model_choice']} | "
-              f"{ratio(v['choice'])} | {ratio(v['model_choice'])} | {v['first_call_s']:.2f} | {v['cached_call_s']:.3f} |")
+        tuned = f"{v['us'] / fastest:.2f}" if v.get("us") else "-"
+        print(f"| {v['program']} | {v['bs']} | {v['dtype']} | {listed} | c{v['choice']} | {fmt(v.get('us'))} | {tuned} | "
+              f"{ratio(v['choice'])} | c{v['model_choice']} | {ratio(v['model_choice'])} | {v['first_call_s']:.2f} | "
+              f"{v['cached_call_s']:.3f} |")
 
 
 if __name__ == "__main__":
