@@ -1183,6 +1183,44 @@ def test_loop_carried_matmuls_on_warpgroup_mma_compute_the_mu_graph(monkeypatch,
         assert result.ok and "C7518" not in result.log and "C7517" not in result.log, result.log
 
 
+@pytest.mark.parametrize("rows,dtype,threads", [(64, "f16", 128), (64, "f16", 256), (8, "bf16", 256)])
+def test_weight_tiles_of_128_columns_run_as_two_wgmma_blocks(monkeypatch, rows, dtype, threads):
+    """gated_mlp's split-K plan with 128-column weight tiles (X re-read half as often as at 64): each
+    weight tile's ring slot is stored as two [K, 64] blocks of 128-byte lines (plan.Buffer.atoms),
+    each read by its own wgmma chain; at 128 threads the one warpgroup computes both weights. The
+    emulator computes the mu-graph; ptxas neither spills nor serializes the wgmma."""
+    monkeypatch.setattr(plan, "WGMMA", True)
+    types = [TensorType((rows, 256), dtype), TensorType((256, 256), dtype), TensorType((256, 256), dtype)]
+    graph = VARIANTS["gated_mlp_split_k"](types, col_tile=128, splits=2, k_tile=64, threads=threads)
+    body = plan.BlockPlan(graph.nodes[0].body)
+    weights = [b for b in body.buffers.values() if b.shape == (64, 128) and b.dtype == dtype]
+    assert len(weights) == 2 and all(b.atoms == 2 and b.storage_shape == (128, 64) for b in weights)
+    assert body.wgmma and all(info.wm == 2 and info.units == 2 for info in body.reg_accs.values())
+    inputs = random_inputs(types, seed=12)
+    inputs = [inputs[0]] + [round_to(x * 0.1, dtype) for x in inputs[1:]]
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+    text = lower_graph(graph).gpu_module_text()
+    assert text.count("nvvm.wgmma.mma_async") == 2 * 2 * 4  # two weights, two blocks, four K steps
+    if PTXAS is not None:
+        result = run_ptxas(compile_gpu_module(text).ptx, "sm_90")
+        assert result.ok and " 0 bytes spill stores" in result.log, result.log
+        assert not any(f"C75{n}" in result.log for n in (12, 17, 18)), result.log
+
+
+def test_a_weight_tile_in_wgmma_blocks_reads_right_on_mma_sync(monkeypatch):
+    """At 512 threads the two weights' 128-column accumulators would not fit a thread's 128 registers
+    beside the rest (WGMMA_HEADROOM), so the plan keeps mma.sync; its ldmatrix reads the weight
+    tiles stored as wgmma blocks all the same (every access goes through Buffer.place)."""
+    monkeypatch.setattr(plan, "WGMMA", True)
+    types = [TensorType((64, 256), "f16"), TensorType((256, 256), "f16"), TensorType((256, 256), "f16")]
+    graph = VARIANTS["gated_mlp_split_k"](types, col_tile=128, splits=2, k_tile=64, threads=512)
+    body = plan.BlockPlan(graph.nodes[0].body)
+    assert not body.wgmma and body.reg_accs and any(b.atoms == 2 for b in body.buffers.values())
+    inputs = random_inputs(types, seed=13)
+    inputs = [inputs[0]] + [round_to(x * 0.1, "f16") for x in inputs[1:]]
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+
+
 def test_warpgroup_mma_needs_tiles_its_swizzle_reads(monkeypatch):
     """K tiles of 128 (X's rows 256 bytes: the 128-byte swizzle's lines would not be the tile's rows)
     keep the mma.sync path."""

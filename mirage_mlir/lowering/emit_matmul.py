@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .emit_reduction import combine_tree
 from .emitter import Index
-from .plan import RegisterAccumulator, mma_chains, numel
+from .plan import WGMMA_LINE, RegisterAccumulator, mma_chains, numel
 
 WRITTEN_OUT_K_STEPS = 16  # a loop-of-one kernel's bf16 mma K loop up to this many steps is written out
 
@@ -518,53 +518,65 @@ class MatmulEmitter:
         em.emit(f"{shuffled}, {em.fresh('ok')} = gpu.shuffle idx {group}, {em.i32(0)}, {em.i32(32)} : i32")
         return em.op(f"arith.index_cast {shuffled} : i32 to index", "wg")
 
+    def wgmma_mine(self, info: RegisterAccumulator) -> str:
+        """Whether this thread's warpgroup computes wgmma accumulator `info` (RegisterAccumulator)."""
+        em = self.em
+        return em.cmp_eq(em.rem(self.warpgroup, info.units), info.unit % (self.plan.warps // 4))
+
     def wgmma_stage(self, i: int) -> None:
         """One iteration's matmul of wgmma accumulator i in the warpgroups computing it (the others
-        carry their registers on): the accumulator's registers as vector<2x2xf32> j holding
-        registers 4 j .. 4 j + 3 of the wgmma accumulator."""
+        carry their registers on): the accumulator's registers as vector<2x2xf32> b wn + j holding
+        registers 4 j .. 4 j + 3 of weight block b's wgmma accumulator."""
         em, info = self.em, self.plan.reg_accs[i]
-        types = ", ".join(["vector<2x2xf32>"] * info.wn)
-        mine = em.cmp_eq(em.rem(self.warpgroup, info.units), info.unit)
+        types = ", ".join(["vector<2x2xf32>"] * info.count)
         res = em.fresh("wgacc")
-        with em.region(f"{res}:{info.wn} = scf.if {mine} -> ({types}) {{", "} else {"):
+        with em.region(f"{res}:{info.count} = scf.if {self.wgmma_mine(info)} -> ({types}) {{", "} else {"):
             em.emit(f"scf.yield {', '.join(self.wgmma_chain(info, self.reg_in[i]))} : {types}")
         with em.region("", "}"):
             em.emit(f"scf.yield {', '.join(self.reg_in[i])} : {types}")
-        self.reg_out[i] = [f"{res}#{j}" for j in range(info.wn)]
+        self.reg_out[i] = [f"{res}#{j}" for j in range(info.count)]
 
     def wgmma_chain(self, info: RegisterAccumulator, accs: list[str]) -> list[str]:
-        """The warpgroup's K slice of this iteration's slots as a wgmma m64nNk16 chain, in the swap
-        form out^T = W^T X^T: A the weight tile [K, 64] (MN-major: a 16-K step 16 lines of 128
-        bytes on), B X's tile [N, K] (K-major: a step 32 bytes on in each line), N = X's rows; then
-        committed and waited for (the iteration's closing barrier lets the ring refill the slots)."""
+        """The warpgroup's K slice of this iteration's slots as wgmma m64nNk16 chains, one a weight
+        block, in the swap form out^T = W^T X^T: A the weight block [K, 64] (MN-major: a 16-K step
+        16 lines of 128 bytes on; block b b K lines on), B X's tile [N, K] (K-major: a step 32 bytes
+        on in each line), N = X's rows; the blocks' steps issued in turn, then committed and waited
+        for (the iteration's closing barrier lets the ring refill the slots)."""
         em = self.em
         x_v, w_v = self.g.nodes[info.mm].inputs
         bx, bw = (self.buffers[self.plan.node_of[v]] for v in (x_v, w_v))
         rows = 8 * info.wn
         struct = f"!llvm.struct<({', '.join(['f32'] * (rows // 2))})>"
-        d = em.op(f"llvm.mlir.undef : {struct}", "d")
-        for j, acc in enumerate(accs):
-            for h in range(2):
-                for c in range(2):
-                    x = em.op(f"vector.extract {acc}[{h}, {c}] : f32 from vector<2x2xf32>", "f")
-                    d = em.op(f"llvm.insertvalue {x}, {d}[{4 * j + 2 * h + c}] : {struct}", "d")
+        chains = []
+        for block in range(info.wm):
+            d = em.op(f"llvm.mlir.undef : {struct}", "d")
+            for j, acc in enumerate(accs[block * info.wn:(block + 1) * info.wn]):
+                for h in range(2):
+                    for c in range(2):
+                        x = em.op(f"vector.extract {acc}[{h}, {c}] : f32 from vector<2x2xf32>", "f")
+                        d = em.op(f"llvm.insertvalue {x}, {d}[{4 * j + 2 * h + c}] : {struct}", "d")
+            chains.append(d)
         steps = bx.shape[-1] // 16 // info.kslices
         k_slice = em.div(self.warpgroup, info.units)
-        w_desc = self.wgmma_descriptor(bw, em.mul(k_slice, steps * 16 * 128))
+        w_desc = self.wgmma_descriptor(bw, em.mul(k_slice, steps * 16 * WGMMA_LINE))
         x_desc = self.wgmma_descriptor(bx, em.mul(k_slice, steps * 32))
         em.emit("nvvm.wgmma.fence.aligned")
         for step in range(steps):
-            a = em.op(f"arith.addi {w_desc}, {em.i64(step * 16 * 128 >> 4)} : i64", "desc") if step else w_desc
             b = em.op(f"arith.addi {x_desc}, {em.i64(step * 32 >> 4)} : i64", "desc") if step else x_desc
-            d = em.op(f"nvvm.wgmma.mma_async {a}, {b}, {d}, #nvvm.shape<m = 64, n = {rows}, k = 16>, "
-                      f"D[<f32>, <one>, <wrapped>], A[<{bw.dtype}>, <one>, <col>], B[<{bx.dtype}>, <one>, <col>] "
-                      f": {struct} -> {struct}", "d")
+            for block in range(info.wm):
+                offset = (block * bw.shape[-2] + step * 16) * WGMMA_LINE
+                a = em.op(f"arith.addi {w_desc}, {em.i64(offset >> 4)} : i64", "desc") if offset else w_desc
+                chains[block] = em.op(
+                    f"nvvm.wgmma.mma_async {a}, {b}, {chains[block]}, #nvvm.shape<m = 64, n = {rows}, k = 16>, "
+                    f"D[<f32>, <one>, <wrapped>], A[<{bw.dtype}>, <one>, <col>], B[<{bx.dtype}>, <one>, <col>] "
+                    f": {struct} -> {struct}", "d")
         em.emit("nvvm.wgmma.commit.group.sync.aligned")
         em.emit("nvvm.wgmma.wait.group.sync.aligned 0")
         out = []
-        for j in range(info.wn):
-            values = [em.op(f"llvm.extractvalue {d}[{4 * j + r}] : {struct}", "f") for r in range(4)]
-            out.append(em.op(f"vector.from_elements {', '.join(values)} : vector<2x2xf32>", "mma"))
+        for d in chains:
+            for j in range(info.wn):
+                values = [em.op(f"llvm.extractvalue {d}[{4 * j + r}] : {struct}", "f") for r in range(4)]
+                out.append(em.op(f"vector.from_elements {', '.join(values)} : vector<2x2xf32>", "mma"))
         return out
 
     def wgmma_descriptor(self, buf, offset: Index) -> str:
@@ -580,21 +592,20 @@ class MatmulEmitter:
         return em.op(f"arith.ori {field}, {em.i64(1 << 16 | (1024 >> 4) << 32 | 1 << 62)} : i64", "desc")
 
     def wgmma_flush(self, i: int, scalars: list[str]) -> None:
-        """Stores the totals of wgmma accumulator i into its buffer: register r = 4 j + 2 h + c of a
-        thread (warp w of its group, lane 4 g + t) is the weight column 16 (w % 4) + g + 8 h of X's
-        row 8 j + 2 t + c; K slices add theirs in turn, a barrier apart."""
+        """Stores the totals of wgmma accumulator i into its buffer: register r = 4 (b wn + j) + 2 h
+        + c of a thread (warp w of its group, lane 4 g + t) is the weight column 64 b + 16 (w % 4) +
+        g + 8 h of X's row 8 j + 2 t + c; K slices add theirs in turn, a barrier apart."""
         em, info, buf = self.em, self.plan.reg_accs[i], self.buffers[i]
-        mine = em.cmp_eq(em.rem(self.warpgroup, info.units), info.unit)
         k_slice = em.div(self.warpgroup, info.units)
         column = em.add(em.mul(em.rem(self.warp, 4), 16), self.group)
         for turn in range(info.kslices):
             if turn:
                 self.barrier()
-            with em.guarded([mine] + ([em.cmp_eq(k_slice, turn)] if info.kslices > 1 else [])):
+            with em.guarded([self.wgmma_mine(info)] + ([em.cmp_eq(k_slice, turn)] if info.kslices > 1 else [])):
                 for r, x in enumerate(scalars):
-                    j, h, c = r // 4, (r // 2) % 2, r % 2
+                    block, j, h, c = r // (4 * info.wn), (r // 4) % info.wn, (r // 2) % 2, r % 2
                     row = em.add(em.mul(self.tig, 2), 8 * j + c)
-                    where = f"{buf.at(em, [row, em.add(column, 8 * h)])} : {buf.type}"
+                    where = f"{buf.at(em, [row, em.add(column, 64 * block + 8 * h)])} : {buf.type}"
                     value = em.fbin("addf", em.op(f"memref.load {where}", "l"), x) if turn else x
                     em.emit(f"memref.store {value}, {where}")
         self.dirty.add(buf.name)

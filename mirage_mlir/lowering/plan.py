@@ -51,7 +51,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 35  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 36  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -72,6 +72,12 @@ MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
 # bs8's 2-split plan 23.0 -> 21.5 us, no plan slower beyond noise (H200 run 192); MIRAGE_WGMMA=0: mma.sync
 WGMMA = os.environ.get("MIRAGE_WGMMA", "1") != "0"
 WGMMA_ALIGN = 1024  # a 128-byte-swizzled wgmma operand's alignment: the swizzle repeats every 8 lines
+# registers a thread keeps for everything but the wgmma accumulators the loop carries (every thread
+# carries all of them, N / 2 registers for each 64 x N): gated_mlp's 128-column tiles at 512 threads
+# (128 registers of accumulators, 128 a thread in all) spilled and ptxas serialized the wgmma (C7512)
+WGMMA_HEADROOM = 64
+MAX_THREAD_REGISTERS = 255
+WGMMA_LINE = 128  # bytes of a line of wgmma's 128-byte swizzle: an m64 weight block's 64 f16 or bf16 columns
 _TARGET_HAS_WGMMA = contextvars.ContextVar("target_has_wgmma", default=True)  # the default chip, sm_90's
 MAX_CHAINED_TILES = 8  # most m16n8 accumulators (4 f32 registers each) a warp's chains hold at once
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
@@ -168,6 +174,10 @@ class Buffer:
     pad: int = 0  # extra elements at the end of each row (bank-conflict-free tensor-core fragments)
     stages: int = 1  # copies side by side: a ring that asynchronous copies fill ahead of the loop
     swizzle: bool = False  # 16-byte chunks of each row permuted by the row (swizzle_term), no padding
+    # a swizzled [R, C] tile stored as `atoms` column blocks of WGMMA_LINE-byte rows, [R, C / atoms]
+    # each, one after the other (as wgmma reads a weight tile wider than its m64), not as R rows of
+    # C values; 1: rows
+    atoms: int = 1
 
     def at(self, em: Emitter, index: list[Index], name: str | None = None) -> str:
         """`name[indices]` (default: this buffer's name) of the element at logical `index`."""
@@ -184,6 +194,11 @@ class Buffer:
             return index
         chunk = SWIZZLE_CHUNK // BYTES[self.dtype]
         row = em.linearize(index[:-1], self.shape[:-1])
+        if self.atoms > 1:  # column c of row r: line (c / width) R + r of the storage, whose lines are atoms'
+            width = self.shape[-1] // self.atoms
+            line = em.add(em.mul(em.div(index[-1], width), self.shape[-2]), index[-2])
+            column = em.xor(em.rem(index[-1], width), em.mul(swizzle_term(em, row, width // chunk), chunk))
+            return index[:-2] + [line, column]
         term = swizzle_term(em, row, self.shape[-1] // chunk)
         return index[:-1] + [em.xor(index[-1], em.mul(term, chunk))]
 
@@ -193,6 +208,8 @@ class Buffer:
 
     @property
     def storage_shape(self) -> tuple[int, ...]:
+        if self.atoms > 1:
+            return self.shape[:-2] + (self.shape[-2] * self.atoms, self.shape[-1] // self.atoms)
         return self.shape[:-1] + (self.shape[-1] + self.pad,)
 
     @property
@@ -293,8 +310,10 @@ class RegisterAccumulator:
     per_warp: int
     kslices: int
     columns: int = 0  # the matmul's N when the tiles cover more (padding tiles): 0 when they cover N exactly
-    # on warpgroup MMA (wgmma_accumulators): warpgroup w computes unit w % units (this one: `unit`),
-    # K slice w // units; wn = M / 8 (the thread's vector<2x2xf32> registers, 1 x wn "tiles")
+    # on warpgroup MMA (wgmma_accumulators): warpgroup w computes unit u (this one: `unit`) where
+    # w % units == u % warpgroups, K slice w // units (kslices warpgroups a unit, or units / warpgroups
+    # units a warpgroup); wm = the weight tile's m64 blocks, wn = X's rows / 8 (a thread's
+    # vector<2x2xf32> registers: wn a block)
     wgmma: bool = False
     unit: int = 0
     units: int = 1
@@ -838,11 +857,11 @@ class BlockPlan:
         rescale buffers, bytes)."""
         offset = 0
 
-        def new(shape, dtype, hint, operand=False, stages=1) -> Buffer:
+        def new(shape, dtype, hint, operand=False, stages=1, atoms=1) -> Buffer:
             nonlocal offset
             swizzle = operand and swizzles(shape, dtype)
             pad = MMA_PAD if operand and not swizzle else 0
-            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages, swizzle)
+            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages, swizzle, atoms if swizzle else 1)
             offset += buf.stage_bytes * stages
             return buf
 
@@ -863,8 +882,25 @@ class BlockPlan:
                         scale_buffers[i] = new((2,) + m_shape, self.ctype, f"accscale{i}")
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
-                buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", i in operands, stages if i in self.ring else 1)
+                buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", i in operands, stages if i in self.ring else 1,
+                                 self.wgmma_weight_blocks(i))
         return buffers, max_buffers, scale_buffers, offset
+
+    def wgmma_weight_blocks(self, i: int) -> int:
+        """The m64 blocks a ring tile wider than WGMMA_LINE bytes splits into as a wgmma weight
+        operand (a tensor-core matmul's B [K, C] of f16 or bf16, C a multiple of 64 over 64), so
+        that each block's lines lie as wgmma's swizzle atoms do (Buffer.atoms); else 1."""
+        t = self.g.nodes[i].types[0]
+        if not (WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1 and i in self.ring):
+            return 1
+        if t.dtype not in ("f16", "bf16") or len(t.shape) != 2 or t.shape[0] % 8:
+            return 1
+        width = WGMMA_LINE // BYTES[t.dtype]
+        if t.shape[1] <= width or t.shape[1] % width:
+            return 1
+        weights = [self.node_of[self.g.nodes[j].inputs[1]] for j in self.consumers.get(self.value(i), [])
+                   if self.kind[j] == "matmul" and self.mma_eligible(j)]
+        return t.shape[1] // width if weights and all(w == i for w in weights) else 1
 
     def lanes_per_row(self, rows: int, length: int) -> int:
         """Lanes that reduce one row of 32 or more together (a power of two up to a warp; 1: a
@@ -1119,12 +1155,15 @@ class BlockPlan:
 
     def wgmma_accumulators(self) -> dict[int, RegisterAccumulator]:
         """The register accumulators whose matmul runs on warpgroup MMA (wgmma m64nNk16, sm_90a), all
-        or none: out^T = W^T X^T, the weight tile's 64 columns wgmma's M (A, MN-major) and X's rows
-        its N (B, K-major), both read from their cp.async ring slots through descriptors, so X's 8-256
-        rows waste no tensor work. Each operand must be a ring buffer of 128-byte rows (64 f16 or
-        bf16: X's K tile, W's columns), swizzled as the 128-byte wgmma swizzle is (chunk q of line
-        r at q ^ r % 8) and 1024-byte aligned; every matmul the same shape; the warpgroups a multiple of
-        the matmuls, each matmul's K steps split evenly over its warpgroups."""
+        or none: out^T = W^T X^T, each 64-column block of the weight tile wgmma's M (A, MN-major)
+        and X's rows its N (B, K-major), both read from their cp.async ring slots through
+        descriptors, so X's 8-256 rows waste no tensor work. Each operand must be a ring buffer of
+        128-byte lines (64 f16 or bf16: X's K tile, each weight block's columns: a wider weight
+        tile is stored as blocks, Buffer.atoms), swizzled as the 128-byte wgmma swizzle is (chunk q of
+        line r at q ^ r % 8) and 1024-byte aligned; every matmul the same shape. Warpgroups and
+        matmuls (units) pair up as in RegisterAccumulator: each matmul's K steps split evenly over
+        its warpgroups, or each warpgroup computes units / warpgroups whole matmuls; the accumulators,
+        which every thread carries, leave WGMMA_HEADROOM of a thread's registers free."""
         accs, shapes = self.reg_accs, set()
         for info in accs.values():
             x, w = (self.node_of[v] for v in self.g.nodes[info.mm].inputs)
@@ -1132,21 +1171,24 @@ class BlockPlan:
                 return {}
             bx, bw = self.buffers[x], self.buffers[w]
             rows, k = bx.shape[-2:]
-            if len(bx.shape) != 2 or len(bw.shape) != 2 or bw.shape != (k, 64) or bx.dtype != bw.dtype:
+            blocks = bw.atoms
+            if len(bx.shape) != 2 or len(bw.shape) != 2 or bw.shape != (k, 64 * blocks) or bx.dtype != bw.dtype:
                 return {}
             if bx.dtype not in ("f16", "bf16") or k != 64 or rows % 8 or rows > 256:
                 return {}
             if not (bx.swizzle and bw.swizzle) or any(b.offset % WGMMA_ALIGN or b.stage_bytes % WGMMA_ALIGN
                                                        for b in (bx, bw)):
                 return {}
-            shapes.add((rows, k, bx.dtype))
+            shapes.add((rows, k, bx.dtype, blocks))
         groups, units = self.warps // 4, len(accs)
-        if len(shapes) != 1 or self.warps % 4 or not units or groups % units:
+        if len(shapes) != 1 or self.warps % 4 or not units or (groups % units and units % groups):
             return {}
-        rows, k, _ = shapes.pop()
-        if (k // 16) % (groups // units):
+        rows, k, _, blocks = shapes.pop()
+        kslices = max(1, groups // units)
+        carried = units * blocks * rows // 2
+        if (k // 16) % kslices or carried + WGMMA_HEADROOM > min(MAX_THREAD_REGISTERS, REGISTERS_PER_SM // self.threads):
             return {}
-        return {i: RegisterAccumulator(info.mm, 1, rows // 8, (1,), 1, groups // units, 0, True, unit, units)
+        return {i: RegisterAccumulator(info.mm, blocks, rows // 8, (1,), 1, kslices, 0, True, unit, units)
                 for unit, (i, info) in enumerate(sorted(accs.items()))}
 
     def _carried_rows(self) -> dict[int, int]:
