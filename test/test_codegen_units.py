@@ -296,7 +296,8 @@ def test_loop_carried_tensor_core_sum_stays_in_registers():
     assert p.figures().mma_chain > 0
 
 
-def test_k_slices_meet_in_memory_only_the_loop_tiles_use():
+def test_k_slices_meet_in_memory_only_the_loop_tiles_use(monkeypatch):
+    monkeypatch.setattr(plan, "WGMMA", False)  # mma.sync's warps, whose K slices meet in shared memory
     graph = plans.rmsnorm_linear_split_k(benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=64, splits=4,
                                          k_tile=128, threads=128)
     p = plan.BlockPlan(graph.nodes[0].body)

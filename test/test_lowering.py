@@ -110,8 +110,10 @@ def test_ptx_for_sm80():
     assert run_ptxas(binary.ptx, "sm_80").ok
 
 
-def test_tensor_core_paths_are_exercised():
-    """The medium shapes go through ldmatrix/mma.sync, loop-carried accumulators and a cp.async ring."""
+def test_tensor_core_paths_are_exercised(monkeypatch):
+    """The medium shapes go through ldmatrix/mma.sync (where wgmma is off, or on sm_80),
+    loop-carried accumulators and a cp.async ring."""
+    monkeypatch.setattr(plan, "WGMMA", False)
     for name in ("gqa", "rmsnorm_linear", "gated_mlp"):
         text = lower_graph(PLANS[name]([TensorType(s, "f16") for s in MEDIUM[name]])).gpu_module_text()
         assert "nvgpu.mma.sync" in text and "nvgpu.ldmatrix" in text, name
@@ -580,11 +582,13 @@ WHOLE_K_CASES = [(name, MEDIUM[name], {}) for name in ("gated_mlp", "rmsnorm_lin
 
 
 @pytest.mark.parametrize("name,shapes,tiles", WHOLE_K_CASES, ids=[f"{c[0]}-{k}" for k, c in enumerate(WHOLE_K_CASES)])
-def test_whole_k_twins_compute_the_mu_graph(name, shapes, tiles):
+def test_whole_k_twins_compute_the_mu_graph(name, shapes, tiles, monkeypatch):
     """A plan whose warps split a matmul's K has a whole-K twin (driver.whole_k_twin, kept for the
-    clock beside every such candidate); executed thread by thread it computes the mu-graph."""
+    clock beside every such candidate); executed thread by thread it computes the mu-graph. (On
+    wgmma a warpgroup walks its matmul's whole K where the warpgroups allow: no twin to make.)"""
     from mirage_mlir.search.driver import whole_k_twin
 
+    monkeypatch.setattr(plan, "WGMMA", False)
     types = [TensorType(s, "f16") for s in shapes]
     twin = whole_k_twin((PLANS.get(name) or VARIANTS[name])(types, **tiles))
     assert twin is not None
@@ -1183,48 +1187,60 @@ def test_loop_carried_matmuls_on_warpgroup_mma_compute_the_mu_graph(monkeypatch,
         assert result.ok and "C7518" not in result.log and "C7517" not in result.log, result.log
 
 
-@pytest.mark.parametrize("rows,dtype,threads", [(64, "f16", 128), (64, "f16", 256), (8, "bf16", 256)])
-def test_weight_tiles_of_128_columns_run_as_two_wgmma_blocks(monkeypatch, rows, dtype, threads):
-    """gated_mlp's split-K plan with 128-column weight tiles (X re-read half as often as at 64): each
-    weight tile's ring slot is stored as two [K, 64] blocks of 128-byte lines (plan.Buffer.atoms),
-    each read by its own wgmma chain; at 128 threads the one warpgroup computes both weights. The
-    emulator computes the mu-graph; ptxas neither spills nor serializes the wgmma."""
+@pytest.mark.parametrize("rows,dtype,threads,col_tile,k_tile", [
+    (64, "f16", 128, 128, 64), (64, "f16", 256, 128, 64), (8, "bf16", 256, 128, 64), (16, "f16", 256, 64, 128),
+    (64, "bf16", 256, 128, 128)])
+def test_tiles_wider_than_a_swizzle_line_run_on_wgmma_in_line_blocks(monkeypatch, rows, dtype, threads, col_tile, k_tile):
+    """gated_mlp's split-K plan with 128-column weight tiles (X re-read half as often as at 64) or K
+    tiles of 128: a ring slot wider than wgmma's 128-byte swizzle line is stored as blocks of such
+    lines (plan.Buffer.atoms): the weight tile as [K, 64] blocks, each read by its own wgmma chain,
+    X's tile as [rows, 64] blocks, a K step past 64 reading the next one. At 128 threads the one
+    warpgroup computes both weights. The emulator computes the mu-graph; ptxas neither spills nor
+    serializes the wgmma."""
     monkeypatch.setattr(plan, "WGMMA", True)
-    types = [TensorType((rows, 256), dtype), TensorType((256, 256), dtype), TensorType((256, 256), dtype)]
-    graph = VARIANTS["gated_mlp_split_k"](types, col_tile=128, splits=2, k_tile=64, threads=threads)
+    types = [TensorType((rows, 512), dtype), TensorType((512, 256), dtype), TensorType((512, 256), dtype)]
+    graph = VARIANTS["gated_mlp_split_k"](types, col_tile=col_tile, splits=2, k_tile=k_tile, threads=threads)
     body = plan.BlockPlan(graph.nodes[0].body)
-    weights = [b for b in body.buffers.values() if b.shape == (64, 128) and b.dtype == dtype]
-    assert len(weights) == 2 and all(b.atoms == 2 and b.storage_shape == (128, 64) for b in weights)
-    assert body.wgmma and all(info.wm == 2 and info.units == 2 for info in body.reg_accs.values())
+    assert {(b.shape, b.atoms) for i, b in body.buffers.items() if i in body.ring} == {
+        ((rows, k_tile), k_tile // 64), ((k_tile, col_tile), col_tile // 64)}
+    assert body.wgmma and all(info.wm == col_tile // 64 and info.units == 2 for info in body.reg_accs.values())
     inputs = random_inputs(types, seed=12)
     inputs = [inputs[0]] + [round_to(x * 0.1, dtype) for x in inputs[1:]]
     assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
     text = lower_graph(graph).gpu_module_text()
-    assert text.count("nvvm.wgmma.mma_async") == 2 * 2 * 4  # two weights, two blocks, four K steps
+    # two weights' chains: a block's K steps each
+    assert text.count("nvvm.wgmma.mma_async") == 2 * (col_tile // 64) * (k_tile // 16) // (threads // 256 or 1)
     if PTXAS is not None:
         result = run_ptxas(compile_gpu_module(text).ptx, "sm_90")
         assert result.ok and " 0 bytes spill stores" in result.log, result.log
         assert not any(f"C75{n}" in result.log for n in (12, 17, 18)), result.log
 
 
-def test_a_weight_tile_in_wgmma_blocks_reads_right_on_mma_sync(monkeypatch):
+def test_tiles_stay_in_rows_where_wgmma_does_not_read_them(monkeypatch):
     """At 512 threads the two weights' 128-column accumulators would not fit a thread's 128 registers
-    beside the rest (WGMMA_HEADROOM), so the plan keeps mma.sync; its ldmatrix reads the weight
-    tiles stored as wgmma blocks all the same (every access goes through Buffer.place)."""
+    beside the rest (WGMMA_HEADROOM): the plan keeps mma.sync, and its tiles their rows."""
     monkeypatch.setattr(plan, "WGMMA", True)
     types = [TensorType((64, 256), "f16"), TensorType((256, 256), "f16"), TensorType((256, 256), "f16")]
     graph = VARIANTS["gated_mlp_split_k"](types, col_tile=128, splits=2, k_tile=64, threads=512)
     body = plan.BlockPlan(graph.nodes[0].body)
-    assert not body.wgmma and body.reg_accs and any(b.atoms == 2 for b in body.buffers.values())
-    inputs = random_inputs(types, seed=13)
-    inputs = [inputs[0]] + [round_to(x * 0.1, "f16") for x in inputs[1:]]
-    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+    assert not body.wgmma and body.reg_accs and all(b.atoms == 1 for b in body.buffers.values())
+
+
+def test_buffer_in_line_blocks_places_each_block_after_the_other():
+    """Buffer.atoms: [16, 128] f16 in two blocks of 64 values: (r, c) at line 16 (c / 64) + r, its
+    16-byte chunk permuted by r % 8 as every swizzled buffer's."""
+    from mirage_mlir.lowering.emitter import Emitter
+    buf = plan.Buffer("%t", (16, 128), "f16", 0, swizzle=True, atoms=2)
+    assert buf.storage_shape == (32, 64) and buf.nbytes == 16 * 128 * 2
+    em = Emitter()
+    for r, c in [(0, 0), (3, 70), (15, 127), (9, 8)]:
+        line, column = buf.place(em, [r, c])
+        assert (line, column) == (16 * (c // 64) + r, (c % 64) ^ (8 * (r % 8)))
 
 
 def test_warpgroup_mma_needs_tiles_its_swizzle_reads(monkeypatch):
-    """K tiles of 128 (X's rows 256 bytes: the 128-byte swizzle's lines would not be the tile's rows)
-    keep the mma.sync path."""
+    """K tiles of 32 (X's rows 64 bytes: half a line of the 128-byte swizzle) keep the mma.sync path."""
     monkeypatch.setattr(plan, "WGMMA", True)
     types = [TensorType((16, 512), "f16"), TensorType((512, 128), "f16"), TensorType((512, 128), "f16")]
-    body = plan.BlockPlan(VARIANTS["gated_mlp_split_k"](types, col_tile=64, splits=2, k_tile=128, threads=256).nodes[0].body)
+    body = plan.BlockPlan(VARIANTS["gated_mlp_split_k"](types, col_tile=64, splits=2, k_tile=32, threads=256).nodes[0].body)
     assert body.reg_accs and not body.wgmma

@@ -540,8 +540,9 @@ class MatmulEmitter:
         """The warpgroup's K slice of this iteration's slots as wgmma m64nNk16 chains, one a weight
         block, in the swap form out^T = W^T X^T: A the weight block [K, 64] (MN-major: a 16-K step
         16 lines of 128 bytes on; block b b K lines on), B X's tile [N, K] (K-major: a step 32 bytes
-        on in each line), N = X's rows; the blocks' steps issued in turn, then committed and waited
-        for (the iteration's closing barrier lets the ring refill the slots)."""
+        on in each line, the next 64 of K the next block of N lines), N = X's rows; the blocks'
+        steps issued in turn, then committed and waited for (the iteration's closing barrier lets
+        the ring refill the slots)."""
         em = self.em
         x_v, w_v = self.g.nodes[info.mm].inputs
         bx, bw = (self.buffers[self.plan.node_of[v]] for v in (x_v, w_v))
@@ -556,13 +557,17 @@ class MatmulEmitter:
                         x = em.op(f"vector.extract {acc}[{h}, {c}] : f32 from vector<2x2xf32>", "f")
                         d = em.op(f"llvm.insertvalue {x}, {d}[{4 * j + 2 * h + c}] : {struct}", "d")
             chains.append(d)
-        steps = bx.shape[-1] // 16 // info.kslices
-        k_slice = em.div(self.warpgroup, info.units)
-        w_desc = self.wgmma_descriptor(bw, em.mul(k_slice, steps * 16 * WGMMA_LINE))
-        x_desc = self.wgmma_descriptor(bx, em.mul(k_slice, steps * 32))
+        rows_x, k_tile = bx.shape
+        steps = k_tile // 16 // info.kslices
+        first_k = em.mul(em.div(self.warpgroup, info.units), steps * 16)
+        w_desc = self.wgmma_descriptor(bw, em.mul(first_k, WGMMA_LINE))
         em.emit("nvvm.wgmma.fence.aligned")
         for step in range(steps):
-            b = em.op(f"arith.addi {x_desc}, {em.i64(step * 32 >> 4)} : i64", "desc") if step else x_desc
+            # X's K index k: in line block k / 64 (rows_x lines each), k % 64 values (2 bytes) into its lines
+            k = em.add(first_k, step * 16)
+            line_values = WGMMA_LINE // 2
+            b = self.wgmma_descriptor(bx, em.add(em.mul(em.div(k, line_values), rows_x * WGMMA_LINE),
+                                                 em.mul(em.rem(k, line_values), 2)))
             for block in range(info.wm):
                 offset = (block * bw.shape[-2] + step * 16) * WGMMA_LINE
                 a = em.op(f"arith.addi {w_desc}, {em.i64(offset >> 4)} : i64", "desc") if offset else w_desc

@@ -516,6 +516,10 @@ class BlockPlan:
         if WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1:
             self.reg_accs.update(self.wgmma_accumulators())
         self.wgmma = any(info.wgmma for info in self.reg_accs.values())
+        # tiles laid out in line blocks for wgmma that it does not read go back to plain rows
+        wgmma_operands = {self.node_of[v] for info in self.reg_accs.values() if info.wgmma
+                          for v in self.g.nodes[info.mm].inputs}
+        self.buffers = {i: b if i in wgmma_operands else replace(b, atoms=1) for i, b in self.buffers.items()}
         self.carried_rows = self._carried_rows() if self.warp_rows is None else {}
         # where the K slices of tensor-core stages meet: [warp, register, lane] f32, after everything else
         registers = max((self.k_slice_registers(root, matmuls) for root, matmuls in self.matmul_stages()), default=0)
@@ -883,13 +887,14 @@ class BlockPlan:
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
                 buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", i in operands, stages if i in self.ring else 1,
-                                 self.wgmma_weight_blocks(i))
+                                 self.wgmma_blocks(i))
         return buffers, max_buffers, scale_buffers, offset
 
-    def wgmma_weight_blocks(self, i: int) -> int:
-        """The m64 blocks a ring tile wider than WGMMA_LINE bytes splits into as a wgmma weight
-        operand (a tensor-core matmul's B [K, C] of f16 or bf16, C a multiple of 64 over 64), so
-        that each block's lines lie as wgmma's swizzle atoms do (Buffer.atoms); else 1."""
+    def wgmma_blocks(self, i: int) -> int:
+        """The blocks of WGMMA_LINE-byte rows a ring tile wider than that splits into as a wgmma
+        operand (Buffer.atoms), so that each block's lines lie as wgmma's swizzle atoms do: a
+        tensor-core matmul's X [M, K] (a block for each 64 of K) or W [K, N] (an m64 block for each
+        64 columns), 2-D, f16 or bf16, rows a multiple of 8; else 1."""
         t = self.g.nodes[i].types[0]
         if not (WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1 and i in self.ring):
             return 1
@@ -898,9 +903,8 @@ class BlockPlan:
         width = WGMMA_LINE // BYTES[t.dtype]
         if t.shape[1] <= width or t.shape[1] % width:
             return 1
-        weights = [self.node_of[self.g.nodes[j].inputs[1]] for j in self.consumers.get(self.value(i), [])
-                   if self.kind[j] == "matmul" and self.mma_eligible(j)]
-        return t.shape[1] // width if weights and all(w == i for w in weights) else 1
+        matmuls = [j for j in self.consumers.get(self.value(i), []) if self.kind[j] == "matmul"]
+        return t.shape[1] // width if matmuls and all(self.mma_eligible(j) for j in matmuls) else 1
 
     def lanes_per_row(self, rows: int, length: int) -> int:
         """Lanes that reduce one row of 32 or more together (a power of two up to a warp; 1: a
@@ -1158,9 +1162,9 @@ class BlockPlan:
         or none: out^T = W^T X^T, each 64-column block of the weight tile wgmma's M (A, MN-major)
         and X's rows its N (B, K-major), both read from their cp.async ring slots through
         descriptors, so X's 8-256 rows waste no tensor work. Each operand must be a ring buffer of
-        128-byte lines (64 f16 or bf16: X's K tile, each weight block's columns: a wider weight
-        tile is stored as blocks, Buffer.atoms), swizzled as the 128-byte wgmma swizzle is (chunk q of
-        line r at q ^ r % 8) and 1024-byte aligned; every matmul the same shape. Warpgroups and
+        128-byte lines (64 f16 or bf16: each 64 of X's K tile, each 64 of the weight's columns; a
+        wider tile is stored as blocks of them, Buffer.atoms), swizzled as the 128-byte wgmma swizzle
+        is (chunk q of line r at q ^ r % 8) and 1024-byte aligned; every matmul the same shape. Warpgroups and
         matmuls (units) pair up as in RegisterAccumulator: each matmul's K steps split evenly over
         its warpgroups, or each warpgroup computes units / warpgroups whole matmuls; the accumulators,
         which every thread carries, leave WGMMA_HEADROOM of a thread's registers free."""
@@ -1174,7 +1178,7 @@ class BlockPlan:
             blocks = bw.atoms
             if len(bx.shape) != 2 or len(bw.shape) != 2 or bw.shape != (k, 64 * blocks) or bx.dtype != bw.dtype:
                 return {}
-            if bx.dtype not in ("f16", "bf16") or k != 64 or rows % 8 or rows > 256:
+            if bx.dtype not in ("f16", "bf16") or k % 64 or bx.atoms != k // 64 or rows % 8 or rows > 256:
                 return {}
             if not (bx.swizzle and bw.swizzle) or any(b.offset % WGMMA_ALIGN or b.stage_bytes % WGMMA_ALIGN
                                                        for b in (bx, bw)):
