@@ -18,7 +18,7 @@ load's seconds are recorded); each candidate is also checked and timed on its ow
 and the "Tuning (issue #9)" table sets the runtime's choice beside the fastest candidate and the
 cost model's pick.
 
-  python benchmarks/gpu.py [--programs .device/programs] [--only NAME ...] [--json t.json]
+  python benchmarks/gpu.py [--programs .device/programs] [--only NAME ...] [--json t.json] [--reloads K]
   python benchmarks/gpu.py --from-json benchmarks/results/h200_run8_final.json   # the tables again
 """
 
@@ -75,6 +75,8 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None, help="program names")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--json", default=None)
+    p.add_argument("--reloads", type=int, default=0, metavar="K",
+                   help="also replay each searched candidate from K more fresh loads (the spread between loads)")
     p.add_argument("--from-json", default=None, metavar="RUN.json",
                    help="print the tables of a saved run (no GPU needed)")
     args = p.parse_args()
@@ -139,6 +141,12 @@ def main() -> int:
             if check["ok"]:
                 prog = load(os.path.join(args.programs, e["dir"]), candidate=e.get("candidate"))
                 v["us"] = replay_us(torch, prog, sets, reps)
+                if args.reloads and "candidate" in e:  # the same plan, loaded again: its own workspace
+                    v["reload_us"] = [replay_us(torch, load(os.path.join(args.programs, e["dir"]),
+                                                            candidate=e["candidate"]), sets, reps)
+                                      for _ in range(args.reloads)]
+                    print(f"  {e['dir']} c{e['candidate']}: {v['us']:.3g} us, reloaded "
+                          + " / ".join(f"{t:.3g}" for t in v["reload_us"]), flush=True)
                 v["choice"], v["model_choice"] = prog.choice[torch.cuda.current_device()], prog.model_choice
                 plan = prog.candidates[v["choice"]]
                 v["estimate_us"] = plan.get("estimate_us") or sum(k.get("estimate_us", 0.0) for k in plan["kernels"])
