@@ -260,7 +260,7 @@ class CopyEmitter:
             return
         self.async_wait(self.ring_refill(it), self.plan.stages - 1)
         if self.plan.wgmma:  # this thread's landed copies, before the barrier, ordered before wgmma's reads
-            self.em.emit("nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}")
+            self.em.fence_async_proxy()
         for name in self.ring_views(it):
             self.dirty.add(name)
 

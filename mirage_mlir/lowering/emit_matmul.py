@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from .emit_reduction import combine_tree
-from .emitter import Index
+from .emitter import BYTES, Index
 from .plan import WGMMA_LINE, RegisterAccumulator, mma_chains, numel
 
 WRITTEN_OUT_K_STEPS = 16  # a loop-of-one kernel's bf16 mma K loop up to this many steps is written out
@@ -424,7 +424,7 @@ class MatmulEmitter:
         if info.wgmma and any(self.plan.node_of[v] not in self.plan.ring for v in self.g.nodes[mm].inputs):
             # an operand this iteration's stage computed: its stores, before the barrier, ordered before
             # wgmma's reads (the ring's copies get theirs in ring_advance)
-            self.em.emit("nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}")
+            self.em.fence_async_proxy()
         self.sync_for(reads)
         if info.wgmma:
             return self.wgmma_stage(i)
@@ -565,13 +565,14 @@ class MatmulEmitter:
         steps = k_tile // 16 // info.kslices
         first_k = em.mul(em.div(self.warpgroup, info.units), steps * 16)
         w_desc = self.wgmma_descriptor(bw, em.mul(first_k, WGMMA_LINE))
+        size = BYTES[bx.dtype]
+        line_values = WGMMA_LINE // size
         em.emit("nvvm.wgmma.fence.aligned")
         for step in range(steps):
-            # X's K index k: in line block k / 64 (rows_x lines each), k % 64 values (2 bytes) into its lines
+            # X's K index k: in line block k / line_values (rows_x lines each), k % line_values values into its lines
             k = em.add(first_k, step * 16)
-            line_values = WGMMA_LINE // 2
             b = self.wgmma_descriptor(bx, em.add(em.mul(em.div(k, line_values), rows_x * WGMMA_LINE),
-                                                 em.mul(em.rem(k, line_values), 2)))
+                                                 em.mul(em.rem(k, line_values), size)))
             for block in range(info.wm):
                 offset = (block * bw.shape[-2] + step * 16) * WGMMA_LINE
                 a = em.op(f"arith.addi {w_desc}, {em.i64(offset >> 4)} : i64", "desc") if offset else w_desc

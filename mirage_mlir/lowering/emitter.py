@@ -39,6 +39,10 @@ class Emitter:
     def emit(self, line: str) -> None:
         self.lines.append("  " * self.depth + line)
 
+    def fence_async_proxy(self) -> None:
+        """Orders this thread's shared-memory writes before the async proxy's reads (wgmma's)."""
+        self.emit("nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}")
+
     def op(self, rhs: str, hint: str = "v") -> str:
         name = self.fresh(hint)
         self.emit(f"{name} = {rhs}")

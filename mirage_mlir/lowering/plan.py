@@ -516,13 +516,14 @@ class BlockPlan:
         if self.scratch is not None:
             self.shared_bytes += self.scratch.stage_bytes
         self.reg_accs = self._register_accumulators() if self.warp_rows is None else {}
-        if WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1:
+        if self._wgmma_target():
             self.reg_accs.update(self.wgmma_accumulators())
         self.wgmma = any(info.wgmma for info in self.reg_accs.values())
         # tiles laid out in line blocks for wgmma that it does not read go back to plain rows
         wgmma_operands = {self.node_of[v] for info in self.reg_accs.values() if info.wgmma
                           for v in self.g.nodes[info.mm].inputs}
-        self.buffers = {i: b if i in wgmma_operands else replace(b, atoms=1) for i, b in self.buffers.items()}
+        self.buffers = {i: b if b.atoms == 1 or i in wgmma_operands else replace(b, atoms=1)
+                        for i, b in self.buffers.items()}
         self.carried_rows = self._carried_rows() if self.warp_rows is None else {}
         # where the K slices of tensor-core stages meet: [warp, register, lane] f32, after everything else
         registers = max((self.k_slice_registers(root, matmuls) for root, matmuls in self.matmul_stages()), default=0)
@@ -893,9 +894,13 @@ class BlockPlan:
                                  self.wgmma_blocks(i))
         return buffers, max_buffers, scale_buffers, offset
 
+    def _wgmma_target(self) -> bool:
+        """Loop-carried matmuls of this kernel may run on wgmma: on, the chip has it, a for-loop."""
+        return WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1
+
     def _wgmma_buffered(self) -> bool:
         """Computed A operands go through buffers wgmma reads (WGMMA_BUFFERED), not fragments."""
-        return WGMMA_BUFFERED and WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1
+        return WGMMA_BUFFERED and self._wgmma_target()
 
     def wgmma_operand(self, i: int) -> bool:
         """Node i's tile can be a wgmma operand: a ring slot, or (WGMMA_BUFFERED) an elementwise value
@@ -909,7 +914,7 @@ class BlockPlan:
         tensor-core matmul's X [M, K] (a block for each 64 of K) or W [K, N] (an m64 block for each
         64 columns), 2-D, f16 or bf16, rows a multiple of 8; else 1."""
         t = self.g.nodes[i].types[0]
-        if not (WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1 and self.wgmma_operand(i)):
+        if not (self._wgmma_target() and self.wgmma_operand(i)):
             return 1
         if t.dtype not in ("f16", "bf16") or len(t.shape) != 2 or t.shape[0] % 8:
             return 1
