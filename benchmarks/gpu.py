@@ -87,7 +87,7 @@ def main() -> int:
         return 0
     import torch
     from check_gpu import check_entry, torch_dtype
-    from programs import functions, io_bytes, make_inputs
+    from programs import functions, io_bytes, make_inputs, matmuls
 
     from mirage_mlir.runtime import load, overlap_supported
     from mirage_mlir.tuning import consecutive_calls
@@ -105,7 +105,7 @@ def main() -> int:
     print(f"device: {torch.cuda.get_device_name()}, L2 {l2 / 2**20:.0f} MiB, torch {torch.__version__}, "
           f"read bandwidth {ceil['bandwidth'] / 1e12:.2f} TB/s, empty kernel {ceil['empty_us']:.2f} us, "
           f"overlapping launches {'on' if ceil['overlap'] else 'off'}", flush=True)
-    fns = functions(torch)
+    fns, gemms = functions(torch), matmuls(torch)
     rows, variants = [], []
     seed = int(time.time()) % 100000
     for (name, bs, dtype), entries in groups.items():
@@ -123,6 +123,8 @@ def main() -> int:
         del bufs
         f = fns[name]
         row["eager_us"] = bench(lambda: [f(*s) for s in sets], reps)
+        if name in gemms:
+            row["matmuls_us"] = bench(lambda: [gemms[name](*s) for s in sets], reps)
         if not args.no_compile:
             cf = torch.compile(f)
             for s in sets:
@@ -233,10 +235,11 @@ def print_summary(rows: list, variants: list, targets: list, title: str) -> None
         if v.get("us") is not None and v["us"] < best.get(key, (math.inf, ""))[0]:
             best[key] = (v["us"], v["variant"])
     print(f"\n{title}: x = torch.compile / ours (> 1: ours faster); bw = floor / ours; read: one torch.sum "
-          "launch over the same bytes, read / default pipeline")
+          "launch over the same bytes, read / default pipeline; matmuls: the program's matrix products alone "
+          "in PyTorch (cuBLAS), floor / them")
     print("| program | bs | dtype | floor | read | eager | torch.compile | default pipeline | x | bw | read/ours "
-          "| best plan | x | bw |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| best plan | x | bw | matmuls | bw |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     default_x, best_x = [], []
     for name, bs in targets:
         for dtype in ("f16", "bf16"):
@@ -256,6 +259,8 @@ def print_summary(rows: list, variants: list, targets: list, title: str) -> None
                 line += "- | - | - | - | "
             us, variant = best[(name, bs, dtype)]
             line += f"{fmt(us)} ({variant}) | {comp / us:.2f} | {100 * floor / us:.0f}% |"
+            gemm = r.get("matmuls_us")
+            line += f" {fmt(gemm)} | {100 * floor / gemm:.0f}% |" if gemm else " - | - |"
             if dtype == "f16":
                 best_x.append(comp / us)
             print(line)

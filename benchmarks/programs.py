@@ -104,6 +104,16 @@ def functions(torch):
             "layernorm_linear16": layernorm_linear16, "stable_attention": stable_attention}
 
 
+def matmuls(torch):
+    """The weight programs' matrix products alone, as PyTorch runs them (cuBLAS's Hopper GEMMs: TMA
+    copies, wgmma): what the vendor library reaches streaming the same weights, without the norms,
+    activations and epilogues around them (SwiGLU's down projection takes X W1 as its input)."""
+    return {"rmsnorm_linear": lambda x, w: x @ w,
+            "gated_mlp": lambda x, w1, w2: (x @ w1, x @ w2),
+            "swiglu_down": lambda x, w1, w3, w2: ((x @ w1) @ w2, x @ w3),
+            "layernorm_linear16": lambda x, w: x @ w}
+
+
 def make_inputs(torch, name: str, bs: int, dtype, generator, device="cuda"):
     out = []
     for shape, scale in zip(shapes(name, bs), SCALES[name]):
