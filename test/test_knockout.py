@@ -33,7 +33,7 @@ def test_attention_without_its_v_copies_computes_zeros(tmp_path):
     proc = knock_out(src, dst, 2)
     assert proc.returncode == 0, proc.stderr
     knockout = json.load(open(dst / "manifest.json"))["knockout"]
-    assert knockout["inputs"] == [2] and knockout["ptx"]["main_kernels.ptx"]["copies"] == {"main_k0": 4}
+    assert knockout["inputs"] == [2] and knockout["ptx"]["main_kernels.ptx"]["changed"] == {"main_k0": 4}
     before, after = open(src / "gpu.mlir").read().splitlines(), open(dst / "gpu.mlir").read().splitlines()
     assert len(after) == len(before) + 1  # the zero constant, then the same ops
     changed = [(a, b) for a, b in zip(before, [line for line in after if "knockout_zero = " not in line]) if a != b]
@@ -69,3 +69,26 @@ def test_a_masked_copy_has_its_own_source_size_replaced():
     assert changed == {"main_k0": 1}
     assert "%v[%c, %d], 8, %knockout_zero {bypassL1}" in out and ", %n " not in out
     assert "%arg1[%a, %b], %v[%c, %d], 8 {bypassL1}" in out
+
+
+def test_without_wgmma_a_weight_stream_computes_zeros_and_keeps_its_copies(monkeypatch):
+    """--no-wgmma: every warpgroup MMA passes its accumulator through (no tensor work), so gated_mlp's
+    wgmma plan computes silu(0) * 0; its copies, fences, commits and waits stay."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from knockout import knock_out
+
+    from mirage_mlir.lowering import lower_graph, plan
+    from mirage_mlir.mugraph import TensorType
+    from mirage_mlir.plans import VARIANTS
+
+    monkeypatch.setattr(plan, "WGMMA", True)
+    types = [TensorType((16, 256), "f16"), TensorType((256, 128), "f16"), TensorType((256, 128), "f16")]
+    text = lower_graph(VARIANTS["gated_mlp_split_k"](types, col_tile=64, splits=2, k_tile=64, threads=256)).text()
+    out, changed = knock_out(text, {}, wgmma=False)
+    assert changed == {"main_k0": text.count("nvvm.wgmma.mma_async")} and "nvvm.wgmma.mma_async" not in out
+    for op in ("device_async_copy", "nvvm.wgmma.commit.group", "nvvm.wgmma.wait.group", "nvvm.wgmma.fence"):
+        assert out.count(op) == text.count(op)
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal(t.shape).astype(np.float16) for t in types]
+    with ir.Context():
+        assert np.all(run_lowered(ir.Module.parse(out), inputs)[0] == 0)

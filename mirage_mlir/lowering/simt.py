@@ -370,6 +370,11 @@ class Machine:
     def op_arith_select(self, a, *r):
         return [np.where(a[0], a[1], a[2])]
 
+    def op_llvm_select(self, a, *r):
+        """Of structs too (a wgmma accumulator, [threads, fields]): the condition per thread."""
+        cond = np.asarray(a[0], bool)
+        return [np.where(cond.reshape(cond.shape + (1,) * (np.ndim(a[1]) - cond.ndim)), a[1], a[2])]
+
     def _f(self, value, t):
         return np.asarray(value, {"f16": np.float16, "f64": np.float64}.get(t, np.float32))
 
