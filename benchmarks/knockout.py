@@ -141,8 +141,9 @@ def time_all(targets: list[str]) -> int:
         spec = manifest["functions"][manifest["entry"]]
         plan = kernel_plans(spec)[int(candidate)] if candidate else spec
         knockout = manifest.get("knockout", {"inputs": [], "ptx": {}})
-        touched = any(k["ptx"] in knockout["ptx"] for k in plan["kernels"])
-        knocked = [str(i) for i in knockout["inputs"] if touched] + (["wgmma"] if touched and not knockout.get("wgmma", True) else [])
+        knocked = [str(i) for i in knockout["inputs"]] + ([] if knockout.get("wgmma", True) else ["wgmma"])
+        if not any(k["ptx"] in knockout["ptx"] for k in plan["kernels"]):  # this candidate's kernels as built
+            knocked = []
         reps = consecutive_calls(io_bytes(name, bs, ELEM_BYTES[dtype]), l2)
         gen = torch.Generator(device="cuda").manual_seed(len(rows))
         sets = [make_inputs(torch, name, bs, torch_dtype(torch, dtype), gen) for _ in range(reps)]
