@@ -49,13 +49,24 @@ NAMES = list(SCALES)
 
 
 def of_directory(directory: str) -> tuple[str, int, str]:
-    """(program, batch size, dtype) of a compiled variant's directory, <program>_bs<bs>_<dtype>_..."""
+    """(program, batch size, dtype) of a compiled variant: from its directory's name,
+    <program>_bs<bs>_<dtype>_..., else (a copy named otherwise, as knockout.py's) from the source
+    file its manifest names, <program>_bs<bs>_<dtype>.mlir."""
+    import json
     import re
 
-    base = os.path.basename(directory.rstrip("/"))
-    name = next(n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_"))
-    bs, dtype = re.match(rf"{name}_bs(\d+)_(\w+?)_", base).groups()
-    return name, int(bs), dtype
+    def parse(base: str) -> tuple[str, int, str] | None:
+        name = next((n for n in sorted(NAMES, key=len, reverse=True) if base.startswith(n + "_")), None)
+        m = name and re.match(rf"{name}_bs(\d+)_([a-z0-9]+?)(_|\.mlir$)", base)
+        return (name, int(m.group(1)), m.group(2)) if m else None
+
+    found = parse(os.path.basename(directory.rstrip("/")))
+    if found is None:
+        with open(os.path.join(directory, "manifest.json")) as f:
+            found = parse(json.load(f).get("source", ""))
+    if found is None:
+        raise ValueError(f"{directory}: neither its name nor its manifest's source names a benchmark program")
+    return found
 
 # The arguments that are weights: build_gpu.py declares them constant (mirage-compile
 # --constant-inputs), as a model's parameters are, so each call's first kernel starts copying them

@@ -92,3 +92,23 @@ def test_without_wgmma_a_weight_stream_computes_zeros_and_keeps_its_copies(monke
     inputs = [rng.standard_normal(t.shape).astype(np.float16) for t in types]
     with ir.Context():
         assert np.all(run_lowered(ir.Module.parse(out), inputs)[0] == 0)
+
+
+def test_a_copy_named_otherwise_is_known_by_its_manifests_source(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from programs import of_directory
+
+    named = tmp_path / "gated_mlp_bs8_f16_sk_c64_s2_k64_t256"
+    copy = tmp_path / "gated8_noW"
+    stranger = tmp_path / "mine"
+    for d, source in ((named, "x.mlir"), (copy, "gated_mlp_bs8_f16.mlir"), (stranger, "model.mlir")):
+        d.mkdir()
+        (d / "manifest.json").write_text(json.dumps({"source": source}))
+    assert of_directory(str(named)) == ("gated_mlp", 8, "f16")
+    assert of_directory(str(copy)) == ("gated_mlp", 8, "f16")
+    try:
+        of_directory(str(stranger))
+    except ValueError as e:
+        assert "names a benchmark program" in str(e)
+    else:
+        raise AssertionError("a directory naming no benchmark program was accepted")
