@@ -1216,30 +1216,6 @@ def test_tiles_wider_than_a_swizzle_line_run_on_wgmma_in_line_blocks(monkeypatch
         assert not any(f"C75{n}" in result.log for n in (12, 17, 18)), result.log
 
 
-@pytest.mark.parametrize("dtype,k_tile", [("f16", 256), ("bf16", 128)])
-def test_a_computed_operand_through_a_buffer_runs_on_wgmma(monkeypatch, dtype, k_tile):
-    """MIRAGE_WGMMA_BUFFERED (plan.WGMMA_BUFFERED, an experiment): LayerNorm's folded plan makes its
-    ones (x * 0 + 1) into a buffer each iteration instead of on mma.sync's fragments, and both its
-    matmuls run on wgmma, the ones read from that buffer after a proxy fence and the barrier. The
-    emulator computes the mu-graph; ptxas assembles it without serializing the wgmma."""
-    monkeypatch.setattr(plan, "WGMMA", True)
-    monkeypatch.setattr(plan, "WGMMA_BUFFERED", True)
-    types = [TensorType((16, 1024), dtype), TensorType((1024, 128), dtype)]
-    graph = VARIANTS["layernorm_linear_folded"](types, col_tile=64, splits=2, k_tile=k_tile, threads=256)
-    body = plan.BlockPlan(graph.nodes[0].body)
-    computed = [i for i in body.buffers if body.kind[i] == "ew"]
-    assert body.wgmma and not body.fragment_operands and computed
-    assert all(body.wgmma_operand(i) and body.buffers[i].atoms == k_tile // 64 for i in computed)
-    inputs = random_inputs(types, seed=3)
-    inputs = [inputs[0], round_to(inputs[1] * 0.05, dtype)]
-    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
-    text = lower_graph(graph).gpu_module_text()
-    assert text.count("nvvm.fence.proxy") == 2  # after the ring's wait, and after the ones' stage
-    if PTXAS is not None:
-        result = run_ptxas(compile_gpu_module(text).ptx, "sm_90")
-        assert result.ok and not any(f"C75{n}" in result.log for n in (12, 17, 18)), result.log
-
-
 def test_tiles_stay_in_rows_where_wgmma_does_not_read_them(monkeypatch):
     """At 512 threads the two weights' 128-column accumulators would not fit a thread's 128 registers
     beside the rest (WGMMA_HEADROOM): the plan keeps mma.sync, and its tiles their rows."""

@@ -421,10 +421,6 @@ class MatmulEmitter:
         reads: set[str] = set()
         for v in self.g.nodes[mm].inputs:
             reads |= self.reads_of(v)
-        if info.wgmma and any(self.plan.node_of[v] not in self.plan.ring for v in self.g.nodes[mm].inputs):
-            # an operand this iteration's stage computed: its stores, before the barrier, ordered before
-            # wgmma's reads (the ring's copies get theirs in ring_advance)
-            self.em.fence_async_proxy()
         self.sync_for(reads)
         if info.wgmma:
             return self.wgmma_stage(i)

@@ -71,9 +71,6 @@ MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
 # loop-carried matmuls on sm_90a's warpgroup MMA where their tiles allow (wgmma_accumulators): gated_mlp
 # bs8's 2-split plan 23.0 -> 21.5 us, no plan slower beyond noise (H200 run 192); MIRAGE_WGMMA=0: mma.sync
 WGMMA = os.environ.get("MIRAGE_WGMMA", "1") != "0"
-# an elementwise A operand (LayerNorm's ones) computed into a buffer each iteration, which wgmma then
-# reads, instead of on mma.sync's fragments (fragment_operands): MIRAGE_WGMMA_BUFFERED=1, an experiment
-WGMMA_BUFFERED = os.environ.get("MIRAGE_WGMMA_BUFFERED") == "1"
 WGMMA_ALIGN = 1024  # a 128-byte-swizzled wgmma operand's alignment: the swizzle repeats every 8 lines
 # registers a thread keeps for everything but the wgmma accumulators the loop carries (every thread
 # carries all of them, N / 2 registers for each 64 x N): gated_mlp's 128-column tiles at 512 threads
@@ -476,7 +473,7 @@ class BlockPlan:
             if k == "matmul" and not self.buffered[i] and not self._matmul_chain_ok(i):
                 self.buffered[i] = True
         self.invariant = self._invariants()
-        self.fragment_operands = {} if self._wgmma_buffered() else self._fragment_operands()
+        self.fragment_operands = self._fragment_operands()
         self.phase = [self._phase_of(i) for i in range(len(graph.nodes))]
         self.warp_rows = self._warp_rows() if smem_budget is None and not fixed_threads else None
         if self.warp_rows is not None:
@@ -898,23 +895,13 @@ class BlockPlan:
         """Loop-carried matmuls of this kernel may run on wgmma: on, the chip has it, a for-loop."""
         return WGMMA and _TARGET_HAS_WGMMA.get() and self.loop > 1
 
-    def _wgmma_buffered(self) -> bool:
-        """Computed A operands go through buffers wgmma reads (WGMMA_BUFFERED), not fragments."""
-        return WGMMA_BUFFERED and self._wgmma_target()
-
-    def wgmma_operand(self, i: int) -> bool:
-        """Node i's tile can be a wgmma operand: a ring slot, or (WGMMA_BUFFERED) an elementwise value
-        computed into its buffer each iteration."""
-        return i in self.ring or (self._wgmma_buffered() and self.kind[i] == "ew" and self.buffered[i]
-                                  and i not in self.invariant)
-
     def wgmma_blocks(self, i: int) -> int:
         """The blocks of WGMMA_LINE-byte rows a ring tile wider than that splits into as a wgmma
         operand (Buffer.atoms), so that each block's lines lie as wgmma's swizzle atoms do: a
         tensor-core matmul's X [M, K] (a block for each 64 of K) or W [K, N] (an m64 block for each
         64 columns), 2-D, f16 or bf16, rows a multiple of 8; else 1."""
         t = self.g.nodes[i].types[0]
-        if not (self._wgmma_target() and self.wgmma_operand(i)):
+        if not (self._wgmma_target() and i in self.ring):
             return 1
         if t.dtype not in ("f16", "bf16") or len(t.shape) != 2 or t.shape[0] % 8:
             return 1
@@ -1189,7 +1176,7 @@ class BlockPlan:
         accs, shapes = self.reg_accs, set()
         for info in accs.values():
             x, w = (self.node_of[v] for v in self.g.nodes[info.mm].inputs)
-            if x in self.fragment_operands or not self.wgmma_operand(x) or w not in self.ring:
+            if x in self.fragment_operands or x not in self.ring or w not in self.ring:
                 return {}
             bx, bw = self.buffers[x], self.buffers[w]
             rows, k = bx.shape[-2:]
