@@ -726,6 +726,55 @@ def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):
     assert rel_err(fused, evaluate(graph, inputs)[0]) < 2e-3
 
 
+@pytest.mark.parametrize("name,shapes,tiles", SPLIT_K_CASES, ids=[c[0] for c in SPLIT_K_CASES])
+def test_a_split_k_tail_through_a_cluster_computes_what_the_counters_do(name, shapes, tiles, monkeypatch):
+    """fuse_split_k's cluster form (plan.SPLIT_K_CLUSTER, sm_90): the S split blocks of a tile run as
+    one cluster, keep their partials in shared memory and the first block reads its peers' through
+    distributed shared memory; no counter, no device fence. The emulator runs the cluster (and checks
+    each peer read against the cluster barriers) and matches the counter form; ptxas takes it."""
+    from mirage_mlir.plans import VARIANTS
+
+    types = [TensorType(s, "f16") for s in shapes]
+    graph = VARIANTS[name](types, **tiles)
+    inputs = random_inputs(types, seed=5)
+    inputs = [inputs[0]] + [round_to(x * 0.1, "f16") for x in inputs[1:]]
+    counters = run_on_cpu(graph, inputs)[0]
+    monkeypatch.setattr(plan, "SPLIT_K_CLUSTER", True)
+    program = lower_graph(graph)
+    text = program.launches[-1].kernel.text
+    splits = tiles["splits"]
+    assert f"nvvm.cluster_dim = array<i32: 1, {splits}, 1>" in text and "nvvm.mapa" in text
+    assert "atomic_rmw" not in text and 'syncscope("device")' not in text
+    assert rel_err(run_on_cpu(graph, inputs)[0], counters) < 1e-6
+    if PTXAS:
+        ptx = compile_gpu_module(program.gpu_module_text()).ptx
+        assert f".reqnctapercluster 1, {splits}, 1" in ptx.decode() and run_ptxas(ptx).ok
+    assert "nvvm.mapa" not in lower_graph(graph, chip="sm_80").launches[-1].kernel.text  # no clusters there
+
+
+@pytest.mark.parametrize("edit,message", [
+    ("nvvm.cluster.arrive {aligned}", "after the last releasing cluster barrier"),
+    ("nvvm.cluster.arrive.relaxed {aligned}\n", "may exit while a peer"),
+], ids=["relaxed_first_arrive", "no_last_barrier"])
+def test_the_emulator_checks_reads_of_a_peers_shared_memory(edit, message, monkeypatch):
+    """A read of a peer's partials needs the peer's releasing cluster arrive before it, and a cluster
+    barrier after it (else the peer may exit and its shared memory go): the emulator refuses the cluster
+    form with its first arrive relaxed, or without its last barrier."""
+    from mirage_mlir.plans import VARIANTS
+
+    monkeypatch.setattr(plan, "SPLIT_K_CLUSTER", True)
+    types = [TensorType(s, "f16") for s in [(16, 512), (512, 128), (512, 128)]]
+    text = lower_graph(VARIANTS["gated_mlp_split_k"](types, col_tile=32, splits=2, k_tile=64)).text()
+    if edit.startswith("nvvm.cluster.arrive {"):
+        text = text.replace(edit, "nvvm.cluster.arrive.relaxed {aligned}", 1)
+    else:  # the last barrier: its arrive and the wait after it
+        head, _, tail = text.rpartition("nvvm.cluster.arrive.relaxed {aligned}")
+        text = head + tail.replace("nvvm.cluster.wait {aligned}", "", 1)
+    with ir.Context():
+        with pytest.raises(SimtError, match=message):
+            run_lowered(ir.Module.parse(text), random_inputs(types, seed=3))
+
+
 def test_a_split_combine_fused_with_its_own_combine_runs_on_the_launchs_threads():
     """The combine of a split-K plan, itself split across blocks (a candidate the search offers the
     clock): that split is a row kernel, which picks fewer threads than its block_dim; the combine

@@ -138,6 +138,10 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.input_args = {v: f"%arg{v}" for v in range(self.plan.n_in)}
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
         self.masked_savers = {self.plan.node_of[graph.outputs[k]]: d for k, d in rows.outputs.items()}
+        # a fused split-K tail's cluster form (fuse_split_k): savers whose tile stays in this block's
+        # shared memory, and inputs read from the cluster's blocks' ({node or input: (offset, tile)})
+        self.partial_buffers: dict[int, tuple] = {}
+        self.cluster_sources: dict[int, tuple] = {}
         self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
         self.dirty: set[str] = set()
         self.reciprocals: dict[str, str] | None = None  # divisor -> its reciprocal, in a row kernel (divide)
@@ -420,10 +424,14 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             position += len(self.row_slots[i])
 
 def kernel_code(name: str, args: list[str], em: Emitter, grid: tuple, threads: int, shared_bytes: int,
-                input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
-    """A gpu.func around the emitter's text (which ends with its gpu.return); `args` as "%name: type"."""
+                input_types: list[TensorType], output_types: list[TensorType],
+                cluster: tuple | None = None) -> KernelCode:
+    """A gpu.func around the emitter's text (which ends with its gpu.return); `args` as "%name: type";
+    `cluster`: the thread-block cluster its launches form (PTX .reqnctapercluster, so that a plain
+    launch forms it too)."""
     gx, gy, gz = grid
-    header = (f"gpu.func @{name}({', '.join(args)}) kernel attributes {{"
+    clusters = f"nvvm.cluster_dim = array<i32: {', '.join(map(str, cluster))}>, " if cluster else ""
+    header = (f"gpu.func @{name}({', '.join(args)}) kernel attributes {{{clusters}"
               f"known_block_size = array<i32: {threads}, 1, 1>, "
               f"known_grid_size = array<i32: {gx}, {gy}, {gz}>, "
               f"mirage.shared_bytes = {shared_bytes} : i64}} {{")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .emitter import BYTES, ROWS_ARG, Index, indices
+from .emitter import BYTES, ROWS_ARG, SMEM_TYPE, Index, indices
 from .plan import CopyGeometry, numel
 
 L2_LINE = 128  # bytes
@@ -57,6 +57,8 @@ class CopyEmitter:
     def copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
         """Loads one chunk of the tile for iteration self.it (zeros past a masked row count)."""
         em = self.em
+        if geo.tensor in self.cluster_sources:
+            return self.cluster_copy_load(geo, where)
         (src, valid), arg = self.copy_source(geo, where), self.input_args[geo.tensor]
         if geo.width == 1:
             load = f"memref.load {arg}[{indices(em, src)}] : {geo.gmem}"
@@ -65,6 +67,16 @@ class CopyEmitter:
         if valid is None:
             return em.op(load, "g")
         return em.if_value(valid, geo.vec, lambda: em.op(load, "g"), em.vconst_zero(geo.vec))
+
+    def cluster_copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
+        """One chunk of a split partial tile that block self.it of the cluster keeps in its shared
+        memory (fuse_split_k's cluster form): the tile of iteration it is that block's."""
+        em = self.em
+        offset, tile = self.cluster_sources[geo.tensor]
+        base = em.op(f"memref.extract_aligned_pointer_as_index {em.op(f'gpu.dynamic_shared_memory : {SMEM_TYPE}', 'smem')}"
+                     f" : {SMEM_TYPE} -> index", "sbase")
+        byte = em.add(base, em.add(offset, em.mul(em.linearize(where, tile), BYTES[geo.dtype])))
+        return em.cluster_load(em.idx(byte), em.idx(self.it), geo.vec, geo.align)
 
     def copy_store(self, geo: CopyGeometry, where: list[Index], val: str) -> None:
         em, buf = self.em, self.buffers[geo.i]

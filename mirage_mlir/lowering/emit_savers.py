@@ -35,8 +35,14 @@ class SaverEmitter:
     def store_global(self, i: int, index: list[Index], xs: list[str]) -> None:
         """Stores len(xs) consecutive values (along the last dim) of saver i's tile at `index`."""
         em = self.em
-        out = self.output_args[i]
         t = self.g.nodes[i].types[0]
+        if i in self.partial_buffers:  # kept in this block's shared memory (fuse_split_k's cluster form)
+            offset, tile = self.partial_buffers[i]
+            mtype = memref_type(tile, t.dtype, "workgroup")
+            self.store_values(em.shared_view(offset, mtype), index, [em.truncate(x, t.dtype) for x in xs],
+                              mtype, t.dtype)
+            return
+        out = self.output_args[i]
         offsets = self.saver_offsets(i)
         where = [em.add(a, b) for a, b in zip(index, offsets)]
         mtype = memref_type(t.shape, t.dtype)

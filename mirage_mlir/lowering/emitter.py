@@ -19,6 +19,9 @@ BYTES = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8}
 ROWS_ARG = "%rows"  # a kernel's run-time row count, where it has masked dims (blockgen.RowMask)
 
 
+SMEM_TYPE = "memref<?xi8, #gpu.address_space<workgroup>>"  # gpu.dynamic_shared_memory
+
+
 class Emitter:
     """`ctype`: the type arithmetic runs in (f32; f64 in kernels that hold f64 values)."""
 
@@ -47,6 +50,20 @@ class Emitter:
         name = self.fresh(hint)
         self.emit(f"{name} = {rhs}")
         return name
+
+    def shared_view(self, offset: int, type_: str) -> str:
+        """A view of the dynamic shared memory from byte `offset` on, as memref type `type_`."""
+        smem = self.op(f"gpu.dynamic_shared_memory : {SMEM_TYPE}", "smem")
+        return self.op(f"memref.view {smem}[{self.idx(offset)}][] : {SMEM_TYPE} to {type_}", "view")
+
+    def cluster_load(self, shared_address: str, rank: str, type_: str, align: int) -> str:
+        """A load of `type_` at this block's shared-memory byte address (an index) in the shared
+        memory of its cluster's block `rank` (an index): distributed shared memory, sm_90."""
+        address = self.op(f"arith.index_cast {shared_address} : index to i32", "saddr")
+        local = self.op(f"llvm.inttoptr {address} : i32 to !llvm.ptr<3>", "sptr")
+        peer = self.op(f"nvvm.mapa {local}, {self.op(f'arith.index_cast {rank} : index to i32', 'rank')} "
+                       f": !llvm.ptr<3> -> !llvm.ptr<7>", "peer")
+        return self.op(f"llvm.load {peer} {{alignment = {align} : i64}} : !llvm.ptr<7> -> {type_}", "dsm")
 
     @contextmanager
     def region(self, header: str, footer: str = "}"):

@@ -17,6 +17,14 @@ second reads exactly one tile of the first, and the tile's last block runs it. T
 the first's thread count, within its shared memory where its ring allows. (Combines that read a
 weight of their own, or several combine blocks per tile run in the tail, measured slower: run 17 in
 benchmarks/NOTES.md.)
+
+On sm_90 (plan.SPLIT_K_CLUSTER) the S blocks of a tile may instead run as one thread-block cluster:
+each keeps its partial tile in its own shared memory, a cluster barrier (release / acquire) makes
+them visible, the cluster's first block reads its peers' through distributed shared memory (mapa,
+ld.shared::cluster) and runs the combine block, and a last cluster barrier keeps the peers resident
+until it has read them. No partial leaves the SMs, and neither the device fence (which waits for
+every partial store to reach L2) nor the counter's round trip is on the tail; the launch keeps the
+counter form's arguments. (gated_mlp bs8: the counter tail held ~4 of 24 us in ncu, run 198.)
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..mugraph import Graph
+from . import plan as plan_module
 from .blockgen import BlockKernelGen, GridDependency, KernelCode, RowMask, kernel_code
-from .emitter import ROWS_ARG, Emitter, memref_type
+from .emitter import BYTES, ROWS_ARG, Emitter, memref_type
+from .plan import numel
 
 FLAG_ALIGN = 16
 
@@ -143,11 +153,17 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     shared = max(gen_a.plan.shared_bytes, gen_b.plan.shared_bytes)
     flag_offset = -(-shared // FLAG_ALIGN) * FLAG_ALIGN
 
-    gen_a.emit_body()
-    last_block = _emit_fixup_vote(em, gen_a, a, pair, counters, flag_offset)
-    with em.region(f"scf.if {last_block} {{"):
-        em.emit('llvm.fence syncscope("device") acquire')
-        _emit_combine_block(gen_a, gen_b, pair)
+    partials = _cluster_partials(gen_a, gen_b, pair, written, second, flag_offset)
+    if partials is not None:
+        _emit_cluster_tail(gen_a, gen_b, pair, partials)
+        shared_bytes = partials.shared_bytes
+    else:
+        gen_a.emit_body()
+        last_block = _emit_fixup_vote(em, gen_a, a, pair, counters, flag_offset)
+        with em.region(f"scf.if {last_block} {{"):
+            em.emit('llvm.fence syncscope("device") acquire')
+            _emit_combine_block(gen_a, gen_b, pair)
+        shared_bytes = flag_offset + FLAG_ALIGN
     em.emit("gpu.return")
 
     types = [graph.value_types[v] for v in values]
@@ -155,8 +171,57 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     args.append(f"{counters}: {memref_type((pair.tiles,), 'i32')}")
     rows = ["rows"] if rows_a or rows_b else []
     args += [f"{ROWS_ARG}: index"] if rows else []
-    code = kernel_code(name, args, em, a.grid_dim, gen_a.plan.threads, flag_offset + FLAG_ALIGN, types, [])
+    cluster = tuple(pair.splits if k == pair.axis else 1 for k in range(3)) if partials is not None else None
+    code = kernel_code(name, args, em, a.grid_dim, gen_a.plan.threads, shared_bytes, types, [], cluster)
     return code, values + ["counters"] + rows
+
+
+@dataclass(frozen=True)
+class ClusterPartials:
+    """The cluster form's layout: where each partial tile lies in its block's shared memory."""
+    savers: dict  # the first kernel's saver node: (byte offset, tile shape)
+    sources: dict  # the combine's input (index among its kernel's inputs): the same
+    shared_bytes: int  # the fused kernel's shared memory, the partials included
+
+
+def _cluster_partials(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair, written: list,
+                      second, offset: int) -> ClusterPartials | None:
+    """The cluster form's layout, the partials from byte `offset` on; None where that form does not
+    apply: not asked for, a chip without clusters, more splits than a portable cluster holds (8), a
+    combine that reads other tiles than the blocks keep, or partials that do not fit beside the
+    kernel's shared memory."""
+    if not (plan_module.SPLIT_K_CLUSTER and plan_module.target_has_clusters()) or pair.splits > 8:
+        return None
+    savers, placed = {}, {}
+    for j, v in enumerate(written):
+        saver = gen_a.plan.node_of[gen_a.g.outputs[j]]
+        tile = gen_a.plan.vtype(gen_a.g.nodes[saver].inputs[0]).shape
+        if any(node.types[0].shape != tile for node in gen_b.g.nodes
+               if node.op == "input_iterator" and second.inputs[node.inputs[0]] == v):
+            return None
+        savers[saver] = placed[v] = (offset, tile)
+        offset += -(-numel(tile) * BYTES[gen_a.g.nodes[saver].types[0].dtype] // FLAG_ALIGN) * FLAG_ALIGN
+    if offset > plan_module.MAX_SHARED_BYTES:
+        return None
+    return ClusterPartials(savers, {k: placed[v] for k, v in enumerate(second.inputs)}, offset)
+
+
+def _emit_cluster_tail(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair,
+                       partials: ClusterPartials) -> None:
+    """The first kernel's body saving its partials into its shared memory, then the cluster's first
+    block's combine over its peers' (the cluster form, module doc)."""
+    em = gen_a.em
+    gen_a.partial_buffers = partials.savers
+    gen_a.emit_body()
+    em.emit("nvvm.cluster.arrive {aligned}")  # release: this block's partials
+    em.emit("nvvm.cluster.wait {aligned}")  # acquire: every peer's
+    gen_b.cluster_sources = partials.sources
+    with em.region(f"scf.if {em.cmp_eq(gen_a.bid[pair.axis], 0)} {{"):
+        _emit_combine_block(gen_a, gen_b, pair)
+    # the peers stay resident until the first block has read them; its reads are complete once the
+    # combine has used them, so the arrive needs no release
+    em.emit("nvvm.cluster.arrive.relaxed {aligned}")
+    em.emit("nvvm.cluster.wait {aligned}")
 
 
 def _emit_combine_block(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair) -> None:
@@ -174,10 +239,8 @@ def _emit_fixup_vote(em: Emitter, gen: BlockKernelGen, a: Graph, pair: SplitKPai
     em.emit("gpu.barrier")
     tile = em.linearize([gen.bid[k] for k in (2, 1, 0) if k != pair.axis],
                         tuple(a.grid_dim[k] for k in (2, 1, 0) if k != pair.axis))  # the block index without s
-    smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>", "smem")
     flag_type = memref_type((1,), "i32", "workgroup")
-    flag = em.op(f"memref.view {smem}[{em.idx(flag_offset)}][] : memref<?xi8, #gpu.address_space<workgroup>> "
-                 f"to {flag_type}", "flag")
+    flag = em.shared_view(flag_offset, flag_type)
     with em.region(f"scf.if {em.cmp_eq(gen.tid, 0)} {{"):
         before = em.op(f"memref.atomic_rmw addi {em.i32(1)}, {counters}[{em.idx(tile)}] : "
                        f"(i32, memref<{pair.tiles}xi32>) -> i32", "arrived")

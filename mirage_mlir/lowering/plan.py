@@ -71,6 +71,11 @@ MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
 # loop-carried matmuls on sm_90a's warpgroup MMA where their tiles allow (wgmma_accumulators): gated_mlp
 # bs8's 2-split plan 23.0 -> 21.5 us, no plan slower beyond noise (H200 run 192); MIRAGE_WGMMA=0: mma.sync
 WGMMA = os.environ.get("MIRAGE_WGMMA", "1") != "0"
+# a fused split-K tail (fuse_split_k) through a thread-block cluster of the S split blocks on sm_90: the
+# partials stay in each block's shared memory and one block reads its peers' (distributed shared
+# memory) after a cluster barrier, instead of a round trip through L2, a device fence and a counter
+# (MIRAGE_SPLIT_K_CLUSTER=1: an experiment until timed)
+SPLIT_K_CLUSTER = os.environ.get("MIRAGE_SPLIT_K_CLUSTER") == "1"
 WGMMA_ALIGN = 1024  # a 128-byte-swizzled wgmma operand's alignment: the swizzle repeats every 8 lines
 # registers a thread keeps for everything but the wgmma accumulators the loop carries (every thread
 # carries all of them, N / 2 registers for each 64 x N): gated_mlp's 128-column tiles at 512 threads
@@ -79,6 +84,7 @@ WGMMA_HEADROOM = 64
 MAX_THREAD_REGISTERS = 255
 WGMMA_LINE = 128  # bytes of a line of wgmma's 128-byte swizzle: an m64 weight block's 64 f16 or bf16 columns
 _TARGET_HAS_WGMMA = contextvars.ContextVar("target_has_wgmma", default=True)  # the default chip, sm_90's
+_TARGET_HAS_CLUSTERS = contextvars.ContextVar("target_has_clusters", default=True)  # sm_90 and later
 MAX_CHAINED_TILES = 8  # most m16n8 accumulators (4 f32 registers each) a warp's chains hold at once
 SMS = 132  # streaming multiprocessors of the target (H100 / H200 SXM)
 SHARED_PER_SM = 228 * 1024
@@ -98,10 +104,17 @@ SWIZZLE_CHUNK = 16  # bytes a swizzled buffer moves as a unit (a cp.async chunk,
 def target(chip: str):
     """Plans made inside are for `chip` (lower_graph's): warpgroup MMA only where it exists, sm_90."""
     token = _TARGET_HAS_WGMMA.set(chip.removesuffix("a") == "sm_90")
+    clusters = _TARGET_HAS_CLUSTERS.set(int("".join(c for c in chip if c.isdigit()) or 0) >= 90)
     try:
         yield
     finally:
         _TARGET_HAS_WGMMA.reset(token)
+        _TARGET_HAS_CLUSTERS.reset(clusters)
+
+
+def target_has_clusters() -> bool:
+    """The chip of the plans being made launches thread-block clusters (sm_90 and later)."""
+    return _TARGET_HAS_CLUSTERS.get()
 
 
 def resident_blocks(shared_bytes: int, threads: int, shared_per_sm: int = SHARED_PER_SM,

@@ -43,6 +43,8 @@ ATOMIC_ADDI = 1  # arith::AtomicRMWKind::addi
 ACQUIRING = (4, 6, 7)  # LLVM's AtomicOrdering acquire, acq_rel, seq_cst
 INT_POISON = -0x2BAD  # what an uninitialised i32 buffer holds
 ADDRESS_BITS = 40  # a global address: buffer number << ADDRESS_BITS | byte offset
+CLUSTER_TAG = 1 << 62  # a shared::cluster address: CLUSTER_TAG | block << CLUSTER_BLOCK_SHIFT | byte
+CLUSTER_BLOCK_SHIFT = 24
 SLOT = 2  # bytes per race-detection slot in shared memory
 
 
@@ -155,6 +157,18 @@ class Machine:
         self.tid = t % self.nthreads
         gx, gy, _ = self.grid
         self.bid = {"x": self.blk % gx, "y": (self.blk // gx) % gy, "z": self.blk // (gx * gy)}
+        # a thread-block cluster (nvvm.cluster_dim): each block's rank in it and the block of each rank
+        dims = kernel.func.attributes["nvvm.cluster_dim"] if "nvvm.cluster_dim" in kernel.func.attributes else None
+        self.cluster = tuple(ir.DenseI32ArrayAttr(dims)) if dims is not None else (1, 1, 1)
+        if any(g % c for g, c in zip(self.grid, self.cluster)):
+            raise SimtError(f"grid {self.grid} is not a whole number of clusters {self.cluster}")
+        cx, cy, cz = self.cluster
+        pos = [self.bid[a] % c for a, c in zip("xyz", self.cluster)]
+        self.rank = pos[0] + cx * (pos[1] + cy * pos[2])
+        self.cluster_origin = self.blk - (pos[0] + gx * (pos[1] + gy * pos[2]))
+        self.cluster_mark = -1  # the epoch of the last releasing cluster arrive a cluster wait completed
+        self.arrive_mark = -1
+        self.peer_reads_open = False  # a block's shared memory read by a peer since the last cluster barrier
         self.shared_bytes = shared_bytes
         self.smem = np.zeros((self.nblocks, max(shared_bytes, 16)), np.uint8)
         self.smem_shadow = Shadow((self.nblocks, max(shared_bytes, 16) // SLOT + 1))
@@ -287,6 +301,9 @@ class Machine:
     def run(self) -> None:
         with np.errstate(all="ignore"):
             self.exec_block(self.kernel.body, np.ones(self.T, bool))
+        if self.peer_reads_open:
+            raise SimtError("a block may exit while a peer of its cluster still reads its shared memory "
+                            "(no cluster barrier after the reads)")
 
     def exec_block(self, ops: list, mask: np.ndarray):
         env = self.env
@@ -530,6 +547,65 @@ class Machine:
 
     def op_llvm_inttoptr(self, a, *r):
         return [np.asarray(a[0], np.int64)]
+
+    # thread-block clusters: lockstep runs every block of a cluster together
+    def _cluster_barrier_step(self, mask: np.ndarray, what: str) -> None:
+        per_block = mask.reshape(self.nblocks, self.nthreads)
+        if not per_block.all():
+            raise SimtError(f"{what} reached by part of a cluster")
+
+    def op_nvvm_cluster_arrive(self, a, mask, ot, it, regions, op):
+        """A releasing arrive: this block's writes so far become visible to its cluster after the wait."""
+        self._cluster_barrier_step(mask, "nvvm.cluster.arrive")
+        self.arrive_mark = self.epoch
+        return []
+
+    def op_nvvm_cluster_arrive_relaxed(self, a, mask, ot, it, regions, op):
+        self._cluster_barrier_step(mask, "nvvm.cluster.arrive.relaxed")
+        return []
+
+    def op_nvvm_cluster_wait(self, a, mask, ot, it, regions, op):
+        self._cluster_barrier_step(mask, "nvvm.cluster.wait")
+        self.epoch += 1
+        self.cluster_mark, self.arrive_mark = self.arrive_mark, -1
+        self.peer_reads_open = False
+        return []
+
+    def op_nvvm_mapa(self, a, mask, ot, it, regions, op):
+        """A shared::cluster address: the cluster block of the rank | CLUSTER_TAG, beside the byte."""
+        byte = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))
+        rank = np.broadcast_to(np.asarray(a[1], np.int64), (self.T,))
+        if np.any(mask & ((rank < 0) | (rank >= int(np.prod(self.cluster))))):
+            raise SimtError("nvvm.mapa of a rank outside the cluster")
+        cx, cy, _ = self.cluster
+        gx, gy, _ = self.grid
+        peer = self.cluster_origin + rank % cx + gx * ((rank // cx) % cy + gy * (rank // (cx * cy)))
+        return [CLUSTER_TAG | (peer << CLUSTER_BLOCK_SHIFT) | byte]
+
+    def op_llvm_load(self, a, mask, ot, it, regions, op):
+        """A load from a peer's shared memory (an nvvm.mapa address) of what that block wrote before a
+        releasing cluster arrive whose wait this thread has passed."""
+        address = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))
+        if np.any(mask & ((address & CLUSTER_TAG) == 0)):
+            raise SimtError("llvm.load is emulated from shared::cluster addresses (nvvm.mapa) only")
+        peer = (address & ~CLUSTER_TAG) >> CLUSTER_BLOCK_SHIFT
+        byte = address & ((1 << CLUSTER_BLOCK_SHIFT) - 1)
+        width = int(ot[0].split("x")[0].split("<")[1]) if ot[0].startswith("vector") else 1
+        dtype = _elem(ot[0])
+        esize = np.dtype(NP_STORAGE[dtype]).itemsize
+        if np.any(mask & ((byte % (width * esize) != 0) | (byte + width * esize > self.shared_bytes))):
+            raise SimtError("a shared::cluster load outside the shared memory or misaligned")
+        offs = byte[:, None] + np.arange(width * esize)[None, :]
+        if self.check:
+            slots = (offs[mask] // SLOT)
+            written = self.smem_shadow.w_epoch[np.repeat(peer[mask], slots.shape[1]), slots.ravel()]
+            if np.any((written < 0) | (written > self.cluster_mark)):
+                raise SimtError("a shared::cluster load of what its block wrote after the last releasing "
+                                "cluster barrier (or never)")
+            self.peer_reads_open = True
+        raw = self.smem[np.where(mask, peer, 0)[:, None], np.where(mask[:, None], offs, 0)]
+        val = from_storage(np.ascontiguousarray(raw).view(NP_STORAGE[dtype]), dtype)
+        return [val[:, 0] if width == 1 else val]
 
     def op_nvvm_prefetch(self, a, mask, ot, it, regions, op):
         """A prefetch reads nothing a thread sees (so it may come before griddepcontrol.wait); its
