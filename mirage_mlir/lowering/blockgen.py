@@ -337,6 +337,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             if self.dirty:
                 self.barrier()
             self.emit_loop()
+            if self.partial_buffers:  # they may lie over the ring's slots, which the loop's last reads used
+                self.barrier()
             self.emit_stages("post")
 
     def grid_dependency_wait(self) -> None:

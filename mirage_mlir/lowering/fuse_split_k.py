@@ -185,25 +185,48 @@ class ClusterPartials:
 
 
 def _cluster_partials(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair, written: list,
-                      second, offset: int) -> ClusterPartials | None:
-    """The cluster form's layout, the partials from byte `offset` on; None where that form does not
-    apply: not asked for, a chip without clusters, more splits than a portable cluster holds (8), a
-    combine that reads other tiles than the blocks keep, or partials that do not fit beside the
-    kernel's shared memory."""
+                      second, end: int) -> ClusterPartials | None:
+    """The cluster form's layout (the kernel's shared memory otherwise `end` bytes); None where that
+    form does not apply: not asked for, a chip without clusters, more splits than a portable cluster
+    holds (8), a combine that reads other tiles than the blocks keep, or no room for the partials."""
     if not (plan_module.SPLIT_K_CLUSTER and plan_module.target_has_clusters()) or pair.splits > 8:
         return None
-    savers, placed = {}, {}
+    sizes = {}
     for j, v in enumerate(written):
         saver = gen_a.plan.node_of[gen_a.g.outputs[j]]
         tile = gen_a.plan.vtype(gen_a.g.nodes[saver].inputs[0]).shape
         if any(node.types[0].shape != tile for node in gen_b.g.nodes
                if node.op == "input_iterator" and second.inputs[node.inputs[0]] == v):
             return None
-        savers[saver] = placed[v] = (offset, tile)
-        offset += -(-numel(tile) * BYTES[gen_a.g.nodes[saver].types[0].dtype] // FLAG_ALIGN) * FLAG_ALIGN
-    if offset > plan_module.MAX_SHARED_BYTES:
+        dtype = gen_a.g.nodes[saver].types[0].dtype
+        sizes[v] = (saver, tile, -(-numel(tile) * BYTES[dtype] // FLAG_ALIGN) * FLAG_ALIGN)
+    start = _free_span(gen_a, gen_b, sum(size for _, _, size in sizes.values()), end)
+    if start is None:
         return None
-    return ClusterPartials(savers, {k: placed[v] for k, v in enumerate(second.inputs)}, offset)
+    savers, placed = {}, {}
+    for v, (saver, tile, size) in sizes.items():
+        savers[saver] = placed[v] = (start, tile)
+        start += size
+    return ClusterPartials(savers, {k: placed[v] for k, v in enumerate(second.inputs)}, max(end, start))
+
+
+def _free_span(gen_a: BlockKernelGen, gen_b: BlockKernelGen, size: int, end: int) -> int | None:
+    """The lowest offset of `size` bytes of shared memory that nothing live after the first kernel's
+    loop uses: not its buffers but the ring's slots (its loop is over; the ring holds most of a
+    weight stream's shared memory), not the combine's (from 0 on); a hole below `end`, else from
+    `end` on within the chip's shared memory; None where neither fits."""
+    plan = gen_a.plan
+    live = [(0, gen_b.plan.shared_bytes)]
+    for buffers in (plan.buffers, plan.max_buffers, plan.scale_buffers):
+        live += [(b.offset, b.offset + b.stage_bytes * b.stages) for i, b in buffers.items()
+                 if buffers is not plan.buffers or i not in plan.ring]
+    scratch = [gen_a.scratch, gen_a.k_slices, *gen_a.row_scratch.values()]
+    live += [(b.offset, b.offset + b.stage_bytes * b.stages) for b in scratch if b is not None]
+    for start in sorted({0, end} | {hi for _, hi in live}):
+        start = -(-start // FLAG_ALIGN) * FLAG_ALIGN
+        if (start + size <= end or start >= end) and not any(lo < start + size and start < hi for lo, hi in live):
+            return start if start + size <= plan_module.MAX_SHARED_BYTES else None
+    return None
 
 
 def _emit_cluster_tail(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair,
