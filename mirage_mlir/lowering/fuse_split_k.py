@@ -18,13 +18,16 @@ the first's thread count, within its shared memory where its ring allows. (Combi
 weight of their own, or several combine blocks per tile run in the tail, measured slower: run 17 in
 benchmarks/NOTES.md.)
 
-On sm_90 (plan.SPLIT_K_CLUSTER) the S blocks of a tile may instead run as one thread-block cluster:
-each keeps its partial tile in its own shared memory, a cluster barrier (release / acquire) makes
-them visible, the cluster's first block reads its peers' through distributed shared memory (mapa,
-ld.shared::cluster) and runs the combine block, and a last cluster barrier keeps the peers resident
-until it has read them. No partial leaves the SMs, and neither the device fence (which waits for
-every partial store to reach L2) nor the counter's round trip is on the tail; the launch keeps the
-counter form's arguments. (gated_mlp bs8: the counter tail held ~4 of 24 us in ncu, run 198.)
+On sm_90, where a tile has 2 splits (CLUSTER_SPLITS; plan.SPLIT_K_CLUSTER, on by default), its blocks
+run as one thread-block cluster instead: each keeps its partial tile in its own shared memory (in
+the ring's slots where they fit), a cluster barrier (release / acquire) makes them visible, the
+cluster's first block reads its peer's through distributed shared memory (mapa, ld.shared::cluster)
+and runs the combine block, and a last cluster barrier keeps the peer resident until it has read
+it. No partial leaves the SMs, and neither the device fence (which waits for every partial store to
+reach L2) nor the counter's round trip is on the tail; the launch keeps the counter form's
+arguments. gated_mlp bs8 (ncu: the counter tail >= 4 of 24 us, run 198): its 2-split plans 6-8%
+faster on an H100 (run 201); 4- and 8-split tails mostly lost in clusters (their blocks hold their
+SMs until the slowest arrives), so they keep the counters.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ from .emitter import BYTES, ROWS_ARG, Emitter, memref_type
 from .plan import numel
 
 FLAG_ALIGN = 16
+# most splits of a tile that run as one cluster: 2-split tails gained in clusters, 4- and 8-split ones
+# mostly lost (their blocks hold their SMs until the slowest one arrives; H100 run 201: gated_mlp bs8's
+# 2-split candidates 6-8% faster, 4-split ones up to 1.5x slower; H200 run 98 alike)
+CLUSTER_SPLITS = 2
 
 
 @dataclass(frozen=True)
@@ -187,17 +194,19 @@ class ClusterPartials:
 def _cluster_partials(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair, written: list,
                       second, end: int) -> ClusterPartials | None:
     """The cluster form's layout (the kernel's shared memory otherwise `end` bytes); None where that
-    form does not apply: not asked for, a chip without clusters, more splits than a portable cluster
-    holds (8), a combine that reads other tiles than the blocks keep, or no room for the partials."""
-    if not (plan_module.SPLIT_K_CLUSTER and plan_module.target_has_clusters()) or pair.splits > 8:
+    form does not apply: not asked for, a chip without clusters, more splits than CLUSTER_SPLITS, a
+    combine that reads other tiles than the blocks keep or copies them by cp.async, or no room for
+    the partials."""
+    if not (plan_module.SPLIT_K_CLUSTER and plan_module.target_has_clusters()) or pair.splits > CLUSTER_SPLITS:
         return None
     sizes = {}
     for j, v in enumerate(written):
         saver = gen_a.plan.node_of[gen_a.g.outputs[j]]
         tile = gen_a.plan.vtype(gen_a.g.nodes[saver].inputs[0]).shape
-        if any(node.types[0].shape != tile for node in gen_b.g.nodes
-               if node.op == "input_iterator" and second.inputs[node.inputs[0]] == v):
-            return None
+        readers = [i for i, node in enumerate(gen_b.g.nodes)
+                   if node.op == "input_iterator" and second.inputs[node.inputs[0]] == v]
+        if any(gen_b.g.nodes[i].types[0].shape != tile or i in gen_b.plan.ring for i in readers):
+            return None  # other tiles than the blocks keep, or copied by cp.async (global only)
         dtype = gen_a.g.nodes[saver].types[0].dtype
         sizes[v] = (saver, tile, -(-numel(tile) * BYTES[dtype] // FLAG_ALIGN) * FLAG_ALIGN)
     start = _free_span(gen_a, gen_b, sum(size for _, _, size in sizes.values()), end)

@@ -51,7 +51,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 36  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 37  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -71,11 +71,11 @@ MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
 # loop-carried matmuls on sm_90a's warpgroup MMA where their tiles allow (wgmma_accumulators): gated_mlp
 # bs8's 2-split plan 23.0 -> 21.5 us, no plan slower beyond noise (H200 run 192); MIRAGE_WGMMA=0: mma.sync
 WGMMA = os.environ.get("MIRAGE_WGMMA", "1") != "0"
-# a fused split-K tail (fuse_split_k) through a thread-block cluster of the S split blocks on sm_90: the
-# partials stay in each block's shared memory and one block reads its peers' (distributed shared
-# memory) after a cluster barrier, instead of a round trip through L2, a device fence and a counter
-# (MIRAGE_SPLIT_K_CLUSTER=1: an experiment until timed)
-SPLIT_K_CLUSTER = os.environ.get("MIRAGE_SPLIT_K_CLUSTER") == "1"
+# a fused split-K tail (fuse_split_k) through a thread-block cluster of the 2 split blocks on sm_90:
+# the partials stay in each block's shared memory and one block reads its peer's (distributed shared
+# memory) after a cluster barrier, instead of a round trip through L2, a device fence and a counter:
+# gated_mlp bs8's 2-split plans 6-8% faster (H100 run 201); MIRAGE_SPLIT_K_CLUSTER=0: the counters
+SPLIT_K_CLUSTER = os.environ.get("MIRAGE_SPLIT_K_CLUSTER", "1") != "0"
 WGMMA_ALIGN = 1024  # a 128-byte-swizzled wgmma operand's alignment: the swizzle repeats every 8 lines
 # registers a thread keeps for everything but the wgmma accumulators the loop carries (every thread
 # carries all of them, N / 2 registers for each 64 x N): gated_mlp's 128-column tiles at 512 threads

@@ -1,6 +1,7 @@
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu)' | FileCheck %s
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu{fuse-split-k=false})' | FileCheck %s --check-prefix=UNFUSED
 // RUN: mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu{constant-inputs=1})' | FileCheck %s --check-prefix=CONST
+// RUN: env MIRAGE_SPLIT_K_CLUSTER=0 mirage-opt %s -split-input-file -pass-pipeline='builtin.module(mirage-lower-to-gpu)' | FileCheck %s --check-prefix=COUNTERS
 
 // Mirage's RMSNorm + Linear plan (grid 2, for-loop 4): one gpu.func with the block graph's structure.
 
@@ -136,23 +137,39 @@ func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16
 // -----
 
 // A split reduction (grid y splits K: partial sums side by side) and its combine kernel (a for-loop
-// over the partials) run as one kernel: each block publishes its partials and counts itself on its
-// output tile's counter; the last block of a tile runs the combine and resets the counter. The
-// counters are a temporary the host function zeroes once.
+// over the partials) run as one kernel. On sm_90, 2 splits: the two blocks of an output tile are one
+// thread-block cluster; each keeps its partials in shared memory, and after a cluster barrier the
+// first reads its peer's (nvvm.mapa, distributed shared memory) and runs the combine; a last cluster
+// barrier keeps the peer until then. With MIRAGE_SPLIT_K_CLUSTER=0 (COUNTERS): each block publishes
+// its partials and counts itself on its output tile's counter; the last block of a tile runs the
+// combine and resets the counter. The counters are a temporary the host function zeroes once.
 
 // CHECK-LABEL: gpu.module @sk_kernels
 // CHECK: gpu.func @sk_k0(%{{.*}}: memref<4x256xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<256x64xf16>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<4x64xf16>, %[[CNT:.*]]: memref<2xi32>) kernel
 // CHECK-SAME: known_grid_size = array<i32: 2, 2, 1>
+// CHECK-SAME: nvvm.cluster_dim = array<i32: 1, 2, 1>
 // CHECK: nvgpu.mma.sync
-// CHECK: llvm.fence syncscope("device") release
-// CHECK-NEXT: gpu.barrier
-// CHECK: memref.atomic_rmw addi %{{.*}}, %[[CNT]][%{{.*}}] : (i32, memref<2xi32>) -> i32
-// CHECK: memref.store %c0_i32, %[[CNT]]
-// CHECK: gpu.barrier
+// CHECK-NOT: memref.atomic_rmw
+// CHECK: nvvm.cluster.arrive {aligned}
+// CHECK-NEXT: nvvm.cluster.wait {aligned}
 // CHECK: scf.if %{{.*}} {
-// CHECK-NEXT: llvm.fence syncscope("device") acquire
+// CHECK: nvvm.mapa %{{.*}}, %{{.*}} : !llvm.ptr<3> -> !llvm.ptr<7>
+// CHECK: llvm.load %{{.*}} : !llvm.ptr<7> -> vector<4xf32>
 // CHECK: math.exp
-// CHECK: gpu.return
+// CHECK: nvvm.cluster.arrive.relaxed {aligned}
+// CHECK-NEXT: nvvm.cluster.wait {aligned}
+// CHECK-NEXT: gpu.return
+// COUNTERS-LABEL: gpu.module @sk_kernels
+// COUNTERS-NOT: nvvm.cluster_dim
+// COUNTERS: llvm.fence syncscope("device") release
+// COUNTERS-NEXT: gpu.barrier
+// COUNTERS: memref.atomic_rmw addi %{{.*}}, %[[CNT:.*]][%{{.*}}] : (i32, memref<2xi32>) -> i32
+// COUNTERS: memref.store %c0_i32, %[[CNT]]
+// COUNTERS: gpu.barrier
+// COUNTERS: scf.if %{{.*}} {
+// COUNTERS-NEXT: llvm.fence syncscope("device") acquire
+// COUNTERS: math.exp
+// COUNTERS: gpu.return
 // CHECK-NOT: gpu.func @sk_k1
 // CHECK: %[[C:.*]] = gpu.alloc () : memref<2xi32>
 // CHECK-NEXT: gpu.memset %[[C]], %c0_i32 : memref<2xi32>, i32
