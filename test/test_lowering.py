@@ -727,18 +727,21 @@ def test_split_k_pairs_fuse_into_one_launch(name, shapes, tiles):
 
 
 CLUSTER_CASES = [
-    ("gated_mlp_split_k", [(16, 512), (512, 128), (512, 128)], dict(col_tile=32, splits=2, k_tile=64), True),
-    ("gated_mlp_split_k", [(64, 512), (512, 128), (512, 128)], dict(col_tile=64, splits=2, k_tile=128, threads=256), True),
-    ("rmsnorm_linear_split_k", [(4, 512), (512, 256)], dict(col_tile=64, splits=2, k_tile=64), True),
+    ("gated_mlp_split_k", [(16, 512), (512, 128), (512, 128)], dict(col_tile=32, splits=2, k_tile=64), "f16", True),
+    ("gated_mlp_split_k", [(64, 512), (512, 128), (512, 128)], dict(col_tile=64, splits=2, k_tile=128, threads=256),
+     "bf16", True),
+    ("rmsnorm_linear_split_k", [(4, 512), (512, 256)], dict(col_tile=64, splits=2, k_tile=64), "f16", True),
     # 4 splits: counters (CLUSTER_SPLITS); a combine copying its partials by cp.async: counters
-    ("rmsnorm_linear_split_k", [(4, 512), (512, 256)], dict(col_tile=64, splits=4, k_tile=64), False),
-    ("gated_mlp_split_k", [(64, 1024), (1024, 128), (1024, 128)], dict(col_tile=64, splits=2, k_tile=64, threads=128), False),
+    ("rmsnorm_linear_split_k", [(4, 512), (512, 256)], dict(col_tile=64, splits=4, k_tile=64), "f16", False),
+    ("gated_mlp_split_k", [(64, 1024), (1024, 128), (1024, 128)], dict(col_tile=64, splits=2, k_tile=64, threads=128),
+     "f16", False),
 ]
 
 
-@pytest.mark.parametrize("name,shapes,tiles,clustered", CLUSTER_CASES,
-                         ids=[f"{c[0]}_s{c[2]['splits']}_t{c[2].get('threads', 0)}" for c in CLUSTER_CASES])
-def test_a_split_k_tail_through_a_cluster_computes_what_the_counters_do(name, shapes, tiles, clustered, monkeypatch):
+@pytest.mark.parametrize("name,shapes,tiles,dtype,clustered", CLUSTER_CASES,
+                         ids=[f"{c[0]}_s{c[2]['splits']}_t{c[2].get('threads', 0)}_{c[3]}" for c in CLUSTER_CASES])
+def test_a_split_k_tail_through_a_cluster_computes_what_the_counters_do(name, shapes, tiles, dtype, clustered,
+                                                                         monkeypatch):
     """fuse_split_k's cluster form (plan.SPLIT_K_CLUSTER, sm_90): the 2 split blocks of a tile run as
     one cluster, keep their partials in shared memory (in the ring's slots where they fit) and the
     first block reads its peer's through distributed shared memory; no counter, no device fence. The
@@ -748,10 +751,10 @@ def test_a_split_k_tail_through_a_cluster_computes_what_the_counters_do(name, sh
     201), keep the counters."""
     from mirage_mlir.plans import VARIANTS
 
-    types = [TensorType(s, "f16") for s in shapes]
+    types = [TensorType(s, dtype) for s in shapes]
     graph = VARIANTS[name](types, **tiles)
     inputs = random_inputs(types, seed=5)
-    inputs = [inputs[0]] + [round_to(x * 0.1, "f16") for x in inputs[1:]]
+    inputs = [inputs[0]] + [round_to(x * 0.1, dtype) for x in inputs[1:]]
     monkeypatch.setattr(plan, "SPLIT_K_CLUSTER", False)
     assert "nvvm.mapa" not in lower_graph(graph).launches[-1].kernel.text
     counters = run_on_cpu(graph, inputs)[0]
