@@ -222,8 +222,8 @@ def _cluster_partials(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitK
 def _free_span(gen_a: BlockKernelGen, gen_b: BlockKernelGen, size: int, end: int) -> int | None:
     """The lowest offset of `size` bytes of shared memory that nothing live after the first kernel's
     loop uses: not its buffers but the ring's slots (its loop is over; the ring holds most of a
-    weight stream's shared memory), not the combine's (from 0 on); a hole below `end`, else from
-    `end` on within the chip's shared memory; None where neither fits."""
+    weight stream's shared memory), not the combine's (from 0 on), the kernel's `end` bytes grown
+    where no hole fits; None past the chip's shared memory."""
     plan = gen_a.plan
     live = [(0, gen_b.plan.shared_bytes)]
     for buffers in (plan.buffers, plan.max_buffers, plan.scale_buffers):
@@ -233,7 +233,7 @@ def _free_span(gen_a: BlockKernelGen, gen_b: BlockKernelGen, size: int, end: int
     live += [(b.offset, b.offset + b.stage_bytes * b.stages) for b in scratch if b is not None]
     for start in sorted({0, end} | {hi for _, hi in live}):
         start = -(-start // FLAG_ALIGN) * FLAG_ALIGN
-        if (start + size <= end or start >= end) and not any(lo < start + size and start < hi for lo, hi in live):
+        if not any(lo < start + size and start < hi for lo, hi in live):
             return start if start + size <= plan_module.MAX_SHARED_BYTES else None
     return None
 
