@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .emitter import BYTES, ROWS_ARG, SMEM_TYPE, Index, indices
+from .emitter import BYTES, ROWS_ARG, Index, indices
 from .plan import CopyGeometry, numel
 
 L2_LINE = 128  # bytes
@@ -73,10 +73,8 @@ class CopyEmitter:
         memory (fuse_split_k's cluster form): the tile of iteration it is that block's."""
         em = self.em
         offset, tile = self.cluster_sources[geo.tensor]
-        base = em.op(f"memref.extract_aligned_pointer_as_index {em.op(f'gpu.dynamic_shared_memory : {SMEM_TYPE}', 'smem')}"
-                     f" : {SMEM_TYPE} -> index", "sbase")
-        byte = em.add(base, em.add(offset, em.mul(em.linearize(where, tile), BYTES[geo.dtype])))
-        return em.cluster_load(em.idx(byte), em.idx(self.it), geo.vec, geo.align)
+        byte = em.add(offset, em.mul(em.linearize(where, tile), BYTES[geo.dtype]))
+        return em.cluster_load(byte, self.it, geo.vec, geo.align)
 
     def copy_store(self, geo: CopyGeometry, where: list[Index], val: str) -> None:
         em, buf = self.em, self.buffers[geo.i]

@@ -56,12 +56,14 @@ class Emitter:
         smem = self.op(f"gpu.dynamic_shared_memory : {SMEM_TYPE}", "smem")
         return self.op(f"memref.view {smem}[{self.idx(offset)}][] : {SMEM_TYPE} to {type_}", "view")
 
-    def cluster_load(self, shared_address: str, rank: str, type_: str, align: int) -> str:
-        """A load of `type_` at this block's shared-memory byte address (an index) in the shared
-        memory of its cluster's block `rank` (an index): distributed shared memory, sm_90."""
-        address = self.op(f"arith.index_cast {shared_address} : index to i32", "saddr")
+    def cluster_load(self, byte: Index, rank: Index, type_: str, align: int) -> str:
+        """A load of `type_` at byte `byte` of the dynamic shared memory of this block's cluster's
+        block `rank`: distributed shared memory, sm_90."""
+        smem = self.op(f"gpu.dynamic_shared_memory : {SMEM_TYPE}", "smem")
+        base = self.op(f"memref.extract_aligned_pointer_as_index {smem} : {SMEM_TYPE} -> index", "sbase")
+        address = self.op(f"arith.index_cast {self.idx(self.add(base, byte))} : index to i32", "saddr")
         local = self.op(f"llvm.inttoptr {address} : i32 to !llvm.ptr<3>", "sptr")
-        peer = self.op(f"nvvm.mapa {local}, {self.op(f'arith.index_cast {rank} : index to i32', 'rank')} "
+        peer = self.op(f"nvvm.mapa {local}, {self.op(f'arith.index_cast {self.idx(rank)} : index to i32', 'rank')} "
                        f": !llvm.ptr<3> -> !llvm.ptr<7>", "peer")
         return self.op(f"llvm.load {peer} {{alignment = {align} : i64}} : !llvm.ptr<7> -> {type_}", "dsm")
 

@@ -71,6 +71,11 @@ def _elem(type_str: str) -> str:
     return s
 
 
+def _vector_width(type_str: str) -> int:
+    """Elements of a 1-D vector type string (1 for a scalar)."""
+    return int(type_str[len("vector<"):].split("x")[0]) if type_str.startswith("vector<") else 1
+
+
 def _memref_shape(type_str: str) -> tuple[int, ...]:
     inner = type_str[len("memref<"):].split(",")[0].rstrip(">")
     parts = inner.split("x")[:-1]
@@ -157,14 +162,12 @@ class Machine:
         self.tid = t % self.nthreads
         gx, gy, _ = self.grid
         self.bid = {"x": self.blk % gx, "y": (self.blk // gx) % gy, "z": self.blk // (gx * gy)}
-        # a thread-block cluster (nvvm.cluster_dim): each block's rank in it and the block of each rank
+        # a thread-block cluster (nvvm.cluster_dim): the first block of each block's cluster
         dims = kernel.func.attributes["nvvm.cluster_dim"] if "nvvm.cluster_dim" in kernel.func.attributes else None
         self.cluster = tuple(ir.DenseI32ArrayAttr(dims)) if dims is not None else (1, 1, 1)
         if any(g % c for g, c in zip(self.grid, self.cluster)):
             raise SimtError(f"grid {self.grid} is not a whole number of clusters {self.cluster}")
-        cx, cy, cz = self.cluster
         pos = [self.bid[a] % c for a, c in zip("xyz", self.cluster)]
-        self.rank = pos[0] + cx * (pos[1] + cy * pos[2])
         self.cluster_origin = self.blk - (pos[0] + gx * (pos[1] + gy * pos[2]))
         self.cluster_mark = -1  # the epoch of the last releasing cluster arrive a cluster wait completed
         self.arrive_mark = -1
@@ -590,7 +593,7 @@ class Machine:
             raise SimtError("llvm.load is emulated from shared::cluster addresses (nvvm.mapa) only")
         peer = (address & ~CLUSTER_TAG) >> CLUSTER_BLOCK_SHIFT
         byte = address & ((1 << CLUSTER_BLOCK_SHIFT) - 1)
-        width = int(ot[0].split("x")[0].split("<")[1]) if ot[0].startswith("vector") else 1
+        width = _vector_width(ot[0])
         dtype = _elem(ot[0])
         esize = np.dtype(NP_STORAGE[dtype]).itemsize
         if np.any(mask & ((byte % (width * esize) != 0) | (byte + width * esize > self.shared_bytes))):
@@ -637,12 +640,12 @@ class Machine:
         return []
 
     def op_vector_load(self, a, mask, ot, it, regions, op):
-        width = int(ot[0][len("vector<"):].split("x")[0])
+        width = _vector_width(ot[0])
         self._check_alignment(a[0], a[1:], width, op, mask)
         return [self.load(a[0], a[1:], mask, width)]
 
     def op_vector_store(self, a, mask, ot, it, regions, op):
-        width = int(it[0][len("vector<"):].split("x")[0])
+        width = _vector_width(it[0])
         self._check_alignment(a[1], a[2:], width, op, mask)
         self.store(a[1], a[2:], a[0], mask, width)
         return []
