@@ -67,7 +67,7 @@ def _gelu_gpu(g, x):
 
 def _silu_gpu(g, x):
     em = g.em
-    return em.fbin("divf", x, em.fbin("addf", em.fconst(1.0), em.exp(em.fun("arith.negf", x))))
+    return em.fdiv(x, em.fbin("addf", em.fconst(1.0), em.exp(em.fun("arith.negf", x))))
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])

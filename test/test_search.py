@@ -393,7 +393,8 @@ def test_a_candidate_whose_warps_split_k_comes_with_a_whole_k_twin():
 def test_a_split_plan_with_its_combine_fused_is_another_plan_than_with_it_launched():
     """plan_signature tells a combine fused into its split kernel (one launch) from the same plan with
     the combine on other tiles (two launches): gated_mlp bs8's fused form had been left out as a tile
-    variant of the other."""
+    variant of the other. A combine with a block per split block (fused on sm_90, each block of a
+    tile's cluster running one) is a plan of its own too."""
     from mirage_mlir.builder import KernelBuilder
     from mirage_mlir.lowering.fuse_split_k import fused_pairs
     from mirage_mlir.mugraph import TensorType
@@ -407,10 +408,12 @@ def test_a_split_plan_with_its_combine_fused_is_another_plan_than_with_it_launch
         bb, (a, b) = plans._split_k_combine([kb.types[p] for p in partials], splits=2, col_tile=combine_tile)
         return kb.finish(kb.graph_def(bb.finish([bb.save(bb.op("mul", a, b), (1, -1, -1))]), list(partials)))
 
-    fused, launched, finer = split_plan(64), split_plan(128), split_plan(32)
+    fused, launched, shared, finer = split_plan(64), split_plan(128), split_plan(32), split_plan(16)
     assert list(fused_pairs(fused)) == [0] and not fused_pairs(launched) and not fused_pairs(finer)
-    assert _family(plan_signature(fused, 132)) != _family(plan_signature(launched, 132))
-    assert _family(plan_signature(launched, 132)) == _family(plan_signature(finer, 132))  # tile variants
+    assert fused_pairs(shared)[0].rank_axis == 0
+    families = [_family(plan_signature(g, 132)) for g in (fused, launched, shared, finer)]
+    assert len(set(families[:3])) == 3
+    assert families[1] == families[3]  # tile variants
 
 
 def test_splits_of_other_column_tiles_are_other_plans_of_one_family():

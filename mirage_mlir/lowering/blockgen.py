@@ -139,9 +139,11 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.output_args = {self.plan.node_of[v]: f"%out{k}" for k, v in enumerate(graph.outputs)}  # by saver
         self.masked_savers = {self.plan.node_of[graph.outputs[k]]: d for k, d in rows.outputs.items()}
         # a fused split-K tail's cluster form (fuse_split_k): savers whose tile stays in this block's
-        # shared memory, and inputs read from the cluster's blocks' ({node or input: (offset, tile)})
+        # shared memory ({saver: (offset, tile)}), and inputs read from the cluster's blocks' ({input:
+        # (offset, tile, the dim its blocks share or None)})
         self.partial_buffers: dict[int, tuple] = {}
         self.cluster_sources: dict[int, tuple] = {}
+        self.cluster_rank: Index = 0  # this block's rank in its cluster
         self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
         self.dirty: set[str] = set()
         self.reciprocals: dict[str, str] | None = None  # divisor -> its reciprocal, in a row kernel (divide)

@@ -70,9 +70,13 @@ class CopyEmitter:
 
     def cluster_copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
         """One chunk of a split partial tile that block self.it of the cluster keeps in its shared
-        memory (fuse_split_k's cluster form): the tile of iteration it is that block's."""
+        memory (fuse_split_k's cluster form): the tile of iteration it is that block's, or where the
+        blocks share its `dim`, this block's (self.cluster_rank) share of it."""
         em = self.em
-        offset, tile = self.cluster_sources[geo.tensor]
+        offset, tile, dim = self.cluster_sources[geo.tensor]
+        if dim is not None:
+            where = list(where)
+            where[dim] = em.add(where[dim], em.mul(self.cluster_rank, geo.shape[dim]))
         byte = em.add(offset, em.mul(em.linearize(where, tile), BYTES[geo.dtype]))
         return em.cluster_load(byte, self.it, geo.vec, geo.align)
 

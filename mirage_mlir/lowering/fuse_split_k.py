@@ -20,14 +20,18 @@ benchmarks/NOTES.md.)
 
 On sm_90, where a tile has 2 splits (CLUSTER_SPLITS; plan.SPLIT_K_CLUSTER, on by default), its blocks
 run as one thread-block cluster instead: each keeps its partial tile in its own shared memory (in
-the ring's slots where they fit), a cluster barrier (release / acquire) makes them visible, the
-cluster's first block reads its peer's through distributed shared memory (mapa, ld.shared::cluster)
-and runs the combine block, and a last cluster barrier keeps the peer resident until it has read
-it. No partial leaves the SMs, and neither the device fence (which waits for every partial store to
-reach L2) nor the counter's round trip is on the tail; the launch keeps the counter form's
-arguments. gated_mlp bs8 (ncu: the counter tail >= 4 of 24 us, run 198): its 2-split plans 6-8%
-faster on an H100 (run 201); 4- and 8-split tails mostly lost in clusters (their blocks hold their
-SMs until the slowest arrives), so they keep the counters.
+the ring's slots where they fit), a cluster barrier makes them visible (its release a fence
+restricted to the block's own shared memory: the plain release's GPU-wide membar cost ~0.5 us, ncu
+run 206), the cluster's first block reads its peer's through distributed shared memory (mapa,
+ld.shared::cluster) and runs the combine block, and a last cluster barrier keeps the peer resident
+until it has read it. Where the combine has a block per split block of each tile (`rank_axis`: the
+search's combines over half-width tiles), each block of the cluster runs one of them on its share
+of every block's partials, halving the tail's serial work (this shape has no counter form: its last
+block would run them one after another). No partial leaves the SMs, and neither the device fence
+(which waits for every partial store to reach L2) nor the counter's round trip is on the tail; the
+launch keeps the counter form's arguments. gated_mlp bs8 (ncu: the counter tail >= 4 of 24 us, run
+198): its 2-split plans 6-8% faster on an H100 (run 201); 4- and 8-split tails mostly lost in
+clusters (their blocks hold their SMs until the slowest arrives), so they keep the counters.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from ..mugraph import Graph
 from . import plan as plan_module
 from .blockgen import BlockKernelGen, GridDependency, KernelCode, RowMask, kernel_code
 from .emitter import BYTES, ROWS_ARG, Emitter, memref_type
-from .plan import numel
+from .plan import LoweringError, numel
 
 FLAG_ALIGN = 16
 # most splits of a tile that run as one cluster: 2-split tails gained in clusters, 4- and 8-split ones
@@ -54,6 +58,14 @@ class SplitKPair:
     tiles: int  # the first kernel's output tiles (its blocks along the other axes): one counter each
     # per grid axis of the second kernel: the first kernel's axis over the same dim (-1: none)
     combine_axes: tuple = ()
+    # the second kernel's axis with `splits` blocks per tile (-1: none): in the cluster form each block
+    # of a tile's cluster runs one of them, on its share of the partial tiles
+    rank_axis: int = -1
+
+
+def clusters_take(splits: int) -> bool:
+    """A tile of `splits` blocks runs as one thread-block cluster (the cluster form, module doc)."""
+    return plan_module.SPLIT_K_CLUSTER and plan_module.target_has_clusters() and splits <= CLUSTER_SPLITS
 
 
 def _savers(body: Graph) -> list:
@@ -87,7 +99,7 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
     axis = omap.index(fmap) if fmap in omap else -1
     if axis == -1 or a.grid_dim[axis] != b.forloop_range or b.forloop_range < 2:
         return None
-    combine_axes = []
+    combine_axes, rank_axis = [], -1
     for k in range(3):  # each axis of the second kernel, against the first's over the same dim
         dims = {imap[k] for _, imap, _ in reads}
         if b.grid_dim[k] == 1:
@@ -100,8 +112,15 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
         if len(owners) != 1:
             return None
         (owner,) = owners
-        if owner in (-1, axis) or b.grid_dim[k] != a.grid_dim[owner]:
-            return None  # several combine blocks per tile, run one after another in the tail: slower (run 17)
+        if owner in (-1, axis):
+            return None
+        if b.grid_dim[k] != a.grid_dim[owner]:
+            # several combine blocks per tile: one per block of the tile's cluster, or none (run one after
+            # another in the counter form's tail, they ran slower: run 17)
+            if b.grid_dim[k] != a.grid_dim[owner] * a.grid_dim[axis] or rank_axis != -1 \
+                    or not clusters_take(a.grid_dim[axis]):
+                return None
+            rank_axis = k
         combine_axes.append(owner)
     mapped = {owner for owner in combine_axes if owner != -1}
     for om, imap, fm in reads:
@@ -111,7 +130,7 @@ def split_k_pair(graph: Graph, n: int) -> SplitKPair | None:
         if any(om[k] != -1 and a.grid_dim[k] > 1 and k not in mapped for k in range(3) if k != axis):
             return None
     tiles = a.grid_dim[0] * a.grid_dim[1] * a.grid_dim[2] // a.grid_dim[axis]
-    return SplitKPair(axis, a.grid_dim[axis], tiles, tuple(combine_axes))
+    return SplitKPair(axis, a.grid_dim[axis], tiles, tuple(combine_axes), rank_axis)
 
 
 def fused_pairs(graph: Graph) -> dict[int, SplitKPair]:
@@ -161,6 +180,9 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
     flag_offset = -(-shared // FLAG_ALIGN) * FLAG_ALIGN
 
     partials = _cluster_partials(gen_a, gen_b, pair, written, second, flag_offset)
+    if partials is None and pair.rank_axis != -1:
+        raise LoweringError("a combine with a block per split block needs the cluster form, "
+                            "and its partial tiles find no room", path)
     if partials is not None:
         _emit_cluster_tail(gen_a, gen_b, pair, partials)
         shared_bytes = partials.shared_bytes
@@ -187,7 +209,9 @@ def generate_fused(graph: Graph, n: int, pair: SplitKPair, name: str, path: tupl
 class ClusterPartials:
     """The cluster form's layout: where each partial tile lies in its block's shared memory."""
     savers: dict  # the first kernel's saver node: (byte offset, tile shape)
-    sources: dict  # the combine's input (index among its kernel's inputs): the same
+    # the combine's input (index among its kernel's inputs): the same, and the tile's dim that the
+    # cluster's blocks share among them (None: each reads whole tiles)
+    sources: dict
     shared_bytes: int  # the fused kernel's shared memory, the partials included
 
 
@@ -197,18 +221,21 @@ def _cluster_partials(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitK
     form does not apply: not asked for, a chip without clusters, more splits than CLUSTER_SPLITS, a
     combine that reads other tiles than the blocks keep or copies them by cp.async, or no room for
     the partials."""
-    if not (plan_module.SPLIT_K_CLUSTER and plan_module.target_has_clusters()) or pair.splits > CLUSTER_SPLITS:
+    if not clusters_take(pair.splits):
         return None
-    sizes = {}
+    sizes, shared_dims = {}, {}
     for j, v in enumerate(written):
         saver = gen_a.plan.node_of[gen_a.g.outputs[j]]
         tile = gen_a.plan.vtype(gen_a.g.nodes[saver].inputs[0]).shape
         readers = [i for i, node in enumerate(gen_b.g.nodes)
                    if node.op == "input_iterator" and second.inputs[node.inputs[0]] == v]
-        if any(gen_b.g.nodes[i].types[0].shape != tile or i in gen_b.plan.ring for i in readers):
+        dim = None if pair.rank_axis == -1 else gen_b.g.nodes[readers[0]].attr("imap")[pair.rank_axis]
+        read = tile if dim is None else tuple(t // pair.splits if d == dim else t for d, t in enumerate(tile))
+        if any(gen_b.g.nodes[i].types[0].shape != read or i in gen_b.plan.ring for i in readers):
             return None  # other tiles than the blocks keep, or copied by cp.async (global only)
         dtype = gen_a.g.nodes[saver].types[0].dtype
         sizes[v] = (saver, tile, -(-numel(tile) * BYTES[dtype] // FLAG_ALIGN) * FLAG_ALIGN)
+        shared_dims[v] = dim
     start = _free_span(gen_a, gen_b, sum(size for _, _, size in sizes.values()), end)
     if start is None:
         return None
@@ -216,7 +243,8 @@ def _cluster_partials(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitK
     for v, (saver, tile, size) in sizes.items():
         savers[saver] = placed[v] = (start, tile)
         start += size
-    return ClusterPartials(savers, {k: placed[v] for k, v in enumerate(second.inputs)}, max(end, start))
+    sources = {k: placed[v] + (shared_dims[v],) for k, v in enumerate(second.inputs)}
+    return ClusterPartials(savers, sources, max(end, start))
 
 
 def _free_span(gen_a: BlockKernelGen, gen_b: BlockKernelGen, size: int, end: int) -> int | None:
@@ -245,13 +273,21 @@ def _emit_cluster_tail(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: Split
     em = gen_a.em
     gen_a.partial_buffers = partials.savers
     gen_a.emit_body()
-    em.emit("nvvm.cluster.arrive {aligned}")  # release: this block's partials
+    # release: this block's partials, which lie in its own shared memory; a fence restricted to that
+    # space orders them at cluster scope without the plain release's GPU-wide membar (MEMBAR.ALL.GPU:
+    # ~0.5 us of gated_mlp bs8's tail, ncu run 206)
+    em.emit("nvvm.fence.sync_restrict {order = #nvvm.mem_order<release>}")
+    em.emit("nvvm.cluster.arrive.relaxed {aligned}")
     em.emit("nvvm.cluster.wait {aligned}")  # acquire: every peer's
     gen_b.cluster_sources = partials.sources
-    with em.region(f"scf.if {em.cmp_eq(gen_a.bid[pair.axis], 0)} {{"):
+    gen_b.cluster_rank = gen_a.bid[pair.axis]
+    if pair.rank_axis == -1:
+        with em.region(f"scf.if {em.cmp_eq(gen_b.cluster_rank, 0)} {{"):
+            _emit_combine_block(gen_a, gen_b, pair)
+    else:  # each block its own combine block, on its share of every block's partial tiles
         _emit_combine_block(gen_a, gen_b, pair)
-    # the peers stay resident until the first block has read them; its reads are complete once the
-    # combine has used them, so the arrive needs no release
+    # the peers stay resident until the blocks that read them are done; their reads are complete once
+    # the combine has used them, so the arrive needs no release
     em.emit("nvvm.cluster.arrive.relaxed {aligned}")
     em.emit("nvvm.cluster.wait {aligned}")
 
@@ -259,7 +295,10 @@ def _emit_cluster_tail(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: Split
 def _emit_combine_block(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitKPair) -> None:
     """The second kernel's block that reads this tile's partials, its block ids the first kernel's
     over the same dims."""
-    gen_b.block_ids = [gen_a.bid[owner] if owner != -1 else 0 for owner in pair.combine_axes]
+    em = gen_a.em
+    gen_b.block_ids = [0 if owner == -1 else gen_a.bid[owner] if k != pair.rank_axis
+                       else em.add(em.mul(gen_a.bid[owner], pair.splits), gen_a.bid[pair.axis])
+                       for k, owner in enumerate(pair.combine_axes)]
     gen_b.emit_body()
 
 

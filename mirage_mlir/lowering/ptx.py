@@ -23,6 +23,9 @@ from ..linalg_import import nested_ops
 
 DEFAULT_CHIP = "sm_90"
 DEFAULT_FEATURES = "+ptx80"
+# the PTX version a module needs beyond DEFAULT_FEATURES', by the op that needs it (drivers of CUDA 12.8
+# on read PTX 8.6: only the modules that use it ask for it)
+NEWER_PTX = {"nvvm.fence.sync_restrict": "+ptx86"}
 
 
 class PTXError(Exception):
@@ -78,6 +81,8 @@ def compile_gpu_module(gpu_module_text: str, chip: str = DEFAULT_CHIP, features:
     sm_90's architecture-specific target sm_90a (wgmma exists there only)."""
     wgmma = "nvvm.wgmma" in gpu_module_text
     chip = chip + "a" if wgmma and chip == "sm_90" else chip
+    if features == DEFAULT_FEATURES:
+        features = max((v for op, v in NEWER_PTX.items() if op in gpu_module_text), default=features)
     with ir.Context() as ctx, ir.Location.unknown():
         ctx.allow_unregistered_dialects = True  # discardable mirage.* attributes only
         try:

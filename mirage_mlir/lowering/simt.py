@@ -171,6 +171,8 @@ class Machine:
         self.cluster_origin = self.blk - (pos[0] + gx * (pos[1] + gy * pos[2]))
         self.cluster_mark = -1  # the epoch of the last releasing cluster arrive a cluster wait completed
         self.arrive_mark = -1
+        self.shared_writes = 0  # shared-memory stores so far (a release fence sees none after it)
+        self.release_fence = None  # (epoch, shared_writes) at the last release fence
         self.peer_reads_open = False  # a block's shared memory read by a peer since the last cluster barrier
         self.shared_bytes = shared_bytes
         self.smem = np.zeros((self.nblocks, max(shared_bytes, 16)), np.uint8)
@@ -244,6 +246,7 @@ class Machine:
                 raise SimtError(f"{what} race: two threads write one element in the same step")
             sh.w_tid[where] = tid
             sh.w_epoch[where] = epoch
+            self.shared_writes += sh is self.smem_shadow
         else:
             if np.any((w_ep == epoch) & (w_tid != tid)):
                 raise SimtError(f"{what} race: read of an element another thread wrote with no barrier between")
@@ -564,7 +567,20 @@ class Machine:
         return []
 
     def op_nvvm_cluster_arrive_relaxed(self, a, mask, ot, it, regions, op):
+        """Releasing where a release fence of this block's shared memory came right before it (no
+        shared-memory write between them)."""
         self._cluster_barrier_step(mask, "nvvm.cluster.arrive.relaxed")
+        if self.release_fence == (self.epoch, self.shared_writes):
+            self.arrive_mark = self.epoch
+        self.release_fence = None
+        return []
+
+    def op_nvvm_fence_sync_restrict(self, a, mask, ot, it, regions, op):
+        """fence.release.sync_restrict::shared::cta.cluster: this block's shared-memory writes so far,
+        ordered before its next cluster arrive."""
+        if "release" not in str(op.attributes["order"]):
+            raise SimtError("nvvm.fence.sync_restrict is emulated with release order only")
+        self.release_fence = (self.epoch, self.shared_writes)
         return []
 
     def op_nvvm_cluster_wait(self, a, mask, ot, it, regions, op):

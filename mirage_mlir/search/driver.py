@@ -39,7 +39,7 @@ from .threads import fuse_block, fuse_thread_graphs
 
 
 MATMUL_MAX_THREADS = 256
-SEARCH_VERSION = 28  # raise when the search can find or rank other plans: cached results are searched again
+SEARCH_VERSION = 29  # raise when the search can find or rank other plans: cached results are searched again
 
 
 @dataclass(frozen=True)
@@ -807,10 +807,10 @@ def plan_signature(graph: Graph, sms: int) -> tuple:
     22.3 us on the H200, runs 131-133), alike otherwise; they are not part of a plan's family
     (_family)."""
     sig = []
-    combines = {n + 1 for n in fused_pairs(graph)}
+    combines = {n + 1: pair for n, pair in fused_pairs(graph).items()}
     for n, node in enumerate(graph.nodes):
-        if n in combines:
-            sig.append("fused combine")
+        if n in combines:  # run by the tile's last block, or shared by its cluster's blocks
+            sig.append("fused combine" if combines[n].rank_axis == -1 else "fused combine, a block each")
             continue
         if node.body is None:
             sig.append(node.op)

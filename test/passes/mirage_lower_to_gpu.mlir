@@ -50,7 +50,7 @@
 // rms, round to f16, store the tile with 128-bit stores (the output saver).
 // CHECK: gpu.shuffle xor {{.*}}, %c16_i32, %c32_i32 : f32
 // CHECK: math.sqrt
-// CHECK: arith.divf
+// CHECK: arith.divf {{.*}} fastmath<afn> : f32
 // CHECK: arith.truncf {{.*}} : f32 to f16
 // CHECK: vector.store {{.*}}, %[[O]][{{.*}}] {alignment = 16 : i64} : memref<4x128xf16>, vector<8xf16>
 // CHECK: gpu.return
@@ -138,9 +138,10 @@ func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16
 
 // A split reduction (grid y splits K: partial sums side by side) and its combine kernel (a for-loop
 // over the partials) run as one kernel. On sm_90, 2 splits: the two blocks of an output tile are one
-// thread-block cluster; each keeps its partials in shared memory, and after a cluster barrier the
-// first reads its peer's (nvvm.mapa, distributed shared memory) and runs the combine; a last cluster
-// barrier keeps the peer until then. With MIRAGE_SPLIT_K_CLUSTER=0 (COUNTERS): each block publishes
+// thread-block cluster; each keeps its partials in shared memory, and after a cluster barrier (a
+// release fence of the block's own shared memory, a relaxed arrive, the wait) the first reads its
+// peer's (nvvm.mapa, distributed shared memory) and runs the combine; a last cluster barrier keeps
+// the peer until then. With MIRAGE_SPLIT_K_CLUSTER=0 (COUNTERS): each block publishes
 // its partials and counts itself on its output tile's counter; the last block of a tile runs the
 // combine and resets the counter. The counters are a temporary the host function zeroes once.
 
@@ -150,7 +151,8 @@ func.func @g(%a: tensor<16x256xf16>, %b: tensor<256x64xf16>) -> tensor<16x64xf16
 // CHECK-SAME: nvvm.cluster_dim = array<i32: 1, 2, 1>
 // CHECK: nvgpu.mma.sync
 // CHECK-NOT: memref.atomic_rmw
-// CHECK: nvvm.cluster.arrive {aligned}
+// CHECK: nvvm.fence.sync_restrict {order = #nvvm.mem_order<release>}
+// CHECK-NEXT: nvvm.cluster.arrive.relaxed {aligned}
 // CHECK-NEXT: nvvm.cluster.wait {aligned}
 // CHECK: scf.if %{{.*}} {
 // CHECK: nvvm.mapa %{{.*}}, %{{.*}} : !llvm.ptr<3> -> !llvm.ptr<7>
