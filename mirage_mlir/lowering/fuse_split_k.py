@@ -229,7 +229,7 @@ def _cluster_partials(gen_a: BlockKernelGen, gen_b: BlockKernelGen, pair: SplitK
         tile = gen_a.plan.vtype(gen_a.g.nodes[saver].inputs[0]).shape
         readers = [i for i, node in enumerate(gen_b.g.nodes)
                    if node.op == "input_iterator" and second.inputs[node.inputs[0]] == v]
-        dim = None if pair.rank_axis == -1 else gen_b.g.nodes[readers[0]].attr("imap")[pair.rank_axis]
+        dim = None if pair.rank_axis == -1 or not readers else gen_b.g.nodes[readers[0]].attr("imap")[pair.rank_axis]
         read = tile if dim is None else tuple(t // pair.splits if d == dim else t for d, t in enumerate(tile))
         if any(gen_b.g.nodes[i].types[0].shape != read or i in gen_b.plan.ring for i in readers):
             return None  # other tiles than the blocks keep, or copied by cp.async (global only)
