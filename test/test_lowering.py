@@ -106,7 +106,7 @@ def test_plan_ptx_assembles_at_full_size(name, bs, dtype):
 def test_ptx_for_sm80():
     program = lower_graph(PLANS["gqa"](benchmark_inputs("gqa", 1, "f16")))
     binary = compile_gpu_module(program.gpu_module_text(), chip="sm_80")
-    assert b".target sm_80" in binary.ptx
+    assert b".target sm_80" in binary.ptx and b".version 8.0" in binary.ptx
     assert run_ptxas(binary.ptx, "sm_80").ok
 
 
@@ -767,6 +767,7 @@ def test_a_split_k_tail_through_a_cluster_computes_what_the_counters_do(name, sh
     if PTXAS and clustered:
         ptx = compile_gpu_module(program.gpu_module_text()).ptx
         assert ".reqnctapercluster 1, 2, 1" in ptx.decode() and run_ptxas(ptx).ok
+        assert ".version 8.6" in ptx.decode()  # the release fence's PTX (ptx.NEWER_PTX); the rest stay 8.0
     assert "nvvm.mapa" not in lower_graph(graph, chip="sm_80").launches[-1].kernel.text  # no clusters there
 
 
