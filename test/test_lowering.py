@@ -358,6 +358,25 @@ def test_missing_barrier_is_caught(monkeypatch):
         run_rmsnorm_linear_on_cpu()
 
 
+def test_a_read_of_what_nothing_wrote_is_caught():
+    """The outputs and temporaries of a host function start unwritten: a kernel that reads an element
+    of one that nothing has written is refused (a combine reading partials its split kernel never
+    stored, as the H100 saw in run 201, ran in the emulator to NaN outputs before). Here the split
+    kernel of a two-launch split-K plan stores no partial."""
+    from mirage_mlir.plans import VARIANTS
+
+    types = [TensorType(s, "f16") for s in [(16, 512), (512, 128), (512, 128)]]
+    text = lower_graph(VARIANTS["gated_mlp_split_k"](types, col_tile=32, splits=2, k_tile=64), fuse=False).text()
+    first = text.index("gpu.func @")
+    second = text.index("gpu.func @", first + 1)
+    split = [line for line in text[first:second].splitlines()
+             if not (line.strip().startswith("vector.store") and "workgroup" not in line)]
+    assert len(split) < len(text[first:second].splitlines())
+    with ir.Context():
+        with pytest.raises(SimtError, match="that nothing has written"):
+            run_lowered(ir.Module.parse(text[:first] + "\n".join(split) + text[second:]), random_inputs(types, 0))
+
+
 def test_unwritten_output_is_caught(monkeypatch):
     """Outputs start as NaN in the emulator: a saver that skips blocks leaves NaN behind."""
     original = blockgen.BlockKernelGen.saver_offsets

@@ -90,6 +90,9 @@ class MemRef:
         self.dtype = dtype
         self.byte_offset = byte_offset
         self.shadow = shadow
+        # per element, whether anything wrote it: for the host function's outputs and temporaries
+        # (None: an input, or shared memory), whose reads of never-written elements are refused
+        self.written: np.ndarray | None = None
         self.strides = [int(np.prod(self.shape[i + 1:])) for i in range(len(self.shape))]
         self.size = int(np.prod(self.shape)) if self.shape else 1
         if kind == "shared":
@@ -207,9 +210,15 @@ class Machine:
 
     def _global_access(self, mem: MemRef, lin: np.ndarray, mask: np.ndarray, width: int, write: bool):
         self._gate(mem, mask, write)
+        elems = (lin[mask][:, None] + np.arange(width)[None, :]).ravel()
+        if mem.written is not None:
+            if write:
+                mem.written[elems] = True
+            elif not mem.written[elems].all():
+                raise SimtError(f"a read of an element of {mem.shape}x{mem.dtype} (an output or temporary of "
+                                f"the host function) that nothing has written")
         if not self.check or mem.shadow is None:
             return
-        elems = (lin[mask][:, None] + np.arange(width)[None, :]).ravel()
         gtid = np.repeat((self.blk * self.nthreads + self.tid)[mask], width)
         sh = mem.shadow
         if write:
@@ -991,6 +1000,7 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             env[arg] = MemRef("global", to_storage(data, dtype).reshape(-1).copy(), shape, dtype)
         else:
             mem = MemRef("global", to_storage(np.full(shape, np.nan, np.float32), dtype).reshape(-1), shape, dtype)
+            mem.written = np.zeros(mem.size, bool)
             env[arg] = mem
             outputs.append(mem)
     kernels: dict = {}
@@ -1009,9 +1019,11 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             shape, dtype = _memref_shape(t), _elem(t)
             fill = np.full(shape, INT_POISON, np.int32) if dtype == "i32" else np.full(shape, np.nan, np.float32)
             env[op.results[0]] = MemRef("global", to_storage(fill, dtype).reshape(-1), shape, dtype)
+            env[op.results[0]].written = np.zeros(env[op.results[0]].size, bool)
         elif op.name == "gpu.memset":
             mem, value = env[op.operands[0]], env[op.operands[1]]
             mem.data[:] = value
+            mem.written[:] = True
             zeroed.append((mem, value))
         elif op.name == "gpu.launch_func":
             module_name, kernel_name = _symbol(op.attributes["kernel"])
