@@ -37,7 +37,7 @@ from .emit_reduction import ReductionEmitter
 from .emit_rows import RowEmitter
 from .emit_savers import SaverEmitter
 from .emit_warp_rows import WarpRowsEmitter
-from .emitter import ROWS_ARG, Emitter, Index, memref_type
+from .emitter import ROWS_ARG, SMEM_TYPE, Emitter, Index, memref_type
 from .plan import UNROLL, BlockPlan, PlanFigures, numel
 
 
@@ -176,12 +176,10 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             self.last_row = em.op(f"arith.subi {ROWS_ARG}, {em.idx(1)} : index", "last")
         scratch = [b for b in (self.scratch, self.k_slices) if b is not None] + list(self.row_scratch.values())
         if self.buffers or scratch:
-            self.smem = smem = em.op("gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>",
-                                     "smem")
+            self.smem = smem = em.op(f"gpu.dynamic_shared_memory : {SMEM_TYPE}", "smem")
             for buf in [*self.buffers.values(), *self.max_buffers.values(), *self.scale_buffers.values(), *scratch]:
                 if buf.stages == 1:
-                    em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : "
-                            f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}")
+                    em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : {SMEM_TYPE} to {buf.type}")
         if self.plan.ring:
             self.no_token = em.op("ub.poison : !nvgpu.device.async.token", "tok")
 

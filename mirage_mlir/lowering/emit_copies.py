@@ -169,8 +169,7 @@ class CopyEmitter:
         """A view of stage `slot` of ring buffer i (its offset is the same in every thread)."""
         em, buf = self.em, self.buffers[i]
         offset = em.add(buf.offset, em.mul(slot, buf.stage_bytes))
-        return em.op(f"memref.view {self.smem}[{em.idx(offset)}][] : "
-                     f"memref<?xi8, #gpu.address_space<workgroup>> to {buf.type}", "ring")
+        return em.shared_view(offset, buf.type, self.smem, "ring")
 
     def async_copy_stage(self, iteration: Index, slot: Index, live: str | None = None,
                          iterators: list[int] | None = None, commit: bool = True) -> str | None:

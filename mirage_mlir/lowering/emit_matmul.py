@@ -455,8 +455,7 @@ class MatmulEmitter:
                 with em.region(f"scf.if {em.cmp_eq(k_slice, turn)} {{"):
                     self.register_accumulator_store(i, scalars, add=turn > 0)
             return
-        view = em.op(f"memref.view {self.smem}[{em.idx(scratch.offset)}][] : "
-                     f"memref<?xi8, #gpu.address_space<workgroup>> to {scratch.type}", "slices")
+        view = em.shared_view(scratch.offset, scratch.type, self.smem, "slices")
         self.barrier()  # the ring's empty refills past the loop's end land in this memory
         for r, x in enumerate(scalars):
             em.emit(f"memref.store {x}, {view}[{em.idx(self.warp)}, {em.idx(r)}, {em.idx(self.lane)}] : {scratch.type}")

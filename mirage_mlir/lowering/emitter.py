@@ -51,10 +51,11 @@ class Emitter:
         self.emit(f"{name} = {rhs}")
         return name
 
-    def shared_view(self, offset: int, type_: str) -> str:
-        """A view of the dynamic shared memory from byte `offset` on, as memref type `type_`."""
-        smem = self.op(f"gpu.dynamic_shared_memory : {SMEM_TYPE}", "smem")
-        return self.op(f"memref.view {smem}[{self.idx(offset)}][] : {SMEM_TYPE} to {type_}", "view")
+    def shared_view(self, offset: Index, type_: str, smem: str | None = None, hint: str = "view") -> str:
+        """A view of the dynamic shared memory (`smem`: its value, where the kernel holds one) from byte
+        `offset` on, as memref type `type_`."""
+        smem = smem or self.op(f"gpu.dynamic_shared_memory : {SMEM_TYPE}", "smem")
+        return self.op(f"memref.view {smem}[{self.idx(offset)}][] : {SMEM_TYPE} to {type_}", hint)
 
     def cluster_load(self, byte: Index, rank: Index, type_: str, align: int) -> str:
         """A load of `type_` at byte `byte` of the dynamic shared memory of this block's cluster's

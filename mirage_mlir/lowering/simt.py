@@ -83,18 +83,19 @@ def _memref_shape(type_str: str) -> tuple[int, ...]:
 
 
 class MemRef:
-    def __init__(self, kind: str, data: np.ndarray, shape, dtype: str, byte_offset: int = 0, shadow=None):
+    def __init__(self, kind: str, data: np.ndarray, shape, dtype: str, byte_offset: int = 0, shadow=None,
+                 unwritten: bool = False):
         self.kind = kind  # "global" | "shared" | "smem" (the raw dynamic shared memory)
         self.data = data
         self.shape = tuple(shape)
         self.dtype = dtype
         self.byte_offset = byte_offset
         self.shadow = shadow
-        # per element, whether anything wrote it: for the host function's outputs and temporaries
-        # (None: an input, or shared memory), whose reads of never-written elements are refused
-        self.written: np.ndarray | None = None
         self.strides = [int(np.prod(self.shape[i + 1:])) for i in range(len(self.shape))]
         self.size = int(np.prod(self.shape)) if self.shape else 1
+        # per element, whether anything wrote it, where the buffer starts `unwritten` (the host
+        # function's outputs and temporaries), whose reads of never-written elements are refused
+        self.written = np.zeros(self.size, bool) if unwritten else None
         if kind == "shared":
             esize = np.dtype(NP_STORAGE[dtype]).itemsize
             self.typed = data[:, byte_offset:byte_offset + self.size * esize].view(NP_STORAGE[dtype])
@@ -210,6 +211,9 @@ class Machine:
 
     def _global_access(self, mem: MemRef, lin: np.ndarray, mask: np.ndarray, width: int, write: bool):
         self._gate(mem, mask, write)
+        tracked = self.check and mem.shadow is not None
+        if mem.written is None and not tracked:
+            return
         elems = (lin[mask][:, None] + np.arange(width)[None, :]).ravel()
         if mem.written is not None:
             if write:
@@ -217,7 +221,7 @@ class Machine:
             elif not mem.written[elems].all():
                 raise SimtError(f"a read of an element of {mem.shape}x{mem.dtype} (an output or temporary of "
                                 f"the host function) that nothing has written")
-        if not self.check or mem.shadow is None:
+        if not tracked:
             return
         gtid = np.repeat((self.blk * self.nthreads + self.tid)[mask], width)
         sh = mem.shadow
@@ -568,12 +572,6 @@ class Machine:
         per_block = mask.reshape(self.nblocks, self.nthreads)
         if not per_block.all():
             raise SimtError(f"{what} reached by part of a cluster")
-
-    def op_nvvm_cluster_arrive(self, a, mask, ot, it, regions, op):
-        """A releasing arrive: this block's writes so far become visible to its cluster after the wait."""
-        self._cluster_barrier_step(mask, "nvvm.cluster.arrive")
-        self.arrive_mark = self.epoch
-        return []
 
     def op_nvvm_cluster_arrive_relaxed(self, a, mask, ot, it, regions, op):
         """Releasing where a release fence of this block's shared memory came right before it (no
@@ -999,8 +997,8 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
                 raise SimtError(f"input {k}: shape {data.shape}, expected {shape}")
             env[arg] = MemRef("global", to_storage(data, dtype).reshape(-1).copy(), shape, dtype)
         else:
-            mem = MemRef("global", to_storage(np.full(shape, np.nan, np.float32), dtype).reshape(-1), shape, dtype)
-            mem.written = np.zeros(mem.size, bool)
+            mem = MemRef("global", to_storage(np.full(shape, np.nan, np.float32), dtype).reshape(-1), shape, dtype,
+                         unwritten=True)
             env[arg] = mem
             outputs.append(mem)
     kernels: dict = {}
@@ -1018,8 +1016,7 @@ def run_lowered(module: ir.Module, inputs: list[np.ndarray], name: str | None = 
             t = str(op.results[0].type)
             shape, dtype = _memref_shape(t), _elem(t)
             fill = np.full(shape, INT_POISON, np.int32) if dtype == "i32" else np.full(shape, np.nan, np.float32)
-            env[op.results[0]] = MemRef("global", to_storage(fill, dtype).reshape(-1), shape, dtype)
-            env[op.results[0]].written = np.zeros(env[op.results[0]].size, bool)
+            env[op.results[0]] = MemRef("global", to_storage(fill, dtype).reshape(-1), shape, dtype, unwritten=True)
         elif op.name == "gpu.memset":
             mem, value = env[op.operands[0]], env[op.operands[1]]
             mem.data[:] = value
