@@ -5,13 +5,14 @@ to see what those inputs' loads cost a kernel (session 23 did this by editing PT
 `make` copies a compiled program directory and, in every kernel of every candidate, gives the
 cp.async copies (`nvgpu.device_async_copy`) whose source is one of the chosen program inputs a
 source size of 0: the instruction still issues and lands its group, but reads no byte (zero fill).
-With --no-wgmma every warpgroup MMA passes its accumulator through instead (no tensor work; the
-fences, commits and waits stay). Everything else (loop, barriers, copies, epilogue) stays. The
+With --no-mma every tensor-core MMA (wgmma, f16 mma.sync) passes its accumulator through instead (no
+tensor work; wgmma's fences, commits and waits stay; mma.sync's ldmatrix loads go with it, since
+nothing reads them then). Everything else (loop, barriers, copies, epilogue) stays. The
 kernels' outputs are wrong by design, so `time` replays them without the correctness check, as
 gpu.py times them otherwise (CUDA-graph replays over input sets that exceed twice the L2).
 
   python benchmarks/knockout.py make SRC DST --inputs 0            # here (MLIR bindings, ptxas)
-  python benchmarks/knockout.py make SRC DST --no-wgmma
+  python benchmarks/knockout.py make SRC DST --no-mma
   python benchmarks/knockout.py time DIR[:CANDIDATE] ...           # on the GPU (no MLIR)
 """
 
@@ -31,12 +32,14 @@ ZERO = "%knockout_zero"
 FUNC = re.compile(r"^\s*gpu\.func @(\w+)\((.*)\).*\{\s*$")
 COPY = re.compile(r"nvgpu\.device_async_copy %arg(\d+)\[.*\], (\d+)(, %[\w#.]+)?( \{[^}]*\})? :")
 WGMMA = re.compile(r"^(\s*)(%[\w#.]+) = nvvm\.wgmma\.mma_async %[\w#.]+, %[\w#.]+, (%[\w#.]+), .* : (.*) -> .*$")
+MMA_SYNC = re.compile(r"^(\s*)(%[\w#.]+) = nvgpu\.mma\.sync\(%[\w#.]+, %[\w#.]+, (%[\w#.]+)\) .* -> (.*)$")
 TRUE = "%knockout_true"
 
 
-def knock_out(text: str, knocked: dict[str, set[int]], wgmma: bool = True) -> tuple[str, dict[str, int]]:
+def knock_out(text: str, knocked: dict[str, set[int]], mma: bool = True) -> tuple[str, dict[str, int]]:
     """gpu.mlir text with the copies from kernel arguments `knocked[kernel]` reading 0 elements and,
-    without `wgmma`, every wgmma's result its accumulator; also how many ops each kernel had changed."""
+    without `mma`, every wgmma's and f16 mma.sync's result its accumulator; also how many ops each
+    kernel had changed."""
     out, changed, kernel = [], {}, None
     for line in text.splitlines():
         m = FUNC.match(line)
@@ -45,13 +48,14 @@ def knock_out(text: str, knocked: dict[str, set[int]], wgmma: bool = True) -> tu
             out.append(line)
             if knocked.get(kernel):
                 out.append(f"      {ZERO} = arith.constant 0 : index")
-            if not wgmma:
+            if not mma:
                 out.append(f"      {TRUE} = arith.constant true")
             continue
-        m = WGMMA.match(line)
-        if m and not wgmma:
-            indent, result, acc, struct = m.groups()
-            out.append(f"{indent}{result} = llvm.select {TRUE}, {acc}, {acc} : i1, {struct}")
+        m = None if mma else WGMMA.match(line) or MMA_SYNC.match(line)
+        if m:
+            indent, result, acc, result_type = m.groups()
+            select = "llvm.select" if result_type.startswith("!llvm") else "arith.select"
+            out.append(f"{indent}{result} = {select} {TRUE}, {acc}, {acc} : i1, {result_type}")
             changed[kernel] = changed.get(kernel, 0) + 1
             continue
         m = COPY.search(line)
@@ -69,7 +73,7 @@ def kernel_plans(spec: dict) -> list[dict]:
     return spec.get("candidates") or [spec]
 
 
-def make(src: str, dst: str, inputs: set[int], wgmma: bool = True) -> int:
+def make(src: str, dst: str, inputs: set[int], mma: bool = True) -> int:
     import mlir.ir as ir
 
     from mirage_mlir.lowering.ptx import compile_gpu_module, run_ptxas
@@ -78,7 +82,7 @@ def make(src: str, dst: str, inputs: set[int], wgmma: bool = True) -> int:
     with open(os.path.join(dst, "manifest.json")) as f:
         manifest = json.load(f)
     spec = manifest["functions"][manifest["entry"]]
-    what = f"no cp.async copy reads inputs {sorted(inputs)}" + ("" if wgmma else " and no wgmma")
+    what = f"no cp.async copy reads inputs {sorted(inputs)}" + ("" if mma else " and no tensor-core MMA")
     by_ptx: dict[str, dict[str, set[int]]] = {}  # PTX file: {kernel: its arguments to knock out}
     for plan in kernel_plans(spec):
         for k in plan["kernels"]:
@@ -88,7 +92,7 @@ def make(src: str, dst: str, inputs: set[int], wgmma: bool = True) -> int:
     for ptx_name, knocked in by_ptx.items():
         mlir_name = ptx_name.split("main_kernels.ptx")[0] + "gpu.mlir"
         with open(os.path.join(src, mlir_name)) as f:
-            text, changed = knock_out(f.read(), knocked, wgmma)
+            text, changed = knock_out(f.read(), knocked, mma)
         if not changed:  # e.g. a plan whose first kernel reads the input with plain loads
             print(f"{dst}: {ptx_name}: {what}; left as it was")
             continue
@@ -111,11 +115,11 @@ def make(src: str, dst: str, inputs: set[int], wgmma: bool = True) -> int:
             with open(os.path.join(dst, cubin), "wb") as f:
                 f.write(assembled.cubin)
             report[ptx_name].update(registers=assembled.registers, spills=assembled.spills)
-        print(f"{dst}: {ptx_name}: {changed} ops changed (copies reading nothing, wgmma passing their accumulators)")
+        print(f"{dst}: {ptx_name}: {changed} ops changed (copies reading nothing, MMAs passing their accumulators)")
     if not report:
         print(f"{src}: {what}", file=sys.stderr)
         return 1
-    manifest["knockout"] = {"inputs": sorted(inputs), "wgmma": wgmma, "ptx": report}
+    manifest["knockout"] = {"inputs": sorted(inputs), "mma": mma, "ptx": report}
     with open(os.path.join(dst, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return 0
@@ -141,7 +145,7 @@ def time_all(targets: list[str]) -> int:
         spec = manifest["functions"][manifest["entry"]]
         plan = kernel_plans(spec)[int(candidate)] if candidate else spec
         knockout = manifest.get("knockout", {"inputs": [], "ptx": {}})
-        knocked = [str(i) for i in knockout["inputs"]] + ([] if knockout.get("wgmma", True) else ["wgmma"])
+        knocked = [str(i) for i in knockout["inputs"]] + ([] if knockout.get("mma", True) else ["mma"])
         if not any(k["ptx"] in knockout["ptx"] for k in plan["kernels"]):  # this candidate's kernels as built
             knocked = []
         reps = consecutive_calls(io_bytes(name, bs, ELEM_BYTES[dtype]), l2)
@@ -151,7 +155,7 @@ def time_all(targets: list[str]) -> int:
         us = replay_us(torch, program, sets, reps)
         rows.append((base, candidate or "-", ",".join(knocked) or "none", us))
         print(f"  {target}: {us:.2f} us", flush=True)
-    print("\n| program | candidate | inputs not read (wgmma: no tensor work) | us |\n|---|---|---|---|")
+    print("\n| program | candidate | inputs not read (mma: no tensor work) | us |\n|---|---|---|---|")
     for base, candidate, knocked, us in rows:
         print(f"| {base} | {candidate} | {knocked} | {us:.2f} |")
     return 0
@@ -164,14 +168,14 @@ def main() -> int:
     m.add_argument("src")
     m.add_argument("dst")
     m.add_argument("--inputs", nargs="+", type=int, default=[], help="program input indices")
-    m.add_argument("--no-wgmma", action="store_true", help="every wgmma passes its accumulator through")
+    m.add_argument("--no-mma", action="store_true", help="every wgmma and f16 mma.sync passes its accumulator through")
     t = sub.add_parser("time", help="replay times of compiled programs, unchecked")
     t.add_argument("targets", nargs="+", metavar="DIR[:CANDIDATE]")
     args = p.parse_args()
     if args.command == "make":
-        if not args.inputs and not args.no_wgmma:
-            p.error("make needs --inputs or --no-wgmma")
-        return make(args.src, args.dst, set(args.inputs), not args.no_wgmma)
+        if not args.inputs and not args.no_mma:
+            p.error("make needs --inputs or --no-mma")
+        return make(args.src, args.dst, set(args.inputs), not args.no_mma)
     return time_all(args.targets)
 
 

@@ -126,9 +126,9 @@ def layernorm_linear_folded(inputs: list[TensorType], col_tile: int = 64, splits
 
     W's column sums are a matmul by a tile of ones on the tensor cores (a CUDA-core reduction of
     every W tile ran at half the stream's speed, NOTES.md run 104), ones made from the iteration's
-    tile of X (x * 0 + 1), which the lowering computes on the mma fragments of that tile
-    (plan.fragment_operands): row r of the column sums comes from row r of X, so a row of X that is
-    not finite spoils its own output row only, as LayerNorm's."""
+    tile of X (x * 0 + 1), which the lowering takes for the constant 1 (plan.constant_operands) and
+    computes as W^T times ones, one mma per 16 columns; a row of X that is not finite spoils its own
+    output row only (its mean and variance), as LayerNorm's."""
     x_type, w_type = inputs
     (_, k), (_, n) = x_type.shape, w_type.shape
     if k_tile < 1 or k % (splits * k_tile) or n % col_tile:

@@ -73,7 +73,7 @@ def test_a_masked_copy_has_its_own_source_size_replaced():
 
 
 def test_without_wgmma_a_weight_stream_computes_zeros_and_keeps_its_copies(monkeypatch):
-    """--no-wgmma: every warpgroup MMA passes its accumulator through (no tensor work), so gated_mlp's
+    """--no-mma: every warpgroup MMA passes its accumulator through (no tensor work), so gated_mlp's
     wgmma plan computes silu(0) * 0; its copies, fences, commits and waits stay."""
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from knockout import knock_out
@@ -85,10 +85,33 @@ def test_without_wgmma_a_weight_stream_computes_zeros_and_keeps_its_copies(monke
     monkeypatch.setattr(plan, "WGMMA", True)
     types = [TensorType((16, 256), "f16"), TensorType((256, 128), "f16"), TensorType((256, 128), "f16")]
     text = lower_graph(VARIANTS["gated_mlp_split_k"](types, col_tile=64, splits=2, k_tile=64, threads=256)).text()
-    out, changed = knock_out(text, {}, wgmma=False)
+    out, changed = knock_out(text, {}, mma=False)
     assert changed == {"main_k0": text.count("nvvm.wgmma.mma_async")} and "nvvm.wgmma.mma_async" not in out
     for op in ("device_async_copy", "nvvm.wgmma.commit.group", "nvvm.wgmma.wait.group", "nvvm.wgmma.fence"):
         assert out.count(op) == text.count(op)
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal(t.shape).astype(np.float16) for t in types]
+    with ir.Context():
+        assert np.all(run_lowered(ir.Module.parse(out), inputs)[0] == 0)
+
+
+def test_without_mma_sync_a_weight_stream_computes_zeros_and_keeps_its_copies(monkeypatch):
+    """--no-mma on mma.sync: each f16 mma.sync passes its accumulator through, so the same plan on
+    mma.sync computes zeros too; its copies stay."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from knockout import knock_out
+
+    from mirage_mlir.lowering import lower_graph, plan
+    from mirage_mlir.mugraph import TensorType
+    from mirage_mlir.plans import VARIANTS
+
+    monkeypatch.setattr(plan, "WGMMA", False)
+    types = [TensorType((16, 256), "f16"), TensorType((256, 128), "f16"), TensorType((256, 128), "f16")]
+    text = lower_graph(VARIANTS["gated_mlp_split_k"](types, col_tile=64, splits=2, k_tile=64, threads=256)).text()
+    out, changed = knock_out(text, {}, mma=False)
+    assert text.count("nvgpu.mma.sync") > 0 and "nvgpu.mma.sync" not in out
+    assert changed == {"main_k0": text.count("nvgpu.mma.sync")}
+    assert out.count("device_async_copy") == text.count("device_async_copy")
     rng = np.random.default_rng(1)
     inputs = [rng.standard_normal(t.shape).astype(np.float16) for t in types]
     with ir.Context():

@@ -562,6 +562,9 @@ VARIANT_CASES = [
     ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=2, k_tile=32)),
     # one split: each block walks the whole K and finishes its tile (no partials, no combine)
     ("layernorm_linear_folded", [(16, 256), (256, 128)], dict(col_tile=32, splits=1, k_tile=64)),
+    # eight warps over 64 columns, each warp tile eight mma tiles wide: W's column sums as W^T times
+    # ones, one mma per 16 columns (plan.constant_operands), its K split eight ways
+    ("layernorm_linear_folded", [(16, 1024), (1024, 128)], dict(col_tile=64, splits=2, k_tile=256, threads=256)),
 ]
 
 
@@ -595,9 +598,9 @@ def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
 
 
 # the plans whose warps split a matmul's K and could walk it whole instead (not the attention plans,
-# lora's or ntrans's; not sixteen warps over four mma tiles)
+# lora's or ntrans's; not sixteen warps over four mma tiles, nor eight over one warp tile)
 WHOLE_K_CASES = [(name, MEDIUM[name], {}) for name in ("gated_mlp", "rmsnorm_linear")] + [
-    case for case in VARIANT_CASES if case[0] != "lora_fused" and case[2].get("threads") != 512]
+    case for case in VARIANT_CASES if case[0] != "lora_fused" and case[2].get("threads") not in (256, 512)]
 
 
 @pytest.mark.parametrize("name,shapes,tiles", WHOLE_K_CASES, ids=[f"{c[0]}-{k}" for k, c in enumerate(WHOLE_K_CASES)])

@@ -232,10 +232,12 @@ class MatmulEmitter:
         return totals
 
     def mma_k_loop(self, i: int, batch, m0, n0, wm: int, wn: int, init: list[str] | None = None,
-                   raw: bool = False, k_range: tuple[Index, int] | None = None, columns: int = 0):
+                   raw: bool = False, k_range: tuple[Index, int] | None = None, columns: int = 0,
+                   column_sums: bool = False):
         """[a][b][half][c] f32 results (rounded to the matmul's type) of matmul node i's tiles;
         `k_range` (first, length): a slice of K only (raw partial sums); `columns`: N, where tiles
-        past it (padding) read its last 8 columns instead."""
+        past it (padding) read its last 8 columns instead; `column_sums` (A a constant tile,
+        plan.constant_operands; raw only): the wn / 2 accumulators of column_sum_mma instead."""
         em = self.em
         node = self.g.nodes[i]
         a_v, b_v = node.inputs
@@ -244,10 +246,12 @@ class MatmulEmitter:
         k_first, k_dim = k_range or (0, k_dim)
         dtype = abuf.dtype
         computed_a = self.plan.node_of[a_v] in self.plan.fragment_operands
+        constant = self.plan.constant_operands[self.plan.node_of[a_v]] if column_sums else None
 
         def step(k0: Index, accs: list[str]) -> list[str]:
-            af = [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m) for a in range(wm)]
-            if computed_a:
+            if constant is None:
+                af = [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m) for a in range(wm)]
+            if computed_a and constant is None:
                 af = [self.computed_fragment(a_v, frag, batch, em.add(m0, 16 * a), k0) for a, frag in enumerate(af)]
             # B's tiles two at a time (one x4 load instead of two x2: fewer shared-memory instructions
             # queued beside the A loads and the cp.async ring), an odd last one alone
@@ -256,6 +260,8 @@ class MatmulEmitter:
                 bf += self.ldmatrix_b_pair(bbuf, batch, k0, em.add(n0, 8 * b), columns)
             if wn % 2:
                 bf.append(self.ldmatrix_b(bbuf, batch, k0, self.clamp_column(em.add(n0, 8 * (wn - 1)), columns)))
+            if constant is not None:
+                return [self.column_sum_mma(bf[b], bf[b + 1], constant, accs[b // 2], dtype) for b in range(0, wn, 2)]
             out = []
             for a in range(wm):
                 for b in range(wn):
@@ -266,7 +272,7 @@ class MatmulEmitter:
         if init is None:
             init = [zero] * (wm * wn)
         # K step s goes to chain s % chains; chain 0 starts from init, the others from zero
-        chains = mma_chains(k_dim // 16, wm * wn)
+        chains = mma_chains(k_dim // 16, len(init))
         size = len(init)
 
         def steps(k0: Index, accs: list[str]) -> list[str]:
@@ -293,6 +299,42 @@ class MatmulEmitter:
         accs = [combine_tree(accs[j::size], lambda a, b: em.op(f"arith.addf {a}, {b} : vector<2x2xf32>", "mma"))
                 for j in range(size)]
         return accs if raw else self.rounded_fragments(i, accs, wm, wn)
+
+    def column_sum_mma(self, left: str, right: str, constant: float, acc: str, dtype: str) -> str:
+        """acc + W^T c for the 16 columns whose B fragments (K 16 x 8 columns each) are `left` and
+        `right`: a product A W whose A rows are all the constant c has every row c times W's column
+        sums, so one m16n8k16 tile whose A is W^T and whose B is all c sums 16 columns (D[col][n] =
+        c sum_k W[k][col] for each n), half the tensor work of c's rows times W's two tiles. W^T's
+        A fragment is the two B fragments side by side: A row g's K pairs 2t.. and 2t + 8.. are column
+        g's in `left`, row g + 8's in `right`."""
+        em = self.em
+        ftype = f"vector<2x2x{dtype}>"
+        halves = [[em.op(f"vector.extract {frag}[{q}, {h}] : {dtype} from {ftype}", "h") for h in range(2)]
+                  for q in range(2) for frag in (left, right)]
+        wt = em.op(f"vector.from_elements {', '.join(x for pair in halves for x in pair)} : vector<4x2x{dtype}>", "fa")
+        c = em.op(f"arith.constant dense<{constant!r}> : {ftype}", "splat")
+        return self.mma_sync(wt, c, acc, dtype)
+
+    def column_sum_tiles(self, info: RegisterAccumulator, sums: list[str]) -> list[str]:
+        """The warp tiles' accumulators (tile_count, every row the same) from the column sums of
+        column_sum_mma (count): tile b's columns 2t and 2t + 1 are in lanes 4 (2t) and 4 (2t + 1),
+        row half b % 2 of sums[b // 2] (lane 4 g + t holds columns g and g + 8 of its 16)."""
+        em = self.em
+        sources = [em.op(f"arith.index_cast {em.idx(em.add(em.mul(self.tig, 8), 4 * c))} : index to i32", "ln")
+                   for c in range(2)]
+        tiles = []
+        for k in range(info.per_warp):
+            columns = []
+            for b in range(info.wn):
+                acc = sums[k * info.wn // 2 + b // 2]
+                x = em.op(f"vector.extract {acc}[{b % 2}, 0] : f32 from vector<2x2xf32>", "f")
+                pair = []
+                for lane in sources:
+                    pair.append(em.fresh("cs"))
+                    em.emit(f"{pair[-1]}, {em.fresh('ok')} = gpu.shuffle idx {x}, {lane}, {em.i32(32)} : f32")
+                columns.append(em.op(f"vector.from_elements {', '.join(pair + pair)} : vector<2x2xf32>", "mma"))
+            tiles += columns * info.wm
+        return tiles
 
     def rounded_fragments(self, i: int, accs: list[str], wm: int, wn: int) -> list:
         """[a][b][half][c]: the mma accumulators of matmul i's wm x wn tiles, rounded to its type."""
@@ -424,13 +466,14 @@ class MatmulEmitter:
         self.sync_for(reads)
         if info.wgmma:
             return self.wgmma_stage(i)
-        size = info.wm * info.wn
+        size = info.count // info.per_warp
         outs = []
         for k in range(info.per_warp):
             batch, m0, n0 = self.reg_tile_origin(info, k)
             outs += self.mma_k_loop(mm, batch, m0, n0, info.wm, info.wn,
                                     init=self.reg_in[i][k * size:(k + 1) * size], raw=True,
-                                    k_range=self.reg_k_range(info), columns=info.columns)
+                                    k_range=self.reg_k_range(info), columns=info.columns,
+                                    column_sums=info.column_sums)
         self.reg_out[i] = outs
 
     def register_accumulator_flush(self, i: int, values: list[str]) -> None:
@@ -440,6 +483,8 @@ class MatmulEmitter:
         kslices-th of its tile's registers and writes those totals. Where no such memory is large
         enough, the slices add theirs into the buffer in turn, a barrier apart."""
         em, info = self.em, self.plan.reg_accs[i]
+        if info.column_sums:
+            values = self.column_sum_tiles(info, values)
         scalars = [em.op(f"vector.extract {acc}[{half}, {c}] : f32 from vector<2x2xf32>", "f")
                    for acc in values for half in range(2) for c in range(2)]
         if info.wgmma:

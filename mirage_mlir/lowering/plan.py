@@ -47,11 +47,14 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import numpy as np
+
+from ..evaluate import FloatDomain, apply_opset, evaluate
 from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 38  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 39  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -330,10 +333,18 @@ class RegisterAccumulator:
     wgmma: bool = False
     unit: int = 0
     units: int = 1
+    # A a constant tile (plan.constant_operands: LayerNorm's ones): every row of the product is the
+    # same column sums, carried as W^T's sums, one m16n8 tile per 16 columns (see MatmulEmitter)
+    column_sums: bool = False
 
     @property
     def count(self) -> int:
-        """vector<2x2xf32> registers per thread."""
+        """vector<2x2xf32> registers per thread the loop carries."""
+        return self.per_warp * self.wn // 2 if self.column_sums else self.tile_count
+
+    @property
+    def tile_count(self) -> int:
+        """vector<2x2xf32> registers per thread of the warp tiles (the totals after the loop)."""
         return self.per_warp * self.wm * self.wn
 
 
@@ -394,6 +405,15 @@ def dependent_steps(steps: int, tiles: int) -> int:
     tiles: one chain's steps, and the additions of the chains' sums after the walk."""
     chains = mma_chains(steps, tiles)
     return steps // chains + (chains - 1).bit_length()
+
+
+def _multiplies_by_zero(node: Node) -> bool:
+    """Whether a one-input op (or thread graph) starts by multiplying its input by 0, and reads it
+    nowhere else."""
+    if node.op == "thread_graph":
+        users = [n for n in node.body.nodes if 0 in n.inputs]
+        return len(users) == 1 and _multiplies_by_zero(users[0]) and 0 not in node.body.outputs
+    return node.op == "mul_scalar" and node.attr("scalar") == 0
 
 
 def numel(shape) -> int:
@@ -496,6 +516,7 @@ class BlockPlan:
             self.fragment_operands = {}  # its matmuls read computed operands from registers anyway
         for j in self.fragment_operands:
             self.buffered[j] = False
+        self.constant_operands = self._constant_operands()
         self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
         self.stages = 1
         if pipeline:
@@ -649,6 +670,30 @@ class BlockPlan:
                 return None
             cur = source
         return None
+
+    def _constant_operands(self) -> dict[int, float]:
+        """Fragment operands that are one constant c wherever their source tile is finite: a chain of
+        one-input ops whose first multiplies the tile by 0 (LayerNorm's ones, x * 0 + 1). For a
+        finite x, x * 0 is +0 or -0, so where the chain gives the same c at x = +0 and x = -0 it is c
+        (in the finite fields the verifier proves plans in, x * 0 = 0 for every x). {node: c}"""
+        out = {}
+        for j, source in self.fragment_operands.items():
+            chain = [j]
+            while self.node_of[self.g.nodes[chain[-1]].inputs[0]] != source:
+                chain.append(self.node_of[self.g.nodes[chain[-1]].inputs[0]])
+            nodes = [self.g.nodes[c] for c in reversed(chain)]
+            if any(len(n.inputs) != 1 for n in nodes) or not _multiplies_by_zero(nodes[0]):
+                continue
+            values = []
+            for x in (0.0, -0.0):
+                value = np.array(x, np.float32)
+                for n in nodes:
+                    value = (evaluate(n.body, [value])[0] if n.op == "thread_graph"
+                             else apply_opset(FloatDomain(), n, [value], n.types[0].dtype))
+                values.append(np.float32(value))
+            if values[0] == values[1] and np.signbit(values[0]) == np.signbit(values[1]):
+                out[j] = float(values[0])
+        return out
 
     def operand_node(self, v: int) -> int:
         """The node whose shared-memory tile a tensor-core matmul's operand v is loaded from."""
@@ -1133,7 +1178,7 @@ class BlockPlan:
         """Where the K slices of register accumulator i meet after the loop: every thread's registers,
         [warp, register, lane] f32, in shared memory that only the loop's iterator tiles use (free once
         the loop is over). None: no such span is large enough."""
-        shape = (self.warps, self.reg_accs[i].count * 4, 32)
+        shape = (self.warps, self.reg_accs[i].tile_count * 4, 32)
         need = Buffer("%slices", shape, "f32", 0).nbytes
         spans: list[list[int]] = []
         for j in sorted((j for j, kind in enumerate(self.kind) if kind == "iter" and self.phase[j] == "loop"),
@@ -1171,8 +1216,9 @@ class BlockPlan:
                 continue
             wm, wn, tiles, kslices = split
             n = self.vtype(v).shape[-1]
+            column_sums = self.node_of[self.g.nodes[mm].inputs[0]] in self.constant_operands and wn % 2 == 0
             out[i] = RegisterAccumulator(mm, wm, wn, tiles, numel(tiles) * kslices // self.warps, kslices,
-                                         n if tiles[-1] * wn * 8 > n else 0)
+                                         n if tiles[-1] * wn * 8 > n else 0, column_sums=column_sums)
         return out
 
     def wgmma_accumulators(self) -> dict[int, RegisterAccumulator]:

@@ -500,13 +500,13 @@ class Machine:
         if "xor" not in mode and "idx" not in mode:
             raise SimtError(f"shuffle mode {mode}")
         value, offset, width = a
-        offset, width = int(offset), int(width)
-        if width != 32:
+        if int(width) != 32:
             raise SimtError("shuffle width other than 32")
         warp_active = mask.reshape(-1, 32)
         if np.any(warp_active.any(axis=1) & ~warp_active.all(axis=1)):
             raise SimtError("gpu.shuffle reached by part of a warp")
         value = np.broadcast_to(np.asarray(value), (self.T,))
+        offset = np.asarray(offset).astype(np.int64) & 31  # a lane's own source lane (idx) or mask (xor)
         lanes = offset if "idx" in mode else (np.arange(self.T) & 31) ^ offset
         src = (np.arange(self.T) & ~31) | lanes
         return [value[src], np.ones(self.T, bool)]
