@@ -323,6 +323,35 @@ def test_row_sums_into_a_sum_accumulator_are_carried_in_registers():
     assert not plan.BlockPlan(bb.finish([bb.save(peak, NO_MAP)])).carried_rows  # sums only
 
 
+def ones_body(*chain: tuple[str, float]):
+    """One block: (chain of scalar ops over x) @ w, accumulated over a loop of 4."""
+    inputs = [TensorType((16, 256), "f16"), TensorType((256, 64), "f16")]
+    bb = BlockBuilder(inputs, (1, 1, 1), 4, (256, 1, 1))
+    x, w = bb.iterator(0, NO_MAP, 1), bb.iterator(1, NO_MAP, 0)
+    a = x
+    for op, scalar in chain:
+        a = bb.op(op, a, scalar=scalar)
+    return bb.finish([bb.save(bb.accum("accum_sum", bb.op("matmul", a, w, dtype="f32")), NO_MAP)])
+
+
+def test_a_chain_that_multiplies_by_zero_first_is_a_constant_operand():
+    """x * 0 + 1 is the constant 1 for every finite x (and in the verifier's fields); its matmul is
+    carried as W's column sums, one mma tile per 16 columns, each a W^T tile times ones. x * 2 + 1
+    depends on x, and x * 0 then * -1 is -0 or +0 by x's sign: neither is a constant."""
+    body = ones_body(("mul_scalar", 0.0), ("add_scalar", 1.0))
+    p = plan.BlockPlan(body)
+    assert list(p.constant_operands.values()) == [1.0]
+    (info,) = p.reg_accs.values()
+    assert info.column_sums and info.count == info.per_warp * info.wn // 2 and info.tile_count == 2 * info.count
+    gen = started(body)
+    text = emitted(gen, gen.emit_loop)
+    assert "dense<1.0> : vector<2x2xf16>" in text and "gpu.shuffle idx" in text  # B all ones; to the tiles' layout
+    for chain in ((("mul_scalar", 2.0), ("add_scalar", 1.0)), (("mul_scalar", 0.0), ("mul_scalar", -1.0))):
+        p = plan.BlockPlan(ones_body(*chain))
+        assert p.fragment_operands and not p.constant_operands
+        assert not any(info.column_sums for info in p.reg_accs.values())
+
+
 # -- the emitters ------------------------------------------------------------------------------------
 
 def test_copies_use_cp_async_bypassing_l1_for_16_byte_chunks_and_issue_nothing_past_the_end():
