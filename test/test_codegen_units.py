@@ -350,6 +350,13 @@ def test_a_chain_that_multiplies_by_zero_first_is_a_constant_operand():
         p = plan.BlockPlan(ones_body(*chain))
         assert p.fragment_operands and not p.constant_operands
         assert not any(info.column_sums for info in p.reg_accs.values())
+    # a chain with a side operand first (another input's tile times x * 0) is no constant either
+    inputs = [TensorType((16, 256), "f16"), TensorType((256, 64), "f16"), TensorType((16, 4), "f16")]
+    bb = BlockBuilder(inputs, (1, 1, 1), 4, (256, 1, 1))
+    x, w, side = bb.iterator(0, NO_MAP, 1), bb.iterator(1, NO_MAP, 0), bb.iterator(2, NO_MAP, 1)
+    a = bb.op("mul", side, bb.op("mul_scalar", x, scalar=0.0))
+    p = plan.BlockPlan(bb.finish([bb.save(bb.accum("accum_sum", bb.op("matmul", a, w, dtype="f32")), NO_MAP)]))
+    assert p.fragment_operands and not p.constant_operands
 
 
 # -- the emitters ------------------------------------------------------------------------------------

@@ -249,9 +249,9 @@ class MatmulEmitter:
         constant = self.plan.constant_operands[self.plan.node_of[a_v]] if column_sums else None
 
         def step(k0: Index, accs: list[str]) -> list[str]:
-            if constant is None:
-                af = [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m) for a in range(wm)]
-            if computed_a and constant is None:
+            af = [] if constant is not None else [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m)
+                                                  for a in range(wm)]
+            if computed_a:
                 af = [self.computed_fragment(a_v, frag, batch, em.add(m0, 16 * a), k0) for a, frag in enumerate(af)]
             # B's tiles two at a time (one x4 load instead of two x2: fewer shared-memory instructions
             # queued beside the A loads and the cp.async ring), an odd last one alone

@@ -679,11 +679,11 @@ class BlockPlan:
         out = {}
         for j, source in self.fragment_operands.items():
             chain = [j]
-            while self.node_of[self.g.nodes[chain[-1]].inputs[0]] != source:
+            while len(self.g.nodes[chain[-1]].inputs) == 1 and self.node_of[self.g.nodes[chain[-1]].inputs[0]] != source:
                 chain.append(self.node_of[self.g.nodes[chain[-1]].inputs[0]])
             nodes = [self.g.nodes[c] for c in reversed(chain)]
             if any(len(n.inputs) != 1 for n in nodes) or not _multiplies_by_zero(nodes[0]):
-                continue
+                continue  # side operands (a row's mean), or not multiplied by 0 first
             values = []
             for x in (0.0, -0.0):
                 value = np.array(x, np.float32)
