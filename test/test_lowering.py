@@ -597,6 +597,17 @@ def test_variant_plans_compute_their_program(name, shapes, tiles, dtype):
 
 
 
+def test_layernorms_column_sums_share_the_w_loads_of_x_w():
+    """In the PTX of LayerNorm's pick's geometry, each K step loads X once and W's four column pairs
+    once for both x W (8 mma) and W's column sums (4 mma, W^T times ones): 10 ldmatrix and 24 mma an
+    iteration. LLVM shares the loads; run 217 (branch exp/mma-rows) saw them loaded twice once the
+    walk was no longer unrolled, and 8 more ldmatrix an iteration cost more than they saved."""
+    types = [TensorType((16, 1024), "f16"), TensorType((1024, 128), "f16")]
+    program = lower_graph(VARIANTS["layernorm_linear_folded"](types, col_tile=64, splits=2, k_tile=256, threads=256))
+    ptx = compile_gpu_module(program.gpu_module_text()).ptx.decode()
+    assert (ptx.count("ldmatrix"), ptx.count("mma.sync")) == (10, 24)
+
+
 # the plans whose warps split a matmul's K and could walk it whole instead (not the attention plans,
 # lora's or ntrans's; not sixteen warps over four mma tiles, nor eight over one warp tile)
 WHOLE_K_CASES = [(name, MEDIUM[name], {}) for name in ("gated_mlp", "rmsnorm_linear")] + [
