@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import mlir.ir as ir
@@ -43,11 +44,14 @@ def location_parts(location) -> tuple[str | None, int | None, int | None]:
 _ACTIVE: list[DiagnosticCollector] = []  # collectors attached now, innermost last
 
 
-def remark(location, message: str) -> None:
-    """A remark at `location` from Python code (the bindings can emit only errors), to the innermost
-    attached collector; dropped when none is attached (a pass run from a user's script)."""
+def remark(location, message: str, severity: str = "remark") -> None:
+    """A remark (or warning) at `location` from Python code (the bindings can emit only errors), to
+    the innermost attached collector. With none attached (a pass run from a user's script) a remark
+    is dropped and a warning goes to Python's warnings."""
     if _ACTIVE:
-        _ACTIVE[-1].diagnostics.append(Diagnostic("remark", message, *location_parts(location)))
+        _ACTIVE[-1].diagnostics.append(Diagnostic(severity, message, *location_parts(location)))
+    elif severity == "warning":
+        warnings.warn(message, stacklevel=2)
 
 
 _CUSTOM_FORM = re.compile(r'(?<!["\w.])(mirage_(?:kernel|block|thread)\.\w+)')

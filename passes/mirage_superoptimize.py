@@ -90,6 +90,10 @@ class MirageSuperoptimize(Pass):
                                      for us, g, check in result.ranked]}
         if self.remarks:
             remark(group[-1].location, f"mirage-superoptimize: {_specialized(fn)}{describe(result, len(group), self.time_budget)}")
+        if result.stats.build_failures:
+            remark(group[-1].location, f"mirage-superoptimize: {result.stats.build_failures} block graphs of the "
+                   f"search failed to build and were left out (first: {result.stats.first_build_failure}); the "
+                   "result was not cached; please report this", severity="warning")
         if result.graph is not None:
             replace_group(root, fn, block, group, result.graph)
         return record

@@ -14,6 +14,7 @@ from mirage_mlir.finite_field import check_equivalent
 from mirage_mlir.graph_verify import verify
 from mirage_mlir.passes import pass_class
 from mirage_mlir.search import SearchOptions, programs, superoptimize
+from mirage_mlir.search.driver import SearchStats
 from mirage_mlir.search.reference import group_graph
 from mirage_mlir.search.seeds import (compose, fuse_norm_prologue, online_softmax_attention, row_fused,
                                       split_before_matmul, split_k_projection)
@@ -418,7 +419,7 @@ def test_the_first_part_is_also_composed_as_one_kernel():
     first_part, down = split_before_matmul(graph)
     gated = first_part.value_types[first_part.outputs[0]]
     cheapest = min(split_k_projection(down), key=lambda g: costmod.cost(g).total_us)
-    out, first = seed_candidates(graph, SearchOptions(time_budget=30, workers=2, use_cache=False), Budget(30))
+    out, first = seed_candidates(graph, SearchOptions(time_budget=30, workers=2, use_cache=False), Budget(30), SearchStats())
     writes_product = [g for g in out if g.nodes[0].types == (gated,)]  # not partial sums
     one_kernel, projected = writes_product
     assert [node.body for node in projected.nodes[1:]] == [node.body for node in cheapest.nodes]
@@ -436,7 +437,7 @@ def test_the_folded_projection_reaches_the_clock_as_a_split_pair_and_as_one_kern
 
     graph = converted("layernorm_linear16_bs1_f16", EXAMPLES)
     folded = folded_layernorm_projection(graph)
-    _, first = seed_candidates(graph, SearchOptions(time_budget=5, workers=2, use_cache=False), Budget(5))
+    _, first = seed_candidates(graph, SearchOptions(time_budget=5, workers=2, use_cache=False), Budget(5), SearchStats())
     pair, one_kernel = [g for g in first if g in folded]
     assert len(pair.nodes) == 2 and len(one_kernel.nodes) == 1
     assert (one_kernel.nodes[0].body.block_dim[0], one_kernel.nodes[0].body.forloop_range) == (512, 16)

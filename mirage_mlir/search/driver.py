@@ -21,9 +21,11 @@ import heapq
 import itertools
 import math
 import multiprocessing as mp
+import os
 import queue
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field, replace
 
 from .. import finite_field
@@ -88,6 +90,15 @@ class SearchStats:
     total_s: float = 0.0
     cached: bool = False
     cut_short: bool = False  # the budget ended verification before every wanted candidate was checked
+    # block graphs whose construction raised (a bug: the search went on without them, and its result
+    # is not cached); the first one's error and where it was raised
+    build_failures: int = 0
+    first_build_failure: str = ""
+
+    def add_build_failures(self, count: int, first: str) -> None:
+        if count and not self.build_failures:
+            self.first_build_failure = first
+        self.build_failures += count
 
 
 @dataclass
@@ -131,12 +142,13 @@ def _kernels(ctx: Context, results) -> list:
 
 def _block_task(payload):
     """A block-graph search (or, with templates, a replay of another configuration's block graphs):
-    (states, [(block graph, cost in us, output KTensors)], seconds, [(ops, saves)])."""
+    (states, [(block graph, cost in us, output KTensors)], seconds, [(ops, saves)], [failures]), a
+    failure being the error of a block graph that could not be built, and where it was raised."""
     start = time.perf_counter()
     tensors, cfg, final_ok, more, deadline, need_more, templates = payload
     search = BlockSearch(_CTX, tensors, cfg, final_ok, more, deadline, need_more)
     results = search.run() if templates is None else search.replay(templates)
-    out = []
+    out, failures = [], []
     seen = set()
     for tiles, ops, saves in results:
         if time.perf_counter() > deadline:
@@ -153,12 +165,14 @@ def _block_task(payload):
                 dtypes.append(tiles[tile_index].dtype)
         try:
             body = build_body(_CTX, cfg, [t.type for t in tensors], tiles, ops, saves, dtypes)
-        except Exception:
+        except Exception as e:  # every closed state builds (benchmarks/NOTES.md, session 39): a bug
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            failures.append(f"{type(e).__name__}: {e} ({os.path.basename(frame.filename)}:{frame.lineno})")
             continue
         outs = [(final, dims, tiles[tile_index].ecls) for tile_index, (omap, final, dims) in saves]
         out.append((body, outs))
     return (search.states, _kernels(_CTX, out), time.perf_counter() - start,
-            [(ops, saves) for _, ops, saves in results])
+            [(ops, saves) for _, ops, saves in results], failures)
 
 
 class Searcher:
@@ -561,9 +575,10 @@ class Searcher:
                 result = ready.pop(key)
                 if isinstance(result, BaseException):
                     raise result
-                states, found, seconds, templates = result
+                states, found, seconds, templates, failures = result
                 self.stats.states += states
                 self.stats.block_s += seconds
+                self.stats.add_build_failures(len(failures), failures[0] if failures else "")
                 self.block_cache[key] = found
                 shape = self.leaders.pop(key, None)
                 if shape is not None:  # the other configurations of this structure replay its graphs
@@ -683,7 +698,8 @@ class Budget:
         return result
 
 
-def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) -> tuple[list[Graph], list[Graph]]:
+def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget,
+                    stats: SearchStats) -> tuple[list[Graph], list[Graph]]:
     """Candidates made by rule (seeds.py): the program as one row-wise kernel at the block size the
     model prefers, attention with a max as online softmax (a warp-rows plan and a shared-memory one),
     LayerNorm + Linear with the normalization folded into the projection, and the program cut before
@@ -726,8 +742,10 @@ def seed_candidates(reference: Graph, options: SearchOptions, budget: Budget) ->
     split = seeds.split_before_matmul(reference) if options.verify else None
     if split is not None and budget.remaining() > 0:
         def searched(part: Graph, **changes) -> Graph | None:  # each with a third of the time left
-            return superoptimize(part, replace(options, time_budget=budget.remaining() / 3, progress=False, dump=False,
-                                               candidates=1, verify=False, use_cache=False, **changes)).graph
+            result = superoptimize(part, replace(options, time_budget=budget.remaining() / 3, progress=False,
+                                                 dump=False, candidates=1, verify=False, use_cache=False, **changes))
+            stats.add_build_failures(result.stats.build_failures, result.stats.first_build_failure)
+            return result.graph
 
         parts = [searched(part) or part for part in split]
         # the first part also as one kernel (SwiGLU's gate kernel streaming its weights, its epilogue
@@ -1033,7 +1051,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
     stats = SearchStats()
     if options.verify:
         budget.reserve(reference, options, stats)
-    seeded, first = seed_candidates(reference, options, budget)
+    seeded, first = seed_candidates(reference, options, budget, stats)
     searcher = Searcher(reference, options, stats)
     searcher.deadline = budget.search_end
     for seed in seeded:  # verified and ranked with the search's own (and they bound the search)
@@ -1098,7 +1116,7 @@ def superoptimize(reference: Graph, options: SearchOptions | None = None) -> Sea
     stats.total_s = time.perf_counter() - start
     result = SearchResult(best, costmod.cost(best, options.chip) if best is not None else None, ref_cost, stats,
                           best_check, dump if options.dump else [], [(us, g) for us, g, _ in chosen])
-    if best is not None and options.use_cache:
+    if best is not None and options.use_cache and not stats.build_failures:
         info = {"stats": {k: v for k, v in vars(stats).items()}, "bound": best_check.bound}
         cache.store(key, [g for _, g, _ in chosen], info)
     return result
