@@ -54,19 +54,37 @@ class CopyEmitter:
         src[dim] = em.op(f"arith.minui {em.idx(src[dim])}, {self.last_row} : index", "row")
         return src, valid
 
-    def copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
-        """Loads one chunk of the tile for iteration self.it (zeros past a masked row count)."""
+    def copy_load(self, geo: CopyGeometry, where: list[Index], strong: bool = False) -> str:
+        """Loads one chunk of the tile for iteration self.it (zeros past a masked row count). A
+        `strong` load is volatile: ptxas keeps strong loads in their order, so a thread's loads issued
+        together stay together (it moves plain ones past the first use of an earlier load's data:
+        ntrans's row kernel paid two memory round trips, benchmarks/NOTES.md session 39)."""
         em = self.em
         if geo.tensor in self.cluster_sources:
             return self.cluster_copy_load(geo, where)
         (src, valid), arg = self.copy_source(geo, where), self.input_args[geo.tensor]
-        if geo.width == 1:
+        if strong:
+            pointer = self.global_pointer(self.input_base(geo), geo, src, "<1>")
+            load = f"llvm.load volatile {pointer} {{alignment = {geo.align} : i64}} : !llvm.ptr<1> -> {geo.vec}"
+        elif geo.width == 1:
             load = f"memref.load {arg}[{indices(em, src)}] : {geo.gmem}"
         else:
             load = f"vector.load {arg}[{indices(em, src)}] {{alignment = {geo.align}}} : {geo.gmem}, {geo.vec}"
         if valid is None:
             return em.op(load, "g")
         return em.if_value(valid, geo.vec, lambda: em.op(load, "g"), em.vconst_zero(geo.vec))
+
+    def input_base(self, geo: CopyGeometry) -> str:
+        """The address of geo's kernel input (an index)."""
+        return self.em.op(f"memref.extract_aligned_pointer_as_index {self.input_args[geo.tensor]} : "
+                          f"{geo.gmem} -> index", "base")
+
+    def global_pointer(self, base: str, geo: CopyGeometry, src: list[Index], space: str = "") -> str:
+        """An !llvm.ptr (of address space `space`) to element `src` of geo's kernel input at `base`."""
+        em = self.em
+        offset = em.mul(em.linearize(src, geo.whole.shape), BYTES[geo.dtype])
+        address = em.op(f"arith.index_cast {em.idx(em.add(base, offset))} : index to i64", "addr")
+        return em.op(f"llvm.inttoptr {address} : i64 to !llvm.ptr{space}", "ptr")
 
     def cluster_copy_load(self, geo: CopyGeometry, where: list[Index]) -> str:
         """One chunk of a split partial tile that block self.it of the cluster keeps in its shared
@@ -246,16 +264,12 @@ class CopyEmitter:
             line = math.gcd(tile.shape[-1], L2_LINE // BYTES[tile.dtype])
             geo = CopyGeometry(i, tensor, tile.shape, tile.dtype, self.plan.vtype(tensor), line)
             if tensor not in bases:
-                bases[tensor] = em.op(f"memref.extract_aligned_pointer_as_index {self.input_args[tensor]} : "
-                                      f"{geo.gmem} -> index", "base")
+                bases[tensor] = self.input_base(geo)
 
             def body(where, geo=geo, base=bases[tensor]):
                 src, valid = self.copy_source(geo, where)
                 with em.guarded([valid] if valid is not None else []):
-                    offset = em.mul(em.linearize(src, geo.whole.shape), BYTES[geo.dtype])
-                    address = em.op(f"arith.index_cast {em.idx(em.add(base, offset))} : index to i64", "addr")
-                    pointer = em.op(f"llvm.inttoptr {address} : i64 to !llvm.ptr", "ptr")
-                    em.emit(f"nvvm.prefetch level = L2, {pointer} : !llvm.ptr")
+                    em.emit(f"nvvm.prefetch level = L2, {self.global_pointer(base, geo, src)} : !llvm.ptr")
 
             self.for_each_chunk(geo, body, attr=f"mirage.stage = \"prefetch {i}\"")
 

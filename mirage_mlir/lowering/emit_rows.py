@@ -52,11 +52,11 @@ class RowEmitter:
             tiles = [i for i in loop_nodes if plan.kind[i] == "iter"]
             # every iteration's loads issued before any iteration's arithmetic: in program order the
             # loads of step k + 1 would wait behind step k's use of its own (run 26: a 16-step
-            # combine took 12 us, a memory latency per step)
-            issued = []
-            for it in range(plan.loop):
+            # combine took 12 us, a memory latency per step); the last step's first (row_issue_loads)
+            issued = {}
+            for it in reversed(range(plan.loop)):
                 self.it = it
-                issued.append(self.row_issue_loads(tiles))
+                issued[it] = self.row_issue_loads(tiles)
             for it in range(plan.loop):
                 self.row_unpack(issued[it])
                 self.row_phase([i for i in loop_nodes if plan.kind[i] != "iter"], fresh=True)
@@ -155,19 +155,28 @@ class RowEmitter:
 
     def row_issue_loads(self, iterators: list[int]) -> list:
         """The loads of this thread's chunks of these tiles (of iteration self.it), issued; a tile of
-        rows [..., 1] gives each slot its row's one element."""
+        rows [..., 1] gives each slot its row's one element. The loads are strong and the tile used
+        first is loaded last: ptxas keeps strong loads in order but sinks a run of them past the first
+        use of an earlier one's data (ntrans: H's and alpha's loads waited for X's reduction, a second
+        memory round trip, benchmarks/NOTES.md session 39); loaded in that order, none can move."""
         plan, layout = self.plan, self.plan.rows
-        issued = []
-        for i in iterators:
+        issued = {}
+        for i in sorted(iterators, key=self.first_use, reverse=True):
             node = self.g.nodes[i]
             dtype, whole = node.types[0].dtype, plan.vtype(node.inputs[0])
             if node.types[0].shape == layout.row_shape:
                 geo = CopyGeometry(i, node.inputs[0], layout.row_shape, dtype, whole, 1)
-                issued.append((geo, True, [self.copy_load(geo, where[:-1] + [0]) for where in self.row_where]))
+                issued[i] = (geo, True, [self.copy_load(geo, where[:-1] + [0], strong=True)
+                                         for where in self.row_where])
             else:
                 geo = CopyGeometry(i, node.inputs[0], layout.shape, dtype, whole, layout.width)
-                issued.append((geo, False, [self.copy_load(geo, where) for where in self.row_where]))
-        return issued
+                issued[i] = (geo, False, [self.copy_load(geo, where, strong=True) for where in self.row_where])
+        return [issued[i] for i in iterators]
+
+    def first_use(self, i: int) -> int:
+        """The first node that reads node i's value."""
+        v = self.plan.value(i)
+        return next((j for j, node in enumerate(self.g.nodes) if v in node.inputs), len(self.g.nodes))
 
     def row_unpack(self, issued: list) -> None:
         """Issued loads as the values of their tiles, per slot (a row tile: one value a slot)."""

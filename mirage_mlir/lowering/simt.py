@@ -610,10 +610,12 @@ class Machine:
 
     def op_llvm_load(self, a, mask, ot, it, regions, op):
         """A load from a peer's shared memory (an nvvm.mapa address) of what that block wrote before a
-        releasing cluster arrive whose wait this thread has passed."""
+        releasing cluster arrive whose wait this thread has passed; or from a global buffer."""
         address = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))
+        if not np.any(mask & ((address & CLUSTER_TAG) != 0)):
+            return [self._global_pointer_load(address, mask, ot[0])]
         if np.any(mask & ((address & CLUSTER_TAG) == 0)):
-            raise SimtError("llvm.load is emulated from shared::cluster addresses (nvvm.mapa) only")
+            raise SimtError("an llvm.load mixes shared::cluster and global addresses")
         peer = (address & ~CLUSTER_TAG) >> CLUSTER_BLOCK_SHIFT
         byte = address & ((1 << CLUSTER_BLOCK_SHIFT) - 1)
         width = _vector_width(ot[0])
@@ -632,6 +634,26 @@ class Machine:
         raw = self.smem[np.where(mask, peer, 0)[:, None], np.where(mask[:, None], offs, 0)]
         val = from_storage(np.ascontiguousarray(raw).view(NP_STORAGE[dtype]), dtype)
         return [val[:, 0] if width == 1 else val]
+
+    def _global_pointer_load(self, address: np.ndarray, mask: np.ndarray, type_: str):
+        """A load of `type_` at each thread's global address (a buffer the kernel was given, its
+        element type, aligned to the load's size), checked as a memref load is."""
+        width, dtype = _vector_width(type_), _elem(type_)
+        buffers = {number: mem for number, mem in self.addressed.values()}
+        numbers = np.unique((address >> ADDRESS_BITS)[mask])
+        if len(numbers) > 1 or (len(numbers) == 1 and int(numbers[0]) not in buffers):
+            raise SimtError("an llvm.load from global addresses of several buffers, or of none the kernel was given")
+        if len(numbers) == 0:
+            return np.zeros((self.T, width) if width > 1 else self.T, NP_STORAGE[dtype])
+        mem = buffers[int(numbers[0])]
+        esize = np.dtype(NP_STORAGE[mem.dtype]).itemsize
+        byte = np.where(mask, address & ((1 << ADDRESS_BITS) - 1), 0)
+        if mem.dtype != dtype or np.any(byte % (width * esize) != 0):
+            raise SimtError(f"an llvm.load of {type_} from a {mem.dtype} buffer, or misaligned")
+        if np.any(mask & (byte // esize + width > mem.size)):
+            raise SimtError(f"an llvm.load past the end of a global buffer {mem.shape}x{mem.dtype}")
+        index = np.unravel_index(np.minimum(byte // esize, mem.size - 1), mem.shape)
+        return self.load(mem, list(index), mask, width)
 
     def op_nvvm_prefetch(self, a, mask, ot, it, regions, op):
         """A prefetch reads nothing a thread sees (so it may come before griddepcontrol.wait); its
