@@ -9,7 +9,8 @@ synchronization instructions in order, runs of one kind counted:
   SHFL, BAR, RED / ATOM, CCTL (L2 prefetch)
 
 A warp issues in order, so a run of loads that ends where an instruction uses their data is one
-memory latency; `LDG.128x5 ... SHFL ... LDG.128x7` is two. `--full` prints every instruction.
+memory latency; `LDG.128x5 ... SHFL ... LDG.128x7` is two (counted in each kernel's first line, in
+the straight-line text: a loop's body once). `--full` prints every instruction.
 
   pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
   python benchmarks/sass.py DIR [--candidate K] [--full]
@@ -73,6 +74,43 @@ def kind(instruction: str) -> str | None:
     return base
 
 
+STORES = ("STG", "STS", "ST", "STL", "RED", "STSM")
+REGISTER = re.compile(r"\bR(\d+)(\.64)?")
+
+
+def _registers(operand: str, count: int = 0) -> set[int]:
+    """The registers an operand names (`count` from its first: a load's destination vector)."""
+    out = set()
+    for number, pair in REGISTER.findall(operand):
+        n = int(number)
+        out.update(range(n, n + (count or (2 if pair else 1))))
+    return out
+
+
+def load_round_trips(instructions: list[str]) -> int:
+    """Global-load round trips after the grid-dependency wait (from the start without one) in the
+    straight-line text (a loop's body counted once): a warp issues in order, so loads issued after
+    an instruction that reads an earlier load's destination wait for that load first."""
+    start = max((k + 1 for k, ins in enumerate(instructions) if kind(ins) == "ACQBULK"), default=0)
+    rounds, pending = 0, set()
+    for ins in instructions[start:]:
+        words = ins.split(None, 2 if ins.startswith("@") else 1)
+        if ins.startswith("@"):
+            words = words[1:]
+        if not words or ins.startswith("@!PT"):
+            continue
+        opcode, operands = words[0], (words[1] if len(words) > 1 else "").split(",")
+        base = opcode.split(".")[0]
+        reads = operands if base in STORES else operands[1:]
+        if pending & set().union(*map(_registers, reads)):
+            pending = set()  # the warp waits here for the round's data
+        if base == "LDG":
+            width = next((int(p) // 32 for p in opcode.split(".")[1:] if p in ("64", "128")), 1)
+            rounds += not pending
+            pending |= _registers(operands[0], width)
+    return rounds
+
+
 def summary(instructions: list[str]) -> str:
     runs: list[list] = []
     for k in filter(None, map(kind, instructions)):
@@ -104,7 +142,7 @@ def main() -> int:
         for name, instructions in kernels(os.path.join(args.directory, cubin), tool).items():
             figures = ptxas.get(f"{prefix}:{name}" if prefix else name, {})
             print(f"{ptx} {name}: {figures.get('registers', '?')} registers, {figures.get('spill_bytes', '?')} "
-                  f"bytes spilled")
+                  f"bytes spilled, {load_round_trips(instructions)} global-load round trips after the grid wait")
             print("\n".join(instructions) if args.full else "  " + summary(instructions))
     return 0
 

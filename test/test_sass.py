@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
-from sass import summary  # noqa: E402
+from sass import load_round_trips, summary  # noqa: E402
 
 
 def test_runs_of_loads_and_their_first_use_show_the_memory_latencies():
@@ -18,3 +18,14 @@ def test_runs_of_loads_and_their_first_use_show_the_memory_latencies():
         "STG.E.U16 desc[UR4][R2.64], R5"]
     assert summary(instructions) == ("ACQBULK LDG.128x5 SHFL LDG.128x7 STS.32 BAR LDGSTS.128 LDGDEPBAR DEPBAR "
                                      "LDSM HMMA STG.U16")
+
+
+def test_round_trips_count_loads_issued_after_a_use_of_earlier_loads():
+    waited = ["LDG.E.128 R16, desc[UR8][R2.64]", "LDG.E.128 R20, desc[UR8][R2.64+0x800]",
+              "HADD2.F32 R55, -RZ, R17.H1_H1",  # reads the first load's data: the warp waits
+              "LDG.E.128 R28, desc[UR8][R36.64]", "FADD R1, R28, R29", "@P0 STG.E.128 desc[UR4][R6.64], R20"]
+    assert load_round_trips(waited) == 2
+    # the same loads all issued first: one latency; loads before the grid wait are not counted
+    together = [waited[0], "ACQBULK", waited[1], waited[3], "LDG.E R40, desc[UR8][R20.64]", waited[2], waited[4]]
+    assert load_round_trips(together) == 2  # the last load's address is the second load's data
+    assert load_round_trips(together[:4] + together[5:]) == 1
