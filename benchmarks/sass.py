@@ -90,9 +90,10 @@ def _registers(operand: str, count: int = 0) -> set[int]:
 def load_round_trips(instructions: list[str]) -> int:
     """Global-load round trips after the grid-dependency wait (from the start without one) in the
     straight-line text (a loop's body counted once): a warp issues in order, so loads issued after
-    an instruction that reads an earlier load's destination wait for that load first."""
+    an instruction that reads an earlier load's destination, or cp.async copies issued after a wait
+    for earlier ones (DEPBAR), wait for those first."""
     start = max((k + 1 for k, ins in enumerate(instructions) if kind(ins) == "ACQBULK"), default=0)
-    rounds, pending = 0, set()
+    rounds, pending, copying = 0, set(), False
     for ins in instructions[start:]:
         words = ins.split(None, 2 if ins.startswith("@") else 1)
         if ins.startswith("@"):
@@ -104,10 +105,14 @@ def load_round_trips(instructions: list[str]) -> int:
         reads = operands if base in STORES else operands[1:]
         if pending & set().union(*map(_registers, reads)):
             pending = set()  # the warp waits here for the round's data
-        if base == "LDG":
-            width = next((int(p) // 32 for p in opcode.split(".")[1:] if p in ("64", "128")), 1)
-            rounds += not pending
-            pending |= _registers(operands[0], width)
+        copying = copying and base != "DEPBAR"
+        if base in ("LDG", "LDGSTS"):
+            rounds += not (pending or copying)
+            if base == "LDGSTS":
+                copying = True
+            else:
+                width = next((int(p) // 32 for p in opcode.split(".")[1:] if p in ("64", "128")), 1)
+                pending |= _registers(operands[0], width)
     return rounds
 
 
@@ -142,7 +147,7 @@ def main() -> int:
         for name, instructions in kernels(os.path.join(args.directory, cubin), tool).items():
             figures = ptxas.get(f"{prefix}:{name}" if prefix else name, {})
             print(f"{ptx} {name}: {figures.get('registers', '?')} registers, {figures.get('spill_bytes', '?')} "
-                  f"bytes spilled, {load_round_trips(instructions)} global-load round trips after the grid wait")
+                  f"bytes spilled, {load_round_trips(instructions)} memory round trips after the grid wait")
             print("\n".join(instructions) if args.full else "  " + summary(instructions))
     return 0
 

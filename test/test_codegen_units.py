@@ -93,7 +93,9 @@ def test_a_tile_that_does_not_split_over_the_threads_joins_its_groups_round_trip
     assert p.figures().pre_round_trips == 1
 
 
-@pytest.mark.parametrize("threads,kslices,chain", [(128, 2, 8 + 8 + 1), (256, 4, 4 + 4 + 1), (512, 8, 2 + 2 + 1)])
+# a slice's K steps in chains (a loop of one: plan.LOOP_OF_ONE_CHAINS), their sums added after it:
+# 8 steps -> 4 chains of 2 + 2 additions, 4 -> 2 chains of 2 + 1, 2 -> one chain
+@pytest.mark.parametrize("threads,kslices,chain", [(128, 2, 4 + 4 + 1), (256, 4, 3 + 3 + 1), (512, 8, 2 + 2 + 1)])
 def test_tensor_core_stages_split_k_across_idle_warps(threads, kslices, chain):
     """lora's stages hold two 16 x 8 mma tiles: the block's other warps each take a slice of X A's
     and X W's K (256), not of (X A) B's (16), and the slices meet in `k_slices`."""

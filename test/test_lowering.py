@@ -653,6 +653,7 @@ def test_mma_chains_compute_the_mu_graph(name, shapes, tiles, dtype, chains, mon
     mu-graph, and the plan's figure counts one chain's steps."""
     types = [TensorType(s, dtype) for s in shapes]
     graph = VARIANTS[name](types, **tiles)
+    monkeypatch.setattr(plan, "MMA_CHAINS", 1)
     one_chain = plan.BlockPlan(graph.nodes[0].body).mma_chain()
     monkeypatch.setattr(plan, "MMA_CHAINS", chains)
     assert plan.BlockPlan(graph.nodes[0].body).mma_chain() < one_chain
@@ -663,13 +664,29 @@ def test_mma_chains_compute_the_mu_graph(name, shapes, tiles, dtype, chains, mon
         assert np.isfinite(o).all() and rel_err(o, r) < 2e-3
 
 
-def test_chains_divide_the_steps_within_the_accumulator_budget(monkeypatch):
-    monkeypatch.setattr(plan, "MMA_CHAINS", 4)
-    assert [plan.mma_chains(steps, 1) for steps in (1, 2, 3, 4, 6, 16)] == [1, 1, 1, 2, 3, 4]
-    assert plan.mma_chains(16, 4) == 2 and plan.mma_chains(16, 8) == 1  # 8 accumulators at most
-    assert plan.dependent_steps(16, 1) == 4 + 2 and plan.dependent_steps(6, 1) == 2 + 2
+def test_a_loop_of_one_walks_its_k_steps_in_chains_by_default(monkeypatch):
+    """lora's one kernel: nothing overlaps its mma chains (X A, X W after X arrives), so by default
+    each warp deals its K steps to LOOP_OF_ONE_CHAINS chains; a weight stream's loop keeps one."""
+    lora = VARIANTS["lora_fused"]([TensorType(s, "f16") for s in CHAIN_CASES[3][1]], **CHAIN_CASES[3][2])
+    stream = VARIANTS["rmsnorm_linear_split_k"]([TensorType(s, "f16") for s in CHAIN_CASES[0][1]],
+                                                **CHAIN_CASES[0][2])
+    default = [plan.BlockPlan(g.nodes[0].body).mma_chain() for g in (lora, stream)]
     monkeypatch.setattr(plan, "MMA_CHAINS", 1)
-    assert plan.mma_chains(16, 1) == 1 and plan.dependent_steps(16, 1) == 16
+    one = [plan.BlockPlan(g.nodes[0].body).mma_chain() for g in (lora, stream)]
+    assert default[0] < one[0] and default[1] == one[1]
+
+
+def test_chains_divide_the_steps_within_the_accumulator_budget(monkeypatch):
+    # by default: LOOP_OF_ONE_CHAINS (4) in a kernel with a loop of one, one chain in a loop
+    monkeypatch.setattr(plan, "MMA_CHAINS", 0)
+    assert [plan.mma_chains(steps, 1, True) for steps in (1, 2, 3, 4, 6, 16)] == [1, 1, 1, 2, 3, 4]
+    assert plan.mma_chains(16, 4, True) == 2 and plan.mma_chains(16, 8, True) == 1  # 8 accumulators at most
+    assert plan.dependent_steps(16, 1, True) == 4 + 2 and plan.dependent_steps(6, 1, True) == 2 + 2
+    assert plan.mma_chains(16, 1, False) == 1 and plan.dependent_steps(16, 1, False) == 16
+    monkeypatch.setattr(plan, "MMA_CHAINS", 1)  # MIRAGE_MMA_CHAINS: everywhere
+    assert plan.mma_chains(16, 1, True) == 1 and plan.dependent_steps(16, 1, True) == 16
+    monkeypatch.setattr(plan, "MMA_CHAINS", 4)
+    assert plan.mma_chains(16, 1, False) == 4
 
 
 @pytest.mark.parametrize("tiles,room,even", [(dict(col_tile=64, splits=4, k_tile=64), True, True),
@@ -1284,15 +1301,20 @@ def test_a_later_kernel_with_nothing_to_copy_waits_first_launched_spread():
 
 def test_a_loop_of_one_copies_its_constant_tiles_before_it_waits():
     """lora's one kernel (a loop of one) copies its loop-invariant tiles of the constant W, A and B
-    (synchronous loads, then stores) before its griddepcontrol.wait, X's after it."""
+    (cp.async, straight into shared memory) before its griddepcontrol.wait and leaves them in flight,
+    X's after it; one wait covers both groups."""
     types = [TensorType(s, "f16") for s in MEDIUM["lora"]]
     graph = VARIANTS["lora_fused"](types)
     program = lower_graph(graph, constant_inputs=frozenset({1, 2, 3}), sms=1)  # its 16 blocks fill one SM
     (launch,) = program.launches
     before_wait, after_wait = launch.kernel.text.split("nvvm.griddepcontrol wait")
     assert launch.overlap and "launch_dependents" in before_wait
-    assert all(f"vector.load %arg{k}" in before_wait for k in (1, 2, 3)) and "vector.load %arg0" not in before_wait
-    assert "vector.load %arg0" in after_wait
+    assert all(f"device_async_copy %arg{k}" in before_wait for k in (1, 2, 3))
+    assert "device_async_copy %arg0" not in before_wait and "device_async_wait" not in before_wait
+    assert "vector.load" not in launch.kernel.text  # no copy through registers
+    x_copies, after_copies = after_wait.rsplit("device_async_copy %arg0", 1)
+    assert "device_async_wait" not in x_copies
+    assert re.search(r"device_async_create_group .*\n.*device_async_wait .*numGroups = 0", after_copies)
     inputs = random_inputs(types, seed=4, scale=0.3)
     with ir.Context():
         assert rel_err(run_lowered(ir.Module.parse(program.text()), inputs)[0], evaluate(graph, inputs)[0]) < 2e-3

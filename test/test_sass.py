@@ -29,3 +29,12 @@ def test_round_trips_count_loads_issued_after_a_use_of_earlier_loads():
     together = [waited[0], "ACQBULK", waited[1], waited[3], "LDG.E R40, desc[UR8][R20.64]", waited[2], waited[4]]
     assert load_round_trips(together) == 2  # the last load's address is the second load's data
     assert load_round_trips(together[:4] + together[5:]) == 1
+
+
+def test_round_trips_count_cp_async_copies_issued_after_a_wait_for_earlier_ones():
+    copy = "LDGSTS.E.BYPASS.128 [R68+0x80], desc[UR8][R4.64]"
+    # a loop of one's copies: weights before the grid wait, X's after it, one wait for both
+    assert load_round_trips([copy, "LDGDEPBAR", "ACQBULK", copy, "LDGDEPBAR", "DEPBAR.LE SB0, 0x0", "BAR.SYNC 0x0",
+                             "LDSM.16.M88.4 R72, [R85]"]) == 1
+    # copies, their wait, then a second batch (a ring's refill in the loop's body) and a register load
+    assert load_round_trips([copy, "DEPBAR.LE SB0, 0x0", copy, "LDG.E.128 R16, desc[UR8][R2.64]"]) == 2

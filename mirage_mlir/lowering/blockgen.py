@@ -146,6 +146,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.cluster_rank: Index = 0  # this block's rank in its cluster
         self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
         self.dirty: set[str] = set()
+        self.async_pending = False  # a committed cp.async group no wait has covered yet (copy_stage)
         self.reciprocals: dict[str, str] | None = None  # divisor -> its reciprocal, in a row kernel (divide)
         self.scratch_reads: set[str] = set()  # the scratch, when read since the last barrier
         self.it: Index = 0  # the for-loop induction variable inside the loop
@@ -180,7 +181,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             for buf in [*self.buffers.values(), *self.max_buffers.values(), *self.scale_buffers.values(), *scratch]:
                 if buf.stages == 1:
                     em.emit(f"{buf.name} = memref.view {smem}[{em.idx(buf.offset)}][] : {SMEM_TYPE} to {buf.type}")
-        if self.plan.ring:
+        if self.plan.ring or self.plan.direct_copies:
             self.no_token = em.op("ub.poison : !nvgpu.device.async.token", "tok")
 
     def for_each(self, n: int, body, ids: str | None = None, count: int | None = None, attr: str = "") -> None:

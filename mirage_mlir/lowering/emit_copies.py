@@ -112,9 +112,24 @@ class CopyEmitter:
         return [(self.em.add(self.tid, q * count), (q + 1) * count > n)
                 for q in range(self.plan.chunks_per_thread(geo))]
 
-    def copy_stage(self, iterators: list[int]) -> None:
+    def copy_stage(self, iterators: list[int], wait: bool = True) -> None:
         """Global -> shared copies of input iterator tiles, all loads issued before the stores (for
-        a group of small tiles, all the group's loads: one memory latency for the group)."""
+        a group of small tiles, all the group's loads: one memory latency for the group). In a kernel
+        with a loop of one, the tiles cp.async can copy go that way instead, one group waited for at
+        the end (not `wait`: left in flight for the next copy_stage's wait): nothing passes through
+        registers, so all of a thread's copies issue at once, where register copies (loads, then
+        stores) are issued as the registers allow (stable attention bs1: 16 of its 20 chunks' loads,
+        4 stores, then the 4 other loads, a second memory round trip; NOTES.md session 39)."""
+        if self.plan.loop == 1:
+            direct = [i for i in iterators if i in self.plan.direct_copies]
+            for i in direct:
+                self.async_copy_tile(self.plan.copy_geometry(i))
+            iterators = [i for i in iterators if i not in direct]
+            if direct or (wait and self.async_pending):
+                group = self.commit_group()
+                self.async_pending = not wait
+                if wait:
+                    self.async_wait(group, 0)
         geos = [self.plan.copy_geometry(i) for i in iterators]
         for group in self.plan.copy_groups(geos):
             if self.plan.unrolled_copy(group[0]):
@@ -123,6 +138,25 @@ class CopyEmitter:
                 self.copy_loop(group[0])
             for geo in group:
                 self.dirty.add(self.buffers[geo.i].name)
+
+    def async_copy_tile(self, geo: CopyGeometry) -> None:
+        """cp.async copies of iterator geo.i's whole tile into its buffer (uncommitted)."""
+        self.for_each_chunk(geo, lambda where: self.async_copy_chunk(geo, where),
+                            attr=f"mirage.stage = \"cp.async {geo.i}\"")
+        self.dirty.add(self.buffers[geo.i].name)
+
+    def async_copy_chunk(self, geo: CopyGeometry, where: list[Index], view: str | None = None) -> None:
+        """One cp.async of the chunk at `where` of geo's tile (of iteration self.it) into its buffer
+        (`view`: a ring stage of it); a chunk past a masked row count reads nothing (zeros)."""
+        em = self.em
+        src, valid = self.copy_source(geo, where)
+        size = ""
+        if valid is not None:
+            size = ", " + em.op(f"arith.select {valid}, {em.idx(geo.width)}, {em.idx(0)} : index", "i")
+        bypass = " {bypassL1}" if geo.align == 16 else ""
+        em.op(f"nvgpu.device_async_copy {self.input_args[geo.tensor]}[{indices(em, src)}], "
+              f"{self.buffers[geo.i].at(em, where, view)}, {geo.width}{size}{bypass} : {geo.gmem} to "
+              f"{self.buffers[geo.i].type}", "cp")
 
     def copy_loop(self, geo: CopyGeometry) -> None:
         """A tile too large to unroll: a loop over batches of chunks (loads, then stores), or over
@@ -203,18 +237,8 @@ class CopyEmitter:
             for i in self.plan.ring if iterators is None else iterators:
                 geo = self.plan.copy_geometry(i)
                 view = self.ring_view(i, slot)
-                bypass = " {bypassL1}" if geo.align == 16 else ""
-
-                def body(where, geo=geo, view=view, bypass=bypass):
-                    src, valid = self.copy_source(geo, where)
-                    size = ""
-                    if valid is not None:  # past the row count: nothing read, zeros
-                        size = ", " + em.op(f"arith.select {valid}, {em.idx(geo.width)}, {em.idx(0)} : index", "i")
-                    em.op(f"nvgpu.device_async_copy {self.input_args[geo.tensor]}[{indices(em, src)}], "
-                          f"{self.buffers[geo.i].at(em, where, view)}, {geo.width}{size}{bypass} : {geo.gmem} to "
-                          f"{self.buffers[geo.i].type}", "cp")
-
-                self.for_each_chunk(geo, body, attr=f"mirage.stage = \"cp.async {i}\"")
+                self.for_each_chunk(geo, lambda where, geo=geo, view=view: self.async_copy_chunk(geo, where, view),
+                                    attr=f"mirage.stage = \"cp.async {i}\"")
         self.it = saved
         return self.commit_group() if commit else None
 
@@ -282,7 +306,7 @@ class CopyEmitter:
         if early or early_pre:
             for d in stages if early else ():
                 self.async_copy_stage(d, d, iterators=early, commit=False)
-            self.copy_stage(list(early_pre))
+            self.copy_stage(list(early_pre), wait=False)
             self.grid_dependency_wait()
         late = [i for i in self.plan.ring if i not in early]
         for d in stages:

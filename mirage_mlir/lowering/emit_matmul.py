@@ -272,7 +272,7 @@ class MatmulEmitter:
         if init is None:
             init = [zero] * (wm * wn)
         # K step s goes to chain s % chains; chain 0 starts from init, the others from zero
-        chains = mma_chains(k_dim // 16, len(init))
+        chains = mma_chains(k_dim // 16, len(init), self.plan.loop == 1)
         size = len(init)
 
         def steps(k0: Index, accs: list[str]) -> list[str]:

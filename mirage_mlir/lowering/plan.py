@@ -18,7 +18,8 @@ How the for-loop's tiles move: iterators that change every iteration go through 
 the others are copied synchronously, their next iterations' tiles prefetched into loop-carried
 registers. Loop-invariant iterators (fmap = -1) are copied once, before the loop. Synchronous
 copies issue a thread's loads before its stores: all of them for small tiles (consecutive small
-tiles together), COPY_BATCH at a time for large ones. Reductions with fewer rows than warps give
+tiles together), COPY_BATCH at a time for large ones. A kernel with a loop of one copies the tiles
+cp.async can copy straight into shared memory instead (`direct_copies`), one wait for all of them. Reductions with fewer rows than warps give
 each row several warps (a shared scratch combines them).
 
 A block graph whose values are all tiles [R, C] or their rows [R, 1] (elementwise ops, reductions
@@ -54,7 +55,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 43  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 45  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -69,8 +70,11 @@ MAX_STAGES = int(os.environ.get("MIRAGE_MAX_STAGES", "4"))
 WHOLE_K_WARPS = os.environ.get("MIRAGE_WHOLE_K_WARPS") == "1"
 # independent accumulator chains a warp deals a tile's K steps to, each step to the next chain, added
 # after the walk: a dependent mma.sync step costs ~14 ns (cost.RANKING's fit), so a chain of 16 steps
-# waits ~0.2 us where 4 chains of 4 wait a quarter of it (MIRAGE_MMA_CHAINS=N: for experiments)
-MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "1"))
+# waits ~0.2 us where 4 chains of 4 wait a quarter of it. In a kernel with a loop of one nothing
+# overlaps the chain (lora's X W: 16 steps after its X arrives), so there LOOP_OF_ONE_CHAINS; in a
+# loop the chains overlap the ring's stream, one a tile (MIRAGE_MMA_CHAINS=N: N everywhere, experiments)
+MMA_CHAINS = int(os.environ.get("MIRAGE_MMA_CHAINS", "0"))
+LOOP_OF_ONE_CHAINS = 4
 # loop-carried matmuls on sm_90a's warpgroup MMA where their tiles allow (wgmma_accumulators): gated_mlp
 # bs8's 2-split plan 23.0 -> 21.5 us, no plan slower beyond noise (H200 run 192); MIRAGE_WGMMA=0: mma.sync
 WGMMA = os.environ.get("MIRAGE_WGMMA", "1") != "0"
@@ -392,18 +396,20 @@ class WarpRows:
 MAX_WARP_ROW_REGISTERS = 64  # f32 values of one [rows, C] value a thread may hold (wm * C / 2)
 
 
-def mma_chains(steps: int, tiles: int) -> int:
-    """Independent accumulator chains a warp walks `steps` K steps of its `tiles` m16n8 tiles in: the
-    most, up to MMA_CHAINS, that divide the steps into chains of two or more and keep the chains'
-    accumulators within MAX_CHAINED_TILES (1: one chain)."""
-    most = min(MMA_CHAINS, steps // 2, MAX_CHAINED_TILES // tiles)
+def mma_chains(steps: int, tiles: int, loop_of_one: bool) -> int:
+    """Independent accumulator chains a warp walks `steps` K steps of its `tiles` m16n8 tiles in, in
+    a kernel with a loop of one or not: the most, up to MMA_CHAINS (LOOP_OF_ONE_CHAINS or 1 by
+    default), that divide the steps into chains of two or more and keep the chains' accumulators
+    within MAX_CHAINED_TILES (1: one chain)."""
+    wanted = MMA_CHAINS or (LOOP_OF_ONE_CHAINS if loop_of_one else 1)
+    most = min(wanted, steps // 2, MAX_CHAINED_TILES // tiles)
     return next((c for c in range(most, 1, -1) if steps % c == 0), 1)
 
 
-def dependent_steps(steps: int, tiles: int) -> int:
+def dependent_steps(steps: int, tiles: int, loop_of_one: bool) -> int:
     """The longest chain of dependent mma steps in a warp's walk of `steps` K steps of its `tiles`
     tiles: one chain's steps, and the additions of the chains' sums after the walk."""
-    chains = mma_chains(steps, tiles)
+    chains = mma_chains(steps, tiles, loop_of_one)
     return steps // chains + (chains - 1).bit_length()
 
 
@@ -870,7 +876,15 @@ class BlockPlan:
         return None
 
     # -- shared memory ---------------------------------------------------------------------------
-    def _async_chunk_ok(self, i: int) -> bool:
+    @property
+    def direct_copies(self) -> list[int]:
+        """The iterators of a loop of one that cp.async copies straight into shared memory (no
+        registers between: CopyEmitter.copy_stage)."""
+        if self.loop != 1 or self.rows is not None:
+            return []
+        return [i for i, k in enumerate(self.kind) if k == "iter" and self.async_chunk_ok(i)]
+
+    def async_chunk_ok(self, i: int) -> bool:
         """Iterator i's tile can be copied by cp.async: chunks of 4, 8 or 16 bytes."""
         tile, whole = self.g.nodes[i].types[0], self.vtype(self.g.nodes[i].inputs[0])
         return vector_width(tile.dtype, tile.shape[-1], whole.shape[-1]) * BYTES[tile.dtype] >= 4
@@ -886,7 +900,7 @@ class BlockPlan:
         if self.loop == 1:
             return
         self.ring = [i for i, k in enumerate(self.kind)
-                     if k == "iter" and i not in self.invariant and self._async_chunk_ok(i)]
+                     if k == "iter" and i not in self.invariant and self.async_chunk_ok(i)]
         if not self.ring:  # no tile cp.async can copy (rows under 4 bytes): synchronous copies
             return
         blocks = math.prod(self.g.grid_dim)
@@ -1398,8 +1412,10 @@ class BlockPlan:
             elif i in by_matmul:
                 info = by_matmul[i]
                 if not info.wgmma:  # a warpgroup's wgmma chain runs on the tensor cores' own pipeline
-                    chain += info.per_warp * dependent_steps(steps // info.kslices, info.wm * info.wn)
+                    chain += info.per_warp * dependent_steps(steps // info.kslices, info.wm * info.wn,
+                                                             self.loop == 1)
             else:
                 wm, wn, tiles = self.stage_warp_tiles(self.vtype(self.value(i)).shape)
-                chain += -(-numel(tiles) // self.warps) * dependent_steps(steps // sliced.get(i, 1), wm * wn)
+                chain += -(-numel(tiles) // self.warps) * dependent_steps(steps // sliced.get(i, 1), wm * wn,
+                                                                          self.loop == 1)
         return chain
