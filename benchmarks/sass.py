@@ -91,7 +91,7 @@ def load_round_trips(instructions: list[str]) -> int:
     """Global-load round trips after the grid-dependency wait (from the start without one) in the
     straight-line text (a loop's body counted once): a warp issues in order, so loads issued after
     an instruction that reads an earlier load's destination, or cp.async copies issued after a wait
-    for earlier ones (DEPBAR), wait for those first."""
+    for all earlier ones (DEPBAR to 0; a ring's waits leave groups in flight), wait for those first."""
     start = max((k + 1 for k, ins in enumerate(instructions) if kind(ins) == "ACQBULK"), default=0)
     rounds, pending, copying = 0, set(), False
     for ins in instructions[start:]:
@@ -105,7 +105,8 @@ def load_round_trips(instructions: list[str]) -> int:
         reads = operands if base in STORES else operands[1:]
         if pending & set().union(*map(_registers, reads)):
             pending = set()  # the warp waits here for the round's data
-        copying = copying and base != "DEPBAR"
+        # a wait for every copy group (a ring's waits leave its younger groups in flight)
+        copying = copying and not (base == "DEPBAR" and operands[-1].strip() in ("0x0", "0"))
         if base in ("LDG", "LDGSTS"):
             rounds += not (pending or copying)
             if base == "LDGSTS":

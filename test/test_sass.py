@@ -38,3 +38,6 @@ def test_round_trips_count_cp_async_copies_issued_after_a_wait_for_earlier_ones(
                              "LDSM.16.M88.4 R72, [R85]"]) == 1
     # copies, their wait, then a second batch (a ring's refill in the loop's body) and a register load
     assert load_round_trips([copy, "DEPBAR.LE SB0, 0x0", copy, "LDG.E.128 R16, desc[UR8][R2.64]"]) == 2
+    # a ring: its wait leaves two groups in flight, the refill joins the stream
+    assert load_round_trips([copy, "LDGDEPBAR", copy, "LDGDEPBAR", copy, "LDGDEPBAR", "DEPBAR.LE SB0, 0x2",
+                             "BAR.SYNC 0x0", copy, "LDGDEPBAR"]) == 1

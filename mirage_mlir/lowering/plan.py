@@ -525,6 +525,7 @@ class BlockPlan:
         self.constant_operands = self._constant_operands()
         self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
         self.stages = 1
+        self.pipeline = pipeline  # cp.async at all (the ring, a loop of one's direct copies)
         if pipeline:
             self._choose_stages()
         self.rows = self._row_layout(fixed_threads) if self.warp_rows is None else None
@@ -880,7 +881,7 @@ class BlockPlan:
     def direct_copies(self) -> list[int]:
         """The iterators of a loop of one that cp.async copies straight into shared memory (no
         registers between: CopyEmitter.copy_stage)."""
-        if self.loop != 1 or self.rows is not None:
+        if self.loop != 1 or self.rows is not None or not self.pipeline:
             return []
         return [i for i, k in enumerate(self.kind) if k == "iter" and self.async_chunk_ok(i)]
 
@@ -1314,7 +1315,10 @@ class BlockPlan:
             pre_round_trips = 1  # every thread's loads of every tile issued together
         else:
             pre = [self.copy_geometry(i) for i, k in enumerate(self.kind) if k == "iter" and i not in loop_iters]
-            pre_round_trips = self.copies_round_trips(pre)
+            # a loop of one's cp.async copies all in flight together, beside the synchronous ones
+            direct_ids = set(self.direct_copies)
+            direct = [geo for geo in pre if geo.i in direct_ids]
+            pre_round_trips = max(1 if direct else 0, self.copies_round_trips([g for g in pre if g not in direct]))
             pre_chunks = sum(self.chunks_per_thread(geo) for geo in pre)
         elements, stages = self.cuda_core_work()
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,
