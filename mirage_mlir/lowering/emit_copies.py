@@ -120,16 +120,16 @@ class CopyEmitter:
         registers, so all of a thread's copies issue at once, where register copies (loads, then
         stores) are issued as the registers allow (stable attention bs1: 16 of its 20 chunks' loads,
         4 stores, then the 4 other loads, a second memory round trip; NOTES.md session 39)."""
-        if self.plan.loop == 1:
-            direct = [i for i in iterators if i in self.plan.direct_copies]
-            for i in direct:
-                self.async_copy_tile(self.plan.copy_geometry(i))
-            iterators = [i for i in iterators if i not in direct]
-            if direct or (wait and self.async_pending):
-                group = self.commit_group()
-                self.async_pending = not wait
-                if wait:
-                    self.async_wait(group, 0)
+        cp_async = set(self.plan.direct_copies)
+        direct = [i for i in iterators if i in cp_async]
+        for i in direct:
+            self.async_copy_tile(self.plan.copy_geometry(i))
+        if direct or (wait and self.async_pending):
+            group = self.commit_group()
+            self.async_pending = not wait
+            if wait:
+                self.async_wait(group, 0)
+        iterators = [i for i in iterators if i not in direct]
         geos = [self.plan.copy_geometry(i) for i in iterators]
         for group in self.plan.copy_groups(geos):
             if self.plan.unrolled_copy(group[0]):

@@ -19,8 +19,8 @@ the others are copied synchronously, their next iterations' tiles prefetched int
 registers. Loop-invariant iterators (fmap = -1) are copied once, before the loop. Synchronous
 copies issue a thread's loads before its stores: all of them for small tiles (consecutive small
 tiles together), COPY_BATCH at a time for large ones. A kernel with a loop of one copies the tiles
-cp.async can copy straight into shared memory instead (`direct_copies`), one wait for all of them. Reductions with fewer rows than warps give
-each row several warps (a shared scratch combines them).
+cp.async can copy straight into shared memory instead (`direct_copies`), one wait for all of them.
+Reductions with fewer rows than warps give each row several warps (a shared scratch combines them).
 
 A block graph whose values are all tiles [R, C] or their rows [R, 1] (elementwise ops, reductions
 along rows outside the for-loop, elementwise accumulators over it, no matmul) is a *row kernel*
