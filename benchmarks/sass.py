@@ -88,7 +88,7 @@ def _registers(operand: str, count: int = 0) -> set[int]:
 
 
 def load_round_trips(instructions: list[str]) -> int:
-    """Global-load round trips after the grid-dependency wait (from the start without one) in the
+    """Memory round trips after the grid-dependency wait (from the start without one) in the
     straight-line text (a loop's body counted once): a warp issues in order, so loads issued after
     an instruction that reads an earlier load's destination, or cp.async copies issued after a wait
     for all earlier ones (DEPBAR to 0; a ring's waits leave groups in flight), wait for those first."""

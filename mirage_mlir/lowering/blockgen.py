@@ -146,7 +146,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.cluster_rank: Index = 0  # this block's rank in its cluster
         self.block_ids: list | None = None  # given: this block graph runs as those blocks (fuse_split_k)
         self.dirty: set[str] = set()
-        self.async_pending = False  # a committed cp.async group no wait has covered yet (copy_stage)
         self.reciprocals: dict[str, str] | None = None  # divisor -> its reciprocal, in a row kernel (divide)
         self.scratch_reads: set[str] = set()  # the scratch, when read since the last barrier
         self.it: Index = 0  # the for-loop induction variable inside the loop

@@ -115,20 +115,20 @@ class CopyEmitter:
     def copy_stage(self, iterators: list[int], wait: bool = True) -> None:
         """Global -> shared copies of input iterator tiles, all loads issued before the stores (for
         a group of small tiles, all the group's loads: one memory latency for the group). In a kernel
-        with a loop of one, the tiles cp.async can copy go that way instead, one group waited for at
-        the end (not `wait`: left in flight for the next copy_stage's wait): nothing passes through
-        registers, so all of a thread's copies issue at once, where register copies (loads, then
-        stores) are issued as the registers allow (stable attention bs1: 16 of its 20 chunks' loads,
-        4 stores, then the 4 other loads, a second memory round trip; NOTES.md session 39)."""
+        with a loop of one, the tiles cp.async can copy go that way instead, and the copy_stage that
+        waits waits for all of the kernel's (not `wait`: before the grid wait, left in flight):
+        nothing passes through registers, so all of a thread's copies issue at once, where register
+        copies (loads, then stores) are issued as the registers allow (stable attention bs1: 16 of
+        its 20 chunks' loads, 4 stores, then the 4 other loads, a second memory round trip; NOTES.md
+        session 39)."""
         cp_async = set(self.plan.direct_copies)
         direct = [i for i in iterators if i in cp_async]
         for i in direct:
             self.async_copy_tile(self.plan.copy_geometry(i))
-        if direct or (wait and self.async_pending):
-            group = self.commit_group()
-            self.async_pending = not wait
-            if wait:
-                self.async_wait(group, 0)
+        if direct and not wait:
+            self.commit_group()
+        if wait and cp_async:
+            self.async_wait(self.commit_group(), 0)
         iterators = [i for i in iterators if i not in direct]
         geos = [self.plan.copy_geometry(i) for i in iterators]
         for group in self.plan.copy_groups(geos):
