@@ -676,28 +676,6 @@ def test_a_loop_of_one_walks_its_k_steps_in_chains_by_default(monkeypatch):
     assert default[0] < one[0] and default[1] == one[1]
 
 
-@pytest.mark.parametrize("dtype", ["f16", "bf16"])
-def test_a_loop_of_one_issues_a_later_stages_matmul_before_the_k_slices_meet(dtype):
-    """lora's one kernel (four warps): X A's K slices meet in shared memory, then each warp computes
-    its own tile of X W; X W reads copied tiles only, so it is issued before the meeting's barrier
-    (plan.early_matmuls) and its mma chains run while the barrier waits; executed thread by thread
-    the kernel computes the mu-graph. Where X W's K is split too (eight warps) nothing is early."""
-    types = [TensorType(s, dtype) for s in CHAIN_CASES[3][1]]
-    graph = VARIANTS["lora_fused"](types, **CHAIN_CASES[3][2])
-    block = plan.BlockPlan(graph.nodes[0].body)
-    (x_w,) = block.early_matmuls
-    assert [block.kind[block.node_of[v]] for v in block.g.nodes[x_w].inputs] == ["iter", "iter"]
-    kernel = lower_graph(graph).text()
-    meeting = kernel.index("gpu.barrier", kernel.index("memref.store", kernel.index("mma.sync")))
-    assert kernel[:meeting].count("mma.sync") > kernel[meeting:].count("mma.sync")
-    inputs = random_inputs(types, seed=3)
-    inputs = [inputs[0]] + [round_to(x * 0.1, dtype) for x in inputs[1:]]
-    for o, r in zip(run_on_cpu(graph, inputs), evaluate(graph, inputs)):
-        assert np.isfinite(o).all() and rel_err(o, r) < 2e-3
-    eight_warps = VARIANTS["lora_fused"](types, col_tile=16, threads=256)
-    assert plan.BlockPlan(eight_warps.nodes[0].body).early_matmuls == {}
-
-
 def test_chains_divide_the_steps_within_the_accumulator_budget(monkeypatch):
     # by default: LOOP_OF_ONE_CHAINS (4) in a kernel with a loop of one, one chain in a loop
     monkeypatch.setattr(plan, "MMA_CHAINS", 0)

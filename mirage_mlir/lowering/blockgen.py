@@ -156,7 +156,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.row_in: dict[int, list[str]] = {}
         self.row_out: dict[int, list[str]] = {}
         self.row_slots: dict[int, list] = {}
-        self.early_results: dict[int, list] = {}  # plan.early_matmuls' fragments, once issued
 
     def emit_entry(self) -> None:
         """Thread and block ids, the shared-memory views and the cp.async token, up front so that

@@ -153,12 +153,12 @@ class MatmulEmitter:
         rest = [i for i in matmuls if i not in mma]
 
         def origin(wt):
-            return self.warp_tile_origin(wt, tiles, wm, wn)
+            where = em.unflatten(wt, tiles)
+            return where[:-2], em.mul(where[-2], 16 * wm), em.mul(where[-1], 8 * wn)
 
         def body(wt, sliced=None):
             batch, m0, n0 = origin(wt)
-            results = {i: (sliced or {}).get(i) or self.early_results.get(i)
-                       or self.mma_k_loop(i, batch, m0, n0, wm, wn) for i in mma}
+            results = {i: (sliced or {}).get(i) or self.mma_k_loop(i, batch, m0, n0, wm, wn) for i in mma}
             for a in range(wm):
                 for b in range(wn):
                     for half in range(2):
@@ -198,19 +198,6 @@ class MatmulEmitter:
         with em.region(f"scf.if {em.cmp_eq(k_slice, 0)} {{"):
             body(tile, {i: self.rounded_fragments(i, accs, wm, wn) for i, accs in zip(split, totals())})
 
-    def warp_tile_origin(self, wt: Index, tiles: tuple[int, ...], wm: int, wn: int):
-        """(batch indices, first row, first column) of warp tile wt of a stage's `tiles`."""
-        where = self.em.unflatten(wt, tiles)
-        return where[:-2], self.em.mul(where[-2], 16 * wm), self.em.mul(where[-1], 8 * wn)
-
-    def issue_early_matmuls(self) -> None:
-        """The results of plan.early_matmuls for this warp's tile of their stages, computed here (their
-        stages, one tile a warp, take them from `early_results`)."""
-        for i, root in self.plan.early_matmuls.items():
-            if i not in self.early_results:
-                wm, wn, tiles = self.plan.stage_warp_tiles(self.plan.vtype(root).shape)
-                self.early_results[i] = self.mma_k_loop(i, *self.warp_tile_origin(self.warp, tiles, wm, wn), wm, wn)
-
     def meet_k_slices(self, partials: list[list[str]], n_tiles: int, kslices: int, k_slice: Index):
         """Each warp of K slice 1.. stores its partial mma accumulators (per matmul, vector<2x2xf32>
         each) in the plan's `k_slices` buffer; after a barrier, a function that (in slice 0's warps)
@@ -223,7 +210,6 @@ class MatmulEmitter:
         with em.region(f"scf.if {em.cmp_lt(0, k_slice)} {{"):
             for r, x in enumerate(scalars):
                 em.emit(f"memref.store {x}, {buf.name}[{em.idx(self.warp)}, {em.idx(r)}, {em.idx(self.lane)}] : {buf.type}")
-        self.issue_early_matmuls()  # after the stores: their chains then run while the barrier waits
         self.barrier()
         self.scratch_reads.add(buf.name)
 

@@ -55,7 +55,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 46  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 45  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -1146,23 +1146,6 @@ class BlockPlan:
             if matmuls:
                 stages.append((root, matmuls))
         return stages
-
-    @property
-    def early_matmuls(self) -> dict[int, int]:
-        """{matmul node: its stage's root value} of a loop of one's tensor-core matmuls issued before
-        the first stage whose warps split K meet in shared memory: those of a later stage that read
-        copied tiles only, in a stage where each warp owns one whole tile. Their mma chains then run
-        while that meeting's stores and barriers wait (lora: X W's beside X A's meeting)."""
-        if self.loop != 1 or self.rows is not None or self.warp_rows is not None or self.wgmma:
-            return {}
-        early, meeting = {}, False
-        for root, matmuls in self.matmul_stages():
-            if self.stage_kslices(root, matmuls)[0] > 1:
-                meeting = True
-            elif meeting and numel(self.stage_warp_tiles(self.vtype(root).shape)[2]) == self.warps:
-                early.update({i: root for i in matmuls if self.mma_eligible(i) and all(
-                    self.kind[self.node_of[v]] == "iter" for v in self.g.nodes[i].inputs)})
-        return early
 
     def stage_warp_tiles(self, shape: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]]:
         """(wm, wn, tiles) of a tensor-core stage computing a value of `shape`: the warps' tiles."""
