@@ -1316,9 +1316,9 @@ class BlockPlan:
         else:
             pre = [self.copy_geometry(i) for i, k in enumerate(self.kind) if k == "iter" and i not in loop_iters]
             # a loop of one's cp.async copies all in flight together, beside the synchronous ones
-            direct_ids = set(self.direct_copies)
-            direct = [geo for geo in pre if geo.i in direct_ids]
-            pre_round_trips = max(1 if direct else 0, self.copies_round_trips([g for g in pre if g not in direct]))
+            direct = set(self.direct_copies)
+            sync = [geo for geo in pre if geo.i not in direct]
+            pre_round_trips = max(int(len(sync) < len(pre)), self.copies_round_trips(sync))
             pre_chunks = sum(self.chunks_per_thread(geo) for geo in pre)
         elements, stages = self.cuda_core_work()
         return PlanFigures(self.shared_bytes, self.threads, self.loop, self.stages, depth,

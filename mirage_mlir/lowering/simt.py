@@ -635,17 +635,20 @@ class Machine:
         val = from_storage(np.ascontiguousarray(raw).view(NP_STORAGE[dtype]), dtype)
         return [val[:, 0] if width == 1 else val]
 
+    def _numbered_buffer(self, number: int) -> MemRef | None:
+        """The global buffer whose addresses carry `number` (op_memref_extract_aligned_pointer_as_index)."""
+        return next((mem for n, mem in self.addressed.values() if n == number), None)
+
     def _global_pointer_load(self, address: np.ndarray, mask: np.ndarray, type_: str):
         """A load of `type_` at each thread's global address (a buffer the kernel was given, its
         element type, aligned to the load's size), checked as a memref load is."""
         width, dtype = _vector_width(type_), _elem(type_)
-        buffers = {number: mem for number, mem in self.addressed.values()}
         numbers = np.unique((address >> ADDRESS_BITS)[mask])
-        if len(numbers) > 1 or (len(numbers) == 1 and int(numbers[0]) not in buffers):
-            raise SimtError("an llvm.load from global addresses of several buffers, or of none the kernel was given")
         if len(numbers) == 0:
             return np.zeros((self.T, width) if width > 1 else self.T, NP_STORAGE[dtype])
-        mem = buffers[int(numbers[0])]
+        mem = self._numbered_buffer(int(numbers[0]))
+        if len(numbers) > 1 or mem is None:
+            raise SimtError("an llvm.load from global addresses of several buffers, or of none the kernel was given")
         esize = np.dtype(NP_STORAGE[mem.dtype]).itemsize
         byte = np.where(mask, address & ((1 << ADDRESS_BITS) - 1), 0)
         if mem.dtype != dtype or np.any(byte % (width * esize) != 0):
@@ -659,9 +662,8 @@ class Machine:
         """A prefetch reads nothing a thread sees (so it may come before griddepcontrol.wait); its
         address must lie in a buffer the kernel was given."""
         address = np.broadcast_to(np.asarray(a[0], np.int64), (self.T,))[mask]
-        buffers = {number: mem for number, mem in self.addressed.values()}
         for number in np.unique(address >> ADDRESS_BITS):
-            mem = buffers.get(int(number))
+            mem = self._numbered_buffer(int(number))
             byte = address[(address >> ADDRESS_BITS) == number] & ((1 << ADDRESS_BITS) - 1)
             if mem is None or np.any(byte >= mem.size * np.dtype(NP_STORAGE[mem.dtype]).itemsize):
                 raise SimtError("nvvm.prefetch of an address outside the kernel's buffers")
