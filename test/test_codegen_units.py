@@ -336,10 +336,11 @@ def ones_body(*chain: tuple[str, float]):
     return bb.finish([bb.save(bb.accum("accum_sum", bb.op("matmul", a, w, dtype="f32")), NO_MAP)])
 
 
-def test_a_chain_that_multiplies_by_zero_first_is_a_constant_operand():
-    """x * 0 + 1 is the constant 1 for every finite x (and in the verifier's fields); its matmul is
-    carried as W's column sums, one mma tile per 16 columns, each a W^T tile times ones. x * 2 + 1
-    depends on x, and x * 0 then * -1 is -0 or +0 by x's sign: neither is a constant."""
+def test_a_chain_that_multiplies_by_zero_first_is_a_constant_operand(monkeypatch):
+    """x * 0 + 1 is the constant 1 for every finite x (and in the verifier's fields); on mma.sync its
+    matmul is carried as W's column sums, one mma tile per 16 columns, each a W^T tile times ones.
+    x * 2 + 1 depends on x, and x * 0 then * -1 is -0 or +0 by x's sign: neither is a constant."""
+    monkeypatch.setattr(plan, "WGMMA", False)
     body = ones_body(("mul_scalar", 0.0), ("add_scalar", 1.0))
     p = plan.BlockPlan(body)
     assert list(p.constant_operands.values()) == [1.0]
@@ -360,6 +361,27 @@ def test_a_chain_that_multiplies_by_zero_first_is_a_constant_operand():
     p = plan.BlockPlan(bb.finish([bb.save(bb.accum("accum_sum", bb.op("matmul", a, w, dtype="f32")), NO_MAP)]))
     assert p.fragment_operands and not p.constant_operands
 
+
+
+def test_a_constant_operand_of_wgmma_is_a_tile_written_once_before_the_loop():
+    """On wgmma (which reads operands from shared memory only) the ones are a tile of their own,
+    in X's tile's shape and wgmma's line blocks, 1024-aligned after everything else, filled with the
+    constant before the loop and fenced for the async proxy; without wgmma no such tile."""
+    body = ones_body(("mul_scalar", 0.0), ("add_scalar", 1.0))
+    p = plan.BlockPlan(body)
+    assert p.wgmma and p.reg_accs[node_index(body, "accum_sum")].wgmma
+    ((j, tile),) = p.constant_tiles.items()
+    assert p.buffers[j] is tile and (tile.shape, tile.dtype, tile.atoms) == ((16, 64), "f16", 1)
+    assert tile.swizzle and tile.offset % plan.WGMMA_ALIGN == 0 and p.shared_bytes >= tile.offset + tile.stage_bytes
+    gen = started(body)
+    text = emitted(gen, gen.fill_constant_tiles)
+    assert text.count("memref.store") == 16 * 64 // 256 and "arith.truncf" in text and "fence.proxy" in text
+    assert "nvvm.wgmma.mma_async" in emitted(gen, gen.emit_loop)
+    saved, plan.WGMMA = plan.WGMMA, False
+    try:
+        assert not plan.BlockPlan(body).constant_tiles
+    finally:
+        plan.WGMMA = saved
 
 # -- the emitters ------------------------------------------------------------------------------------
 

@@ -330,6 +330,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             return
         self.ring_fill(early, early_pre)  # in flight while the prologue runs
         self.init_accumulators()
+        self.fill_constant_tiles()
         self.copy_stage([i for i, kind in enumerate(plan.kind)
                          if kind == "iter" and plan.phase[i] == "pre" and i not in early_pre])
         self.emit_stages("pre")

@@ -119,3 +119,19 @@ class AccumulatorEmitter:
 
             self.for_each(numel(buf.shape), body)
             self.dirty.add(buf.name)
+
+    def fill_constant_tiles(self) -> None:
+        """Writes wgmma's constant operand tiles (plan.constant_tiles) once, before the loop, every
+        element its constant, and orders the writes before wgmma's reads (the async proxy's)."""
+        em = self.em
+        for i in self.plan.constant_tiles:
+            buf = self.buffers[i]
+            value = em.truncate(em.fconst(self.plan.constant_operands[i]), buf.dtype)
+
+            def body(e, buf=buf, value=value):
+                em.emit(f"memref.store {value}, {buf.at(em, em.unflatten(e, buf.shape))} : {buf.type}")
+
+            self.for_each(numel(buf.shape), body)
+            self.dirty.add(buf.name)
+        if self.plan.constant_tiles:
+            em.fence_async_proxy()

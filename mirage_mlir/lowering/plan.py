@@ -55,7 +55,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 45  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 47  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -523,6 +523,7 @@ class BlockPlan:
         for j in self.fragment_operands:
             self.buffered[j] = False
         self.constant_operands = self._constant_operands()
+        self.constant_tiles: dict[int, Buffer] = {}  # set once wgmma is chosen (_constant_tiles)
         self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
         self.stages = 1
         self.pipeline = pipeline  # cp.async at all (the ring, a loop of one's direct copies)
@@ -557,6 +558,11 @@ class BlockPlan:
         if self._wgmma_target():
             self.reg_accs.update(self.wgmma_accumulators())
         self.wgmma = any(info.wgmma for info in self.reg_accs.values())
+        # wgmma's constant operands (LayerNorm's ones) as tiles of their own, filled once before the loop
+        self.constant_tiles = self._constant_tiles(self.reg_accs, self.shared_bytes)
+        for i, buf in self.constant_tiles.items():
+            self.buffers[i] = buf
+            self.shared_bytes = buf.offset + buf.stage_bytes
         # tiles laid out in line blocks for wgmma that it does not read go back to plain rows
         wgmma_operands = {self.node_of[v] for info in self.reg_accs.values() if info.wgmma
                           for v in self.g.nodes[info.mm].inputs}
@@ -730,7 +736,7 @@ class BlockPlan:
         return "pre" if i in self.invariant else "loop"
 
     def is_buffer(self, i: int) -> bool:
-        return self.buffered[i] or self.kind[i] == "acc"
+        return self.buffered[i] or self.kind[i] == "acc" or i in self.constant_tiles
 
     def inline_matmuls(self, v: int, root: bool = True) -> list[int]:
         """Matmul node indices computed inside the stage whose root value is v."""
@@ -1250,9 +1256,10 @@ class BlockPlan:
         accs, shapes = self.reg_accs, set()
         for info in accs.values():
             x, w = (self.node_of[v] for v in self.g.nodes[info.mm].inputs)
-            if x in self.fragment_operands or x not in self.ring or w not in self.ring:
+            if x not in self.constant_operands and (x in self.fragment_operands or x not in self.ring) or w not in self.ring:
                 return {}
-            bx, bw = self.buffers[x], self.buffers[w]
+            # a constant operand's tile as _constant_tiles will place it
+            bx, bw = self._constant_tile(x, 0) if x in self.constant_operands else self.buffers[x], self.buffers[w]
             rows, k = bx.shape[-2:]
             blocks = bw.atoms
             if len(bx.shape) != 2 or len(bw.shape) != 2 or bw.shape != (k, 64 * blocks) or bx.dtype != bw.dtype:
@@ -1271,8 +1278,35 @@ class BlockPlan:
         carried = units * blocks * rows // 2
         if (k // 16) % kslices or carried + WGMMA_HEADROOM > min(MAX_THREAD_REGISTERS, REGISTERS_PER_SM // self.threads):
             return {}
-        return {i: RegisterAccumulator(info.mm, blocks, rows // 8, (1,), 1, kslices, 0, True, unit, units)
-                for unit, (i, info) in enumerate(sorted(accs.items()))}
+        out = {i: RegisterAccumulator(info.mm, blocks, rows // 8, (1,), 1, kslices, 0, True, unit, units)
+               for unit, (i, info) in enumerate(sorted(accs.items()))}
+        tiles = self._constant_tiles(out, self.shared_bytes)
+        end = max((b.offset + b.stage_bytes for b in tiles.values()), default=self.shared_bytes)
+        grid_per_sm = -(-math.prod(self.g.grid_dim) // SMS)
+        if end > MAX_SHARED_BYTES or (min(resident_blocks(end, self.threads), grid_per_sm)
+                                      < min(resident_blocks(self.shared_bytes, self.threads), grid_per_sm)):
+            return {}  # the constant tiles would cost the block its memory or an SM a block the grid has
+        return out
+
+    def _constant_tiles(self, accs: dict[int, RegisterAccumulator], offset: int) -> dict[int, Buffer]:
+        """The shared-memory tiles, from byte `offset` on, of the constant operands (constant_operands:
+        every element c) that accumulators `accs` read on wgmma, which reads operands from shared
+        memory only; written once before the loop. {node: Buffer}"""
+        out = {}
+        for info in accs.values():
+            j = self.node_of[self.g.nodes[info.mm].inputs[0]]
+            if info.wgmma and j in self.constant_operands and j not in out:
+                out[j] = self._constant_tile(j, offset)
+                offset = out[j].offset + out[j].stage_bytes
+        return out
+
+    def _constant_tile(self, j: int, offset: int) -> Buffer:
+        """Constant operand j's tile from byte `offset` on, rounded up to wgmma's alignment: its value's
+        shape, in swizzled blocks of 128-byte lines as wgmma reads X's tiles (any layout of one value
+        holds the same, so nothing else reads it in this layout)."""
+        t = self.vtype(self.value(j))
+        return Buffer(f"%const{j}", t.shape, t.dtype, -(-offset // WGMMA_ALIGN) * WGMMA_ALIGN, swizzle=True,
+                      atoms=max(1, t.shape[-1] * BYTES[t.dtype] // WGMMA_LINE))
 
     def _carried_rows(self) -> dict[int, int]:
         """Sum accumulators fed by a row reduction (the reduction node: a reduce_sum or reduce_mean
