@@ -7,12 +7,15 @@ cp.async copies (`nvgpu.device_async_copy`) whose source is one of the chosen pr
 source size of 0: the instruction still issues and lands its group, but reads no byte (zero fill).
 With --no-mma every tensor-core MMA (wgmma, f16 mma.sync) passes its accumulator through instead (no
 tensor work; wgmma's fences, commits and waits stay; mma.sync's ldmatrix loads go with it, since
-nothing reads them then). Everything else (loop, barriers, copies, epilogue) stays. The
+nothing reads them then). With --trips N every block graph's for-loop ends after N iterations (its
+prologue and tail whole: a for-loop's share of a kernel is T(all) - T(N), N = 1 the fixed part's
+T - (per iteration)). Everything else (loop, barriers, copies, epilogue) stays. The
 kernels' outputs are wrong by design, so `time` replays them without the correctness check, as
 gpu.py times them otherwise (CUDA-graph replays over input sets that exceed twice the L2).
 
   python benchmarks/knockout.py make SRC DST --inputs 0            # here (MLIR bindings, ptxas)
   python benchmarks/knockout.py make SRC DST --no-mma
+  python benchmarks/knockout.py make SRC DST --inputs 1 --trips 1
   python benchmarks/knockout.py time DIR[:CANDIDATE] ...           # on the GPU (no MLIR)
 """
 
@@ -36,11 +39,14 @@ MMA_SYNC = re.compile(r"^(\s*)(%[\w#.]+) = nvgpu\.mma\.sync\(%[\w#.]+, %[\w#.]+,
 TRUE = "%knockout_true"
 
 
-def knock_out(text: str, knocked: dict[str, set[int]], mma: bool = True) -> tuple[str, dict[str, int]]:
+def knock_out(text: str, knocked: dict[str, set[int]], mma: bool = True,
+              trips: int | None = None) -> tuple[str, dict[str, int]]:
     """gpu.mlir text with the copies from kernel arguments `knocked[kernel]` reading 0 elements and,
-    without `mma`, every wgmma's and f16 mma.sync's result its accumulator; also how many ops each
-    kernel had changed."""
-    out, changed, kernel = [], {}, None
+    without `mma`, every wgmma's and f16 mma.sync's result its accumulator, and with `trips` every
+    block graph's for-loop (`{mirage.forloop}`) ending after that many iterations; also how many ops
+    each kernel had changed."""
+    text, changed = shorten_loops(text, trips) if trips is not None else (text, {})
+    out, kernel = [], None
     for line in text.splitlines():
         m = FUNC.match(line)
         if m:
@@ -68,12 +74,35 @@ def knock_out(text: str, knocked: dict[str, set[int]], mma: bool = True) -> tupl
     return "\n".join(out) + "\n", changed
 
 
+def shorten_loops(text: str, trips: int) -> tuple[str, dict[str, int]]:
+    """Every `{mirage.forloop}` scf.for of gpu.mlir text running `trips` iterations (its upper bound
+    a new constant; the ring's refills past the new end stay, as past the old one: empty groups);
+    also how many loops each kernel had shortened."""
+    lines, changed, kernel = text.splitlines(), {}, None
+    opened = []  # indices of the lines that opened the regions still open
+    for n, line in enumerate(lines):
+        m = FUNC.match(line)
+        kernel = m.group(1) if m else kernel
+        closes = line.strip().startswith("}")
+        if closes and opened:
+            start = opened.pop()
+            if line.strip().startswith("} {mirage.forloop}"):
+                indent = lines[start][:len(lines[start]) - len(lines[start].lstrip())]
+                bound = f"%knockout_trips{start}"
+                lines[start] = re.sub(r"(scf\.for %\S+ = \S+ to )(%\S+)", rf"\g<1>{bound}", lines[start], count=1)
+                lines[start] = f"{indent}{bound} = arith.constant {trips} : index\n" + lines[start]
+                changed[kernel] = changed.get(kernel, 0) + 1
+        if line.rstrip().endswith("{"):
+            opened.append(n)
+    return "\n".join(lines) + "\n", changed
+
+
 def kernel_plans(spec: dict) -> list[dict]:
     """Every candidate plan of a manifest function (the plain function when it has none)."""
     return spec.get("candidates") or [spec]
 
 
-def make(src: str, dst: str, inputs: set[int], mma: bool = True) -> int:
+def make(src: str, dst: str, inputs: set[int], mma: bool = True, trips: int | None = None) -> int:
     import mlir.ir as ir
 
     from mirage_mlir.lowering.ptx import compile_gpu_module, run_ptxas
@@ -82,7 +111,8 @@ def make(src: str, dst: str, inputs: set[int], mma: bool = True) -> int:
     with open(os.path.join(dst, "manifest.json")) as f:
         manifest = json.load(f)
     spec = manifest["functions"][manifest["entry"]]
-    what = f"no cp.async copy reads inputs {sorted(inputs)}" + ("" if mma else " and no tensor-core MMA")
+    what = (f"no cp.async copy reads inputs {sorted(inputs)}" + ("" if mma else " and no tensor-core MMA")
+            + ("" if trips is None else f" and for-loops of {trips} iterations"))
     by_ptx: dict[str, dict[str, set[int]]] = {}  # PTX file: {kernel: its arguments to knock out}
     for plan in kernel_plans(spec):
         for k in plan["kernels"]:
@@ -92,7 +122,7 @@ def make(src: str, dst: str, inputs: set[int], mma: bool = True) -> int:
     for ptx_name, knocked in by_ptx.items():
         mlir_name = ptx_name.split("main_kernels.ptx")[0] + "gpu.mlir"
         with open(os.path.join(src, mlir_name)) as f:
-            text, changed = knock_out(f.read(), knocked, mma)
+            text, changed = knock_out(f.read(), knocked, mma, trips)
         if not changed:  # e.g. a plan whose first kernel reads the input with plain loads
             print(f"{dst}: {ptx_name}: {what}; left as it was")
             continue
@@ -119,7 +149,7 @@ def make(src: str, dst: str, inputs: set[int], mma: bool = True) -> int:
     if not report:
         print(f"{src}: {what}", file=sys.stderr)
         return 1
-    manifest["knockout"] = {"inputs": sorted(inputs), "mma": mma, "ptx": report}
+    manifest["knockout"] = {"inputs": sorted(inputs), "mma": mma, "trips": trips, "ptx": report}
     with open(os.path.join(dst, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return 0
@@ -145,7 +175,8 @@ def time_all(targets: list[str]) -> int:
         spec = manifest["functions"][manifest["entry"]]
         plan = kernel_plans(spec)[int(candidate)] if candidate else spec
         knockout = manifest.get("knockout", {"inputs": [], "ptx": {}})
-        knocked = [str(i) for i in knockout["inputs"]] + ([] if knockout.get("mma", True) else ["mma"])
+        knocked = ([str(i) for i in knockout["inputs"]] + ([] if knockout.get("mma", True) else ["mma"])
+                   + ([] if knockout.get("trips") is None else [f"trips={knockout['trips']}"]))
         if not any(k["ptx"] in knockout["ptx"] for k in plan["kernels"]):  # this candidate's kernels as built
             knocked = []
         reps = consecutive_calls(io_bytes(name, bs, ELEM_BYTES[dtype]), l2)
@@ -169,13 +200,14 @@ def main() -> int:
     m.add_argument("dst")
     m.add_argument("--inputs", nargs="+", type=int, default=[], help="program input indices")
     m.add_argument("--no-mma", action="store_true", help="every wgmma and f16 mma.sync passes its accumulator through")
+    m.add_argument("--trips", type=int, help="every block graph's for-loop ends after this many iterations")
     t = sub.add_parser("time", help="replay times of compiled programs, unchecked")
     t.add_argument("targets", nargs="+", metavar="DIR[:CANDIDATE]")
     args = p.parse_args()
     if args.command == "make":
-        if not args.inputs and not args.no_mma:
-            p.error("make needs --inputs or --no-mma")
-        return make(args.src, args.dst, set(args.inputs), not args.no_mma)
+        if not args.inputs and not args.no_mma and args.trips is None:
+            p.error("make needs --inputs, --no-mma or --trips")
+        return make(args.src, args.dst, set(args.inputs), not args.no_mma, args.trips)
     return time_all(args.targets)
 
 

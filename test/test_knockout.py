@@ -72,6 +72,33 @@ def test_a_masked_copy_has_its_own_source_size_replaced():
     assert "%arg1[%a, %b], %v[%c, %d], 8 {bypassL1}" in out
 
 
+def test_trips_end_the_block_graphs_for_loops_only():
+    """--trips N: the scf.for closed by `{mirage.forloop}` runs N iterations (a new constant bound);
+    the loops and branches inside and around it keep theirs."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from knockout import knock_out
+
+    text = """    gpu.func @main_k0(%arg0: memref<2x8xf16>) kernel attributes {} {
+      scf.for %i = %tid to %c64 step %c32 {
+      }
+      %r:2 = scf.for %it = %c0 to %c8 step %c1 iter_args(%a = %z, %b = %z) -> (f32, f32) {
+        %w = scf.if %p -> (f32) {
+          scf.for %j = %c0 to %c4 step %c1 {
+          }
+          scf.yield %a : f32
+        } else {
+          scf.yield %b : f32
+        }
+        scf.yield %w, %b : f32, f32
+      } {mirage.forloop}
+"""
+    out, changed = knock_out(text, {}, trips=1)
+    assert changed == {"main_k0": 1}
+    assert "%knockout_trips3 = arith.constant 1 : index" in out
+    assert "scf.for %it = %c0 to %knockout_trips3 step %c1 iter_args" in out
+    assert "scf.for %i = %tid to %c64 step %c32 {" in out and "scf.for %j = %c0 to %c4 step %c1 {" in out
+
+
 def test_without_wgmma_a_weight_stream_computes_zeros_and_keeps_its_copies(monkeypatch):
     """--no-mma: every warpgroup MMA passes its accumulator through (no tensor work), so gated_mlp's
     wgmma plan computes silu(0) * 0; its copies, fences, commits and waits stay."""
