@@ -1256,10 +1256,10 @@ class BlockPlan:
         accs, shapes = self.reg_accs, set()
         for info in accs.values():
             x, w = (self.node_of[v] for v in self.g.nodes[info.mm].inputs)
-            if x not in self.constant_operands and (x in self.fragment_operands or x not in self.ring) or w not in self.ring:
+            constant = x in self.constant_operands  # read from a tile of its own (_constant_tiles)
+            if w not in self.ring or not constant and (x in self.fragment_operands or x not in self.ring):
                 return {}
-            # a constant operand's tile as _constant_tiles will place it
-            bx, bw = self._constant_tile(x, 0) if x in self.constant_operands else self.buffers[x], self.buffers[w]
+            bx, bw = self._constant_tile(x, 0) if constant else self.buffers[x], self.buffers[w]
             rows, k = bx.shape[-2:]
             blocks = bw.atoms
             if len(bx.shape) != 2 or len(bw.shape) != 2 or bw.shape != (k, 64 * blocks) or bx.dtype != bw.dtype:
