@@ -362,8 +362,7 @@ def test_a_chain_that_multiplies_by_zero_first_is_a_constant_operand(monkeypatch
     assert p.fragment_operands and not p.constant_operands
 
 
-
-def test_a_constant_operand_of_wgmma_is_a_tile_written_once_before_the_loop():
+def test_a_constant_operand_of_wgmma_is_a_tile_written_once_before_the_loop(monkeypatch):
     """On wgmma (which reads operands from shared memory only) the ones are a tile of their own,
     in X's tile's shape and wgmma's line blocks, 1024-aligned after everything else, filled with the
     constant before the loop and fenced for the async proxy; without wgmma no such tile."""
@@ -377,11 +376,9 @@ def test_a_constant_operand_of_wgmma_is_a_tile_written_once_before_the_loop():
     text = emitted(gen, gen.fill_constant_tiles)
     assert text.count("memref.store") == 16 * 64 // 256 and "arith.truncf" in text and "fence.proxy" in text
     assert "nvvm.wgmma.mma_async" in emitted(gen, gen.emit_loop)
-    saved, plan.WGMMA = plan.WGMMA, False
-    try:
-        assert not plan.BlockPlan(body).constant_tiles
-    finally:
-        plan.WGMMA = saved
+    monkeypatch.setattr(plan, "WGMMA", False)
+    assert not plan.BlockPlan(body).constant_tiles
+
 
 # -- the emitters ------------------------------------------------------------------------------------
 

@@ -896,6 +896,11 @@ class BlockPlan:
         tile, whole = self.g.nodes[i].types[0], self.vtype(self.g.nodes[i].inputs[0])
         return vector_width(tile.dtype, tile.shape[-1], whole.shape[-1]) * BYTES[tile.dtype] >= 4
 
+    @property
+    def grid_per_sm(self) -> int:
+        """The most blocks the grid puts on an SM: 1 for <= SMS blocks."""
+        return -(-math.prod(self.g.grid_dim) // SMS)
+
     def _choose_stages(self) -> None:
         """The cp.async ring's depth (at most the block graph's max_stages, else MAX_STAGES, and at
         most the loop's trip count). A grid that needs a second wave of blocks streams that wave while
@@ -911,7 +916,6 @@ class BlockPlan:
         if not self.ring:  # no tile cp.async can copy (rows under 4 bytes): synchronous copies
             return
         blocks = math.prod(self.g.grid_dim)
-        grid_per_sm = -(-blocks // SMS)  # the most blocks the grid puts on an SM: 1 for <= SMS blocks
         best, best_key = 1, None
         for stages in range(min(self.g.max_stages or MAX_STAGES, self.loop), 1, -1):
             size = self._allocate(stages)[-1]
@@ -921,7 +925,7 @@ class BlockPlan:
                     break
                 continue
             resident = resident_blocks(size, self.threads)
-            key = (min(resident, 2, grid_per_sm), -wave_slots(blocks, resident), stages)
+            key = (min(resident, 2, self.grid_per_sm), -wave_slots(blocks, resident), stages)
             if size <= MAX_SHARED_BYTES and (best_key is None or key > best_key):
                 best, best_key = stages, key
         self.stages = best
@@ -1282,9 +1286,8 @@ class BlockPlan:
                for unit, (i, info) in enumerate(sorted(accs.items()))}
         tiles = self._constant_tiles(out, self.shared_bytes)
         end = max((b.offset + b.stage_bytes for b in tiles.values()), default=self.shared_bytes)
-        grid_per_sm = -(-math.prod(self.g.grid_dim) // SMS)
-        if end > MAX_SHARED_BYTES or (min(resident_blocks(end, self.threads), grid_per_sm)
-                                      < min(resident_blocks(self.shared_bytes, self.threads), grid_per_sm)):
+        if end > MAX_SHARED_BYTES or (min(resident_blocks(end, self.threads), self.grid_per_sm)
+                                      < min(resident_blocks(self.shared_bytes, self.threads), self.grid_per_sm)):
             return {}  # the constant tiles would cost the block its memory or an SM a block the grid has
         return out
 
