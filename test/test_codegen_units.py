@@ -380,6 +380,31 @@ def test_a_constant_operand_of_wgmma_is_a_tile_written_once_before_the_loop(monk
     assert not plan.BlockPlan(body).constant_tiles
 
 
+
+def test_a_constant_operand_beside_xs_matmul_is_stacked_below_xs_rows_on_wgmma():
+    """LayerNorm's form, x @ w beside (x * 0 + 1) @ w: on wgmma the ones are 8 rows stacked below X's
+    in each of X's ring slots (Buffer.lines 24), written once before the loop, and one chain of
+    m64n24k16 computes both products reading W once (the ones' accumulator stacked on x W's unit,
+    no tile of their own); both warpgroups split the K tile."""
+    inputs = [TensorType((16, 256), "f16"), TensorType((256, 64), "f16")]
+    bb = BlockBuilder(inputs, (1, 1, 1), 4, (256, 1, 1))
+    x, w = bb.iterator(0, NO_MAP, 1), bb.iterator(1, NO_MAP, 0)
+    ones = bb.op("add_scalar", bb.op("mul_scalar", x, scalar=0.0), scalar=1.0)
+    xw = bb.accum("accum_sum", bb.op("matmul", x, w, dtype="f32"))
+    sums = bb.accum("accum_sum", bb.op("matmul", ones, w, dtype="f32"))
+    body = bb.finish([bb.save(bb.op("add", xw, sums), NO_MAP)])
+    p = plan.BlockPlan(body)
+    x_node = node_index(body, "input_iterator")
+    assert p.stacked_rows == {x_node: 8} and p.stacked_constants == {x_node: 1.0} and not p.constant_tiles
+    assert (p.buffers[x_node].lines, p.buffers[x_node].storage_shape) == (24, (24, 64))
+    lead, stacked = sorted(p.reg_accs.values(), key=lambda info: info.stacked)
+    assert lead.wgmma and stacked.stacked and (lead.unit, lead.units, lead.kslices) == (stacked.unit, 1, 2)
+    gen = started(body)
+    fill = emitted(gen, gen.fill_constant_tiles)
+    assert "dense<1.0> : vector<8xf16>" in fill and "fence.proxy" in fill
+    loop = emitted(gen, gen.emit_loop)
+    assert loop.count("nvvm.wgmma.mma_async") == 2 and "n = 24" in loop
+
 # -- the emitters ------------------------------------------------------------------------------------
 
 def test_copies_use_cp_async_bypassing_l1_for_16_byte_chunks_and_issue_nothing_past_the_end():

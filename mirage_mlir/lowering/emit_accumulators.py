@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 
 from ..mugraph import Node
-from .emitter import Index, indices
+from .emitter import BYTES, Index, indices
 from .emit_elementwise import broadcast_index
-from .plan import numel
+from .plan import SWIZZLE_CHUNK, numel
 
 
 class AccumulatorEmitter:
@@ -121,8 +121,10 @@ class AccumulatorEmitter:
             self.dirty.add(buf.name)
 
     def fill_constant_tiles(self) -> None:
-        """Writes wgmma's constant operand tiles (plan.constant_tiles) once, before the loop, every
-        element its constant, and orders the writes before wgmma's reads (the async proxy's)."""
+        """Writes wgmma's constant operands once, before the loop, and orders the writes before
+        wgmma's reads (the async proxy's): each constant tile (plan.constant_tiles) whole, and the
+        rows stacked below X's in every stage of X's ring slots (plan.stacked_constants: the copies
+        write X's rows only), 16 bytes a store; any layout of one value holds the same."""
         em = self.em
         for i in self.plan.constant_tiles:
             buf = self.buffers[i]
@@ -133,5 +135,23 @@ class AccumulatorEmitter:
 
             self.for_each(numel(buf.shape), body)
             self.dirty.add(buf.name)
-        if self.plan.constant_tiles:
+        for x, constant in self.plan.stacked_constants.items():
+            buf = self.buffers[x]
+            per_store = SWIZZLE_CHUNK // BYTES[buf.dtype]
+            lines, width = buf.storage_shape[-2:]
+            stacked, chunks = buf.lines - buf.shape[-2], width // per_store
+            vector = f"vector<{per_store}x{buf.dtype}>"
+            value = em.op(f"arith.constant dense<{constant!r}> : {vector}", "splat")
+            for stage in range(buf.stages):
+                view = em.shared_view(buf.offset + stage * buf.stage_bytes, buf.type, self.smem, "stacked")
+
+                def body(e, view=view):
+                    group, chunk = em.div(e, chunks), em.rem(e, chunks)  # group: a block's stacked line
+                    line = em.add(em.mul(em.div(group, stacked), buf.lines), em.add(buf.shape[-2], em.rem(group, stacked)))
+                    em.emit(f"vector.store {value}, {view}[{em.idx(line)}, {em.idx(em.mul(chunk, per_store))}] "
+                            f"{{alignment = {SWIZZLE_CHUNK}}} : {buf.type}, {vector}")
+
+                self.for_each(lines // buf.lines * stacked * chunks, body)
+            self.dirty.add(buf.name)
+        if self.plan.constant_tiles or self.plan.stacked_constants:
             em.fence_async_proxy()

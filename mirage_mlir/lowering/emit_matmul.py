@@ -569,39 +569,57 @@ class MatmulEmitter:
 
     def wgmma_stage(self, i: int) -> None:
         """One iteration's matmul of wgmma accumulator i in the warpgroups computing it (the others
-        carry their registers on): the accumulator's registers as vector<2x2xf32> b wn + j holding
-        registers 4 j .. 4 j + 3 of weight block b's wgmma accumulator."""
+        carry their registers on), with its unit's stacked constant operands in the same chain (their
+        rows below X's): the accumulators' registers as vector<2x2xf32> b wn + j holding registers 4 j
+        .. 4 j + 3 of weight block b's wgmma accumulator. A stacked accumulator's rows are all one
+        row (the constant's product), carried as its wn registers a block, computed from the first."""
         em, info = self.em, self.plan.reg_accs[i]
-        types = ", ".join(["vector<2x2xf32>"] * info.count)
+        if info.stacked:
+            return  # its unit's wgmma computes it
+        stacked = [s for s, other in self.plan.reg_accs.items() if other.stacked and other.unit == info.unit]
+        wn = info.wn
+        blocks_in = [self.reg_in[i][b * wn:(b + 1) * wn] + [self.reg_in[s][b * wn] for s in stacked]
+                     for b in range(info.wm)]
+        accs = [i] + stacked
+        carried = [r for a in accs for r in self.reg_in[a]]
+        types = ", ".join(["vector<2x2xf32>"] * len(carried))
         res = em.fresh("wgacc")
-        with em.region(f"{res}:{info.count} = scf.if {self.wgmma_mine(info)} -> ({types}) {{", "} else {"):
-            em.emit(f"scf.yield {', '.join(self.wgmma_chain(info, self.reg_in[i]))} : {types}")
+        with em.region(f"{res}:{len(carried)} = scf.if {self.wgmma_mine(info)} -> ({types}) {{", "} else {"):
+            blocks_out = self.wgmma_chain(info, blocks_in)
+            results = [r for b in range(info.wm) for r in blocks_out[b][:wn]]
+            for q in range(len(stacked)):
+                results += [blocks_out[b][wn + q] for b in range(info.wm) for _ in range(wn)]
+            em.emit(f"scf.yield {', '.join(results)} : {types}")
         with em.region("", "}"):
-            em.emit(f"scf.yield {', '.join(self.reg_in[i])} : {types}")
-        self.reg_out[i] = [f"{res}#{j}" for j in range(info.count)]
+            em.emit(f"scf.yield {', '.join(carried)} : {types}")
+        position = 0
+        for a in accs:
+            self.reg_out[a] = [f"{res}#{r}" for r in range(position, position + len(self.reg_in[a]))]
+            position += len(self.reg_in[a])
 
-    def wgmma_chain(self, info: RegisterAccumulator, accs: list[str]) -> list[str]:
+    def wgmma_chain(self, info: RegisterAccumulator, blocks: list[list[str]]) -> list[list[str]]:
         """The warpgroup's K slice of this iteration's slots as wgmma m64nNk16 chains, one a weight
-        block, in the swap form out^T = W^T X^T: A the weight block [K, 64] (MN-major: a 16-K step
-        16 lines of 128 bytes on; block b b K lines on), B X's tile [N, K] (K-major: a step 32 bytes
-        on in each line, the next 64 of K the next block of N lines), N = X's rows; the blocks'
-        steps issued in turn, then committed and waited for (the iteration's closing barrier lets
-        the ring refill the slots)."""
+        block (`blocks`: its accumulator as vector<2x2xf32> of 8 of X's rows each), in the swap form
+        out^T = W^T X^T: A the weight block [K, 64] (MN-major: a 16-K step 16 lines of 128 bytes on;
+        block b b K lines on), B X's tile [N, K] (K-major: a step 32 bytes on in each line, the next
+        64 of K the next block of lines), N = 8 x the registers given a block (X's rows, and the
+        constant rows stacked below them: Buffer.lines); the blocks' steps issued in turn, then
+        committed and waited for (the iteration's closing barrier lets the ring refill the slots)."""
         em = self.em
         x_v, w_v = self.g.nodes[info.mm].inputs
         bx, bw = (self.buffers[self.plan.node_of[v]] for v in (x_v, w_v))
-        rows = 8 * info.wn
+        rows = 8 * len(blocks[0])
         struct = f"!llvm.struct<({', '.join(['f32'] * (rows // 2))})>"
         chains = []
-        for block in range(info.wm):
+        for accs in blocks:
             d = em.op(f"llvm.mlir.undef : {struct}", "d")
-            for j, acc in enumerate(accs[block * info.wn:(block + 1) * info.wn]):
+            for j, acc in enumerate(accs):
                 for h in range(2):
                     for c in range(2):
                         x = em.op(f"vector.extract {acc}[{h}, {c}] : f32 from vector<2x2xf32>", "f")
                         d = em.op(f"llvm.insertvalue {x}, {d}[{4 * j + 2 * h + c}] : {struct}", "d")
             chains.append(d)
-        rows_x, k_tile = bx.shape
+        lines, k_tile = bx.lines or bx.shape[0], bx.shape[1]
         steps = k_tile // 16 // info.kslices
         first_k = em.mul(em.div(self.warpgroup, info.units), steps * 16)
         w_desc = self.wgmma_descriptor(bw, em.mul(first_k, WGMMA_LINE))
@@ -609,9 +627,9 @@ class MatmulEmitter:
         line_values = WGMMA_LINE // size
         em.emit("nvvm.wgmma.fence.aligned")
         for step in range(steps):
-            # X's K index k: in line block k / line_values (rows_x lines each), k % line_values values into its lines
+            # X's K index k: in line block k / line_values (`lines` lines each), k % line_values values into its lines
             k = em.add(first_k, step * 16)
-            b = self.wgmma_descriptor(bx, em.add(em.mul(em.div(k, line_values), rows_x * WGMMA_LINE),
+            b = self.wgmma_descriptor(bx, em.add(em.mul(em.div(k, line_values), lines * WGMMA_LINE),
                                                  em.mul(em.rem(k, line_values), size)))
             for block in range(info.wm):
                 offset = (block * bw.shape[-2] + step * 16) * WGMMA_LINE
@@ -624,9 +642,9 @@ class MatmulEmitter:
         em.emit("nvvm.wgmma.wait.group.sync.aligned 0")
         out = []
         for d in chains:
-            for j in range(info.wn):
-                values = [em.op(f"llvm.extractvalue {d}[{4 * j + r}] : {struct}", "f") for r in range(4)]
-                out.append(em.op(f"vector.from_elements {', '.join(values)} : vector<2x2xf32>", "mma"))
+            values = [em.op(f"llvm.extractvalue {d}[{r}] : {struct}", "f") for r in range(rows // 2)]
+            out.append([em.op(f"vector.from_elements {', '.join(values[4 * j:4 * j + 4])} : vector<2x2xf32>", "mma")
+                        for j in range(rows // 8)])
         return out
 
     def wgmma_descriptor(self, buf, offset: Index) -> str:

@@ -55,7 +55,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 47  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 48  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -89,6 +89,7 @@ WGMMA_ALIGN = 1024  # a 128-byte-swizzled wgmma operand's alignment: the swizzle
 # (128 registers of accumulators, 128 a thread in all) spilled and ptxas serialized the wgmma (C7512)
 WGMMA_HEADROOM = 64
 MAX_THREAD_REGISTERS = 255
+WGMMA_STACKED_ROWS = 8  # constant rows stacked below X's in its ring slot (Buffer.lines): one n8 of wgmma
 WGMMA_LINE = 128  # bytes of a line of wgmma's 128-byte swizzle: an m64 weight block's 64 f16 or bf16 columns
 _TARGET_HAS_WGMMA = contextvars.ContextVar("target_has_wgmma", default=True)  # the default chip, sm_90's
 _TARGET_HAS_CLUSTERS = contextvars.ContextVar("target_has_clusters", default=True)  # sm_90 and later
@@ -198,6 +199,9 @@ class Buffer:
     # each, one after the other (as wgmma reads a weight tile wider than its m64), not as R rows of
     # C values; 1: rows
     atoms: int = 1
+    # storage lines of each line block (of the tile when atoms is 1) where constant rows lie stacked
+    # below the tile's (BlockPlan.stacked_rows: wgmma reads them as more of X's rows); 0: the rows
+    lines: int = 0
 
     def at(self, em: Emitter, index: list[Index], name: str | None = None) -> str:
         """`name[indices]` (default: this buffer's name) of the element at logical `index`."""
@@ -216,7 +220,7 @@ class Buffer:
         row = em.linearize(index[:-1], self.shape[:-1])
         if self.atoms > 1:  # column c of row r: line (c / width) R + r of the storage, whose lines are atoms'
             width = self.shape[-1] // self.atoms
-            line = em.add(em.mul(em.div(index[-1], width), self.shape[-2]), index[-2])
+            line = em.add(em.mul(em.div(index[-1], width), self.lines or self.shape[-2]), index[-2])
             column = em.xor(em.rem(index[-1], width), em.mul(swizzle_term(em, row, width // chunk), chunk))
             return index[:-2] + [line, column]
         term = swizzle_term(em, row, self.shape[-1] // chunk)
@@ -229,7 +233,9 @@ class Buffer:
     @property
     def storage_shape(self) -> tuple[int, ...]:
         if self.atoms > 1:
-            return self.shape[:-2] + (self.shape[-2] * self.atoms, self.shape[-1] // self.atoms)
+            return self.shape[:-2] + ((self.lines or self.shape[-2]) * self.atoms, self.shape[-1] // self.atoms)
+        if self.lines:
+            return self.shape[:-2] + (self.lines, self.shape[-1] + self.pad)
         return self.shape[:-1] + (self.shape[-1] + self.pad,)
 
     @property
@@ -340,6 +346,9 @@ class RegisterAccumulator:
     # A a constant tile (plan.constant_operands: LayerNorm's ones): every row of the product is the
     # same column sums, carried as W^T's sums, one m16n8 tile per 16 columns (see MatmulEmitter)
     column_sums: bool = False
+    # on wgmma: a constant operand read as the rows stacked below X's in X's ring slot (stacked_rows),
+    # computed by the wgmma of its unit's accumulator of X (one chain, N = X's rows + the stacked rows)
+    stacked: bool = False
 
     @property
     def count(self) -> int:
@@ -524,6 +533,8 @@ class BlockPlan:
             self.buffered[j] = False
         self.constant_operands = self._constant_operands()
         self.constant_tiles: dict[int, Buffer] = {}  # set once wgmma is chosen (_constant_tiles)
+        self.stacked_constants: dict[int, float] = {}  # likewise
+        self.stacked_rows = self._stacked_rows()
         self.ring: list[int] = []  # loop iterators filled by cp.async, `stages` iterations ahead
         self.stages = 1
         self.pipeline = pipeline  # cp.async at all (the ring, a loop of one's direct copies)
@@ -558,7 +569,11 @@ class BlockPlan:
         if self._wgmma_target():
             self.reg_accs.update(self.wgmma_accumulators())
         self.wgmma = any(info.wgmma for info in self.reg_accs.values())
-        # wgmma's constant operands (LayerNorm's ones) as tiles of their own, filled once before the loop
+        # wgmma's constant operands (LayerNorm's ones), filled once before the loop: rows stacked below
+        # X's in its ring slots ({X: the constant}), else tiles of their own
+        self.stacked_constants = {self.fragment_operands[j]: self.constant_operands[j] for j in
+                                  (self.node_of[self.g.nodes[info.mm].inputs[0]] for info in self.reg_accs.values()
+                                   if info.stacked)}
         self.constant_tiles = self._constant_tiles(self.reg_accs, self.shared_bytes)
         for i, buf in self.constant_tiles.items():
             self.buffers[i] = buf
@@ -712,6 +727,29 @@ class BlockPlan:
         """The node whose shared-memory tile a tensor-core matmul's operand v is loaded from."""
         i = self.node_of[v]
         return self.fragment_operands.get(i, i)
+
+    def _stacked_rows(self) -> dict[int, int]:
+        """Tiles X whose ring slots hold WGMMA_STACKED_ROWS constant rows below X's, on a wgmma target:
+        where a constant operand (constant_operands) of X's shape is multiplied by the weight of a
+        matmul of X itself (LayerNorm: the ones' column sums beside x W), one wgmma of N = X's rows +
+        8 computes both and reads the weight once (two chains read it twice: 80 KB of shared memory
+        an iteration for LayerNorm's K tiles of 256 instead of 44). {X's node: rows}"""
+        if not self._wgmma_target():
+            return {}
+        out = {}
+        for mm, kind in enumerate(self.kind):
+            a, w = self.g.nodes[mm].inputs if kind == "matmul" else (None, None)
+            j = self.node_of.get(a)
+            if j not in self.constant_operands:
+                continue
+            x = self.fragment_operands[j]
+            (rows, k), (_, n) = self.vtype(self.value(x)).shape, self.vtype(w).shape  # wgmma's own bounds
+            if rows % 8 or k % 64 or n % 64 or self.vtype(w).dtype not in ("f16", "bf16"):
+                continue
+            if self.kind[x] == "iter" and any(self.kind[k] == "matmul" and tuple(self.g.nodes[k].inputs) == (self.value(x), w)
+                                              for k in self.consumers.get(self.value(x), [])):
+                out[x] = WGMMA_STACKED_ROWS
+        return out
 
     def _invariants(self) -> set[int]:
         """Node indices whose values are the same in every loop iteration."""
@@ -945,11 +983,12 @@ class BlockPlan:
         rescale buffers, bytes)."""
         offset = 0
 
-        def new(shape, dtype, hint, operand=False, stages=1, atoms=1) -> Buffer:
+        def new(shape, dtype, hint, operand=False, stages=1, atoms=1, stacked=0) -> Buffer:
             nonlocal offset
             swizzle = operand and swizzles(shape, dtype)
             pad = MMA_PAD if operand and not swizzle else 0
-            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages, swizzle, atoms if swizzle else 1)
+            lines = shape[-2] + stacked if stacked and swizzle else 0
+            buf = Buffer(f"%{hint}", tuple(shape), dtype, offset, pad, stages, swizzle, atoms if swizzle else 1, lines)
             offset += buf.stage_bytes * stages
             return buf
 
@@ -970,8 +1009,9 @@ class BlockPlan:
                         scale_buffers[i] = new((2,) + m_shape, self.ctype, f"accscale{i}")
             elif self.buffered[i]:
                 hint = "tile" if self.kind[i] == "iter" else "buf"
-                buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", i in operands, stages if i in self.ring else 1,
-                                 self.wgmma_blocks(i))
+                ring = i in self.ring
+                buffers[i] = new(t.shape, t.dtype, f"{hint}{i}", i in operands, stages if ring else 1,
+                                 self.wgmma_blocks(i), self.stacked_rows.get(i, 0) if ring else 0)
         return buffers, max_buffers, scale_buffers, offset
 
     def _wgmma_target(self) -> bool:
@@ -1258,7 +1298,16 @@ class BlockPlan:
         its warpgroups, or each warpgroup computes units / warpgroups whole matmuls; the accumulators,
         which every thread carries, leave WGMMA_HEADROOM of a thread's registers free."""
         accs, shapes = self.reg_accs, set()
-        for info in accs.values():
+        stacked = {}  # accumulator of a stacked constant operand -> its unit's accumulator of X
+        for i, info in accs.items():
+            a, w_v = self.g.nodes[info.mm].inputs
+            j = self.node_of[a]
+            if j in self.constant_operands and self.fragment_operands[j] in self.stacked_rows:
+                x_v = self.value(self.fragment_operands[j])
+                stacked[i] = next((k for k, o in accs.items() if tuple(self.g.nodes[o.mm].inputs) == (x_v, w_v)), None)
+                if stacked[i] is not None:
+                    continue  # X's checks cover it
+                del stacked[i]
             x, w = (self.node_of[v] for v in self.g.nodes[info.mm].inputs)
             constant = x in self.constant_operands  # read from a tile of its own (_constant_tiles)
             if w not in self.ring or not constant and (x in self.fragment_operands or x not in self.ring):
@@ -1274,16 +1323,19 @@ class BlockPlan:
                                                        for b in (bx, bw)):
                 return {}
             shapes.add((rows, k, bx.dtype, blocks))
-        groups, units = self.warps // 4, len(accs)
+        leads = sorted(i for i in accs if i not in stacked)
+        groups, units = self.warps // 4, len(leads)
         if len(shapes) != 1 or self.warps % 4 or not units or (groups % units and units % groups):
             return {}
         rows, k, _, blocks = shapes.pop()
         kslices = max(1, groups // units)
-        carried = units * blocks * rows // 2
+        carried = len(accs) * blocks * rows // 2
         if (k // 16) % kslices or carried + WGMMA_HEADROOM > min(MAX_THREAD_REGISTERS, REGISTERS_PER_SM // self.threads):
             return {}
-        out = {i: RegisterAccumulator(info.mm, blocks, rows // 8, (1,), 1, kslices, 0, True, unit, units)
-               for unit, (i, info) in enumerate(sorted(accs.items()))}
+        out = {i: RegisterAccumulator(accs[i].mm, blocks, rows // 8, (1,), 1, kslices, 0, True, unit, units)
+               for unit, i in enumerate(leads)}
+        for i, lead in stacked.items():
+            out[i] = replace(out[lead], mm=accs[i].mm, stacked=True)
         tiles = self._constant_tiles(out, self.shared_bytes)
         end = max((b.offset + b.stage_bytes for b in tiles.values()), default=self.shared_bytes)
         if end > MAX_SHARED_BYTES or (min(resident_blocks(end, self.threads), self.grid_per_sm)
@@ -1298,7 +1350,7 @@ class BlockPlan:
         out = {}
         for info in accs.values():
             j = self.node_of[self.g.nodes[info.mm].inputs[0]]
-            if info.wgmma and j in self.constant_operands and j not in out:
+            if info.wgmma and not info.stacked and j in self.constant_operands and j not in out:
                 out[j] = self._constant_tile(j, offset)
                 offset = out[j].offset + out[j].stage_bytes
         return out
