@@ -6,7 +6,8 @@ synchronization instructions in order, runs of one kind counted:
   ACQBULK (griddepcontrol.wait), LDG / STG (global loads and stores, with their width), LDGSTS
   (cp.async), LDGDEPBAR / DEPBAR (cp.async commit / wait), LDS / STS, LDSM (ldmatrix), HMMA (mma),
   HGMMA / WARPGROUP (wgmma and its arrive / wait),
-  SHFL, BAR, RED / ATOM, CCTL (L2 prefetch)
+  SHFL, BAR, UCGABAR_ARV / UCGABAR_WAIT (a cluster barrier's arrive and wait), LD (generic loads: a
+  cluster peer's shared memory), RED / ATOM, CCTL (L2 prefetch)
 
 A warp issues in order, so a run of loads that ends where an instruction uses their data is one
 memory latency; `LDG.128x5 ... SHFL ... LDG.128x7` is two (counted in each kernel's first line, in
@@ -28,8 +29,8 @@ import shutil
 import subprocess
 import sys
 
-KINDS = ("ACQBULK", "LDGSTS", "LDGDEPBAR", "DEPBAR", "LDG", "STG", "LDSM", "LDS", "STS", "HMMA", "HGMMA", "WARPGROUP", "SHFL", "BAR",
-         "RED", "ATOM", "CCTL")
+KINDS = ("ACQBULK", "LDGSTS", "LDGDEPBAR", "DEPBAR", "LDG", "STG", "LDSM", "LDS", "STS", "LD", "HMMA", "HGMMA", "WARPGROUP",
+         "SHFL", "BAR", "UCGABAR_ARV", "UCGABAR_WAIT", "RED", "ATOM", "CCTL")
 INSTRUCTION = re.compile(r"^\s+/\*[0-9a-f]{4}\*/\s+(.*?)\s*;")
 
 
@@ -68,7 +69,7 @@ def kind(instruction: str) -> str | None:
     base = opcode.split(".")[0]
     if base not in KINDS:
         return None
-    if base in ("LDG", "STG", "LDGSTS", "LDS", "STS"):
+    if base in ("LDG", "STG", "LDGSTS", "LDS", "STS", "LD"):
         width = next((p for p in opcode.split(".")[1:] if p in ("64", "128", "U16", "U8")), "32")
         return f"{base}.{width}"
     return base

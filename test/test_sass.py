@@ -41,3 +41,13 @@ def test_round_trips_count_cp_async_copies_issued_after_a_wait_for_earlier_ones(
     # a ring: its wait leaves two groups in flight, the refill joins the stream
     assert load_round_trips([copy, "LDGDEPBAR", copy, "LDGDEPBAR", copy, "LDGDEPBAR", "DEPBAR.LE SB0, 0x2",
                              "BAR.SYNC 0x0", copy, "LDGDEPBAR"]) == 1
+
+
+def test_a_cluster_tail_shows_its_barriers_and_peer_loads():
+    # the split-K cluster tail: the partial tile stored, a cluster barrier, the peer's tile read
+    # through generic loads, the outputs stored, the last cluster barrier
+    instructions = ["STS.128 [R6], R12", "MEMBAR.ALL.CTA", "UCGABAR_ARV", "UCGABAR_WAIT", "CCTL.IVALL",
+                    "LD.E R8, [R6]", "LD.E.128 R16, [R16]", "LD.E.128 R20, [R20]", "FADD R8, R8, R27",
+                    "STG.E.64 desc[UR14][R4.64], R12", "UCGABAR_ARV", "UCGABAR_WAIT", "EXIT"]
+    assert summary(instructions) == ("STS.128 UCGABAR_ARV UCGABAR_WAIT CCTL LD.32 LD.128x2 STG.64 UCGABAR_ARV "
+                                     "UCGABAR_WAIT")
