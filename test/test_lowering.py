@@ -617,6 +617,37 @@ def test_layernorms_column_sums_share_the_w_loads_of_x_w(monkeypatch):
     assert (ptx.count("ldmatrix"), ptx.count("mma.sync")) == (10, 24)
 
 
+def layernorm_on_wgmma():
+    """LayerNorm + Linear in its pick's geometry (one wgmma chain in both warpgroups) at small sizes."""
+    types = [TensorType((16, 1024), "f16"), TensorType((1024, 128), "f16")]
+    return types, VARIANTS["layernorm_linear_folded"](types, col_tile=64, splits=2, k_tile=256, threads=256)
+
+
+def test_xs_row_sums_run_while_the_wgmma_chain_is_in_flight():
+    """Where every warpgroup runs a chain (no branch to merge its registers at), its wait comes
+    before the iteration's closing barrier, after the iteration's other stages: X's row sums (their
+    shared-memory loads and adds) lie between the commit and the wait, and ptxas keeps them there."""
+    _, graph = layernorm_on_wgmma()
+    ptx = compile_gpu_module(lower_graph(graph).gpu_module_text()).ptx.decode()
+    commit, wait = ptx.index("wgmma.commit_group"), ptx.index("wgmma.wait_group")
+    between = ptx[commit:wait]
+    assert ptx.count("wgmma.wait_group") == 1 and between.count("ld.shared.v4") == 2
+    assert between.count("add.rn.f32") >= 16 and ptx[wait:].split("\n")[1].split() == ["bar.sync", "0;"]
+
+
+def test_wgmma_accumulators_read_before_their_wait_are_refused(monkeypatch):
+    """An accumulator of a chain in flight may not be read (undefined in PTX): without the wait
+    before the closing barrier the loop's yield reads it, and the emulator refuses the kernel; with
+    it the kernel computes the mu-graph."""
+    types, graph = layernorm_on_wgmma()
+    inputs = random_inputs(types, seed=5)
+    inputs = [inputs[0], round_to(inputs[1] * 0.1, "f16")]
+    assert rel_err(run_on_cpu(graph, inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+    monkeypatch.setattr(blockgen.BlockKernelGen, "wgmma_wait", lambda self: None)
+    with pytest.raises(SimtError, match="before the wgmma.wait_group"):
+        run_on_cpu(graph, inputs)
+
+
 # the plans whose warps split a matmul's K and could walk it whole instead (not the attention plans,
 # lora's or ntrans's; not sixteen warps over four mma tiles, nor eight over one warp tile)
 WHOLE_K_CASES = [(name, MEDIUM[name], {}) for name in ("gated_mlp", "rmsnorm_linear")] + [

@@ -152,6 +152,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         # loop-carried mma accumulators of the register accumulators: at the loop's top, at its yield
         self.reg_in: dict[int, list[str]] = {}
         self.reg_out: dict[int, list[str]] = {}
+        self.wgmma_in_flight = False  # a wgmma chain committed and not yet waited for (MatmulEmitter.wgmma_wait)
         # the same for the carried-row accumulators' partial sums, and the rows each thread sums
         self.row_in: dict[int, list[str]] = {}
         self.row_out: dict[int, list[str]] = {}
@@ -409,6 +410,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             else:
                 self.copy_stage([geo.i for geo in geos])
             self.emit_stages("loop")
+            self.wgmma_wait()
             self.barrier()
             for i in plan.reg_accs:
                 following += self.reg_out[i]

@@ -567,6 +567,11 @@ class MatmulEmitter:
         em = self.em
         return em.cmp_eq(em.rem(self.warpgroup, info.units), info.unit % (self.plan.warps // 4))
 
+    def wgmma_everywhere(self, info: RegisterAccumulator) -> bool:
+        """Whether every warpgroup computes wgmma accumulator `info` (no branch around its chain)."""
+        groups = self.plan.warps // 4
+        return all(w % info.units == info.unit % groups for w in range(groups))
+
     def wgmma_stage(self, i: int) -> None:
         """One iteration's matmul of wgmma accumulator i in the warpgroups computing it (the others
         carry their registers on), with its unit's stacked constant operands in the same chain (their
@@ -582,29 +587,47 @@ class MatmulEmitter:
                      for b in range(info.wm)]
         accs = [i] + stacked
         carried = [r for a in accs for r in self.reg_in[a]]
-        types = ", ".join(["vector<2x2xf32>"] * len(carried))
-        res = em.fresh("wgacc")
-        with em.region(f"{res}:{len(carried)} = scf.if {self.wgmma_mine(info)} -> ({types}) {{", "} else {"):
-            blocks_out = self.wgmma_chain(info, blocks_in)
+
+        def chain(wait: bool) -> list[str]:
+            blocks_out = self.wgmma_chain(info, blocks_in, wait)
             results = [r for b in range(info.wm) for r in blocks_out[b][:wn]]
             for q in range(len(stacked)):
                 results += [blocks_out[b][wn + q] for b in range(info.wm) for _ in range(wn)]
-            em.emit(f"scf.yield {', '.join(results)} : {types}")
-        with em.region("", "}"):
-            em.emit(f"scf.yield {', '.join(carried)} : {types}")
+            return results
+
+        if self.wgmma_everywhere(info):
+            # no branch to merge the accumulators at: they stay in flight through the iteration's
+            # other stages (X's row sums) until the wait before its closing barrier (emit_loop)
+            results = chain(wait=False)
+            self.wgmma_in_flight = True
+        else:
+            types = ", ".join(["vector<2x2xf32>"] * len(carried))
+            res = em.fresh("wgacc")
+            with em.region(f"{res}:{len(carried)} = scf.if {self.wgmma_mine(info)} -> ({types}) {{", "} else {"):
+                em.emit(f"scf.yield {', '.join(chain(wait=True))} : {types}")
+            with em.region("", "}"):
+                em.emit(f"scf.yield {', '.join(carried)} : {types}")
+            results = [f"{res}#{r}" for r in range(len(carried))]
         position = 0
         for a in accs:
-            self.reg_out[a] = [f"{res}#{r}" for r in range(position, position + len(self.reg_in[a]))]
+            self.reg_out[a] = results[position:position + len(self.reg_in[a])]
             position += len(self.reg_in[a])
 
-    def wgmma_chain(self, info: RegisterAccumulator, blocks: list[list[str]]) -> list[list[str]]:
+    def wgmma_wait(self) -> None:
+        """Waits for the chains left in flight (wgmma_stage): before anything reads their registers
+        or the ring refills the slots they read."""
+        if self.wgmma_in_flight:
+            self.em.emit("nvvm.wgmma.wait.group.sync.aligned 0")
+            self.wgmma_in_flight = False
+
+    def wgmma_chain(self, info: RegisterAccumulator, blocks: list[list[str]], wait: bool = True) -> list[list[str]]:
         """The warpgroup's K slice of this iteration's slots as wgmma m64nNk16 chains, one a weight
         block (`blocks`: its accumulator as vector<2x2xf32> of 8 of X's rows each), in the swap form
         out^T = W^T X^T: A the weight block [K, 64] (MN-major: a 16-K step 16 lines of 128 bytes on;
         block b b K lines on), B X's tile [N, K] (K-major: a step 32 bytes on in each line, the next
         64 of K the next block of lines), N = 8 x the registers given a block (X's rows, and the
         constant rows stacked below them: Buffer.lines); the blocks' steps issued in turn, then
-        committed and waited for (the iteration's closing barrier lets the ring refill the slots)."""
+        committed and (`wait`) waited for."""
         em = self.em
         x_v, w_v = self.g.nodes[info.mm].inputs
         bx, bw = (self.buffers[self.plan.node_of[v]] for v in (x_v, w_v))
@@ -639,7 +662,8 @@ class MatmulEmitter:
                     f"D[<f32>, <one>, <wrapped>], A[<{bw.dtype}>, <one>, <col>], B[<{bx.dtype}>, <one>, <col>] "
                     f": {struct} -> {struct}", "d")
         em.emit("nvvm.wgmma.commit.group.sync.aligned")
-        em.emit("nvvm.wgmma.wait.group.sync.aligned 0")
+        if wait:
+            em.emit("nvvm.wgmma.wait.group.sync.aligned 0")
         out = []
         for d in chains:
             values = [em.op(f"llvm.extractvalue {d}[{r}] : {struct}", "f") for r in range(rows // 2)]

@@ -148,6 +148,11 @@ def _attr_int(op, name: str) -> int:
     return ir.IntegerAttr(op.attributes[name]).value
 
 
+# the ops that may take a wgmma accumulator before its wait: the chain itself and the struct / vector
+# views of its registers (renames in PTX; any other use reads the registers)
+IN_FLIGHT_RENAMES = frozenset({"nvvm.wgmma.mma_async", "llvm.extractvalue", "vector.from_elements"})
+
+
 class Machine:
     def __init__(self, kernel: Kernel, grid, block, args: list, shared_bytes: int, check_races: bool = True,
                  gated: frozenset = frozenset()):
@@ -185,6 +190,7 @@ class Machine:
         self.epoch = 0
         self.async_pending: list = []  # cp.async copies issued since the last commit
         self.async_groups: list[list] = []  # committed, not yet completed groups, oldest first
+        self.in_flight: set[int] = set()  # the slots of wgmma accumulators issued and not yet waited for
         self.env: list = [None] * len(kernel.slots)
         self.waited = np.zeros(self.T, bool)
         self.addressed: dict[int, tuple[int, MemRef]] = {}  # id(global buffer): (its number, it)
@@ -328,6 +334,11 @@ class Machine:
         env = self.env
         for name, ins, outs, out_types, in_types, regions, op in ops:
             a = [env[s] for s in ins]
+            if name == "nvvm.wgmma.mma_async" or (self.in_flight and not self.in_flight.isdisjoint(ins)):
+                if name not in IN_FLIGHT_RENAMES:
+                    raise SimtError(f"'{name}' reads a wgmma accumulator before the wgmma.wait_group that "
+                                    "waits for it (undefined in PTX)")
+                self.in_flight.update(outs)
             if name == "scf.yield":
                 return a
             if name == "gpu.return":
@@ -795,6 +806,9 @@ class Machine:
         return []
 
     def op_nvvm_wgmma_wait_group_sync_aligned(self, a, mask, ot, it, regions, op):
+        if ir.IntegerAttr(op.attributes["group"]).value != 0:
+            raise SimtError("only wgmma.wait_group 0 is emulated")
+        self.in_flight.clear()
         return []
 
     def op_nvvm_wgmma_mma_async(self, a, mask, ot, it, regions, op):
