@@ -746,8 +746,8 @@ class BlockPlan:
             (rows, k), (_, n) = self.vtype(self.value(x)).shape, self.vtype(w).shape  # wgmma's own bounds
             if rows % 8 or k % 64 or n % 64 or self.vtype(w).dtype not in ("f16", "bf16"):
                 continue
-            if self.kind[x] == "iter" and any(self.kind[k] == "matmul" and tuple(self.g.nodes[k].inputs) == (self.value(x), w)
-                                              for k in self.consumers.get(self.value(x), [])):
+            if self.kind[x] == "iter" and any(self.kind[c] == "matmul" and tuple(self.g.nodes[c].inputs) == (self.value(x), w)
+                                              for c in self.consumers.get(self.value(x), [])):
                 out[x] = WGMMA_STACKED_ROWS
         return out
 
@@ -1304,10 +1304,10 @@ class BlockPlan:
             j = self.node_of[a]
             if j in self.constant_operands and self.fragment_operands[j] in self.stacked_rows:
                 x_v = self.value(self.fragment_operands[j])
-                stacked[i] = next((k for k, o in accs.items() if tuple(self.g.nodes[o.mm].inputs) == (x_v, w_v)), None)
-                if stacked[i] is not None:
+                lead = next((k for k, o in accs.items() if tuple(self.g.nodes[o.mm].inputs) == (x_v, w_v)), None)
+                if lead is not None:
+                    stacked[i] = lead
                     continue  # X's checks cover it
-                del stacked[i]
             x, w = (self.node_of[v] for v in self.g.nodes[info.mm].inputs)
             constant = x in self.constant_operands  # read from a tile of its own (_constant_tiles)
             if w not in self.ring or not constant and (x in self.fragment_operands or x not in self.ring):
