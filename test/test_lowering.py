@@ -1263,6 +1263,36 @@ def test_inputs_the_work_before_may_write_are_prefetched_into_l2_before_the_wait
         run_on_cpu(graph, inputs)
 
 
+def test_a_loop_of_ones_early_copies_go_out_in_waves():
+    """lora's kernel copies its weights before the grid wait in EARLY_COPY_WAVES waves, each issued
+    after the one before has landed (21 chunks a thread: 7, 7 and 7), the last left in flight for
+    the wait after X's copies, so the next call's weights, copied beside it, do not all queue ahead
+    of this call's X (H100 runs 229-230); the emulator runs it to the interpreter's result. A grid
+    of 128 blocks (no room for the next call's beside it) and a kernel with a for-loop (its early
+    copies are its ring's first stages) keep theirs in one group."""
+    from mirage_mlir.lowering.blockgen import EARLY_COPY_WAVES
+
+    types = benchmark_inputs("lora", 1, "f16")
+    graph = VARIANTS["lora_fused"](types, col_tile=64, threads=128)
+    program = lower_graph(graph, constant_inputs=frozenset({1, 2, 3}))
+    (launch,) = program.launches
+    before_wait = launch.kernel.text[:launch.kernel.text.index("nvvm.griddepcontrol wait")]
+    waves = [wave.count("nvgpu.device_async_copy") for wave in before_wait.split("nvgpu.device_async_wait")]
+    assert EARLY_COPY_WAVES == 3 and waves == [7, 7, 7]
+    assert before_wait.count("device_async_create_group") == 3  # the last wave committed, not waited for
+    inputs = random_inputs(types, seed=5)
+    with ir.Context():
+        assert rel_err(run_lowered(ir.Module.parse(program.text()), inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+    # 128 blocks: the next call's grid starts only as this one exits (no room beside it), one wave
+    (wide,) = lower_graph(VARIANTS["lora_fused"](types, col_tile=32, threads=256),
+                          constant_inputs=frozenset({1, 2, 3})).launches
+    assert "device_async_wait" not in wide.kernel.text[:wide.kernel.text.index("nvvm.griddepcontrol wait")]
+    split = VARIANTS["rmsnorm_linear_split_k"](benchmark_inputs("rmsnorm_linear", 8, "f16"), col_tile=64, splits=4)
+    (ring,) = lower_graph(split, constant_inputs=frozenset({1})).launches
+    ring_before_wait = ring.kernel.text[:ring.kernel.text.index("nvvm.griddepcontrol wait")]
+    assert "nvgpu.device_async_copy %arg1" in ring_before_wait and "device_async_wait" not in ring_before_wait
+
+
 def test_a_first_kernel_overlaps_the_call_before_unless_a_later_kernel_copies_early():
     """A call's first kernel overlaps the call before, launched spread over the SMs (so that its early
     blocks cannot crowd onto the few SMs the call before leaves room on: Mirage's 96-block plan 18.2 ->

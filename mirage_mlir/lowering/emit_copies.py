@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from .emitter import BYTES, ROWS_ARG, Index, indices
@@ -123,8 +124,15 @@ class CopyEmitter:
         session 39)."""
         cp_async = set(self.plan.direct_copies)
         direct = [i for i in iterators if i in cp_async]
+        cuts = set() if wait else self.early_copy_waves(direct)
+        issued = itertools.count(1)
+
+        def after_chunk():  # a wave's last chunk: wait for it and those before it
+            if next(issued) in cuts:
+                self.async_wait(self.commit_group(), 0)
+
         for i in direct:
-            self.async_copy_tile(self.plan.copy_geometry(i))
+            self.async_copy_tile(self.plan.copy_geometry(i), after_chunk)
         if direct and not wait:
             self.commit_group()
         if wait and cp_async:
@@ -139,11 +147,27 @@ class CopyEmitter:
             for geo in group:
                 self.dirty.add(self.buffers[geo.i].name)
 
-    def async_copy_tile(self, geo: CopyGeometry) -> None:
-        """cp.async copies of iterator geo.i's whole tile into its buffer (uncommitted)."""
-        self.for_each_chunk(geo, lambda where: self.async_copy_chunk(geo, where),
-                            attr=f"mirage.stage = \"cp.async {geo.i}\"")
+    def async_copy_tile(self, geo: CopyGeometry, after_chunk=lambda: None) -> None:
+        """cp.async copies of iterator geo.i's whole tile into its buffer (uncommitted); after_chunk()
+        is emitted after each of a thread's chunks in straight-line code (once in a loop's body)."""
+        def body(where):
+            self.async_copy_chunk(geo, where)
+            after_chunk()
+
+        self.for_each_chunk(geo, body, attr=f"mirage.stage = \"cp.async {geo.i}\"")
         self.dirty.add(self.buffers[geo.i].name)
+
+    def early_copy_waves(self, iterators: list[int]) -> set[int]:
+        """After which of a thread's chunks (counted from 1) a loop of one's copies of these tiles before
+        the grid wait wait for those before them (GridDependency.waves); none where a tile's copies
+        take a loop (a wave's end would fall in its body) or in a kernel with a for-loop (its ring's
+        early stages are its first iterations' tiles, not all of the weights)."""
+        waves = self.dependency.waves if self.dependency else 1
+        counts = [self.unrolled_chunks(self.plan.copy_geometry(i)) for i in iterators]
+        if self.plan.loop != 1 or None in counts:
+            return set()
+        total = sum(counts)
+        return {total * w // waves for w in range(1, waves)} - {0, total}
 
     def async_copy_chunk(self, geo: CopyGeometry, where: list[Index], view: str | None = None) -> None:
         """One cp.async of the chunk at `where` of geo's tile (of iteration self.it) into its buffer
@@ -253,25 +277,44 @@ class CopyEmitter:
         run 78 found 42% of SwiGLU's gate kernel's samples there, though under its memory latency:
         the kernel gained ~1%, NOTES.md run 79)."""
         rows, cols = numel(geo.chunk_shape[:-1]), geo.chunk_shape[-1]
-        count = self.plan.threads
-        em = self.em
-        per_pass = count // cols if cols <= count else 0
-        if (numel(geo.chunk_shape[:-2]) == 1 and per_pass and count % cols == 0 and rows % per_pass == 0
-                and self.loops(geo.n_chunks, count) and rows // per_pass <= COPY_UNROLL):
+        em, walk, per_pass = self.em, *self.chunk_walk(geo)
+        if walk == "passes":
             # the chunks of the loop over t + k threads, each at an added constant: no division, no
             # branch (LayerNorm's W tile, 8 chunks a thread: ~15 instructions a chunk in the loop)
             first, col = em.div(self.tid, cols), em.mul(em.rem(self.tid, cols), geo.width)
             for k in range(rows // per_pass):
                 body([0] * (len(geo.shape) - 2) + [em.add(first, k * per_pass), col])
             return
-        walk_rows = cols & (cols - 1) and cols <= count and numel(geo.chunk_shape[:-2]) == 1
-        if not (walk_rows and self.loops(geo.n_chunks, count)):
+        if walk == "chunks":
             return self.for_each(geo.n_chunks, lambda c: body(self.copy_where(geo, c)), attr=attr)
         first, col, r = em.div(self.tid, cols), em.mul(em.rem(self.tid, cols), geo.width), em.fresh("r")
         header = f"scf.for {r} = {em.idx(first)} to {em.idx(rows)} step {em.idx(per_pass)} {{"
         with em.region(f"scf.if {em.cmp_lt(self.tid, per_pass * cols)} {{"):
             with em.region(header, f"}} {{{attr}}}"):
                 body([0] * (len(geo.shape) - 2) + [r, col])
+
+    def chunk_walk(self, geo: CopyGeometry) -> tuple[str, int]:
+        """How for_each_chunk walks geo's chunks: "passes" (unrolled passes of rows), "rows" (a loop
+        over rows) or "chunks" (for_each over the flat chunks); and the rows a pass covers."""
+        rows, cols, count = numel(geo.chunk_shape[:-1]), geo.chunk_shape[-1], self.plan.threads
+        per_pass = count // cols if cols <= count else 0
+        whole_rows = numel(geo.chunk_shape[:-2]) == 1
+        if (whole_rows and per_pass and count % cols == 0 and rows % per_pass == 0
+                and self.loops(geo.n_chunks, count) and rows // per_pass <= COPY_UNROLL):
+            return "passes", per_pass
+        if cols & (cols - 1) and cols <= count and whole_rows and self.loops(geo.n_chunks, count):
+            return "rows", per_pass
+        return "chunks", per_pass
+
+    def unrolled_chunks(self, geo: CopyGeometry) -> int | None:
+        """How many of geo's chunks a thread copies in straight-line code (for_each_chunk); None where
+        they take a loop."""
+        walk, per_pass = self.chunk_walk(geo)
+        if walk == "passes":
+            return numel(geo.chunk_shape[:-1]) // per_pass
+        if walk == "rows" or self.loops(geo.n_chunks, self.plan.threads):
+            return None
+        return max(1, geo.n_chunks // self.plan.threads)
 
     def l2_prefetch(self, iterators: list[int]) -> None:
         """Prefetches into L2 the lines of the iterators' tiles (those of self.it: a wait comes before

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..mugraph import Graph, TensorType
-from .blockgen import GridDependency, KernelCode, RowMask, early_copies, generate_kernel, one_block_an_sm
+from .blockgen import EARLY_COPY_WAVES, GridDependency, KernelCode, RowMask, early_copies, generate_kernel, one_block_an_sm
 from .fuse_split_k import fused_pairs, generate_fused
 from .emitter import ROWS_ARG, STORAGE_TYPES, memref_type
 from .plan import SMS, BlockPlan, LoweringError, resident_blocks, spread_shared_bytes, target
@@ -286,9 +286,12 @@ def lower_kernels(graph: Graph, name: str, fuse: bool, masked_inputs: dict | Non
                 or (not plans[j].ring and math.prod(kernel.grid) <= sms)):
             kernel = one_block_an_sm(kernel)
         return kernel, shared
+    blocks = [math.prod(p.g.grid_dim) for p in plans]
     for j, (n, body) in enumerate(zip(starts, bodies)):
         triggers = overlaps[(j + 1) % len(starts)]
-        dependency = GridDependency(triggers, overlaps[j], early[j]) if triggers or overlaps[j] else None
+        beside = blocks[j] + blocks[j - 1] <= sms  # the launch before: the last kernel's for the first
+        waves = EARLY_COPY_WAVES if overlaps[j] and beside else 1
+        dependency = GridDependency(triggers, overlaps[j], early[j], waves) if triggers or overlaps[j] else None
         if n in pairs:
             pair = pairs[n]
             kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked, dependency)
