@@ -289,7 +289,8 @@ def lower_kernels(graph: Graph, name: str, fuse: bool, masked_inputs: dict | Non
     blocks = [math.prod(p.g.grid_dim) for p in plans]
     for j, (n, body) in enumerate(zip(starts, bodies)):
         triggers = overlaps[(j + 1) % len(starts)]
-        beside = blocks[j] + blocks[j - 1] <= sms  # the launch before: the last kernel's for the first
+        # the launch before: for the first kernel, the last one (back-to-back calls)
+        beside = blocks[j] + blocks[j - 1] <= sms
         waves = EARLY_COPY_WAVES if overlaps[j] and beside else 1
         dependency = GridDependency(triggers, overlaps[j], early[j], waves) if triggers or overlaps[j] else None
         if n in pairs:
