@@ -648,6 +648,26 @@ def test_wgmma_accumulators_read_before_their_wait_are_refused(monkeypatch):
         run_on_cpu(graph, inputs)
 
 
+def test_writes_into_shared_memory_an_inflight_wgmma_reads_are_refused():
+    """A wgmma reads its operands from shared memory any time before its wait: a store into them
+    in between (here the stores of LayerNorm's stacked ones, repeated right after the chain's commit:
+    the same values, so only the timing is wrong) is refused (the emulator, whose wgmma reads at
+    issue, would compute the right result)."""
+    types, graph = layernorm_on_wgmma()
+    text = lower_graph(graph).text()
+    lines = text.split("\n")
+    stacked = [line for line in lines if line.lstrip().startswith("vector.store %splat")]
+    commit = next(k for k, line in enumerate(lines) if "nvvm.wgmma.commit.group.sync.aligned" in line)
+    assert len(stacked) == 2  # one a stage of X's ring
+    mutated = "\n".join(lines[:commit + 1] + stacked + lines[commit + 1:])
+    inputs = random_inputs(types, seed=5)
+    inputs = [inputs[0], round_to(inputs[1] * 0.1, "f16")]
+    with ir.Context():
+        assert rel_err(run_lowered(ir.Module.parse(text), inputs)[0], evaluate(graph, inputs)[0]) < 2e-3
+        with pytest.raises(SimtError, match="a store into shared memory that a wgmma reads before its wgmma.wait_group"):
+            run_lowered(ir.Module.parse(mutated), inputs)
+
+
 # the plans whose warps split a matmul's K and could walk it whole instead (not the attention plans,
 # lora's or ntrans's; not sixteen warps over four mma tiles, nor eight over one warp tile)
 WHOLE_K_CASES = [(name, MEDIUM[name], {}) for name in ("gated_mlp", "rmsnorm_linear")] + [

@@ -18,7 +18,9 @@ mu-graph means. Beyond values, it checks what a GPU would not report:
   `nvvm.griddepcontrol wait` (an L2 prefetch touches nothing a thread sees: it may come before);
 - an `nvvm.prefetch` of an address outside the kernel's buffers;
 - warpgroup matmuls (`nvvm.wgmma.mma_async`, sm_90a) reached by part of a warpgroup, or with a
-  descriptor not the same across it, or reading outside the dynamic shared memory.
+  descriptor not the same across it, or reading outside the dynamic shared memory; a read of their
+  accumulators, or a store or cp.async into the shared memory they read, before their
+  `wgmma.wait_group`.
 
 Values are arrays over all threads (shape [T], vectors [T, n]). Divergent loops (`scf.for` from a
 thread id) and `scf.if` run with an activity mask. Floats follow the kernel's types: f32 in
@@ -191,6 +193,9 @@ class Machine:
         self.async_pending: list = []  # cp.async copies issued since the last commit
         self.async_groups: list[list] = []  # committed, not yet completed groups, oldest first
         self.in_flight: set[int] = set()  # the slots of wgmma accumulators issued and not yet waited for
+        # per block, the shared-memory bytes that wgmma issued and not yet waited for read (None: none);
+        # this emulator's wgmma reads at issue, the hardware's any time before the wait
+        self.wgmma_reads: np.ndarray | None = None
         self.env: list = [None] * len(kernel.slots)
         self.waited = np.zeros(self.T, bool)
         self.addressed: dict[int, tuple[int, MemRef]] = {}  # id(global buffer): (its number, it)
@@ -304,8 +309,20 @@ class Machine:
         val = from_storage(raw, mem.dtype)
         return val[:, 0] if width == 1 else val
 
+    def _check_wgmma_operands(self, mem: MemRef, lin: np.ndarray, mask: np.ndarray, width: int, what: str):
+        """Refuses a write (or a cp.async issued) into shared memory that a wgmma in flight reads."""
+        if self.wgmma_reads is None or mem.kind != "shared":
+            return
+        byte = mem.byte_offset + lin[mask][:, None] * mem.esize + np.arange(width * mem.esize)[None, :]
+        hit = self.wgmma_reads[self.blk[mask][:, None], byte].any(axis=1)
+        if hit.any():
+            t = int(np.nonzero(mask)[0][np.argmax(hit)])
+            raise SimtError(f"block {int(self.blk[t])}, thread {int(self.tid[t])}: {what} shared memory that a "
+                            f"wgmma reads before its wgmma.wait_group")
+
     def store(self, mem: MemRef, idx, value, mask, width: int = 1):
         lin = self._linear(mem, idx, mask, width)
+        self._check_wgmma_operands(mem, lin, mask, width, "a store into")
         value = np.asarray(value)
         value = np.broadcast_to(value, (self.T,) if width == 1 else (self.T, width))
         if mem.dtype == "bf16":
@@ -809,6 +826,7 @@ class Machine:
         if ir.IntegerAttr(op.attributes["group"]).value != 0:
             raise SimtError("only wgmma.wait_group 0 is emulated")
         self.in_flight.clear()
+        self.wgmma_reads = None
         return []
 
     def op_nvvm_wgmma_mma_async(self, a, mask, ot, it, regions, op):
@@ -867,6 +885,9 @@ class Machine:
         address = address ^ (((address >> 7) & 7) << 4)
         if address.min() < 0 or address.max() + 2 > self.shared_bytes:
             raise SimtError(f"a wgmma operand outside the {self.shared_bytes} bytes of dynamic shared memory")
+        if self.wgmma_reads is None:
+            self.wgmma_reads = np.zeros(self.smem.shape, bool)
+        self.wgmma_reads[block, address] = self.wgmma_reads[block, address + 1] = True
         raw = self.smem[block]
         bits = raw[address].astype(np.uint16) | (raw[address + 1].astype(np.uint16) << 8)
         return bits.view(np.float16).astype(np.float32) if dtype == "f16" else from_storage(bits, "bf16")
@@ -890,6 +911,7 @@ class Machine:
             raise SimtError("cp.async copies 4, 8 or 16 bytes")
         self._check_alignment(src, src_idx, width, None, mask, width * dst.esize)
         self._check_alignment(dst, dst_idx, width, None, mask, width * dst.esize)
+        self._check_wgmma_operands(dst, self._linear(dst, dst_idx, mask, width), mask, width, "a cp.async into")
         values = self.load(src, src_idx, reads, width)  # inputs are read-only: reading now is exact
         values = np.where(reads.reshape((-1,) + (1,) * (np.ndim(values) - 1)), values, 0)
         self.async_pending.append((dst, [np.array(i, copy=True) for i in dst_idx], values, mask.copy(), width))
