@@ -163,8 +163,10 @@ class CopyEmitter:
         take a loop (a wave's end would fall in its body) or in a kernel with a for-loop (its ring's
         early stages are its first iterations' tiles, not all of the weights)."""
         waves = self.dependency.waves if self.dependency else 1
+        if waves == 1 or self.plan.loop != 1:
+            return set()
         counts = [self.unrolled_chunks(self.plan.copy_geometry(i)) for i in iterators]
-        if self.plan.loop != 1 or None in counts:
+        if None in counts:
             return set()
         total = sum(counts)
         return {total * w // waves for w in range(1, waves)} - {0, total}

@@ -911,7 +911,8 @@ class Machine:
             raise SimtError("cp.async copies 4, 8 or 16 bytes")
         self._check_alignment(src, src_idx, width, None, mask, width * dst.esize)
         self._check_alignment(dst, dst_idx, width, None, mask, width * dst.esize)
-        self._check_wgmma_operands(dst, self._linear(dst, dst_idx, mask, width), mask, width, "a cp.async into")
+        if self.wgmma_reads is not None:  # (its landing, at the wait, is checked as a store)
+            self._check_wgmma_operands(dst, self._linear(dst, dst_idx, mask, width), mask, width, "a cp.async into")
         values = self.load(src, src_idx, reads, width)  # inputs are read-only: reading now is exact
         values = np.where(reads.reshape((-1,) + (1,) * (np.ndim(values) - 1)), values, 0)
         self.async_pending.append((dst, [np.array(i, copy=True) for i in dst_idx], values, mask.copy(), width))
