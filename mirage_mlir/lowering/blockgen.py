@@ -166,6 +166,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         # loop-carried mma accumulators of the register accumulators: at the loop's top, at its yield
         self.reg_in: dict[int, list[str]] = {}
         self.reg_out: dict[int, list[str]] = {}
+        self.preloaded_fragments: dict[int, list[list[str]]] = {}  # matmul -> B fragments per K step
         self.wgmma_in_flight = False  # a wgmma chain committed and not yet waited for (MatmulEmitter.wgmma_wait)
         # the same for the carried-row accumulators' partial sums, and the rows each thread sums
         self.row_in: dict[int, list[str]] = {}
@@ -294,11 +295,10 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
     def stage_of(self, i: int):
         """The function emitting node i's stage, or None when it has none of its own (inline values)."""
         node, kind = self.g.nodes[i], self.plan.kind[i]
-        v = self.plan.value(i)
         if kind == "iter":
             return None  # copied by the phase's copy stage
         if kind == "saver":
-            return lambda: self.compute_stage(("saver", i), node.inputs[0])
+            return lambda: self.compute_stage(*self.computed_stage(i))
         if kind == "acc":
             if i in self.plan.reg_accs:
                 return lambda: self.register_accumulator_stage(i)
@@ -314,8 +314,29 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
                 return None  # its carried-row accumulator sums it
             return lambda: self.reduce_stage(("buf", i), node)
         if self.plan.buffered[i]:
-            return lambda: self.compute_stage(("buf", i), v)
+            return lambda: self.compute_stage(*self.computed_stage(i))
         return None
+
+    def computed_stage(self, i: int) -> tuple | None:
+        """(target, root) of node i's stage where compute_stage emits it whole: a saver's, or a value
+        (not an iterator, accumulator or reduction) with a buffer of its own."""
+        kind = self.plan.kind[i]
+        if kind == "saver":
+            return ("saver", i), self.g.nodes[i].inputs[0]
+        if kind not in ("iter", "acc", "reduce", "acc_reduce1") and self.plan.buffered[i]:
+            return ("buf", i), self.plan.value(i)
+        return None
+
+    def stage_matmuls(self, phase: str) -> list[tuple[int, list[int]]]:
+        """(root, the matmuls it computes) of the phase's compute_stage stages that hold matmuls."""
+        out = []
+        for i in range(len(self.g.nodes)):
+            if self.plan.phase[i] == phase and (stage := self.computed_stage(i)):
+                target, root = stage
+                own = target[0] == "buf" and self.plan.value(target[1]) == root
+                if matmuls := self.plan.inline_matmuls(root, root=own):
+                    out.append((root, matmuls))
+        return out
 
     def generate(self, input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
         g, em, plan = self.g, self.em, self.plan
@@ -347,7 +368,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.init_accumulators()
         self.fill_constant_tiles()
         self.copy_stage([i for i, kind in enumerate(plan.kind)
-                         if kind == "iter" and plan.phase[i] == "pre" and i not in early_pre])
+                         if kind == "iter" and plan.phase[i] == "pre" and i not in early_pre],
+                        while_in_flight=(lambda: self.preload_constant_fragments(early_pre)) if early_pre else None)
         self.emit_stages("pre")
         if plan.loop > 1:
             if self.dirty:

@@ -113,7 +113,7 @@ class CopyEmitter:
         return [(self.em.add(self.tid, q * count), (q + 1) * count > n)
                 for q in range(self.plan.chunks_per_thread(geo))]
 
-    def copy_stage(self, iterators: list[int], wait: bool = True) -> None:
+    def copy_stage(self, iterators: list[int], wait: bool = True, while_in_flight=None) -> None:
         """Global -> shared copies of input iterator tiles, all loads issued before the stores (for
         a group of small tiles, all the group's loads: one memory latency for the group). In a kernel
         with a loop of one, the tiles cp.async can copy go that way instead, and the copy_stage that
@@ -121,7 +121,8 @@ class CopyEmitter:
         nothing passes through registers, so all of a thread's copies issue at once, where register
         copies (loads, then stores) are issued as the registers allow (stable attention bs1: 16 of
         its 20 chunks' loads, 4 stores, then the 4 other loads, a second memory round trip; NOTES.md
-        session 39)."""
+        session 39). `while_in_flight()`, where the stage waits, is emitted once every earlier copy
+        has landed (a barrier after it) and this stage's are still in flight."""
         cp_async = set(self.plan.direct_copies)
         direct = [i for i in iterators if i in cp_async]
         cuts = set() if wait else self.early_copy_waves(direct)
@@ -136,7 +137,13 @@ class CopyEmitter:
         if direct and not wait:
             self.commit_group()
         if wait and cp_async:
-            self.async_wait(self.commit_group(), 0)
+            group = self.commit_group()
+            if while_in_flight:
+                self.async_wait(group, 1)
+                self.barrier()
+                self.dirty.update(self.buffers[i].name for i in direct)  # still in flight
+                while_in_flight()
+            self.async_wait(group, 0)
         iterators = [i for i in iterators if i not in direct]
         geos = [self.plan.copy_geometry(i) for i in iterators]
         for group in self.plan.copy_groups(geos):

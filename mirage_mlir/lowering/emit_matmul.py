@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from .emit_reduction import combine_tree
 from .emitter import BYTES, Index
-from .plan import WGMMA_LINE, RegisterAccumulator, mma_chains, numel
+from .plan import MAX_THREAD_REGISTERS, REGISTERS_PER_SM, WGMMA_LINE, RegisterAccumulator, mma_chains, numel
 
 WRITTEN_OUT_K_STEPS = 16  # a loop-of-one kernel's bf16 mma K loop up to this many steps is written out
+# most registers a thread holds of B fragments preloaded while X's tiles are in flight (lora: 84)
+PRELOAD_REGISTERS = 96
 
 
 class MatmulEmitter:
@@ -152,12 +154,8 @@ class MatmulEmitter:
         mma = [i for i in matmuls if self.plan.mma_eligible(i)]
         rest = [i for i in matmuls if i not in mma]
 
-        def origin(wt):
-            where = em.unflatten(wt, tiles)
-            return where[:-2], em.mul(where[-2], 16 * wm), em.mul(where[-1], 8 * wn)
-
         def body(wt, sliced=None):
-            batch, m0, n0 = origin(wt)
+            batch, m0, n0 = self.warp_tile_origin(shape, wt)
             results = {i: (sliced or {}).get(i) or self.mma_k_loop(i, batch, m0, n0, wm, wn) for i in mma}
             for a in range(wm):
                 for b in range(wn):
@@ -189,14 +187,58 @@ class MatmulEmitter:
             return
         # warp w: tile w % tiles, K slice w // tiles; slice 0's warps add up the others' and finish
         tile, k_slice = em.rem(self.warp, numel(tiles)), em.div(self.warp, numel(tiles))
-        batch, m0, n0 = origin(tile)
+        batch, m0, n0 = self.warp_tile_origin(shape, tile)
         partial = {}
         for i in split:
-            share = self.plan.vtype(self.g.nodes[i].inputs[0]).shape[-1] // kslices
-            partial[i] = self.mma_k_loop(i, batch, m0, n0, wm, wn, raw=True, k_range=(em.mul(k_slice, share), share))
+            partial[i] = self.mma_k_loop(i, batch, m0, n0, wm, wn, raw=True,
+                                         k_range=self.k_slice_range(i, kslices, k_slice))
         totals = self.meet_k_slices([partial[i] for i in split], numel(tiles), kslices, k_slice)
         with em.region(f"scf.if {em.cmp_eq(k_slice, 0)} {{"):
             body(tile, {i: self.rounded_fragments(i, accs, wm, wn) for i, accs in zip(split, totals())})
+
+    def preload_constant_fragments(self, weight_tiles: list[int]) -> None:
+        """In a loop of one, loads into registers the B fragments of every tensor-core matmul whose B
+        operand is one of `weight_tiles` (copied before the grid wait) while X's tiles, copied after
+        it, are in flight: the K loops then wait on X's fragments alone (lora 1.82-1.86 -> 1.66-1.73
+        us, H100 run 240). Only where each warp computes one warp tile of the stage (these loads are
+        mma_stage's own, made earlier), each matmul in one stage, and the fragments fit
+        PRELOAD_REGISTERS."""
+        em, plan = self.em, self.plan
+        budget = min(PRELOAD_REGISTERS, (min(MAX_THREAD_REGISTERS, REGISTERS_PER_SM // plan.threads) - 1) // 2)
+        stages = self.stage_matmuls("pre")
+        uses = [i for _, matmuls in stages for i in matmuls]
+        loads = []  # (matmul, buffer, batch, n0, wn, k_first, steps)
+        for root, matmuls in stages:
+            shape = plan.vtype(root).shape
+            _, wn, tiles = plan.stage_warp_tiles(shape)
+            kslices, split = plan.stage_kslices(root, matmuls)
+            if numel(tiles) * kslices != plan.warps:
+                continue
+            batch, _, n0 = self.warp_tile_origin(shape, self.warp if kslices == 1 else em.rem(self.warp, numel(tiles)))
+            for i in matmuls:
+                a_v, b_v = self.g.nodes[i].inputs
+                if not plan.mma_eligible(i) or plan.node_of[b_v] not in weight_tiles or uses.count(i) > 1:
+                    continue
+                k_first, k_len = (self.k_slice_range(i, kslices, em.div(self.warp, numel(tiles))) if i in split
+                                  else (0, plan.vtype(a_v).shape[-1]))
+                loads.append((i, self.buffers[plan.node_of[b_v]], batch, n0, wn, k_first, k_len // 16))
+        if not loads or sum(2 * wn * steps for *_, wn, _, steps in loads) > budget:
+            return
+        for i, buf, batch, n0, wn, k_first, steps in loads:
+            self.preloaded_fragments[i] = [self.b_fragments(buf, batch, em.add(k_first, 16 * s), n0, wn)
+                                           for s in range(steps)]
+
+    def warp_tile_origin(self, shape: tuple[int, ...], wt: Index) -> tuple[list[Index], Index, Index]:
+        """(batch index, first row, first column) of warp tile `wt` of a tensor-core stage of `shape`."""
+        em = self.em
+        wm, wn, tiles = self.plan.stage_warp_tiles(shape)
+        where = em.unflatten(wt, tiles)
+        return where[:-2], em.mul(where[-2], 16 * wm), em.mul(where[-1], 8 * wn)
+
+    def k_slice_range(self, i: int, kslices: int, k_slice: Index) -> tuple[Index, int]:
+        """(first K, length) of matmul i's K slice `k_slice` of `kslices`."""
+        share = self.plan.vtype(self.g.nodes[i].inputs[0]).shape[-1] // kslices
+        return self.em.mul(k_slice, share), share
 
     def meet_k_slices(self, partials: list[list[str]], n_tiles: int, kslices: int, k_slice: Index):
         """Each warp of K slice 1.. stores its partial mma accumulators (per matmul, vector<2x2xf32>
@@ -248,18 +290,14 @@ class MatmulEmitter:
         computed_a = self.plan.node_of[a_v] in self.plan.fragment_operands
         constant = self.plan.constant_operands[self.plan.node_of[a_v]] if column_sums else None
 
-        def step(k0: Index, accs: list[str]) -> list[str]:
+        preloaded = self.preloaded_fragments.get(i)
+
+        def step(k0: Index, accs: list[str], s: int | None) -> list[str]:
             af = [] if constant is not None else [self.ldmatrix_a(abuf, batch, em.add(m0, 16 * a), k0, m)
                                                   for a in range(wm)]
             if computed_a:
                 af = [self.computed_fragment(a_v, frag, batch, em.add(m0, 16 * a), k0) for a, frag in enumerate(af)]
-            # B's tiles two at a time (one x4 load instead of two x2: fewer shared-memory instructions
-            # queued beside the A loads and the cp.async ring), an odd last one alone
-            bf = []
-            for b in range(0, wn - 1, 2):
-                bf += self.ldmatrix_b_pair(bbuf, batch, k0, em.add(n0, 8 * b), columns)
-            if wn % 2:
-                bf.append(self.ldmatrix_b(bbuf, batch, k0, self.clamp_column(em.add(n0, 8 * (wn - 1)), columns)))
+            bf = preloaded[s] if preloaded else self.b_fragments(bbuf, batch, k0, n0, wn, columns)
             if constant is not None:
                 return [self.column_sum_mma(bf[b], bf[b + 1], constant, accs[b // 2], dtype) for b in range(0, wn, 2)]
             out = []
@@ -275,17 +313,20 @@ class MatmulEmitter:
         chains = mma_chains(k_dim // 16, len(init), self.plan.loop == 1)
         size = len(init)
 
-        def steps(k0: Index, accs: list[str]) -> list[str]:
-            return [a for c in range(chains) for a in step(em.add(k0, 16 * c), accs[c * size:(c + 1) * size])]
+        def steps(k0: Index, accs: list[str], s: int | None = None) -> list[str]:
+            return [a for c in range(chains)
+                    for a in step(em.add(k0, 16 * c), accs[c * size:(c + 1) * size], None if s is None else s + c)]
 
         accs = init + [zero] * (size * (chains - 1))
-        if k_dim == 16 * chains or (dtype == "bf16" and self.plan.loop == 1 and k_dim <= 16 * WRITTEN_OUT_K_STEPS):
+        if k_dim == 16 * chains or preloaded or \
+                (dtype == "bf16" and self.plan.loop == 1 and k_dim <= 16 * WRITTEN_OUT_K_STEPS):
             # a loop of one waits on this chain alone. ptxas unrolls an f16 chain of this length itself
             # (lora: 42 HMMA) but keeps a bf16 one, its operands packed in i32, a loop (14 HMMA: 2.21 us
             # against f16's 1.94-1.98, H200 run 147); written out, bf16 ran 2.02-2.04, and f16 written
-            # out ran slower than ptxas's own unrolling (2.05-2.07, run 149)
+            # out ran slower than ptxas's own unrolling (2.05-2.07, run 149). Preloaded B fragments
+            # (preload_constant_fragments) are one value per K step: written out
             for step_k in range(0, k_dim, 16 * chains):
-                accs = steps(em.add(k_first, step_k), accs)
+                accs = steps(em.add(k_first, step_k), accs, step_k // 16)
         else:
             k, res = em.fresh("k"), em.fresh("mm")
             args = [em.fresh("s") for _ in accs]
@@ -378,6 +419,18 @@ class MatmulEmitter:
         col = em.add(k0, em.mul(em.div(self.lmat, 2), 8))
         return em.op(f"nvgpu.ldmatrix {buf.at(em, batch + [row, col])} "
                      f"{{numTiles = 4 : i32, transpose = false}} : {buf.type} -> vector<4x2x{buf.dtype}>", "fa")
+
+    def b_fragments(self, buf, batch: list[Index], k0: Index, n0: Index, wn: int, columns: int = 0) -> list[str]:
+        """The B fragments of K rows k0.. of the wn tiles of 8 columns from n0 on: two at a time (one x4
+        load instead of two x2: fewer shared-memory instructions queued beside the A loads and the
+        cp.async ring), an odd last one alone."""
+        em = self.em
+        out = []
+        for b in range(0, wn - 1, 2):
+            out += self.ldmatrix_b_pair(buf, batch, k0, em.add(n0, 8 * b), columns)
+        if wn % 2:
+            out.append(self.ldmatrix_b(buf, batch, k0, self.clamp_column(em.add(n0, 8 * (wn - 1)), columns)))
+        return out
 
     def ldmatrix_b(self, buf, batch: list[Index], k0: Index, col0: Index) -> str:
         """The B fragment of K rows k0.. and columns col0..col0 + 7 of `buf`, stored [k][n] (x2,
