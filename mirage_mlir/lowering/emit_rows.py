@@ -211,36 +211,41 @@ class RowEmitter:
         self.rowvals[self.plan.value(i)] = [vals[0] if per_slot == 1 else vals for vals in values]
 
     def row_reduce_partials(self, i: int) -> None:
-        """This warp's total of each slot's chunks into the node's scratch (finished after a barrier)."""
+        """This warp's total of each row's chunks into the node's scratch (finished after a barrier):
+        a thread combines its slots of one row first (RowLayout.row_slots: ntrans's four, one warp
+        reduction where it took four)."""
         em, node = self.em, self.g.nodes[i]
         layout, scratch = self.plan.rows, self.row_scratch[i]
         combine = self.reduction_combine(node)
         squares = node.op == "accum_rms"
-        for s in range(layout.slots):
-            xs = [self.row_element(node.inputs[0], s, k) for k in range(layout.width)]
+        group = layout.row_slots
+        for j in range(layout.slots // group):
+            xs = [self.row_element(node.inputs[0], s, k)
+                  for s in range(j * group, (j + 1) * group) for k in range(layout.width)]
             if squares:
                 xs = [em.round(em.fbin("mulf", x, x), node.types[0].dtype) for x in xs]
             total = self.warp_allreduce(combine_tree(xs, combine), combine)
             with em.region(f"scf.if {self.lane_zero} {{"):
-                em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.row_warp_total(s))}] : {scratch.type}")
+                em.emit(f"memref.store {total}, {scratch.name}[{em.idx(self.row_warp_total(j))}] : {scratch.type}")
         self.pending.append(self.plan.value(i))
 
-    def row_warp_total(self, s: int) -> Index:
-        """Where this warp's total of slot s goes: its chunks' place among the tile's warp-sized runs."""
-        return self.em.add(self.warp, s * self.plan.warps)
+    def row_warp_total(self, j: int) -> Index:
+        """Where this warp's total of its slot group j (row_slots slots of one row) goes: among the
+        tile's runs of 32 * row_slots chunks."""
+        return self.em.add(self.warp, j * self.plan.warps)
 
     def finish_row_reductions(self) -> None:
         """One barrier, then every pending reduction's row totals in every thread."""
         em, layout = self.em, self.plan.rows
         self.barrier()
-        per_row = layout.warp_chunks_per_row
+        per_row, group = layout.warp_totals_per_row, layout.row_slots
         for v in self.pending:
             i = self.plan.node_of[v]
             node, scratch = self.g.nodes[i], self.row_scratch[i]
             combine = self.reduction_combine(node)
             totals = []
-            for s in range(layout.slots):
-                first = em.mul(em.div(self.row_warp_total(s), per_row), per_row)
+            for j in range(layout.slots // group):
+                first = em.mul(em.div(self.row_warp_total(j), per_row), per_row)
                 width = vector_width(scratch.dtype, per_row)
                 parts = []
                 for q in range(0, per_row, width):
@@ -248,7 +253,7 @@ class RowEmitter:
                     parts += ([self.load(scratch, where)] if width == 1 else
                               self.load_vector(scratch, where, width, "rs"))
                 total = em.round(combine_tree(parts, combine), node.types[0].dtype)
-                totals.append(self.finish_total(node, total, layout.shape[-1]))
+                totals += [self.finish_total(node, total, layout.shape[-1])] * group
             self.rowvals[v] = totals
         self.pending = []
 

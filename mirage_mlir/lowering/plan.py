@@ -55,7 +55,7 @@ from ..mugraph import Graph, Node, TensorType
 from ..opset import ACCUMULATORS, OPS
 from .emitter import BYTES, STORAGE_TYPES, Emitter, Index, indices, memref_type
 
-CODEGEN_VERSION = 51  # raise when generated kernels (and so the cost model's figures) change
+CODEGEN_VERSION = 52  # raise when generated kernels (and so the cost model's figures) change
 MAX_SHARED_BYTES = 227 * 1024  # per block on sm_90 (sm_80: 163 KB), with the opt-in attribute
 SHARED_ALIGN = 16
 UNROLL = 4  # a per-thread loop with at most this many trips (and no remainder) is unrolled
@@ -376,8 +376,16 @@ class RowLayout:
         return self.shape[:-1] + (self.shape[-1] // self.width,)
 
     @property
-    def warp_chunks_per_row(self) -> int:
-        return self.shape[-1] // (32 * self.width)
+    def row_slots(self) -> int:
+        """Consecutive slots of a thread that lie in one row (the thread combines them before its
+        warp's shuffles): a row's chunks over the threads where they divide it, else 1."""
+        per_row = self.shape[-1] // self.width
+        return per_row // self.threads if per_row % self.threads == 0 else 1
+
+    @property
+    def warp_totals_per_row(self) -> int:
+        """The warp totals of a row's reduction: one for each run of 32 * row_slots of its chunks."""
+        return self.shape[-1] // (32 * self.width * self.row_slots)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
