@@ -200,8 +200,8 @@ class MatmulEmitter:
         """In a loop of one, loads into registers the B fragments of every tensor-core matmul whose B
         operand is one of `weight_tiles` (copied before the grid wait) while X's tiles, copied after
         it, are in flight: the K loops then wait on X's fragments alone (lora 1.82-1.86 -> 1.66-1.73
-        us, H100 run 240). Only where each warp computes one warp tile of the stage (these loads are
-        mma_stage's own, made earlier), each matmul in one stage, and the fragments fit
+        us, H100 run 240). Only where a warp computes at most one warp tile of the stage (these loads
+        are mma_stage's own, made earlier), each matmul in one stage, and the fragments fit
         PRELOAD_REGISTERS."""
         em, plan = self.em, self.plan
         budget = min(PRELOAD_REGISTERS, (min(MAX_THREAD_REGISTERS, REGISTERS_PER_SM // plan.threads) - 1) // 2)
@@ -212,9 +212,11 @@ class MatmulEmitter:
             shape = plan.vtype(root).shape
             _, wn, tiles = plan.stage_warp_tiles(shape)
             kslices, split = plan.stage_kslices(root, matmuls)
-            if numel(tiles) * kslices != plan.warps:
-                continue
-            batch, _, n0 = self.warp_tile_origin(shape, self.warp if kslices == 1 else em.rem(self.warp, numel(tiles)))
+            if numel(tiles) * kslices > plan.warps:
+                continue  # a warp walks several tiles
+            # the warps past the tiles (mma_stage idles them) load a tile's fragments they never use
+            batch, _, n0 = self.warp_tile_origin(shape, self.warp if numel(tiles) == plan.warps
+                                                 else em.rem(self.warp, numel(tiles)))
             for i in matmuls:
                 a_v, b_v = self.g.nodes[i].inputs
                 if not plan.mma_eligible(i) or plan.node_of[b_v] not in weight_tiles or uses.count(i) > 1:
