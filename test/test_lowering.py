@@ -1338,6 +1338,9 @@ def test_a_loop_of_ones_weight_fragments_load_while_x_is_in_flight():
     assert rel_err(out[0], evaluate(graph, inputs)[0]) < 2e-3
     (plain,) = lower_graph(graph).launches
     assert "numGroups = 1" not in plain.kernel.text
+    # each thread's two adjacent outputs of an mma tile (c0, c1) leave in one 4-byte store
+    assert len(re.findall(r"vector\.store %\w+, %out0\[.*\] \{alignment = 4\} : memref<16x4096xf16>, vector<2xf16>",
+                          text)) == 4 and not re.search(r"memref\.store [^\n]*%out0", text)
 
 
 def test_a_first_kernel_overlaps_the_call_before_unless_a_later_kernel_copies_early():

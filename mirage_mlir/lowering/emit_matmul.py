@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from .emit_reduction import combine_tree
 from .emitter import BYTES, Index
-from .plan import MAX_THREAD_REGISTERS, REGISTERS_PER_SM, WGMMA_LINE, RegisterAccumulator, mma_chains, numel
+from .plan import (MAX_THREAD_REGISTERS, REGISTERS_PER_SM, WGMMA_LINE, RegisterAccumulator, mma_chains, numel,
+                   vector_width)
 
 WRITTEN_OUT_K_STEPS = 16  # a loop-of-one kernel's bf16 mma K loop up to this many steps is written out
 # most registers a thread holds of B fragments preloaded while X's tiles are in flight (lora: 84)
@@ -143,7 +144,7 @@ class MatmulEmitter:
         """Matmuls on tensor cores: each warp owns wm x wn tiles of 16 x 8 outputs; fragments are
         loaded from shared memory with ldmatrix in the m16n8k16 layouts (lane = 4 * group + t_in_group), the K loop
         carries the f32 accumulators in registers, and each thread then applies the stage's epilogue
-        to the four outputs per tile it holds. Matmuls of the stage that cannot use tensor cores
+        to the four outputs per tile it holds (a program output's two adjacent ones in one store). Matmuls of the stage that cannot use tensor cores
         (e.g. K = 1) are computed per output element."""
         em = self.em
         shape = self.plan.vtype(root).shape
@@ -153,6 +154,8 @@ class MatmulEmitter:
         group, tig = self.group, self.tig
         mma = [i for i in matmuls if self.plan.mma_eligible(i)]
         rest = [i for i in matmuls if i not in mma]
+        out = self.g.nodes[target[1]].types[0]
+        paired = target[0] == "saver" and vector_width(out.dtype, shape[-1], out.shape[-1]) >= 2
 
         def body(wt, sliced=None):
             batch, m0, n0 = self.warp_tile_origin(shape, wt)
@@ -164,22 +167,28 @@ class MatmulEmitter:
                         guard = None
                         if m % 16 and 16 * (mt - 1) + 8 * half + 7 >= m:
                             guard = em.cmp_lt(row, m)
-                        for c in range(2):
-                            col = em.add(em.add(n0, 8 * b), em.add(em.mul(tig, 2), c))
-                            index = batch + [row, col]
-                            values = {self.plan.value(i): results[i][a][b][half][c] for i in mma}
+                        col = em.add(em.add(n0, 8 * b), em.mul(tig, 2))
+                        pair_index = [batch + [row, em.add(col, c)] for c in range(2)]
+                        pair = [{self.plan.value(i): results[i][a][b][half][c] for i in mma} for c in range(2)]
 
-                            def epilogue(index=index, values=values):
+                        def epilogue(pair_index=pair_index, pair=pair):
+                            outputs = []
+                            for index, values in zip(pair_index, pair):
                                 memo: dict = {}
                                 for i in rest:
                                     values[self.plan.value(i)] = self.dot(i, index)
-                                self.write(target, index, self.value_at(root, index, memo, values, compute=own), memo)
+                                x = self.value_at(root, index, memo, values, compute=own)
+                                if not paired:
+                                    self.write(target, index, x, memo)
+                                outputs.append(x)
+                            if paired:  # a thread's two adjacent outputs in one store
+                                self.store_global(target[1], pair_index[0], outputs)
 
-                            if guard is None:
+                        if guard is None:
+                            epilogue()
+                        else:
+                            with em.region(f"scf.if {guard} {{"):
                                 epilogue()
-                            else:
-                                with em.region(f"scf.if {guard} {{"):
-                                    epilogue()
 
         kslices, split = self.plan.stage_kslices(root, matmuls)
         if kslices == 1:
