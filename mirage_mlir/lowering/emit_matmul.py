@@ -142,10 +142,11 @@ class MatmulEmitter:
     # -- tensor cores ----------------------------------------------------------------------------
     def mma_stage(self, target: tuple, root: int, matmuls: list[int], own: bool) -> None:
         """Matmuls on tensor cores: each warp owns wm x wn tiles of 16 x 8 outputs; fragments are
-        loaded from shared memory with ldmatrix in the m16n8k16 layouts (lane = 4 * group + t_in_group), the K loop
-        carries the f32 accumulators in registers, and each thread then applies the stage's epilogue
-        to the four outputs per tile it holds (a program output's two adjacent ones in one store). Matmuls of the stage that cannot use tensor cores
-        (e.g. K = 1) are computed per output element."""
+        loaded from shared memory with ldmatrix in the m16n8k16 layouts (lane = 4 * group +
+        t_in_group), the K loop carries the f32 accumulators in registers, and each thread then
+        applies the stage's epilogue to the four outputs per tile it holds (a program output's two
+        adjacent ones in one store: lora 1.73-1.75 -> 1.56-1.64 us, H100 run 244). Matmuls of the
+        stage that cannot use tensor cores (e.g. K = 1) are computed per output element."""
         em = self.em
         shape = self.plan.vtype(root).shape
         m = shape[-2]
