@@ -633,9 +633,9 @@ class MatmulEmitter:
         return em.cmp_eq(em.rem(self.warpgroup, info.units), info.unit % (self.plan.warps // 4))
 
     def wgmma_everywhere(self, info: RegisterAccumulator) -> bool:
-        """Whether every warpgroup computes wgmma accumulator `info` (no branch around its chain)."""
-        groups = self.plan.warps // 4
-        return all(w % info.units == info.unit % groups for w in range(groups))
+        """Whether every warpgroup computes wgmma accumulator `info` (no branch around its chain):
+        wgmma_mine holds for every warpgroup where there is one unit or one warpgroup."""
+        return info.units == 1 or self.plan.warps == 4
 
     def wgmma_stage(self, i: int) -> None:
         """One iteration's matmul of wgmma accumulator i in the warpgroups computing it (the others
