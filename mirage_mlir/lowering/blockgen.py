@@ -295,10 +295,11 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
     def stage_of(self, i: int):
         """The function emitting node i's stage, or None when it has none of its own (inline values)."""
         node, kind = self.g.nodes[i], self.plan.kind[i]
+        v = self.plan.value(i)
         if kind == "iter":
             return None  # copied by the phase's copy stage
         if kind == "saver":
-            return lambda: self.compute_stage(*self.computed_stage(i))
+            return lambda: self.compute_stage(("saver", i), node.inputs[0])
         if kind == "acc":
             if i in self.plan.reg_accs:
                 return lambda: self.register_accumulator_stage(i)
@@ -314,29 +315,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
                 return None  # its carried-row accumulator sums it
             return lambda: self.reduce_stage(("buf", i), node)
         if self.plan.buffered[i]:
-            return lambda: self.compute_stage(*self.computed_stage(i))
+            return lambda: self.compute_stage(("buf", i), v)
         return None
-
-    def computed_stage(self, i: int) -> tuple | None:
-        """(target, root) of node i's stage where compute_stage emits it whole: a saver's, or a value
-        (not an iterator, accumulator or reduction) with a buffer of its own."""
-        kind = self.plan.kind[i]
-        if kind == "saver":
-            return ("saver", i), self.g.nodes[i].inputs[0]
-        if kind not in ("iter", "acc", "reduce", "acc_reduce1") and self.plan.buffered[i]:
-            return ("buf", i), self.plan.value(i)
-        return None
-
-    def stage_matmuls(self, phase: str) -> list[tuple[int, list[int]]]:
-        """(root, the matmuls it computes) of the phase's compute_stage stages that hold matmuls."""
-        out = []
-        for i in range(len(self.g.nodes)):
-            if self.plan.phase[i] == phase and (stage := self.computed_stage(i)):
-                target, root = stage
-                own = target[0] == "buf" and self.plan.value(target[1]) == root
-                if matmuls := self.plan.inline_matmuls(root, root=own):
-                    out.append((root, matmuls))
-        return out
 
     def generate(self, input_types: list[TensorType], output_types: list[TensorType]) -> KernelCode:
         g, em, plan = self.g, self.em, self.plan

@@ -215,7 +215,7 @@ class MatmulEmitter:
         PRELOAD_REGISTERS."""
         em, plan = self.em, self.plan
         budget = min(PRELOAD_REGISTERS, (min(MAX_THREAD_REGISTERS, REGISTERS_PER_SM // plan.threads) - 1) // 2)
-        stages = self.stage_matmuls("pre")
+        stages = plan.matmul_stages("pre")
         uses = [i for _, matmuls in stages for i in matmuls]
         loads = []  # (matmul, buffer, batch, n0, wn, k_first, steps)
         for root, matmuls in stages:

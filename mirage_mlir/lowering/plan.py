@@ -1187,12 +1187,14 @@ class BlockPlan:
                     return wm, wn, tiles, self.warps // n_tiles
         return self.padded_warp_tiles(shape)
 
-    def matmul_stages(self) -> list[tuple[int, list[int]]]:
-        """(root value, matmul nodes) of each stage that computes matmuls (blockgen.compute_stage's):
-        a saver's or an accumulator's input, a buffered value."""
+    def matmul_stages(self, phase: str | None = None) -> list[tuple[int, list[int]]]:
+        """(root value, matmul nodes) of each stage (of `phase` only, if given) that computes matmuls
+        (blockgen.compute_stage's): a saver's or an accumulator's input, a buffered value."""
         stages = []
         for i, node in enumerate(self.g.nodes):
             kind = self.kind[i]
+            if phase is not None and self.phase[i] != phase:
+                continue
             if kind == "saver" or (kind == "acc" and i not in self.reg_accs and i not in self.carried_rows
                                    and node.attr("reduce_dim", -1) == -1):
                 root, own = node.inputs[0], False
