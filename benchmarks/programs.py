@@ -70,9 +70,9 @@ def of_directory(directory: str) -> tuple[str, int, str]:
 
 # The arguments that are weights: build_gpu.py declares them constant (mirage-compile
 # --constant-inputs), as a model's parameters are, so each call's first kernel starts copying them
-# while the call before it finishes.
+# while the call before it finishes. ntrans's alpha is nGPT's eigen learning rate, a learned parameter.
 WEIGHTS = {"rmsnorm_linear": [1], "lora": [1, 2, 3], "gated_mlp": [1, 2], "swiglu_down": [1, 2, 3],
-           "layernorm_linear16": [1]}
+           "layernorm_linear16": [1], "ntrans": [2]}
 
 
 def functions(torch):

@@ -1258,6 +1258,33 @@ def test_constant_inputs_let_the_first_kernel_overlap_the_work_before():
         lower_graph(graph, constant_inputs=frozenset({4}))
 
 
+def test_a_row_kernel_loads_its_weights_before_the_wait():
+    """ntrans with alpha declared constant: its row kernel loads alpha's chunks into registers before
+    its grid wait, prefetches H's and X's lines into L2 and loads them after it, and lets the next
+    kernel launch only after its wait; the emulator runs it so, and refuses it with H's loads moved
+    before the wait."""
+    types = [TensorType(s, "f16") for s in MEDIUM["ntrans"]]
+    graph = PLANS["ntrans"](types)
+    (launch,) = lower_graph(graph, constant_inputs=frozenset({2})).launches
+    text = launch.kernel.text
+    before_wait = text[:text.index("nvvm.griddepcontrol wait")]
+    assert 3 * before_wait.count("llvm.load volatile") == text.count("llvm.load volatile")  # alpha's third
+    assert "extract_aligned_pointer_as_index %arg2" in before_wait
+    assert before_wait.count("nvvm.prefetch level = L2") == 2  # H and X, not alpha
+    assert text.index("launch_dependents") > text.index("nvvm.griddepcontrol wait")
+    (waits_first,) = lower_graph(graph).launches  # nothing constant: the kernel waits before any load
+    assert "llvm.load" not in waits_first.kernel.text[:waits_first.kernel.text.index("nvvm.griddepcontrol wait")]
+    program = lower_graph(graph, constant_inputs=frozenset({2}))
+    inputs = random_inputs(types, seed=5)
+    inputs[2] = round_to(np.random.default_rng(6).uniform(0, 1, types[2].shape).astype(np.float32), "f16")
+    with ir.Context():
+        out = run_lowered(ir.Module.parse(program.text()), inputs)[0]
+        assert rel_err(out, evaluate(graph, inputs)[0]) < 2e-3
+        with pytest.raises(SimtError, match="before its griddepcontrol.wait"):
+            run_lowered(ir.Module.parse(lower_graph(graph, constant_inputs=frozenset({0, 2})).text().replace(
+                "constant_inputs = array<i64: 0, 2>", "constant_inputs = array<i64: 2>")), inputs)
+
+
 def test_inputs_the_work_before_may_write_are_prefetched_into_l2_before_the_wait(monkeypatch):
     """A waiting kernel prefetches into L2 the lines of its first tiles of every input the work
     before may write (emit_copies.l2_prefetch), one prefetch per 128-byte line, before its wait, and

@@ -111,14 +111,14 @@ EARLY_COPY_WAVES = 3
 def early_copies(plan: BlockPlan, early: frozenset) -> tuple[list[int], list[int]]:
     """The iterators of `plan` that copy tiles of block-graph inputs `early` before a grid-dependency
     wait: through the cp.async ring, and (outside warp-rows kernels) loop-invariant tiles copied
-    before the loop (a loop of one's: lora's weights)."""
+    before the loop (a loop of one's: lora's weights; a row kernel's, loaded into registers)."""
+    pre = [i for i, kind in enumerate(plan.kind)
+           if kind == "iter" and plan.phase[i] == "pre" and plan.g.nodes[i].inputs[0] in early]
     if plan.rows is not None:
-        return [], []
+        return [], pre
     ring = [i for i in plan.ring if plan.g.nodes[i].inputs[0] in early]
     if plan.warp_rows is not None:
         return ring, []
-    pre = [i for i, kind in enumerate(plan.kind)
-           if kind == "iter" and plan.phase[i] == "pre" and plan.g.nodes[i].inputs[0] in early]
     return ring, pre
 
 
@@ -334,13 +334,15 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.emit_entry()
         dependency = self.dependency or GridDependency()
         early, early_pre = early_copies(plan, dependency.early) if dependency.waits else ([], [])
-        if dependency.waits and not early and not early_pre:
+        waits_first = dependency.waits and not early and not early_pre
+        if waits_first:
             self.grid_dependency_wait()
-        if dependency.triggers:  # after a wait that comes first: the next kernel starts no earlier than before
-            self.em.emit("nvvm.griddepcontrol launch_dependents")
-        if plan.rows is not None:
-            self.emit_register_rows()
+        if plan.rows is not None:  # it lets the next kernel launch after its wait, wherever that lies
+            if waits_first:
+                self.let_the_next_kernel_launch()
+            self.emit_register_rows(early_pre)
             return
+        self.let_the_next_kernel_launch()
         if plan.warp_rows is not None:
             self.emit_warp_rows(early)
             return
@@ -358,6 +360,12 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             if self.partial_buffers:  # they may lie over the ring's slots, which the loop's last reads used
                 self.barrier()
             self.emit_stages("post")
+
+    def let_the_next_kernel_launch(self) -> None:
+        """The trigger (GridDependency.triggers): at entry, or right after a wait that comes first, so
+        that the next kernel starts no earlier than before."""
+        if self.dependency and self.dependency.triggers:
+            self.em.emit("nvvm.griddepcontrol launch_dependents")
 
     def grid_dependency_wait(self) -> None:
         """The wait for the kernel before (GridDependency); in a kernel with a loop of one, after L2

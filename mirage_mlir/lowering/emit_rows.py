@@ -24,18 +24,20 @@ class RowEmitter:
     """A row kernel's body. `self.rowvals[v]`: per slot, value v's elements (a list) for a tile
     value, or one name for a row value; a reduction waiting for its barrier is in `self.pending`."""
 
-    def emit_register_rows(self) -> None:
+    def emit_register_rows(self, early: list[int] = ()) -> None:
+        """The kernel's body; `early`: iterators of constant inputs (blockgen.early_copies), loaded
+        before the grid wait, which then comes here (the kernel waits, else before the body)."""
         em, plan, layout = self.em, self.plan, self.plan.rows
         self.rowvals: dict[int, list] = {}
         self.pending: list[int] = []
         self.reciprocals = {}  # straight-line code: a divisor's reciprocal serves every later division
         if layout.threads < plan.threads:  # a launch of more threads (fuse_split_k): the rest idle
             with em.region(f"scf.if {em.cmp_lt(self.tid, layout.threads)} {{"):
-                self.emit_row_body()
+                self.emit_row_body(early)
         else:
-            self.emit_row_body()
+            self.emit_row_body(early)
 
-    def emit_row_body(self) -> None:
+    def emit_row_body(self, early: list[int]) -> None:
         em, plan, layout = self.em, self.plan, self.plan.rows
         chunks = [em.add(self.tid, s * layout.threads) for s in range(layout.slots)]
         self.row_where = []  # per slot: the index of its chunk's first element in the tile
@@ -43,6 +45,10 @@ class RowEmitter:
             where = em.unflatten(c, layout.chunk_shape)
             where[-1] = em.mul(where[-1], layout.width)
             self.row_where.append(where)
+        self.early_loads = dict(zip(early, self.row_issue_loads(early)))
+        if early:
+            self.grid_dependency_wait()
+            self.let_the_next_kernel_launch()
         self.row_phase([i for i in range(len(self.g.nodes)) if plan.phase[i] == "pre"])
         if plan.loop > 1:
             # the loop unrolled: every iteration's loads can be in flight at once
@@ -150,8 +156,11 @@ class RowEmitter:
         return val if isinstance(val, str) else val[k]
 
     def row_load_inputs(self, iterators: list[int]) -> None:
-        """Every chunk of these input tiles (of iteration self.it): all loads issued, then unpacked."""
-        self.row_unpack(self.row_issue_loads(iterators))
+        """Every chunk of these input tiles (of iteration self.it): all loads issued (but those issued
+        before the grid wait), then unpacked."""
+        later = [i for i in iterators if i not in self.early_loads]
+        issued = dict(zip(later, self.row_issue_loads(later)))
+        self.row_unpack([self.early_loads.get(i) or issued[i] for i in iterators])
 
     def row_issue_loads(self, iterators: list[int]) -> list:
         """The loads of this thread's chunks of these tiles (of iteration self.it), issued; a tile of
