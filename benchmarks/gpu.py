@@ -240,7 +240,7 @@ def print_summary(rows: list, variants: list, targets: list, title: str) -> None
     print("| program | bs | dtype | floor | read | eager | torch.compile | default pipeline | x | bw | read/ours "
           "| best plan | x | bw | matmuls | bw |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    default_x, best_x = [], []
+    default_x, best_x = {}, {}  # per dtype
     for name, bs in targets:
         for dtype in ("f16", "bf16"):
             r = by_key.get((name, bs, dtype))
@@ -253,18 +253,18 @@ def print_summary(rows: list, variants: list, targets: list, title: str) -> None
             if searched:
                 line += (f"{fmt(searched)} | {comp / searched:.2f} | {100 * floor / searched:.0f}% | "
                          f"{f'{100 * read / searched:.0f}%' if read else '-'} | ")
-                if dtype == "f16":
-                    default_x.append(comp / searched)
+                default_x.setdefault(dtype, []).append(comp / searched)
             else:
                 line += "- | - | - | - | "
             us, variant = best[(name, bs, dtype)]
             line += f"{fmt(us)} ({variant}) | {comp / us:.2f} | {100 * floor / us:.0f}% |"
             gemm = r.get("matmuls_us")
             line += f" {fmt(gemm)} | {100 * floor / gemm:.0f}% |" if gemm else " - | - |"
-            if dtype == "f16":
-                best_x.append(comp / us)
+            best_x.setdefault(dtype, []).append(comp / us)
             print(line)
-    print(f"geomean x over the f16 cases: default pipeline {geomean(default_x):.2f}, best plan {geomean(best_x):.2f}")
+    for dtype, xs in best_x.items():
+        print(f"geomean x over the {dtype} cases: default pipeline {geomean(default_x.get(dtype, [])):.2f}, "
+              f"best plan {geomean(xs):.2f}")
 
 
 def print_tables(rows: list, variants: list, ceil: dict) -> None:

@@ -88,13 +88,14 @@ class GridDependency:
     lets the next one launch so (`griddepcontrol.launch_dependents` at entry, or right after its wait
     where it waits first: triggered before, the next kernel's early copies would run beside the kernel
     before this one, crowding its SMs; SwiGLU + down 72 -> 92 us, H200 run 139). A loop of one copies
-    its early tiles in `waves` (EARLY_COPY_WAVES where program.lower_graph finds it starts beside the
-    launch before it), each issued after the one before has landed."""
+    its early tiles in waves of these relative sizes (`waves`: EARLY_COPY_WAVES where
+    program.lower_graph finds it starts beside the launch before it), each issued after the one
+    before has landed."""
 
     triggers: bool = False
     waits: bool = False
     early: frozenset = frozenset()
-    waves: int = 1
+    waves: tuple[int, ...] = (1,)
 
 
 # A kernel that starts beside the launch before it (both grids fit the SMs at once, spread one block
@@ -102,10 +103,13 @@ class GridDependency:
 # grid wait: its early copies' burst then goes out beside that launch's first reads, which queue
 # behind it (lora's 64 blocks, the next call's weights: X's 8 KB took 0.5 us after the wait, 0.15
 # with no weights in flight). In waves, each issued after the one before has landed, less of the
-# burst stands in the way: hand-edited PTX 2.03-2.07 us in one wave, 1.93-1.98 in 2, 1.86-1.94 in 3,
-# 1.95-1.98 in 4 (H100 run 229). Grids of 128 blocks, whose next launch starts only as they exit,
-# lost 17-19% in 3 waves (run 230).
-EARLY_COPY_WAVES = 3
+# burst stands in the way (hand-edited PTX, H100 run 229: 2.03-2.07 us in one wave, 1.86-1.94 in 3
+# equal ones). Since the weights' fragments are loaded while X flies (preload_constant_fragments
+# waits for the last wave), a small first wave and one large one are best: lora 1.54-1.61 us in 3
+# equal waves, 1.47-1.57 in 2, 1.45-1.49 as 7 + 14 of a thread's 21 chunks (H100 runs 252-254); a
+# small last wave ran 1.57-1.63, 3 + 6 + 12 chunks 1.54-1.56. These are the waves' relative sizes.
+# Grids of 128 blocks, whose next launch starts only as they exit, lost 17-19% in 3 waves (run 230).
+EARLY_COPY_WAVES = (1, 2)
 
 
 def early_copies(plan: BlockPlan, early: frozenset) -> tuple[list[int], list[int]]:

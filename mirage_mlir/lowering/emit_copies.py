@@ -169,14 +169,14 @@ class CopyEmitter:
         the grid wait wait for those before them (GridDependency.waves); none where a tile's copies
         take a loop (a wave's end would fall in its body) or in a kernel with a for-loop (its ring's
         early stages are its first iterations' tiles, not all of the weights)."""
-        waves = self.dependency.waves if self.dependency else 1
-        if waves == 1 or self.plan.loop != 1:
+        waves = self.dependency.waves if self.dependency else (1,)
+        if len(waves) == 1 or self.plan.loop != 1:
             return set()
         counts = [self.unrolled_chunks(self.plan.copy_geometry(i)) for i in iterators]
         if None in counts:
             return set()
         total = sum(counts)
-        return {total * w // waves for w in range(1, waves)} - {0, total}
+        return {total * sum(waves[:w]) // sum(waves) for w in range(1, len(waves))} - {0, total}
 
     def async_copy_chunk(self, geo: CopyGeometry, where: list[Index], view: str | None = None) -> None:
         """One cp.async of the chunk at `where` of geo's tile (of iteration self.it) into its buffer

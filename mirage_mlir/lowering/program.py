@@ -291,7 +291,7 @@ def lower_kernels(graph: Graph, name: str, fuse: bool, masked_inputs: dict | Non
         triggers = overlaps[(j + 1) % len(starts)]
         # the launch before: for the first kernel, the last one (back-to-back calls)
         beside = blocks[j] + blocks[j - 1] <= sms
-        waves = EARLY_COPY_WAVES if overlaps[j] and beside else 1
+        waves = EARLY_COPY_WAVES if overlaps[j] and beside else (1,)
         dependency = GridDependency(triggers, overlaps[j], early[j], waves) if triggers or overlaps[j] else None
         if n in pairs:
             pair = pairs[n]
