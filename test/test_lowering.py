@@ -1260,18 +1260,22 @@ def test_constant_inputs_let_the_first_kernel_overlap_the_work_before():
 
 def test_a_row_kernel_loads_its_weights_before_the_wait():
     """ntrans with alpha declared constant: its row kernel loads alpha's chunks into registers before
-    its grid wait, prefetches H's and X's lines into L2 and loads them after it, and lets the next
-    kernel launch only after its wait; the emulator runs it so, and refuses it with H's loads moved
-    before the wait."""
+    its grid wait, prefetches H's and X's lines into L2 and loads them after it. It lets the next
+    kernel launch right after its wait, or at entry where three of its grids fit the SMs at once
+    (GridDependency.trigger_at_entry: 4 blocks, 132 SMs, not 8); the emulator runs it so, and refuses
+    it with H's loads moved before the wait."""
     types = [TensorType(s, "f16") for s in MEDIUM["ntrans"]]
     graph = PLANS["ntrans"](types)
-    (launch,) = lower_graph(graph, constant_inputs=frozenset({2})).launches
+    (launch,) = lower_graph(graph, constant_inputs=frozenset({2}), sms=8).launches
     text = launch.kernel.text
     before_wait = text[:text.index("nvvm.griddepcontrol wait")]
     assert 3 * before_wait.count("llvm.load volatile") == text.count("llvm.load volatile")  # alpha's third
     assert "extract_aligned_pointer_as_index %arg2" in before_wait
     assert before_wait.count("nvvm.prefetch level = L2") == 2  # H and X, not alpha
     assert text.index("launch_dependents") > text.index("nvvm.griddepcontrol wait")
+    (small,) = lower_graph(graph, constant_inputs=frozenset({2})).launches
+    assert small.kernel.text.count("launch_dependents") == 1
+    assert small.kernel.text.index("launch_dependents") < small.kernel.text.index("llvm.load volatile")
     (waits_first,) = lower_graph(graph).launches  # nothing constant: the kernel waits before any load
     assert "llvm.load" not in waits_first.kernel.text[:waits_first.kernel.text.index("nvvm.griddepcontrol wait")]
     program = lower_graph(graph, constant_inputs=frozenset({2}))

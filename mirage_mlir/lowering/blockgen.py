@@ -86,8 +86,13 @@ class GridDependency:
     is touched; with nothing to copy early it waits first (program.lower_graph launches it spread, so
     that its blocks cannot crowd the SMs the kernel before leaves room on). A kernel that `triggers`
     lets the next one launch so (`griddepcontrol.launch_dependents` at entry, or right after its wait
-    where it waits first: triggered before, the next kernel's early copies would run beside the kernel
-    before this one, crowding its SMs; SwiGLU + down 72 -> 92 us, H200 run 139). A loop of one copies
+    where it waits first or is a row kernel: triggered before, the next kernel's early copies would
+    run beside the kernel before this one, crowding its SMs; SwiGLU + down 72 -> 92 us, H200 run 139;
+    but at entry wherever `trigger_at_entry`, which program.lower_graph sets where this grid and the
+    next two launches fit the SMs at once: nothing the early trigger lets start can crowd them then,
+    and the next kernel's early loads go out during this one's wait, not beside its first reads
+    after it: ntrans bs1 1.39-1.40 -> 1.24-1.27 us, while at bs8 (64 blocks) it lost 0.04-0.26, H100
+    run 255). A loop of one copies
     its early tiles in waves of these relative sizes (`waves`: EARLY_COPY_WAVES where
     program.lower_graph finds it starts beside the launch before it), each issued after the one
     before has landed."""
@@ -96,6 +101,7 @@ class GridDependency:
     waits: bool = False
     early: frozenset = frozenset()
     waves: tuple[int, ...] = (1,)
+    trigger_at_entry: bool = False
 
 
 # A kernel that starts beside the launch before it (both grids fit the SMs at once, spread one block
@@ -139,6 +145,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline, smem_budget, fixed_threads)
         self.rows = rows
         self.dependency = dependency
+        self.trigger_after_wait = False  # emit_body decides
         self.g = graph = self.plan.g  # without its identity accumulators
         self.name = name
         # a shared emitter `em`: this block graph follows another in one kernel, its buffers' names prefixed
@@ -339,14 +346,15 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         dependency = self.dependency or GridDependency()
         early, early_pre = early_copies(plan, dependency.early) if dependency.waits else ([], [])
         waits_first = dependency.waits and not early and not early_pre
+        self.trigger_after_wait = (dependency.waits and (waits_first or plan.rows is not None)
+                                   and not dependency.trigger_at_entry)
+        if not self.trigger_after_wait:
+            self.let_the_next_kernel_launch()
         if waits_first:
             self.grid_dependency_wait()
-        if plan.rows is not None:  # it lets the next kernel launch after its wait, wherever that lies
-            if waits_first:
-                self.let_the_next_kernel_launch()
+        if plan.rows is not None:
             self.emit_register_rows(early_pre)
             return
-        self.let_the_next_kernel_launch()
         if plan.warp_rows is not None:
             self.emit_warp_rows(early)
             return
@@ -366,8 +374,7 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             self.emit_stages("post")
 
     def let_the_next_kernel_launch(self) -> None:
-        """The trigger (GridDependency.triggers): at entry, or right after a wait that comes first, so
-        that the next kernel starts no earlier than before."""
+        """The trigger (GridDependency.triggers), at entry or right after the wait (emit_body)."""
         if self.dependency and self.dependency.triggers:
             self.em.emit("nvvm.griddepcontrol launch_dependents")
 
@@ -382,6 +389,8 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
             self.l2_prefetch([i for i, kind in enumerate(self.plan.kind)
                               if kind == "iter" and self.g.nodes[i].inputs[0] not in early])
         self.em.emit("nvvm.griddepcontrol wait")
+        if self.trigger_after_wait:
+            self.let_the_next_kernel_launch()
 
     def emit_stages(self, phase: str) -> None:
         for i in range(len(self.g.nodes)):

@@ -48,7 +48,6 @@ class RowEmitter:
         self.early_loads = dict(zip(early, self.row_issue_loads(early)))
         if early:
             self.grid_dependency_wait()
-            self.let_the_next_kernel_launch()
         self.row_phase([i for i in range(len(self.g.nodes)) if plan.phase[i] == "pre"])
         if plan.loop > 1:
             # the loop unrolled: every iteration's loads can be in flight at once

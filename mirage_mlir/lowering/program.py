@@ -292,7 +292,10 @@ def lower_kernels(graph: Graph, name: str, fuse: bool, masked_inputs: dict | Non
         # the launch before: for the first kernel, the last one (back-to-back calls)
         beside = blocks[j] + blocks[j - 1] <= sms
         waves = EARLY_COPY_WAVES if overlaps[j] and beside else (1,)
-        dependency = GridDependency(triggers, overlaps[j], early[j], waves) if triggers or overlaps[j] else None
+        # this grid and the next two launches (the next calls' where the program ends) fit at once
+        small = sum(blocks[(j + d) % len(blocks)] for d in range(3)) <= sms
+        dependency = (GridDependency(triggers, overlaps[j], early[j], waves, trigger_at_entry=small)
+                      if triggers or overlaps[j] else None)
         if n in pairs:
             pair = pairs[n]
             kernel, values = generate_fused(graph, n, pair, f"{name}_k{n}", (n,), masked, dependency)
