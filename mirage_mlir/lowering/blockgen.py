@@ -92,10 +92,9 @@ class GridDependency:
     next two launches fit the SMs at once: nothing the early trigger lets start can crowd them then,
     and the next kernel's early loads go out during this one's wait, not beside its first reads
     after it: ntrans bs1 1.39-1.40 -> 1.24-1.27 us, while at bs8 (64 blocks) it lost 0.04-0.26, H100
-    run 255). A loop of one copies
-    its early tiles in waves of these relative sizes (`waves`: EARLY_COPY_WAVES where
-    program.lower_graph finds it starts beside the launch before it), each issued after the one
-    before has landed."""
+    run 255). A loop of one copies its early tiles in waves of the relative sizes `waves`
+    (EARLY_COPY_WAVES where program.lower_graph finds it starts beside the launch before it), each
+    issued after the one before has landed."""
 
     triggers: bool = False
     waits: bool = False

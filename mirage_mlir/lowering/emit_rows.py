@@ -25,8 +25,8 @@ class RowEmitter:
     value, or one name for a row value; a reduction waiting for its barrier is in `self.pending`."""
 
     def emit_register_rows(self, early: list[int] = ()) -> None:
-        """The kernel's body; `early`: iterators of constant inputs (blockgen.early_copies), loaded
-        before the grid wait, which then comes here (the kernel waits, else before the body)."""
+        """The kernel's body. `early`: iterators of constant inputs (blockgen.early_copies) whose
+        chunks are loaded before the grid wait; with any, that wait comes here, after their loads."""
         em, plan, layout = self.em, self.plan, self.plan.rows
         self.rowvals: dict[int, list] = {}
         self.pending: list[int] = []
