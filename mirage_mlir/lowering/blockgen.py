@@ -144,7 +144,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         self.plan = BlockPlan(graph, path, use_mma, prefetch, pipeline, smem_budget, fixed_threads)
         self.rows = rows
         self.dependency = dependency
-        self.trigger_after_wait = False  # emit_body decides
         self.g = graph = self.plan.g  # without its identity accumulators
         self.name = name
         # a shared emitter `em`: this block graph follows another in one kernel, its buffers' names prefixed
@@ -345,8 +344,6 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
         dependency = self.dependency or GridDependency()
         early, early_pre = early_copies(plan, dependency.early) if dependency.waits else ([], [])
         waits_first = dependency.waits and not early and not early_pre
-        self.trigger_after_wait = (dependency.waits and (waits_first or plan.rows is not None)
-                                   and not dependency.trigger_at_entry)
         if not self.trigger_after_wait:
             self.let_the_next_kernel_launch()
         if waits_first:
@@ -372,8 +369,17 @@ class BlockKernelGen(CopyEmitter, MatmulEmitter, ReductionEmitter, ElementwiseEm
                 self.barrier()
             self.emit_stages("post")
 
+    @property
+    def trigger_after_wait(self) -> bool:
+        """Whether the trigger comes right after the grid wait (where the kernel waits first or is a
+        row kernel, unless GridDependency.trigger_at_entry), not at entry."""
+        dependency = self.dependency
+        if dependency is None or not dependency.waits or dependency.trigger_at_entry:
+            return False
+        return self.plan.rows is not None or not any(early_copies(self.plan, dependency.early))
+
     def let_the_next_kernel_launch(self) -> None:
-        """The trigger (GridDependency.triggers), at entry or right after the wait (emit_body)."""
+        """The trigger (GridDependency.triggers), at entry or right after the wait (trigger_after_wait)."""
         if self.dependency and self.dependency.triggers:
             self.em.emit("nvvm.griddepcontrol launch_dependents")
 
